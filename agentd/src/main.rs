@@ -1,0 +1,2 @@
+//! aiops-agentd
+fn main() {}

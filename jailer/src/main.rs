@@ -1,0 +1,2 @@
+//! aiops-jailer
+fn main() {}

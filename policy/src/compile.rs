@@ -1,0 +1,372 @@
+//! profile ∩ node + host facts → `JailPlan`. Same input, same plan.
+use crate::caps::{effective, Effective};
+use crate::facts::{HostFacts, LayerReq, LANDLOCK_ABI_MAX};
+use crate::net::NetMode;
+use crate::path::{AbsPath, PathVars};
+use crate::plan::*;
+use crate::profile::Profile;
+use crate::syscalls::{baseline_deny, baseline_enosys};
+use crate::{NodeCaps, PolicyError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything about the invocation the compiler needs, handed in as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompileContext {
+    pub vars: PathVars,
+    /// The node's working directory (must lie inside a mounted path).
+    pub cwd: AbsPath,
+    /// The caller's environment; only allow-listed names pass.
+    pub host_env: BTreeMap<String, String>,
+    /// Host path of the aiops-agentd binary, bound read-only into the jail.
+    pub agentd: AbsPath,
+}
+
+/// Paths the jailer builds itself; profiles may not bind over them.
+const SPECIAL: &[&str] = &["/proc", "/dev", "/tmp", "/.aiops"];
+const TMP_SIZE: u64 = 1 << 30;
+
+pub fn compile(
+    profile: &Profile,
+    node: &NodeCaps,
+    facts: &HostFacts,
+    ctx: &CompileContext,
+) -> Result<JailPlan, PolicyError> {
+    let eff = effective(profile, node, &ctx.vars)?;
+    compile_effective(&eff, facts, ctx)
+}
+
+pub fn compile_effective(
+    eff: &Effective,
+    facts: &HostFacts,
+    ctx: &CompileContext,
+) -> Result<JailPlan, PolicyError> {
+    for req in &eff.require {
+        if let Some(reason) = req.missing_on(facts) {
+            return Err(PolicyError::Refused {
+                layer: req.to_string(),
+                reason,
+            });
+        }
+    }
+    if eff.net == NetMode::Host && eff.require.contains(&LayerReq::NetNs) {
+        return Err(PolicyError::Refused {
+            layer: "netns".into(),
+            reason: "the profile requires a network namespace but the node's net mode is host".into(),
+        });
+    }
+    let env = build_env(eff, ctx);
+    let rlimits = build_rlimits(eff);
+    let run = RunLimits {
+        timeout_ms: eff.limits.timeout.millis(),
+        output_bytes: eff.limits.output.0,
+    };
+    let cgroup = CgroupPlan {
+        memory_max: eff.limits.memory.0,
+        pids_max: eff.limits.pids,
+    };
+    let net = NetPlan {
+        mode: eff.net,
+        allow: if eff.net == NetMode::Allowlist {
+            eff.net_allow.clone()
+        } else {
+            vec![]
+        },
+    };
+    if eff.unconfined {
+        return Ok(JailPlan {
+            plan_version: PLAN_VERSION,
+            profile: eff.profile.clone(),
+            unconfined: true,
+            namespaces: vec![],
+            mounts: vec![],
+            hostname: None,
+            net: NetPlan { mode: NetMode::Host, allow: vec![] },
+            landlock: None,
+            seccomp: None,
+            rlimits,
+            cgroup,
+            run,
+            env,
+            secrets: eff.secrets.clone(),
+            cwd: ctx.cwd.clone(),
+            protected: vec![],
+            require: eff.require.clone(),
+        });
+    }
+    if !facts.userns {
+        return Err(PolicyError::Refused {
+            layer: "userns".into(),
+            reason: "every jail starts with a user namespace and this host cannot create one".into(),
+        });
+    }
+    let mounts = build_mounts(eff, ctx)?;
+    let mounted = |p: &AbsPath| eff.read.iter().chain(eff.write.iter()).any(|r| r.contains(p));
+    let cwd_ok = mounted(&ctx.cwd) || AbsPath::new("/tmp").is_ok_and(|t| t.contains(&ctx.cwd));
+    if !cwd_ok {
+        return Err(PolicyError::Invalid {
+            what: "cwd".into(),
+            reason: format!("{} is not inside any path the jail mounts", ctx.cwd),
+        });
+    }
+    let mut namespaces = vec![
+        Namespace::User,
+        Namespace::Mount,
+        Namespace::Pid,
+        Namespace::Ipc,
+        Namespace::Uts,
+        Namespace::Cgroup,
+    ];
+    if eff.net != NetMode::Host {
+        namespaces.push(Namespace::Net);
+    }
+    let protected = eff
+        .write
+        .iter()
+        .flat_map(|w| eff.protected.iter().map(move |p| w.join(p)))
+        .filter(|p| !eff.write.contains(p))
+        .collect();
+    Ok(JailPlan {
+        plan_version: PLAN_VERSION,
+        profile: eff.profile.clone(),
+        unconfined: false,
+        namespaces,
+        mounts,
+        hostname: Some(HOSTNAME.into()),
+        net,
+        landlock: build_landlock(eff, facts),
+        seccomp: facts.seccomp.then(|| build_seccomp(eff)),
+        rlimits,
+        cgroup,
+        run,
+        env,
+        secrets: eff.secrets.clone(),
+        cwd: ctx.cwd.clone(),
+        protected,
+        require: eff.require.clone(),
+    })
+}
+
+fn abs(s: &str) -> AbsPath {
+    // Only called on the literal constants of this module.
+    AbsPath::new(s).unwrap_or_else(|e| panic!("constant path {s}: {e}"))
+}
+
+fn overlaps(a: &AbsPath, b: &AbsPath) -> bool {
+    a.contains(b) || b.contains(a)
+}
+
+fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, PolicyError> {
+    for (field, list) in [("fs.read", &eff.read), ("fs.write", &eff.write), ("fs.exec", &eff.exec)] {
+        for (i, p) in list.iter().enumerate() {
+            if let Some(s) = SPECIAL.iter().map(|s| abs(s)).find(|s| s.contains(p)) {
+                return Err(PolicyError::Invalid {
+                    what: format!("{field}[{i}]"),
+                    reason: format!("{p} is inside {s}, which the jailer builds privately"),
+                });
+            }
+        }
+    }
+    // (depth, order, path): parents before children, so nested binds layer correctly.
+    let mut keyed: Vec<(usize, u8, AbsPath, Mount)> = vec![];
+    let exec_in = |p: &AbsPath| eff.exec.iter().any(|e| overlaps(e, p));
+    for p in &eff.read {
+        if eff.write.contains(p) {
+            continue;
+        }
+        keyed.push((p.depth(), 0, p.clone(), Mount::Bind {
+            src: p.clone(),
+            dst: p.clone(),
+            writable: false,
+            exec: exec_in(p),
+            optional: true,
+        }));
+    }
+    for p in &eff.write {
+        keyed.push((p.depth(), 0, p.clone(), Mount::Bind {
+            src: p.clone(),
+            dst: p.clone(),
+            writable: true,
+            exec: exec_in(p),
+            optional: false,
+        }));
+    }
+    // Exec paths not otherwise mounted are mounted read-only.
+    for p in &eff.exec {
+        if !eff.read.iter().chain(eff.write.iter()).any(|r| r.contains(p)) {
+            keyed.push((p.depth(), 0, p.clone(), Mount::Bind {
+                src: p.clone(),
+                dst: p.clone(),
+                writable: false,
+                exec: true,
+                optional: true,
+            }));
+        }
+    }
+    for w in &eff.write {
+        for rel in &eff.protected {
+            let p = w.join(rel);
+            if eff.write.contains(&p) {
+                continue;
+            }
+            keyed.push((p.depth(), 1, p.clone(), Mount::Bind {
+                src: p.clone(),
+                dst: p.clone(),
+                writable: false,
+                exec: false,
+                optional: true,
+            }));
+        }
+    }
+    keyed.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    keyed.dedup_by(|a, b| a.2 == b.2 && a.1 == b.1);
+    let mut mounts = vec![
+        Mount::Root,
+        Mount::Proc { dst: abs("/proc") },
+        Mount::Dev { dst: abs("/dev") },
+        Mount::Tmpfs {
+            dst: abs("/tmp"),
+            mode: 0o1777,
+            size_bytes: TMP_SIZE.min(eff.limits.memory.0),
+        },
+    ];
+    mounts.extend(keyed.into_iter().map(|k| k.3));
+    mounts.push(Mount::Bind {
+        src: ctx.agentd.clone(),
+        dst: abs(AGENTD_IN_JAIL),
+        writable: false,
+        exec: true,
+        optional: false,
+    });
+    Ok(mounts)
+}
+
+fn build_env(eff: &Effective, ctx: &CompileContext) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = ctx
+        .host_env
+        .iter()
+        .filter(|(k, _)| eff.env.admits(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in &eff.env_set {
+        env.insert(k.as_str().into(), v.clone());
+    }
+    if !eff.unconfined {
+        // A HOME the jail does not mount would only make tools fail oddly.
+        let home_mounted = env
+            .get("HOME")
+            .and_then(|h| AbsPath::new(h).ok())
+            .is_some_and(|h| eff.read.iter().chain(eff.write.iter()).any(|r| r.contains(&h)));
+        if env.contains_key("HOME") && !home_mounted {
+            env.insert("HOME".into(), "/tmp".into());
+        }
+        env.insert("TMPDIR".into(), "/tmp".into());
+    }
+    env
+}
+
+fn build_rlimits(eff: &Effective) -> Vec<RlimitPlan> {
+    let l = &eff.limits;
+    let r = |resource, v: u64| RlimitPlan {
+        resource,
+        soft: v,
+        hard: v,
+    };
+    vec![
+        r(Rlimit::As, l.memory.0),
+        r(Rlimit::Nproc, u64::from(l.pids)),
+        r(Rlimit::Cpu, l.cpu.secs_ceil()),
+        r(Rlimit::Fsize, l.file_size.0),
+        r(Rlimit::Nofile, u64::from(l.open_files)),
+        r(Rlimit::Core, 0),
+    ]
+}
+
+const READ: &[FsAccess] = &[FsAccess::ReadFile, FsAccess::ReadDir];
+const WRITE: &[FsAccess] = &[
+    FsAccess::ReadFile,
+    FsAccess::ReadDir,
+    FsAccess::WriteFile,
+    FsAccess::RemoveDir,
+    FsAccess::RemoveFile,
+    FsAccess::MakeDir,
+    FsAccess::MakeReg,
+    FsAccess::MakeSock,
+    FsAccess::MakeFifo,
+    FsAccess::MakeSym,
+    FsAccess::Refer,
+    FsAccess::Truncate,
+];
+const DEV: &[FsAccess] = &[
+    FsAccess::ReadFile,
+    FsAccess::ReadDir,
+    FsAccess::WriteFile,
+    FsAccess::Truncate,
+    FsAccess::IoctlDev,
+];
+
+fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
+    let abi = facts.landlock_abi.min(LANDLOCK_ABI_MAX);
+    if abi == 0 {
+        return None;
+    }
+    let handled_fs: Vec<FsAccess> = FsAccess::ALL.iter().copied().filter(|a| a.abi() <= abi).collect();
+    let mut rules: BTreeMap<AbsPath, Vec<FsAccess>> = BTreeMap::new();
+    let mut grant = |p: &AbsPath, rights: &[FsAccess]| {
+        let e = rules.entry(p.clone()).or_default();
+        e.extend(rights.iter().copied().filter(|a| handled_fs.contains(a)));
+        e.sort();
+        e.dedup();
+    };
+    for p in &eff.read {
+        grant(p, READ);
+    }
+    for p in &eff.write {
+        grant(p, WRITE);
+    }
+    for p in &eff.exec {
+        grant(p, &[FsAccess::Execute, FsAccess::ReadFile, FsAccess::ReadDir]);
+    }
+    grant(&abs("/tmp"), WRITE);
+    grant(&abs("/dev"), DEV);
+    grant(&abs("/proc"), READ);
+    grant(&abs(AGENTD_IN_JAIL), &[FsAccess::Execute, FsAccess::ReadFile]);
+    let tcp = (abi >= 4).then_some(()).and_then(|_| match eff.net {
+        // Deny all TCP: with no route out this only makes the denial explicit.
+        NetMode::None => Some(TcpRules { connect: vec![], bind: vec![] }),
+        // Only the in-jail end of the egress proxy.
+        NetMode::Allowlist => Some(TcpRules {
+            connect: vec![ALLOWLIST_PROXY_PORT],
+            bind: vec![],
+        }),
+        NetMode::Loopback | NetMode::Host => None,
+    });
+    let scopes = if abi >= 6 {
+        vec![Scope::AbstractUnixSocket, Scope::Signal]
+    } else {
+        vec![]
+    };
+    Some(LandlockPlan {
+        abi,
+        handled_fs,
+        fs: rules
+            .into_iter()
+            .map(|(path, access)| FsRule { path, access })
+            .collect(),
+        tcp,
+        scopes,
+    })
+}
+
+/// The loopback port the in-jail end of the egress proxy listens on.
+pub const ALLOWLIST_PROXY_PORT: u16 = 3128;
+
+fn build_seccomp(eff: &Effective) -> SeccompPlan {
+    let mut deny = baseline_deny();
+    deny.extend(eff.seccomp_deny.iter().cloned());
+    SeccompPlan {
+        deny_eperm: deny,
+        deny_enosys: baseline_enosys(),
+        block_x32: true,
+    }
+}

@@ -1,0 +1,134 @@
+//! aiops policy: pure data and functions. Profiles and node capabilities go
+//! in, a `JailPlan` (Linux) or `SbplPlan` (macOS) comes out; no syscalls, no
+//! async, no I/O beyond reading the policy files it is pointed at.
+#![forbid(unsafe_code)]
+
+pub mod caps;
+pub mod compile;
+pub mod error;
+pub mod facts;
+pub mod lint;
+pub mod net;
+pub mod path;
+pub mod plan;
+pub mod profile;
+pub mod proto;
+pub mod sbpl;
+pub mod syscalls;
+pub mod units;
+
+pub use caps::{Effective, NodeCaps};
+pub use compile::{compile, CompileContext};
+pub use error::PolicyError;
+pub use facts::{HostFacts, LayerReq};
+pub use net::{HostPort, NetMode};
+pub use path::{AbsPath, PathSpec, PathVars, RelPath};
+pub use plan::JailPlan;
+pub use profile::{Profile, ProfileFile, ProfileLoader};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EnvName(String);
+
+impl EnvName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut b = s.bytes();
+        let ok = matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+            && b.all(|c| c.is_ascii_alphanumeric() || c == b'_');
+        if ok {
+            Ok(EnvName(s.into()))
+        } else {
+            Err(format!("{s:?} is not an environment variable name"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for EnvName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        EnvName::parse(&s)
+    }
+}
+impl From<EnvName> for String {
+    fn from(n: EnvName) -> String {
+        n.0
+    }
+}
+impl fmt::Display for EnvName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+path::string_schema!(EnvName, "EnvName", "An environment variable name");
+
+/// An env allow-list entry: a name, or a glob with `*` (`LC_*`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EnvPattern(String);
+
+impl EnvPattern {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && !s.starts_with(|c: char| c.is_ascii_digit())
+            && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'*');
+        if !ok {
+            return Err(format!(
+                "{s:?} is not an environment variable name or glob (letters, digits, '_', '*')"
+            ));
+        }
+        if s == "*" {
+            return Err("\"*\" would pass the whole host environment; list names".into());
+        }
+        Ok(EnvPattern(s.into()))
+    }
+    pub fn matches(&self, name: &str) -> bool {
+        wildmatch::WildMatch::new(&self.0).matches(name)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for EnvPattern {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        EnvPattern::parse(&s)
+    }
+}
+impl From<EnvPattern> for String {
+    fn from(n: EnvPattern) -> String {
+        n.0
+    }
+}
+path::string_schema!(EnvPattern, "EnvPattern", "A variable name or a glob such as LC_*");
+
+/// Why an allow/deny entry exists; must say something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Reason(String);
+impl Reason {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for Reason {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.trim().len() < 3 {
+            Err("reason must say why (at least a few words)".into())
+        } else {
+            Ok(Reason(s))
+        }
+    }
+}
+impl From<Reason> for String {
+    fn from(r: Reason) -> String {
+        r.0
+    }
+}
+path::string_schema!(Reason, "Reason", "Why this entry exists");

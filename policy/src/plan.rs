@@ -1,0 +1,312 @@
+//! `JailPlan`: the compiled, kernel-ready description of one jail. Pure data
+//! (no fds, no closures), `Serialize + Eq`, so it is tested as golden files
+//! and re-validated by the jailer as if it came from a stranger.
+use crate::net::{HostPort, NetMode};
+use crate::path::AbsPath;
+use crate::syscalls::{is_known_syscall, SyscallRule};
+use crate::{EnvName, LayerReq, PolicyError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const PLAN_VERSION: u32 = 1;
+/// Where agentd's binary is bound inside the jail.
+pub const AGENTD_IN_JAIL: &str = "/.aiops/aiops-agentd";
+pub const HOSTNAME: &str = "aiops";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JailPlan {
+    pub plan_version: u32,
+    pub profile: String,
+    /// No namespaces, mounts, Landlock or seccomp: the node runs on the host.
+    pub unconfined: bool,
+    /// Created with one unshare(2), user first.
+    pub namespaces: Vec<Namespace>,
+    /// Applied in order inside the new mount namespace; then the root is
+    /// made read-only and entered with pivot_root(2).
+    pub mounts: Vec<Mount>,
+    pub hostname: Option<String>,
+    pub net: NetPlan,
+    pub landlock: Option<LandlockPlan>,
+    pub seccomp: Option<SeccompPlan>,
+    pub rlimits: Vec<RlimitPlan>,
+    /// cgroup v2 limits, applied only where a delegated subtree exists.
+    pub cgroup: CgroupPlan,
+    pub run: RunLimits,
+    /// The complete environment of the node (secrets are added by the jailer).
+    pub env: BTreeMap<String, String>,
+    /// Secret names (never values) to inject.
+    pub secrets: Vec<EnvName>,
+    pub cwd: AbsPath,
+    /// Protected paths (absolute) kept read-only; reported if created.
+    pub protected: Vec<AbsPath>,
+    /// The profile's required layers, checked again by the jailer.
+    pub require: Vec<LayerReq>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Namespace {
+    User,
+    Mount,
+    Pid,
+    Net,
+    Ipc,
+    Uts,
+    Cgroup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Mount {
+    /// The new root: an empty tmpfs, made read-only once populated.
+    Root,
+    Tmpfs {
+        dst: AbsPath,
+        mode: u32,
+        size_bytes: u64,
+    },
+    Proc {
+        dst: AbsPath,
+    },
+    /// A tmpfs with null, zero, full, random, urandom, tty bound from the host,
+    /// /dev/fd and std* symlinks, and a private /dev/shm.
+    Dev {
+        dst: AbsPath,
+    },
+    Bind {
+        src: AbsPath,
+        dst: AbsPath,
+        writable: bool,
+        /// Allow exec(2) from this mount (Landlock still decides per path).
+        exec: bool,
+        /// Skip silently when `src` does not exist (system dirs, protected paths).
+        optional: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetPlan {
+    pub mode: NetMode,
+    pub allow: Vec<HostPort>,
+}
+
+/// Landlock access rights, named as in the uapi header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsAccess {
+    Execute,
+    WriteFile,
+    ReadFile,
+    ReadDir,
+    RemoveDir,
+    RemoveFile,
+    MakeChar,
+    MakeDir,
+    MakeReg,
+    MakeSock,
+    MakeFifo,
+    MakeBlock,
+    MakeSym,
+    /// ABI 2
+    Refer,
+    /// ABI 3
+    Truncate,
+    /// ABI 5
+    IoctlDev,
+}
+
+impl FsAccess {
+    pub const ALL: [FsAccess; 16] = [
+        FsAccess::Execute,
+        FsAccess::WriteFile,
+        FsAccess::ReadFile,
+        FsAccess::ReadDir,
+        FsAccess::RemoveDir,
+        FsAccess::RemoveFile,
+        FsAccess::MakeChar,
+        FsAccess::MakeDir,
+        FsAccess::MakeReg,
+        FsAccess::MakeSock,
+        FsAccess::MakeFifo,
+        FsAccess::MakeBlock,
+        FsAccess::MakeSym,
+        FsAccess::Refer,
+        FsAccess::Truncate,
+        FsAccess::IoctlDev,
+    ];
+    /// The Landlock ABI that introduced this right.
+    pub fn abi(self) -> u8 {
+        match self {
+            FsAccess::Refer => 2,
+            FsAccess::Truncate => 3,
+            FsAccess::IoctlDev => 5,
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    AbstractUnixSocket,
+    Signal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsRule {
+    pub path: AbsPath,
+    pub access: Vec<FsAccess>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandlockPlan {
+    /// Enforced as a hard requirement: a kernel below this ABI refuses the node.
+    pub abi: u8,
+    pub handled_fs: Vec<FsAccess>,
+    pub fs: Vec<FsRule>,
+    /// `Some` when TCP is handled (ABI 4+): only these ports may be connected/bound.
+    pub tcp: Option<TcpRules>,
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpRules {
+    pub connect: Vec<u16>,
+    pub bind: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeccompPlan {
+    /// Default action: allow. These get EPERM.
+    pub deny_eperm: Vec<SyscallRule>,
+    /// These get ENOSYS (so libc falls back to a filterable call).
+    pub deny_enosys: Vec<SyscallRule>,
+    /// On x86_64, refuse x32-ABI syscall numbers (nr | 0x40000000).
+    pub block_x32: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rlimit {
+    As,
+    Nproc,
+    Cpu,
+    Fsize,
+    Nofile,
+    Core,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RlimitPlan {
+    pub resource: Rlimit,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupPlan {
+    pub memory_max: u64,
+    pub pids_max: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunLimits {
+    pub timeout_ms: u64,
+    pub output_bytes: u64,
+}
+
+fn bad(field: impl Into<String>, reason: impl Into<String>) -> PolicyError {
+    PolicyError::InvalidPlan {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl JailPlan {
+    /// Structural re-validation, run by the jailer on every request before
+    /// the first syscall. Types already guarantee absolute normalised paths.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.plan_version != PLAN_VERSION {
+            return Err(bad(
+                "plan_version",
+                format!("{} (this jailer reads {PLAN_VERSION})", self.plan_version),
+            ));
+        }
+        for (k, v) in &self.env {
+            EnvName::parse(k).map_err(|e| bad(format!("env.{k}"), e))?;
+            if v.contains('\0') {
+                return Err(bad(format!("env.{k}"), "value contains NUL"));
+            }
+        }
+        if self.run.timeout_ms == 0 || self.run.output_bytes == 0 {
+            return Err(bad("run", "timeout and output cap must be positive"));
+        }
+        if self.unconfined {
+            if !self.namespaces.is_empty()
+                || !self.mounts.is_empty()
+                || self.landlock.is_some()
+                || self.seccomp.is_some()
+            {
+                return Err(bad("unconfined", "an unconfined plan carries no jail layers"));
+            }
+            return Ok(());
+        }
+        for ns in [Namespace::User, Namespace::Mount, Namespace::Pid] {
+            if !self.namespaces.contains(&ns) {
+                return Err(bad("namespaces", format!("{ns:?} namespace missing")));
+            }
+        }
+        if (self.net.mode == NetMode::Host) == self.namespaces.contains(&Namespace::Net) {
+            return Err(bad("namespaces", "a network namespace goes with every net mode but host"));
+        }
+        if self.mounts.first() != Some(&Mount::Root) {
+            return Err(bad("mounts[0]", "the first mount must be the new root"));
+        }
+        for (i, m) in self.mounts.iter().enumerate().skip(1) {
+            if let Mount::Root = m {
+                return Err(bad(format!("mounts[{i}]"), "a second root"));
+            }
+            if let Mount::Bind { dst, .. } | Mount::Tmpfs { dst, .. } | Mount::Proc { dst } | Mount::Dev { dst } = m {
+                if dst.as_path() == std::path::Path::new("/") {
+                    return Err(bad(format!("mounts[{i}]"), "mounts over / after the root"));
+                }
+            }
+        }
+        if let Some(ll) = &self.landlock {
+            if ll.abi == 0 || ll.abi > crate::facts::LANDLOCK_ABI_MAX {
+                return Err(bad("landlock.abi", format!("{} is not a known ABI", ll.abi)));
+            }
+            for (i, r) in ll.fs.iter().enumerate() {
+                if let Some(a) = r.access.iter().find(|a| !ll.handled_fs.contains(a)) {
+                    return Err(bad(format!("landlock.fs[{i}]"), format!("{a:?} is not handled")));
+                }
+            }
+            if ll.tcp.is_some() && ll.abi < 4 {
+                return Err(bad("landlock.tcp", "TCP rules need ABI 4"));
+            }
+            if !ll.scopes.is_empty() && ll.abi < 6 {
+                return Err(bad("landlock.scopes", "scopes need ABI 6"));
+            }
+        }
+        if let Some(sc) = &self.seccomp {
+            for (i, r) in sc.deny_eperm.iter().chain(sc.deny_enosys.iter()).enumerate() {
+                if !is_known_syscall(&r.syscall) {
+                    return Err(bad(format!("seccomp[{i}]"), format!("unknown syscall {:?}", r.syscall)));
+                }
+                if r.when.iter().any(|c| c.arg > 5) {
+                    return Err(bad(format!("seccomp[{i}]"), "argument index above 5"));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,496 @@
+//! Profiles: the operator's ceiling. `ProfileFile` is the TOML as written
+//! (strict, versioned); `Profile` is the resolved, validated result of a
+//! whole `extends` chain and is the only thing the compiler accepts.
+use crate::error::{from_toml, PolicyError};
+use crate::net::{HostPort, NetMode};
+use crate::path::{PathSpec, RelPath};
+use crate::syscalls::{SyscallName, SyscallRule};
+use crate::units::{Bytes, Dur};
+use crate::{EnvName, EnvPattern, LayerReq, Reason};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Only schema 1 exists; anything else is refused, not guessed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct SchemaVersion;
+impl TryFrom<i64> for SchemaVersion {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        if v == 1 {
+            Ok(SchemaVersion)
+        } else {
+            Err(format!("unsupported schema version {v}; this aiops reads schema = 1"))
+        }
+    }
+}
+impl From<SchemaVersion> for i64 {
+    fn from(_: SchemaVersion) -> i64 {
+        1
+    }
+}
+impl JsonSchema for SchemaVersion {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SchemaVersion".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "const": 1, "description": "Policy schema version; only 1 exists" })
+    }
+}
+
+/// A profile name: lower-case letters, digits and '-', as in a file stem.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProfileName(String);
+impl ProfileName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-');
+        if ok {
+            Ok(ProfileName(s.into()))
+        } else {
+            Err(format!("profile name {s:?}: use lower-case letters, digits and '-'"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for ProfileName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        ProfileName::parse(&s)
+    }
+}
+impl From<ProfileName> for String {
+    fn from(n: ProfileName) -> String {
+        n.0
+    }
+}
+crate::path::string_schema!(ProfileName, "ProfileName", "lower-case letters, digits and '-'");
+
+/// `profiles/*.toml` as written.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    /// Must be 1.
+    pub schema: SchemaVersion,
+    /// Must equal the file name without `.toml`.
+    pub name: ProfileName,
+    pub description: String,
+    /// A single parent profile whose settings this one starts from.
+    pub extends: Option<ProfileName>,
+    /// Layers the host must provide, or the node is refused: userns, mountns, pidns,
+    /// netns, ipcns, utsns, cgroupns, seccomp, landlock, landlock>=N, rlimits, cgroup.
+    /// Unioned along the extends chain.
+    pub require: Option<Vec<LayerReq>>,
+    /// Run without any jail. Never inherited silently: a child must restate it.
+    pub unconfined: Option<bool>,
+    pub fs: Option<FsSection>,
+    pub net: Option<NetSection>,
+    pub env: Option<EnvSection>,
+    pub limits: Option<LimitsSection>,
+    pub seccomp: Option<SeccompSection>,
+    pub protected: Option<ProtectedSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FsSection {
+    /// Mounted read-only (a missing path is skipped).
+    pub read: Option<Vec<PathSpec>>,
+    /// Mounted read-write (a missing path refuses the node).
+    pub write: Option<Vec<PathSpec>>,
+    /// Where programs may be executed from (Landlock execute right).
+    pub exec: Option<Vec<PathSpec>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetSection {
+    pub mode: Option<NetMode>,
+    /// host:port entries reachable in `allowlist` mode.
+    pub allow: Option<Vec<HostPort>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSection {
+    /// Host variables passed through (globs with `*`); everything else is dropped.
+    pub allow: Option<Vec<EnvPattern>>,
+    /// Fixed values set inside the jail.
+    pub set: Option<BTreeMap<EnvName, String>>,
+    /// Secret names (never values) a node may ask to have injected.
+    pub secrets: Option<Vec<EnvName>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Wall-clock limit; the whole jail is killed when it passes.
+    pub timeout: Option<Dur>,
+    /// Cap on stdout+stderr bytes; the jail is killed when it is reached.
+    pub output: Option<Bytes>,
+    /// Address-space limit (RLIMIT_AS) or cgroup memory.max.
+    pub memory: Option<Bytes>,
+    /// Process limit (RLIMIT_NPROC, per host uid) or cgroup pids.max.
+    pub pids: Option<u32>,
+    /// CPU time (RLIMIT_CPU).
+    pub cpu: Option<Dur>,
+    /// Largest file the node may write (RLIMIT_FSIZE).
+    pub file_size: Option<Bytes>,
+    /// Open file descriptors (RLIMIT_NOFILE).
+    pub open_files: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeccompSection {
+    /// Syscalls denied in addition to the baseline table.
+    #[serde(default)]
+    pub deny: Vec<SeccompDeny>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeccompDeny {
+    pub syscall: SyscallName,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectedSection {
+    /// More paths, relative to every writable root, kept read-only.
+    #[serde(default)]
+    pub add: Vec<RelPath>,
+    /// Default protected paths this profile lets nodes write, each with a reason.
+    #[serde(default)]
+    pub unprotect: Vec<Unprotect>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Unprotect {
+    pub path: RelPath,
+    pub reason: Reason,
+}
+
+/// Paths inside writable roots that the host later executes or trusts.
+pub const DEFAULT_PROTECTED: &[&str] = &[
+    ".git/hooks",
+    ".git/config",
+    ".git/info",
+    ".gitmodules",
+    ".envrc",
+    ".vscode",
+    ".idea",
+    ".devcontainer",
+    ".claude",
+    ".cursor",
+    ".mcp.json",
+    ".aiops",
+];
+
+pub const DEFAULT_ENV_ALLOW: &[&str] = &["HOME", "USER", "PATH", "LANG", "LC_*", "TERM", "SHELL"];
+
+/// Concrete limits after defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub timeout: Dur,
+    pub output: Bytes,
+    pub memory: Bytes,
+    pub pids: u32,
+    pub cpu: Dur,
+    pub file_size: Bytes,
+    pub open_files: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Dur(30 * 60_000),
+            output: Bytes(64 << 20),
+            memory: Bytes(4 << 30),
+            pids: 512,
+            cpu: Dur(30 * 60_000),
+            file_size: Bytes(4 << 30),
+            open_files: 1024,
+        }
+    }
+}
+
+impl Limits {
+    fn overlay(mut self, s: &LimitsSection) -> Self {
+        if let Some(v) = s.timeout {
+            self.timeout = v;
+        }
+        if let Some(v) = s.output {
+            self.output = v;
+        }
+        if let Some(v) = s.memory {
+            self.memory = v;
+        }
+        if let Some(v) = s.pids {
+            self.pids = v;
+        }
+        if let Some(v) = s.cpu {
+            self.cpu = v;
+        }
+        if let Some(v) = s.file_size {
+            self.file_size = v;
+        }
+        if let Some(v) = s.open_files {
+            self.open_files = v;
+        }
+        self
+    }
+}
+
+/// A resolved profile: the whole extends chain applied, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    /// This profile first, then its ancestors.
+    pub chain: Vec<String>,
+    pub source: PathBuf,
+    pub require: Vec<LayerReq>,
+    pub unconfined: bool,
+    pub read: Vec<PathSpec>,
+    pub write: Vec<PathSpec>,
+    pub exec: Vec<PathSpec>,
+    pub net: NetMode,
+    pub net_allow: Vec<HostPort>,
+    pub env_allow: Vec<EnvPattern>,
+    pub env_set: BTreeMap<EnvName, String>,
+    pub secrets: Vec<EnvName>,
+    pub limits: Limits,
+    pub seccomp_deny: Vec<SyscallRule>,
+    pub protected: Vec<RelPath>,
+    pub unprotected: Vec<(RelPath, String)>,
+}
+
+const MAX_EXTENDS_DEPTH: usize = 8;
+
+/// Finds profiles by name along a search path, or reads one by path.
+#[derive(Debug, Clone)]
+pub struct ProfileLoader {
+    pub search: Vec<PathBuf>,
+}
+
+impl ProfileLoader {
+    /// `$AIOPS_PROFILE_PATH` (colon-separated), `/etc/aiops/profiles`,
+    /// `/usr/share/aiops/profiles`, then `dev_dir` (the source tree's
+    /// `profiles/` in a development build). The caller hands in the env value.
+    pub fn standard(env_path: Option<&str>, dev_dir: Option<&Path>) -> Self {
+        let mut search: Vec<PathBuf> = env_path
+            .unwrap_or("")
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        search.push("/etc/aiops/profiles".into());
+        search.push("/usr/share/aiops/profiles".into());
+        if let Some(d) = dev_dir {
+            search.push(d.to_path_buf());
+        }
+        ProfileLoader { search }
+    }
+
+    /// A name is looked up on the search path; anything with a `/` or ending
+    /// in `.toml` is a path.
+    pub fn locate(&self, name_or_path: &str) -> Result<PathBuf, PolicyError> {
+        if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
+            return Ok(PathBuf::from(name_or_path));
+        }
+        ProfileName::parse(name_or_path).map_err(|reason| PolicyError::Invalid {
+            what: "profile name".into(),
+            reason,
+        })?;
+        for dir in &self.search {
+            let p = dir.join(format!("{name_or_path}.toml"));
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        Err(PolicyError::ProfileNotFound {
+            name: name_or_path.into(),
+            searched: self.search.clone(),
+        })
+    }
+
+    /// Every profile name visible on the search path (first match wins).
+    pub fn list(&self) -> Vec<(String, PathBuf)> {
+        let mut seen = BTreeMap::new();
+        for dir in &self.search {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut names: Vec<_> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            names.sort();
+            for p in names {
+                if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
+                    seen.entry(stem.to_string()).or_insert(p);
+                }
+            }
+        }
+        seen.into_iter().collect()
+    }
+
+    pub fn load(&self, name_or_path: &str) -> Result<Profile, PolicyError> {
+        let path = self.locate(name_or_path)?;
+        self.load_path(&path)
+    }
+
+    pub fn load_path(&self, path: &Path) -> Result<Profile, PolicyError> {
+        let mut files: Vec<(PathBuf, ProfileFile)> = Vec::new();
+        let mut next = Some(path.to_path_buf());
+        while let Some(p) = next.take() {
+            if files.len() >= MAX_EXTENDS_DEPTH {
+                return Err(PolicyError::ExtendsTooDeep {
+                    file: path.into(),
+                    max: MAX_EXTENDS_DEPTH,
+                });
+            }
+            let file = read_profile_file(&p)?;
+            if let Some(parent) = &file.extends {
+                let mut chain: Vec<String> =
+                    files.iter().map(|(_, f)| f.name.as_str().to_string()).collect();
+                chain.push(file.name.as_str().into());
+                if chain.iter().any(|n| n == parent.as_str()) {
+                    chain.push(parent.as_str().into());
+                    return Err(PolicyError::ExtendsCycle { file: p, chain });
+                }
+                next = Some(self.locate(parent.as_str())?);
+            }
+            files.push((p, file));
+        }
+        Ok(resolve(files))
+    }
+}
+
+/// Parse one file strictly, without following `extends`.
+pub fn read_profile_file(path: &Path) -> Result<ProfileFile, PolicyError> {
+    let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.into(),
+        source,
+    })?;
+    parse_profile(path, &src)
+}
+
+pub fn parse_profile(path: &Path, src: &str) -> Result<ProfileFile, PolicyError> {
+    let file: ProfileFile = from_toml(path, src)?;
+    if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+        if stem != file.name.as_str() {
+            return Err(PolicyError::NameMismatch {
+                file: path.into(),
+                name: file.name.as_str().into(),
+                stem: stem.into(),
+            });
+        }
+    }
+    Ok(file)
+}
+
+/// Apply a chain (child first) root-first: a child's value replaces its
+/// parent's; `require`, seccomp denials and protected paths accumulate.
+fn resolve(files: Vec<(PathBuf, ProfileFile)>) -> Profile {
+    let (source, leaf) = &files[0];
+    let mut p = Profile {
+        name: leaf.name.as_str().into(),
+        description: leaf.description.clone(),
+        chain: files.iter().map(|(_, f)| f.name.as_str().into()).collect(),
+        source: source.clone(),
+        require: vec![],
+        // Only the leaf decides: `unconfined` is never inherited silently.
+        unconfined: leaf.unconfined.unwrap_or(false),
+        read: vec![],
+        write: vec![],
+        exec: vec![],
+        net: NetMode::None,
+        net_allow: vec![],
+        env_allow: DEFAULT_ENV_ALLOW
+            .iter()
+            .filter_map(|s| EnvPattern::parse(s).ok())
+            .collect(),
+        env_set: BTreeMap::new(),
+        secrets: vec![],
+        limits: Limits::default(),
+        seccomp_deny: vec![],
+        protected: DEFAULT_PROTECTED
+            .iter()
+            .filter_map(|s| RelPath::parse(s).ok())
+            .collect(),
+        unprotected: vec![],
+    };
+    for (_, f) in files.iter().rev() {
+        for r in f.require.iter().flatten() {
+            if !p.require.contains(r) {
+                p.require.push(r.clone());
+            }
+        }
+        if let Some(fs) = &f.fs {
+            if let Some(v) = &fs.read {
+                p.read = v.clone();
+            }
+            if let Some(v) = &fs.write {
+                p.write = v.clone();
+            }
+            if let Some(v) = &fs.exec {
+                p.exec = v.clone();
+            }
+        }
+        if let Some(n) = &f.net {
+            if let Some(m) = n.mode {
+                p.net = m;
+            }
+            if let Some(a) = &n.allow {
+                p.net_allow = a.clone();
+            }
+        }
+        if let Some(e) = &f.env {
+            if let Some(v) = &e.allow {
+                p.env_allow = v.clone();
+            }
+            if let Some(v) = &e.set {
+                p.env_set = v.clone();
+            }
+            if let Some(v) = &e.secrets {
+                p.secrets = v.clone();
+            }
+        }
+        if let Some(l) = &f.limits {
+            p.limits = p.limits.clone().overlay(l);
+        }
+        if let Some(s) = &f.seccomp {
+            for d in &s.deny {
+                p.seccomp_deny.push(SyscallRule {
+                    syscall: d.syscall.as_str().into(),
+                    when: vec![],
+                    reason: d.reason.as_str().into(),
+                });
+            }
+        }
+        if let Some(pr) = &f.protected {
+            for a in &pr.add {
+                if !p.protected.contains(a) {
+                    p.protected.push(a.clone());
+                }
+            }
+            for u in &pr.unprotect {
+                p.protected.retain(|x| x != &u.path);
+                p.unprotected.push((u.path.clone(), u.reason.as_str().into()));
+            }
+        }
+    }
+    p
+}

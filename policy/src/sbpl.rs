@@ -1,0 +1,1 @@
+//! macOS Seatbelt (SBPL) compilation from the same effective capabilities.

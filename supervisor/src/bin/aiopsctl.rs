@@ -1,0 +1,3 @@
+//! aiopsctl
+#![forbid(unsafe_code)]
+fn main() {}

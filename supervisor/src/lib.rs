@@ -1,0 +1,2 @@
+//! aiops supervisor library
+#![forbid(unsafe_code)]
