@@ -13,6 +13,33 @@ pub const PROTO_VERSION: u32 = 1;
 pub const MAX_REPORT_BYTES: usize = 16 * 1024;
 /// A longer request is refused before parsing.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// In agentd: the sealed memfd holding its `AgentSpec`.
+pub const AGENT_SPEC_FD: i32 = 3;
+/// In agentd: the SOCK_SEQPACKET report socket to the supervisor.
+pub const AGENT_REPORT_FD: i32 = 4;
+
+/// Exit codes of `aiopsctl exec` (and of the jailer/agentd for their own
+/// failures), documented in docs/operations.md. A node's own exit code
+/// passes through; a node killed by signal N gives 128+N.
+pub mod exit {
+    /// Bad command-line usage (EX_USAGE).
+    pub const USAGE: i32 = 64;
+    /// Internal or protocol error between aiops processes.
+    pub const INTERNAL: i32 = 121;
+    /// Refused before anything ran: bad profile, caps outside the profile,
+    /// a required layer missing on this host.
+    pub const REFUSED: i32 = 122;
+    /// The node produced more output than its cap; the jail was killed.
+    pub const OUTPUT_CAP: i32 = 123;
+    /// The node ran past its timeout; the jail was killed.
+    pub const TIMEOUT: i32 = 124;
+    /// Building the jail failed at a step (see the report); nothing ran.
+    pub const SETUP_FAILED: i32 = 125;
+    /// The command was found but could not be executed.
+    pub const CANNOT_EXEC: i32 = 126;
+    /// The command was not found inside the jail.
+    pub const NOT_FOUND: i32 = 127;
+}
 
 /// supervisor → jailer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
