@@ -36,6 +36,9 @@ pub struct ExecReport {
     pub exit: Option<ExitReport>,
     /// Protected paths (hooks, git config, rc files) the node created.
     pub protected_created: Vec<String>,
+    /// Protected paths that existed and were replaced or changed anyway
+    /// (should never happen: they are read-only; an alarm if it does).
+    pub protected_changed: Vec<String>,
     /// The exit status `aiopsctl exec` returns.
     pub status: i32,
 }
@@ -129,7 +132,7 @@ fn inheritable(fd: &OwnedFd, what: &'static str) -> Result<(), ExecError> {
 /// Run the plan through the jailer. Returns the report; never panics on a
 /// misbehaving jail.
 pub fn run(req: &ExecRequest, plan: JailPlan) -> Result<ExecReport, ExecError> {
-    let existed: Vec<bool> = plan.protected.iter().map(|p| p.as_path().symlink_metadata().is_ok()).collect();
+    let before: Vec<Option<Stamp>> = plan.protected.iter().map(|p| stamp(p.as_path())).collect();
     let (req_r, req_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|source| ExecError::Channel { what: "request pipe", source })?;
     let (rep_parent, rep_child) = socketpair(
@@ -170,13 +173,14 @@ pub fn run(req: &ExecRequest, plan: JailPlan) -> Result<ExecReport, ExecError> {
     let (exit_report, setup_failed, protocol_error) = read_reports(&rep_parent)?;
     let status = child.wait().map_err(ExecError::Wait)?;
 
-    let protected_created = plan
-        .protected
-        .iter()
-        .zip(existed)
-        .filter(|(p, before)| !before && p.as_path().symlink_metadata().is_ok())
-        .map(|(p, _)| p.to_string())
-        .collect();
+    let (mut protected_created, mut protected_changed) = (vec![], vec![]);
+    for (p, was) in plan.protected.iter().zip(before) {
+        match (was, stamp(p.as_path())) {
+            (None, Some(_)) => protected_created.push(p.to_string()),
+            (Some(a), now) if now.as_ref() != Some(&a) => protected_changed.push(p.to_string()),
+            _ => {}
+        }
+    }
     let code = status_code(&status, exit_report.as_ref(), setup_failed.as_ref());
     if let Some(reason) = protocol_error {
         eprintln!("aiopsctl: {reason}");
@@ -189,7 +193,28 @@ pub fn run(req: &ExecRequest, plan: JailPlan) -> Result<ExecReport, ExecError> {
         setup_failed,
         exit: exit_report,
         protected_created,
+        protected_changed,
         status: code,
+    })
+}
+
+/// Identity and content stamp of a path, to notice creation or replacement.
+#[derive(Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+fn stamp(p: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = p.symlink_metadata().ok()?;
+    Some(Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
     })
 }
 
@@ -268,6 +293,12 @@ impl ExecReport {
                 if e.output_capped { " · OUTPUT CAPPED" } else { "" },
             );
             s += &format!("aiops: layers: {}\n", e.layers.join(", "));
+        }
+        if !self.protected_changed.is_empty() {
+            s += &format!(
+                "aiops: ALARM: protected paths changed despite being read-only: {}\n",
+                self.protected_changed.join(", ")
+            );
         }
         if !self.protected_created.is_empty() {
             s += &format!(
