@@ -1,0 +1,207 @@
+//! Resource limits: fork bomb, memory bomb, timeout, output cap. These run
+//! one at a time (RLIMIT_NPROC is per host uid, shared by concurrent jails).
+#![allow(clippy::unwrap_used)]
+use aiops_tests::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// restrictive with low limits, in a temp dir readable by nobody.
+fn low_limits() -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = scratch_dir(None);
+    let p = write_profile(
+        d.path(),
+        "low-limits",
+        r#"schema = 1
+name = "low-limits"
+description = "restrictive with low limits, for the bomb tests"
+extends = "restrictive"
+
+[limits]
+timeout = "20s"
+memory = "512MiB"
+pids = 64
+output = "1MiB"
+"#,
+    );
+    (d, p)
+}
+
+fn count_marked(marker: &str) -> u64 {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .count() as u64
+}
+
+fn time_true() -> Duration {
+    let t = Instant::now();
+    let _ = std::process::Command::new("/bin/true").status();
+    t.elapsed()
+}
+
+/// Stopped by: RLIMIT_NPROC / cgroup pids.max (`pids = 64`) and the pid
+/// namespace (everything dies with agentd); agentd's timeout ends it.
+#[test]
+fn fork_bomb() {
+    let _g = serial();
+    let (_d, profile) = low_limits();
+    let baseline = (0..5).map(|_| time_true()).max().unwrap();
+    for m in attacks() {
+        let marker = unique("BOMB").replace('-', "");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (worst_ns, peak) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let watcher = {
+            let (stop, worst_ns, peak, marker) =
+                (stop.clone(), worst_ns.clone(), peak.clone(), marker.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    worst_ns.fetch_max(
+                        u64::try_from(time_true().as_nanos()).unwrap_or(u64::MAX),
+                        Ordering::SeqCst,
+                    );
+                    peak.fetch_max(count_marked(&marker), Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        };
+        let o = m
+            .jail_with(profile.to_str().unwrap())
+            .timeout("8s")
+            .deadline(Duration::from_secs(40))
+            .run_sh(&format!(": {marker}; f(){{ f|f& }}; f; sleep 30"));
+        stop.store(true, Ordering::SeqCst);
+        watcher.join().unwrap();
+        o.assert_ran();
+        assert!(
+            o.elapsed < Duration::from_secs(25),
+            "[{m:?}] aiopsctl took {:?}\n{}",
+            o.elapsed,
+            o.describe()
+        );
+        o.assert_report();
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            count_marked(&marker),
+            0,
+            "[{m:?}] bomb processes outlived the jail"
+        );
+        let worst = Duration::from_nanos(worst_ns.load(Ordering::SeqCst));
+        assert!(
+            worst < Duration::from_secs(2).max(baseline * 20),
+            "[{m:?}] host unresponsive: `true` took {worst:?} (baseline {baseline:?})"
+        );
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(
+            peak <= 70,
+            "[{m:?}] {peak} bomb processes at once with pids = 64"
+        );
+        eprintln!(
+            "[{m:?}] fork bomb: exit {} in {:?}, peak {peak} procs, worst host `true` {worst:?}",
+            o.code, o.elapsed
+        );
+    }
+}
+
+/// Stopped by: RLIMIT_AS / cgroup memory.max (`memory = "512MiB"`).
+/// Control: the same allocation on the host succeeds.
+#[test]
+fn memory_bomb() {
+    if !have_python("memory_bomb") {
+        return;
+    }
+    let _g = serial();
+    let (_d, profile) = low_limits();
+    let code = r#"
+def f():
+    b = b"x" * (2 << 30)
+    return len(b)
+probe("alloc", f)
+"#;
+    let c = host_py(false, code, &[]);
+    c.assert_probe_ok("alloc");
+    for m in attacks() {
+        let o = m.jail_with(profile.to_str().unwrap()).run_py(code, &[]);
+        o.assert_ran();
+        o.assert_report();
+        let v = o.probe("alloc");
+        let killed = o.code == 137 || o.exit_field("signal").and_then(|s| s.as_i64()) == Some(9);
+        assert!(
+            v.as_deref() == Some("EXC:MemoryError") || killed,
+            "[{m:?}] 2 GiB allocated under a 512 MiB limit\n{}",
+            o.describe()
+        );
+        let rss = o
+            .exit_field("peak_rss_kib")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        assert!(
+            rss < 600 * 1024,
+            "[{m:?}] peak rss {rss} KiB\n{}",
+            o.describe()
+        );
+    }
+}
+
+/// Stopped by: agentd's timeout: the whole jail is killed, status 124.
+#[test]
+fn timeout_kills_the_jail() {
+    let _g = serial();
+    each_mode(&attacks(), |m| {
+        let o = m.jail().timeout("2s").run_sh("sleep 30 & sleep 30");
+        o.assert_ran().assert_code(124);
+        assert!(
+            o.elapsed < Duration::from_secs(10),
+            "took {:?}\n{}",
+            o.elapsed,
+            o.describe()
+        );
+        assert_eq!(
+            o.exit_field("timed_out").and_then(|v| v.as_bool()),
+            Some(true),
+            "{}",
+            o.describe()
+        );
+    });
+}
+
+/// Stopped by: agentd's output cap (`output = "1MiB"`): status 123.
+#[test]
+fn output_cap_kills_the_jail() {
+    let _g = serial();
+    let (_d, profile) = low_limits();
+    each_mode(&attacks(), |m| {
+        let o = m
+            .jail_with(profile.to_str().unwrap())
+            .run_sh("head -c 8000000 /dev/zero | tr '\\0' a; sleep 5");
+        o.assert_ran().assert_code(123);
+        assert!(
+            o.stdout.len() <= (1 << 20) + 65536,
+            "{} bytes got through",
+            o.stdout.len()
+        );
+        assert_eq!(
+            o.exit_field("output_capped").and_then(|v| v.as_bool()),
+            Some(true),
+            "{}",
+            o.describe()
+        );
+    });
+}
