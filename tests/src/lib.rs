@@ -713,6 +713,18 @@ pub fn write_profile(dir: &Path, name: &str, body: &str) -> PathBuf {
     p
 }
 
+/// The host uid a jailed node ends up as: ours, or nobody when we are root
+/// (as root the jail runs as the workspace owner, which is nobody here).
+/// Host-side victims and files use it so that only the jail, not plain
+/// uid checks, stands between the node and them.
+pub fn node_uid() -> u32 {
+    if is_root() {
+        NOBODY
+    } else {
+        euid()
+    }
+}
+
 /// A host process that lives until dropped, running as `uid` (via setpriv
 /// when that differs from ours). `marker` is in its argv.
 pub struct Victim {
@@ -722,8 +734,13 @@ pub struct Victim {
 
 impl Victim {
     pub fn spawn(uid: u32) -> Victim {
-        let marker = unique("victim");
-        let script = format!("exec sleep 600 # {marker}");
+        // A unique duration makes the victim's cmdline recognisable.
+        let n = unique("v")
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+            % 1_000_000;
+        let marker = format!("600.{n:06}");
+        let script = format!("exec sleep {marker}");
         let mut cmd = if uid != euid() {
             let mut c = Command::new("setpriv");
             c.args([
@@ -874,4 +891,53 @@ pub fn assert_denied(text: &str, o: &Outcome) {
         "expected a permission/absence error, got {text:?}\n{}",
         o.describe()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn report_is_taken_from_the_last_stderr_line_only() {
+        let o = Outcome::parse(
+            3,
+            format!("{BEGIN}\nPROBE x ok 5\nPROBE y EPERM\r\n"),
+            "node says {\"not\":\"json\"\n{\"exit\":{\"code\":3},\"protected_created\":[\".git/hooks\"],\"profile\":\"p\"}\n"
+                .into(),
+            Duration::ZERO,
+            "t".into(),
+        );
+        assert!(o.ran);
+        assert_eq!(o.stderr, "node says {\"not\":\"json\"");
+        assert_eq!(o.protected_created(), vec![".git/hooks".to_string()]);
+        assert_eq!(o.exit_field("code").and_then(|v| v.as_i64()), Some(3));
+        assert_eq!(o.probe("x").as_deref(), Some("ok 5"));
+        o.assert_probe_err("y", &["EPERM"]);
+        o.assert_report();
+    }
+
+    #[test]
+    fn a_node_that_never_started_is_noticed() {
+        let o = Outcome::parse(
+            125,
+            String::new(),
+            "aiopsctl: set-up failed\n".into(),
+            Duration::ZERO,
+            "t".into(),
+        );
+        assert!(!o.ran);
+        assert!(o.report.is_none());
+        assert!(std::panic::catch_unwind(|| o.assert_ran()).is_err());
+    }
+
+    #[test]
+    fn host_controls_run_probes() {
+        if !have_python("host_controls_run_probes") {
+            return;
+        }
+        let o = host_py(false, r#"probe("uname", lambda: os.uname().sysname)"#, &[]);
+        o.assert_ran();
+        assert_eq!(o.probe_value("uname"), "ok Linux", "{}", o.describe());
+    }
 }

@@ -9,16 +9,19 @@ use std::time::Duration;
 #[test]
 fn host_pids_are_not_visible() {
     each_mode(&all_modes(), |m| {
-        let v = Victim::spawn(m.caller_uid());
+        let v = Victim::spawn(node_uid());
         let o = m.jail().run_sh_args(
-            "cat /proc/$1/cmdline 2>/dev/null | tr '\\0' ' '; echo; \
-             grep -l \"$2\" /proc/[0-9]*/cmdline 2>/dev/null | grep -v self | sed 's/^/hit:/'; echo done",
-            &[&v.pid().to_string(), &v.marker],
+            "printf 'bypid:'; cat /proc/$1/cmdline 2>/dev/null | tr '\\0' ' '; echo; \
+             for f in /proc/[0-9]*/comm; do [ \"$(cat $f 2>/dev/null)\" = sleep ] && echo \"comm:$f\"; done; echo done",
+            &[&v.pid().to_string()],
         );
         o.assert_ran();
-        // The grep's own cmdline carries the marker: count other processes.
-        let hits = o.stdout.lines().filter(|l| l.starts_with("hit:")).count();
-        let sees_victim = o.stdout.contains("sleep 600");
+        assert!(o.stdout.contains("done"), "{}", o.describe());
+        let sees_victim = o
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("bypid:") && l.contains(&v.marker));
+        let sleeps = o.stdout.lines().filter(|l| l.starts_with("comm:")).count();
         if m.is_control() {
             assert!(
                 sees_victim,
@@ -31,9 +34,10 @@ fn host_pids_are_not_visible() {
                 "host pid visible in the jail\n{}",
                 o.describe()
             );
-            assert!(
-                hits <= 2,
-                "host cmdlines visible in the jail\n{}",
+            assert_eq!(
+                sleeps,
+                0,
+                "host processes visible in the jail's /proc\n{}",
                 o.describe()
             );
         }
@@ -53,7 +57,7 @@ fn ptrace_host_process() {
         return;
     }
     each_mode(&all_modes(), |m| {
-        let v = Victim::spawn(m.caller_uid());
+        let v = Victim::spawn(node_uid());
         let o = m.jail().run_py(PTRACE, &[&v.pid().to_string()]);
         o.assert_ran();
         if m.is_control() {
@@ -94,7 +98,7 @@ libc.process_vm_readv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong,
 probe("vm_readv", lambda: check(libc.process_vm_readv(int(sys.argv[1]), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)))
 "#;
     each_mode(&all_modes(), |m| {
-        let v = Victim::spawn(m.caller_uid());
+        let v = Victim::spawn(node_uid());
         let addr = readable_addr(v.pid());
         let o = m
             .jail()
@@ -124,7 +128,7 @@ probe("mem", mem)
 probe("root", lambda: len(os.listdir("/proc/%s/root/" % pid)))
 "#;
     each_mode(&all_modes(), |m| {
-        let v = Victim::spawn(m.caller_uid());
+        let v = Victim::spawn(node_uid());
         let addr = readable_addr(v.pid());
         let o = m
             .jail()
@@ -143,7 +147,7 @@ probe("root", lambda: len(os.listdir("/proc/%s/root/" % pid)))
 #[test]
 fn signal_host_process() {
     each_mode(&all_modes(), |m| {
-        let mut v = Victim::spawn(m.caller_uid());
+        let mut v = Victim::spawn(node_uid());
         let o = m.jail().run_sh_args(
             "kill -0 $1 && echo probe=ok; kill -TERM $1; echo done",
             &[&v.pid().to_string()],
@@ -159,6 +163,11 @@ fn signal_host_process() {
             );
         } else {
             assert!(!o.stdout.contains("probe=ok"), "{}", o.describe());
+            assert!(
+                o.stderr.contains("No such process"),
+                "not hidden by the pid namespace\n{}",
+                o.describe()
+            );
             assert!(
                 v.alive(),
                 "the jail killed a host process\n{}",
@@ -198,6 +207,11 @@ fn kill_the_supervisor() {
             );
         } else {
             assert!(!o.stdout.contains("rc=0"), "{}", o.describe());
+            assert!(
+                o.stderr.contains("No such process"),
+                "aiopsctl's pid is visible\n{}",
+                o.describe()
+            );
             o.assert_code(0);
             assert!(o.stdout.contains("survived"), "{}", o.describe());
             o.assert_report();
