@@ -540,8 +540,20 @@ fn wait_bounded(mut child: Child, deadline: Duration, what: &str) -> (i32, Strin
             None => std::thread::sleep(Duration::from_millis(20)),
         }
     };
-    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    // A descendant that outlives aiopsctl may hold the pipes open: read
+    // what is there, but do not wait for it forever.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !(t_out.is_finished() && t_err.is_finished()) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let take = |t: std::thread::JoinHandle<Vec<u8>>| {
+        if t.is_finished() {
+            String::from_utf8_lossy(&t.join().unwrap_or_default()).into_owned()
+        } else {
+            "<output still open 10 s after aiopsctl exited>".to_string()
+        }
+    };
+    let (stdout, stderr) = (take(t_out), take(t_err));
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));

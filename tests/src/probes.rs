@@ -29,6 +29,8 @@ def probe(name, f):
     try:
         r = f()
         out = "ok" if r is None else "ok %s" % (r,)
+    except TimeoutError:
+        out = "ETIMEDOUT"
     except OSError as e:
         out = err(e.errno) if e.errno is not None else "EXC:OSError"
     except Exception as e:
