@@ -321,6 +321,7 @@ pub struct Jail {
     pty: bool,
     deadline: Duration,
     on_spawn: Option<SpawnHook>,
+    stdin: Option<Vec<u8>>,
 }
 
 impl Jail {
@@ -337,6 +338,7 @@ impl Jail {
             pty: false,
             deadline: Duration::from_secs(90),
             on_spawn: None,
+            stdin: None,
         }
     }
 
@@ -391,6 +393,12 @@ impl Jail {
     /// How long aiopsctl may take before the test kills it and fails.
     pub fn deadline(mut self, d: Duration) -> Self {
         self.deadline = d;
+        self
+    }
+
+    /// Feed these bytes to aiopsctl's stdin (else stdin is /dev/null).
+    pub fn stdin(mut self, data: &[u8]) -> Self {
+        self.stdin = Some(data.to_vec());
         self
     }
 
@@ -485,7 +493,11 @@ impl Jail {
             .current_dir(self.ws())
             .env("PATH", PATH)
             .env("AIOPS_PROFILE_PATH", profiles_dir())
-            .stdin(Stdio::null())
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in &self.env {

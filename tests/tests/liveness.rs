@@ -105,3 +105,24 @@ fn cwd_inside_workspace() {
         assert!(sub.join("here").exists());
     });
 }
+
+/// stdin reaches the node, its stdout and stderr come back untouched, and
+/// the JSON report is the last stderr line, after the node's own.
+#[test]
+fn stdio_passes_through_and_report_is_last() {
+    each_mode(&attacks(), |m| {
+        let o = m
+            .jail()
+            .stdin(b"line one\nline two\n")
+            .run_sh("tr a-z A-Z; echo to-stderr >&2");
+        o.assert_ran().assert_code(0);
+        assert_eq!(o.stdout, "LINE ONE\nLINE TWO", "{}", o.describe());
+        assert!(
+            o.stderr.trim_end().ends_with("to-stderr"),
+            "{}",
+            o.describe()
+        );
+        let r = o.assert_report();
+        assert_eq!(r["exit"]["stdout_bytes"], 18 + 16, "{}", o.describe());
+    });
+}
