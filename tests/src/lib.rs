@@ -278,8 +278,10 @@ where
 
 /// A workspace: a fresh temp dir, owned by nobody when we are root (as root
 /// the jail runs as the workspace owner or nobody, never as host root).
+#[derive(Debug, Clone)]
 pub struct Workspace {
-    dir: tempfile::TempDir,
+    /// Shared with the [`Outcome`], so the tree outlives the run for checks.
+    dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl Workspace {
@@ -288,7 +290,7 @@ impl Workspace {
     }
 
     pub fn owned_by(owner: Option<u32>) -> Self {
-        let dir = scratch_dir(owner);
+        let dir = std::sync::Arc::new(scratch_dir(owner));
         Workspace { dir }
     }
 
@@ -509,15 +511,23 @@ impl Jail {
             .collect::<Vec<_>>()
             .join(" ");
         let start = Instant::now();
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {described}: {e}"));
+        if let (Some(data), Some(mut w)) = (self.stdin, child.stdin.take()) {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = w.write_all(&data);
+            });
+        }
         let pid = child.id();
         if let Some(f) = self.on_spawn {
             f(pid);
         }
         let (code, stdout, stderr) = wait_bounded(child, self.deadline, &described);
-        Outcome::parse(code, stdout, stderr, start.elapsed(), described)
+        let mut o = Outcome::parse(code, stdout, stderr, start.elapsed(), described);
+        o.workspace = Some(self.workspace);
+        o
     }
 }
 
@@ -584,6 +594,8 @@ pub struct Outcome {
     /// The script printed its first line: the node really started.
     pub ran: bool,
     pub command: String,
+    /// Keeps the workspace on disk while the test inspects it.
+    pub workspace: Option<Workspace>,
 }
 
 impl Outcome {
@@ -622,6 +634,7 @@ impl Outcome {
             elapsed,
             ran,
             command,
+            workspace: None,
         }
     }
 
@@ -659,7 +672,9 @@ impl Outcome {
 
     /// The value a probe printed as `PROBE name value`.
     pub fn probe(&self, name: &str) -> Option<String> {
+        // On a pty, echoed input can precede the probe's line.
         self.stdout.lines().find_map(|l| {
+            let l = &l[l.find("PROBE ")?..];
             let mut it = l.splitn(3, ' ');
             match (it.next(), it.next(), it.next()) {
                 (Some("PROBE"), Some(n), Some(v)) if n == name => Some(v.to_string()),
