@@ -248,7 +248,8 @@ pub fn own_cgroup_dir(proc_cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
         let (pre, post) = l.split_once(" - ")?;
         (post.split_whitespace().next()? == "cgroup2").then(|| pre.split_whitespace().nth(4))?
     })?;
-    Some(Path::new(mount).join(rel.trim().trim_start_matches('/')))
+    let rel = rel.trim().trim_start_matches('/');
+    Some(if rel.is_empty() { PathBuf::from(mount) } else { Path::new(mount).join(rel) })
 }
 
 type ReadFn<'a> = &'a dyn Fn(&Path) -> Option<String>;
@@ -325,6 +326,7 @@ mod tests {
     fn finds_the_own_cgroup_under_the_cgroup2_mount() {
         let dir = own_cgroup_dir("4:memory:/x\n0::/user.slice/a.scope\n", MOUNTINFO).unwrap();
         assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/unified/user.slice/a.scope"));
+        assert_eq!(own_cgroup_dir("0::/\n", MOUNTINFO).unwrap(), PathBuf::from("/sys/fs/cgroup/unified"));
         assert_eq!(own_cgroup_dir("4:memory:/x\n", MOUNTINFO), None);
         assert_eq!(own_cgroup_dir("0::/\n", "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"), None);
     }

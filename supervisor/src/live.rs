@@ -47,7 +47,7 @@ impl LiveProbe {
         if let Some(abi) = self.landlock_abi {
             f.landlock_abi = abi;
         }
-        let mut set = |key: &str, slot: &mut bool| {
+        let set = |key: &str, slot: &mut bool| {
             if let Some(r) = self.get(key) {
                 *slot = r.ok;
             }
@@ -133,6 +133,9 @@ pub fn run_probe(jailer: &Path) -> Result<LiveProbe, String> {
         let first = err.lines().next().unwrap_or("").trim();
         return Err(format!("{} probe failed ({status}){}", jailer.display(), if first.is_empty() { String::new() } else { format!(": {first}") }));
     }
+    if out.trim().is_empty() {
+        return Err(format!("{} probe printed nothing (a jailer without `probe`?)", jailer.display()));
+    }
     parse_probe(&out)
 }
 
@@ -141,7 +144,7 @@ pub fn live_checks(probe: &Result<LiveProbe, String>) -> Vec<Check> {
     LIVE_KEYS
         .iter()
         .map(|(key, label)| match probe {
-            Err(why) => Check::new(Status::Unknown, label, why.clone()),
+            Err(_) => Check::new(Status::Unknown, label, "not checked: the live probe did not run"),
             Ok(p) => match p.get(key) {
                 None => Check::new(Status::Unknown, label, "the jailer's probe did not report it"),
                 Some(r) if r.ok => Check::new(Status::Ok, label, detail_or(&r.detail, "works")),
@@ -192,7 +195,7 @@ mod tests {
     fn unknown_is_never_reported_as_ok() {
         let checks = live_checks(&Err("jailer not found: tried /x (absent)".into()));
         assert_eq!(checks.len(), LIVE_KEYS.len());
-        assert!(checks.iter().all(|c| c.status == Status::Unknown && c.detail.contains("not found")));
+        assert!(checks.iter().all(|c| c.status == Status::Unknown && c.detail.contains("not checked")));
         let p = parse_probe(r#"{"userns": {"ok": true, "detail": ""}, "netns": {"ok": false, "detail": "EPERM"}}"#).unwrap();
         let checks = live_checks(&Ok(p));
         let by = |k: &str| checks.iter().find(|c| c.what.starts_with(k)).unwrap().status;
@@ -213,6 +216,7 @@ mod tests {
     fn a_failing_or_silent_probe_is_an_error() {
         assert!(run_probe(Path::new("/bin/false")).unwrap_err().contains("probe failed"));
         assert!(run_probe(Path::new("/nonexistent/aiops-jailer")).unwrap_err().contains("cannot run"));
+        assert!(run_probe(Path::new("/bin/true")).unwrap_err().contains("printed nothing"));
         // /bin/echo prints "probe", which is not JSON.
         assert!(run_probe(Path::new("/bin/echo")).unwrap_err().contains("not JSON"));
     }

@@ -1,10 +1,13 @@
 //! Aligned text columns for human output. The last column is never padded
-//! (no trailing spaces) and may wrap, continuing under itself.
+//! (no trailing spaces) and may wrap to a total width, continuing under itself.
+
+/// The narrowest a wrapped last column gets.
+pub const MIN_LAST: usize = 24;
 
 pub struct Table {
     indent: usize,
     gap: usize,
-    wrap_last: Option<usize>,
+    wrap_total: Option<usize>,
     rows: Vec<Vec<String>>,
 }
 
@@ -13,14 +16,15 @@ impl Table {
         Table {
             indent,
             gap: 2,
-            wrap_last: None,
+            wrap_total: None,
             rows: vec![],
         }
     }
 
-    /// Wrap the last column at this many characters.
-    pub fn wrap_last(mut self, width: usize) -> Self {
-        self.wrap_last = Some(width.max(20));
+    /// Wrap the last column so lines fit `width` columns where they can
+    /// (the last column keeps at least `MIN_LAST` characters).
+    pub fn wrap_total(mut self, width: usize) -> Self {
+        self.wrap_total = Some(width);
         self
     }
 
@@ -52,8 +56,8 @@ impl Table {
             for (i, c) in r.iter().enumerate() {
                 if i == last {
                     let col = line.chars().count();
-                    let parts = match self.wrap_last {
-                        Some(w) => wrap(c, w),
+                    let parts = match self.wrap_total {
+                        Some(w) => wrap(c, w.saturating_sub(col).max(MIN_LAST)),
                         None => vec![c.clone()],
                     };
                     for (j, p) in parts.iter().enumerate() {
@@ -111,9 +115,9 @@ mod tests {
 
     #[test]
     fn wraps_the_last_column_under_itself() {
-        let mut t = Table::new(0).wrap_last(20);
-        t.row(["x", "one two three four five six"]);
-        assert_eq!(t.render(), "x  one two three four\n   five six\n");
+        let mut t = Table::new(0).wrap_total(27);
+        t.row(["x", "one two three four five six seven"]);
+        assert_eq!(t.render(), "x  one two three four five\n   six seven\n");
     }
 
     #[test]

@@ -1,0 +1,54 @@
+//! The real invocation context for compiling a plan on this host: the
+//! workspace, HOME, TMPDIR, cwd, the process environment and agentd's path.
+use crate::error::SupervisorError;
+use crate::locate::{AGENTD, LIBEXEC_DIR};
+use aiops_policy::{AbsPath, CompileContext, PathVars};
+use std::path::{Path, PathBuf};
+
+fn abs(p: &Path, what: &str) -> Result<AbsPath, SupervisorError> {
+    AbsPath::new(p).map_err(|reason| SupervisorError::Usage {
+        what: what.into(),
+        reason,
+    })
+}
+
+fn env_abs(name: &str) -> Option<AbsPath> {
+    std::env::var_os(name).and_then(|v| AbsPath::new(PathBuf::from(v)).ok())
+}
+
+/// Where agentd is: the lookup result, else where the package would put it
+/// (the plan is still worth reading before the helper is installed).
+pub fn agentd_path() -> PathBuf {
+    AGENTD
+        .find()
+        .map(|l| l.path)
+        .unwrap_or_else(|_| Path::new(LIBEXEC_DIR).join(AGENTD.name))
+}
+
+/// Build the context. `workspace` defaults to the current directory; the
+/// node's cwd is the current directory when it lies inside the workspace,
+/// else the workspace itself.
+pub fn host_context(workspace: Option<&Path>) -> Result<CompileContext, SupervisorError> {
+    let cwd = std::env::current_dir().map_err(|source| SupervisorError::CurrentDir { source })?;
+    let ws_in = workspace.map_or_else(|| cwd.clone(), |w| cwd.join(w));
+    let ws = std::fs::canonicalize(&ws_in).map_err(|source| SupervisorError::Read {
+        path: ws_in.clone(),
+        source,
+    })?;
+    let node_cwd = if cwd.starts_with(&ws) { cwd } else { ws.clone() };
+    let agentd = std::path::absolute(agentd_path()).map_err(|source| SupervisorError::CurrentDir { source })?;
+    Ok(CompileContext {
+        vars: PathVars {
+            workspace: Some(abs(&ws, "workspace")?),
+            home: env_abs("HOME"),
+            // POSIX: /tmp when TMPDIR is unset.
+            tmpdir: env_abs("TMPDIR").or_else(|| AbsPath::new("/tmp").ok()),
+        },
+        cwd: abs(&node_cwd, "cwd")?,
+        // Non-UTF-8 variables cannot be passed by name in a plan anyway.
+        host_env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+        agentd: abs(&agentd, "agentd path")?,
+    })
+}
