@@ -35,8 +35,13 @@ pub fn host_context(workspace: Option<&Path>) -> Result<CompileContext, Supervis
         path: ws_in.clone(),
         source,
     })?;
-    let node_cwd = if cwd.starts_with(&ws) { cwd } else { ws.clone() };
-    let agentd = std::path::absolute(agentd_path()).map_err(|source| SupervisorError::CurrentDir { source })?;
+    let node_cwd = if cwd.starts_with(&ws) {
+        cwd
+    } else {
+        ws.clone()
+    };
+    let agentd = std::path::absolute(agentd_path())
+        .map_err(|source| SupervisorError::CurrentDir { source })?;
     Ok(CompileContext {
         vars: PathVars {
             workspace: Some(abs(&ws, "workspace")?),

@@ -172,7 +172,12 @@ fn seccomp_check(status: Option<&str>) -> (bool, Check) {
     match field("Seccomp:").as_deref() {
         None => (
             false,
-            Check::new(Status::Missing, "seccomp", "no Seccomp: line in /proc/self/status").fix(fix),
+            Check::new(
+                Status::Missing,
+                "seccomp",
+                "no Seccomp: line in /proc/self/status",
+            )
+            .fix(fix),
         ),
         Some("0") => (true, Check::new(Status::Ok, "seccomp", "filters supported")),
         Some("2") => {
@@ -182,8 +187,12 @@ fn seccomp_check(status: Option<&str>) -> (bool, Check) {
         }
         Some(m) => (
             false,
-            Check::new(Status::Missing, "seccomp", format!("this process is in seccomp mode {m}; filters cannot be added"))
-                .fix("run aiopsctl outside strict-mode seccomp"),
+            Check::new(
+                Status::Missing,
+                "seccomp",
+                format!("this process is in seccomp mode {m}; filters cannot be added"),
+            )
+            .fix("run aiopsctl outside strict-mode seccomp"),
         ),
     }
 }
@@ -202,14 +211,22 @@ pub struct UsernsSysctls {
 const APPARMOR_FIX: &str = "allow user namespaces for the jailer only: write /etc/apparmor.d/aiops-jailer containing `abi <abi/4.0>, include <tunables/global> profile aiops-jailer /usr/libexec/aiops/aiops-jailer flags=(unconfined) { userns, }` (use the jailer's real path), then run `apparmor_parser -r /etc/apparmor.d/aiops-jailer`; the aiops Debian package ships this profile";
 
 fn userns_check(s: &UsernsSysctls) -> (bool, Check) {
-    let val = |v: &Option<String>| v.as_deref().map(str::trim).and_then(|v| v.parse::<i64>().ok());
+    let val = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .and_then(|v| v.parse::<i64>().ok())
+    };
     let what = "user namespaces";
     match val(&s.max_user_namespaces) {
         None => {
             return (
                 false,
-                Check::new(Status::Missing, what, "/proc/sys/user/max_user_namespaces is absent")
-                    .fix("use a kernel built with CONFIG_USER_NS=y"),
+                Check::new(
+                    Status::Missing,
+                    what,
+                    "/proc/sys/user/max_user_namespaces is absent",
+                )
+                .fix("use a kernel built with CONFIG_USER_NS=y"),
             )
         }
         Some(n) if n <= 0 => {
@@ -224,8 +241,12 @@ fn userns_check(s: &UsernsSysctls) -> (bool, Check) {
     if !s.root && val(&s.unprivileged_userns_clone) == Some(0) {
         return (
             false,
-            Check::new(Status::Missing, what, "kernel.unprivileged_userns_clone = 0")
-                .fix("sysctl -w kernel.unprivileged_userns_clone=1 (persist it in /etc/sysctl.d/)"),
+            Check::new(
+                Status::Missing,
+                what,
+                "kernel.unprivileged_userns_clone = 0",
+            )
+            .fix("sysctl -w kernel.unprivileged_userns_clone=1 (persist it in /etc/sysctl.d/)"),
         );
     }
     if !s.root && val(&s.apparmor_restrict) == Some(1) {
@@ -237,7 +258,14 @@ fn userns_check(s: &UsernsSysctls) -> (bool, Check) {
         );
     }
     let who = if s.root { "as root" } else { "unprivileged" };
-    (true, Check::new(Status::Ok, what, format!("allowed {who} (static sysctl check)")))
+    (
+        true,
+        Check::new(
+            Status::Ok,
+            what,
+            format!("allowed {who} (static sysctl check)"),
+        ),
+    )
 }
 
 /// The cgroup v2 directory this process lives in, if a cgroup2 hierarchy is mounted.
@@ -249,7 +277,11 @@ pub fn own_cgroup_dir(proc_cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
         (post.split_whitespace().next()? == "cgroup2").then(|| pre.split_whitespace().nth(4))?
     })?;
     let rel = rel.trim().trim_start_matches('/');
-    Some(if rel.is_empty() { PathBuf::from(mount) } else { Path::new(mount).join(rel) })
+    Some(if rel.is_empty() {
+        PathBuf::from(mount)
+    } else {
+        Path::new(mount).join(rel)
+    })
 }
 
 type ReadFn<'a> = &'a dyn Fn(&Path) -> Option<String>;
@@ -267,22 +299,40 @@ fn cgroup_check(
     let Some(dir) = own_cgroup_dir(proc_cgroup.unwrap_or(""), mountinfo.unwrap_or("")) else {
         return (
             false,
-            Check::new(Status::Warn, what, format!("no cgroup2 hierarchy for this process; {fallback}"))
-                .fix("boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2 only)"),
+            Check::new(
+                Status::Warn,
+                what,
+                format!("no cgroup2 hierarchy for this process; {fallback}"),
+            )
+            .fix("boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2 only)"),
         );
     };
     let controllers = read(&dir.join("cgroup.controllers")).unwrap_or_default();
     let have: Vec<&str> = controllers.split_whitespace().collect();
-    let lacking: Vec<&str> = ["memory", "pids"].into_iter().filter(|c| !have.contains(c)).collect();
+    let lacking: Vec<&str> = ["memory", "pids"]
+        .into_iter()
+        .filter(|c| !have.contains(c))
+        .collect();
     if !lacking.is_empty() {
-        let d = format!("{}: controllers {} not enabled; {fallback}", dir.display(), lacking.join(", "));
+        let d = format!(
+            "{}: controllers {} not enabled; {fallback}",
+            dir.display(),
+            lacking.join(", ")
+        );
         return (false, Check::new(Status::Warn, what, d).fix(delegate_fix));
     }
     if !writable(&dir) {
         let d = format!("{} is not writable by this user; {fallback}", dir.display());
         return (false, Check::new(Status::Warn, what, d).fix(delegate_fix));
     }
-    (true, Check::new(Status::Ok, what, format!("{} delegated (memory, pids)", dir.display())))
+    (
+        true,
+        Check::new(
+            Status::Ok,
+            what,
+            format!("{} delegated (memory, pids)", dir.display()),
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -307,12 +357,27 @@ mod tests {
             ..Default::default()
         };
         assert!(userns_check(&base).0);
-        let zero = UsernsSysctls { max_user_namespaces: Some("0".into()), ..base.clone() };
+        let zero = UsernsSysctls {
+            max_user_namespaces: Some("0".into()),
+            ..base.clone()
+        };
         assert!(!userns_check(&zero).0);
-        let debian = UsernsSysctls { unprivileged_userns_clone: Some("0".into()), ..base.clone() };
+        let debian = UsernsSysctls {
+            unprivileged_userns_clone: Some("0".into()),
+            ..base.clone()
+        };
         assert!(!userns_check(&debian).0);
-        assert!(userns_check(&UsernsSysctls { root: true, ..debian }).0);
-        let ubuntu = UsernsSysctls { apparmor_restrict: Some("1\n".into()), ..base.clone() };
+        assert!(
+            userns_check(&UsernsSysctls {
+                root: true,
+                ..debian
+            })
+            .0
+        );
+        let ubuntu = UsernsSysctls {
+            apparmor_restrict: Some("1\n".into()),
+            ..base.clone()
+        };
         let (ok, c) = userns_check(&ubuntu);
         assert!(!ok);
         assert!(c.fix.unwrap().contains("apparmor_parser -r"));
@@ -325,16 +390,30 @@ mod tests {
     #[test]
     fn finds_the_own_cgroup_under_the_cgroup2_mount() {
         let dir = own_cgroup_dir("4:memory:/x\n0::/user.slice/a.scope\n", MOUNTINFO).unwrap();
-        assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/unified/user.slice/a.scope"));
-        assert_eq!(own_cgroup_dir("0::/\n", MOUNTINFO).unwrap(), PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(
+            dir,
+            PathBuf::from("/sys/fs/cgroup/unified/user.slice/a.scope")
+        );
+        assert_eq!(
+            own_cgroup_dir("0::/\n", MOUNTINFO).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/unified")
+        );
         assert_eq!(own_cgroup_dir("4:memory:/x\n", MOUNTINFO), None);
-        assert_eq!(own_cgroup_dir("0::/\n", "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"), None);
+        assert_eq!(
+            own_cgroup_dir(
+                "0::/\n",
+                "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"
+            ),
+            None
+        );
     }
 
     #[test]
     fn cgroup_delegation_needs_controllers_and_write_access() {
         let cg = Some("0::/u\n");
-        let ctl = |s: &'static str| move |p: &Path| p.ends_with("u/cgroup.controllers").then(|| s.to_string());
+        let ctl = |s: &'static str| {
+            move |p: &Path| p.ends_with("u/cgroup.controllers").then(|| s.to_string())
+        };
         let (ok, c) = cgroup_check(cg, Some(MOUNTINFO), &ctl("cpu memory pids"), &|_| true);
         assert!(ok, "{c:?}");
         let (ok, c) = cgroup_check(cg, Some(MOUNTINFO), &ctl("cpu"), &|_| true);
@@ -351,7 +430,10 @@ mod tests {
         let abi = probe_landlock_abi();
         if abi == 0 {
             eprintln!("skip: Landlock unavailable on this kernel");
-            assert!(std::env::var_os("AIOPS_MUST_WORK").is_none(), "Landlock must work here");
+            assert!(
+                std::env::var_os("AIOPS_MUST_WORK").is_none(),
+                "Landlock must work here"
+            );
             return;
         }
         assert!(landlock_accepts(landlock::ABI::from(i32::from(abi))));

@@ -63,7 +63,8 @@ impl LiveProbe {
 /// Parse the probe's JSON object. Values may be `{ "ok": bool, "detail": str }`
 /// or a bare bool; anything else for a key leaves it unknown.
 pub fn parse_probe(text: &str) -> Result<LiveProbe, String> {
-    let v: Value = serde_json::from_str(text.trim()).map_err(|e| format!("probe output is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_str(text.trim()).map_err(|e| format!("probe output is not JSON: {e}"))?;
     let obj = v.as_object().ok_or("probe output is not a JSON object")?;
     let landlock_abi = obj
         .get("landlock_abi")
@@ -113,7 +114,11 @@ pub fn run_probe(jailer: &Path) -> Result<LiveProbe, String> {
             Ok(None) if started.elapsed() > PROBE_TIMEOUT => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{} probe timed out after {}s", jailer.display(), PROBE_TIMEOUT.as_secs()));
+                return Err(format!(
+                    "{} probe timed out after {}s",
+                    jailer.display(),
+                    PROBE_TIMEOUT.as_secs()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return Err(format!("wait for {} probe: {e}", jailer.display())),
@@ -131,10 +136,21 @@ pub fn run_probe(jailer: &Path) -> Result<LiveProbe, String> {
             let _ = se.take(4096).read_to_string(&mut err);
         }
         let first = err.lines().next().unwrap_or("").trim();
-        return Err(format!("{} probe failed ({status}){}", jailer.display(), if first.is_empty() { String::new() } else { format!(": {first}") }));
+        return Err(format!(
+            "{} probe failed ({status}){}",
+            jailer.display(),
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!(": {first}")
+            }
+        ));
     }
     if out.trim().is_empty() {
-        return Err(format!("{} probe printed nothing (a jailer without `probe`?)", jailer.display()));
+        return Err(format!(
+            "{} probe printed nothing (a jailer without `probe`?)",
+            jailer.display()
+        ));
     }
     parse_probe(&out)
 }
@@ -144,13 +160,25 @@ pub fn live_checks(probe: &Result<LiveProbe, String>) -> Vec<Check> {
     LIVE_KEYS
         .iter()
         .map(|(key, label)| match probe {
-            Err(_) => Check::new(Status::Unknown, label, "not checked: the live probe did not run"),
+            Err(_) => Check::new(
+                Status::Unknown,
+                label,
+                "not checked: the live probe did not run",
+            ),
             Ok(p) => match p.get(key) {
-                None => Check::new(Status::Unknown, label, "the jailer's probe did not report it"),
+                None => Check::new(
+                    Status::Unknown,
+                    label,
+                    "the jailer's probe did not report it",
+                ),
                 Some(r) if r.ok => Check::new(Status::Ok, label, detail_or(&r.detail, "works")),
                 Some(r) => {
                     // cgroup delegation is optional: rlimits still bound the node.
-                    let status = if *key == "cgroup_v2" { Status::Warn } else { Status::Missing };
+                    let status = if *key == "cgroup_v2" {
+                        Status::Warn
+                    } else {
+                        Status::Missing
+                    };
                     Check::new(status, label, detail_or(&r.detail, "failed")).fix(live_fix(key))
                 }
             },
@@ -159,7 +187,11 @@ pub fn live_checks(probe: &Result<LiveProbe, String>) -> Vec<Check> {
 }
 
 fn detail_or(d: &str, default: &str) -> String {
-    if d.is_empty() { default.into() } else { d.into() }
+    if d.is_empty() {
+        default.into()
+    } else {
+        d.into()
+    }
 }
 
 fn live_fix(key: &str) -> &'static str {
@@ -179,11 +211,19 @@ mod tests {
 
     #[test]
     fn parses_the_probe_tolerantly() {
-        let p = parse_probe(r#"{"landlock_abi": 7, "userns": {"ok": true, "detail": "unshare ok"},
-            "netns": false, "proc_mount": {"ok": "yes"}, "extra": 1}"#)
+        let p = parse_probe(
+            r#"{"landlock_abi": 7, "userns": {"ok": true, "detail": "unshare ok"},
+            "netns": false, "proc_mount": {"ok": "yes"}, "extra": 1}"#,
+        )
         .unwrap();
         assert_eq!(p.landlock_abi, Some(7));
-        assert_eq!(p.get("userns"), Some(&LiveResult { ok: true, detail: "unshare ok".into() }));
+        assert_eq!(
+            p.get("userns"),
+            Some(&LiveResult {
+                ok: true,
+                detail: "unshare ok".into()
+            })
+        );
         assert_eq!(p.get("netns").map(|r| r.ok), Some(false));
         assert_eq!(p.get("proc_mount"), None);
         assert_eq!(p.get("seccomp"), None);
@@ -195,10 +235,21 @@ mod tests {
     fn unknown_is_never_reported_as_ok() {
         let checks = live_checks(&Err("jailer not found: tried /x (absent)".into()));
         assert_eq!(checks.len(), LIVE_KEYS.len());
-        assert!(checks.iter().all(|c| c.status == Status::Unknown && c.detail.contains("not checked")));
-        let p = parse_probe(r#"{"userns": {"ok": true, "detail": ""}, "netns": {"ok": false, "detail": "EPERM"}}"#).unwrap();
+        assert!(checks
+            .iter()
+            .all(|c| c.status == Status::Unknown && c.detail.contains("not checked")));
+        let p = parse_probe(
+            r#"{"userns": {"ok": true, "detail": ""}, "netns": {"ok": false, "detail": "EPERM"}}"#,
+        )
+        .unwrap();
         let checks = live_checks(&Ok(p));
-        let by = |k: &str| checks.iter().find(|c| c.what.starts_with(k)).unwrap().status;
+        let by = |k: &str| {
+            checks
+                .iter()
+                .find(|c| c.what.starts_with(k))
+                .unwrap()
+                .status
+        };
         assert_eq!(by("user"), Status::Ok);
         assert_eq!(by("network"), Status::Missing);
         assert_eq!(by("fresh"), Status::Unknown);
@@ -206,7 +257,8 @@ mod tests {
 
     #[test]
     fn live_answers_replace_static_guesses() {
-        let p = parse_probe(r#"{"landlock_abi": 3, "netns": {"ok": false, "detail": "x"}}"#).unwrap();
+        let p =
+            parse_probe(r#"{"landlock_abi": 3, "netns": {"ok": false, "detail": "x"}}"#).unwrap();
         let f = p.refine(HostFacts::linux(7));
         assert_eq!(f.landlock_abi, 3);
         assert!(!f.netns && f.userns);
@@ -214,10 +266,18 @@ mod tests {
 
     #[test]
     fn a_failing_or_silent_probe_is_an_error() {
-        assert!(run_probe(Path::new("/bin/false")).unwrap_err().contains("probe failed"));
-        assert!(run_probe(Path::new("/nonexistent/aiops-jailer")).unwrap_err().contains("cannot run"));
-        assert!(run_probe(Path::new("/bin/true")).unwrap_err().contains("printed nothing"));
+        assert!(run_probe(Path::new("/bin/false"))
+            .unwrap_err()
+            .contains("probe failed"));
+        assert!(run_probe(Path::new("/nonexistent/aiops-jailer"))
+            .unwrap_err()
+            .contains("cannot run"));
+        assert!(run_probe(Path::new("/bin/true"))
+            .unwrap_err()
+            .contains("printed nothing"));
         // /bin/echo prints "probe", which is not JSON.
-        assert!(run_probe(Path::new("/bin/echo")).unwrap_err().contains("not JSON"));
+        assert!(run_probe(Path::new("/bin/echo"))
+            .unwrap_err()
+            .contains("not JSON"));
     }
 }

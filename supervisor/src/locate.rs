@@ -145,10 +145,24 @@ mod tests {
         assert_eq!(found.path, in_lib);
         let sibling = touch(exe.path(), "aiops-jailer", 0o755);
         let found = JAILER.find_in(None, Some(exe.path()), lib.path()).unwrap();
-        assert_eq!(found, Located { path: sibling, via: "next to aiopsctl".into() });
+        assert_eq!(
+            found,
+            Located {
+                path: sibling,
+                via: "next to aiopsctl".into()
+            }
+        );
         let env = touch(other.path(), "j", 0o700);
-        let found = JAILER.find_in(Some(env.clone()), Some(exe.path()), lib.path()).unwrap();
-        assert_eq!(found, Located { path: env, via: "$AIOPS_JAILER".into() });
+        let found = JAILER
+            .find_in(Some(env.clone()), Some(exe.path()), lib.path())
+            .unwrap();
+        assert_eq!(
+            found,
+            Located {
+                path: env,
+                via: "$AIOPS_JAILER".into()
+            }
+        );
     }
 
     #[test]
@@ -156,7 +170,9 @@ mod tests {
         let exe = tempfile::tempdir().unwrap();
         touch(exe.path(), "aiops-jailer", 0o755);
         let bad = exe.path().join("nope");
-        let err = JAILER.find_in(Some(bad.clone()), Some(exe.path()), exe.path()).unwrap_err();
+        let err = JAILER
+            .find_in(Some(bad.clone()), Some(exe.path()), exe.path())
+            .unwrap_err();
         assert_eq!(err.tried, vec![(bad, "absent")]);
     }
 
@@ -165,7 +181,9 @@ mod tests {
         let exe = tempfile::tempdir().unwrap();
         let lib = tempfile::tempdir().unwrap();
         touch(exe.path(), "aiops-agentd", 0o644);
-        let err = AGENTD.find_in(None, Some(exe.path()), lib.path()).unwrap_err();
+        let err = AGENTD
+            .find_in(None, Some(exe.path()), lib.path())
+            .unwrap_err();
         assert_eq!(err.tried[0].1, "not executable");
         assert_eq!(err.tried[1].1, "absent");
         assert!(err.to_string().contains("not executable"));

@@ -71,7 +71,10 @@ pub fn diagnose() -> DoctorReport {
     }
     if let Ok(p) = &live {
         if let Some(abi) = p.landlock_abi.filter(|a| *a != stat.facts.landlock_abi) {
-            let d = format!("the jailer sees ABI {abi}, aiopsctl saw ABI {}; using the jailer's", stat.facts.landlock_abi);
+            let d = format!(
+                "the jailer sees ABI {abi}, aiopsctl saw ABI {}; using the jailer's",
+                stat.facts.landlock_abi
+            );
             checks.push(Check::new(Status::Warn, "landlock (live)", d));
         }
     }
@@ -82,12 +85,19 @@ pub fn diagnose() -> DoctorReport {
     };
     let mut default_profile = verdict(&facts);
     // Every jail mounts a fresh /proc; HostFacts has no field for it, so check it here.
-    let proc_refused = live.as_ref().ok().and_then(|p| p.get("proc_mount")).filter(|r| !r.ok);
+    let proc_refused = live
+        .as_ref()
+        .ok()
+        .and_then(|p| p.get("proc_mount"))
+        .filter(|r| !r.ok);
     if let (true, Some(r)) = (default_profile.runs, proc_refused) {
         default_profile = Verdict {
             name: DEFAULT_PROFILE,
             runs: false,
-            error: Some(format!("a fresh /proc cannot be mounted here: {}", r.detail)),
+            error: Some(format!(
+                "a fresh /proc cannot be mounted here: {}",
+                r.detail
+            )),
             exit_code: EXIT_UNAVAILABLE,
             note: None,
         };
@@ -108,10 +118,15 @@ pub fn diagnose() -> DoctorReport {
                 note: None,
             };
         } else if live.is_err() {
-            default_profile.note = Some("judged by static checks only: the jailer's live probe failed".into());
+            default_profile.note =
+                Some("judged by static checks only: the jailer's live probe failed".into());
         }
     }
-    DoctorReport { checks, facts, default_profile }
+    DoctorReport {
+        checks,
+        facts,
+        default_profile,
+    }
 }
 
 fn verdict(facts: &HostFacts) -> Verdict {
@@ -127,13 +142,21 @@ fn verdict(facts: &HostFacts) -> Verdict {
         Err(e) => return fail(e.into()),
     };
     // Check the host, not the current directory: use HOME as the workspace when it is one.
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).filter(|h| h.is_dir() && h.as_os_str() != "/");
+    let home = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|h| h.is_dir() && h.as_os_str() != "/");
     let ctx = match host_context(home.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
     match aiops_policy::compile(&profile, &NodeCaps::default(), facts, &ctx) {
-        Ok(_) => Verdict { name: DEFAULT_PROFILE, runs: true, error: None, exit_code: 0, note: None },
+        Ok(_) => Verdict {
+            name: DEFAULT_PROFILE,
+            runs: true,
+            error: None,
+            exit_code: 0,
+            note: None,
+        },
         Err(e) => fail(e.into()),
     }
 }
@@ -163,7 +186,13 @@ pub fn render(r: &DoctorReport) -> String {
     // Fix lines go under their check, so render row by row from the shared widths.
     let rendered = t.render();
     let mut lines = rendered.lines();
-    let indent = r.checks.iter().map(|c| c.status.to_string().len()).max().unwrap_or(0) + 2;
+    let indent = r
+        .checks
+        .iter()
+        .map(|c| c.status.to_string().len())
+        .max()
+        .unwrap_or(0)
+        + 2;
     for c in &r.checks {
         // A wrapped detail spans several rendered lines; they start with spaces.
         if let Some(first) = lines.next() {

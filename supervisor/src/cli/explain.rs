@@ -24,8 +24,14 @@ pub fn render(e: &Explained<'_>) -> String {
     header(&mut s, e);
     required(&mut s, e);
     if e.plan.unconfined {
-        let _ = writeln!(s, "\nUNCONFINED: no namespaces, mounts, Landlock or seccomp; the node runs");
-        let _ = writeln!(s, "on the host as you, with your network. Only limits and env apply. Audited.");
+        let _ = writeln!(
+            s,
+            "\nUNCONFINED: no namespaces, mounts, Landlock or seccomp; the node runs"
+        );
+        let _ = writeln!(
+            s,
+            "on the host as you, with your network. Only limits and env apply. Audited."
+        );
     } else {
         namespaces(&mut s, e.plan);
         mounts(&mut s, e.plan);
@@ -69,7 +75,12 @@ fn header(s: &mut String, e: &Explained<'_>) {
     if let Some(n) = e.simulated_abi {
         host = format!("landlock ABI {n} (simulated with --abi)");
     }
-    for (ok, name) in [(f.seccomp, "seccomp"), (f.userns, "userns"), (f.netns, "netns"), (f.cgroup_v2, "cgroup v2")] {
+    for (ok, name) in [
+        (f.seccomp, "seccomp"),
+        (f.userns, "userns"),
+        (f.netns, "netns"),
+        (f.cgroup_v2, "cgroup v2"),
+    ] {
         host.push_str(if ok { ", " } else { ", no " });
         host.push_str(name);
     }
@@ -78,27 +89,44 @@ fn header(s: &mut String, e: &Explained<'_>) {
 }
 
 fn required(s: &mut String, e: &Explained<'_>) {
-    section(s, "Required layers", "the node is refused if this host lacks one");
+    section(
+        s,
+        "Required layers",
+        "the node is refused if this host lacks one",
+    );
     let mut t = Table::new(2).wrap_total(WIDTH);
+    if e.plan.require.is_empty() {
+        t.row(["(none)", ""]);
+    }
     for r in &e.plan.require {
         match r.missing_on(e.facts) {
             None => t.row([r.to_string(), "ok".into()]),
             Some(why) => t.row([r.to_string(), format!("MISSING: {why}")]),
         }
     }
-    if !e.plan.require.iter().any(|r| matches!(r, aiops_policy::LayerReq::Cgroup)) {
-        let cg = if e.facts.cgroup_v2 { "delegated: memory.max and pids.max apply" } else { "not delegated here: rlimits bound the node" };
+    if !e
+        .plan
+        .require
+        .iter()
+        .any(|r| matches!(r, aiops_policy::LayerReq::Cgroup))
+    {
+        let cg = if e.facts.cgroup_v2 {
+            "delegated: memory.max and pids.max apply"
+        } else {
+            "not delegated here: rlimits bound the node"
+        };
         t.row(["cgroup (optional)".into(), cg.to_string()]);
-    }
-    if t.is_empty() {
-        let _ = writeln!(s, "  (none)");
     }
     s.push_str(&t.render());
 }
 
 fn namespaces(s: &mut String, plan: &JailPlan) {
     section(s, "Namespaces", "one unshare(2), user first");
-    let names: Vec<String> = plan.namespaces.iter().map(|n| format!("{n:?}").to_lowercase()).collect();
+    let names: Vec<String> = plan
+        .namespaces
+        .iter()
+        .map(|n| format!("{n:?}").to_lowercase())
+        .collect();
     let _ = writeln!(s, "  {}", names.join("  "));
     if let Some(h) = &plan.hostname {
         let _ = writeln!(s, "  hostname {h}");
@@ -106,29 +134,62 @@ fn namespaces(s: &mut String, plan: &JailPlan) {
 }
 
 fn mounts(s: &mut String, plan: &JailPlan) {
-    section(s, "Mounts", "in order, then pivot_root; the new root ends read-only");
+    section(
+        s,
+        "Mounts",
+        "in order, then pivot_root; the new root ends read-only",
+    );
     let mut t = Table::new(2).wrap_total(WIDTH);
     t.row(["#", "path", "access", "exec", "what"]);
     for (i, m) in plan.mounts.iter().enumerate() {
         let n = format!("{:>2}", i + 1);
         let row: [String; 4] = match m {
-            Mount::Root => ["/".into(), "ro".into(), "-".into(), "new root: an empty tmpfs".into()],
-            Mount::Proc { dst } => [dst.to_string(), "-".into(), "-".into(), "fresh proc of the jail's pid namespace".into()],
+            Mount::Root => [
+                "/".into(),
+                "ro".into(),
+                "-".into(),
+                "new root: an empty tmpfs".into(),
+            ],
+            Mount::Proc { dst } => [
+                dst.to_string(),
+                "-".into(),
+                "-".into(),
+                "fresh proc of the jail's pid namespace".into(),
+            ],
             Mount::Dev { dst } => [
                 dst.to_string(),
                 "-".into(),
                 "-".into(),
                 "minimal: null zero full random urandom tty, shm".into(),
             ],
-            Mount::Tmpfs { dst, mode, size_bytes } => [
+            Mount::Tmpfs {
+                dst,
+                mode,
+                size_bytes,
+            } => [
                 dst.to_string(),
                 "rw".into(),
                 "-".into(),
                 format!("private tmpfs, {}, mode {mode:o}", human_bytes(*size_bytes)),
             ],
-            Mount::Pin { path } => [path.to_string(), "-".into(), "-".into(), "pinned: cannot be renamed or replaced, optional".into()],
-            Mount::Bind { src, dst, writable, exec, optional } => {
-                let mut what = if src == dst { "bind".to_string() } else { format!("bind from {src}") };
+            Mount::Pin { path } => [
+                path.to_string(),
+                "-".into(),
+                "-".into(),
+                "pinned: cannot be renamed or replaced, optional".into(),
+            ],
+            Mount::Bind {
+                src,
+                dst,
+                writable,
+                exec,
+                optional,
+            } => {
+                let mut what = if src == dst {
+                    "bind".to_string()
+                } else {
+                    format!("bind from {src}")
+                };
                 if plan.protected.contains(dst) {
                     what.push_str(", protected");
                 }
@@ -152,7 +213,11 @@ fn mounts(s: &mut String, plan: &JailPlan) {
 
 fn access_words(access: &[FsAccess], handled: &[FsAccess]) -> String {
     const READ: [FsAccess; 2] = [FsAccess::ReadFile, FsAccess::ReadDir];
-    let write: Vec<FsAccess> = WRITE_RIGHTS.iter().copied().filter(|a| handled.contains(a)).collect();
+    let write: Vec<FsAccess> = WRITE_RIGHTS
+        .iter()
+        .copied()
+        .filter(|a| handled.contains(a))
+        .collect();
     let mut rest: Vec<FsAccess> = access.to_vec();
     let mut words = vec![];
     let mut take = |group: &[FsAccess], word: &str, rest: &mut Vec<FsAccess>| {
@@ -206,18 +271,36 @@ fn fs_name(a: FsAccess) -> &'static str {
 fn landlock(s: &mut String, plan: &JailPlan) {
     let Some(ll) = &plan.landlock else {
         section(s, "Landlock", "");
-        let _ = writeln!(s, "  not applied: this host has no Landlock (mounts alone limit the file system)");
+        let _ = writeln!(
+            s,
+            "  not applied: this host has no Landlock (mounts alone limit the file system)"
+        );
         return;
     };
-    section(s, "Landlock", &format!("ABI {}, a hard requirement: an older kernel refuses the node", ll.abi));
-    let _ = writeln!(s, "  {} file-system rights handled; a path not listed gets none of them", ll.handled_fs.len());
+    section(
+        s,
+        "Landlock",
+        &format!(
+            "ABI {}, a hard requirement: an older kernel refuses the node",
+            ll.abi
+        ),
+    );
+    let _ = writeln!(
+        s,
+        "  {} file-system rights handled; a path not listed gets none of them",
+        ll.handled_fs.len()
+    );
     let mut t = Table::new(2).wrap_total(WIDTH);
     t.row(["path", "rights"]);
     for r in &ll.fs {
         t.row([r.path.to_string(), access_words(&r.access, &ll.handled_fs)]);
     }
     s.push_str(&t.render());
-    let write: Vec<&str> = WRITE_RIGHTS.iter().filter(|a| ll.handled_fs.contains(a)).map(|a| fs_name(*a)).collect();
+    let write: Vec<&str> = WRITE_RIGHTS
+        .iter()
+        .filter(|a| ll.handled_fs.contains(a))
+        .map(|a| fs_name(*a))
+        .collect();
     let mut legend = Table::new(4).wrap_total(WIDTH);
     legend.row(["read =", "read_file read_dir"]);
     legend.row(["write =".to_string(), write.join(" ")]);
@@ -226,8 +309,14 @@ fn landlock(s: &mut String, plan: &JailPlan) {
     let tcp = match &ll.tcp {
         None if ll.abi < 4 => "not filtered (TCP rules need ABI 4)".to_string(),
         None => format!("not handled (net mode {})", plan.net.mode),
-        Some(r) if r.connect.is_empty() && r.bind.is_empty() => "all connect and bind denied".to_string(),
-        Some(r) => format!("connect only to port {}; bind {}", ports(&r.connect), ports(&r.bind)),
+        Some(r) if r.connect.is_empty() && r.bind.is_empty() => {
+            "all connect and bind denied".to_string()
+        }
+        Some(r) => format!(
+            "connect only to port {}; bind {}",
+            ports(&r.connect),
+            ports(&r.bind)
+        ),
     };
     t.row(["tcp".to_string(), tcp]);
     let scopes = if ll.scopes.is_empty() {
@@ -251,13 +340,19 @@ fn ports(p: &[u16]) -> String {
     if p.is_empty() {
         "none".into()
     } else {
-        p.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        p.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
 /// Mode arguments read best in octal; everything else in hex.
 fn is_mode_syscall(name: &str) -> bool {
-    matches!(name, "chmod" | "fchmod" | "fchmodat" | "fchmodat2" | "mknod" | "mknodat")
+    matches!(
+        name,
+        "chmod" | "fchmod" | "fchmodat" | "fchmodat2" | "mknod" | "mknodat"
+    )
 }
 
 fn num(v: u64, octal: bool) -> String {
@@ -279,7 +374,12 @@ pub fn render_condition(rule: &SyscallRule) -> String {
     let one = |c: &ArgCond| match &c.op {
         ArgOp::Eq => format!("arg{} == {}", c.arg, num(c.value, octal)),
         ArgOp::Ne => format!("arg{} != {}", c.arg, num(c.value, octal)),
-        ArgOp::MaskedEq(m) => format!("arg{} & {} == {}", c.arg, num(*m, octal), num(c.value, octal)),
+        ArgOp::MaskedEq(m) => format!(
+            "arg{} & {} == {}",
+            c.arg,
+            num(*m, octal),
+            num(c.value, octal)
+        ),
     };
     rule.when.iter().map(one).collect::<Vec<_>>().join(" && ")
 }
@@ -291,7 +391,11 @@ fn seccomp(s: &mut String, plan: &JailPlan) {
         return;
     };
     let n = sc.deny_eperm.len() + sc.deny_enosys.len();
-    let x32 = if sc.block_x32 { "; x32 syscall numbers killed" } else { "" };
+    let x32 = if sc.block_x32 {
+        "; x32 syscall numbers killed"
+    } else {
+        ""
+    };
     section(s, "Seccomp", &format!("default allow; {n} rules deny{x32}"));
     // Wider than the rest: four columns, and a reason reads badly broken up.
     let mut t = Table::new(2).wrap_total(SECCOMP_WIDTH);
@@ -304,9 +408,18 @@ fn seccomp(s: &mut String, plan: &JailPlan) {
     let mut last_reason: Option<&str> = None;
     for (r, action) in rows {
         // A ditto mark keeps runs of one reason (11 mount calls) from drowning the table.
-        let reason = if last_reason == Some(r.reason.as_str()) { "\u{3003}".to_string() } else { r.reason.clone() };
+        let reason = if last_reason == Some(r.reason.as_str()) {
+            "\u{3003}".to_string()
+        } else {
+            r.reason.clone()
+        };
         last_reason = Some(r.reason.as_str());
-        t.row([r.syscall.clone(), render_condition(r), action.to_string(), reason]);
+        t.row([
+            r.syscall.clone(),
+            render_condition(r),
+            action.to_string(),
+            reason,
+        ]);
     }
     s.push_str(&t.render());
 }
@@ -324,39 +437,84 @@ fn limits(s: &mut String, e: &Explained<'_>) {
     for r in &plan.rlimits {
         let (name, what, show): (&str, &str, fn(u64) -> String) = match r.resource {
             Rlimit::As => ("RLIMIT_AS", "address space", human_bytes),
-            Rlimit::Nproc => ("RLIMIT_NPROC", "processes, counted per host uid", |v| v.to_string()),
-            Rlimit::Cpu => ("RLIMIT_CPU", "CPU time", |v| Dur(v.saturating_mul(1000)).to_string()),
+            Rlimit::Nproc => ("RLIMIT_NPROC", "processes, counted per host uid", |v| {
+                v.to_string()
+            }),
+            Rlimit::Cpu => ("RLIMIT_CPU", "CPU time", |v| {
+                Dur(v.saturating_mul(1000)).to_string()
+            }),
             Rlimit::Fsize => ("RLIMIT_FSIZE", "largest file written", human_bytes),
             Rlimit::Nofile => ("RLIMIT_NOFILE", "open files", |v| v.to_string()),
             Rlimit::Core if r.hard == 0 => ("RLIMIT_CORE", "no core dumps", human_or_zero),
             Rlimit::Core => ("RLIMIT_CORE", "core dump size", human_or_zero),
         };
-        let value = if r.soft == r.hard { show(r.soft) } else { format!("{} soft / {} hard", show(r.soft), show(r.hard)) };
+        let value = if r.soft == r.hard {
+            show(r.soft)
+        } else {
+            format!("{} soft / {} hard", show(r.soft), show(r.hard))
+        };
         t.row([name.to_string(), value, what.to_string()]);
     }
     let cg = &plan.cgroup;
-    let applied = if e.facts.cgroup_v2 { "applied in a delegated cgroup" } else { "not applied: no delegated cgroup here" };
-    t.row(["cgroup memory.max".to_string(), human_bytes(cg.memory_max), applied.to_string()]);
-    t.row(["cgroup pids.max".to_string(), cg.pids_max.to_string(), applied.to_string()]);
-    t.row(["timeout".to_string(), Dur(plan.run.timeout_ms).to_string(), "wall clock; then the jail is killed".to_string()]);
-    t.row(["output".to_string(), human_bytes(plan.run.output_bytes), "stdout + stderr; then the jail is killed".to_string()]);
+    let applied = if e.facts.cgroup_v2 {
+        "applied in a delegated cgroup"
+    } else {
+        "not applied: no delegated cgroup here"
+    };
+    t.row([
+        "cgroup memory.max".to_string(),
+        human_bytes(cg.memory_max),
+        applied.to_string(),
+    ]);
+    t.row([
+        "cgroup pids.max".to_string(),
+        cg.pids_max.to_string(),
+        applied.to_string(),
+    ]);
+    t.row([
+        "timeout".to_string(),
+        Dur(plan.run.timeout_ms).to_string(),
+        "wall clock; then the jail is killed".to_string(),
+    ]);
+    t.row([
+        "output".to_string(),
+        human_bytes(plan.run.output_bytes),
+        "stdout + stderr; then the jail is killed".to_string(),
+    ]);
     s.push_str(&t.render());
 }
 
 fn human_or_zero(v: u64) -> String {
-    if v == 0 { "0".into() } else { human_bytes(v) }
+    if v == 0 {
+        "0".into()
+    } else {
+        human_bytes(v)
+    }
 }
 
 /// Names whose values are not worth printing even when the profile passes them.
 fn looks_secret(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
-    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "PRIVATE_KEY", "CREDENTIAL", "AUTH"]
-        .iter()
-        .any(|w| n.contains(w))
+    [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "API_KEY",
+        "PRIVATE_KEY",
+        "CREDENTIAL",
+        "AUTH",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
 }
 
 fn env(s: &mut String, e: &Explained<'_>) {
-    section(s, "Environment", "complete: every other host variable is dropped");
+    section(
+        s,
+        "Environment",
+        "complete: every other host variable is dropped",
+    );
     let plan = e.plan;
     let mut t = Table::new(2).wrap_total(WIDTH);
     for (k, v) in &plan.env {
@@ -371,15 +529,26 @@ fn env(s: &mut String, e: &Explained<'_>) {
         let _ = writeln!(s, "  (empty)");
     }
     s.push_str(&t.render());
-    let names = |v: &[aiops_policy::EnvName]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+    let names = |v: &[aiops_policy::EnvName]| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let line = if plan.secrets.is_empty() {
         if e.profile.secrets.is_empty() {
             "secrets: none".to_string()
         } else {
-            format!("secrets: none requested (a node may declare: {})", names(&e.profile.secrets))
+            format!(
+                "secrets: none requested (a node may declare: {})",
+                names(&e.profile.secrets)
+            )
         }
     } else {
-        format!("secrets injected by the jailer, by name only: {}", names(&plan.secrets))
+        format!(
+            "secrets injected by the jailer, by name only: {}",
+            names(&plan.secrets)
+        )
     };
     for l in wrap(&line, WIDTH - 2) {
         let _ = writeln!(s, "  {l}");
@@ -391,7 +560,9 @@ fn net(s: &mut String, plan: &JailPlan) {
     let what = match plan.net.mode {
         NetMode::None => "none: an empty network namespace, no interfaces up",
         NetMode::Loopback => "loopback: a private network namespace with only lo up",
-        NetMode::Allowlist => "allowlist: private lo; egress only to the hosts below, through the supervisor's proxy",
+        NetMode::Allowlist => {
+            "allowlist: private lo; egress only to the hosts below, through the supervisor's proxy"
+        }
         NetMode::Host => "host: the host's network (not a boundary; audited)",
     };
     for l in wrap(what, WIDTH - 2) {
@@ -406,12 +577,20 @@ fn protected(s: &mut String, plan: &JailPlan) {
     if plan.protected.is_empty() {
         return;
     }
-    section(s, "Protected paths", "read-only inside writable roots: the host runs or trusts them later");
+    section(
+        s,
+        "Protected paths",
+        "read-only inside writable roots: the host runs or trusts them later",
+    );
     let roots: Vec<&AbsPath> = plan
         .mounts
         .iter()
         .filter_map(|m| match m {
-            Mount::Bind { dst, writable: true, .. } => Some(dst),
+            Mount::Bind {
+                dst,
+                writable: true,
+                ..
+            } => Some(dst),
             _ => None,
         })
         .collect();
@@ -438,7 +617,10 @@ mod tests {
     use aiops_policy::syscalls::baseline_deny;
 
     fn rule(name: &str) -> SyscallRule {
-        baseline_deny().into_iter().find(|r| r.syscall == name).unwrap()
+        baseline_deny()
+            .into_iter()
+            .find(|r| r.syscall == name)
+            .unwrap()
     }
 
     #[test]
@@ -446,23 +628,45 @@ mod tests {
         assert_eq!(render_condition(&rule("ptrace")), "always");
         assert_eq!(render_condition(&rule("chmod")), "arg1 & 0o4000 == 0o4000");
         assert_eq!(render_condition(&rule("ioctl")), "arg1 == TIOCSTI");
-        assert_eq!(render_condition(&rule("clone")), "arg0 & 0x10000000 == 0x10000000");
-        assert_eq!(render_condition(&rule("personality")), "arg0 != 0 && arg0 != 0xffffffff");
-        assert_eq!(render_condition(&rule("mknod")), "arg1 & 0o170000 == 0o20000");
+        assert_eq!(
+            render_condition(&rule("clone")),
+            "arg0 & 0x10000000 == 0x10000000"
+        );
+        assert_eq!(
+            render_condition(&rule("personality")),
+            "arg0 != 0 && arg0 != 0xffffffff"
+        );
+        assert_eq!(
+            render_condition(&rule("mknod")),
+            "arg1 & 0o170000 == 0o20000"
+        );
     }
 
     #[test]
     fn condenses_landlock_rights_into_words() {
         let handled: Vec<FsAccess> = FsAccess::ALL.to_vec();
-        assert_eq!(access_words(&[FsAccess::ReadFile, FsAccess::ReadDir, FsAccess::Execute], &handled), "read exec");
+        assert_eq!(
+            access_words(
+                &[FsAccess::ReadFile, FsAccess::ReadDir, FsAccess::Execute],
+                &handled
+            ),
+            "read exec"
+        );
         let mut rw = vec![FsAccess::ReadFile, FsAccess::ReadDir];
         rw.extend(WRITE_RIGHTS);
         assert_eq!(access_words(&rw, &handled), "read write");
         // At ABI 1 there is no refer or truncate: "write" means what is handled.
-        let abi1: Vec<FsAccess> = FsAccess::ALL.iter().copied().filter(|a| a.abi() == 1).collect();
+        let abi1: Vec<FsAccess> = FsAccess::ALL
+            .iter()
+            .copied()
+            .filter(|a| a.abi() == 1)
+            .collect();
         let rw1: Vec<FsAccess> = rw.iter().copied().filter(|a| abi1.contains(a)).collect();
         assert_eq!(access_words(&rw1, &abi1), "read write");
-        assert_eq!(access_words(&[FsAccess::ReadFile, FsAccess::IoctlDev], &handled), "read_file ioctl_dev");
+        assert_eq!(
+            access_words(&[FsAccess::ReadFile, FsAccess::IoctlDev], &handled),
+            "read_file ioctl_dev"
+        );
     }
 
     #[test]

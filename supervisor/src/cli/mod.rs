@@ -41,7 +41,12 @@ const EXIT_CODES: &str = exit_codes!();
 
 /// Run commands and AI coding agents in a sandbox built from a capability profile.
 #[derive(Debug, Parser)]
-#[command(name = "aiopsctl", version, about, after_long_help = concat!(exit_codes!(), "\n\n", environment!()))]
+#[command(
+    name = "aiopsctl",
+    version,
+    about,
+    after_help = "Exit codes and environment: see --help.",
+    after_long_help = concat!(exit_codes!(), "\n\n", environment!()))]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -149,6 +154,7 @@ pub fn print_json<T: serde::Serialize>(
     what: &'static str,
     v: &T,
 ) -> Result<(), SupervisorError> {
-    let s = serde_json::to_string_pretty(v).map_err(|source| SupervisorError::Json { what, source })?;
+    let s =
+        serde_json::to_string_pretty(v).map_err(|source| SupervisorError::Json { what, source })?;
     writeln!(out, "{s}").map_err(out_err)
 }

@@ -49,8 +49,18 @@ fn list(json: bool, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         .list()
         .into_iter()
         .map(|(name, source)| match read_profile_file(&source) {
-            Ok(f) => Listed { name, source, description: Some(f.description), error: None },
-            Err(e) => Listed { name, source, description: None, error: Some(error_chain(&e)) },
+            Ok(f) => Listed {
+                name,
+                source,
+                description: Some(f.description),
+                error: None,
+            },
+            Err(e) => Listed {
+                name,
+                source,
+                description: None,
+                error: Some(error_chain(&e)),
+            },
         })
         .collect();
     if json {
@@ -58,28 +68,44 @@ fn list(json: bool, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         return Ok(0);
     }
     if items.is_empty() {
-        let dirs: Vec<String> = loader.search.iter().map(|d| d.display().to_string()).collect();
+        let dirs: Vec<String> = loader
+            .search
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
         writeln!(out, "no profiles found in {}", dirs.join(", ")).map_err(out_err)?;
         return Ok(0);
     }
-    let mut t = Table::new(0).wrap_total(WIDTH);
+    // One line per profile, unwrapped, so it greps well.
+    let mut t = Table::new(0);
     for i in &items {
         let desc = match (&i.description, &i.error) {
             (Some(d), _) => d.clone(),
             (None, Some(e)) => format!("INVALID: {e}"),
             (None, None) => String::new(),
         };
-        t.row([i.name.clone(), i.source.display().to_string(), desc]);
+        t.row([i.name.clone(), relative_to_cwd(&i.source), desc]);
     }
     out.write_all(t.render().as_bytes()).map_err(out_err)?;
     Ok(0)
+}
+
+/// `profiles/agent.toml` rather than the absolute path, when under the current directory.
+fn relative_to_cwd(p: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.display().to_string()))
+        .unwrap_or_else(|| p.display().to_string())
 }
 
 fn words<T: std::fmt::Display>(v: &[T]) -> String {
     if v.is_empty() {
         "(none)".into()
     } else {
-        v.iter().map(ToString::to_string).collect::<Vec<_>>().join("  ")
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("  ")
     }
 }
 
@@ -89,7 +115,8 @@ fn show(name: &str, json: bool, out: &mut dyn Write) -> Result<i32, SupervisorEr
         print_json(out, "profile", &p)?;
         return Ok(0);
     }
-    out.write_all(render_profile(&p).as_bytes()).map_err(out_err)?;
+    out.write_all(render_profile(&p).as_bytes())
+        .map_err(out_err)?;
     Ok(0)
 }
 
@@ -123,10 +150,16 @@ pub fn render_profile(p: &Profile) -> String {
     t.row(["limits.open_files".into(), l.open_files.to_string()]);
     let baseline = aiops_policy::syscalls::baseline_deny().len();
     if p.seccomp_deny.is_empty() {
-        t.row(["seccomp.deny".into(), format!("(none beyond the baseline table of {baseline} rules)")]);
+        t.row([
+            "seccomp.deny".into(),
+            format!("(none beyond the baseline table of {baseline} rules)"),
+        ]);
     }
     for d in &p.seccomp_deny {
-        t.row(["seccomp.deny".into(), format!("{}: {}", d.syscall, d.reason)]);
+        t.row([
+            "seccomp.deny".into(),
+            format!("{}: {}", d.syscall, d.reason),
+        ]);
     }
     t.row(["protected".into(), words(&p.protected)]);
     for (path, reason) in &p.unprotected {
@@ -142,7 +175,11 @@ fn validate(files: &[PathBuf], out: &mut dyn Write) -> Result<i32, SupervisorErr
         let mut loader = base.clone();
         // Siblings first: a directory of profiles is checked as it will be installed.
         if let Some(dir) = file.parent() {
-            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
             loader.search.insert(0, dir.to_path_buf());
         }
         match loader.load_path(file) {
