@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 pub mod doctor;
 pub mod explain;
+pub mod filters;
 pub mod profile;
 pub mod table;
 
