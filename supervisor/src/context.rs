@@ -31,7 +31,7 @@ pub fn agentd_path() -> PathBuf {
 pub fn host_context(workspace: Option<&Path>) -> Result<CompileContext, SupervisorError> {
     let cwd = std::env::current_dir().map_err(|source| SupervisorError::CurrentDir { source })?;
     let ws_in = workspace.map_or_else(|| cwd.clone(), |w| cwd.join(w));
-    let ws = std::fs::canonicalize(&ws_in).map_err(|source| SupervisorError::Read {
+    let ws = std::fs::canonicalize(&ws_in).map_err(|source| SupervisorError::Workspace {
         path: ws_in.clone(),
         source,
     })?;

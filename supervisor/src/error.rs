@@ -30,6 +30,11 @@ pub enum SupervisorError {
     },
     #[error("write output")]
     Output { source: std::io::Error },
+    #[error("workspace {}", .path.display())]
+    Workspace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("read {}", .path.display())]
     Read {
         path: PathBuf,
@@ -45,11 +50,11 @@ impl SupervisorError {
             SupervisorError::Usage { .. } => EXIT_USAGE,
             SupervisorError::Json { .. } => EXIT_SOFTWARE,
             SupervisorError::Output { .. } => EXIT_IOERR,
-            SupervisorError::Read { .. } => 66,
+            SupervisorError::Read { .. } | SupervisorError::Workspace { .. } => 66,
         }
     }
 
-    /// A reader that went away (`aiopsctl ... | head`) is not a failure.
+    /// True when stdout's reader went away (`aiopsctl ... | head`).
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, SupervisorError::Output { source } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }

@@ -82,6 +82,15 @@ pub fn probe_host() -> HostProbe {
         &|p: &Path| fs::read_to_string(p).ok(),
         &|p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok(),
     );
+    tracing::debug!(
+        target: "aiops::facts",
+        landlock_abi,
+        seccomp,
+        userns,
+        netns,
+        cgroup_v2,
+        "probed host (static)"
+    );
     HostProbe {
         facts: HostFacts {
             os: Os::Linux,

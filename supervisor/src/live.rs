@@ -99,6 +99,7 @@ pub fn parse_probe(text: &str) -> Result<LiveProbe, String> {
 
 /// Run `<jailer> probe` with a clean environment and a time limit.
 pub fn run_probe(jailer: &Path) -> Result<LiveProbe, String> {
+    tracing::debug!(target: "aiops::facts", jailer = %jailer.display(), "running the live probe");
     let mut child = Command::new(jailer)
         .arg("probe")
         .env_clear()

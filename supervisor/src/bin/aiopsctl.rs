@@ -16,20 +16,15 @@ fn main() -> ExitCode {
         }
     };
     aiops_supervisor::logging::init();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match cli::run(cli, &mut out).map_err(anyhow::Error::from) {
+    let mut out = std::io::stdout().lock();
+    match cli::run(cli, &mut out) {
         Ok(code) => exit(code),
+        // A reader that went away (`aiopsctl ... | head`) is not a failure.
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(se) = e.downcast_ref::<aiops_supervisor::error::SupervisorError>() {
-                if se.is_broken_pipe() {
-                    return ExitCode::SUCCESS;
-                }
-                eprintln!("aiopsctl: {e:#}");
-                return exit(se.exit_code());
-            }
-            eprintln!("aiopsctl: {e:#}");
-            exit(1)
+            let code = e.exit_code();
+            eprintln!("aiopsctl: {:#}", anyhow::Error::from(e));
+            exit(code)
         }
     }
 }

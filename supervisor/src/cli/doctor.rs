@@ -79,6 +79,9 @@ pub fn diagnose() -> DoctorReport {
         }
     }
     checks.extend(live_checks(&live));
+    if let Err(why) = &live {
+        tracing::debug!(target: "aiops::doctor", reason = %why, "live probe unavailable");
+    }
     let facts = match &live {
         Ok(p) => p.refine(stat.facts.clone()),
         Err(_) => stat.facts.clone(),
