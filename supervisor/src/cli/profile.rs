@@ -212,7 +212,8 @@ fn explain(args: &ExplainArgs, out: &mut dyn Write) -> Result<i32, SupervisorErr
         let (text, params) = compile_sbpl(&profile, &caps, &ctx)?;
         writeln!(out, "; parameters (sandbox-exec -D NAME=VALUE):").map_err(out_err)?;
         for (k, v) in &params {
-            writeln!(out, ";   {k}={v}").map_err(out_err)?;
+            // Escaped so a newline in a path cannot end the comment and inject policy text.
+            writeln!(out, ";   {k}={}", v.escape_debug()).map_err(out_err)?;
         }
         out.write_all(text.as_bytes()).map_err(out_err)?;
         return Ok(0);
@@ -246,7 +247,8 @@ fn compile_sbpl(
     ctx: &CompileContext,
 ) -> Result<(String, Vec<(String, String)>), SupervisorError> {
     // TODO(integrate-sbpl): policy::sbpl::compile_sbpl_for lands from another
-    // branch; once merged, replace the refusal below with:
+    // branch (checked against the policytests branch: builds, prints the
+    // params then the text); once merged, replace everything below with:
     // let plan = aiops_policy::sbpl::compile_sbpl_for(profile, caps, ctx)?;
     // return Ok((plan.text, plan.params));
     let _ = (profile, caps, ctx);
