@@ -26,19 +26,25 @@ pub fn agentd_path() -> PathBuf {
 }
 
 /// Build the context. `workspace` defaults to the current directory; the
-/// node's cwd is the current directory when it lies inside the workspace,
-/// else the workspace itself.
-pub fn host_context(workspace: Option<&Path>) -> Result<CompileContext, SupervisorError> {
+/// node's cwd defaults to the current directory when it lies inside the
+/// workspace, else the workspace itself.
+pub fn host_context(
+    workspace: Option<&Path>,
+    node_cwd: Option<&Path>,
+) -> Result<CompileContext, SupervisorError> {
     let cwd = std::env::current_dir().map_err(|source| SupervisorError::CurrentDir { source })?;
     let ws_in = workspace.map_or_else(|| cwd.clone(), |w| cwd.join(w));
     let ws = std::fs::canonicalize(&ws_in).map_err(|source| SupervisorError::Workspace {
         path: ws_in.clone(),
         source,
     })?;
-    let node_cwd = if cwd.starts_with(&ws) {
-        cwd
-    } else {
-        ws.clone()
+    let node_cwd = match node_cwd {
+        Some(c) => {
+            let c = cwd.join(c);
+            std::fs::canonicalize(&c).map_err(|source| SupervisorError::Read { path: c, source })?
+        }
+        None if cwd.starts_with(&ws) => cwd,
+        None => ws.clone(),
     };
     let agentd = std::path::absolute(agentd_path())
         .map_err(|source| SupervisorError::CurrentDir { source })?;

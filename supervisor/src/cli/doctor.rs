@@ -148,7 +148,7 @@ fn verdict(facts: &HostFacts) -> Verdict {
     let home = std::env::var_os("HOME")
         .map(std::path::PathBuf::from)
         .filter(|h| h.is_dir() && h.as_os_str() != "/");
-    let ctx = match host_context(home.as_deref()) {
+    let ctx = match host_context(home.as_deref(), None) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

@@ -139,7 +139,8 @@ fn mounts(s: &mut String, plan: &JailPlan) {
         "Mounts",
         "in order, then pivot_root; the new root ends read-only",
     );
-    let mut t = Table::new(2).wrap_total(WIDTH);
+    // Not wrapped: the last column is short, and a source path reads best whole.
+    let mut t = Table::new(2);
     t.row(["#", "path", "access", "exec", "what"]);
     for (i, m) in plan.mounts.iter().enumerate() {
         let n = format!("{:>2}", i + 1);
@@ -148,19 +149,19 @@ fn mounts(s: &mut String, plan: &JailPlan) {
                 "/".into(),
                 "ro".into(),
                 "-".into(),
-                "new root: an empty tmpfs".into(),
+                "new root (empty tmpfs)".into(),
             ],
             Mount::Proc { dst } => [
                 dst.to_string(),
                 "-".into(),
                 "-".into(),
-                "fresh proc of the jail's pid namespace".into(),
+                "fresh proc (own pid namespace)".into(),
             ],
             Mount::Dev { dst } => [
                 dst.to_string(),
                 "-".into(),
                 "-".into(),
-                "minimal: null zero full random urandom tty, shm".into(),
+                "minimal /dev, private shm".into(),
             ],
             Mount::Tmpfs {
                 dst,
@@ -170,13 +171,13 @@ fn mounts(s: &mut String, plan: &JailPlan) {
                 dst.to_string(),
                 "rw".into(),
                 "-".into(),
-                format!("private tmpfs, {}, mode {mode:o}", human_bytes(*size_bytes)),
+                format!("tmpfs {}, mode {mode:o}", human_bytes(*size_bytes)),
             ],
             Mount::Pin { path } => [
                 path.to_string(),
                 "-".into(),
                 "-".into(),
-                "pinned: cannot be renamed or replaced, optional".into(),
+                "pinned, optional".into(),
             ],
             Mount::Bind {
                 src,
@@ -208,7 +209,21 @@ fn mounts(s: &mut String, plan: &JailPlan) {
         t.row([n, a, b, c, d]);
     }
     s.push_str(&t.render());
-    let _ = writeln!(s, "  optional: skipped when the host path does not exist");
+    let mut legend = Table::new(2).wrap_total(WIDTH);
+    legend.row(["optional:", "skipped when the host path does not exist"]);
+    legend.row([
+        "protected:",
+        "read-only even inside a writable root (see Protected paths)",
+    ]);
+    legend.row([
+        "pinned:",
+        "bound onto itself, so it cannot be renamed away or replaced",
+    ]);
+    legend.row([
+        "/dev:",
+        "null zero full random urandom tty from the host, /dev/fd, std*",
+    ]);
+    s.push_str(&legend.render());
 }
 
 fn human_bytes(b: u64) -> String {

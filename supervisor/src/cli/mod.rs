@@ -114,6 +114,10 @@ pub struct ExplainArgs {
     /// The workspace ($WORKSPACE) [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+    /// The node's working directory [default: the current directory if inside
+    /// the workspace, else the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
     /// Simulate another Landlock ABI instead of this host's (0 = no Landlock).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=9))]
     pub abi: Option<u8>,

@@ -207,7 +207,7 @@ fn explain(args: &ExplainArgs, out: &mut dyn Write) -> Result<i32, SupervisorErr
         Some(f) => NodeCaps::from_toml_file(f)?,
         None => NodeCaps::default(),
     };
-    let ctx = host_context(args.workspace.as_deref())?;
+    let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
     if args.sbpl {
         let (text, params) = compile_sbpl(&profile, &caps, &ctx)?;
         writeln!(out, "; parameters (sandbox-exec -D NAME=VALUE):").map_err(out_err)?;
