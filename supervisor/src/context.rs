@@ -63,3 +63,28 @@ pub fn host_context(
         agentd: abs(&agentd, "agentd path")?,
     })
 }
+
+/// A context that depends on nothing about the caller (cwd, HOME, env), for
+/// asking "can this profile run on this host at all?". The paths are never
+/// touched: compiling is pure.
+pub fn neutral_context() -> Result<CompileContext, SupervisorError> {
+    let agentd = std::path::absolute(agentd_path())
+        .map_err(|source| SupervisorError::CurrentDir { source })?;
+    let p = |s: &str| {
+        AbsPath::new(s).map_err(|reason| SupervisorError::Usage {
+            what: s.into(),
+            reason,
+        })
+    };
+    let ws = p("/var/lib/aiops/doctor/workspace")?;
+    Ok(CompileContext {
+        vars: PathVars {
+            workspace: Some(ws.clone()),
+            home: Some(p("/var/lib/aiops/doctor/home")?),
+            tmpdir: Some(p("/tmp")?),
+        },
+        cwd: ws,
+        host_env: Default::default(),
+        agentd: abs(&agentd, "agentd path")?,
+    })
+}

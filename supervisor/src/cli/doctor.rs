@@ -5,7 +5,7 @@ use super::print_json;
 use super::profile::{error_chain, WIDTH};
 use super::table::{wrap, Table};
 use super::DoctorArgs;
-use crate::context::host_context;
+use crate::context::neutral_context;
 use crate::error::{out_err, SupervisorError, EXIT_UNAVAILABLE};
 use crate::facts::{probe_host, Check, Status};
 use crate::live::{live_checks, run_probe};
@@ -144,11 +144,8 @@ fn verdict(facts: &HostFacts) -> Verdict {
         Ok(p) => p,
         Err(e) => return fail(e.into()),
     };
-    // Check the host, not the current directory: use HOME as the workspace when it is one.
-    let home = std::env::var_os("HOME")
-        .map(std::path::PathBuf::from)
-        .filter(|h| h.is_dir() && h.as_os_str() != "/");
-    let ctx = match host_context(home.as_deref(), None) {
+    // Judge the host, not the caller's directory or HOME.
+    let ctx = match neutral_context() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -230,4 +227,49 @@ pub fn render(r: &DoctorReport) -> String {
         s.push('\n');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn fixes_sit_under_their_own_check_even_when_details_wrap() {
+        let long = "word ".repeat(40);
+        let report = DoctorReport {
+            checks: vec![
+                Check::new(Status::Warn, "first", long.trim()).fix("do the first thing"),
+                Check::new(Status::Ok, "second", "fine"),
+                Check::new(Status::Missing, "third", "gone").fix("do the third thing"),
+            ],
+            facts: HostFacts::linux(7),
+            default_profile: Verdict {
+                name: DEFAULT_PROFILE,
+                runs: false,
+                error: Some("refused: layer x unavailable: y".into()),
+                exit_code: 69,
+                note: None,
+            },
+        };
+        let out = render(&report);
+        let lines: Vec<&str> = out.lines().skip(2).collect();
+        let at = |p: &str| {
+            lines
+                .iter()
+                .position(|l| l.trim_start().starts_with(p))
+                .unwrap()
+        };
+        assert!(lines[0].starts_with("warn     first"));
+        assert!(lines[1].starts_with("   ") && lines[1].trim_start().starts_with("word"));
+        assert_eq!(at("fix: do the first"), at("ok") - 1);
+        assert_eq!(at("fix: do the third"), at("MISSING") + 1);
+        assert!(out
+            .trim_end()
+            .ends_with("restrictive: CANNOT run on this host: refused: layer x unavailable: y"));
+        assert!(
+            out.lines().all(|l| l.len() <= WIDTH && !l.ends_with(' ')),
+            "{out}"
+        );
+    }
 }
