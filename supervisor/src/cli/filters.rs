@@ -205,7 +205,7 @@ pub fn seccomp(s: &mut String, plan: &JailPlan) {
     for (r, action) in rows {
         // A ditto mark keeps runs of one reason (11 mount calls) from drowning the table.
         let reason = if last_reason == Some(r.reason.as_str()) {
-            "\u{3003}".to_string()
+            "\"".to_string()
         } else {
             r.reason.clone()
         };
