@@ -40,6 +40,23 @@ pub enum SupervisorError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// `aiopsctl exec` will not run the node (policy, layers, caps).
+    #[error("refused: {reason}")]
+    Refused { reason: String },
+    #[error("create the {what} to the jailer")]
+    Channel {
+        what: &'static str,
+        source: nix::Error,
+    },
+    #[error("start {}", .path.display())]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("read reports from the jail")]
+    ReadReport { source: nix::Error },
+    #[error("wait for the jailer")]
+    Wait { source: std::io::Error },
 }
 
 impl SupervisorError {
@@ -51,6 +68,11 @@ impl SupervisorError {
             SupervisorError::Json { .. } => EXIT_SOFTWARE,
             SupervisorError::Output { .. } => EXIT_IOERR,
             SupervisorError::Read { .. } | SupervisorError::Workspace { .. } => 66,
+            SupervisorError::Refused { .. } => aiops_policy::proto::exit::REFUSED,
+            SupervisorError::Channel { .. }
+            | SupervisorError::Spawn { .. }
+            | SupervisorError::ReadReport { .. }
+            | SupervisorError::Wait { .. } => aiops_policy::proto::exit::INTERNAL,
         }
     }
 

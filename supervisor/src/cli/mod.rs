@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub mod doctor;
+pub mod exec;
 pub mod explain;
 pub mod filters;
 pub mod profile;
@@ -68,11 +69,15 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
-    // ---------------------------------------------------------------
-    // Exec: reserved for `aiopsctl exec` (added by its own branch).
-    // Add `Exec(exec::ExecArgs)` here and `pub mod exec;` above; the
-    // host facts it needs come from `crate::facts::probe_host()`.
-    // ---------------------------------------------------------------
+    /// Run one command in a jail built from a profile; no daemon needed.
+    ///
+    /// stdin, stdout and stderr pass through untouched and argv reaches the
+    /// node unchanged. The exit status is the node's (128+N when signal N
+    /// killed it), or: 121 internal error, 122 refused before running,
+    /// 123 output cap, 124 timeout, 125 jail set-up failed, 126 cannot
+    /// execute, 127 not found.
+    #[command(after_long_help = environment!())]
+    Exec(exec::ExecArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +145,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     match cli.command {
         Command::Profile(cmd) => profile::run(cmd, out),
         Command::Doctor(args) => doctor::run(&args, out),
+        Command::Exec(args) => exec::run(&args, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", out);
             Ok(0)
