@@ -1,0 +1,514 @@
+//! A small tokenizer/parser for the POSIX `sh -c` subset the lint needs.
+//!
+//! Why not a crate: brush-parser 0.4 pulls ~77 crates (`cached`, `insta`,
+//! `bon`, `peg` as normal dependencies) into `policy`, which every binary,
+//! the jailer included, depends on, and its `$(...)` word pieces carry no
+//! spans; yash-syntax has an async API. The lint only needs simple commands
+//! with word spans, so this handles quotes, escapes, `;` `&&` `||` `|` `&`,
+//! subshells, `$(...)`, backticks, `${...}`, `$((...))`, `<(...)`,
+//! redirections and here-documents, and reports anything else as an error
+//! (the caller turns it into an `Unparsed` finding). It never panics: every
+//! slice is taken at an ASCII delimiter with `get`, and nesting is bounded.
+use std::ops::Range;
+
+/// Nesting bound for `$(`, backticks and subshells, so hostile input
+/// cannot exhaust the stack.
+const MAX_DEPTH: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Word {
+    /// The word after quote removal; expansions are kept as written (`$HOME`).
+    pub value: String,
+    pub span: Range<usize>,
+    /// Offset at which `value` appears verbatim in the command, so spans
+    /// found inside it (`sh -c '...'`) map back exactly.
+    pub verbatim: Option<usize>,
+    /// Holds an unquoted/double-quoted expansion whose value is unknown.
+    pub dynamic: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RedirOp {
+    /// `>`, `>|`, `&>`: truncates the target.
+    Truncate,
+    /// `>>`, `&>>`
+    Append,
+    /// `<`, `<>`
+    Read,
+    /// `>&`, `<&`: the target is usually an fd number.
+    Dup,
+    /// `<<`, `<<-`: the target is the delimiter.
+    HereDoc,
+    /// `<<<`: the target is a string, not a path.
+    HereString,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Redir {
+    pub op: RedirOp,
+    pub target: Word,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SimpleCmd {
+    pub words: Vec<Word>,
+    pub redirs: Vec<Redir>,
+    /// Commands with the same `pipeline` are joined by `|`, in `stage` order.
+    pub pipeline: usize,
+    pub stage: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParseError {
+    pub message: String,
+    pub span: Range<usize>,
+}
+
+/// Every simple command in `src`, including those inside substitutions.
+pub(crate) fn parse(src: &str) -> Result<Vec<SimpleCmd>, ParseError> {
+    let mut p = Parser {
+        src,
+        b: src.as_bytes(),
+        pos: 0,
+        end: src.len(),
+        depth: 0,
+        cmds: Vec::new(),
+        pipelines: 0,
+        heredocs: Vec::new(),
+    };
+    p.list(None)?;
+    Ok(p.cmds)
+}
+
+struct Parser<'s> {
+    src: &'s str,
+    b: &'s [u8],
+    pos: usize,
+    /// Exclusive end of the current region (a backtick body ends early).
+    end: usize,
+    depth: usize,
+    cmds: Vec<SimpleCmd>,
+    pipelines: usize,
+    /// Pending here-document delimiters: (delimiter, strip leading tabs).
+    heredocs: Vec<(String, bool)>,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        (self.pos < self.end).then(|| self.b[self.pos])
+    }
+    fn peek_at(&self, n: usize) -> Option<u8> {
+        (self.pos + n < self.end).then(|| self.b[self.pos + n])
+    }
+    fn err<T>(&self, message: &str, start: usize) -> Result<T, ParseError> {
+        Err(ParseError {
+            message: message.into(),
+            span: start.min(self.end)..self.end,
+        })
+    }
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.err("nesting too deep", self.pos);
+        }
+        Ok(())
+    }
+
+    fn skip_blanks(&mut self) {
+        loop {
+            match (self.peek(), self.peek_at(1)) {
+                (Some(b' ' | b'\t' | b'\r'), _) => self.pos += 1,
+                (Some(b'\\'), Some(b'\n')) => self.pos += 2,
+                _ => return,
+            }
+        }
+    }
+
+    fn newline(&mut self) {
+        self.pos += 1;
+        for (delim, strip) in std::mem::take(&mut self.heredocs) {
+            while self.pos < self.end {
+                let line_end = self.b[self.pos..self.end]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(self.end, |i| self.pos + i);
+                let line = self.src.get(self.pos..line_end).unwrap_or("");
+                let line = if strip {
+                    line.trim_start_matches('\t')
+                } else {
+                    line
+                };
+                self.pos = (line_end + 1).min(self.end);
+                if line == delim {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A command list, up to the end or (with `term`) a closing `)`.
+    fn list(&mut self, term: Option<u8>) -> Result<(), ParseError> {
+        let start = self.pos;
+        loop {
+            self.skip_blanks();
+            match self.peek() {
+                None if term.is_some() => return self.err("missing `)`", start),
+                None => return Ok(()),
+                Some(b'#') => {
+                    while !matches!(self.peek(), None | Some(b'\n')) {
+                        self.pos += 1;
+                    }
+                }
+                Some(b'\n') => self.newline(),
+                Some(b';') => self.pos += 1,
+                Some(b')') if term == Some(b')') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b')') => return self.err("unexpected `)`", self.pos),
+                Some(c @ (b'&' | b'|')) if !(c == b'&' && self.peek_at(1) == Some(b'>')) => {
+                    return self.err("missing command before operator", self.pos)
+                }
+                Some(_) => {
+                    self.pipeline()?;
+                    self.skip_blanks();
+                    let two = (self.peek(), self.peek_at(1));
+                    match two {
+                        (Some(b'&'), Some(b'&')) | (Some(b'|'), Some(b'|')) => {
+                            self.pos += 2;
+                            self.expect_command()?;
+                        }
+                        (Some(b'&'), _) => self.pos += 1,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// After `&&`, `||` or `|` a command must follow (newlines allowed).
+    fn expect_command(&mut self) -> Result<(), ParseError> {
+        loop {
+            self.skip_blanks();
+            match self.peek() {
+                Some(b'\n') => self.newline(),
+                None | Some(b';' | b'&' | b'|' | b')') => {
+                    return self.err("missing command after operator", self.pos)
+                }
+                Some(_) => return Ok(()),
+            }
+        }
+    }
+
+    fn pipeline(&mut self) -> Result<(), ParseError> {
+        let id = self.pipelines;
+        self.pipelines += 1;
+        let mut stage = 0;
+        loop {
+            self.command(id, stage)?;
+            self.skip_blanks();
+            match (self.peek(), self.peek_at(1)) {
+                (Some(b'|'), Some(b'|')) => return Ok(()),
+                (Some(b'|'), Some(b'&')) => self.pos += 2,
+                (Some(b'|'), _) => self.pos += 1,
+                _ => return Ok(()),
+            }
+            self.expect_command()?;
+            stage += 1;
+        }
+    }
+
+    fn command(&mut self, pipeline: usize, stage: usize) -> Result<(), ParseError> {
+        self.skip_blanks();
+        if self.peek() == Some(b'(') {
+            let start = self.pos;
+            if self.peek_at(1) == Some(b'(') {
+                self.balanced(b'(', b')', start)?; // `(( arithmetic ))`
+            } else {
+                self.pos += 1;
+                self.enter()?;
+                self.list(Some(b')'))?;
+                self.depth -= 1;
+            }
+        }
+        let mut cmd = SimpleCmd {
+            words: Vec::new(),
+            redirs: Vec::new(),
+            pipeline,
+            stage,
+        };
+        loop {
+            self.skip_blanks();
+            let (c, next) = (self.peek(), self.peek_at(1));
+            match c {
+                None | Some(b';' | b'|' | b'\n' | b')') => break,
+                Some(b'&') if next != Some(b'>') => break,
+                Some(b'#') => {
+                    while !matches!(self.peek(), None | Some(b'\n')) {
+                        self.pos += 1;
+                    }
+                    break;
+                }
+                Some(b'(') => {
+                    // `name()` opens a function definition; its body follows.
+                    let start = self.pos;
+                    self.pos += 1;
+                    self.skip_blanks();
+                    if cmd.words.len() == 1 && self.peek() == Some(b')') {
+                        self.pos += 1;
+                        break;
+                    }
+                    return self.err("unexpected `(`", start);
+                }
+                Some(b'<' | b'>') if next == Some(b'(') => {
+                    let w = self.proc_subst()?;
+                    cmd.words.push(w);
+                }
+                Some(b'<' | b'>' | b'&') => self.redirection(&mut cmd)?,
+                Some(_) => {
+                    let Some(w) = self.word()? else {
+                        return self.err("unexpected character", self.pos);
+                    };
+                    let io_number = w.verbatim == Some(w.span.start)
+                        && w.value.bytes().all(|c| c.is_ascii_digit())
+                        && matches!(self.peek(), Some(b'<' | b'>'));
+                    if !io_number {
+                        cmd.words.push(w);
+                    }
+                }
+            }
+        }
+        if !cmd.words.is_empty() || !cmd.redirs.is_empty() {
+            self.cmds.push(cmd);
+        }
+        Ok(())
+    }
+
+    fn redirection(&mut self, cmd: &mut SimpleCmd) -> Result<(), ParseError> {
+        let start = self.pos;
+        let rest = self.b.get(self.pos..self.end).unwrap_or(&[]);
+        let (op, len) = match rest {
+            [b'&', b'>', b'>', ..] => (RedirOp::Append, 3),
+            [b'&', b'>', ..] => (RedirOp::Truncate, 2),
+            [b'<', b'<', b'<', ..] => (RedirOp::HereString, 3),
+            [b'<', b'<', b'-', ..] => (RedirOp::HereDoc, 3),
+            [b'<', b'<', ..] => (RedirOp::HereDoc, 2),
+            [b'<', b'>', ..] => (RedirOp::Read, 2),
+            [b'<', b'&', ..] | [b'>', b'&', ..] => (RedirOp::Dup, 2),
+            [b'>', b'>', ..] => (RedirOp::Append, 2),
+            [b'>', b'|', ..] => (RedirOp::Truncate, 2),
+            [b'>', ..] => (RedirOp::Truncate, 1),
+            _ => (RedirOp::Read, 1),
+        };
+        self.pos += len;
+        self.skip_blanks();
+        let Some(target) = self.word()? else {
+            return self.err("redirection without a target", start);
+        };
+        if op == RedirOp::HereDoc {
+            let strip = len == 3;
+            self.heredocs.push((target.value.clone(), strip));
+        }
+        cmd.redirs.push(Redir { op, target });
+        Ok(())
+    }
+
+    /// `<(list)` or `>(list)`: a word naming a pipe; its commands are parsed.
+    fn proc_subst(&mut self) -> Result<Word, ParseError> {
+        let start = self.pos;
+        self.pos += 2;
+        self.enter()?;
+        self.list(Some(b')'))?;
+        self.depth -= 1;
+        let raw = self.src.get(start..self.pos).unwrap_or("").to_string();
+        Ok(Word {
+            value: raw,
+            span: start..self.pos,
+            verbatim: Some(start),
+            dynamic: true,
+        })
+    }
+
+    /// Skip a `open ... close` region with nesting, e.g. `$((1+(2)))`.
+    fn balanced(&mut self, open: u8, close: u8, start: usize) -> Result<(), ParseError> {
+        let mut depth = 0usize;
+        while let Some(c) = self.peek() {
+            self.pos += 1;
+            if c == b'\\' {
+                self.pos = (self.pos + 1).min(self.end);
+            } else if c == open {
+                depth += 1;
+            } else if c == close {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        self.err("unterminated expansion", start)
+    }
+
+    fn push_char_at(&mut self, out: &mut Vec<u8>) {
+        // Copy one whole UTF-8 character so `out` stays valid UTF-8.
+        let len = self
+            .src
+            .get(self.pos..)
+            .and_then(|s| s.chars().next())
+            .map_or(1, char::len_utf8);
+        let end = (self.pos + len).min(self.end);
+        out.extend_from_slice(self.b.get(self.pos..end).unwrap_or(&[]));
+        self.pos = end.max(self.pos + 1);
+    }
+
+    fn word(&mut self) -> Result<Option<Word>, ParseError> {
+        let start = self.pos;
+        let mut out = Vec::new();
+        let mut dynamic = false;
+        while let Some(c) = self.peek() {
+            match c {
+                b' ' | b'\t' | b'\r' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' => {
+                    break
+                }
+                b'\\' => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(b'\n') => self.pos += 1,
+                        Some(_) => self.push_char_at(&mut out),
+                        None => out.push(b'\\'),
+                    }
+                }
+                b'\'' => {
+                    let q = self.pos;
+                    self.pos += 1;
+                    while self.peek().is_some_and(|c| c != b'\'') {
+                        self.push_char_at(&mut out);
+                    }
+                    if self.peek().is_none() {
+                        return self.err("unterminated single quote", q);
+                    }
+                    self.pos += 1;
+                }
+                b'"' => {
+                    let q = self.pos;
+                    self.pos += 1;
+                    loop {
+                        match (self.peek(), self.peek_at(1)) {
+                            (None, _) => return self.err("unterminated double quote", q),
+                            (Some(b'"'), _) => break,
+                            (Some(b'\\'), Some(b'\n')) => self.pos += 2,
+                            (Some(b'\\'), Some(e @ (b'$' | b'`' | b'"' | b'\\'))) => {
+                                out.push(e);
+                                self.pos += 2;
+                            }
+                            (Some(b'$'), _) => dynamic |= self.dollar(&mut out)?,
+                            (Some(b'`'), _) => dynamic |= self.backtick(&mut out)?,
+                            (Some(_), _) => self.push_char_at(&mut out),
+                        }
+                    }
+                    self.pos += 1;
+                }
+                b'$' => dynamic |= self.dollar(&mut out)?,
+                b'`' => dynamic |= self.backtick(&mut out)?,
+                _ => self.push_char_at(&mut out),
+            }
+        }
+        if self.pos == start {
+            return Ok(None);
+        }
+        let value = String::from_utf8_lossy(&out).into_owned();
+        let skip = usize::from(matches!(self.b.get(start), Some(b'\'' | b'"')));
+        let at = start + skip;
+        let verbatim = (self.src.get(at..at + value.len()) == Some(value.as_str())).then_some(at);
+        Ok(Some(Word {
+            value,
+            span: start..self.pos,
+            verbatim,
+            dynamic,
+        }))
+    }
+
+    /// A `$` expansion; appends it as written. Returns whether it is dynamic.
+    fn dynamic_raw(&mut self, start: usize, out: &mut Vec<u8>) -> bool {
+        out.extend_from_slice(self.b.get(start..self.pos).unwrap_or(&[]));
+        true
+    }
+
+    fn dollar(&mut self, out: &mut Vec<u8>) -> Result<bool, ParseError> {
+        let start = self.pos;
+        match self.peek_at(1) {
+            Some(b'(') if self.peek_at(2) == Some(b'(') => {
+                self.pos += 1;
+                self.balanced(b'(', b')', start)?;
+            }
+            Some(b'(') => {
+                self.pos += 2;
+                self.enter()?;
+                self.list(Some(b')'))?;
+                self.depth -= 1;
+            }
+            Some(b'{') => {
+                self.pos += 1;
+                self.balanced(b'{', b'}', start)?;
+            }
+            Some(b'\'') => {
+                // ANSI-C quoting: a literal with backslash escapes.
+                self.pos += 2;
+                loop {
+                    match (self.peek(), self.peek_at(1)) {
+                        (None, _) => return self.err("unterminated $' quote", start),
+                        (Some(b'\''), _) => break,
+                        (Some(b'\\'), Some(e)) => {
+                            out.push(match e {
+                                b'n' => b'\n',
+                                b't' => b'\t',
+                                other => other,
+                            });
+                            self.pos += 2;
+                        }
+                        _ => self.push_char_at(out),
+                    }
+                }
+                self.pos += 1;
+                return Ok(false);
+            }
+            Some(c) if c.is_ascii_alphabetic() || c == b'_' => {
+                self.pos += 1;
+                while self
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+                {
+                    self.pos += 1;
+                }
+            }
+            Some(b'0'..=b'9' | b'@' | b'*' | b'#' | b'?' | b'$' | b'!' | b'-') => self.pos += 2,
+            _ => {
+                out.push(b'$');
+                self.pos += 1;
+                return Ok(false);
+            }
+        }
+        Ok(self.dynamic_raw(start, out))
+    }
+
+    fn backtick(&mut self, out: &mut Vec<u8>) -> Result<bool, ParseError> {
+        let start = self.pos;
+        let mut i = start + 1;
+        while i < self.end && self.b[i] != b'`' {
+            i += if self.b[i] == b'\\' { 2 } else { 1 };
+        }
+        if i >= self.end {
+            return self.err("unterminated backquote", start);
+        }
+        let (saved_end, saved_docs) = (self.end, std::mem::take(&mut self.heredocs));
+        self.end = i;
+        self.pos = start + 1;
+        self.enter()?;
+        let inner = self.list(None);
+        self.depth -= 1;
+        self.end = saved_end;
+        self.heredocs = saved_docs;
+        inner?;
+        self.pos = i + 1;
+        Ok(self.dynamic_raw(start, out))
+    }
+}
