@@ -800,9 +800,9 @@ fn ten_thousand_pseudo_random_commands_never_panic_and_spans_stay_in_bounds() {
     };
     let mut unparsed = 0;
     for _ in 0..10_000 {
-        let len = (next() % 24) as usize;
+        let len = usize::try_from(next() % 24).unwrap();
         let cmd: String = (0..len)
-            .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+            .map(|_| ALPHABET[usize::try_from(next() % ALPHABET.len() as u64).unwrap()])
             .collect();
         let out = lint_shell(&cmd, &ctx);
         for f in &out {
