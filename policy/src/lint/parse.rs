@@ -47,6 +47,17 @@ pub(crate) enum RedirOp {
 pub(crate) struct Redir {
     pub op: RedirOp,
     pub target: Word,
+    /// A here-document's text (`bash <<EOF` runs it as a script).
+    pub body: Option<Word>,
+}
+
+/// A here-document whose body starts after the next newline.
+struct PendingDoc {
+    delim: String,
+    strip_tabs: bool,
+    /// Index in `cmds` once the command is complete, and of its redirection.
+    cmd: Option<usize>,
+    redir: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +100,7 @@ struct Parser<'s> {
     depth: usize,
     cmds: Vec<SimpleCmd>,
     pipelines: usize,
-    /// Pending here-document delimiters: (delimiter, strip leading tabs).
-    heredocs: Vec<(String, bool)>,
+    heredocs: Vec<PendingDoc>,
 }
 
 impl Parser<'_> {
@@ -126,22 +136,39 @@ impl Parser<'_> {
 
     fn newline(&mut self) {
         self.pos += 1;
-        for (delim, strip) in std::mem::take(&mut self.heredocs) {
+        for doc in std::mem::take(&mut self.heredocs) {
+            let body_start = self.pos;
+            let mut body_end = self.end;
             while self.pos < self.end {
                 let line_end = self.b[self.pos..self.end]
                     .iter()
                     .position(|&c| c == b'\n')
                     .map_or(self.end, |i| self.pos + i);
                 let line = self.src.get(self.pos..line_end).unwrap_or("");
-                let line = if strip {
+                let line = if doc.strip_tabs {
                     line.trim_start_matches('\t')
                 } else {
                     line
                 };
+                let line_start = self.pos;
                 self.pos = (line_end + 1).min(self.end);
-                if line == delim {
+                if line == doc.delim {
+                    body_end = line_start;
                     break;
                 }
+            }
+            let body = Word {
+                value: self.src.get(body_start..body_end).unwrap_or("").to_string(),
+                span: body_start..body_end,
+                verbatim: Some(body_start),
+                dynamic: false,
+            };
+            let redir = doc
+                .cmd
+                .and_then(|c| self.cmds.get_mut(c))
+                .and_then(|c| c.redirs.get_mut(doc.redir));
+            if let Some(r) = redir {
+                r.body = Some(body);
             }
         }
     }
@@ -280,6 +307,10 @@ impl Parser<'_> {
         }
         if !cmd.words.is_empty() || !cmd.redirs.is_empty() {
             self.cmds.push(cmd);
+            let at = self.cmds.len() - 1;
+            for d in self.heredocs.iter_mut().filter(|d| d.cmd.is_none()) {
+                d.cmd = Some(at);
+            }
         }
         Ok(())
     }
@@ -306,10 +337,18 @@ impl Parser<'_> {
             return self.err("redirection without a target", start);
         };
         if op == RedirOp::HereDoc {
-            let strip = len == 3;
-            self.heredocs.push((target.value.clone(), strip));
+            self.heredocs.push(PendingDoc {
+                delim: target.value.clone(),
+                strip_tabs: len == 3,
+                cmd: None,
+                redir: cmd.redirs.len(),
+            });
         }
-        cmd.redirs.push(Redir { op, target });
+        cmd.redirs.push(Redir {
+            op,
+            target,
+            body: None,
+        });
         Ok(())
     }
 

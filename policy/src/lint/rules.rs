@@ -6,7 +6,7 @@ use super::{name, skip_options, FindingKind, Linter};
 use FindingKind::{Destructive, Escape};
 
 /// Lint one command (`name` is `cmd`'s basename) with its arguments.
-pub(super) fn command(l: &mut Linter, name: &str, cmd: &Word, args: &[Word]) {
+pub(super) fn command(l: &mut Linter, name: &str, cmd: &Word, args: &[Word], depth: usize) {
     match name {
         "rm" => rm(l, args),
         "git" => git(l, args),
@@ -90,7 +90,7 @@ pub(super) fn command(l: &mut Linter, name: &str, cmd: &Word, args: &[Word]) {
                 }
             }
         }
-        "find" => find(l, args),
+        "find" => find(l, args, depth),
         "psql" | "mysql" | "mariadb" | "sqlite3" => sql(l, name, args),
         "nsenter" | "unshare" | "setns" => {
             l.push(
@@ -464,7 +464,7 @@ fn recursive_permissions(l: &mut Linter, name: &str, args: &[Word]) {
     }
 }
 
-fn find(l: &mut Linter, args: &[Word]) {
+fn find(l: &mut Linter, args: &[Word], depth: usize) {
     for (i, w) in args.iter().enumerate() {
         match w.value.as_str() {
             "-delete" => l.push(
@@ -485,6 +485,13 @@ fn find(l: &mut Linter, args: &[Word]) {
                         format!("`find {} {}` removes every match", w.value, x.value),
                     );
                 }
+                // The executed command is linted like any other (`sh -c '...'`).
+                let inner = &args[i + 1..];
+                let end = inner
+                    .iter()
+                    .position(|a| a.value == ";" || a.value == "+")
+                    .unwrap_or(inner.len());
+                l.command(&inner[..end], &[], depth);
             }
             _ => {}
         }
