@@ -8,11 +8,14 @@
 mod parse;
 mod paths;
 mod rules;
+mod shells;
+mod wrappers;
 
 use crate::AbsPath;
 use parse::{RedirOp, SimpleCmd, Word};
 use serde::Serialize;
 use std::ops::Range;
+use wrappers::{name, skip_options, skip_prefix, unwrap_one};
 
 /// What the lint may assume about where the command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,180 +100,6 @@ pub(crate) struct Linter<'c> {
     out: Vec<Finding>,
 }
 
-/// Words that open or close compound commands; the command follows them.
-const RESERVED: &[&str] = &[
-    "{", "}", "!", "if", "then", "else", "elif", "fi", "do", "done", "while", "until",
-];
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "busybox"];
-const INTERPRETERS: &[&str] = &["python", "perl", "ruby", "node", "php"];
-const FETCHERS: &[&str] = &["curl", "wget", "fetch"];
-
-/// The command name as invoked: `/usr/bin/rm` and `\rm` are `rm`.
-pub(crate) fn name(w: &Word) -> &str {
-    w.value.rsplit('/').next().unwrap_or(&w.value)
-}
-
-fn is_assignment(w: &Word) -> bool {
-    w.value
-        .split_once('=')
-        .is_some_and(|(n, _)| crate::EnvName::parse(n).is_ok() && !w.value.starts_with('='))
-}
-
-/// A wrapper runs the rest of its argv as a command: its options (those
-/// that take a value listed), then `skip` fixed operands (timeout's duration).
-struct Wrapper {
-    name: &'static str,
-    valued: &'static [&'static str],
-    skip: usize,
-    privileged: bool,
-}
-const WRAPPERS: &[Wrapper] = &[
-    Wrapper {
-        name: "sudo",
-        valued: &[
-            "-u",
-            "-g",
-            "-h",
-            "-p",
-            "-C",
-            "-U",
-            "-r",
-            "-t",
-            "-D",
-            "-R",
-            "-T",
-            "--user",
-            "--group",
-            "--host",
-            "--prompt",
-            "--chdir",
-            "--chroot",
-            "--role",
-            "--type",
-            "--other-user",
-            "--close-from",
-            "--command-timeout",
-        ],
-        skip: 0,
-        privileged: true,
-    },
-    Wrapper {
-        name: "doas",
-        valued: &["-u", "-C"],
-        skip: 0,
-        privileged: true,
-    },
-    Wrapper {
-        name: "pkexec",
-        valued: &["--user"],
-        skip: 0,
-        privileged: true,
-    },
-    Wrapper {
-        name: "env",
-        valued: &["-u", "--unset", "-C", "--chdir", "-S", "--split-string"],
-        skip: 0,
-        privileged: false,
-    },
-    Wrapper {
-        name: "nohup",
-        valued: &[],
-        skip: 0,
-        privileged: false,
-    },
-    Wrapper {
-        name: "time",
-        valued: &["-f", "--format", "-o", "--output"],
-        skip: 0,
-        privileged: false,
-    },
-    Wrapper {
-        name: "nice",
-        valued: &["-n", "--adjustment"],
-        skip: 0,
-        privileged: false,
-    },
-    Wrapper {
-        name: "timeout",
-        valued: &["-s", "--signal", "-k", "--kill-after"],
-        skip: 1,
-        privileged: false,
-    },
-    Wrapper {
-        name: "stdbuf",
-        valued: &["-i", "-o", "-e"],
-        skip: 0,
-        privileged: false,
-    },
-    Wrapper {
-        name: "ionice",
-        valued: &["-c", "-n", "-p", "-P", "-u"],
-        skip: 0,
-        privileged: false,
-    },
-    Wrapper {
-        name: "setsid",
-        valued: &[],
-        skip: 0,
-        privileged: false,
-    },
-    Wrapper {
-        name: "exec",
-        valued: &["-a"],
-        skip: 0,
-        privileged: false,
-    },
-    Wrapper {
-        name: "command",
-        valued: &[],
-        skip: 0,
-        privileged: false,
-    },
-    Wrapper {
-        name: "builtin",
-        valued: &[],
-        skip: 0,
-        privileged: false,
-    },
-    Wrapper {
-        name: "xargs",
-        valued: &[
-            "-a",
-            "--arg-file",
-            "-d",
-            "--delimiter",
-            "-E",
-            "-I",
-            "-L",
-            "--max-lines",
-            "-n",
-            "--max-args",
-            "-P",
-            "--max-procs",
-            "-s",
-            "--max-chars",
-        ],
-        skip: 0,
-        privileged: false,
-    },
-];
-
-/// Index of the first operand after options; `valued` options consume the next word.
-pub(crate) fn skip_options(words: &[Word], valued: &[&str]) -> usize {
-    let mut i = 0;
-    while let Some(w) = words.get(i) {
-        let v = w.value.as_str();
-        if v == "--" {
-            return i + 1;
-        }
-        if !v.starts_with('-') || v == "-" {
-            break;
-        }
-        i += if valued.contains(&v) { 2 } else { 1 };
-    }
-    i.min(words.len())
-}
-
 impl Linter<'_> {
     fn finish(mut self) -> Vec<Finding> {
         self.out.sort_by(|a, b| {
@@ -349,38 +178,25 @@ impl Linter<'_> {
         for r in redirs {
             self.redirection(r);
         }
-        let mut words = words;
-        loop {
-            while words.first().is_some_and(|w| {
-                is_assignment(w) || (!w.dynamic && RESERVED.contains(&w.value.as_str()))
-            }) {
-                words = &words[1..];
-            }
-            let Some(first) = words.first() else { return };
-            let Some(wr) = WRAPPERS.iter().find(|wr| wr.name == name(first)) else {
-                break;
-            };
+        let mut words = skip_prefix(words);
+        while let Some((wr, inner)) = unwrap_one(words) {
             if wr.privileged {
                 let msg = format!("`{}` runs the command with elevated privileges", wr.name);
-                self.push(FindingKind::Escape, "privilege_escalation", first, msg);
+                self.push(FindingKind::Escape, "privilege_escalation", &words[0], msg);
             }
-            if wr.name == "command"
-                && words
-                    .get(1)
-                    .is_some_and(|w| w.value.starts_with("-v") || w.value.starts_with("-V"))
-            {
+            let lookup = words
+                .get(1)
+                .is_some_and(|w| w.value.starts_with("-v") || w.value.starts_with("-V"));
+            if wr.name == "command" && lookup {
                 return; // `command -v x` looks x up, it does not run it
             }
-            let rest = &words[1..];
-            let inner = &rest[(skip_options(rest, wr.valued) + wr.skip).min(rest.len())..];
             if wr.name == "xargs" {
                 if let Some(rm) = inner.first().filter(|w| name(w) == "rm") {
-                    let msg = "`xargs rm` deletes paths read from input, which the lint cannot see"
-                        .into();
-                    self.push(FindingKind::Destructive, "xargs_rm", rm, msg);
+                    let msg = "`xargs rm` deletes paths read from input, which the lint cannot see";
+                    self.push(FindingKind::Destructive, "xargs_rm", rm, msg.into());
                 }
             }
-            words = inner;
+            words = skip_prefix(inner);
         }
         let (cmd, args) = match words.split_first() {
             Some(x) => x,
@@ -390,139 +206,6 @@ impl Linter<'_> {
         if !consumed {
             for a in args {
                 self.path_word(a);
-            }
-        }
-    }
-
-    /// Run the command-specific rules; true when the arguments are scripts
-    /// or text rather than paths (so they are not path-checked).
-    fn dispatch(
-        &mut self,
-        name: &str,
-        cmd: &Word,
-        args: &[Word],
-        redirs: &[parse::Redir],
-        depth: usize,
-    ) -> bool {
-        match name {
-            "echo" | "printf" | "true" | "false" | ":" => true,
-            "eval" => {
-                if let (Some(f), Some(l)) = (args.first(), args.last()) {
-                    let joined: Vec<&str> = args.iter().map(|w| w.value.as_str()).collect();
-                    let joined = joined.join(" ");
-                    let span = f.span.start..l.span.end;
-                    let verbatim = if args.len() == 1 {
-                        f.verbatim
-                    } else {
-                        (self.src.get(span.clone()) == Some(joined.as_str())).then_some(span.start)
-                    };
-                    let origin = Word {
-                        value: joined.clone(),
-                        span,
-                        verbatim,
-                        dynamic: false,
-                    };
-                    self.fetch_exec(cmd, args);
-                    self.nested(&joined, &origin, depth);
-                }
-                true
-            }
-            "su" => {
-                let msg = "`su` runs the command as another user".into();
-                self.push(FindingKind::Escape, "privilege_escalation", cmd, msg);
-                self.shell(cmd, args, redirs, depth)
-            }
-            n if SHELLS.contains(&n) => {
-                let args = if n == "busybox"
-                    && args
-                        .first()
-                        .is_some_and(|a| SHELLS.contains(&a.value.as_str()))
-                {
-                    &args[1..]
-                } else {
-                    args
-                };
-                self.shell(cmd, args, redirs, depth)
-            }
-            "source" | "." => {
-                self.fetch_exec(cmd, args);
-                false
-            }
-            _ => {
-                rules::command(self, name, cmd, args, depth);
-                false
-            }
-        }
-    }
-
-    /// `sh [-opts] -c SCRIPT`, or a shell reading a here-document or
-    /// here-string: lint the script. Returns true if one was found.
-    fn shell(&mut self, cmd: &Word, args: &[Word], redirs: &[parse::Redir], depth: usize) -> bool {
-        let mut i = 0;
-        let mut script_next = false;
-        while let Some(w) = args.get(i) {
-            let v = w.value.as_str();
-            i += 1;
-            if v == "--" || !(v.starts_with('-') || v.starts_with('+')) || v.len() < 2 {
-                if v != "--" {
-                    i -= 1;
-                }
-                break;
-            }
-            if v == "-o" || v == "+o" {
-                i += 1;
-            } else if !v.starts_with("--") && v.contains('c') {
-                script_next = true;
-            }
-        }
-        self.fetch_exec(cmd, args);
-        match args.get(i) {
-            Some(script) if script_next => {
-                self.nested(&script.value, script, depth);
-                true
-            }
-            Some(_) => false,
-            None => {
-                for r in redirs {
-                    match (r.op, &r.body) {
-                        (RedirOp::HereDoc, Some(body)) => self.nested(&body.value, body, depth),
-                        (RedirOp::HereString, _) => self.nested(&r.target.value, &r.target, depth),
-                        _ => {}
-                    }
-                }
-                false
-            }
-        }
-    }
-
-    /// `sh -c "$(curl ...)"`, `bash <(curl ...)`, `eval "$(wget ...)"`.
-    fn fetch_exec(&mut self, cmd: &Word, args: &[Word]) {
-        let fetched = args
-            .iter()
-            .any(|a| a.dynamic && FETCHERS.iter().any(|f| a.value.contains(&format!("{f} "))));
-        if fetched {
-            let msg = format!("`{}` executes a script downloaded at run time", cmd.value);
-            self.push(FindingKind::Escape, "remote_code_execution", cmd, msg);
-        }
-    }
-
-    /// `curl ... | sh`: a later stage of the same pipeline interprets what a
-    /// fetcher downloaded.
-    fn remote_code_execution(&mut self, cmds: &[SimpleCmd]) {
-        for (i, c) in cmds.iter().enumerate() {
-            let Some(runner) = effective_command(&c.words) else {
-                continue;
-            };
-            let n = name(runner);
-            let interprets = SHELLS.contains(&n) || INTERPRETERS.iter().any(|p| n.starts_with(p));
-            let fed = cmds[..i].iter().any(|p| {
-                p.pipeline == c.pipeline
-                    && p.stage < c.stage
-                    && effective_command(&p.words).is_some_and(|f| FETCHERS.contains(&name(f)))
-            });
-            if interprets && fed {
-                let msg = format!("`{n}` executes what was downloaded earlier in the pipeline");
-                self.push(FindingKind::Escape, "remote_code_execution", runner, msg);
             }
         }
     }
@@ -579,26 +262,6 @@ impl Linter<'_> {
                 return self.push(FindingKind::Escape, "outside_capabilities", w, msg);
             }
         }
-    }
-}
-
-/// The word naming what a simple command really runs, past assignments,
-/// reserved words and wrappers.
-fn effective_command(words: &[Word]) -> Option<&Word> {
-    let mut words = words;
-    loop {
-        while words
-            .first()
-            .is_some_and(|w| is_assignment(w) || RESERVED.contains(&w.value.as_str()))
-        {
-            words = &words[1..];
-        }
-        let first = words.first()?;
-        let Some(wr) = WRAPPERS.iter().find(|wr| wr.name == name(first)) else {
-            return Some(first);
-        };
-        let rest = &words[1..];
-        words = &rest[(skip_options(rest, wr.valued) + wr.skip).min(rest.len())..];
     }
 }
 
