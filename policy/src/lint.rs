@@ -240,7 +240,7 @@ impl Linter<'_> {
                 return self.push(FindingKind::Escape, "network_redirection", w, msg);
             }
             if let Some(what) = paths::sensitive(&loc) {
-                let msg = format!("{cand} is {what}");
+                let msg = format!("{cand} names {what}");
                 return self.push(FindingKind::Escape, "sensitive_path", w, msg);
             }
             let allowed: Vec<&AbsPath> =

@@ -294,6 +294,7 @@ fn git_rules_flag_history_and_worktree_destruction() {
         "git_discard_changes",
         &[
             ("git checkout -- .", "."),
+            ("git checkout .", "."),
             ("git restore .", "."),
             ("git restore --worktree -- .", "."),
         ],

@@ -57,15 +57,10 @@ pub(super) fn git(l: &mut Linter, args: &[Word]) {
             let staged_only = sub.value == "restore"
                 && (has("--staged") || short('S'))
                 && !(has("--worktree") || short('W'));
-            let after = rest
-                .iter()
-                .position(|w| w.value == "--")
-                .map_or(rest, |i| &rest[i + 1..]);
-            let everything = after
-                .iter()
-                .find(|w| matches!(w.value.as_str(), "." | "*" | ":/" | "./"));
-            let applies = sub.value == "restore" || after.len() < rest.len();
-            if let (Some(w), true, false) = (everything, applies, staged_only) {
+            // `.` cannot name a branch, so it is a pathspec with or without `--`.
+            let everything =
+                operands(rest).find(|w| matches!(w.value.as_str(), "." | "*" | ":/" | "./"));
+            if let (Some(w), false) = (everything, staged_only) {
                 let msg = format!(
                     "`git {} {}` discards uncommitted changes",
                     sub.value, w.value

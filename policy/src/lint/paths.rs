@@ -165,7 +165,7 @@ pub(crate) fn sensitive(loc: &Loc) -> Option<&'static str> {
     }
     match loc {
         Loc::Abs(c) if HOST_SENSITIVE.iter().any(|p| under(c, p)) => {
-            Some("a host secret, container runtime socket or kernel interface")
+            Some("a host secret, a container runtime socket or a kernel interface")
         }
         _ => None,
     }
