@@ -5,12 +5,15 @@
 //! anything runs. It is advisory and errs towards flagging: a finding pauses
 //! a node for confirmation, a miss lets it run. Spans are byte offsets into
 //! the command as given (`lint_argv`: into the argv joined with spaces).
+mod catalog;
 mod infra;
 mod parse;
 mod paths;
 mod rules;
 mod shells;
 mod wrappers;
+
+pub use catalog::{RuleInfo, RULES};
 
 use crate::AbsPath;
 use parse::{RedirOp, SimpleCmd, Word};

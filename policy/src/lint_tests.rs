@@ -552,7 +552,14 @@ fn namespace_mount_module_and_capability_tools_are_escapes() {
         "kernel_module",
         &[("insmod evil.ko", "insmod"), ("modprobe vfat", "modprobe")],
     );
-    assert_clean(&["ls /mnt", "mountpoint -q /x", "echo unshare"]);
+    assert_clean(&[
+        "ls /mnt",
+        "mountpoint -q /x",
+        "echo unshare",
+        "lsmod",
+        "which capsh chroot",
+        "ls shred wipefs mkfs",
+    ]);
 }
 
 #[test]
@@ -850,4 +857,15 @@ fn commands_run_by_find_exec_and_source_of_downloads_are_linted() {
         vec![("remote_code_execution", "source")]
     );
     assert_clean(&["find . -exec echo {} +", "source ./env.sh"]);
+}
+
+#[test]
+fn the_rule_catalog_has_unique_snake_case_names() {
+    let mut names: Vec<&str> = RULES.iter().map(|r| r.name).collect();
+    assert!(names
+        .iter()
+        .all(|n| n.bytes().all(|c| c.is_ascii_lowercase() || c == b'_')));
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), RULES.len());
 }
