@@ -61,6 +61,7 @@ pub fn lint_shell(command: &str, ctx: &LintContext) -> Vec<Finding> {
         ctx,
         src: command,
         out: Vec::new(),
+        cwd: None,
     };
     match parse::parse(command) {
         Ok(cmds) => l.commands(&cmds, 0),
@@ -93,6 +94,7 @@ pub fn lint_argv(argv: &[String], ctx: &LintContext) -> Vec<Finding> {
         ctx,
         src: &joined,
         out: Vec::new(),
+        cwd: None,
     };
     l.commands(&[cmd], 0);
     l.finish()
@@ -102,6 +104,9 @@ pub(crate) struct Linter<'c> {
     ctx: &'c LintContext<'c>,
     src: &'c str,
     out: Vec<Finding>,
+    /// The directory a `cd` moved to, as written (and whether it holds an
+    /// expansion); relative paths after it resolve against it.
+    cwd: Option<(String, bool)>,
 }
 
 impl Linter<'_> {
@@ -142,8 +147,49 @@ impl Linter<'_> {
     fn commands(&mut self, cmds: &[SimpleCmd], depth: usize) {
         for c in cmds {
             self.command(&c.words, &c.redirs, depth);
+            self.track_cd(&c.words);
         }
         self.remote_code_execution(cmds);
+    }
+
+    /// `cd DIR` changes what later relative paths mean. Subshell scoping is
+    /// not tracked: a `cd` inside `( )` is assumed to persist.
+    fn track_cd(&mut self, words: &[Word]) {
+        let Some(i) = wrappers::effective_command(words)
+            .and_then(|c| words.iter().position(|w| std::ptr::eq(w, c)))
+            .filter(|&i| matches!(words[i].value.as_str(), "cd" | "pushd"))
+        else {
+            return;
+        };
+        let args = &words[i + 1..];
+        let target = args[skip_options(args, &[])..].first();
+        let (dir, dynamic) = match target {
+            None => ("~".to_string(), false),
+            Some(t) if t.value == "-" => ("$OLDPWD".to_string(), true),
+            Some(t) => (t.value.clone(), t.dynamic),
+        };
+        let rooted = dir.starts_with('/') || dir.starts_with('~') || dir.starts_with('$');
+        self.cwd = match self.cwd.take() {
+            Some((prev, prev_dyn)) if !rooted => {
+                Some((format!("{prev}/{dir}"), prev_dyn || dynamic))
+            }
+            _ => Some((dir, dynamic)),
+        };
+    }
+
+    /// Where a word points, relative paths resolved against the last `cd`.
+    pub(crate) fn locate(&self, w: &Word) -> paths::Loc {
+        self.locate_str(&w.value, w.dynamic)
+    }
+
+    pub(crate) fn locate_str(&self, v: &str, dynamic: bool) -> paths::Loc {
+        let loc = paths::locate_str(v, dynamic);
+        match (&loc, &self.cwd) {
+            (paths::Loc::Rel { .. }, Some((cwd, cwd_dyn))) => {
+                paths::locate_str(&format!("{cwd}/{v}"), dynamic || *cwd_dyn)
+            }
+            _ => loc,
+        }
     }
 
     /// Lint `script` found inside `origin` (a `sh -c` or `eval` argument).
@@ -172,7 +218,10 @@ impl Linter<'_> {
                         _ => None,
                     };
                 }
+                // A child shell starts in our directory; its `cd` stays inside.
+                let cwd = self.cwd.clone();
                 self.commands(&cmds, depth + 1);
+                self.cwd = cwd;
             }
         }
     }
@@ -221,7 +270,7 @@ impl Linter<'_> {
             RedirOp::Dup if t.value.bytes().all(|c| c.is_ascii_digit() || c == b'-') => return,
             _ => {}
         }
-        let loc = paths::locate(t);
+        let loc = self.locate(t);
         if r.op == RedirOp::Truncate && paths::is_system(&loc) {
             let msg = format!("`>` truncates the system path {}", t.value);
             self.push(
@@ -237,7 +286,7 @@ impl Linter<'_> {
     /// Escape checks on one argument or redirection target.
     pub(crate) fn path_word(&mut self, w: &Word) {
         for cand in paths::candidates(&w.value) {
-            let loc = paths::locate_str(cand, w.dynamic);
+            let loc = self.locate_str(cand, w.dynamic);
             if paths::is_dev_net(&loc) {
                 let msg = format!("{cand} opens a network socket from the shell");
                 return self.push(FindingKind::Escape, "network_redirection", w, msg);

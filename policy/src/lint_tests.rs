@@ -869,3 +869,37 @@ fn the_rule_catalog_has_unique_snake_case_names() {
     names.dedup();
     assert_eq!(names.len(), RULES.len());
 }
+
+#[test]
+fn cd_changes_what_later_relative_paths_mean() {
+    assert_rule(
+        "rm_recursive_outside_workspace",
+        &[
+            ("cd /etc && rm -rf nginx", "nginx"),
+            ("cd .. && rm -rf other", "other"),
+            ("cd; rm -r src", "src"),
+            ("cd sub; cd ../..; rm -r x", "x"),
+        ],
+    );
+    assert_rule(
+        "rm_broad_target",
+        &[
+            ("cd \"$DIR\" && rm -rf build", "build"),
+            ("cd / && rm -rf usr", "usr"),
+        ],
+    );
+    assert_eq!(
+        summary("cd /etc && cat ./shadow"),
+        vec![("sensitive_path", "./shadow")]
+    );
+    assert_eq!(
+        summary("cd /etc; echo x > passwd"),
+        vec![("redirect_truncates_system_path", "passwd")]
+    );
+    // A child shell's `cd` does not move the parent.
+    assert_clean(&[
+        "cd sub && rm -rf build",
+        "bash -c 'cd /etc'; rm -rf build",
+        "cd /work/ws/a && rm -rf b",
+    ]);
+}

@@ -1,6 +1,5 @@
 //! Lexical classification of path-like words: where a word points, whether
 //! it is broad, sensitive, or a system path. Nothing touches the filesystem.
-use super::parse::Word;
 use crate::AbsPath;
 use std::path::{Path, PathBuf};
 
@@ -38,10 +37,6 @@ fn strip_home(v: &str) -> Option<&str> {
         .iter()
         .find_map(|p| v.strip_prefix(p))
         .filter(|r| r.is_empty() || r.starts_with('/'))
-}
-
-pub(crate) fn locate(w: &Word) -> Loc {
-    locate_str(&w.value, w.dynamic)
 }
 
 pub(crate) fn locate_str(v: &str, dynamic: bool) -> Loc {
@@ -206,13 +201,14 @@ pub(crate) fn is_harmless_device(loc: &Loc) -> bool {
 }
 
 /// The path-like parts of a word: itself, or what follows `=` (`of=/dev/sda`,
-/// `--file=/etc/shadow`); absolute, home-relative or climbing with `..`.
+/// `--file=/etc/shadow`): absolute, home-relative, or with a `/` (which a
+/// `cd` may have moved outside the workspace). URLs are not paths.
 pub(crate) fn candidates(v: &str) -> impl Iterator<Item = &str> {
     let after_eq = v.split_once('=').map(|(_, r)| r);
     std::iter::once(v).chain(after_eq).filter(|s| {
         s.starts_with('/')
             || s.starts_with('~')
-            || s.starts_with("../")
+            || (s.contains('/') && !s.contains("://"))
             || *s == ".."
             || strip_home(s).is_some()
     })

@@ -80,7 +80,7 @@ pub(super) fn command(l: &mut Linter, name: &str, cmd: &Word, args: &[Word], dep
         "truncate" => {
             let valued = ["-s", "--size", "-r", "--reference"];
             for w in &args[skip_options(args, &valued)..] {
-                if paths::is_system(&paths::locate(w)) {
+                if paths::is_system(&l.locate(w)) {
                     l.push(
                         Destructive,
                         "truncate_system_path",
@@ -200,7 +200,7 @@ fn rm(l: &mut Linter, args: &[Word]) {
     };
     let workspace = l.ctx.workspace;
     for w in operands(args) {
-        let loc = paths::locate(w);
+        let loc = l.locate(w);
         if paths::is_broad(&loc) {
             let what = if loc == Loc::Unresolved {
                 "an unresolved variable"
@@ -232,7 +232,7 @@ fn recursive_permissions(l: &mut Linter, name: &str, args: &[Word]) {
     };
     let mut outside = false;
     for w in operands(args).skip(1) {
-        let loc = paths::locate(w);
+        let loc = l.locate(w);
         if paths::is_broad(&loc) || paths::is_outside(&loc, l.ctx.workspace) {
             outside = true;
             let msg = format!("`{name} -R` on {} outside the workspace", w.value);
