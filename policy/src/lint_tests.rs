@@ -697,7 +697,10 @@ fn unparsable_commands_give_one_unparsed_finding() {
         "| ls",
         "ls )",
         "echo a(b",
-        "case x in a) ls;; esac",
+        "case x in a) ls",
+        "case x a) ls;; esac",
+        "case x in a ls;; esac",
+        "a=(1 2",
     ] {
         let out = lint(cmd);
         assert_eq!(out.len(), 1, "{cmd:?}: {out:?}");
@@ -901,5 +904,28 @@ fn cd_changes_what_later_relative_paths_mean() {
         "cd sub && rm -rf build",
         "bash -c 'cd /etc'; rm -rf build",
         "cd /work/ws/a && rm -rf b",
+    ]);
+}
+
+#[test]
+fn case_clauses_arrays_and_function_keywords_are_parsed() {
+    assert_rule(
+        "rm_broad_target",
+        &[
+            (
+                "case \"$1\" in\n  clean|c) rm -rf ~ ;;\n  *) echo no ;;\nesac",
+                "~",
+            ),
+            ("case x in (a) ls;& b) rm -rf /;; esac; echo", "/"),
+            ("files=(a b\n c) && rm -rf /", "/"),
+            ("function f { rm -rf /; }", "/"),
+            ("function f() { rm -rf /; }", "/"),
+        ],
+    );
+    assert_clean(&[
+        "case $x in esac",
+        "case a in a) ;; esac",
+        "arr=() ; echo ${arr[@]}",
+        "echo case in esac",
     ]);
 }

@@ -13,6 +13,9 @@ use std::ops::Range;
 
 mod word;
 
+/// `list` terminator for a `case` item.
+const CASE_ITEM: Option<u8> = Some(b';');
+
 /// Nesting bound for `$(`, backticks and subshells, so hostile input
 /// cannot exhaust the stack.
 const MAX_DEPTH: usize = 32;
@@ -175,12 +178,20 @@ impl Parser<'_> {
         }
     }
 
-    /// A command list, up to the end or (with `term`) a closing `)`.
+    /// A command list, up to the end or (with `term`) a closing `)`, or for
+    /// `CASE_ITEM` up to (not past) `;;`, `;&` or `esac`.
     fn list(&mut self, term: Option<u8>) -> Result<(), ParseError> {
         let start = self.pos;
         loop {
             self.skip_blanks();
+            if term == CASE_ITEM
+                && (self.at_keyword("esac")
+                    || (self.peek() == Some(b';') && matches!(self.peek_at(1), Some(b';' | b'&'))))
+            {
+                return Ok(());
+            }
             match self.peek() {
+                None if term == CASE_ITEM => return self.err("missing `esac`", start),
                 None if term.is_some() => return self.err("missing `)`", start),
                 None => return Ok(()),
                 Some(b'#') => {
@@ -247,9 +258,87 @@ impl Parser<'_> {
         }
     }
 
+    /// Whether the input continues with the reserved word `kw`.
+    fn at_keyword(&self, kw: &str) -> bool {
+        let rest = self.b.get(self.pos..self.end).unwrap_or(&[]);
+        rest.starts_with(kw.as_bytes())
+            && rest.get(kw.len()).is_none_or(|c| {
+                matches!(
+                    c,
+                    b' ' | b'\t' | b'\r' | b'\n' | b';' | b'&' | b'|' | b'(' | b')' | b'<' | b'>'
+                )
+            })
+    }
+
+    fn skip_blank_lines(&mut self) {
+        loop {
+            self.skip_blanks();
+            match self.peek() {
+                Some(b'\n') => self.newline(),
+                Some(b'#') => {
+                    while !matches!(self.peek(), None | Some(b'\n')) {
+                        self.pos += 1;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// `case WORD in [(]PAT[|PAT]...) LIST ;; ... esac`
+    fn case_clause(&mut self) -> Result<(), ParseError> {
+        let start = self.pos;
+        self.pos += "case".len();
+        self.skip_blanks();
+        if self.word()?.is_none() {
+            return self.err("`case` without a word", start);
+        }
+        self.skip_blank_lines();
+        if !self.at_keyword("in") {
+            return self.err("`case` without `in`", start);
+        }
+        self.pos += "in".len();
+        self.enter()?;
+        loop {
+            self.skip_blank_lines();
+            if self.at_keyword("esac") {
+                self.pos += "esac".len();
+                self.depth -= 1;
+                return Ok(());
+            }
+            if self.peek() == Some(b'(') {
+                self.pos += 1;
+            }
+            loop {
+                self.skip_blanks();
+                if self.word()?.is_none() {
+                    return self.err("bad `case` pattern", start);
+                }
+                self.skip_blanks();
+                match self.peek() {
+                    Some(b'|') => self.pos += 1,
+                    Some(b')') => break,
+                    _ => return self.err("bad `case` pattern", start),
+                }
+            }
+            self.pos += 1;
+            self.list(CASE_ITEM)?;
+            let rest = self.b.get(self.pos..self.end).unwrap_or(&[]);
+            self.pos += if rest.starts_with(b";;&") {
+                3
+            } else if rest.starts_with(b";") {
+                2
+            } else {
+                0
+            };
+        }
+    }
+
     fn command(&mut self, pipeline: usize, stage: usize) -> Result<(), ParseError> {
         self.skip_blanks();
-        if self.peek() == Some(b'(') {
+        if self.at_keyword("case") {
+            self.case_clause()?;
+        } else if self.peek() == Some(b'(') {
             let start = self.pos;
             if self.peek_at(1) == Some(b'(') {
                 self.balanced(b'(', b')', start)?; // `(( arithmetic ))`
@@ -279,11 +368,34 @@ impl Parser<'_> {
                     break;
                 }
                 Some(b'(') => {
-                    // `name()` opens a function definition; its body follows.
                     let start = self.pos;
+                    let array = cmd
+                        .words
+                        .last()
+                        .is_some_and(|w| w.span.end == start && w.value.ends_with('='));
                     self.pos += 1;
+                    if array {
+                        // `name=(a b c)`: the elements are words of the assignment.
+                        loop {
+                            self.skip_blank_lines();
+                            if self.peek() == Some(b')') {
+                                self.pos += 1;
+                                break;
+                            }
+                            if self.word()?.is_none() {
+                                return self.err("unterminated array", start);
+                            }
+                        }
+                        continue;
+                    }
+                    // `name()` opens a function definition; its body follows.
                     self.skip_blanks();
-                    if cmd.words.len() == 1 && self.peek() == Some(b')') {
+                    let header = match cmd.words.as_slice() {
+                        [_] => true,
+                        [kw, _] => kw.value == "function",
+                        _ => false,
+                    };
+                    if header && self.peek() == Some(b')') {
                         self.pos += 1;
                         break;
                     }

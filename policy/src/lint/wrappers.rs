@@ -181,7 +181,13 @@ pub(super) fn skip_prefix(mut words: &[Word]) -> &[Word] {
     {
         words = &words[1..];
     }
-    words
+    // `function NAME { ...`: the body's first command follows the name.
+    match words.first() {
+        Some(f) if f.value == "function" && !f.dynamic => {
+            skip_prefix(words.get(2..).unwrap_or(&[]))
+        }
+        _ => words,
+    }
 }
 
 /// If `words` starts with a wrapper, the wrapper and the command it runs.
