@@ -5,6 +5,13 @@
 //! anything runs. It is advisory and errs towards flagging: a finding pauses
 //! a node for confirmation, a miss lets it run. Spans are byte offsets into
 //! the command as given (`lint_argv`: into the argv joined with spaces).
+//! `RULES` lists every rule.
+//!
+//! Known limits: a `cd` inside a subshell is assumed to persist; command
+//! names built at run time (`$CMD`), aliases and functions are not resolved;
+//! code passed to other interpreters (`python -c`) and to remote hosts
+//! (`ssh host cmd`) is not linted; `~` is not resolved, so home paths get
+//! `sensitive_path` but not `outside_capabilities`.
 mod catalog;
 mod infra;
 mod parse;

@@ -362,6 +362,7 @@ fn infrastructure_tools_that_delete_are_flagged() {
             ("docker system prune -af", "prune"),
             ("docker volume rm data", "rm"),
             ("podman container prune", "prune"),
+            ("docker compose down -v", "down"),
         ],
     );
     assert_clean(&[
@@ -372,6 +373,7 @@ fn infrastructure_tools_that_delete_are_flagged() {
         "helm install web ./chart",
         "docker ps -a",
         "docker volume ls",
+        "docker compose down",
         "docker run --rm alpine true",
     ]);
 }

@@ -34,7 +34,7 @@ pub const RULES: &[RuleInfo] = &[
     r("terraform_destroy", Destructive, "terraform/tofu destroy, or apply -destroy"),
     r("terraform_apply_auto_approve", Destructive, "terraform/tofu apply -auto-approve"),
     r("helm_uninstall", Destructive, "helm uninstall/delete"),
-    r("docker_remove", Destructive, "docker/podman rm, rmi, and system/volume/container/image/network/builder rm|prune"),
+    r("docker_remove", Destructive, "docker/podman rm, rmi, system/volume/container/image/network/builder rm|prune, compose rm, compose down -v"),
     r("mkfs", Destructive, "mkfs, mkfs.* or mke2fs"),
     r("dd_output", Destructive, "dd with of="),
     r("shred", Destructive, "shred"),

@@ -149,6 +149,14 @@ pub(super) fn docker(l: &mut Linter, name: &str, args: &[Word]) {
             "system" | "volume" | "container" | "image" | "network" | "builder",
             Some("rm" | "prune" | "remove"),
         ) => sub2,
+        ("compose", Some("rm")) => sub2,
+        ("compose", Some("down"))
+            if args
+                .iter()
+                .any(|w| w.value == "-v" || w.value == "--volumes") =>
+        {
+            sub2
+        }
         _ => None,
     };
     if let Some(w) = removes {
