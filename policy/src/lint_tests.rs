@@ -203,6 +203,14 @@ fn wrappers_are_unwrapped_and_privilege_escalation_is_flagged() {
         summary("su -c 'rm -rf /'"),
         vec![("privilege_escalation", "su"), ("rm_broad_target", "/")]
     );
+    assert_eq!(
+        summary("su - root -c 'git push'"),
+        vec![("privilege_escalation", "su"), ("git_push", "push")]
+    );
+    assert_rule(
+        "rm_broad_target",
+        &[("busybox rm -rf /", "/"), ("busybox sh -c 'rm -rf ~'", "~")],
+    );
     assert_rule(
         "rm_broad_target",
         &[

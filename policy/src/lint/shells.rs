@@ -4,7 +4,7 @@ use super::parse::{self, RedirOp, SimpleCmd, Word};
 use super::wrappers::effective_command;
 use super::{name, rules, FindingKind, Linter};
 
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "busybox"];
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"];
 const INTERPRETERS: &[&str] = &["python", "perl", "ruby", "node", "php"];
 const FETCHERS: &[&str] = &["curl", "wget", "fetch"];
 
@@ -45,20 +45,24 @@ impl Linter<'_> {
             "su" => {
                 let msg = "`su` runs the command as another user".into();
                 self.push(FindingKind::Escape, "privilege_escalation", cmd, msg);
-                self.shell(cmd, args, redirs, depth)
+                // `su [-] [user] -c CMD`: the option may follow the user.
+                let c = args
+                    .iter()
+                    .position(|w| w.value == "-c" || w.value == "--command");
+                match c.and_then(|i| args.get(i + 1)) {
+                    Some(script) => self.nested(&script.value, script, depth),
+                    None => return false,
+                }
+                true
             }
-            n if SHELLS.contains(&n) => {
-                let args = if n == "busybox"
-                    && args
-                        .first()
-                        .is_some_and(|a| SHELLS.contains(&a.value.as_str()))
-                {
-                    &args[1..]
-                } else {
-                    args
-                };
-                self.shell(cmd, args, redirs, depth)
-            }
+            // `busybox APPLET ARGS...` runs the applet.
+            "busybox" => match args.split_first() {
+                Some((applet, rest)) => {
+                    self.dispatch(super::name(applet), applet, rest, redirs, depth)
+                }
+                None => true,
+            },
+            n if SHELLS.contains(&n) => self.shell(cmd, args, redirs, depth),
             "source" | "." => {
                 self.fetch_exec(cmd, args);
                 false
