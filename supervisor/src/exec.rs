@@ -2,8 +2,12 @@
 //! the plan here (unprivileged, holding no secrets), hands it to
 //! `aiops-jailer` over a pipe, and reads agentd's reports from a
 //! SOCK_SEQPACKET socket. stdin/stdout/stderr are inherited untouched.
-use aiops_policy::proto::{exit, ExitReport, JailRequest, NodeSpec, Report, Step, MAX_REPORT_BYTES, PROTO_VERSION};
-use aiops_policy::{AbsPath, CompileContext, HostFacts, JailPlan, NetMode, NodeCaps, PathVars, PolicyError, Profile};
+use aiops_policy::proto::{
+    exit, ExitReport, JailRequest, NodeSpec, Report, Step, MAX_REPORT_BYTES, PROTO_VERSION,
+};
+use aiops_policy::{
+    AbsPath, CompileContext, HostFacts, JailPlan, NetMode, NodeCaps, PathVars, PolicyError, Profile,
+};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::Serialize;
@@ -53,17 +57,29 @@ pub struct SetupFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("workspace {}", .path.display())]
-    Workspace { path: PathBuf, source: std::io::Error },
+    Workspace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("working directory {}", .path.display())]
-    Cwd { path: PathBuf, source: std::io::Error },
+    Cwd {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Policy(#[from] PolicyError),
     #[error("refused: {0}")]
     Refused(String),
     #[error("create the {what} to the jailer")]
-    Channel { what: &'static str, source: nix::Error },
+    Channel {
+        what: &'static str,
+        source: nix::Error,
+    },
     #[error("start {}", .path.display())]
-    Spawn { path: PathBuf, source: std::io::Error },
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("send the jail request")]
     SendRequest(#[source] std::io::Error),
     #[error("read reports from the jail")]
@@ -92,14 +108,18 @@ fn env_path(name: &str) -> Option<AbsPath> {
 
 /// Compile the plan for this request on this host.
 pub fn plan_for(req: &ExecRequest, facts: &HostFacts) -> Result<JailPlan, ExecError> {
-    let workspace = req.workspace.canonicalize().map_err(|source| ExecError::Workspace {
-        path: req.workspace.clone(),
+    let workspace = req
+        .workspace
+        .canonicalize()
+        .map_err(|source| ExecError::Workspace {
+            path: req.workspace.clone(),
+            source,
+        })?;
+    let cwd_in = req.cwd.clone().unwrap_or_else(|| workspace.clone());
+    let cwd = cwd_in.canonicalize().map_err(|source| ExecError::Cwd {
+        path: cwd_in.clone(),
         source,
     })?;
-    let cwd_in = req.cwd.clone().unwrap_or_else(|| workspace.clone());
-    let cwd = cwd_in
-        .canonicalize()
-        .map_err(|source| ExecError::Cwd { path: cwd_in.clone(), source })?;
     let ctx = CompileContext {
         vars: PathVars {
             workspace: Some(abs(&workspace)?),
@@ -133,15 +153,21 @@ fn inheritable(fd: &OwnedFd, what: &'static str) -> Result<(), ExecError> {
 /// misbehaving jail.
 pub fn run(req: &ExecRequest, plan: JailPlan) -> Result<ExecReport, ExecError> {
     let before: Vec<Option<Stamp>> = plan.protected.iter().map(|p| stamp(p.as_path())).collect();
-    let (req_r, req_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-        .map_err(|source| ExecError::Channel { what: "request pipe", source })?;
+    let (req_r, req_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| ExecError::Channel {
+            what: "request pipe",
+            source,
+        })?;
     let (rep_parent, rep_child) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
     )
-    .map_err(|source| ExecError::Channel { what: "report socket", source })?;
+    .map_err(|source| ExecError::Channel {
+        what: "report socket",
+        source,
+    })?;
     inheritable(&req_r, "request pipe")?;
     inheritable(&rep_child, "report socket")?;
 
@@ -151,7 +177,10 @@ pub fn run(req: &ExecRequest, plan: JailPlan) -> Result<ExecReport, ExecError> {
         .arg("--report-fd")
         .arg(rep_child.as_raw_fd().to_string())
         .spawn()
-        .map_err(|source| ExecError::Spawn { path: req.jailer.clone(), source })?;
+        .map_err(|source| ExecError::Spawn {
+            path: req.jailer.clone(),
+            source,
+        })?;
     drop(req_r);
     drop(rep_child);
     let _forward = crate::signals::forward_to(child.id());
@@ -233,7 +262,17 @@ fn read_reports(sock: &OwnedFd) -> Result<Reports, ExecError> {
         let frame = &buf[..n.min(buf.len())];
         match Report::decode(if n > buf.len() { &buf } else { frame }) {
             Ok(Report::Exited(r)) => exited = Some(r),
-            Ok(Report::SetupFailed { step, errno, message }) => failed = Some(SetupFailure { step, errno, message }),
+            Ok(Report::SetupFailed {
+                step,
+                errno,
+                message,
+            }) => {
+                failed = Some(SetupFailure {
+                    step,
+                    errno,
+                    message,
+                })
+            }
             Ok(Report::Started { .. } | Report::Output { .. }) => {}
             Err(e) => {
                 // A jail that speaks garbage is not trusted further.
@@ -246,7 +285,11 @@ fn read_reports(sock: &OwnedFd) -> Result<Reports, ExecError> {
 }
 
 /// The documented exit status of `aiopsctl exec`.
-fn status_code(status: &ExitStatus, exited: Option<&ExitReport>, failed: Option<&SetupFailure>) -> i32 {
+fn status_code(
+    status: &ExitStatus,
+    exited: Option<&ExitReport>,
+    failed: Option<&SetupFailure>,
+) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     if let Some(f) = failed {
         return match (f.step, status.code()) {
@@ -273,9 +316,15 @@ fn status_code(status: &ExitStatus, exited: Option<&ExitReport>, failed: Option<
 impl ExecReport {
     /// One short block for `--report text`, written to stderr.
     pub fn to_text(&self) -> String {
-        let mut s = format!("aiops: profile {} · net {} · cwd {}\n", self.profile, self.net, self.cwd);
+        let mut s = format!(
+            "aiops: profile {} · net {} · cwd {}\n",
+            self.profile, self.net, self.cwd
+        );
         if let Some(f) = &self.setup_failed {
-            s += &format!("aiops: jail set-up failed at {}: {} (errno {})\n", f.step, f.message, f.errno);
+            s += &format!(
+                "aiops: jail set-up failed at {}: {} (errno {})\n",
+                f.step, f.message, f.errno
+            );
         }
         if let Some(e) = &self.exit {
             let how = match (e.code, e.signal) {
@@ -290,7 +339,11 @@ impl ExecReport {
                 e.stderr_bytes,
                 e.peak_rss_kib,
                 if e.timed_out { " · TIMED OUT" } else { "" },
-                if e.output_capped { " · OUTPUT CAPPED" } else { "" },
+                if e.output_capped {
+                    " · OUTPUT CAPPED"
+                } else {
+                    ""
+                },
             );
             s += &format!("aiops: layers: {}\n", e.layers.join(", "));
         }
@@ -314,12 +367,18 @@ impl ExecReport {
         if let Some(f) = &self.setup_failed {
             return Some(match f.step {
                 Step::SpawnNode => format!("aiopsctl: {}", f.message),
-                _ => format!("aiopsctl: jail set-up failed at step {}: {}", f.step, f.message),
+                _ => format!(
+                    "aiopsctl: jail set-up failed at step {}: {}",
+                    f.step, f.message
+                ),
             });
         }
         let e = self.exit.as_ref()?;
         if e.timed_out {
-            Some(format!("aiopsctl: timed out after {} ms; the jail was killed", e.duration_ms))
+            Some(format!(
+                "aiopsctl: timed out after {} ms; the jail was killed",
+                e.duration_ms
+            ))
         } else if e.output_capped {
             Some(format!(
                 "aiopsctl: output cap reached ({} bytes); the jail was killed",
