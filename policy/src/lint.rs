@@ -62,6 +62,9 @@ pub struct Finding {
 /// as unparsed rather than followed.
 const MAX_NESTING: usize = 8;
 
+/// Longest `cd` path tracked; beyond it the directory counts as unknown.
+const MAX_CWD: usize = 4096;
+
 /// Lint a `/bin/sh -c` command string.
 pub fn lint_shell(command: &str, ctx: &LintContext) -> Vec<Finding> {
     let mut l = Linter {
@@ -182,6 +185,11 @@ impl Linter<'_> {
             }
             _ => Some((dir, dynamic)),
         };
+        // Every later path is resolved against this string: bound it so that
+        // many `cd`s cannot make linting quadratic.
+        if self.cwd.as_ref().is_some_and(|(c, _)| c.len() > MAX_CWD) {
+            self.cwd = Some(("$PWD".into(), true));
+        }
     }
 
     /// Where a word points, relative paths resolved against the last `cd`.

@@ -939,3 +939,15 @@ fn case_clauses_arrays_and_function_keywords_are_parsed() {
         "echo case in esac",
     ]);
 }
+
+#[test]
+fn long_commands_with_many_pipelines_cds_and_here_documents_are_linted_whole() {
+    let n = 20_000;
+    let cmd = "curl x | sh; cd a; cat <<E; ".repeat(n);
+    let out = lint(&cmd);
+    let rce = out
+        .iter()
+        .filter(|f| f.rule == "remote_code_execution")
+        .count();
+    assert_eq!((rce, out.len()), (n, n));
+}

@@ -347,7 +347,13 @@ impl Parser<'_> {
         if !cmd.words.is_empty() || !cmd.redirs.is_empty() {
             self.cmds.push(cmd);
             let at = self.cmds.len() - 1;
-            for d in self.heredocs.iter_mut().filter(|d| d.cmd.is_none()) {
+            // Only this command's documents, at the tail, lack an owner.
+            for d in self
+                .heredocs
+                .iter_mut()
+                .rev()
+                .take_while(|d| d.cmd.is_none())
+            {
                 d.cmd = Some(at);
             }
         }

@@ -128,18 +128,20 @@ impl Linter<'_> {
     /// `curl ... | sh`: a later stage of the same pipeline interprets what a
     /// fetcher downloaded.
     pub(super) fn remote_code_execution(&mut self, cmds: &[SimpleCmd]) {
-        for (i, c) in cmds.iter().enumerate() {
+        // Stages of a pipeline are parsed in order, so one pass suffices
+        // (a quadratic scan would let a long command stall the supervisor).
+        let mut fetching = std::collections::HashSet::new();
+        for c in cmds {
             let Some(runner) = effective_command(&c.words) else {
                 continue;
             };
             let n = name(runner);
+            if FETCHERS.contains(&n) {
+                fetching.insert(c.pipeline);
+                continue;
+            }
             let interprets = SHELLS.contains(&n) || INTERPRETERS.iter().any(|p| n.starts_with(p));
-            let fed = cmds[..i].iter().any(|p| {
-                p.pipeline == c.pipeline
-                    && p.stage < c.stage
-                    && effective_command(&p.words).is_some_and(|f| FETCHERS.contains(&name(f)))
-            });
-            if interprets && fed {
+            if interprets && fetching.contains(&c.pipeline) {
                 let msg = format!("`{n}` executes what was downloaded earlier in the pipeline");
                 self.push(FindingKind::Escape, "remote_code_execution", runner, msg);
             }
