@@ -135,21 +135,6 @@ pub fn compile_sbpl(eff: &Effective, ctx: &CompileContext) -> Result<SbplPlan, P
             b.line(&format!("(allow file-read* file-write* {})", subpath(&e)));
         }
     }
-    let protected: Vec<AbsPath> = eff
-        .write
-        .iter()
-        .flat_map(|w| eff.protected.iter().map(move |p| w.join(p)))
-        .filter(|p| !eff.write.contains(p))
-        .collect();
-    if !protected.is_empty() {
-        // After the write allows: for the same path, the later rule wins.
-        b.line("\n; Protected paths inside writable roots: what the host later runs or trusts");
-        b.line("; (.git/hooks, .envrc, editor config) stays read-only, even when absent.");
-        for (i, p) in protected.iter().enumerate() {
-            let e = b.param(format!("PROTECT_{i}"), p);
-            b.line(&format!("(deny file-write* {})", subpath(&e)));
-        }
-    }
     if !eff.exec.is_empty() {
         b.line("\n; Exec roots (fs.exec): run and map as code; a binary must also be readable.");
         for (i, p) in eff.exec.iter().enumerate() {
@@ -169,6 +154,22 @@ pub fn compile_sbpl(eff: &Effective, ctx: &CompileContext) -> Result<SbplPlan, P
         "(allow process-exec file-read* file-map-executable (literal {e}))"
     ));
 
+    let protected: Vec<AbsPath> = eff
+        .write
+        .iter()
+        .flat_map(|w| eff.protected.iter().map(move |p| w.join(p)))
+        .filter(|p| !eff.write.contains(p))
+        .collect();
+    if !protected.is_empty() {
+        // Last of the file rules: for the same path the later rule wins, so no
+        // write, exec or $TMPDIR allow above can reopen a protected path.
+        b.line("\n; Protected paths inside writable roots: what the host later runs or trusts");
+        b.line("; (.git/hooks, .envrc, editor config) stays read-only, even when absent.");
+        for (i, p) in protected.iter().enumerate() {
+            let e = b.param(format!("PROTECT_{i}"), p);
+            b.line(&format!("(deny file-write* {})", subpath(&e)));
+        }
+    }
     net_rules(&mut b, eff.net);
     Ok(SbplPlan {
         text: b.text,
@@ -316,16 +317,16 @@ mod tests {
                 "READ_0",
                 "READ_1",
                 "WRITE_0",
-                "PROTECT_0",
-                "PROTECT_1",
                 "EXEC_0",
                 "EXEC_1",
                 "TMPDIR",
-                "AGENTD"
+                "AGENTD",
+                "PROTECT_0",
+                "PROTECT_1"
             ]
         );
         assert_eq!(a.params[0], ("READ_0".into(), "/usr".into()));
-        assert_eq!(a.params[3], ("PROTECT_0".into(), "/w/.git/hooks".into()));
+        assert_eq!(a.params[7], ("PROTECT_0".into(), "/w/.git/hooks".into()));
         // Each parameter is referenced by the text and named once.
         for (k, _) in &a.params {
             assert!(a.text.contains(&format!("(param \"{k}\")")), "{k} unused");
@@ -362,17 +363,17 @@ mod tests {
     }
 
     #[test]
-    fn protected_denies_follow_the_write_allows() {
-        let p = compile_sbpl(&eff("/w", NetMode::None), &ctx("/w")).unwrap();
-        let allow = p
-            .text
-            .find("(allow file-read* file-write* (subpath (param \"WRITE_0\")))")
-            .unwrap();
+    fn protected_denies_follow_every_file_allow() {
+        // A workspace inside $TMPDIR: the TMPDIR allow must not reopen .git/hooks.
+        let ws = "/private/tmp/aiops-1/ws";
+        let p = compile_sbpl(&eff(ws, NetMode::None), &ctx(ws)).unwrap();
         let deny = p
             .text
             .find("(deny file-write* (subpath (param \"PROTECT_0\")))")
             .unwrap();
-        assert!(allow < deny);
+        let last_allow = p.text.rfind("(allow file-read* file-write*").unwrap();
+        let agentd = p.text.find("(param \"AGENTD\")").unwrap();
+        assert!(last_allow < deny && agentd < deny, "{}", p.text);
     }
 
     #[test]
