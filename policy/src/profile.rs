@@ -399,7 +399,7 @@ pub fn read_profile_file(path: &Path) -> Result<ProfileFile, PolicyError> {
 }
 
 pub fn parse_profile(path: &Path, src: &str) -> Result<ProfileFile, PolicyError> {
-    let file: ProfileFile = from_toml(path, src)?;
+    let file: ProfileFile = from_toml(path, src).map_err(|e| name_duplicate_key(src, e))?;
     if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
         if stem != file.name.as_str() {
             return Err(PolicyError::NameMismatch {
@@ -410,6 +410,42 @@ pub fn parse_profile(path: &Path, src: &str) -> Result<ProfileFile, PolicyError>
         }
     }
     Ok(file)
+}
+
+/// The TOML parser says only "duplicate key"; name the key (it starts at the
+/// reported position) so the error is actionable on its own.
+fn name_duplicate_key(src: &str, e: PolicyError) -> PolicyError {
+    match e {
+        PolicyError::Parse {
+            file,
+            line,
+            column,
+            field,
+            message,
+        } if message == "duplicate key" => {
+            let key: String = src
+                .lines()
+                .nth(line.saturating_sub(1))
+                .unwrap_or("")
+                .chars()
+                .skip(column.saturating_sub(1))
+                .take_while(|c| !c.is_whitespace() && !matches!(c, '=' | ']' | '['))
+                .collect();
+            let (field, message) = if key.is_empty() {
+                (field, message)
+            } else {
+                (key.clone(), format!("duplicate key `{key}`"))
+            };
+            PolicyError::Parse {
+                file,
+                line,
+                column,
+                field,
+                message,
+            }
+        }
+        other => other,
+    }
 }
 
 /// Apply a chain (child first) root-first: a child's value replaces its
