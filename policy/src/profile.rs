@@ -90,6 +90,7 @@ pub struct ProfileFile {
     pub schema: SchemaVersion,
     /// Must equal the file name without `.toml`.
     pub name: ProfileName,
+    /// One line saying what the profile is for (shown by `aiopsctl profiles`).
     pub description: String,
     /// A single parent profile whose settings this one starts from.
     pub extends: Option<ProfileName>,
@@ -99,11 +100,17 @@ pub struct ProfileFile {
     pub require: Option<Vec<LayerReq>>,
     /// Run without any jail. Never inherited silently: a child must restate it.
     pub unconfined: Option<bool>,
+    /// Filesystem: what is mounted read-only, read-write, and executable.
     pub fs: Option<FsSection>,
+    /// Network mode and the egress allow-list.
     pub net: Option<NetSection>,
+    /// Environment allow-list, fixed values and permitted secret names.
     pub env: Option<EnvSection>,
+    /// Time, output, memory, process and file limits.
     pub limits: Option<LimitsSection>,
+    /// Syscalls denied on top of the baseline table.
     pub seccomp: Option<SeccompSection>,
+    /// Paths inside writable roots kept read-only.
     pub protected: Option<ProtectedSection>,
 }
 
@@ -121,6 +128,7 @@ pub struct FsSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetSection {
+    /// none, loopback, allowlist or host.
     pub mode: Option<NetMode>,
     /// host:port entries reachable in `allowlist` mode.
     pub allow: Option<Vec<HostPort>>,
@@ -167,7 +175,9 @@ pub struct SeccompSection {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeccompDeny {
+    /// A syscall name known on x86_64 or aarch64; denied with EPERM.
     pub syscall: SyscallName,
+    /// Why (required).
     pub reason: Reason,
 }
 
@@ -185,7 +195,9 @@ pub struct ProtectedSection {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Unprotect {
+    /// A protected path (default or added by a parent) made writable again.
     pub path: RelPath,
+    /// Why (required).
     pub reason: Reason,
 }
 
