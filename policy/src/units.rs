@@ -119,7 +119,7 @@ impl fmt::Display for Dur {
             ("m", 60_000),
             ("s", 1000),
         ] {
-            if ms % n == 0 {
+            if ms.is_multiple_of(n) {
                 return write!(f, "{}{unit}", ms / n);
             }
         }
@@ -136,7 +136,7 @@ impl fmt::Display for Bytes {
             ("MiB", 1 << 20),
             ("KiB", 1 << 10),
         ] {
-            if b % n == 0 {
+            if b.is_multiple_of(n) {
                 return write!(f, "{}{unit}", b / n);
             }
         }
