@@ -202,7 +202,11 @@ fn cond(r: &SyscallRule) -> String {
             match &c.op {
                 ArgOp::Eq => format!("arg{} == {:#x}{w}", c.arg, c.value),
                 ArgOp::Ne => format!("arg{} != {:#x}{w}", c.arg, c.value),
-                ArgOp::MaskedEq(m) => format!("arg{} & {m:#o} == {:#o}{w}", c.arg, c.value),
+                // File modes read best in octal, flags in hex.
+                ArgOp::MaskedEq(m) if r.syscall.contains("mod") => {
+                    format!("arg{} & {m:#o} == {:#o}{w}", c.arg, c.value)
+                }
+                ArgOp::MaskedEq(m) => format!("arg{} & {m:#x} == {:#x}{w}", c.arg, c.value),
             }
         })
         .collect::<Vec<_>>()
