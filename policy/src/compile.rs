@@ -243,6 +243,16 @@ fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, Pol
             if eff.write.contains(&p) {
                 continue;
             }
+            // Pin every ancestor between the writable root and the protected
+            // path: `.git` for `.git/hooks`, so `mv .git x; mkdir .git` fails.
+            let mut anc = rel.as_path().parent();
+            while let Some(a) = anc.filter(|a| !a.as_os_str().is_empty()) {
+                if let Ok(r) = crate::path::RelPath::parse(&a.to_string_lossy()) {
+                    let ap = w.join(&r);
+                    keyed.push((ap.depth(), 1, ap.clone(), Mount::Pin { path: ap }));
+                }
+                anc = a.parent();
+            }
             keyed.push((
                 p.depth(),
                 1,
@@ -258,7 +268,7 @@ fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, Pol
         }
     }
     keyed.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
-    keyed.dedup_by(|a, b| a.2 == b.2 && a.1 == b.1);
+    keyed.dedup_by(|a, b| a.2 == b.2 && a.3 == b.3);
     let mut mounts = vec![
         Mount::Root,
         Mount::Proc { dst: abs("/proc") },

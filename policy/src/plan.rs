@@ -74,6 +74,13 @@ pub enum Mount {
     Dev {
         dst: AbsPath,
     },
+    /// Bind an existing path onto itself so the node cannot rename or remove
+    /// it (a mountpoint is busy) and so cannot swap in a fresh `.git` with
+    /// its own hooks. A directory stays writable; a regular file (a worktree's
+    /// `.git` link to its git dir) becomes read-only. Skipped when missing.
+    Pin {
+        path: AbsPath,
+    },
     Bind {
         src: AbsPath,
         dst: AbsPath,
@@ -282,6 +289,7 @@ impl JailPlan {
                 return Err(bad(format!("mounts[{i}]"), "a second root"));
             }
             if let Mount::Bind { dst, .. }
+            | Mount::Pin { path: dst }
             | Mount::Tmpfs { dst, .. }
             | Mount::Proc { dst }
             | Mount::Dev { dst } = m

@@ -206,6 +206,8 @@ pub const DEFAULT_PROTECTED: &[&str] = &[
     ".git/hooks",
     ".git/config",
     ".git/info",
+    ".git/commondir",
+    ".git/config.worktree",
     ".gitmodules",
     ".envrc",
     ".vscode",

@@ -81,12 +81,13 @@ fn check_invariants(name: &str, plan: &JailPlan) -> Vec<String> {
                 "{name}: HOME {other:?} has nothing mounted and is not /tmp"
             )),
         }
-        // Parents are bound before their children, or a child mount would be hidden.
+        // Parents are bound (or pinned) before their children, or a child
+        // mount would be hidden under its parent.
         let binds: Vec<&AbsPath> = plan
             .mounts
             .iter()
             .filter_map(|m| match m {
-                Mount::Bind { dst, .. } => Some(dst),
+                Mount::Bind { dst, .. } | Mount::Pin { path: dst } => Some(dst),
                 _ => None,
             })
             .collect();
