@@ -10,7 +10,9 @@
 //! `HostFacts`; the macOS runtime refuses a node whose required layers
 //! `LayerReq::missing_on` reports absent, exactly as on Linux. Seatbelt
 //! matches resolved paths (`/tmp` is `/private/tmp`), so the runtime passes
-//! each value through realpath(3) before handing it to `-D`.
+//! each value through realpath(3) before handing it to `-D`. There is no
+//! private tmpfs on macOS: `TMPDIR` is `ctx.vars.tmpdir` (default `/tmp`), so
+//! the runtime should make that a fresh per-run directory.
 use crate::caps::{effective, Effective};
 use crate::compile::{CompileContext, ALLOWLIST_PROXY_PORT};
 use crate::net::NetMode;
