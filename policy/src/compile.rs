@@ -297,11 +297,31 @@ fn build_env(eff: &Effective, ctx: &CompileContext) -> BTreeMap<String, String> 
         .filter(|(k, _)| eff.env.admits(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if eff.net == NetMode::Allowlist && !eff.unconfined {
+        // The only way out is the in-jail end of the egress proxy; tools find
+        // it through these variables (a profile's env.set may override them).
+        let proxy = format!("http://127.0.0.1:{ALLOWLIST_PROXY_PORT}");
+        for k in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            env.insert(k.into(), proxy.clone());
+        }
+        for k in ["NO_PROXY", "no_proxy"] {
+            env.insert(k.into(), "localhost,127.0.0.1,::1".into());
+        }
+    }
     for (k, v) in &eff.env_set {
         env.insert(k.as_str().into(), v.clone());
     }
     if !eff.unconfined {
-        // A HOME the jail does not mount would only make tools fail oddly.
+        // A HOME the jail does not mount would only make tools fail oddly. A
+        // HOME with mounted parts (build-offline's $HOME/.cargo/registry) is
+        // kept: tools find those parts through it.
         let home_mounted = env
             .get("HOME")
             .and_then(|h| AbsPath::new(h).ok())
@@ -309,7 +329,7 @@ fn build_env(eff: &Effective, ctx: &CompileContext) -> BTreeMap<String, String> 
                 eff.read
                     .iter()
                     .chain(eff.write.iter())
-                    .any(|r| r.contains(&h))
+                    .any(|r| r.contains(&h) || h.contains(r))
             });
         if env.contains_key("HOME") && !home_mounted {
             env.insert("HOME".into(), "/tmp".into());
@@ -359,6 +379,15 @@ const DEV: &[FsAccess] = &[
     FsAccess::IoctlDev,
 ];
 
+const SHM: &[FsAccess] = &[
+    FsAccess::ReadFile,
+    FsAccess::ReadDir,
+    FsAccess::WriteFile,
+    FsAccess::RemoveFile,
+    FsAccess::MakeReg,
+    FsAccess::Truncate,
+];
+
 fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
     let abi = facts.landlock_abi.min(LANDLOCK_ABI_MAX);
     if abi == 0 {
@@ -390,6 +419,8 @@ fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
     }
     grant(&abs("/tmp"), WRITE);
     grant(&abs("/dev"), DEV);
+    // The jail's private /dev/shm (see `Mount::Dev`): shm_open(3) creates files there.
+    grant(&abs("/dev/shm"), SHM);
     grant(&abs("/proc"), READ);
     grant(
         &abs(AGENTD_IN_JAIL),

@@ -119,7 +119,7 @@ impl fmt::Display for Dur {
             ("m", 60_000),
             ("s", 1000),
         ] {
-            if ms % n == 0 {
+            if ms.is_multiple_of(n) {
                 return write!(f, "{}{unit}", ms / n);
             }
         }
@@ -136,7 +136,7 @@ impl fmt::Display for Bytes {
             ("MiB", 1 << 20),
             ("KiB", 1 << 10),
         ] {
-            if b % n == 0 {
+            if b.is_multiple_of(n) {
                 return write!(f, "{}{unit}", b / n);
             }
         }
@@ -162,7 +162,7 @@ impl schemars::JsonSchema for Dur {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^[0-9]+(ms|s|m|min|h|d)$",
+            "pattern": "^\\s*[0-9]+\\s*(ms|s|m|min|h|d)\\s*$",
             "description": "A duration with a unit: 500ms, 90s, 30m, 2h, 1d"
         })
     }
@@ -174,7 +174,7 @@ impl schemars::JsonSchema for Bytes {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^[0-9]+(B|KiB|MiB|GiB|TiB|KB|kB|MB|GB|TB)$",
+            "pattern": "^\\s*[0-9]+\\s*(B|KiB|MiB|GiB|TiB|KB|kB|MB|GB|TB)\\s*$",
             "description": "A size with a unit: 512KiB, 16MiB, 4GiB, 1GB"
         })
     }
