@@ -5,7 +5,7 @@ use crate::context::host_context;
 use crate::error::{out_err, SupervisorError};
 use crate::{facts, locate};
 use aiops_policy::profile::read_profile_file;
-use aiops_policy::{CompileContext, NodeCaps, PolicyError, Profile};
+use aiops_policy::{CompileContext, NodeCaps, Profile};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -246,15 +246,6 @@ fn compile_sbpl(
     caps: &NodeCaps,
     ctx: &CompileContext,
 ) -> Result<(String, Vec<(String, String)>), SupervisorError> {
-    // TODO(integrate-sbpl): policy::sbpl::compile_sbpl_for lands from another
-    // branch (checked against the policytests branch: builds, prints the
-    // params then the text); once merged, replace everything below with:
-    // let plan = aiops_policy::sbpl::compile_sbpl_for(profile, caps, ctx)?;
-    // return Ok((plan.text, plan.params));
-    let _ = (profile, caps, ctx);
-    Err(PolicyError::Refused {
-        layer: "sbpl".into(),
-        reason: "this aiopsctl was built without the SBPL compiler".into(),
-    }
-    .into())
+    let plan = aiops_policy::sbpl::compile_sbpl_for(profile, caps, ctx)?;
+    Ok((plan.text, plan.params))
 }
