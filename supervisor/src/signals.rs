@@ -36,5 +36,7 @@ pub fn forward_to(pid: u32) -> Forwarder {
             }
         }
     });
-    Forwarder { handle: Some(handle) }
+    Forwarder {
+        handle: Some(handle),
+    }
 }
