@@ -122,12 +122,31 @@ pub fn profiles_dir() -> PathBuf {
     repo_root().join("profiles")
 }
 
-/// A fresh directory under the system temp dir, owned by `owner` when we
-/// are root (so a jail running as that uid can use it), mode 0755.
+/// Where workspaces and outside fixtures live: `$AIOPS_TEST_TMPDIR`, else
+/// `<target>/escape-tmp`. Not under /tmp: the jail's /tmp is private, so a
+/// workspace there is refused, and siblings of the workspace are the
+/// sharper test of what the jail hides.
+pub fn test_tmp() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::var_os("AIOPS_TEST_TMPDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target_dir().join("escape-tmp"));
+        std::fs::create_dir_all(&d).expect("create the test temp dir");
+        // Traversable by nobody, but not listable or writable.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711))
+            .expect("chmod test temp dir");
+        d
+    })
+    .clone()
+}
+
+/// A fresh directory under [`test_tmp`], owned by `owner` when we are root
+/// (so a jail running as that uid can use it), mode 0755.
 pub fn scratch_dir(owner: Option<u32>) -> tempfile::TempDir {
     let d = tempfile::Builder::new()
         .prefix("aiops-escape-")
-        .tempdir()
+        .tempdir_in(test_tmp())
         .expect("create a temp dir");
     chown_to(d.path(), owner);
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755))
@@ -170,12 +189,16 @@ pub enum Mode {
     Jail,
     /// `restrictive` as nobody (only when root).
     JailNobody,
+    /// Plain host execution as the current user, no aiops at all: the
+    /// control for techniques that need root, since `unconfined` run by
+    /// root drops the node to nobody.
+    Host,
 }
 
 impl Mode {
     pub fn profile(self) -> &'static str {
         match self {
-            Mode::Control | Mode::ControlNobody => "unconfined",
+            Mode::Control | Mode::ControlNobody | Mode::Host => "unconfined",
             Mode::Jail | Mode::JailNobody => "restrictive",
         }
     }
@@ -185,7 +208,7 @@ impl Mode {
     }
 
     pub fn is_control(self) -> bool {
-        matches!(self, Mode::Control | Mode::ControlNobody)
+        matches!(self, Mode::Control | Mode::ControlNobody | Mode::Host)
     }
 
     /// The uid `aiopsctl` runs as.
@@ -204,7 +227,8 @@ impl Mode {
 
     /// A jail for this mode with a fresh workspace.
     pub fn jail(self) -> Jail {
-        let j = Jail::new(self.profile());
+        let mut j = Jail::new(self.profile());
+        j.host = self == Mode::Host;
         if self.nobody() {
             j.as_nobody()
         } else {
@@ -214,16 +238,40 @@ impl Mode {
 
     /// Like [`Mode::jail`] with another profile (for the jailed modes).
     pub fn jail_with(self, profile: &str) -> Jail {
-        let j = Jail::new(if self.is_control() {
+        let mut j = Jail::new(if self.is_control() {
             "unconfined"
         } else {
             profile
         });
+        j.host = self == Mode::Host;
         if self.nobody() {
             j.as_nobody()
         } else {
             j
         }
+    }
+}
+
+/// For controls that need root on the host: `Mode::Host` when root (with a
+/// note), else a skip; then the attacks.
+pub fn root_control_modes(test: &str) -> Vec<Mode> {
+    if is_root() {
+        note(test, "control runs on the host as root: unconfined drops root, and the host refuses nobody too");
+        [vec![Mode::Host], attacks()].concat()
+    } else {
+        skip(test, "the control needs root");
+        attacks()
+    }
+}
+
+/// Controls where the node must run as the same host uid as aiopsctl
+/// (signalling it, reading its environ). As root, `unconfined` drops the
+/// node to nobody, so only the control run by nobody qualifies.
+pub fn same_uid_controls() -> Vec<Mode> {
+    if is_root() {
+        vec![Mode::ControlNobody]
+    } else {
+        vec![Mode::Control]
     }
 }
 
@@ -324,6 +372,8 @@ pub struct Jail {
     deadline: Duration,
     on_spawn: Option<SpawnHook>,
     stdin: Option<Vec<u8>>,
+    /// Run the command directly on the host instead (see [`Mode::Host`]).
+    host: bool,
 }
 
 impl Jail {
@@ -341,6 +391,7 @@ impl Jail {
             deadline: Duration::from_secs(90),
             on_spawn: None,
             stdin: None,
+            host: false,
         }
     }
 
@@ -453,6 +504,9 @@ impl Jail {
         cmd_line.push("json".into());
         cmd_line.push("--".into());
         cmd_line.extend(argv.iter().map(OsString::from));
+        if self.host {
+            cmd_line = argv.iter().map(OsString::from).collect();
+        }
 
         if let Some(p) = &self.fd7 {
             let mut w: Vec<OsString> = vec![

@@ -230,7 +230,11 @@ fn workspace_and_private_tmp_are_writable() {
         let tag = unique("tmp");
         let j = m.jail();
         let ws = j.ws().to_path_buf();
-        let host_only = open_dir();
+        // A host /tmp entry (workspaces live elsewhere: the jail's /tmp is private).
+        let host_only = tempfile::Builder::new()
+            .prefix("aiops-escape-hostonly-")
+            .tempdir()
+            .unwrap();
         let host_name = host_only
             .path()
             .file_name()

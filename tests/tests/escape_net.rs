@@ -253,19 +253,7 @@ def f():
     s.sendto(b"\x08\x00\xf7\xff\x00\x00\x00\x00", (sys.argv[1], 0))
 probe("raw", f)
 "#;
-    let modes: Vec<Mode> = if is_root() {
-        note(
-            "raw_icmp_to_host_address",
-            "no control as nobody: raw sockets need CAP_NET_RAW",
-        );
-        vec![Mode::Control, Mode::Jail, Mode::JailNobody]
-    } else {
-        skip(
-            "raw_icmp_to_host_address",
-            "control needs root (CAP_NET_RAW)",
-        );
-        attacks()
-    };
+    let modes = root_control_modes("raw_icmp_to_host_address");
     each_mode(&modes, |m| {
         let o = m.jail().run_py(code, &[&ip]);
         o.assert_ran();
