@@ -24,17 +24,33 @@ pub enum JailError {
     #[error("secrets dir {}", .path.display())]
     SecretsIo { path: PathBuf, source: io::Error },
     #[error("drop root: {what}")]
-    DropRoot { what: &'static str, source: io::Error },
+    DropRoot {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error("unshare {flags}")]
     Unshare { flags: String, source: io::Error },
     #[error("write {}", .path)]
-    IdMaps { path: &'static str, source: io::Error },
+    IdMaps {
+        path: &'static str,
+        source: io::Error,
+    },
     #[error("fork into the pid namespace: {what}")]
-    Fork { what: &'static str, source: io::Error },
+    Fork {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error("{what} {}", .path.display())]
-    Mount { what: &'static str, path: PathBuf, source: io::Error },
+    Mount {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("pivot_root: {what}")]
-    PivotRoot { what: &'static str, source: io::Error },
+    PivotRoot {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error("sethostname")]
     Hostname { source: io::Error },
     #[error("bring lo up")]
@@ -46,7 +62,10 @@ pub enum JailError {
     #[error("setsid")]
     Setsid { source: io::Error },
     #[error("drop capabilities ({set})")]
-    DropCaps { set: &'static str, source: caps::errors::CapsError },
+    DropCaps {
+        set: &'static str,
+        source: caps::errors::CapsError,
+    },
     #[error("set no_new_privs")]
     NoNewPrivs { source: io::Error },
     #[error("landlock: {what}")]
@@ -54,7 +73,10 @@ pub enum JailError {
     #[error("seccomp: {what}")]
     Seccomp { what: String, errno: i32 },
     #[error("agent spec memfd: {what}")]
-    AgentSpec { what: &'static str, source: io::Error },
+    AgentSpec {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error("execve {}", .path.display())]
     ExecAgentd { path: PathBuf, source: io::Error },
 }
@@ -108,7 +130,12 @@ impl JailError {
             | AgentSpec { source, .. }
             | ExecAgentd { source, .. } => source.raw_os_error().unwrap_or(0),
             Landlock { errno, .. } | Seccomp { errno, .. } => *errno,
-            DecodeRequest { .. } | Validate { .. } | Refused { .. } | Secrets { .. } | Cgroup { .. } | DropCaps { .. } => 0,
+            DecodeRequest { .. }
+            | Validate { .. }
+            | Refused { .. }
+            | Secrets { .. }
+            | Cgroup { .. }
+            | DropCaps { .. } => 0,
         }
     }
 

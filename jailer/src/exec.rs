@@ -24,7 +24,10 @@ impl ReportFd {
 }
 
 fn se(what: &'static str) -> impl FnOnce(nix::Error) -> JailError {
-    move |e| JailError::AgentSpec { what, source: e.into() }
+    move |e| JailError::AgentSpec {
+        what,
+        source: e.into(),
+    }
 }
 
 /// Write and seal the spec; the returned raw fd is ours to place.
@@ -33,13 +36,22 @@ fn write_spec_memfd(spec: &AgentSpec) -> Result<RawFd, JailError> {
         what: "encode",
         source: io::Error::other(e.to_string()),
     })?;
-    let fd = memfd_create(c"aiops-agent-spec", MFdFlags::MFD_ALLOW_SEALING | MFdFlags::MFD_CLOEXEC)
-        .map_err(se("memfd_create"))?;
+    let fd = memfd_create(
+        c"aiops-agent-spec",
+        MFdFlags::MFD_ALLOW_SEALING | MFdFlags::MFD_CLOEXEC,
+    )
+    .map_err(se("memfd_create"))?;
     let mut f = std::fs::File::from(fd);
     f.write_all(&json)
         .and_then(|_| f.rewind())
-        .map_err(|source| JailError::AgentSpec { what: "write", source })?;
-    let seals = SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_SEAL;
+        .map_err(|source| JailError::AgentSpec {
+            what: "write",
+            source,
+        })?;
+    let seals = SealFlag::F_SEAL_WRITE
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_SEAL;
     fcntl(f.as_fd(), FcntlArg::F_ADD_SEALS(seals)).map_err(se("F_ADD_SEALS"))?;
     Ok(f.into_raw_fd())
 }
@@ -58,7 +70,11 @@ fn place_fds(spec: RawFd, report: &mut ReportFd) -> Result<(), JailError> {
     sys::close_fd_range(first, u32::MAX).map_err(pe("close_range"))
 }
 
-pub fn execve_agentd(path: &Path, spec: &AgentSpec, report: &mut ReportFd) -> Result<Infallible, JailError> {
+pub fn execve_agentd(
+    path: &Path,
+    spec: &AgentSpec,
+    report: &mut ReportFd,
+) -> Result<Infallible, JailError> {
     let memfd = write_spec_memfd(spec)?;
     place_fds(memfd, report)?;
     let ee = |source| JailError::ExecAgentd {

@@ -49,7 +49,9 @@ impl HostEnv {
 }
 
 fn refused(reason: impl Into<String>) -> JailError {
-    JailError::Refused { reason: reason.into() }
+    JailError::Refused {
+        reason: reason.into(),
+    }
 }
 
 /// Step 1: read the request to EOF (bounded), decode, validate.
@@ -62,9 +64,12 @@ pub fn read_request(fd: RawFd) -> Result<JailRequest, JailError> {
         .read_to_end(&mut buf)
         .map_err(rd)?;
     let req = JailRequest::decode(&buf).map_err(|source| JailError::DecodeRequest { source })?;
-    req.validate().map_err(|source| JailError::Validate { source })?;
+    req.validate()
+        .map_err(|source| JailError::Validate { source })?;
     if req.plan.net.mode == NetMode::Allowlist {
-        return Err(refused("net mode allowlist: egress allow-list proxy is not implemented yet"));
+        return Err(refused(
+            "net mode allowlist: egress allow-list proxy is not implemented yet",
+        ));
     }
     check_required_layers(&req)?;
     Ok(req)
@@ -88,7 +93,9 @@ fn check_required_layers(req: &JailRequest) -> Result<(), JailError> {
             LayerReq::Cgroup => true, // refused by limits::cgroup_layer, at its own step
         };
         if !ok && !p.unconfined {
-            return Err(refused(format!("the profile requires {r} and the plan does not apply it")));
+            return Err(refused(format!(
+                "the profile requires {r} and the plan does not apply it"
+            )));
         }
     }
     Ok(())
@@ -99,8 +106,11 @@ fn agentd_host_path(env: &HostEnv) -> Result<PathBuf, JailError> {
     if let Some(p) = &env.agentd {
         return Ok(p.clone());
     }
-    let me = std::fs::read_link("/proc/self/exe").map_err(|e| refused(format!("/proc/self/exe: {e}")))?;
-    let dir = me.parent().ok_or_else(|| refused("/proc/self/exe has no parent directory"))?;
+    let me = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| refused(format!("/proc/self/exe: {e}")))?;
+    let dir = me
+        .parent()
+        .ok_or_else(|| refused("/proc/self/exe has no parent directory"))?;
     Ok(dir.join("aiops-agentd"))
 }
 
@@ -113,8 +123,12 @@ fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
     });
     match bound {
         Some(src) if *src == want => Ok(()),
-        Some(src) => Err(refused(format!("the plan binds {src} at {AGENTD_IN_JAIL}; this jailer's agentd is {want}"))),
-        None => Err(refused(format!("the plan does not bind agentd at {AGENTD_IN_JAIL}"))),
+        Some(src) => Err(refused(format!(
+            "the plan binds {src} at {AGENTD_IN_JAIL}; this jailer's agentd is {want}"
+        ))),
+        None => Err(refused(format!(
+            "the plan does not bind agentd at {AGENTD_IN_JAIL}"
+        ))),
     }
 }
 
@@ -133,7 +147,11 @@ fn close_fds(report: &ReportFd) -> Result<(), JailError> {
 /// Step 3's uid: the owner of the first writable bind unless that is root, else nobody.
 fn jail_ids(req: &JailRequest) -> (u32, u32) {
     let owner = req.plan.mounts.iter().find_map(|m| match m {
-        Mount::Bind { src, writable: true, .. } => std::fs::metadata(src.as_path()).ok(),
+        Mount::Bind {
+            src,
+            writable: true,
+            ..
+        } => std::fs::metadata(src.as_path()).ok(),
         _ => None,
     });
     match owner {
@@ -166,7 +184,11 @@ fn sethostname_and_lo_up(req: &JailRequest) -> Result<(), JailError> {
     Ok(())
 }
 
-pub fn run(request_fd: RawFd, report: &mut ReportFd, env: &HostEnv) -> Result<Infallible, JailError> {
+pub fn run(
+    request_fd: RawFd,
+    report: &mut ReportFd,
+    env: &HostEnv,
+) -> Result<Infallible, JailError> {
     // 1. Read and validate; everything decidable without changing state is decided here.
     let req = read_request(request_fd)?;
     let plan = &req.plan;
@@ -190,7 +212,10 @@ pub fn run(request_fd: RawFd, report: &mut ReportFd, env: &HostEnv) -> Result<In
         ns::setresuid_to_jail_uid(uid, gid)?;
         layers.push(format!("uid {uid} (dropped from root)"));
     }
-    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     if !plan.unconfined {
         // 4. 5.
         ns::unshare_namespaces(&plan.namespaces)?;
@@ -234,14 +259,22 @@ pub fn run(request_fd: RawFd, report: &mut ReportFd, env: &HostEnv) -> Result<In
         proto_version: PROTO_VERSION,
         argv: req.node.argv.clone(),
         cwd: plan.cwd.clone(),
-        env: plan.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: plan
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         secrets,
         timeout_ms: plan.run.timeout_ms,
         output_bytes: plan.run.output_bytes,
         stream_reports: false,
         layers,
     };
-    let target = if plan.unconfined { agentd } else { PathBuf::from(AGENTD_IN_JAIL) };
+    let target = if plan.unconfined {
+        agentd
+    } else {
+        PathBuf::from(AGENTD_IN_JAIL)
+    };
     execve_agentd(&target, &spec, report)
 }
 
@@ -252,7 +285,9 @@ mod tests {
 
     /// `N. \`name\`` lines of docs/jailer.md, in order.
     fn documented_steps() -> Vec<(usize, String)> {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/jailer.md")).unwrap();
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/jailer.md"))
+                .unwrap();
         doc.lines()
             .filter_map(|l| {
                 let (num, rest) = l.split_once(". `")?;
@@ -265,7 +300,11 @@ mod tests {
 
     #[test]
     fn steps_match_docs() {
-        let want: Vec<(usize, String)> = STEPS.iter().enumerate().map(|(i, s)| (i + 1, s.to_string())).collect();
+        let want: Vec<(usize, String)> = STEPS
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i + 1, s.to_string()))
+            .collect();
         assert_eq!(documented_steps(), want);
     }
 

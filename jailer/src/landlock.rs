@@ -3,8 +3,8 @@
 use crate::error::JailError;
 use aiops_policy::plan::{FsAccess, LandlockPlan, Scope as PlanScope};
 use landlock::{
-    AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, Scope,
+    AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
+    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 use std::fs;
 
@@ -30,13 +30,18 @@ fn fs_access(a: FsAccess) -> AccessFs {
 }
 
 fn flags(list: &[FsAccess]) -> BitFlags<AccessFs> {
-    list.iter().fold(BitFlags::EMPTY, |acc, a| acc | fs_access(*a))
+    list.iter()
+        .fold(BitFlags::EMPTY, |acc, a| acc | fs_access(*a))
 }
 
 /// Rights that mean something on a non-directory (the kernel refuses the
 /// others on a file rule; they could never apply to it anyway).
 fn file_rights() -> BitFlags<AccessFs> {
-    AccessFs::Execute | AccessFs::WriteFile | AccessFs::ReadFile | AccessFs::Truncate | AccessFs::IoctlDev
+    AccessFs::Execute
+        | AccessFs::WriteFile
+        | AccessFs::ReadFile
+        | AccessFs::Truncate
+        | AccessFs::IoctlDev
 }
 
 /// What the layer string will say once `landlock_restrict_self` succeeded.
@@ -48,7 +53,11 @@ pub fn layer_name(plan: &LandlockPlan) -> String {
     if !plan.scopes.is_empty() {
         parts.push("scopes");
     }
-    format!("landlock:v{} fully enforced ({})", plan.abi, parts.join(", "))
+    format!(
+        "landlock:v{} fully enforced ({})",
+        plan.abi,
+        parts.join(", ")
+    )
 }
 
 fn le(what: impl Into<String>) -> impl FnOnce(landlock::RulesetError) -> JailError {

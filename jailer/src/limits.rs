@@ -36,7 +36,8 @@ pub fn setrlimits(plan: &[RlimitPlan]) -> Result<(), JailError> {
 /// Our own cgroup v2 directory when it is writable by us and offers the
 /// memory and pids controllers; otherwise why not.
 pub fn delegated_cgroup() -> Result<PathBuf, String> {
-    let own = fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+    let own =
+        fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
     let rel = own
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
@@ -60,11 +61,15 @@ pub fn delegated_cgroup() -> Result<PathBuf, String> {
 pub fn cgroup_layer(require: &[LayerReq]) -> Result<String, JailError> {
     if require.contains(&LayerReq::Cgroup) {
         return Err(JailError::Cgroup {
-            reason: "the profile requires cgroup limits and this jailer applies rlimits only".into(),
+            reason: "the profile requires cgroup limits and this jailer applies rlimits only"
+                .into(),
         });
     }
     Ok(match delegated_cgroup() {
-        Ok(dir) => format!("cgroup: none (delegated subtree {} unused; limits by rlimits)", dir.display()),
+        Ok(dir) => format!(
+            "cgroup: none (delegated subtree {} unused; limits by rlimits)",
+            dir.display()
+        ),
         Err(_) => "cgroup: none (no delegated cgroup v2 subtree; limits by rlimits)".into(),
     })
 }

@@ -36,7 +36,10 @@ fn parse_args(args: &[String]) -> Result<Cmd, String> {
     match args {
         [p] if p == "probe" => Ok(Cmd::Probe),
         [a, n, b, m] if a == "--request-fd" && b == "--report-fd" => {
-            let fd = |s: &str| s.parse::<RawFd>().map_err(|_| format!("{s:?} is not an fd number"));
+            let fd = |s: &str| {
+                s.parse::<RawFd>()
+                    .map_err(|_| format!("{s:?} is not an fd number"))
+            };
             let (request, report) = (fd(n)?, fd(m)?);
             if request < 3 || report < 3 || request == report {
                 return Err("--request-fd and --report-fd must be distinct fds ≥ 3 (0-2 belong to the node)".into());
@@ -83,7 +86,10 @@ fn adopt_report(fd: RawFd) -> Result<ReportFd, JailError> {
             fd,
             source: std::io::Error::from_raw_os_error(libc::EPROTOTYPE),
         }),
-        Err(e) => Err(JailError::ReportFd { fd, source: e.into() }),
+        Err(e) => Err(JailError::ReportFd {
+            fd,
+            source: e.into(),
+        }),
     }
 }
 
@@ -111,4 +117,3 @@ fn main() {
         }
     }
 }
-

@@ -45,8 +45,14 @@ fn under(base: &str, p: &Path) -> PathBuf {
 /// because their optional source was missing.
 pub fn pivot_root_into(mounts: &[Mount]) -> Result<Vec<PathBuf>, JailError> {
     // Keep every mount below from propagating back to the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(nix_err("make rprivate", "/"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(nix_err("make rprivate", "/"))?;
     stage_root()?;
     let mut skipped = vec![];
     // Jail paths backed by the host or the kernel: never create anything below them.
@@ -54,12 +60,22 @@ pub fn pivot_root_into(mounts: &[Mount]) -> Result<Vec<PathBuf>, JailError> {
     for m in mounts.iter().skip(1) {
         match m {
             Mount::Root => {}
-            Mount::Tmpfs { dst, mode, size_bytes } => {
+            Mount::Tmpfs {
+                dst,
+                mode,
+                size_bytes,
+            } => {
                 let t = under(NEWROOT, dst.as_path());
                 make_dir_mountpoint(&t, &no_create)?;
                 let data = format!("mode={mode:o},size={size_bytes}");
-                mount(Some("tmpfs"), &t, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data.as_str()))
-                    .map_err(nix_err("mount tmpfs on", &t))?;
+                mount(
+                    Some("tmpfs"),
+                    &t,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(data.as_str()),
+                )
+                .map_err(nix_err("mount tmpfs on", &t))?;
             }
             Mount::Proc { dst } => {
                 let t = under(NEWROOT, dst.as_path());
@@ -73,7 +89,13 @@ pub fn pivot_root_into(mounts: &[Mount]) -> Result<Vec<PathBuf>, JailError> {
                 mount_dev(&t)?;
                 no_create.push(t);
             }
-            Mount::Bind { src, dst, writable, exec, optional } => {
+            Mount::Bind {
+                src,
+                dst,
+                writable,
+                exec,
+                optional,
+            } => {
                 let s = under(OLDROOT, src.as_path());
                 let t = under(NEWROOT, dst.as_path());
                 let bound = bind(&s, &t, *writable, *exec, &no_create)?;
@@ -112,19 +134,29 @@ fn stage_root() -> Result<(), JailError> {
         source: e.into(),
     })?;
     nix::unistd::chdir("/").map_err(nix_err("chdir", "/"))?;
-    mount(Some("tmpfs"), NEWROOT, Some("tmpfs"), fl, Some("mode=0755")).map_err(nix_err("mount root tmpfs on", NEWROOT))
+    mount(Some("tmpfs"), NEWROOT, Some("tmpfs"), fl, Some("mode=0755"))
+        .map_err(nix_err("mount root tmpfs on", NEWROOT))
 }
 
 /// Detach the host root, make /newroot `/` (pivot_root(".", ".") then detach
 /// the staging root stacked on it), and make the root read-only.
 fn enter_new_root() -> Result<(), JailError> {
-    let pe = |what| move |e: nix::Error| JailError::PivotRoot { what, source: e.into() };
+    let pe = |what| {
+        move |e: nix::Error| JailError::PivotRoot {
+            what,
+            source: e.into(),
+        }
+    };
     umount2(OLDROOT, MntFlags::MNT_DETACH).map_err(pe("detach the host root"))?;
     nix::unistd::chdir(NEWROOT).map_err(pe("chdir into the new root"))?;
     nix::unistd::pivot_root(".", ".").map_err(pe("pivot_root(., .)"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(pe("detach the staging root"))?;
     nix::unistd::chdir("/").map_err(pe("chdir /"))?;
-    let fl = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let fl = MsFlags::MS_REMOUNT
+        | MsFlags::MS_BIND
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV;
     mount(None::<&str>, "/", None::<&str>, fl, None::<&str>).map_err(pe("remount / read-only"))
 }
 
@@ -160,7 +192,14 @@ fn mount_proc(t: &Path) -> Result<(), JailError> {
 
 fn mount_dev(t: &Path) -> Result<(), JailError> {
     let fl = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    mount(Some("tmpfs"), t, Some("tmpfs"), fl, Some("mode=0755,size=65536")).map_err(nix_err("mount tmpfs on", t))?;
+    mount(
+        Some("tmpfs"),
+        t,
+        Some("tmpfs"),
+        fl,
+        Some("mode=0755,size=65536"),
+    )
+    .map_err(nix_err("mount tmpfs on", t))?;
     for n in DEV_NODES {
         let s = Path::new(OLDROOT).join("dev").join(n);
         let d = t.join(n);
@@ -173,16 +212,26 @@ fn mount_dev(t: &Path) -> Result<(), JailError> {
             .mode(0o644)
             .open(&d)
             .map_err(err("create mountpoint", &d))?;
-        mount(Some(&s), &d, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err("bind-mount", &d))?;
+        mount(Some(&s), &d, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(nix_err("bind-mount", &d))?;
         remount(&d, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC)?;
     }
     for (name, target) in DEV_LINKS {
         symlink(target, t.join(name)).map_err(err("symlink", t.join(name)))?;
     }
     let shm = t.join("shm");
-    fs::DirBuilder::new().mode(0o755).create(&shm).map_err(err("mkdir", &shm))?;
-    mount(Some("tmpfs"), &shm, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
-        .map_err(nix_err("mount tmpfs on", &shm))
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&shm)
+        .map_err(err("mkdir", &shm))?;
+    mount(
+        Some("tmpfs"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )
+    .map_err(nix_err("mount tmpfs on", &shm))
 }
 
 enum Bound {
@@ -196,7 +245,13 @@ enum Bound {
 /// Non-recursive, so submounts under a host directory never appear with
 /// flags we did not set; a source with locked submounts makes the kernel
 /// refuse (EINVAL) rather than expose them.
-fn bind(s: &Path, t: &Path, writable: bool, exec: bool, no_create: &[PathBuf]) -> Result<Bound, JailError> {
+fn bind(
+    s: &Path,
+    t: &Path,
+    writable: bool,
+    exec: bool,
+    no_create: &[PathBuf],
+) -> Result<Bound, JailError> {
     let smeta = match fs::symlink_metadata(s) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Bound::Missing),
@@ -238,7 +293,8 @@ fn bind(s: &Path, t: &Path, writable: bool, exec: bool, no_create: &[PathBuf]) -
             .open(t)
             .map_err(err("create mountpoint", t))?;
     }
-    mount(Some(s), t, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(nix_err("bind-mount", t))?;
+    mount(Some(s), t, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(nix_err("bind-mount", t))?;
     let mut fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     if !writable {
         fl |= MsFlags::MS_RDONLY;

@@ -13,7 +13,12 @@ pub fn sethostname(name: &str) -> Result<(), JailError> {
 
 pub fn set_lo_up() -> Result<(), JailError> {
     let le = |e: std::io::Error| JailError::Loopback { source: e };
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| le(e.into()))?;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| le(e.into()))?;
     sys::interface_up(sock.as_raw_fd(), b"lo").map_err(le)
 }

@@ -10,7 +10,6 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use std::convert::Infallible;
 use std::io;
-use std::os::fd::OwnedFd;
 
 /// The uid/gid nobody owns on a stock Linux host.
 pub const NOBODY: u32 = 65534;
@@ -20,7 +19,12 @@ pub const NOBODY: u32 = 65534;
 /// dumpable again: changing uids cleared it, which would leave
 /// /proc/self/{uid,gid}_map owned by root and unwritable by us.
 pub fn setresuid_to_jail_uid(uid: u32, gid: u32) -> Result<(), JailError> {
-    let e = |what| move |e: nix::Error| JailError::DropRoot { what, source: e.into() };
+    let e = |what| {
+        move |e: nix::Error| JailError::DropRoot {
+            what,
+            source: e.into(),
+        }
+    };
     nix::unistd::setgroups(&[]).map_err(e("setgroups([])"))?;
     let g = Gid::from_raw(gid);
     nix::unistd::setresgid(g, g, g).map_err(e("setresgid"))?;
@@ -62,7 +66,12 @@ pub fn unshare_namespaces(nss: &[Namespace]) -> Result<(), JailError> {
 /// The signals the parent forwards to the child.
 fn forwarded() -> SigSet {
     let mut s = SigSet::empty();
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD] {
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
         s.add(sig);
     }
     s
@@ -72,19 +81,31 @@ fn forwarded() -> SigSet {
 /// parent never returns: it waits, forwards SIGTERM/SIGINT/SIGHUP, and exits
 /// as the child did (code, or 128+signal).
 pub fn fork_into_pid_ns() -> Result<(), JailError> {
-    let fe = |what| move |e: nix::Error| JailError::Fork { what, source: e.into() };
+    let fe = |what| {
+        move |e: nix::Error| JailError::Fork {
+            what,
+            source: e.into(),
+        }
+    };
     // Blocked before fork so no signal is lost between fork and sigwait.
     let set = forwarded();
     set.thread_block().map_err(fe("block signals"))?;
     // The child learns of the parent's death by the write end closing.
-    let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fe("pipe2"))?;
-    match sys::fork_single_threaded().map_err(|source| JailError::Fork { what: "fork", source })? {
+    let (alive_r, alive_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fe("pipe2"))?;
+    match sys::fork_single_threaded().map_err(|source| JailError::Fork {
+        what: "fork",
+        source,
+    })? {
         ForkResult::Parent { child } => {
             drop(alive_r);
             // Nothing the node could use stays open here: not the request,
             // not the report socket, not stdio (the child has its own copies).
-            let _ = sys::close_fd_range(0, alive_fd_below(&alive_w));
-            let _ = sys::close_fd_range(alive_fd_above(&alive_w), u32::MAX);
+            let keep = u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&alive_w)).unwrap_or(0);
+            if keep > 0 {
+                let _ = sys::close_fd_range(0, keep - 1);
+            }
+            let _ = sys::close_fd_range(keep + 1, u32::MAX);
             match mirror_child(child, &set) {
                 Ok(never) => match never {},
                 Err(_) => exit_now(aiops_policy::proto::exit::INTERNAL),
@@ -94,9 +115,15 @@ pub fn fork_into_pid_ns() -> Result<(), JailError> {
             drop(alive_w);
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(fe("PR_SET_PDEATHSIG"))?;
             // The parent may have died before the prctl: then no writer is left.
-            let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(&alive_r), PollFlags::POLLIN)];
+            let mut fds = [PollFd::new(
+                std::os::fd::AsFd::as_fd(&alive_r),
+                PollFlags::POLLIN,
+            )];
             poll(&mut fds, PollTimeout::ZERO).map_err(fe("poll parent pipe"))?;
-            if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP)) {
+            if fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+            {
                 return Err(JailError::Fork {
                     what: "parent died before PR_SET_PDEATHSIG",
                     source: io::Error::from_raw_os_error(libc::ESRCH),
@@ -110,25 +137,14 @@ pub fn fork_into_pid_ns() -> Result<(), JailError> {
     }
 }
 
-fn alive_fd_below(fd: &OwnedFd) -> u32 {
-    let n = std::os::fd::AsRawFd::as_raw_fd(fd);
-    u32::try_from(n).unwrap_or(1).saturating_sub(1)
-}
-
-fn alive_fd_above(fd: &OwnedFd) -> u32 {
-    let n = std::os::fd::AsRawFd::as_raw_fd(fd);
-    u32::try_from(n).unwrap_or(0).saturating_add(1)
-}
-
 fn mirror_child(child: Pid, set: &SigSet) -> nix::Result<Infallible> {
     loop {
         match set.wait()? {
-            Signal::SIGCHLD => loop {
-                match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG))? {
-                    WaitStatus::Exited(_, code) => exit_now(code),
-                    WaitStatus::Signaled(_, sig, _) => exit_now(128 + sig as i32),
-                    _ => break,
-                }
+            // WNOHANG: a SIGCHLD for a stop or a coalesced signal leaves it running.
+            Signal::SIGCHLD => match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG))? {
+                WaitStatus::Exited(_, code) => exit_now(code),
+                WaitStatus::Signaled(_, sig, _) => exit_now(128 + sig as i32),
+                _ => {}
             },
             sig => {
                 let _ = kill(child, sig);

@@ -52,7 +52,9 @@ fn seccomp_probe() -> io::Result<()> {
         arch,
     )
     .map_err(|e| io::Error::other(e.to_string()))?;
-    let prog: seccompiler::BpfProgram = f.try_into().map_err(|e: seccompiler::BackendError| io::Error::other(e.to_string()))?;
+    let prog: seccompiler::BpfProgram = f
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| io::Error::other(e.to_string()))?;
     seccompiler::apply_filter(&prog).map_err(|e| match e {
         seccompiler::Error::Seccomp(io) => io,
         other => io::Error::other(other.to_string()),
@@ -63,7 +65,13 @@ fn proc_probe() -> io::Result<()> {
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)?;
     // proc can only be mounted by a member of the new pid namespace.
     in_child(|| {
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )?;
         let fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         mount(Some("proc"), "/proc", Some("proc"), fl, None::<&str>)?;
         Ok(())
@@ -76,12 +84,17 @@ pub fn probe() -> Value {
         Ok(abi) => json!({ "ok": true, "abi": abi }),
         Err(e) => json!({ "ok": false, "abi": 0, "error": e.to_string() }),
     };
-    let userns_netns = in_child(|| Ok(unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)?));
-    let apparmor = match std::fs::read_to_string("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") {
-        Ok(v) => json!({ "ok": true, "value": v.trim() }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => json!({ "ok": true, "value": null }),
-        Err(e) => json!({ "ok": false, "error": e.to_string() }),
-    };
+    let userns_netns = in_child(|| {
+        Ok(unshare(
+            CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET,
+        )?)
+    });
+    let apparmor =
+        match std::fs::read_to_string("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") {
+            Ok(v) => json!({ "ok": true, "value": v.trim() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => json!({ "ok": true, "value": null }),
+            Err(e) => json!({ "ok": false, "error": e.to_string() }),
+        };
     let cgroup = match limits::delegated_cgroup() {
         Ok(dir) => json!({ "ok": true, "path": dir }),
         Err(e) => json!({ "ok": false, "error": e }),

@@ -6,8 +6,8 @@ use crate::error::JailError;
 use aiops_policy::plan::SeccompPlan;
 use aiops_policy::syscalls::{ArgOp, SyscallRule};
 use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -67,7 +67,11 @@ fn table(rules: &[SyscallRule]) -> Result<(BTreeMap<i64, Vec<SeccompRule>>, usiz
         if r.when.is_empty() {
             always.insert(nr);
         } else {
-            let conds = r.when.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
+            let conds = r
+                .when
+                .iter()
+                .map(condition)
+                .collect::<Result<Vec<_>, _>>()?;
             entry.push(SeccompRule::new(conds).map_err(se(format!("rule for {}", r.syscall)))?);
         }
     }
@@ -81,15 +85,25 @@ fn arch() -> Result<TargetArch, JailError> {
     std::env::consts::ARCH.try_into().map_err(se("target arch"))
 }
 
-fn program(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32, arch: TargetArch) -> Result<BpfProgram, JailError> {
+fn program(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    errno: i32,
+    arch: TargetArch,
+) -> Result<BpfProgram, JailError> {
     let errno = u32::try_from(errno).unwrap_or(1);
-    let f = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno), arch)
-        .map_err(se("filter"))?;
+    let f = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno),
+        arch,
+    )
+    .map_err(se("filter"))?;
     f.try_into().map_err(se("compile filter"))
 }
 
 // linux/filter.h, linux/seccomp.h, linux/audit.h
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+/// BPF_LD (0x00) | BPF_W (0x00) | BPF_ABS (0x20)
+const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
 const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
 const BPF_RET_K: u16 = 0x06;

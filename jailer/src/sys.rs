@@ -97,7 +97,8 @@ pub(crate) fn interface_up(sock: RawFd, ifname: &[u8]) -> io::Result<()> {
     check(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) })?;
     // SAFETY: SIOCGIFFLAGS filled the ifru_flags member of the union.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
-    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // IFF_UP is 0x1 (linux/if.h); it fits the short the ioctl carries.
+    req.ifr_ifru.ifru_flags = flags | libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
     // SAFETY: as above.
     check(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) })?;
     Ok(())
