@@ -5,6 +5,7 @@
 //! Usage: `aiops-jailer --request-fd N --report-fd M` | `aiops-jailer probe`
 #![deny(unsafe_code)]
 
+mod bpf;
 mod caps;
 mod error;
 mod exec;

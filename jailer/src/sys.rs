@@ -111,3 +111,21 @@ pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<RawFd> {
     // descriptor; no existing owner is affected.
     check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })
 }
+
+/// syscall(2) with two integer arguments, for tests that issue a syscall to
+/// prove a seccomp table holds. Returns the errno on failure.
+#[cfg(test)]
+pub(crate) fn raw_syscall2(
+    nr: libc::c_long,
+    a0: libc::c_long,
+    a1: libc::c_long,
+) -> Result<libc::c_long, i32> {
+    // SAFETY: only called with syscalls whose arguments are integers or
+    // NULL pointers (the tests pass no memory), so the kernel reads none.
+    let rc = unsafe { libc::syscall(nr, a0, a1) };
+    if rc < 0 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(rc)
+    }
+}

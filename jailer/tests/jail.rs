@@ -34,6 +34,12 @@ touch "$1/created-inside" && echo "ws_write=ok" || echo "ws_write=denied"
 touch "$1/.git/hooks/planted" 2>/dev/null && echo "hooks_write=ok" || echo "hooks_write=denied"
 touch /etc/planted 2>/dev/null && echo "etc_write=ok" || echo "etc_write=denied"
 [ -e /oldroot ] && echo "oldroot=present" || echo "oldroot=absent"
+touch /dev/shm/x 2>/dev/null && echo "shm_create=ok" || echo "shm_create=denied"
+/usr/bin/unshare -U /bin/true 2>/dev/null && echo "unshare=ok" || echo "unshare=denied"
+if [ -x /usr/bin/python3 ]; then
+  /usr/bin/python3 -c 'import socket; socket.socket().bind(("127.0.0.1", 0))' 2>/dev/null && echo "tcp_bind=ok" || echo "tcp_bind=denied"
+  /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))' 2>/dev/null && echo "lo_udp=ok" || echo "lo_udp=denied"
+fi
 echo "spec=$(/bin/cat <&3)"
 (echo x >&3) 2>/dev/null && echo "spec_write=ok" || echo "spec_write=denied"
 echo "hooks_mount=$(/bin/grep " $1/.git/hooks " /proc/self/mountinfo)"
@@ -255,6 +261,15 @@ fn check_jail(as_nobody: bool) {
         "{stdout}"
     );
     assert_eq!(field(&stdout, "spec_write"), "denied");
+    // /dev/shm is a writable tmpfs: only Landlock (no make_reg under /dev) refuses this.
+    assert_eq!(field(&stdout, "shm_create"), "denied");
+    // Seccomp's deny table (unshare → EPERM).
+    assert_eq!(field(&stdout, "unshare"), "denied");
+    if Path::new("/usr/bin/python3").exists() {
+        // net = none: Landlock handles TCP with no ports; lo is up, so UDP on it binds.
+        assert_eq!(field(&stdout, "tcp_bind"), "denied");
+        assert_eq!(field(&stdout, "lo_udp"), "ok");
+    }
     // Host side: what the jail created is owned by the unprivileged uid,
     // the protected hooks dir is untouched, and absent protected paths
     // were not created by the jailer.
