@@ -212,9 +212,10 @@ fn mount_dev(t: &Path) -> Result<(), JailError> {
             .mode(0o644)
             .open(&d)
             .map_err(err("create mountpoint", &d))?;
+        // No remount: the bind keeps the host /dev's (locked) flags, and
+        // nosuid or noexec would mean nothing on a device node.
         mount(Some(&s), &d, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(nix_err("bind-mount", &d))?;
-        remount(&d, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC)?;
     }
     for (name, target) in DEV_LINKS {
         symlink(target, t.join(name)).map_err(err("symlink", t.join(name)))?;
