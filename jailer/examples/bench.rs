@@ -58,13 +58,16 @@ fn main() {
         }
     }
     if ablate.contains("nodev") {
-        plan.mounts.retain(|m| !matches!(m, aiops_policy::plan::Mount::Dev { .. }));
+        plan.mounts
+            .retain(|m| !matches!(m, aiops_policy::plan::Mount::Dev { .. }));
     }
     if ablate.contains("noproc") {
-        plan.mounts.retain(|m| !matches!(m, aiops_policy::plan::Mount::Proc { .. }));
+        plan.mounts
+            .retain(|m| !matches!(m, aiops_policy::plan::Mount::Proc { .. }));
     }
     if ablate.contains("nonet") {
-        plan.namespaces.retain(|n| *n != aiops_policy::plan::Namespace::Net);
+        plan.namespaces
+            .retain(|n| *n != aiops_policy::plan::Namespace::Net);
         plan.net.mode = aiops_policy::NetMode::Host;
         plan.require.retain(|r| *r != aiops_policy::LayerReq::NetNs);
     }

@@ -120,9 +120,13 @@ fn fixture(ws_owner: u32) -> Fixture {
 }
 
 fn request(fx: &Fixture, abi: u8) -> JailRequest {
+    request_for(fx, abi, "restrictive")
+}
+
+fn request_for(fx: &Fixture, abi: u8, profile: &str) -> JailRequest {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let profile = ProfileLoader::standard(None, Some(&repo.join("profiles")))
-        .load("restrictive")
+        .load(profile)
         .unwrap();
     let ws = AbsPath::new(&fx.ws).unwrap();
     let ctx = CompileContext {
@@ -162,7 +166,7 @@ struct Run {
     frames: Vec<Report>,
 }
 
-fn run_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> Run {
+fn spawn_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> (std::process::Child, OwnedFd) {
     let guard = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
     let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
     let (ours, theirs) = socketpair(
@@ -196,7 +200,10 @@ fn run_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> Run {
     drop(rd);
     drop(theirs);
     drop(guard);
-    let out = child.wait_with_output().unwrap();
+    (child, ours)
+}
+
+fn frames(ours: &OwnedFd) -> Vec<Report> {
     let mut frames = vec![];
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -205,7 +212,20 @@ fn run_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> Run {
             Ok(n) => frames.push(Report::decode(&buf[..n]).unwrap()),
         }
     }
-    Run { out, frames }
+    frames
+}
+
+fn run_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> Run {
+    let (child, ours) = spawn_jailer(fx, body, as_nobody);
+    let out = child.wait_with_output().unwrap();
+    Run {
+        out,
+        frames: frames(&ours),
+    }
+}
+
+fn set_script(fx: &Fixture, text: &str) {
+    std::fs::write(&fx.script, text).unwrap();
 }
 
 fn field<'a>(stdout: &'a str, key: &str) -> &'a str {
@@ -417,4 +437,69 @@ fn symlinked_protected_path_is_refused_and_nothing_runs() {
         run.frames
     );
     assert!(!fx.ws.join("created-inside").exists());
+}
+
+#[test]
+fn node_exit_code_passes_through_the_parent() {
+    let Some(abi) = need_kernel() else { return };
+    let fx = fixture(65534);
+    set_script(&fx, "#!/bin/sh\nexit 7\n");
+    let run = run_jailer(&fx, &serde_json::to_vec(&request(&fx, abi)).unwrap(), false);
+    assert_eq!(
+        run.out.status.code(),
+        Some(7),
+        "{:?}",
+        String::from_utf8_lossy(&run.out.stderr)
+    );
+    assert!(run.frames.is_empty());
+}
+
+#[test]
+fn sigterm_to_the_jailer_reaches_pid_1() {
+    use std::io::BufRead;
+    let Some(abi) = need_kernel() else { return };
+    let fx = fixture(65534);
+    // PID 1 gets only signals it handles: the trap makes TERM count.
+    set_script(
+        &fx,
+        "#!/bin/sh\ntrap 'exit 42' TERM\necho ready\nwhile :; do /bin/sleep 0.05; done\n",
+    );
+    let (mut child, _ours) =
+        spawn_jailer(&fx, &serde_json::to_vec(&request(&fx, abi)).unwrap(), false);
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(42));
+}
+
+#[test]
+fn unconfined_plan_runs_on_the_host_without_root() {
+    let Some(abi) = need_kernel() else { return };
+    let fx = fixture(65534);
+    set_script(
+        &fx,
+        "#!/bin/sh\necho \"id=$(/usr/bin/id -u)\"\n/bin/grep -E '^NoNewPrivs:' /proc/self/status | /usr/bin/tr -d '\\t'\necho \"spec=$(/bin/cat <&3)\"\n",
+    );
+    let req = request_for(&fx, abi, "unconfined");
+    assert!(req.plan.unconfined);
+    let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
+    let stdout = String::from_utf8_lossy(&run.out.stdout).to_string();
+    assert!(
+        run.out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.out.stderr)
+    );
+    let uid = if is_root() {
+        65534
+    } else {
+        nix::unistd::getuid().as_raw()
+    };
+    assert_eq!(field(&stdout, "id"), uid.to_string());
+    assert_eq!(field(&stdout, "NoNewPrivs"), "1");
+    let spec: serde_json::Value = serde_json::from_str(field(&stdout, "spec")).unwrap();
+    assert_eq!(spec["layers"][0], "unconfined");
 }
