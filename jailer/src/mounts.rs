@@ -57,9 +57,15 @@ pub fn pivot_root_into(mounts: &[Mount]) -> Result<Vec<PathBuf>, JailError> {
     let mut skipped = vec![];
     // Jail paths backed by the host or the kernel: never create anything below them.
     let mut no_create: Vec<PathBuf> = vec![];
+    // (jail path, writable, exec) of every bind made, for pins inside them.
+    let mut binds: Vec<(PathBuf, bool, bool)> = vec![];
     for m in mounts.iter().skip(1) {
         match m {
             Mount::Root => {}
+            Mount::Pin { path } => {
+                let t = under(NEWROOT, path.as_path());
+                pin(&under(OLDROOT, path.as_path()), &t, &binds, &no_create)?;
+            }
             Mount::Tmpfs {
                 dst,
                 mode,
@@ -100,7 +106,10 @@ pub fn pivot_root_into(mounts: &[Mount]) -> Result<Vec<PathBuf>, JailError> {
                 let t = under(NEWROOT, dst.as_path());
                 let bound = bind(&s, &t, *writable, *exec, &no_create)?;
                 match bound {
-                    Bound::Mounted => no_create.push(t),
+                    Bound::Mounted => {
+                        binds.push((t.clone(), *writable, *exec));
+                        no_create.push(t)
+                    }
                     Bound::Symlink => {}
                     Bound::Missing if *optional => skipped.push(src.as_path().to_path_buf()),
                     Bound::Missing => {
@@ -233,6 +242,32 @@ fn mount_dev(t: &Path) -> Result<(), JailError> {
         Some("mode=1777"),
     )
     .map_err(nix_err("mount tmpfs on", &shm))
+}
+
+/// Bind an existing path inside an earlier bind onto itself, so the node
+/// cannot rename or remove it (a mountpoint is busy): `.git` cannot be swapped
+/// for one with other hooks. It keeps the enclosing bind's flags, except
+/// that a regular file (a worktree's `.git` link) becomes read-only.
+/// Missing: skipped; a symlink: refused (as for any bind inside a bind).
+fn pin(
+    s: &Path,
+    t: &Path,
+    binds: &[(PathBuf, bool, bool)],
+    no_create: &[PathBuf],
+) -> Result<(), JailError> {
+    let Some((_, writable, exec)) = binds
+        .iter()
+        .filter(|(b, _, _)| t.starts_with(b))
+        .max_by_key(|(b, _, _)| b.components().count())
+    else {
+        return Err(JailError::Mount {
+            what: "refuse to pin a path outside every bind:",
+            path: t.into(),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        });
+    };
+    let is_file = fs::symlink_metadata(s).is_ok_and(|m| m.is_file());
+    bind(s, t, *writable && !is_file, *exec, no_create).map(|_| ())
 }
 
 enum Bound {

@@ -35,6 +35,7 @@ touch "$1/.git/hooks/planted" 2>/dev/null && echo "hooks_write=ok" || echo "hook
 touch /etc/planted 2>/dev/null && echo "etc_write=ok" || echo "etc_write=denied"
 [ -e /oldroot ] && echo "oldroot=present" || echo "oldroot=absent"
 touch /dev/shm/x 2>/dev/null && echo "shm_create=ok" || echo "shm_create=denied"
+mkdir /dev/planted 2>/dev/null && echo "dev_mkdir=ok" || echo "dev_mkdir=denied"
 /usr/bin/unshare -U /bin/true 2>/dev/null && echo "unshare=ok" || echo "unshare=denied"
 if [ -x /usr/bin/python3 ]; then
   /usr/bin/python3 -c 'import socket; socket.socket().bind(("127.0.0.1", 0))' 2>/dev/null && echo "tcp_bind=ok" || echo "tcp_bind=denied"
@@ -42,6 +43,8 @@ if [ -x /usr/bin/python3 ]; then
 fi
 echo "spec=$(/bin/cat <&3)"
 (echo x >&3) 2>/dev/null && echo "spec_write=ok" || echo "spec_write=denied"
+echo "git_pinned=$(/bin/grep " $1/.git " /proc/self/mountinfo)"
+mv "$1/.git" "$1/.git-moved" 2>/dev/null && echo "git_mv=ok" || echo "git_mv=denied"
 echo "hooks_mount=$(/bin/grep " $1/.git/hooks " /proc/self/mountinfo)"
 "#;
 
@@ -276,13 +279,21 @@ fn check_jail(as_nobody: bool) {
     assert_eq!(field(&stdout, "ws_write"), "ok");
     assert_eq!(field(&stdout, "hooks_write"), "denied");
     // Denied by the read-only bind itself, not only by Landlock.
+    // .git is pinned (a mountpoint: cannot be renamed away).
+    assert!(
+        field(&stdout, "git_pinned").contains("/.git rw,"),
+        "{stdout}"
+    );
     assert!(
         field(&stdout, "hooks_mount").contains("/.git/hooks ro,"),
         "{stdout}"
     );
     assert_eq!(field(&stdout, "spec_write"), "denied");
-    // /dev/shm is a writable tmpfs: only Landlock (no make_reg under /dev) refuses this.
-    assert_eq!(field(&stdout, "shm_create"), "denied");
+    assert_eq!(field(&stdout, "git_mv"), "denied");
+    // /dev is a writable tmpfs: only Landlock (no make_dir there) refuses
+    // this; /dev/shm, granted by the plan, is the control.
+    assert_eq!(field(&stdout, "dev_mkdir"), "denied");
+    assert_eq!(field(&stdout, "shm_create"), "ok");
     // Seccomp's deny table (unshare → EPERM).
     assert_eq!(field(&stdout, "unshare"), "denied");
     if Path::new("/usr/bin/python3").exists() {
