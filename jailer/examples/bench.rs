@@ -3,7 +3,9 @@
 //! both spawned and reaped the same way from this process, interleaved.
 //!
 //! cargo build --release -p aiops-jailer --example bench
-//! target/release/examples/bench [runs]   (needs target/release/aiops-jailer)
+//! chrt -f 10 target/release/examples/bench [runs]   (needs target/release/aiops-jailer)
+//! BENCH_ABLATE=seccomp,landlock,nodev,noproc,nonet,small drops layers to see
+//! what each costs; BENCH_DUMP_REQUEST=path writes the request and exits.
 #![allow(clippy::unwrap_used)]
 
 use aiops_policy::proto::{JailRequest, NodeSpec, PROTO_VERSION};
