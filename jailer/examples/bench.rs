@@ -5,7 +5,8 @@
 //! cargo build --release -p aiops-jailer --example bench
 //! chrt -f 10 target/release/examples/bench [runs]   (needs target/release/aiops-jailer)
 //! BENCH_ABLATE=seccomp,landlock,nodev,noproc,nonet,small drops layers to see
-//! what each costs; BENCH_DUMP_REQUEST=path writes the request and exits.
+//! what each costs; BENCH_DUMP_REQUEST=path writes the request and exits;
+//! BENCH_AGENTD / BENCH_ARGV set agentd's host path and the node's argv.
 #![allow(clippy::unwrap_used)]
 
 use aiops_policy::proto::{JailRequest, NodeSpec, PROTO_VERSION};
@@ -43,7 +44,8 @@ fn main() {
         },
         cwd: AbsPath::new(ws).unwrap(),
         host_env: Default::default(),
-        agentd: AbsPath::new("/usr/bin/true").unwrap(),
+        agentd: AbsPath::new(std::env::var("BENCH_AGENTD").unwrap_or("/usr/bin/true".into()))
+            .unwrap(),
     };
     let mut plan =
         aiops_policy::compile(&profile, &NodeCaps::default(), &HostFacts::linux(7), &ctx).unwrap();
@@ -82,7 +84,9 @@ fn main() {
         proto_version: PROTO_VERSION,
         node: NodeSpec {
             id: "bench".into(),
-            argv: vec!["/bin/true".into()],
+            argv: std::env::var("BENCH_ARGV")
+                .map(|a| a.split(' ').map(String::from).collect())
+                .unwrap_or(vec!["/bin/true".into()]),
         },
         plan,
     })
