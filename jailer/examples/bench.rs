@@ -6,7 +6,7 @@
 //! chrt -f 10 target/release/examples/bench [runs]   (needs target/release/aiops-jailer)
 //! BENCH_ABLATE=seccomp,landlock,nodev,noproc,nonet,small drops layers to see
 //! what each costs; BENCH_DUMP_REQUEST=path writes the request and exits;
-//! BENCH_AGENTD / BENCH_ARGV set agentd's host path and the node's argv.
+//! BENCH_PROFILE picks the profile (default restrictive); BENCH_JAILER picks another jailer build; BENCH_AGENTD / BENCH_ARGV set agentd's host path and the node's argv.
 #![allow(clippy::unwrap_used)]
 
 use aiops_policy::proto::{JailRequest, NodeSpec, PROTO_VERSION};
@@ -30,11 +30,13 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let jailer = root.join("target/release/aiops-jailer");
+    let jailer = std::env::var_os("BENCH_JAILER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or(root.join("target/release/aiops-jailer"));
     let ws = Path::new("/var/tmp/aiops-bench-ws");
     std::fs::create_dir_all(ws).unwrap();
     let profile = ProfileLoader::standard(None, Some(&root.join("profiles")))
-        .load("restrictive")
+        .load(&std::env::var("BENCH_PROFILE").unwrap_or("restrictive".into()))
         .unwrap();
     let ctx = CompileContext {
         vars: PathVars {
