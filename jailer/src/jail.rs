@@ -121,8 +121,16 @@ fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
         Mount::Bind { src, dst, .. } if dst.as_path() == Path::new(AGENTD_IN_JAIL) => Some(src),
         _ => None,
     });
+    // The same file, however either side spelled its path (symlinks included).
+    let same = |src: &AbsPath| {
+        *src == want
+            || matches!(
+                (std::fs::canonicalize(src.as_path()), std::fs::canonicalize(host)),
+                (Ok(a), Ok(b)) if a == b
+            )
+    };
     match bound {
-        Some(src) if *src == want => Ok(()),
+        Some(src) if same(src) => Ok(()),
         Some(src) => Err(refused(format!(
             "the plan binds {src} at {AGENTD_IN_JAIL}; this jailer's agentd is {want}"
         ))),

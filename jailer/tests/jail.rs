@@ -514,3 +514,20 @@ fn unconfined_plan_runs_on_the_host_without_root() {
     let spec: serde_json::Value = serde_json::from_str(field(&stdout, "spec")).unwrap();
     assert_eq!(spec["layers"][0], "unconfined");
 }
+
+#[test]
+fn plan_binding_another_agentd_is_refused() {
+    let Some(abi) = need_kernel() else { return };
+    let fx = fixture(65534);
+    let mut req = request(&fx, abi);
+    for m in req.plan.mounts.iter_mut() {
+        if let aiops_policy::plan::Mount::Bind { src, dst, .. } = m {
+            if dst.as_path() == Path::new(aiops_policy::plan::AGENTD_IN_JAIL) {
+                *src = AbsPath::new("/bin/sh").unwrap();
+            }
+        }
+    }
+    let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
+    assert_eq!(run.out.status.code(), Some(Step::Validate.exit_code()));
+    assert!(run.out.stdout.is_empty());
+}
