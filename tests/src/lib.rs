@@ -123,15 +123,28 @@ pub fn profiles_dir() -> PathBuf {
 }
 
 /// Where workspaces and outside fixtures live: `$AIOPS_TEST_TMPDIR`, else
-/// `<target>/escape-tmp`. Not under /tmp: the jail's /tmp is private, so a
-/// workspace there is refused, and siblings of the workspace are the
-/// sharper test of what the jail hides.
+/// `<target>/escape-tmp`, else `/var/tmp/aiops-escape-tests`: the first that
+/// is not under /tmp (the jail's /tmp is private, so a workspace there is
+/// refused) and that nobody can traverse (for the `as_nobody` runs).
+/// Siblings of the workspace are also the sharper test of what a jail hides.
 pub fn test_tmp() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = std::env::var_os("AIOPS_TEST_TMPDIR")
+        let candidates: Vec<PathBuf> = std::env::var_os("AIOPS_TEST_TMPDIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| target_dir().join("escape-tmp"));
+            .into_iter()
+            .chain([
+                target_dir().join("escape-tmp"),
+                PathBuf::from("/var/tmp/aiops-escape-tests"),
+            ])
+            .collect();
+        let d = candidates
+            .iter()
+            .find(|d| usable_base(d))
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!("no usable test temp dir among {candidates:?}; set AIOPS_TEST_TMPDIR")
+            });
         std::fs::create_dir_all(&d).expect("create the test temp dir");
         // Traversable by nobody, but not listable or writable.
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711))
@@ -139,6 +152,17 @@ pub fn test_tmp() -> PathBuf {
         d
     })
     .clone()
+}
+
+fn usable_base(d: &Path) -> bool {
+    if !d.is_absolute() || d.starts_with("/tmp") {
+        return false;
+    }
+    // Every existing ancestor must let others search it.
+    d.ancestors()
+        .skip(1)
+        .filter_map(|a| std::fs::metadata(a).ok())
+        .all(|m| m.permissions().mode() & 0o001 != 0)
 }
 
 /// A fresh directory under [`test_tmp`], owned by `owner` when we are root
