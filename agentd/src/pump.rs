@@ -1,0 +1,231 @@
+//! Copies the node's stdout/stderr pipes to agentd's fd 1/2: counts, redacts,
+//! and stops at the output cap.
+//!
+//! Counts are of bytes the node wrote that agentd consumed from its pipes,
+//! before redaction (a `[REDACTED]` marker does not change them); the cap
+//! applies to the same bytes, summed over both streams. Once the cap is hit
+//! both pipes are closed unread, so after a cap `stdout_bytes + stderr_bytes`
+//! equals the cap.
+//!
+//! Without secrets the copy is splice(2), one syscall per chunk and no
+//! user-space buffer; if splice is refused for the destination (EINVAL: a
+//! tty, an O_APPEND file) the stream falls back to read/write. If a reader of
+//! fd 1/2 goes away (EPIPE) the stream keeps draining and counting but
+//! forwards nothing, so the node is neither killed by it nor blocked.
+use crate::redact::Redactor;
+use crate::sys;
+use aiops_policy::proto::Stream;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// Bytes per splice: the node pipe's size, so one call can empty it.
+const SPLICE_CHUNK: usize = 1 << 20;
+/// read/write buffer, allocated only when a stream needs one.
+const COPY_CHUNK: usize = 64 << 10;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Splice,
+    Copy,
+    /// Destination closed: drain and count only.
+    Discard,
+}
+
+pub struct Pipe {
+    pub stream: Stream,
+    src: Option<OwnedFd>,
+    dst: BorrowedFd<'static>,
+    mode: Mode,
+    pub bytes: u64,
+    redactor: Option<Redactor>,
+}
+
+impl Pipe {
+    pub fn new(
+        stream: Stream,
+        src: OwnedFd,
+        dst: BorrowedFd<'static>,
+        redactor: Option<Redactor>,
+    ) -> Pipe {
+        let mode = if redactor.is_some() {
+            Mode::Copy
+        } else {
+            Mode::Splice
+        };
+        Pipe {
+            stream,
+            src: Some(src),
+            dst,
+            mode,
+            bytes: 0,
+            redactor,
+        }
+    }
+
+    pub fn src(&self) -> Option<BorrowedFd<'_>> {
+        self.src.as_ref().map(AsFd::as_fd)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.src.is_some()
+    }
+}
+
+pub struct Pump {
+    pub pipes: [Pipe; 2],
+    /// Bytes still allowed under the cap.
+    remaining: u64,
+    pub capped: bool,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Pump {
+    pub fn new(pipes: [Pipe; 2], cap: u64) -> Pump {
+        Pump {
+            pipes,
+            remaining: cap,
+            capped: false,
+            buf: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.pipes.iter().any(Pipe::is_open)
+    }
+
+    /// Move one chunk from pipe `i`, which poll reported readable (so the
+    /// read side will not block). Closes the pipe at EOF.
+    pub fn on_readable(&mut self, i: usize) -> io::Result<()> {
+        let Some(src) = self.pipes[i].src.take() else {
+            return Ok(());
+        };
+        let want = usize::try_from(self.remaining).unwrap_or(usize::MAX);
+        let moved = move_chunk(&mut self.pipes[i], &src, want, &mut self.buf, &mut self.out);
+        let p = &mut self.pipes[i];
+        match moved {
+            Ok(0) => return finish(p, &mut self.out),
+            Ok(n) => {
+                p.src = Some(src);
+                p.bytes += n as u64;
+                self.remaining -= n as u64;
+            }
+            Err(e) => {
+                p.src = Some(src);
+                return Err(e);
+            }
+        }
+        if self.remaining == 0 {
+            self.close_at_cap()?;
+        }
+        Ok(())
+    }
+
+    /// The cap is reached: flush what was already consumed, stop reading.
+    fn close_at_cap(&mut self) -> io::Result<()> {
+        self.capped = true;
+        for p in &mut self.pipes {
+            if p.src.take().is_some() {
+                finish(p, &mut self.out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop reading (the jail is gone and its pipes did not reach EOF).
+    pub fn abandon(&mut self) -> io::Result<()> {
+        for p in &mut self.pipes {
+            if p.src.take().is_some() {
+                finish(p, &mut self.out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One splice or read(+write) of at most `want` bytes; 0 means EOF.
+fn move_chunk(
+    p: &mut Pipe,
+    src: &OwnedFd,
+    want: usize,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> io::Result<usize> {
+    loop {
+        match p.mode {
+            Mode::Splice => match sys::splice(src.as_fd(), p.dst, want.min(SPLICE_CHUNK)) {
+                Ok(n) => return Ok(n),
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => wait_writable(p.dst)?,
+                Err(Errno::EINVAL) => p.mode = Mode::Copy,
+                Err(Errno::EPIPE | Errno::EBADF) => p.mode = Mode::Discard,
+                Err(e) => return Err(e.into()),
+            },
+            Mode::Copy | Mode::Discard => {
+                if buf.is_empty() {
+                    buf.resize(COPY_CHUNK, 0);
+                }
+                match unistd::read(src, &mut buf[..want.min(COPY_CHUNK)]) {
+                    Ok(n) => {
+                        if p.mode == Mode::Copy {
+                            forward(p, &buf[..n], out)?;
+                        }
+                        return Ok(n);
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+}
+
+/// Redact (if needed) and write `data` to the pipe's destination.
+fn forward(p: &mut Pipe, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    match &mut p.redactor {
+        Some(r) => {
+            out.clear();
+            r.feed(data, out);
+            write_dst(p, out)
+        }
+        None => write_dst(p, data),
+    }
+}
+
+/// EOF or cap on a stream: flush the redactor's held tail.
+fn finish(p: &mut Pipe, out: &mut Vec<u8>) -> io::Result<()> {
+    if let Some(r) = &mut p.redactor {
+        out.clear();
+        r.finish(out);
+        if p.mode == Mode::Copy {
+            write_dst(p, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_dst(p: &mut Pipe, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() && p.mode == Mode::Copy {
+        match unistd::write(p.dst, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => wait_writable(p.dst)?,
+            Err(Errno::EPIPE | Errno::EBADF) => p.mode = Mode::Discard,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// fd 1/2 may be non-blocking (set by whoever shares them with us).
+fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+    match poll(&mut fds, PollTimeout::NONE) {
+        Ok(_) | Err(Errno::EINTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
