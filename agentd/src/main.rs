@@ -44,6 +44,8 @@ use std::time::{Duration, Instant};
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// After agentd kills the jail, how long its pipes may take to reach EOF.
 const KILL_GRACE: Duration = Duration::from_secs(2);
+/// After the deadline, how often a write blocked on fd 1/2 is interrupted.
+const ALARM_EVERY: Duration = Duration::from_millis(100);
 
 fn main() {
     let mut tx = ReportTx::adopt();
@@ -76,6 +78,10 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
     }
     let redactor = || redact::Redactor::new(spec.secrets.iter().map(|(_, s)| s.0.as_bytes()));
     let start = Instant::now();
+    let timeout = Duration::from_millis(spec.timeout_ms);
+    let deadline = start + timeout;
+    sys::arm_deadline_alarm(timeout, ALARM_EVERY)
+        .map_err(|source| AgentError::Signals { source })?;
     let node = spawn::spawn(&prep, &signals)?;
     drop(prep);
     tx.started(node.pid.as_raw().unsigned_abs());
@@ -87,8 +93,8 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
             Pipe::new(Stream::Stderr, node.stderr, sys::stdio(2), redactor()),
         ],
         spec.output_bytes,
+        deadline,
     );
-    let deadline = start + Duration::from_millis(spec.timeout_ms);
     let mut run = Run {
         killed_at: None,
         timed_out: false,

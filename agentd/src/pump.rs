@@ -12,6 +12,11 @@
 //! tty, an O_APPEND file) the stream falls back to read/write. If a reader of
 //! fd 1/2 goes away (EPIPE) the stream keeps draining and counting but
 //! forwards nothing, so the node is neither killed by it nor blocked.
+//!
+//! Writes to fd 1/2 block while their reader is slow (backpressure), but not
+//! past the deadline: after it, the SIGALRM timer interrupts a blocked write
+//! and that stream's remaining output is dropped (still counted), so a
+//! consumer that stopped reading cannot keep a timed-out jail alive.
 use crate::redact::Redactor;
 use crate::sys;
 use aiops_policy::proto::Stream;
@@ -20,6 +25,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
 
 /// Bytes per splice: the node pipe's size, so one call can empty it.
 const SPLICE_CHUNK: usize = 1 << 20;
@@ -72,6 +78,13 @@ impl Pipe {
     pub fn is_open(&self) -> bool {
         self.src.is_some()
     }
+
+    /// An interrupted write past the deadline: stop forwarding this stream.
+    fn give_up_after(&mut self, stop_at: Instant) {
+        if Instant::now() >= stop_at {
+            self.mode = Mode::Discard;
+        }
+    }
 }
 
 pub struct Pump {
@@ -79,16 +92,19 @@ pub struct Pump {
     /// Bytes still allowed under the cap.
     remaining: u64,
     pub capped: bool,
+    /// The deadline: no write to fd 1/2 blocks past it.
+    stop_at: Instant,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
 
 impl Pump {
-    pub fn new(pipes: [Pipe; 2], cap: u64) -> Pump {
+    pub fn new(pipes: [Pipe; 2], cap: u64, stop_at: Instant) -> Pump {
         Pump {
             pipes,
             remaining: cap,
             capped: false,
+            stop_at,
             buf: Vec::new(),
             out: Vec::new(),
         }
@@ -105,10 +121,17 @@ impl Pump {
             return Ok(());
         };
         let want = usize::try_from(self.remaining).unwrap_or(usize::MAX);
-        let moved = move_chunk(&mut self.pipes[i], &src, want, &mut self.buf, &mut self.out);
+        let moved = move_chunk(
+            &mut self.pipes[i],
+            &src,
+            want,
+            self.stop_at,
+            &mut self.buf,
+            &mut self.out,
+        );
         let p = &mut self.pipes[i];
         match moved {
-            Ok(0) => return finish(p, &mut self.out),
+            Ok(0) => return finish(p, &mut self.out, self.stop_at),
             Ok(n) => {
                 p.src = Some(src);
                 p.bytes += n as u64;
@@ -130,7 +153,7 @@ impl Pump {
         self.capped = true;
         for p in &mut self.pipes {
             if p.src.take().is_some() {
-                finish(p, &mut self.out)?;
+                finish(p, &mut self.out, self.stop_at)?;
             }
         }
         Ok(())
@@ -140,7 +163,7 @@ impl Pump {
     pub fn abandon(&mut self) -> io::Result<()> {
         for p in &mut self.pipes {
             if p.src.take().is_some() {
-                finish(p, &mut self.out)?;
+                finish(p, &mut self.out, self.stop_at)?;
             }
         }
         Ok(())
@@ -152,6 +175,7 @@ fn move_chunk(
     p: &mut Pipe,
     src: &OwnedFd,
     want: usize,
+    stop_at: Instant,
     buf: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> io::Result<usize> {
@@ -159,8 +183,8 @@ fn move_chunk(
         match p.mode {
             Mode::Splice => match sys::splice(src.as_fd(), p.dst, want.min(SPLICE_CHUNK)) {
                 Ok(n) => return Ok(n),
-                Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => wait_writable(p.dst)?,
+                Err(Errno::EINTR) => p.give_up_after(stop_at),
+                Err(Errno::EAGAIN) => wait_writable(p, stop_at)?,
                 Err(Errno::EINVAL) => p.mode = Mode::Copy,
                 Err(Errno::EPIPE | Errno::EBADF) => p.mode = Mode::Discard,
                 Err(e) => return Err(e.into()),
@@ -172,7 +196,7 @@ fn move_chunk(
                 match unistd::read(src, &mut buf[..want.min(COPY_CHUNK)]) {
                     Ok(n) => {
                         if p.mode == Mode::Copy {
-                            forward(p, &buf[..n], out)?;
+                            forward(p, &buf[..n], out, stop_at)?;
                         }
                         return Ok(n);
                     }
@@ -185,35 +209,33 @@ fn move_chunk(
 }
 
 /// Redact (if needed) and write `data` to the pipe's destination.
-fn forward(p: &mut Pipe, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+fn forward(p: &mut Pipe, data: &[u8], out: &mut Vec<u8>, stop_at: Instant) -> io::Result<()> {
     match &mut p.redactor {
         Some(r) => {
             out.clear();
             r.feed(data, out);
-            write_dst(p, out)
+            write_dst(p, out, stop_at)
         }
-        None => write_dst(p, data),
+        None => write_dst(p, data, stop_at),
     }
 }
 
 /// EOF or cap on a stream: flush the redactor's held tail.
-fn finish(p: &mut Pipe, out: &mut Vec<u8>) -> io::Result<()> {
+fn finish(p: &mut Pipe, out: &mut Vec<u8>, stop_at: Instant) -> io::Result<()> {
     if let Some(r) = &mut p.redactor {
         out.clear();
         r.finish(out);
-        if p.mode == Mode::Copy {
-            write_dst(p, out)?;
-        }
+        write_dst(p, out, stop_at)?;
     }
     Ok(())
 }
 
-fn write_dst(p: &mut Pipe, mut data: &[u8]) -> io::Result<()> {
+fn write_dst(p: &mut Pipe, mut data: &[u8], stop_at: Instant) -> io::Result<()> {
     while !data.is_empty() && p.mode == Mode::Copy {
         match unistd::write(p.dst, data) {
             Ok(n) => data = &data[n..],
-            Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => wait_writable(p.dst)?,
+            Err(Errno::EINTR) => p.give_up_after(stop_at),
+            Err(Errno::EAGAIN) => wait_writable(p, stop_at)?,
             Err(Errno::EPIPE | Errno::EBADF) => p.mode = Mode::Discard,
             Err(e) => return Err(e.into()),
         }
@@ -221,11 +243,16 @@ fn write_dst(p: &mut Pipe, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// fd 1/2 may be non-blocking (set by whoever shares them with us).
-fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-    match poll(&mut fds, PollTimeout::NONE) {
-        Ok(_) | Err(Errno::EINTR) => Ok(()),
-        Err(e) => Err(e.into()),
+/// fd 1/2 may be non-blocking (set by whoever shares them with us): wait
+/// for room, but not past the deadline.
+fn wait_writable(p: &mut Pipe, stop_at: Instant) -> io::Result<()> {
+    let left = stop_at.saturating_duration_since(Instant::now());
+    let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(p.dst, PollFlags::POLLOUT)];
+    match poll(&mut fds, timeout) {
+        Ok(0) => p.mode = Mode::Discard,
+        Ok(_) | Err(Errno::EINTR) => p.give_up_after(stop_at),
+        Err(e) => return Err(e.into()),
     }
+    Ok(())
 }

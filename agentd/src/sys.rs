@@ -96,3 +96,37 @@ pub fn exit_child(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no user-space state.
     unsafe { libc::_exit(code) }
 }
+
+extern "C" fn interrupt_only(_: libc::c_int) {}
+
+/// From `first` on, every `every`: SIGALRM with a handler that does nothing
+/// and no SA_RESTART, so a write to fd 1/2 blocked by a consumer that stopped
+/// reading (or a tty stopped with TCOOFF) returns EINTR and the deadline
+/// is still enforced. Interval timers are not inherited across fork(2).
+pub fn arm_deadline_alarm(
+    first: std::time::Duration,
+    every: std::time::Duration,
+) -> Result<(), Errno> {
+    use nix::sys::signal::{SaFlags, SigAction, SigSet};
+    let action = SigAction::new(
+        SigHandler::Handler(interrupt_only),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler is an empty extern "C" fn, trivially
+    // async-signal-safe; exec resets it to SIG_DFL in the node.
+    unsafe { signal::sigaction(Signal::SIGALRM, &action) }?;
+    let tv = |d: std::time::Duration| libc::timeval {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_usec: libc::suseconds_t::from(d.subsec_micros()),
+    };
+    // A zero it_value would disarm the timer instead of firing at once.
+    let first = first.max(std::time::Duration::from_micros(1));
+    let value = libc::itimerval {
+        it_interval: tv(every),
+        it_value: tv(first),
+    };
+    // SAFETY: `value` outlives the call; a null old-value pointer is allowed.
+    Errno::result(unsafe { libc::setitimer(libc::ITIMER_REAL, &value, std::ptr::null_mut()) })
+        .map(drop)
+}

@@ -143,20 +143,55 @@ fn run_raw(
     let start = Instant::now();
     let mut child = cmd.spawn().unwrap();
     drop((spec_fd, theirs));
+    // Read both pipes in threads so a full pipe cannot stall agentd.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let mut input = child.stdin.take().unwrap();
     let stdin = stdin.to_vec();
     let feeder = std::thread::spawn(move || {
         let _ = input.write_all(&stdin);
     });
-    let out = child.wait_with_output().unwrap();
+    let status = wait_or_kill(&mut child, WATCHDOG);
     let elapsed = start.elapsed();
+    let stdout = stdout.map(|h| h.join().unwrap()).unwrap_or_default();
+    let stderr = stderr.map(|h| h.join().unwrap()).unwrap_or_default();
     feeder.join().unwrap();
     Outcome {
-        status: out.status,
-        stdout: out.stdout,
-        stderr: out.stderr,
+        status,
+        stdout,
+        stderr,
         reports: read_reports(&ours),
         elapsed,
+    }
+}
+
+fn drain<R: std::io::Read + Send + 'static>(
+    r: Option<R>,
+) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+    r.map(|mut r| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    })
+}
+
+/// No test run may take longer; a hang is a failure, not a stuck CI job.
+const WATCHDOG: Duration = Duration::from_secs(30);
+
+fn wait_or_kill(child: &mut std::process::Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("agentd still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -248,7 +283,7 @@ fn forwards_sigterm_to_the_node() {
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let status = child.wait().unwrap();
+    let status = wait_or_kill(&mut child, WATCHDOG);
     assert_eq!(status.code(), Some(128 + libc::SIGTERM));
     let reports = read_reports(&ours);
     assert!(matches!(reports.last(), Some(Report::Exited(e)) if e.signal == Some(libc::SIGTERM)));
@@ -478,6 +513,25 @@ fn closed_stdout_keeps_draining_and_counting() {
     );
     assert_eq!(o.code(), 0);
     assert_eq!(o.exited().stdout_bytes, 3_000_000);
+}
+
+#[test]
+fn a_stdout_reader_that_stops_reading_cannot_hold_off_the_timeout() {
+    for secret in [None, Some("hunter2")] {
+        // Keep the read end open but never read from it.
+        let (_r, w) = nix::unistd::pipe().unwrap();
+        let mut s = spec(&["head", "-c", "50000000", "/dev/zero"]);
+        s.timeout_ms = 700;
+        if let Some(v) = secret {
+            s.secrets = vec![("PW".into(), Secret(v.into()))];
+        }
+        let o = run_raw(&serde_json::to_vec(&s).unwrap(), b"", &[], |c| {
+            c.stdout(Stdio::from(w));
+        });
+        assert!(o.elapsed < Duration::from_secs(4), "took {:?}", o.elapsed);
+        assert_eq!(o.code(), exit::TIMEOUT, "secret {secret:?}");
+        assert!(o.exited().timed_out);
+    }
 }
 
 #[test]
