@@ -87,6 +87,7 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
     tx.started(node.pid.as_raw().unsigned_abs());
 
     let mut reaper = Reaper::new(node.pid, pid1);
+    let node_foreground = node.foreground;
     let mut pump = Pump::new(
         [
             Pipe::new(Stream::Stdout, node.stdout, sys::stdio(1), redactor()),
@@ -107,8 +108,7 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
     }
     let reaped = reaper.kill_and_reap_all();
     let duration = start.elapsed();
-    let foreground = unistd::isatty(sys::stdio(0)).unwrap_or(false);
-    if foreground {
+    if node_foreground {
         // Take the terminal back from the dead node's group (no-op otherwise).
         let _ = sys::tcsetpgrp(sys::stdio(0), unistd::getpgrp());
     }

@@ -3,9 +3,9 @@
 //!
 //! Counts are of bytes the node wrote that agentd consumed from its pipes,
 //! before redaction (a `[REDACTED]` marker does not change them); the cap
-//! applies to the same bytes, summed over both streams. Once the cap is hit
-//! both pipes are closed unread, so after a cap `stdout_bytes + stderr_bytes`
-//! equals the cap.
+//! applies to the same bytes, summed over both streams. Output of exactly the
+//! cap is not capped; the first byte past it closes both pipes unread and
+//! uncounted, so after a cap `stdout_bytes + stderr_bytes` equals the cap.
 //!
 //! Without secrets the copy is splice(2), one syscall per chunk and no
 //! user-space buffer; if splice is refused for the destination (EINVAL: a
@@ -120,6 +120,17 @@ impl Pump {
         let Some(src) = self.pipes[i].src.take() else {
             return Ok(());
         };
+        if self.remaining == 0 {
+            // Exactly the cap so far: only a further byte is over it.
+            return match read_retrying(&src, &mut [0u8; 1]) {
+                Ok(0) => finish(&mut self.pipes[i], &mut self.out, self.stop_at),
+                Ok(_) => {
+                    finish(&mut self.pipes[i], &mut self.out, self.stop_at)?;
+                    self.close_at_cap()
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
         let want = usize::try_from(self.remaining).unwrap_or(usize::MAX);
         let moved = move_chunk(
             &mut self.pipes[i],
@@ -131,21 +142,18 @@ impl Pump {
         );
         let p = &mut self.pipes[i];
         match moved {
-            Ok(0) => return finish(p, &mut self.out, self.stop_at),
+            Ok(0) => finish(p, &mut self.out, self.stop_at),
             Ok(n) => {
                 p.src = Some(src);
                 p.bytes += n as u64;
                 self.remaining -= n as u64;
+                Ok(())
             }
             Err(e) => {
                 p.src = Some(src);
-                return Err(e);
+                Err(e)
             }
         }
-        if self.remaining == 0 {
-            self.close_at_cap()?;
-        }
-        Ok(())
     }
 
     /// The cap is reached: flush what was already consumed, stop reading.
@@ -193,17 +201,21 @@ fn move_chunk(
                 if buf.is_empty() {
                     buf.resize(COPY_CHUNK, 0);
                 }
-                match unistd::read(src, &mut buf[..want.min(COPY_CHUNK)]) {
-                    Ok(n) => {
-                        if p.mode == Mode::Copy {
-                            forward(p, &buf[..n], out, stop_at)?;
-                        }
-                        return Ok(n);
-                    }
-                    Err(Errno::EINTR) => {}
-                    Err(e) => return Err(e.into()),
+                let n = read_retrying(src, &mut buf[..want.min(COPY_CHUNK)])?;
+                if p.mode == Mode::Copy {
+                    forward(p, &buf[..n], out, stop_at)?;
                 }
+                return Ok(n);
             }
+        }
+    }
+}
+
+fn read_retrying(src: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        match unistd::read(src, buf) {
+            Err(Errno::EINTR) => {}
+            r => return r,
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Node {
     pub pid: Pid,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// The node was made the terminal's foreground group (agentd held it).
+    pub foreground: bool,
 }
 
 /// Child-side failure record: kind byte, candidate index, errno.
@@ -137,6 +139,7 @@ pub fn spawn(prep: &Prepared, signals: &Signals) -> Result<Node, AgentError> {
                     pid: child,
                     stdout: out_r,
                     stderr: err_r,
+                    foreground,
                 });
             }
             // The child exits right after writing; reap it so it is not a zombie.

@@ -343,6 +343,26 @@ fn output_cap_stops_yes_and_forwards_exactly_the_cap() {
 }
 
 #[test]
+fn output_of_exactly_the_cap_is_not_capped() {
+    let mut s = sh("printf hello; sleep 0.1; printf '' >&2");
+    s.output_bytes = 5;
+    let o = run(&s);
+    assert_eq!((o.code(), o.stdout()), (0, "hello".into()));
+    assert!(!o.exited().output_capped);
+    s.output_bytes = 4;
+    let o = run(&s);
+    assert_eq!((o.code(), o.stdout()), (exit::OUTPUT_CAP, "hell".into()));
+    assert!(o.exited().output_capped);
+    assert_eq!(o.exited().stdout_bytes, 4);
+    // With redaction, the held-back tail is flushed at the cap too.
+    let mut s = sh("printf 'abcdef'; sleep 0.1; printf x");
+    s.secrets = vec![("PW".into(), Secret("zzzzzz".into()))];
+    s.output_bytes = 6;
+    let o = run(&s);
+    assert_eq!((o.code(), o.stdout()), (exit::OUTPUT_CAP, "abcdef".into()));
+}
+
+#[test]
 fn output_cap_counts_both_streams() {
     let mut s = sh("while :; do echo out; echo err >&2; done");
     s.output_bytes = 10_000;
