@@ -8,14 +8,19 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 /// Take ownership of an fd the jailer handed us by number (the spec memfd,
 /// the report socket). Fails with EBADF if it is not open.
 pub fn adopt_fd(fd: RawFd) -> Result<OwnedFd, Errno> {
-    // SAFETY: F_GETFD only reads the descriptor table entry.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(Errno::last());
+    if !fd_is_open(fd) {
+        return Err(Errno::EBADF);
     }
     // SAFETY: by the jailer contract this fd number is handed to agentd
     // alone; nothing else in this process wraps it, so the OwnedFd is its
     // only owner and closes it once.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether `fd` is open (F_GETFD succeeds).
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor table entry.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
 /// agentd's own stdin/stdout/stderr.

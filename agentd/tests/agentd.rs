@@ -555,6 +555,27 @@ fn a_stdout_reader_that_stops_reading_cannot_hold_off_the_timeout() {
 }
 
 #[test]
+fn closed_stdio_is_filled_with_dev_null() {
+    let o = run_raw(
+        &serde_json::to_vec(&sh("echo hi; echo err >&2")).unwrap(),
+        b"",
+        &[],
+        |c| {
+            // SAFETY: close(2) between fork and exec.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::close(1);
+                    Ok(())
+                });
+            }
+        },
+    );
+    assert_eq!(o.code(), 0);
+    assert_eq!(o.stderr, b"err\n");
+    assert_eq!((o.exited().stdout_bytes, o.exited().stderr_bytes), (3, 4));
+}
+
+#[test]
 fn append_only_stdout_falls_back_from_splice() {
     let dir = tempdir();
     let path = format!("{dir}/out");
