@@ -48,7 +48,8 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 const ALARM_EVERY: Duration = Duration::from_millis(100);
 
 fn main() {
-    open_missing_stdio();
+    // A closed fd 0-2 would be reused by the first pipe agentd makes; Rust's
+    // runtime has already reopened any closed one on /dev/null before main.
     let mut tx = ReportTx::adopt();
     let code = match run(&mut tx) {
         Ok(code) => code,
@@ -276,26 +277,6 @@ impl Progress {
                 tx.output(p.stream, p.bytes);
                 self.sent[i] = p.bytes;
                 self.last = now;
-            }
-        }
-    }
-}
-
-/// A closed fd 0-2 would be reused by the first pipe agentd makes, and
-/// the node's stdout would silently be one of agentd's own pipes: fill any
-/// gap with /dev/null first (open(2) returns the lowest free number).
-fn open_missing_stdio() {
-    for fd in 0..=2 {
-        if !sys::fd_is_open(fd) {
-            let null = nix::fcntl::open(
-                "/dev/null",
-                nix::fcntl::OFlag::O_RDWR,
-                nix::sys::stat::Mode::empty(),
-            );
-            // Kept open for the process lifetime as fd 0-2; without /dev/null
-            // the gap stays and the later spawn may fail, which is reported.
-            if let Ok(fd) = null {
-                let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
             }
         }
     }
