@@ -66,28 +66,46 @@ fn table(rules: &[SyscallRule]) -> Result<(BTreeMap<i64, Vec<SeccompRule>>, usiz
             continue;
         };
         used += 1;
-        let entry = map.entry(i64::from(nr.id())).or_insert_with(|| Some(vec![]));
+        let entry = map
+            .entry(i64::from(nr.id()))
+            .or_insert_with(|| Some(vec![]));
         if r.when.is_empty() {
             *entry = None; // always
         } else if let Some(chain) = entry {
-            let conds = r.when.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
-            chain.push(SeccompRule::new(conds).map_err(|e| se(format!("rule {}: {e}", r.syscall)))?);
+            let conds = r
+                .when
+                .iter()
+                .map(condition)
+                .collect::<Result<Vec<_>, _>>()?;
+            chain
+                .push(SeccompRule::new(conds).map_err(|e| se(format!("rule {}: {e}", r.syscall)))?);
         }
     }
-    let map = map.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
+    let map = map
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect();
     Ok((map, used))
 }
 
 fn target_arch() -> Result<TargetArch, JailError> {
-    std::env::consts::ARCH
-        .try_into()
-        .map_err(|e| se(format!("no seccomp support for {}: {e}", std::env::consts::ARCH)))
+    std::env::consts::ARCH.try_into().map_err(|e| {
+        se(format!(
+            "no seccomp support for {}: {e}",
+            std::env::consts::ARCH
+        ))
+    })
 }
 
 fn filter(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProgram, JailError> {
     let errno = u32::try_from(errno).map_err(|_| se("negative errno"))?;
-    let f = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno), target_arch()?)
-        .map_err(|e| se(format!("filter: {e}")))?;
+    let f = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno),
+        target_arch()?,
+    )
+    .map_err(|e| se(format!("filter: {e}")))?;
     BpfProgram::try_from(f).map_err(|e| se(format!("compile: {e}")))
 }
 
