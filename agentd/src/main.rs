@@ -1,2 +1,329 @@
-//! aiops-agentd
-fn main() {}
+//! aiops-agentd: PID 1 inside each jail.
+//!
+//! Reads its `AgentSpec` from the sealed memfd at fd 3, runs the node with
+//! stdin inherited and stdout/stderr through counted (and, with secrets,
+//! redacted) pipes, enforces the timeout and output cap, reaps every zombie,
+//! forwards termination signals to the node's process group, kills whatever
+//! is left when the node exits, and reports over the SOCK_SEQPACKET socket
+//! at fd 4: `Started`, optional `Output` progress, exactly one `Exited` — or
+//! one `SetupFailed` if the node never ran.
+//!
+//! Exit code: the node's, or 128+N if signal N killed it; `exit::OUTPUT_CAP`
+//! or `exit::TIMEOUT` when agentd killed the jail for a limit; a set-up
+//! failure's own code (127 not found, 126 not executable, else the step's).
+#![deny(unsafe_code)]
+
+mod error;
+mod pump;
+mod reaper;
+mod redact;
+mod report;
+mod signals;
+mod spawn;
+#[allow(unsafe_code)] // all FFI is here; see the header comment of sys.rs
+mod sys;
+
+use aiops_policy::proto::{
+    exit, AgentSpec, ExitReport, Stream, AGENT_SPEC_FD, MAX_REQUEST_BYTES, PROTO_VERSION,
+};
+use error::AgentError;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::resource::{getrusage, UsageWho};
+use nix::sys::wait::WaitStatus;
+use nix::unistd;
+use pump::{Pipe, Pump};
+use reaper::Reaper;
+use report::ReportTx;
+use signals::Signals;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+/// At most one `Output` report per stream per interval.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// After agentd kills the jail, how long its pipes may take to reach EOF.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// After the deadline, how often a write blocked on fd 1/2 is interrupted.
+const ALARM_EVERY: Duration = Duration::from_millis(100);
+
+fn main() {
+    // A closed fd 0-2 would be reused by the first pipe agentd makes; Rust's
+    // runtime has already reopened any closed one on /dev/null before main.
+    let mut tx = ReportTx::adopt();
+    let code = match run(&mut tx) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "aiops-agentd: {}", e.chain());
+            tx.setup_failed(&e);
+            e.exit_code()
+        }
+    };
+    #[allow(clippy::exit)] // the exit code is the interface
+    std::process::exit(code)
+}
+
+/// Set-up errors come back as `Err` (nothing ran); once the node has
+/// started every path ends in an `Exited` report and an exit code.
+fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
+    // The node must inherit nothing but fds 0-2; the jailer already closed
+    // the rest, this also covers an unconfined run (ENOSYS: pre-5.11 kernel,
+    // and the report socket is made CLOEXEC on its own below).
+    let _ = sys::cloexec_from(3);
+    let spec = read_spec()?;
+    let prep = spawn::Prepared::new(&spec)?;
+    let signals = Signals::install().map_err(|source| AgentError::Signals { source })?;
+    let pid1 = unistd::getpid().as_raw() == 1;
+    if !pid1 {
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|source| AgentError::Subreaper { source })?;
+    }
+    let redactor = || redact::Redactor::new(spec.secrets.iter().map(|(_, s)| s.0.as_bytes()));
+    let start = Instant::now();
+    let timeout = Duration::from_millis(spec.timeout_ms);
+    let deadline = start + timeout;
+    sys::arm_deadline_alarm(timeout, ALARM_EVERY)
+        .map_err(|source| AgentError::Signals { source })?;
+    let node = spawn::spawn(&prep, &signals)?;
+    drop(prep);
+    tx.started(node.pid.as_raw().unsigned_abs());
+
+    let mut reaper = Reaper::new(node.pid, pid1);
+    let node_foreground = node.foreground;
+    let mut pump = Pump::new(
+        [
+            Pipe::new(Stream::Stdout, node.stdout, sys::stdio(1), redactor()),
+            Pipe::new(Stream::Stderr, node.stderr, sys::stdio(2), redactor()),
+        ],
+        spec.output_bytes,
+        deadline,
+    );
+    let mut run = Run {
+        killed_at: None,
+        timed_out: false,
+        progress: spec.stream_reports.then(|| Progress::new(start)),
+    };
+    let looped = supervise(&signals, &mut reaper, &mut pump, deadline, &mut run, tx);
+    if let Err(e) = &looped {
+        let _ = writeln!(std::io::stderr(), "aiops-agentd: {}", e.chain());
+        let _ = pump.abandon();
+    }
+    let reaped = reaper.kill_and_reap_all();
+    let duration = start.elapsed();
+    if node_foreground {
+        // Take the terminal back from the dead node's group (no-op otherwise).
+        let _ = sys::tcsetpgrp(sys::stdio(0), unistd::getpgrp());
+    }
+    let peak_rss_kib = getrusage(UsageWho::RUSAGE_CHILDREN)
+        .map(|u| u64::try_from(u.max_rss()).unwrap_or(0))
+        .unwrap_or(0);
+    let (code, signal) = match reaper.node_status {
+        Some(WaitStatus::Exited(_, c)) => (Some(c), None),
+        Some(WaitStatus::Signaled(_, s, _)) => (None, Some(s as i32)),
+        _ => (None, None),
+    };
+    tx.exited(ExitReport {
+        code,
+        signal,
+        stdout_bytes: pump.pipes[0].bytes,
+        stderr_bytes: pump.pipes[1].bytes,
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        timed_out: run.timed_out,
+        output_capped: pump.capped,
+        peak_rss_kib,
+        layers: spec.layers,
+    });
+    if looped.is_err() || reaped.is_err() {
+        return Ok(exit::INTERNAL);
+    }
+    Ok(if pump.capped {
+        exit::OUTPUT_CAP
+    } else if run.timed_out {
+        exit::TIMEOUT
+    } else {
+        match (code, signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => exit::INTERNAL,
+        }
+    })
+}
+
+struct Run {
+    /// When agentd killed the jail (node exit, timeout, or cap).
+    killed_at: Option<Instant>,
+    timed_out: bool,
+    progress: Option<Progress>,
+}
+
+impl Run {
+    fn kill(&mut self, reaper: &Reaper) {
+        reaper.kill_jail();
+        self.killed_at.get_or_insert_with(Instant::now);
+    }
+}
+
+/// The poll loop: node pipes, the signalfd, and the deadline as the timeout.
+/// Ends when the node is reaped and both pipes are closed, or when the kill
+/// grace runs out.
+fn supervise(
+    signals: &Signals,
+    reaper: &mut Reaper,
+    pump: &mut Pump,
+    deadline: Instant,
+    run: &mut Run,
+    tx: &mut ReportTx,
+) -> Result<(), AgentError> {
+    loop {
+        if !reaper.node_alive() && !pump.is_open() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let wake = match run.killed_at {
+            Some(t) if now >= t + KILL_GRACE => {
+                return pump
+                    .abandon()
+                    .map_err(|source| pump_err(Stream::Stdout, source))
+            }
+            Some(t) => t + KILL_GRACE,
+            None if now >= deadline => {
+                run.timed_out = true;
+                run.kill(reaper);
+                continue;
+            }
+            None => deadline,
+        };
+        let timeout = PollTimeout::try_from(wake - now).unwrap_or(PollTimeout::MAX);
+        let mut fds = [
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            poll_entry(&pump.pipes[0]),
+            poll_entry(&pump.pipes[1]),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(source) => return Err(AgentError::Poll { source }),
+        }
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        let ready = [ready(&fds[0]), ready(&fds[1]), ready(&fds[2])];
+        if ready[0] {
+            let pending = signals
+                .drain()
+                .map_err(|source| AgentError::Poll { source })?;
+            for sig in pending.forward.into_iter().flatten() {
+                reaper.forward(sig);
+            }
+            if pending.child
+                && reaper
+                    .reap_exited()
+                    .map_err(|source| AgentError::Wait { source })?
+            {
+                // The node is gone: nothing may outlive it.
+                run.kill(reaper);
+            }
+        }
+        for i in 0..2 {
+            if ready[i + 1] {
+                let stream = pump.pipes[i].stream;
+                pump.on_readable(i)
+                    .map_err(|source| pump_err(stream, source))?;
+            }
+        }
+        if pump.capped && run.killed_at.is_none() {
+            run.kill(reaper);
+        }
+        if let Some(p) = &mut run.progress {
+            p.maybe_send(pump, tx);
+        }
+    }
+}
+
+fn poll_entry(p: &Pipe) -> PollFd<'_> {
+    match p.src() {
+        Some(fd) => PollFd::new(fd, PollFlags::POLLIN),
+        // A negative fd is skipped by poll(2); stdin is only a placeholder here.
+        None => PollFd::new(sys::stdio(0), PollFlags::empty()),
+    }
+}
+
+fn pump_err(stream: Stream, source: std::io::Error) -> AgentError {
+    let stream = match stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    };
+    AgentError::Pump { stream, source }
+}
+
+/// Rate-limited `Output` reports.
+struct Progress {
+    last: Instant,
+    sent: [u64; 2],
+}
+
+impl Progress {
+    fn new(start: Instant) -> Progress {
+        Progress {
+            last: start,
+            sent: [0; 2],
+        }
+    }
+
+    fn maybe_send(&mut self, pump: &Pump, tx: &mut ReportTx) {
+        let now = Instant::now();
+        if now < self.last + PROGRESS_EVERY {
+            return;
+        }
+        for (i, p) in pump.pipes.iter().enumerate() {
+            if p.bytes != self.sent[i] {
+                tx.output(p.stream, p.bytes);
+                self.sent[i] = p.bytes;
+                self.last = now;
+            }
+        }
+    }
+}
+
+/// The spec from the memfd at `AGENT_SPEC_FD`, read from offset 0 and closed.
+fn read_spec() -> Result<AgentSpec, AgentError> {
+    let fd = sys::adopt_fd(AGENT_SPEC_FD).map_err(|source| AgentError::ReadSpec {
+        fd: AGENT_SPEC_FD,
+        source,
+    })?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let off = i64::try_from(buf.len()).unwrap_or(i64::MAX);
+        match nix::sys::uio::pread(&fd, &mut chunk, off) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(Errno::EINTR) => continue,
+            Err(source) => {
+                return Err(AgentError::ReadSpec {
+                    fd: AGENT_SPEC_FD,
+                    source,
+                })
+            }
+        }
+        if buf.len() > MAX_REQUEST_BYTES {
+            return Err(AgentError::SpecTooLarge {
+                len: buf.len(),
+                max: MAX_REQUEST_BYTES,
+            });
+        }
+    }
+    drop(fd);
+    let spec: AgentSpec =
+        serde_json::from_slice(&buf).map_err(|source| AgentError::ParseSpec { source })?;
+    if spec.proto_version != PROTO_VERSION {
+        return Err(AgentError::ProtoVersion {
+            got: spec.proto_version,
+            want: PROTO_VERSION,
+        });
+    }
+    if spec.timeout_ms == 0 || spec.output_bytes == 0 {
+        return Err(AgentError::InvalidSpec {
+            field: "timeout_ms/output_bytes",
+            reason: "must be positive".into(),
+        });
+    }
+    Ok(spec)
+}

@@ -5,7 +5,6 @@
 //! Usage: `aiops-jailer --request-fd N --report-fd M` | `aiops-jailer probe`
 #![deny(unsafe_code)]
 
-mod bpf;
 mod caps;
 mod error;
 mod exec;

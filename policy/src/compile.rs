@@ -23,7 +23,11 @@ pub struct CompileContext {
 }
 
 /// Paths the jailer builds itself; profiles may not bind over them.
-const SPECIAL: &[&str] = &["/proc", "/dev", "/tmp", "/.aiops"];
+/// Nothing may be bound inside these.
+const SPECIAL: &[&str] = &["/proc", "/dev", "/.aiops"];
+/// The private tmpfs: binds below it layer on top (workspaces in /tmp are
+/// common), but it cannot itself be replaced by a host bind.
+const PRIVATE_TMP: &str = "/tmp";
 const TMP_SIZE: u64 = 1 << 30;
 
 pub fn compile(
@@ -177,6 +181,15 @@ fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, Pol
                 return Err(PolicyError::Invalid {
                     what: format!("{field}[{i}]"),
                     reason: format!("{p} is inside {s}, which the jailer builds privately"),
+                });
+            }
+            let covers = SPECIAL.iter().chain([&PRIVATE_TMP]).map(|s| abs(s));
+            if let Some(s) = covers.into_iter().find(|s| p.contains(s)) {
+                return Err(PolicyError::Invalid {
+                    what: format!("{field}[{i}]"),
+                    reason: format!(
+                        "{p} would cover {s}, which the jailer builds privately; list the directories you need"
+                    ),
                 });
             }
         }
@@ -417,6 +430,8 @@ fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
             &[FsAccess::Execute, FsAccess::ReadFile, FsAccess::ReadDir],
         );
     }
+    // The root holds only what the plan mounted: listing it reveals nothing.
+    grant(&abs("/"), &[FsAccess::ReadDir]);
     grant(&abs("/tmp"), WRITE);
     grant(&abs("/dev"), DEV);
     // The jail's private /dev/shm (see `Mount::Dev`): shm_open(3) creates files there.

@@ -52,12 +52,11 @@ fn inheritable(fd: &OwnedFd, what: &'static str) -> Result<(), SupervisorError> 
 /// Run `argv` in the jail `plan` describes, using the jailer at `jailer`.
 pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport, SupervisorError> {
     let before: Vec<Option<Stamp>> = plan.protected.iter().map(|p| stamp(p.as_path())).collect();
-    let (req_r, req_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| {
-        SupervisorError::Channel {
+    let (req_r, req_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
             what: "request pipe",
             source,
-        }
-    })?;
+        })?;
     let (rep_parent, rep_child) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,

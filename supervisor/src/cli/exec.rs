@@ -61,9 +61,11 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
         // Checked against the profile's ceiling like any node limit.
         caps.limits.get_or_insert_with(Default::default).timeout = Some(t);
     }
-    let jailer = locate::JAILER.find().map_err(|e| SupervisorError::Refused {
-        reason: e.to_string(),
-    })?;
+    let jailer = locate::JAILER
+        .find()
+        .map_err(|e| SupervisorError::Refused {
+            reason: e.to_string(),
+        })?;
     let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
     let facts = facts::probe_host().facts;
     let plan = aiops_policy::compile(&profile, &caps, &facts, &ctx).map_err(refused)?;
@@ -77,6 +79,7 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
             ),
         });
     }
+    warn_if_root_owned_workspace(&plan);
     tracing::info!(target: "aiops::exec", profile = %plan.profile, net = %plan.net.mode, "exec");
     let report = exec::run(&jailer.path, &args.argv, &plan)?;
     let mut err = std::io::stderr().lock();
@@ -98,4 +101,31 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
         }
     }
     Ok(report.status)
+}
+
+/// Started as root, the jailer runs the node as the owner of the first
+/// writable bind, or as `nobody` when that is root: a jail is never host
+/// root. Say so when that leaves a writable workspace unwritable.
+fn warn_if_root_owned_workspace(plan: &aiops_policy::JailPlan) {
+    use std::os::unix::fs::MetadataExt;
+    if plan.unconfined || !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let first_rw = plan.mounts.iter().find_map(|m| match m {
+        aiops_policy::plan::Mount::Bind {
+            src,
+            writable: true,
+            ..
+        } => Some(src),
+        _ => None,
+    });
+    if let Some(src) = first_rw {
+        if std::fs::metadata(src.as_path()).is_ok_and(|m| m.uid() == 0) {
+            eprintln!(
+                "aiopsctl: note: {src} is owned by root and a jail never runs as host root, \
+                 so the node runs as nobody and cannot write there; chown it to the user \
+                 who should own the results"
+            );
+        }
+    }
 }

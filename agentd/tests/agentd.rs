@@ -1,0 +1,673 @@
+//! Runs the real aiops-agentd binary with a memfd spec at fd 3 and a
+//! SOCK_SEQPACKET report socket at fd 4, as the jailer does.
+#![allow(clippy::unwrap_used)]
+
+use aiops_policy::path::AbsPath;
+use aiops_policy::proto::{exit, AgentSpec, ExitReport, Report, Secret, Step, MAX_REPORT_BYTES};
+use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const AGENTD: &str = env!("CARGO_BIN_EXE_aiops-agentd");
+
+fn spec(argv: &[&str]) -> AgentSpec {
+    AgentSpec {
+        proto_version: aiops_policy::proto::PROTO_VERSION,
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        cwd: AbsPath::new("/").unwrap(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        secrets: vec![],
+        timeout_ms: 20_000,
+        output_bytes: 1 << 40,
+        stream_reports: false,
+        layers: vec!["test-layer".into()],
+    }
+}
+
+fn sh(script: &str) -> AgentSpec {
+    spec(&["sh", "-c", script])
+}
+
+fn memfd(bytes: &[u8]) -> OwnedFd {
+    // SAFETY: a 'static C string; memfd_create returns a new fd we own.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"agent-spec".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    assert!(fd >= 0);
+    // SAFETY: fd was just created and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut f = std::fs::File::from(fd);
+    f.write_all(bytes).unwrap();
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on an fd we own, no pointers.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, seals) };
+    assert_eq!(rc, 0);
+    f.into()
+}
+
+struct Outcome {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    reports: Vec<Report>,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn exited(&self) -> &ExitReport {
+        match self.reports.last() {
+            Some(Report::Exited(e)) => e,
+            other => panic!(
+                "last report is not Exited: {other:?} (all: {:?})",
+                self.reports
+            ),
+        }
+    }
+    fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("agentd died of a signal: {:?}", self.status))
+    }
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Put `spec` at fd 3 and the report socket at fd 4 of `cmd` (dup'd via
+/// high numbers first, so a source already at 3 or 4 cannot be clobbered).
+fn wire(cmd: &mut Command, spec_fd: RawFd, sock_fd: RawFd) {
+    // SAFETY: only async-signal-safe dup/dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let a = libc::fcntl(spec_fd, libc::F_DUPFD, 10);
+            let b = libc::fcntl(sock_fd, libc::F_DUPFD, 10);
+            if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(a);
+            libc::close(b);
+            Ok(())
+        });
+    }
+}
+
+fn report_pair() -> (OwnedFd, OwnedFd) {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap()
+}
+
+fn read_reports(sock: &OwnedFd) -> Vec<Report> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; MAX_REPORT_BYTES + 1];
+    loop {
+        match recv(sock.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.push(Report::decode(&buf[..n]).unwrap()),
+        }
+    }
+}
+
+fn run_raw(
+    spec_bytes: &[u8],
+    stdin: &[u8],
+    prefix: &[&str],
+    tweak: impl FnOnce(&mut Command),
+) -> Outcome {
+    let spec_fd = memfd(spec_bytes);
+    let (ours, theirs) = report_pair();
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(AGENTD);
+            c
+        }
+        None => Command::new(AGENTD),
+    };
+    cmd.env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    wire(&mut cmd, spec_fd.as_raw_fd(), theirs.as_raw_fd());
+    tweak(&mut cmd);
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    drop((spec_fd, theirs));
+    // Read both pipes in threads so a full pipe cannot stall agentd.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let status = wait_or_kill(&mut child, WATCHDOG);
+    let elapsed = start.elapsed();
+    let stdout = stdout.map(|h| h.join().unwrap()).unwrap_or_default();
+    let stderr = stderr.map(|h| h.join().unwrap()).unwrap_or_default();
+    feeder.join().unwrap();
+    Outcome {
+        status,
+        stdout,
+        stderr,
+        reports: read_reports(&ours),
+        elapsed,
+    }
+}
+
+fn drain<R: std::io::Read + Send + 'static>(
+    r: Option<R>,
+) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+    r.map(|mut r| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    })
+}
+
+/// No test run may take longer; a hang is a failure, not a stuck CI job.
+const WATCHDOG: Duration = Duration::from_secs(30);
+
+fn wait_or_kill(child: &mut std::process::Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("agentd still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn run(spec: &AgentSpec) -> Outcome {
+    run_raw(&serde_json::to_vec(spec).unwrap(), b"", &[], |_| {})
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie would still count as alive here; the test process is not the
+    // parent of these pids, so one existing means nobody reaped or killed it.
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn passes_exit_code_and_counts_each_stream() {
+    let o = run(&sh("printf hello; printf err >&2; exit 3"));
+    assert_eq!(o.code(), 3);
+    assert_eq!(o.stdout, b"hello");
+    assert_eq!(o.stderr, b"err");
+    assert!(matches!(o.reports[0], Report::Started { pid } if pid > 1));
+    assert_eq!(o.reports.len(), 2, "{:?}", o.reports);
+    let e = o.exited();
+    assert_eq!((e.code, e.signal), (Some(3), None));
+    assert_eq!((e.stdout_bytes, e.stderr_bytes), (5, 3));
+    assert!(!e.timed_out && !e.output_capped);
+    assert_eq!(e.layers, vec!["test-layer".to_string()]);
+    assert!(e.peak_rss_kib > 0);
+}
+
+#[test]
+fn node_reads_agentds_stdin() {
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let o = run_raw(
+        &serde_json::to_vec(&spec(&["cat"])).unwrap(),
+        &data,
+        &[],
+        |_| {},
+    );
+    assert_eq!(o.code(), 0);
+    assert_eq!(o.stdout, data);
+    assert_eq!(o.exited().stdout_bytes, data.len() as u64);
+}
+
+#[test]
+fn argv_reaches_the_node_unchanged() {
+    let args = ["a b", "it's", "\"q\"", "", "$HOME `x`", "tab\there"];
+    let mut argv = vec![
+        "sh",
+        "-c",
+        r#"for a in "$@"; do printf '[%s]' "$a"; done"#,
+        "sh",
+    ];
+    argv.extend(args);
+    let o = run(&spec(&argv));
+    let want: String = args.iter().map(|a| format!("[{a}]")).collect();
+    assert_eq!(o.stdout(), want);
+}
+
+#[test]
+fn node_gets_exactly_spec_env_and_secrets() {
+    let mut s = sh("env | sort");
+    s.secrets = vec![("TOKEN".into(), Secret("s3cr3t-value".into()))];
+    let o = run(&s);
+    assert_eq!(o.code(), 0);
+    // The secret is in the env but redacted from what the node prints.
+    let out = o.stdout();
+    assert!(out.contains("PATH=/usr/bin:/bin\n"), "{out}");
+    assert!(out.contains("TOKEN=[REDACTED]\n"), "{out}");
+    assert!(!out.contains("s3cr3t"), "{out}");
+}
+
+#[test]
+fn signal_death_is_128_plus_signal() {
+    let o = run(&sh("kill -TERM $$"));
+    assert_eq!(o.code(), 128 + libc::SIGTERM);
+    let e = o.exited();
+    assert_eq!((e.code, e.signal), (None, Some(libc::SIGTERM)));
+}
+
+#[test]
+fn forwards_sigterm_to_the_node() {
+    let spec_fd = memfd(&serde_json::to_vec(&sh("exec sleep 100")).unwrap());
+    let (ours, theirs) = report_pair();
+    let mut cmd = Command::new(AGENTD);
+    cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::null());
+    wire(&mut cmd, spec_fd.as_raw_fd(), theirs.as_raw_fd());
+    let mut child = cmd.spawn().unwrap();
+    drop((spec_fd, theirs));
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = wait_or_kill(&mut child, WATCHDOG);
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    let reports = read_reports(&ours);
+    assert!(matches!(reports.last(), Some(Report::Exited(e)) if e.signal == Some(libc::SIGTERM)));
+}
+
+#[test]
+fn timeout_kills_node_and_a_grandchild_that_ignores_sigterm() {
+    let dir = tempdir();
+    let pidfile = format!("{dir}/grandchild.pid");
+    let mut s = sh(&format!(
+        "sh -c 'trap \"\" TERM; echo $$ > {pidfile}; exec sleep 100' & exec sleep 100"
+    ));
+    s.timeout_ms = 500;
+    let o = run(&s);
+    assert!(o.elapsed < Duration::from_secs(5), "took {:?}", o.elapsed);
+    assert_eq!(o.code(), exit::TIMEOUT);
+    let e = o.exited();
+    assert!(e.timed_out);
+    assert_eq!(e.signal, Some(libc::SIGKILL));
+    let gc: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(gc), "grandchild {gc} outlived the jail");
+}
+
+#[test]
+fn leftovers_die_when_the_node_exits() {
+    let dir = tempdir();
+    let pidfile = format!("{dir}/daemon.pid");
+    // setsid: the daemon leaves the node's process group; it is still killed.
+    let o = run(&sh(&format!(
+        "setsid sh -c 'trap \"\" TERM HUP; echo $$ > {pidfile}; exec sleep 100' </dev/null >/dev/null 2>&1 & \
+         while [ ! -s {pidfile} ]; do sleep 0.01; done; echo done"
+    )));
+    assert_eq!(o.code(), 0);
+    assert!(o.elapsed < Duration::from_secs(5), "took {:?}", o.elapsed);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(pid), "daemon {pid} outlived the node");
+}
+
+#[test]
+fn output_cap_stops_yes_and_forwards_exactly_the_cap() {
+    let mut s = spec(&["yes"]);
+    s.output_bytes = 100_000;
+    let o = run(&s);
+    assert_eq!(o.code(), exit::OUTPUT_CAP);
+    assert_eq!(o.stdout.len(), 100_000);
+    let e = o.exited();
+    assert!(e.output_capped && !e.timed_out);
+    assert_eq!(e.stdout_bytes + e.stderr_bytes, 100_000);
+}
+
+#[test]
+fn output_of_exactly_the_cap_is_not_capped() {
+    let mut s = sh("printf hello; sleep 0.1; printf '' >&2");
+    s.output_bytes = 5;
+    let o = run(&s);
+    assert_eq!((o.code(), o.stdout()), (0, "hello".into()));
+    assert!(!o.exited().output_capped);
+    s.output_bytes = 4;
+    let o = run(&s);
+    assert_eq!((o.code(), o.stdout()), (exit::OUTPUT_CAP, "hell".into()));
+    assert!(o.exited().output_capped);
+    assert_eq!(o.exited().stdout_bytes, 4);
+    // With redaction, the held-back tail is flushed at the cap too.
+    let mut s = sh("printf 'abcdef'; sleep 0.1; printf x");
+    s.secrets = vec![("PW".into(), Secret("zzzzzz".into()))];
+    s.output_bytes = 6;
+    let o = run(&s);
+    assert_eq!((o.code(), o.stdout()), (exit::OUTPUT_CAP, "abcdef".into()));
+}
+
+#[test]
+fn output_cap_counts_both_streams() {
+    let mut s = sh("while :; do echo out; echo err >&2; done");
+    s.output_bytes = 10_000;
+    let o = run(&s);
+    assert_eq!(o.code(), exit::OUTPUT_CAP);
+    assert_eq!(o.stdout.len() + o.stderr.len(), 10_000);
+}
+
+#[test]
+fn redacts_a_secret_split_across_writes_on_both_streams() {
+    let mut s = sh("printf 'a hun'; sleep 0.2; printf 'ter2 b\\n'; printf 'x%sy' \"$PW\" >&2; printf 'hunter' >&2");
+    s.secrets = vec![
+        ("PW".into(), Secret("hunter2".into())),
+        ("EMPTY".into(), Secret(String::new())),
+    ];
+    let o = run(&s);
+    assert_eq!(o.code(), 0);
+    assert_eq!(o.stdout(), "a [REDACTED] b\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "x[REDACTED]yhunter");
+    let e = o.exited();
+    // Counts are of what the node wrote, before redaction.
+    assert_eq!((e.stdout_bytes, e.stderr_bytes), (12, 15));
+}
+
+#[test]
+fn not_found_is_127_and_setup_failed() {
+    let o = run(&spec(&["no-such-command-aiops"]));
+    assert_eq!(o.code(), exit::NOT_FOUND);
+    assert!(
+        matches!(
+            o.reports.as_slice(),
+            [Report::SetupFailed { step: Step::SpawnNode, errno, .. }] if *errno == libc::ENOENT
+        ),
+        "{:?}",
+        o.reports
+    );
+}
+
+#[test]
+fn not_executable_is_126() {
+    let dir = tempdir();
+    let path = format!("{dir}/script");
+    std::fs::write(&path, "#!/bin/sh\necho hi\n").unwrap();
+    let o = run(&spec(&[&path]));
+    assert_eq!(o.code(), exit::CANNOT_EXEC);
+    assert!(
+        matches!(
+            o.reports.as_slice(),
+            [Report::SetupFailed { step: Step::SpawnNode, errno, .. }] if *errno == libc::EACCES
+        ),
+        "{:?}",
+        o.reports
+    );
+}
+
+#[test]
+fn bad_cwd_fails_spawn_step() {
+    let mut s = spec(&["true"]);
+    s.cwd = AbsPath::new("/nonexistent-aiops-dir").unwrap();
+    let o = run(&s);
+    assert_eq!(o.code(), Step::SpawnNode.exit_code());
+    assert!(matches!(
+        o.reports.as_slice(),
+        [Report::SetupFailed {
+            step: Step::SpawnNode,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn garbage_spec_is_setup_failed_not_a_panic() {
+    for bytes in [&b"\xff\x00garbage"[..], br#"{"proto_version":1}"#, b""] {
+        let o = run_raw(bytes, b"", &[], |_| {});
+        assert_eq!(o.code(), Step::AgentSpec.exit_code());
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+        assert!(matches!(
+            o.reports.as_slice(),
+            [Report::SetupFailed {
+                step: Step::AgentSpec,
+                ..
+            }]
+        ));
+    }
+    let mut v = serde_json::to_value(spec(&["true"])).unwrap();
+    v["proto_version"] = 99.into();
+    let o = run_raw(&serde_json::to_vec(&v).unwrap(), b"", &[], |_| {});
+    assert_eq!(o.code(), Step::AgentSpec.exit_code());
+    v["proto_version"] = 1.into();
+    v["extra"] = 1.into();
+    let o = run_raw(&serde_json::to_vec(&v).unwrap(), b"", &[], |_| {});
+    assert_eq!(o.code(), Step::AgentSpec.exit_code());
+}
+
+#[test]
+fn missing_spec_fd_is_setup_failed() {
+    let (ours, theirs) = report_pair();
+    let sock = theirs.as_raw_fd();
+    let mut cmd = Command::new(AGENTD);
+    cmd.env_clear().stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: async-signal-safe dup2/close between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let b = libc::fcntl(sock, libc::F_DUPFD, 10);
+            libc::dup2(b, 4);
+            libc::close(3);
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    drop(theirs);
+    assert_eq!(status.code(), Some(Step::AgentSpec.exit_code()));
+    assert!(
+        matches!(read_reports(&ours).as_slice(), [Report::SetupFailed { step: Step::AgentSpec, errno, .. }] if *errno == libc::EBADF)
+    );
+}
+
+#[test]
+fn orphans_are_reaped_while_the_node_runs() {
+    // Orphans reparent to agentd (a subreaper here); once reaped, agentd's
+    // only child is the node itself.
+    let o = run(&sh(
+        "(true &); (true &); (sleep 0.1 &); sleep 0.5; echo $$; cat /proc/$PPID/task/$PPID/children",
+    ));
+    assert_eq!(o.code(), 0);
+    let out = o.stdout();
+    let mut lines = out.lines();
+    let me = lines.next().unwrap().trim().to_string();
+    assert_eq!(
+        lines.next().unwrap().trim(),
+        me,
+        "agentd has unreaped children: {out}"
+    );
+}
+
+#[test]
+fn report_socket_is_not_inherited_by_the_node() {
+    let o = run(&sh("ls /proc/self/fd | sort -n | tr '\\n' ' '"));
+    // fd 3 is ls's own directory fd; 4 must not exist.
+    assert!(!o.stdout().split(' ').any(|f| f == "4"), "{}", o.stdout());
+}
+
+#[test]
+fn progress_reports_while_streaming() {
+    let mut s = sh("printf a; sleep 0.4; printf b; sleep 0.4; printf c");
+    s.stream_reports = true;
+    let o = run(&s);
+    let outputs = o
+        .reports
+        .iter()
+        .filter(|r| matches!(r, Report::Output { .. }))
+        .count();
+    assert!(outputs >= 1, "{:?}", o.reports);
+    assert_eq!(o.exited().stdout_bytes, 3);
+}
+
+#[test]
+fn closed_stdout_keeps_draining_and_counting() {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    drop(r);
+    let o = run_raw(
+        &serde_json::to_vec(&spec(&["head", "-c", "3000000", "/dev/zero"])).unwrap(),
+        b"",
+        &[],
+        |c| {
+            c.stdout(Stdio::from(w));
+        },
+    );
+    assert_eq!(o.code(), 0);
+    assert_eq!(o.exited().stdout_bytes, 3_000_000);
+}
+
+#[test]
+fn a_stdout_reader_that_stops_reading_cannot_hold_off_the_timeout() {
+    for secret in [None, Some("hunter2")] {
+        // Keep the read end open but never read from it.
+        let (_r, w) = nix::unistd::pipe().unwrap();
+        let mut s = spec(&["head", "-c", "50000000", "/dev/zero"]);
+        s.timeout_ms = 700;
+        if let Some(v) = secret {
+            s.secrets = vec![("PW".into(), Secret(v.into()))];
+        }
+        let o = run_raw(&serde_json::to_vec(&s).unwrap(), b"", &[], |c| {
+            c.stdout(Stdio::from(w));
+        });
+        assert!(o.elapsed < Duration::from_secs(4), "took {:?}", o.elapsed);
+        assert_eq!(o.code(), exit::TIMEOUT, "secret {secret:?}");
+        assert!(o.exited().timed_out);
+    }
+}
+
+#[test]
+fn a_stdout_pipe_is_grown_for_splice_but_not_when_redacting() {
+    for (secret, want) in [(None, 1 << 20), (Some("pw"), 65536)] {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut s = sh("echo hi");
+        if let Some(v) = secret {
+            s.secrets = vec![("PW".into(), Secret(v.into()))];
+        }
+        let o = run_raw(&serde_json::to_vec(&s).unwrap(), b"", &[], |c| {
+            c.stdout(Stdio::from(w));
+        });
+        assert_eq!(o.code(), 0);
+        // SAFETY: fcntl on an fd we own, no pointers.
+        let size = unsafe { libc::fcntl(r.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        assert_eq!(size, want, "secret {secret:?}");
+    }
+}
+
+#[test]
+fn closed_stdio_is_filled_with_dev_null() {
+    let o = run_raw(
+        &serde_json::to_vec(&sh("echo hi; echo err >&2")).unwrap(),
+        b"",
+        &[],
+        |c| {
+            // SAFETY: close(2) between fork and exec.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::close(1);
+                    Ok(())
+                });
+            }
+        },
+    );
+    assert_eq!(o.code(), 0);
+    assert_eq!(o.stderr, b"err\n");
+    assert_eq!((o.exited().stdout_bytes, o.exited().stderr_bytes), (3, 4));
+}
+
+#[test]
+fn append_only_stdout_falls_back_from_splice() {
+    let dir = tempdir();
+    let path = format!("{dir}/out");
+    std::fs::write(&path, "start\n").unwrap();
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let o = run_raw(
+        &serde_json::to_vec(&sh("echo one; echo two")).unwrap(),
+        b"",
+        &[],
+        |c| {
+            c.stdout(Stdio::from(f));
+        },
+    );
+    assert_eq!(o.code(), 0);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "start\none\ntwo\n");
+}
+
+#[test]
+fn as_pid1_in_a_pid_namespace_kills_leftovers_and_exits() {
+    let probe = Command::new("unshare")
+        .args(["-Upf", "--map-current-user", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("AIOPS_MUST_WORK").as_deref() != Ok("1"),
+            "unshare -Upf unavailable and AIOPS_MUST_WORK=1"
+        );
+        eprintln!("skipping: unshare -Upf --map-current-user does not work here");
+        return;
+    }
+    let marker = format!("{}.{}", 100, std::process::id());
+    let o = run_raw(
+        &serde_json::to_vec(&sh(&format!(
+            "setsid sh -c 'trap \"\" TERM; exec sleep {marker}' </dev/null >/dev/null 2>&1 & \
+             sh -c 'trap \"\" TERM; exec sleep {marker}' & echo pid1=$PPID"
+        )))
+        .unwrap(),
+        b"",
+        &["unshare", "-Upf", "--map-current-user", "--"],
+        |_| {},
+    );
+    assert_eq!(
+        o.code(),
+        0,
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.stdout(), "pid1=1\n");
+    assert!(o.elapsed < Duration::from_secs(5), "took {:?}", o.elapsed);
+    assert!(
+        matches!(o.reports[0], Report::Started { pid: 2 }),
+        "{:?}",
+        o.reports
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let left: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(&marker))
+        .collect();
+    assert!(left.is_empty(), "{} process(es) outlived PID 1", left.len());
+}
+
+fn tempdir() -> String {
+    let base = std::env::var("CARGO_TARGET_TMPDIR").unwrap_or_else(|_| "/tmp".into());
+    let dir = format!(
+        "{base}/agentd-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    );
+    let dir = dir.replace(['(', ')'], "");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
