@@ -366,6 +366,21 @@ impl Workspace {
         Workspace { dir }
     }
 
+    /// A workspace directly under the system /tmp (which the jail replaces
+    /// with a private tmpfs and binds the workspace over).
+    pub fn in_system_tmp() -> Self {
+        let d = tempfile::Builder::new()
+            .prefix("aiops-escape-ws-")
+            .tempdir_in("/tmp")
+            .expect("create a workspace in /tmp");
+        chown_to(d.path(), is_root().then_some(NOBODY));
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod workspace");
+        Workspace {
+            dir: std::sync::Arc::new(d),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

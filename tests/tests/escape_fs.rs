@@ -258,3 +258,47 @@ fn workspace_and_private_tmp_are_writable() {
         );
     });
 }
+
+/// Stopped by: the private /tmp tmpfs (a workspace under /tmp is bound over
+/// it; its host siblings stay hidden) and Landlock.
+#[test]
+fn tmp_workspace_hides_its_host_tmp_siblings() {
+    each_mode(&all_modes(), |m| {
+        let sib = tempfile::Builder::new()
+            .prefix("aiops-escape-sib-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(
+            sib.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let secret = unique("TMPSECRET");
+        host_file(&sib.path().join("secret"), &secret, None);
+        let o = m.jail().workspace(Workspace::in_system_tmp()).run_sh_args(
+            "cat \"$1/secret\"; echo; echo pwned > \"$1/pwned\"; echo x > ./mine && echo ws=ok",
+            &[sib.path().to_str().unwrap()],
+        );
+        o.assert_ran();
+        assert!(
+            o.stdout.contains("ws=ok"),
+            "the /tmp workspace is not writable\n{}",
+            o.describe()
+        );
+        if m.is_control() {
+            assert!(o.stdout.contains(&secret), "{}", o.describe());
+            assert!(sib.path().join("pwned").exists(), "{}", o.describe());
+        } else {
+            assert!(
+                !o.stdout.contains(&secret),
+                "read a host /tmp sibling\n{}",
+                o.describe()
+            );
+            assert!(
+                !sib.path().join("pwned").exists(),
+                "wrote a host /tmp sibling\n{}",
+                o.describe()
+            );
+        }
+    });
+}
