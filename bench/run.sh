@@ -15,6 +15,9 @@ cargo build --release --workspace --quiet
 BIN=$PWD/target/release
 WS=$(mktemp -d)
 OUT=$(mktemp -d)
+# A jail never runs as host root: as root, give the workspace to nobody.
+chmod 755 "$WS"
+if [ "$(id -u)" = 0 ]; then chown 65534:65534 "$WS"; fi
 trap 'rm -rf "$WS" "$OUT"' EXIT
 export AIOPS_PROFILE_PATH=$PWD/bench/profiles:$PWD/profiles
 AIOPS="$BIN/aiopsctl exec --profile restrictive --workspace $WS --"

@@ -28,6 +28,15 @@ pub enum JailError {
         what: &'static str,
         source: io::Error,
     },
+    #[error(
+        "uid {uid} cannot enter {}: a jail never runs as host root; use a workspace that user can reach",
+        .path.display()
+    )]
+    Unreachable {
+        uid: u32,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("unshare {flags}")]
     Unshare { flags: String, source: io::Error },
     #[error("write {}", .path)]
@@ -89,7 +98,7 @@ impl JailError {
             Validate { .. } | Refused { .. } => Step::Validate,
             CloseFds { .. } => Step::CloseFds,
             Secrets { .. } | SecretsIo { .. } => Step::Secrets,
-            DropRoot { .. } => Step::DropRoot,
+            DropRoot { .. } | Unreachable { .. } => Step::DropRoot,
             Unshare { .. } => Step::Unshare,
             IdMaps { .. } => Step::IdMaps,
             Fork { .. } => Step::Fork,
@@ -117,6 +126,7 @@ impl JailError {
             | CloseFds { source }
             | SecretsIo { source, .. }
             | DropRoot { source, .. }
+            | Unreachable { source, .. }
             | Unshare { source, .. }
             | IdMaps { source, .. }
             | Fork { source, .. }

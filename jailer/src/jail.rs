@@ -224,6 +224,15 @@ pub fn run(
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
     );
+    // The kernel's own answer (ACLs included), before anything is built:
+    // otherwise the failure would surface later as a confusing mount error.
+    nix::unistd::access(plan.cwd.as_path(), nix::unistd::AccessFlags::X_OK).map_err(|e| {
+        JailError::Unreachable {
+            uid,
+            path: plan.cwd.as_path().to_path_buf(),
+            source: e.into(),
+        }
+    })?;
     if !plan.unconfined {
         // 4. 5.
         ns::unshare_namespaces(&plan.namespaces)?;

@@ -273,14 +273,9 @@ impl ExecReport {
         if let Some(p) = &self.protocol_error {
             return Some(format!("aiopsctl: {p}"));
         }
-        if let Some(f) = &self.setup_failed {
-            return Some(match f.step {
-                Step::SpawnNode => format!("aiopsctl: {}", f.message),
-                _ => format!(
-                    "aiopsctl: jail set-up failed at step {}: {}",
-                    f.step, f.message
-                ),
-            });
+        if self.setup_failed.is_some() {
+            // The jailer or agentd already wrote its one line to stderr.
+            return None;
         }
         let e = self.exit.as_ref()?;
         if e.timed_out {

@@ -120,7 +120,10 @@ fn warn_if_root_owned_workspace(plan: &aiops_policy::JailPlan) {
         _ => None,
     });
     if let Some(src) = first_rw {
-        if std::fs::metadata(src.as_path()).is_ok_and(|m| m.uid() == 0) {
+        // Only when nobody can enter but not write: if it cannot enter at
+        // all, the jailer refuses with its own message.
+        let enter_only = |m: &std::fs::Metadata| m.mode() & 0o003 == 0o001;
+        if std::fs::metadata(src.as_path()).is_ok_and(|m| m.uid() == 0 && enter_only(&m)) {
             eprintln!(
                 "aiopsctl: note: {src} is owned by root and a jail never runs as host root, \
                  so the node runs as nobody and cannot write there; chown it to the user \
