@@ -24,8 +24,8 @@ AIOPS="$BIN/aiopsctl exec --profile restrictive --workspace $WS --"
 # bwrap with the closest equivalent of the restrictive profile.
 BWRAP="bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --clearenv \
   --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib \
-  --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --bind $WS $WS --proc /proc --dev /dev \
-  --tmpfs /tmp --chdir $WS --setenv PATH /usr/bin:/bin --"
+  --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --proc /proc --dev /dev \
+  --tmpfs /tmp --bind $WS $WS --chdir $WS --setenv PATH /usr/bin:/bin --"
 
 echo "== spawn: /bin/true, $RUNS runs each"
 hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/spawn.json" \
@@ -50,16 +50,17 @@ descendants() { local p=$1; echo "$p"; for c in $(cat /proc/"$p"/task/*/children
 $AIOPS sleep 30 & A=$!
 sleep 1
 ALL=$(descendants $A | sort -u)
-NODE=$(for p in $ALL; do [ "$(cat /proc/$p/comm)" = sleep ] && echo "$p"; done)
-OVER=$(for p in $ALL; do [ "$p" != "$NODE" ] && echo "$p"; done)
+comm_is() { [ "$(cat /proc/"$1"/comm 2>/dev/null)" = "$2" ]; }
+NODE=$(for p in $ALL; do if comm_is "$p" sleep; then echo "$p"; fi; done)
+OVER=$(for p in $ALL; do if [ "$p" != "$NODE" ]; then echo "$p"; fi; done)
 read -r A_RSS A_PSS < <(mem $OVER)
-AGENT=$(for p in $OVER; do [ "$(cat /proc/$p/comm)" != aiopsctl ] && echo "$p"; done)
+AGENT=$(for p in $OVER; do if ! comm_is "$p" aiopsctl; then echo "$p"; fi; done)
 read -r J_RSS J_PSS < <(mem $AGENT)
 kill $A; wait $A 2>/dev/null || true
 $BWRAP sleep 30 & B=$!
 sleep 1
 ALL=$(descendants $B | sort -u)
-OVER=$(for p in $ALL; do [ "$(cat /proc/$p/comm)" != sleep ] && echo "$p"; done)
+OVER=$(for p in $ALL; do if ! comm_is "$p" sleep; then echo "$p"; fi; done)
 read -r B_RSS B_PSS < <(mem $OVER)
 kill $B; wait $B 2>/dev/null || true
 
