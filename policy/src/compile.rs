@@ -52,8 +52,7 @@ pub fn compile_effective(
     if eff.net == NetMode::Host && eff.require.contains(&LayerReq::NetNs) {
         return Err(PolicyError::Refused {
             layer: "netns".into(),
-            reason: "the profile requires a network namespace but the node's net mode is host"
-                .into(),
+            reason: "the profile requires a network namespace but the node's net mode is host".into(),
         });
     }
     let env = build_env(eff, ctx);
@@ -82,10 +81,7 @@ pub fn compile_effective(
             namespaces: vec![],
             mounts: vec![],
             hostname: None,
-            net: NetPlan {
-                mode: NetMode::Host,
-                allow: vec![],
-            },
+            net: NetPlan { mode: NetMode::Host, allow: vec![] },
             landlock: None,
             seccomp: None,
             rlimits,
@@ -101,17 +97,11 @@ pub fn compile_effective(
     if !facts.userns {
         return Err(PolicyError::Refused {
             layer: "userns".into(),
-            reason: "every jail starts with a user namespace and this host cannot create one"
-                .into(),
+            reason: "every jail starts with a user namespace and this host cannot create one".into(),
         });
     }
     let mounts = build_mounts(eff, ctx)?;
-    let mounted = |p: &AbsPath| {
-        eff.read
-            .iter()
-            .chain(eff.write.iter())
-            .any(|r| r.contains(p))
-    };
+    let mounted = |p: &AbsPath| eff.read.iter().chain(eff.write.iter()).any(|r| r.contains(p));
     let cwd_ok = mounted(&ctx.cwd) || AbsPath::new("/tmp").is_ok_and(|t| t.contains(&ctx.cwd));
     if !cwd_ok {
         return Err(PolicyError::Invalid {
@@ -167,11 +157,7 @@ fn overlaps(a: &AbsPath, b: &AbsPath) -> bool {
 }
 
 fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, PolicyError> {
-    for (field, list) in [
-        ("fs.read", &eff.read),
-        ("fs.write", &eff.write),
-        ("fs.exec", &eff.exec),
-    ] {
+    for (field, list) in [("fs.read", &eff.read), ("fs.write", &eff.write), ("fs.exec", &eff.exec)] {
         for (i, p) in list.iter().enumerate() {
             if let Some(s) = SPECIAL.iter().map(|s| abs(s)).find(|s| s.contains(p)) {
                 return Err(PolicyError::Invalid {
@@ -188,53 +174,33 @@ fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, Pol
         if eff.write.contains(p) {
             continue;
         }
-        keyed.push((
-            p.depth(),
-            0,
-            p.clone(),
-            Mount::Bind {
-                src: p.clone(),
-                dst: p.clone(),
-                writable: false,
-                exec: exec_in(p),
-                optional: true,
-            },
-        ));
+        keyed.push((p.depth(), 0, p.clone(), Mount::Bind {
+            src: p.clone(),
+            dst: p.clone(),
+            writable: false,
+            exec: exec_in(p),
+            optional: true,
+        }));
     }
     for p in &eff.write {
-        keyed.push((
-            p.depth(),
-            0,
-            p.clone(),
-            Mount::Bind {
-                src: p.clone(),
-                dst: p.clone(),
-                writable: true,
-                exec: exec_in(p),
-                optional: false,
-            },
-        ));
+        keyed.push((p.depth(), 0, p.clone(), Mount::Bind {
+            src: p.clone(),
+            dst: p.clone(),
+            writable: true,
+            exec: exec_in(p),
+            optional: false,
+        }));
     }
     // Exec paths not otherwise mounted are mounted read-only.
     for p in &eff.exec {
-        if !eff
-            .read
-            .iter()
-            .chain(eff.write.iter())
-            .any(|r| r.contains(p))
-        {
-            keyed.push((
-                p.depth(),
-                0,
-                p.clone(),
-                Mount::Bind {
-                    src: p.clone(),
-                    dst: p.clone(),
-                    writable: false,
-                    exec: true,
-                    optional: true,
-                },
-            ));
+        if !eff.read.iter().chain(eff.write.iter()).any(|r| r.contains(p)) {
+            keyed.push((p.depth(), 0, p.clone(), Mount::Bind {
+                src: p.clone(),
+                dst: p.clone(),
+                writable: false,
+                exec: true,
+                optional: true,
+            }));
         }
     }
     for w in &eff.write {
@@ -243,18 +209,13 @@ fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, Pol
             if eff.write.contains(&p) {
                 continue;
             }
-            keyed.push((
-                p.depth(),
-                1,
-                p.clone(),
-                Mount::Bind {
-                    src: p.clone(),
-                    dst: p.clone(),
-                    writable: false,
-                    exec: false,
-                    optional: true,
-                },
-            ));
+            keyed.push((p.depth(), 1, p.clone(), Mount::Bind {
+                src: p.clone(),
+                dst: p.clone(),
+                writable: false,
+                exec: false,
+                optional: true,
+            }));
         }
     }
     keyed.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
@@ -295,12 +256,7 @@ fn build_env(eff: &Effective, ctx: &CompileContext) -> BTreeMap<String, String> 
         let home_mounted = env
             .get("HOME")
             .and_then(|h| AbsPath::new(h).ok())
-            .is_some_and(|h| {
-                eff.read
-                    .iter()
-                    .chain(eff.write.iter())
-                    .any(|r| r.contains(&h))
-            });
+            .is_some_and(|h| eff.read.iter().chain(eff.write.iter()).any(|r| r.contains(&h)));
         if env.contains_key("HOME") && !home_mounted {
             env.insert("HOME".into(), "/tmp".into());
         }
@@ -354,11 +310,7 @@ fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
     if abi == 0 {
         return None;
     }
-    let handled_fs: Vec<FsAccess> = FsAccess::ALL
-        .iter()
-        .copied()
-        .filter(|a| a.abi() <= abi)
-        .collect();
+    let handled_fs: Vec<FsAccess> = FsAccess::ALL.iter().copied().filter(|a| a.abi() <= abi).collect();
     let mut rules: BTreeMap<AbsPath, Vec<FsAccess>> = BTreeMap::new();
     let mut grant = |p: &AbsPath, rights: &[FsAccess]| {
         let e = rules.entry(p.clone()).or_default();
@@ -373,24 +325,15 @@ fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
         grant(p, WRITE);
     }
     for p in &eff.exec {
-        grant(
-            p,
-            &[FsAccess::Execute, FsAccess::ReadFile, FsAccess::ReadDir],
-        );
+        grant(p, &[FsAccess::Execute, FsAccess::ReadFile, FsAccess::ReadDir]);
     }
     grant(&abs("/tmp"), WRITE);
     grant(&abs("/dev"), DEV);
     grant(&abs("/proc"), READ);
-    grant(
-        &abs(AGENTD_IN_JAIL),
-        &[FsAccess::Execute, FsAccess::ReadFile],
-    );
+    grant(&abs(AGENTD_IN_JAIL), &[FsAccess::Execute, FsAccess::ReadFile]);
     let tcp = (abi >= 4).then_some(()).and_then(|_| match eff.net {
         // Deny all TCP: with no route out this only makes the denial explicit.
-        NetMode::None => Some(TcpRules {
-            connect: vec![],
-            bind: vec![],
-        }),
+        NetMode::None => Some(TcpRules { connect: vec![], bind: vec![] }),
         // Only the in-jail end of the egress proxy.
         NetMode::Allowlist => Some(TcpRules {
             connect: vec![ALLOWLIST_PROXY_PORT],

@@ -22,9 +22,7 @@ impl TryFrom<i64> for SchemaVersion {
         if v == 1 {
             Ok(SchemaVersion)
         } else {
-            Err(format!(
-                "unsupported schema version {v}; this aiops reads schema = 1"
-            ))
+            Err(format!("unsupported schema version {v}; this aiops reads schema = 1"))
         }
     }
 }
@@ -50,15 +48,12 @@ impl ProfileName {
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-');
         if ok {
             Ok(ProfileName(s.into()))
         } else {
-            Err(format!(
-                "profile name {s:?}: use lower-case letters, digits and '-'"
-            ))
+            Err(format!("profile name {s:?}: use lower-case letters, digits and '-'"))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -76,11 +71,7 @@ impl From<ProfileName> for String {
         n.0
     }
 }
-crate::path::string_schema!(
-    ProfileName,
-    "ProfileName",
-    "lower-case letters, digits and '-'"
-);
+crate::path::string_schema!(ProfileName, "ProfileName", "lower-case letters, digits and '-'");
 
 /// `profiles/*.toml` as written.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -372,10 +363,8 @@ impl ProfileLoader {
             }
             let file = read_profile_file(&p)?;
             if let Some(parent) = &file.extends {
-                let mut chain: Vec<String> = files
-                    .iter()
-                    .map(|(_, f)| f.name.as_str().to_string())
-                    .collect();
+                let mut chain: Vec<String> =
+                    files.iter().map(|(_, f)| f.name.as_str().to_string()).collect();
                 chain.push(file.name.as_str().into());
                 if chain.iter().any(|n| n == parent.as_str()) {
                     chain.push(parent.as_str().into());
@@ -499,8 +488,7 @@ fn resolve(files: Vec<(PathBuf, ProfileFile)>) -> Profile {
             }
             for u in &pr.unprotect {
                 p.protected.retain(|x| x != &u.path);
-                p.unprotected
-                    .push((u.path.clone(), u.reason.as_str().into()));
+                p.unprotected.push((u.path.clone(), u.reason.as_str().into()));
             }
         }
     }

@@ -76,16 +76,8 @@ impl FromStr for Bytes {
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
             "TB" => 1_000_000_000_000,
-            "" => {
-                return Err(format!(
-                    "{s:?}: missing unit (B, KiB, MiB, GiB, KB, MB, GB)"
-                ))
-            }
-            u => {
-                return Err(format!(
-                    "{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, KB, MB, GB)"
-                ))
-            }
+            "" => return Err(format!("{s:?}: missing unit (B, KiB, MiB, GiB, KB, MB, GB)")),
+            u => return Err(format!("{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, KB, MB, GB)")),
         };
         let b = n
             .checked_mul(mul)
@@ -113,12 +105,7 @@ impl TryFrom<String> for Bytes {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0;
-        for (unit, n) in [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1000),
-        ] {
+        for (unit, n) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
             if ms % n == 0 {
                 return write!(f, "{}{unit}", ms / n);
             }
@@ -130,12 +117,7 @@ impl fmt::Display for Dur {
 impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        for (unit, n) in [
-            ("TiB", 1u64 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ] {
+        for (unit, n) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
             if b % n == 0 {
                 return write!(f, "{}{unit}", b / n);
             }
@@ -195,10 +177,7 @@ mod tests {
     #[test]
     fn refuses_durations_without_or_with_unknown_unit() {
         assert!("30".parse::<Dur>().unwrap_err().contains("missing unit"));
-        assert!("30 weeks"
-            .parse::<Dur>()
-            .unwrap_err()
-            .contains("unknown unit"));
+        assert!("30 weeks".parse::<Dur>().unwrap_err().contains("unknown unit"));
         assert!("0s".parse::<Dur>().is_err());
         assert!("m".parse::<Dur>().is_err());
     }
