@@ -72,7 +72,11 @@ pub struct Effective {
     pub protected: Vec<RelPath>,
 }
 
-fn resolve_all(list: &[PathSpec], vars: &PathVars, field: &str) -> Result<Vec<AbsPath>, PolicyError> {
+fn resolve_all(
+    list: &[PathSpec],
+    vars: &PathVars,
+    field: &str,
+) -> Result<Vec<AbsPath>, PolicyError> {
     list.iter()
         .enumerate()
         .map(|(i, p)| p.resolve(vars, &format!("{field}[{i}]")))
@@ -125,17 +129,33 @@ fn narrow_limit<T: PartialOrd + Copy + std::fmt::Display>(
 }
 
 /// Intersect a node's declared capabilities with its profile.
-pub fn effective(profile: &Profile, node: &NodeCaps, vars: &PathVars) -> Result<Effective, PolicyError> {
+pub fn effective(
+    profile: &Profile,
+    node: &NodeCaps,
+    vars: &PathVars,
+) -> Result<Effective, PolicyError> {
     let name = profile.name.as_str();
     let p_read = resolve_all(&profile.read, vars, "fs.read")?;
     let p_write = resolve_all(&profile.write, vars, "fs.write")?;
     let p_exec = resolve_all(&profile.exec, vars, "fs.exec")?;
     let readable: Vec<AbsPath> = p_read.iter().chain(p_write.iter()).cloned().collect();
 
-    let write = narrow_paths(node.write_paths.as_ref(), &p_write, vars, "write_paths", name)?
-        .unwrap_or(p_write);
-    let read = narrow_paths(node.read_paths.as_ref(), &readable, vars, "read_paths", name)?
-        .unwrap_or(p_read);
+    let write = narrow_paths(
+        node.write_paths.as_ref(),
+        &p_write,
+        vars,
+        "write_paths",
+        name,
+    )?
+    .unwrap_or(p_write);
+    let read = narrow_paths(
+        node.read_paths.as_ref(),
+        &readable,
+        vars,
+        "read_paths",
+        name,
+    )?
+    .unwrap_or(p_read);
     let exec = narrow_paths(node.exec_paths.as_ref(), &p_exec, vars, "exec_paths", name)?
         .unwrap_or(p_exec);
 

@@ -23,7 +23,11 @@ pub struct CompileContext {
 }
 
 /// Paths the jailer builds itself; profiles may not bind over them.
-const SPECIAL: &[&str] = &["/proc", "/dev", "/tmp", "/.aiops"];
+/// Nothing may be bound inside these.
+const SPECIAL: &[&str] = &["/proc", "/dev", "/.aiops"];
+/// The private tmpfs: binds below it layer on top (workspaces in /tmp are
+/// common), but it cannot itself be replaced by a host bind.
+const PRIVATE_TMP: &str = "/tmp";
 const TMP_SIZE: u64 = 1 << 30;
 
 pub fn compile(
@@ -52,7 +56,8 @@ pub fn compile_effective(
     if eff.net == NetMode::Host && eff.require.contains(&LayerReq::NetNs) {
         return Err(PolicyError::Refused {
             layer: "netns".into(),
-            reason: "the profile requires a network namespace but the node's net mode is host".into(),
+            reason: "the profile requires a network namespace but the node's net mode is host"
+                .into(),
         });
     }
     let env = build_env(eff, ctx);
@@ -81,7 +86,10 @@ pub fn compile_effective(
             namespaces: vec![],
             mounts: vec![],
             hostname: None,
-            net: NetPlan { mode: NetMode::Host, allow: vec![] },
+            net: NetPlan {
+                mode: NetMode::Host,
+                allow: vec![],
+            },
             landlock: None,
             seccomp: None,
             rlimits,
@@ -97,11 +105,17 @@ pub fn compile_effective(
     if !facts.userns {
         return Err(PolicyError::Refused {
             layer: "userns".into(),
-            reason: "every jail starts with a user namespace and this host cannot create one".into(),
+            reason: "every jail starts with a user namespace and this host cannot create one"
+                .into(),
         });
     }
     let mounts = build_mounts(eff, ctx)?;
-    let mounted = |p: &AbsPath| eff.read.iter().chain(eff.write.iter()).any(|r| r.contains(p));
+    let mounted = |p: &AbsPath| {
+        eff.read
+            .iter()
+            .chain(eff.write.iter())
+            .any(|r| r.contains(p))
+    };
     let cwd_ok = mounted(&ctx.cwd) || AbsPath::new("/tmp").is_ok_and(|t| t.contains(&ctx.cwd));
     if !cwd_ok {
         return Err(PolicyError::Invalid {
@@ -157,12 +171,25 @@ fn overlaps(a: &AbsPath, b: &AbsPath) -> bool {
 }
 
 fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, PolicyError> {
-    for (field, list) in [("fs.read", &eff.read), ("fs.write", &eff.write), ("fs.exec", &eff.exec)] {
+    for (field, list) in [
+        ("fs.read", &eff.read),
+        ("fs.write", &eff.write),
+        ("fs.exec", &eff.exec),
+    ] {
         for (i, p) in list.iter().enumerate() {
             if let Some(s) = SPECIAL.iter().map(|s| abs(s)).find(|s| s.contains(p)) {
                 return Err(PolicyError::Invalid {
                     what: format!("{field}[{i}]"),
                     reason: format!("{p} is inside {s}, which the jailer builds privately"),
+                });
+            }
+            let covers = SPECIAL.iter().chain([&PRIVATE_TMP]).map(|s| abs(s));
+            if let Some(s) = covers.into_iter().find(|s| p.contains(s)) {
+                return Err(PolicyError::Invalid {
+                    what: format!("{field}[{i}]"),
+                    reason: format!(
+                        "{p} would cover {s}, which the jailer builds privately; list the directories you need"
+                    ),
                 });
             }
         }
@@ -174,33 +201,53 @@ fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, Pol
         if eff.write.contains(p) {
             continue;
         }
-        keyed.push((p.depth(), 0, p.clone(), Mount::Bind {
-            src: p.clone(),
-            dst: p.clone(),
-            writable: false,
-            exec: exec_in(p),
-            optional: true,
-        }));
-    }
-    for p in &eff.write {
-        keyed.push((p.depth(), 0, p.clone(), Mount::Bind {
-            src: p.clone(),
-            dst: p.clone(),
-            writable: true,
-            exec: exec_in(p),
-            optional: false,
-        }));
-    }
-    // Exec paths not otherwise mounted are mounted read-only.
-    for p in &eff.exec {
-        if !eff.read.iter().chain(eff.write.iter()).any(|r| r.contains(p)) {
-            keyed.push((p.depth(), 0, p.clone(), Mount::Bind {
+        keyed.push((
+            p.depth(),
+            0,
+            p.clone(),
+            Mount::Bind {
                 src: p.clone(),
                 dst: p.clone(),
                 writable: false,
-                exec: true,
+                exec: exec_in(p),
                 optional: true,
-            }));
+            },
+        ));
+    }
+    for p in &eff.write {
+        keyed.push((
+            p.depth(),
+            0,
+            p.clone(),
+            Mount::Bind {
+                src: p.clone(),
+                dst: p.clone(),
+                writable: true,
+                exec: exec_in(p),
+                optional: false,
+            },
+        ));
+    }
+    // Exec paths not otherwise mounted are mounted read-only.
+    for p in &eff.exec {
+        if !eff
+            .read
+            .iter()
+            .chain(eff.write.iter())
+            .any(|r| r.contains(p))
+        {
+            keyed.push((
+                p.depth(),
+                0,
+                p.clone(),
+                Mount::Bind {
+                    src: p.clone(),
+                    dst: p.clone(),
+                    writable: false,
+                    exec: true,
+                    optional: true,
+                },
+            ));
         }
     }
     for w in &eff.write {
@@ -209,17 +256,32 @@ fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, Pol
             if eff.write.contains(&p) {
                 continue;
             }
-            keyed.push((p.depth(), 1, p.clone(), Mount::Bind {
-                src: p.clone(),
-                dst: p.clone(),
-                writable: false,
-                exec: false,
-                optional: true,
-            }));
+            // Pin every ancestor between the writable root and the protected
+            // path: `.git` for `.git/hooks`, so `mv .git x; mkdir .git` fails.
+            let mut anc = rel.as_path().parent();
+            while let Some(a) = anc.filter(|a| !a.as_os_str().is_empty()) {
+                if let Ok(r) = crate::path::RelPath::parse(&a.to_string_lossy()) {
+                    let ap = w.join(&r);
+                    keyed.push((ap.depth(), 1, ap.clone(), Mount::Pin { path: ap }));
+                }
+                anc = a.parent();
+            }
+            keyed.push((
+                p.depth(),
+                1,
+                p.clone(),
+                Mount::Bind {
+                    src: p.clone(),
+                    dst: p.clone(),
+                    writable: false,
+                    exec: false,
+                    optional: true,
+                },
+            ));
         }
     }
     keyed.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
-    keyed.dedup_by(|a, b| a.2 == b.2 && a.1 == b.1);
+    keyed.dedup_by(|a, b| a.2 == b.2 && a.3 == b.3);
     let mut mounts = vec![
         Mount::Root,
         Mount::Proc { dst: abs("/proc") },
@@ -248,15 +310,40 @@ fn build_env(eff: &Effective, ctx: &CompileContext) -> BTreeMap<String, String> 
         .filter(|(k, _)| eff.env.admits(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if eff.net == NetMode::Allowlist && !eff.unconfined {
+        // The only way out is the in-jail end of the egress proxy; tools find
+        // it through these variables (a profile's env.set may override them).
+        let proxy = format!("http://127.0.0.1:{ALLOWLIST_PROXY_PORT}");
+        for k in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            env.insert(k.into(), proxy.clone());
+        }
+        for k in ["NO_PROXY", "no_proxy"] {
+            env.insert(k.into(), "localhost,127.0.0.1,::1".into());
+        }
+    }
     for (k, v) in &eff.env_set {
         env.insert(k.as_str().into(), v.clone());
     }
     if !eff.unconfined {
-        // A HOME the jail does not mount would only make tools fail oddly.
+        // A HOME the jail does not mount would only make tools fail oddly. A
+        // HOME with mounted parts (build-offline's $HOME/.cargo/registry) is
+        // kept: tools find those parts through it.
         let home_mounted = env
             .get("HOME")
             .and_then(|h| AbsPath::new(h).ok())
-            .is_some_and(|h| eff.read.iter().chain(eff.write.iter()).any(|r| r.contains(&h)));
+            .is_some_and(|h| {
+                eff.read
+                    .iter()
+                    .chain(eff.write.iter())
+                    .any(|r| r.contains(&h) || h.contains(r))
+            });
         if env.contains_key("HOME") && !home_mounted {
             env.insert("HOME".into(), "/tmp".into());
         }
@@ -305,12 +392,25 @@ const DEV: &[FsAccess] = &[
     FsAccess::IoctlDev,
 ];
 
+const SHM: &[FsAccess] = &[
+    FsAccess::ReadFile,
+    FsAccess::ReadDir,
+    FsAccess::WriteFile,
+    FsAccess::RemoveFile,
+    FsAccess::MakeReg,
+    FsAccess::Truncate,
+];
+
 fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
     let abi = facts.landlock_abi.min(LANDLOCK_ABI_MAX);
     if abi == 0 {
         return None;
     }
-    let handled_fs: Vec<FsAccess> = FsAccess::ALL.iter().copied().filter(|a| a.abi() <= abi).collect();
+    let handled_fs: Vec<FsAccess> = FsAccess::ALL
+        .iter()
+        .copied()
+        .filter(|a| a.abi() <= abi)
+        .collect();
     let mut rules: BTreeMap<AbsPath, Vec<FsAccess>> = BTreeMap::new();
     let mut grant = |p: &AbsPath, rights: &[FsAccess]| {
         let e = rules.entry(p.clone()).or_default();
@@ -325,15 +425,28 @@ fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
         grant(p, WRITE);
     }
     for p in &eff.exec {
-        grant(p, &[FsAccess::Execute, FsAccess::ReadFile, FsAccess::ReadDir]);
+        grant(
+            p,
+            &[FsAccess::Execute, FsAccess::ReadFile, FsAccess::ReadDir],
+        );
     }
+    // The root holds only what the plan mounted: listing it reveals nothing.
+    grant(&abs("/"), &[FsAccess::ReadDir]);
     grant(&abs("/tmp"), WRITE);
     grant(&abs("/dev"), DEV);
+    // The jail's private /dev/shm (see `Mount::Dev`): shm_open(3) creates files there.
+    grant(&abs("/dev/shm"), SHM);
     grant(&abs("/proc"), READ);
-    grant(&abs(AGENTD_IN_JAIL), &[FsAccess::Execute, FsAccess::ReadFile]);
+    grant(
+        &abs(AGENTD_IN_JAIL),
+        &[FsAccess::Execute, FsAccess::ReadFile],
+    );
     let tcp = (abi >= 4).then_some(()).and_then(|_| match eff.net {
         // Deny all TCP: with no route out this only makes the denial explicit.
-        NetMode::None => Some(TcpRules { connect: vec![], bind: vec![] }),
+        NetMode::None => Some(TcpRules {
+            connect: vec![],
+            bind: vec![],
+        }),
         // Only the in-jail end of the egress proxy.
         NetMode::Allowlist => Some(TcpRules {
             connect: vec![ALLOWLIST_PROXY_PORT],

@@ -20,7 +20,10 @@ pub enum PolicyError {
         message: String,
     },
     #[error("profile {name:?} not found (searched {})", display_paths(.searched))]
-    ProfileNotFound { name: String, searched: Vec<PathBuf> },
+    ProfileNotFound {
+        name: String,
+        searched: Vec<PathBuf>,
+    },
     #[error("{}: extends cycle: {}", .file.display(), .chain.join(" -> "))]
     ExtendsCycle { file: PathBuf, chain: Vec<String> },
     #[error("{}: extends chain deeper than {max}", .file.display())]
@@ -60,8 +63,8 @@ impl PolicyError {
     /// Distinct exit codes per failure class, documented in docs/operations.md.
     pub fn exit_code(&self) -> i32 {
         match self {
-            PolicyError::Read { .. } => 66,          // EX_NOINPUT
-            PolicyError::Parse { .. } => 65,         // EX_DATAERR
+            PolicyError::Read { .. } => 66,  // EX_NOINPUT
+            PolicyError::Parse { .. } => 65, // EX_DATAERR
             PolicyError::ProfileNotFound { .. } => 66,
             PolicyError::ExtendsCycle { .. } | PolicyError::ExtendsTooDeep { .. } => 65,
             PolicyError::NameMismatch { .. } => 65,

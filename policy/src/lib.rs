@@ -76,7 +76,8 @@ impl EnvPattern {
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok = !s.is_empty()
             && !s.starts_with(|c: char| c.is_ascii_digit())
-            && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'*');
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'*');
         if !ok {
             return Err(format!(
                 "{s:?} is not an environment variable name or glob (letters, digits, '_', '*')"
@@ -105,7 +106,11 @@ impl From<EnvPattern> for String {
         n.0
     }
 }
-path::string_schema!(EnvPattern, "EnvPattern", "A variable name or a glob such as LC_*");
+path::string_schema!(
+    EnvPattern,
+    "EnvPattern",
+    "A variable name or a glob such as LC_*"
+);
 
 /// Why an allow/deny entry exists; must say something.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -94,7 +94,9 @@ fn check_name(h: &str) -> Result<(), String> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !ok {
             return Err(format!(
                 "host label {label:?} is not valid (letters, digits, '-'; a wildcard only as a leading '*.')"

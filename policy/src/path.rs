@@ -53,7 +53,9 @@ fn normal_components(s: &str, what: &str) -> Result<Vec<String>, String> {
 impl AbsPath {
     pub fn new(p: impl AsRef<Path>) -> Result<Self, String> {
         let p = p.as_ref();
-        let s = p.to_str().ok_or_else(|| format!("path {p:?} is not UTF-8"))?;
+        let s = p
+            .to_str()
+            .ok_or_else(|| format!("path {p:?} is not UTF-8"))?;
         if !s.starts_with('/') {
             return Err(format!("path {s:?} is not absolute"));
         }
@@ -251,9 +253,18 @@ mod tests {
 
     #[test]
     fn normalises_absolute_and_variable_paths() {
-        assert_eq!(PathSpec::parse("/usr//lib/./x/").unwrap().to_string(), "/usr/lib/x");
-        assert_eq!(PathSpec::parse("$HOME/.cargo").unwrap().to_string(), "$HOME/.cargo");
-        assert_eq!(PathSpec::parse("$WORKSPACE").unwrap().to_string(), "$WORKSPACE");
+        assert_eq!(
+            PathSpec::parse("/usr//lib/./x/").unwrap().to_string(),
+            "/usr/lib/x"
+        );
+        assert_eq!(
+            PathSpec::parse("$HOME/.cargo").unwrap().to_string(),
+            "$HOME/.cargo"
+        );
+        assert_eq!(
+            PathSpec::parse("$WORKSPACE").unwrap().to_string(),
+            "$WORKSPACE"
+        );
         assert_eq!(PathSpec::parse("/").unwrap().to_string(), "/");
     }
 
@@ -261,7 +272,9 @@ mod tests {
     fn refuses_relative_parent_and_unknown_variable() {
         assert!(PathSpec::parse("usr/lib").unwrap_err().contains("relative"));
         assert!(PathSpec::parse("/usr/../etc").unwrap_err().contains(".."));
-        assert!(PathSpec::parse("$HOMEDIR/x").unwrap_err().contains("unknown variable"));
+        assert!(PathSpec::parse("$HOMEDIR/x")
+            .unwrap_err()
+            .contains("unknown variable"));
         assert!(RelPath::parse("../x").is_err());
         assert!(RelPath::parse("/x").is_err());
     }
@@ -273,8 +286,13 @@ mod tests {
             ..Default::default()
         };
         let p = PathSpec::parse("$WORKSPACE/src").unwrap();
-        assert_eq!(p.resolve(&vars, "f").unwrap(), AbsPath::new("/w/src").unwrap());
-        let err = PathSpec::parse("$HOME/x").unwrap().resolve(&vars, "fs.read[0]");
+        assert_eq!(
+            p.resolve(&vars, "f").unwrap(),
+            AbsPath::new("/w/src").unwrap()
+        );
+        let err = PathSpec::parse("$HOME/x")
+            .unwrap()
+            .resolve(&vars, "fs.read[0]");
         assert!(err.unwrap_err().to_string().contains("$HOME"));
     }
 

@@ -74,6 +74,13 @@ pub enum Mount {
     Dev {
         dst: AbsPath,
     },
+    /// Bind an existing path onto itself so the node cannot rename or remove
+    /// it (a mountpoint is busy) and so cannot swap in a fresh `.git` with
+    /// its own hooks. A directory stays writable; a regular file (a worktree's
+    /// `.git` link to its git dir) becomes read-only. Skipped when missing.
+    Pin {
+        path: AbsPath,
+    },
     Bind {
         src: AbsPath,
         dst: AbsPath,
@@ -256,7 +263,10 @@ impl JailPlan {
                 || self.landlock.is_some()
                 || self.seccomp.is_some()
             {
-                return Err(bad("unconfined", "an unconfined plan carries no jail layers"));
+                return Err(bad(
+                    "unconfined",
+                    "an unconfined plan carries no jail layers",
+                ));
             }
             return Ok(());
         }
@@ -266,7 +276,10 @@ impl JailPlan {
             }
         }
         if (self.net.mode == NetMode::Host) == self.namespaces.contains(&Namespace::Net) {
-            return Err(bad("namespaces", "a network namespace goes with every net mode but host"));
+            return Err(bad(
+                "namespaces",
+                "a network namespace goes with every net mode but host",
+            ));
         }
         if self.mounts.first() != Some(&Mount::Root) {
             return Err(bad("mounts[0]", "the first mount must be the new root"));
@@ -275,7 +288,12 @@ impl JailPlan {
             if let Mount::Root = m {
                 return Err(bad(format!("mounts[{i}]"), "a second root"));
             }
-            if let Mount::Bind { dst, .. } | Mount::Tmpfs { dst, .. } | Mount::Proc { dst } | Mount::Dev { dst } = m {
+            if let Mount::Bind { dst, .. }
+            | Mount::Pin { path: dst }
+            | Mount::Tmpfs { dst, .. }
+            | Mount::Proc { dst }
+            | Mount::Dev { dst } = m
+            {
                 if dst.as_path() == std::path::Path::new("/") {
                     return Err(bad(format!("mounts[{i}]"), "mounts over / after the root"));
                 }
@@ -283,11 +301,17 @@ impl JailPlan {
         }
         if let Some(ll) = &self.landlock {
             if ll.abi == 0 || ll.abi > crate::facts::LANDLOCK_ABI_MAX {
-                return Err(bad("landlock.abi", format!("{} is not a known ABI", ll.abi)));
+                return Err(bad(
+                    "landlock.abi",
+                    format!("{} is not a known ABI", ll.abi),
+                ));
             }
             for (i, r) in ll.fs.iter().enumerate() {
                 if let Some(a) = r.access.iter().find(|a| !ll.handled_fs.contains(a)) {
-                    return Err(bad(format!("landlock.fs[{i}]"), format!("{a:?} is not handled")));
+                    return Err(bad(
+                        format!("landlock.fs[{i}]"),
+                        format!("{a:?} is not handled"),
+                    ));
                 }
             }
             if ll.tcp.is_some() && ll.abi < 4 {
@@ -298,9 +322,17 @@ impl JailPlan {
             }
         }
         if let Some(sc) = &self.seccomp {
-            for (i, r) in sc.deny_eperm.iter().chain(sc.deny_enosys.iter()).enumerate() {
+            for (i, r) in sc
+                .deny_eperm
+                .iter()
+                .chain(sc.deny_enosys.iter())
+                .enumerate()
+            {
                 if !is_known_syscall(&r.syscall) {
-                    return Err(bad(format!("seccomp[{i}]"), format!("unknown syscall {:?}", r.syscall)));
+                    return Err(bad(
+                        format!("seccomp[{i}]"),
+                        format!("unknown syscall {:?}", r.syscall),
+                    ));
                 }
                 if r.when.iter().any(|c| c.arg > 5) {
                     return Err(bad(format!("seccomp[{i}]"), "argument index above 5"));

@@ -22,7 +22,9 @@ impl TryFrom<i64> for SchemaVersion {
         if v == 1 {
             Ok(SchemaVersion)
         } else {
-            Err(format!("unsupported schema version {v}; this aiops reads schema = 1"))
+            Err(format!(
+                "unsupported schema version {v}; this aiops reads schema = 1"
+            ))
         }
     }
 }
@@ -48,12 +50,15 @@ impl ProfileName {
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-');
         if ok {
             Ok(ProfileName(s.into()))
         } else {
-            Err(format!("profile name {s:?}: use lower-case letters, digits and '-'"))
+            Err(format!(
+                "profile name {s:?}: use lower-case letters, digits and '-'"
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -71,7 +76,11 @@ impl From<ProfileName> for String {
         n.0
     }
 }
-crate::path::string_schema!(ProfileName, "ProfileName", "lower-case letters, digits and '-'");
+crate::path::string_schema!(
+    ProfileName,
+    "ProfileName",
+    "lower-case letters, digits and '-'"
+);
 
 /// `profiles/*.toml` as written.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -81,6 +90,7 @@ pub struct ProfileFile {
     pub schema: SchemaVersion,
     /// Must equal the file name without `.toml`.
     pub name: ProfileName,
+    /// One line saying what the profile is for (shown by `aiopsctl profiles`).
     pub description: String,
     /// A single parent profile whose settings this one starts from.
     pub extends: Option<ProfileName>,
@@ -90,11 +100,17 @@ pub struct ProfileFile {
     pub require: Option<Vec<LayerReq>>,
     /// Run without any jail. Never inherited silently: a child must restate it.
     pub unconfined: Option<bool>,
+    /// Filesystem: what is mounted read-only, read-write, and executable.
     pub fs: Option<FsSection>,
+    /// Network mode and the egress allow-list.
     pub net: Option<NetSection>,
+    /// Environment allow-list, fixed values and permitted secret names.
     pub env: Option<EnvSection>,
+    /// Time, output, memory, process and file limits.
     pub limits: Option<LimitsSection>,
+    /// Syscalls denied on top of the baseline table.
     pub seccomp: Option<SeccompSection>,
+    /// Paths inside writable roots kept read-only.
     pub protected: Option<ProtectedSection>,
 }
 
@@ -112,6 +128,7 @@ pub struct FsSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetSection {
+    /// none, loopback, allowlist or host.
     pub mode: Option<NetMode>,
     /// host:port entries reachable in `allowlist` mode.
     pub allow: Option<Vec<HostPort>>,
@@ -158,7 +175,9 @@ pub struct SeccompSection {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeccompDeny {
+    /// A syscall name known on x86_64 or aarch64; denied with EPERM.
     pub syscall: SyscallName,
+    /// Why (required).
     pub reason: Reason,
 }
 
@@ -176,7 +195,9 @@ pub struct ProtectedSection {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Unprotect {
+    /// A protected path (default or added by a parent) made writable again.
     pub path: RelPath,
+    /// Why (required).
     pub reason: Reason,
 }
 
@@ -185,6 +206,8 @@ pub const DEFAULT_PROTECTED: &[&str] = &[
     ".git/hooks",
     ".git/config",
     ".git/info",
+    ".git/commondir",
+    ".git/config.worktree",
     ".gitmodules",
     ".envrc",
     ".vscode",
@@ -363,8 +386,10 @@ impl ProfileLoader {
             }
             let file = read_profile_file(&p)?;
             if let Some(parent) = &file.extends {
-                let mut chain: Vec<String> =
-                    files.iter().map(|(_, f)| f.name.as_str().to_string()).collect();
+                let mut chain: Vec<String> = files
+                    .iter()
+                    .map(|(_, f)| f.name.as_str().to_string())
+                    .collect();
                 chain.push(file.name.as_str().into());
                 if chain.iter().any(|n| n == parent.as_str()) {
                     chain.push(parent.as_str().into());
@@ -388,7 +413,7 @@ pub fn read_profile_file(path: &Path) -> Result<ProfileFile, PolicyError> {
 }
 
 pub fn parse_profile(path: &Path, src: &str) -> Result<ProfileFile, PolicyError> {
-    let file: ProfileFile = from_toml(path, src)?;
+    let file: ProfileFile = from_toml(path, src).map_err(|e| name_duplicate_key(src, e))?;
     if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
         if stem != file.name.as_str() {
             return Err(PolicyError::NameMismatch {
@@ -399,6 +424,42 @@ pub fn parse_profile(path: &Path, src: &str) -> Result<ProfileFile, PolicyError>
         }
     }
     Ok(file)
+}
+
+/// The TOML parser says only "duplicate key"; name the key (it starts at the
+/// reported position) so the error is actionable on its own.
+fn name_duplicate_key(src: &str, e: PolicyError) -> PolicyError {
+    match e {
+        PolicyError::Parse {
+            file,
+            line,
+            column,
+            field,
+            message,
+        } if message == "duplicate key" => {
+            let key: String = src
+                .lines()
+                .nth(line.saturating_sub(1))
+                .unwrap_or("")
+                .chars()
+                .skip(column.saturating_sub(1))
+                .take_while(|c| !c.is_whitespace() && !matches!(c, '=' | ']' | '['))
+                .collect();
+            let (field, message) = if key.is_empty() {
+                (field, message)
+            } else {
+                (key.clone(), format!("duplicate key `{key}`"))
+            };
+            PolicyError::Parse {
+                file,
+                line,
+                column,
+                field,
+                message,
+            }
+        }
+        other => other,
+    }
 }
 
 /// Apply a chain (child first) root-first: a child's value replaces its
@@ -488,7 +549,8 @@ fn resolve(files: Vec<(PathBuf, ProfileFile)>) -> Profile {
             }
             for u in &pr.unprotect {
                 p.protected.retain(|x| x != &u.path);
-                p.unprotected.push((u.path.clone(), u.reason.as_str().into()));
+                p.unprotected
+                    .push((u.path.clone(), u.reason.as_str().into()));
             }
         }
     }

@@ -77,7 +77,10 @@ impl JailRequest {
 
     pub fn decode(bytes: &[u8]) -> Result<JailRequest, PolicyError> {
         if bytes.len() > MAX_REQUEST_BYTES {
-            return Err(protocol(format!("request of {} bytes exceeds {MAX_REQUEST_BYTES}", bytes.len())));
+            return Err(protocol(format!(
+                "request of {} bytes exceeds {MAX_REQUEST_BYTES}",
+                bytes.len()
+            )));
         }
         serde_json::from_slice(bytes).map_err(|e| protocol(format!("request: {e}")))
     }
@@ -178,24 +181,39 @@ pub struct ExitReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Report {
-    Started { pid: u32 },
-    Output { stream: Stream, bytes: u64 },
+    Started {
+        pid: u32,
+    },
+    Output {
+        stream: Stream,
+        bytes: u64,
+    },
     Exited(ExitReport),
-    SetupFailed { step: Step, errno: i32, message: String },
+    SetupFailed {
+        step: Step,
+        errno: i32,
+        message: String,
+    },
 }
 
 impl Report {
     pub fn encode(&self) -> Result<Vec<u8>, PolicyError> {
         let v = serde_json::to_vec(self).map_err(|e| protocol(format!("encode: {e}")))?;
         if v.len() > MAX_REPORT_BYTES {
-            return Err(protocol(format!("report of {} bytes exceeds {MAX_REPORT_BYTES}", v.len())));
+            return Err(protocol(format!(
+                "report of {} bytes exceeds {MAX_REPORT_BYTES}",
+                v.len()
+            )));
         }
         Ok(v)
     }
 
     pub fn decode(frame: &[u8]) -> Result<Report, PolicyError> {
         if frame.len() > MAX_REPORT_BYTES {
-            return Err(protocol(format!("frame of {} bytes exceeds {MAX_REPORT_BYTES}", frame.len())));
+            return Err(protocol(format!(
+                "frame of {} bytes exceeds {MAX_REPORT_BYTES}",
+                frame.len()
+            )));
         }
         serde_json::from_slice(frame).map_err(|e| protocol(format!("bad report frame: {e}")))
     }
@@ -222,13 +240,19 @@ mod tests {
 
     #[test]
     fn garbage_and_oversize_frames_are_protocol_errors() {
-        assert!(matches!(Report::decode(b"\xff\x00garbage"), Err(PolicyError::Protocol { .. })));
+        assert!(matches!(
+            Report::decode(b"\xff\x00garbage"),
+            Err(PolicyError::Protocol { .. })
+        ));
         assert!(matches!(
             Report::decode(br#"{"kind":"started","pid":1,"extra":2}"#),
             Err(PolicyError::Protocol { .. })
         ));
         let big = vec![b' '; MAX_REPORT_BYTES + 1];
-        assert!(matches!(Report::decode(&big), Err(PolicyError::Protocol { .. })));
+        assert!(matches!(
+            Report::decode(&big),
+            Err(PolicyError::Protocol { .. })
+        ));
     }
 
     #[test]

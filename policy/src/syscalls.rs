@@ -43,7 +43,9 @@ impl SyscallName {
         if is_known_syscall(s) {
             Ok(SyscallName(s.to_string()))
         } else {
-            Err(format!("unknown syscall {s:?} (not in the x86_64 or aarch64 tables)"))
+            Err(format!(
+                "unknown syscall {s:?} (not in the x86_64 or aarch64 tables)"
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -61,7 +63,11 @@ impl From<SyscallName> for String {
         s.0
     }
 }
-crate::path::string_schema!(SyscallName, "SyscallName", "A Linux syscall name, such as io_uring_setup");
+crate::path::string_schema!(
+    SyscallName,
+    "SyscallName",
+    "A Linux syscall name, such as io_uring_setup"
+);
 
 pub fn is_known_syscall(name: &str) -> bool {
     syscalls::x86_64::Sysno::from_str(name).is_ok()
@@ -121,16 +127,33 @@ pub fn baseline_enosys() -> Vec<SyscallRule> {
 /// The baseline deny table (EPERM), in a stable order.
 pub fn baseline_deny() -> Vec<SyscallRule> {
     let mut t = Vec::new();
-    for s in ["ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd"] {
+    for s in [
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "pidfd_getfd",
+    ] {
         t.push(always(s, "reads or writes another process's memory or fds"));
     }
     for s in [
-        "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsconfig",
-        "fsmount", "fspick", "mount_setattr",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "chroot",
+        "move_mount",
+        "open_tree",
+        "fsopen",
+        "fsconfig",
+        "fsmount",
+        "fspick",
+        "mount_setattr",
     ] {
         t.push(always(s, "changes the mount tree the jail was built from"));
     }
-    t.push(always("unshare", "creates namespaces that re-grant capabilities"));
+    t.push(always(
+        "unshare",
+        "creates namespaces that re-grant capabilities",
+    ));
     t.push(always("setns", "joins another namespace"));
     for (flag, name) in [
         (CLONE_NEWUSER, "CLONE_NEWUSER"),
@@ -157,18 +180,41 @@ pub fn baseline_deny() -> Vec<SyscallRule> {
         t.push(always(s, "opens files by handle, bypassing the mount tree"));
     }
     t.push(always("bpf", "loads kernel programs; large attack surface"));
-    t.push(always("perf_event_open", "kernel profiling; leaks and attack surface"));
+    t.push(always(
+        "perf_event_open",
+        "kernel profiling; leaks and attack surface",
+    ));
     for s in ["keyctl", "add_key", "request_key"] {
         t.push(always(s, "kernel keyrings are not namespaced"));
     }
     for s in ["io_uring_setup", "io_uring_enter", "io_uring_register"] {
-        t.push(always(s, "performs I/O (opens, sockets) without the syscalls this table filters"));
+        t.push(always(
+            s,
+            "performs I/O (opens, sockets) without the syscalls this table filters",
+        ));
     }
-    t.push(always("userfaultfd", "stalls kernel threads at will; a common exploit primitive"));
-    for s in ["kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module"] {
+    t.push(always(
+        "userfaultfd",
+        "stalls kernel threads at will; a common exploit primitive",
+    ));
+    for s in [
+        "kexec_load",
+        "kexec_file_load",
+        "init_module",
+        "finit_module",
+        "delete_module",
+    ] {
         t.push(always(s, "loads or replaces kernel code"));
     }
-    for s in ["reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "syslog"] {
+    for s in [
+        "reboot",
+        "swapon",
+        "swapoff",
+        "acct",
+        "quotactl",
+        "quotactl_fd",
+        "syslog",
+    ] {
         t.push(always(s, "host-global administration"));
     }
     for s in ["settimeofday", "clock_settime", "clock_adjtime"] {
@@ -218,17 +264,40 @@ pub fn baseline_deny() -> Vec<SyscallRule> {
         }],
         reason: "TIOCLINUX can inject console input and read the screen".into(),
     });
-    for (s, arg) in [("chmod", 1), ("fchmod", 1), ("fchmodat", 2), ("fchmodat2", 2)] {
+    for (s, arg) in [
+        ("chmod", 1),
+        ("fchmod", 1),
+        ("fchmodat", 2),
+        ("fchmodat2", 2),
+    ] {
         for bit in [S_ISUID, S_ISGID] {
-            t.push(masked(s, arg, bit, bit, "setuid/setgid bits would plant privilege for the host"));
+            t.push(masked(
+                s,
+                arg,
+                bit,
+                bit,
+                "setuid/setgid bits would plant privilege for the host",
+            ));
         }
     }
     for (s, arg) in [("mknod", 1), ("mknodat", 2)] {
         for kind in [S_IFCHR, S_IFBLK] {
-            t.push(masked(s, arg, S_IFMT, kind, "device nodes reach hardware outside the jail"));
+            t.push(masked(
+                s,
+                arg,
+                S_IFMT,
+                kind,
+                "device nodes reach hardware outside the jail",
+            ));
         }
         for bit in [S_ISUID, S_ISGID] {
-            t.push(masked(s, arg, bit, bit, "setuid/setgid bits would plant privilege for the host"));
+            t.push(masked(
+                s,
+                arg,
+                bit,
+                bit,
+                "setuid/setgid bits would plant privilege for the host",
+            ));
         }
     }
     t

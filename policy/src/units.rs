@@ -76,8 +76,16 @@ impl FromStr for Bytes {
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
             "TB" => 1_000_000_000_000,
-            "" => return Err(format!("{s:?}: missing unit (B, KiB, MiB, GiB, KB, MB, GB)")),
-            u => return Err(format!("{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, KB, MB, GB)")),
+            "" => {
+                return Err(format!(
+                    "{s:?}: missing unit (B, KiB, MiB, GiB, KB, MB, GB)"
+                ))
+            }
+            u => {
+                return Err(format!(
+                    "{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, KB, MB, GB)"
+                ))
+            }
         };
         let b = n
             .checked_mul(mul)
@@ -105,8 +113,13 @@ impl TryFrom<String> for Bytes {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0;
-        for (unit, n) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-            if ms % n == 0 {
+        for (unit, n) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
+            if ms.is_multiple_of(n) {
                 return write!(f, "{}{unit}", ms / n);
             }
         }
@@ -117,8 +130,13 @@ impl fmt::Display for Dur {
 impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        for (unit, n) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if b % n == 0 {
+        for (unit, n) in [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ] {
+            if b.is_multiple_of(n) {
                 return write!(f, "{}{unit}", b / n);
             }
         }
@@ -144,7 +162,7 @@ impl schemars::JsonSchema for Dur {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^[0-9]+(ms|s|m|min|h|d)$",
+            "pattern": "^\\s*[0-9]+\\s*(ms|s|m|min|h|d)\\s*$",
             "description": "A duration with a unit: 500ms, 90s, 30m, 2h, 1d"
         })
     }
@@ -156,7 +174,7 @@ impl schemars::JsonSchema for Bytes {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^[0-9]+(B|KiB|MiB|GiB|TiB|KB|kB|MB|GB|TB)$",
+            "pattern": "^\\s*[0-9]+\\s*(B|KiB|MiB|GiB|TiB|KB|kB|MB|GB|TB)\\s*$",
             "description": "A size with a unit: 512KiB, 16MiB, 4GiB, 1GB"
         })
     }
@@ -177,7 +195,10 @@ mod tests {
     #[test]
     fn refuses_durations_without_or_with_unknown_unit() {
         assert!("30".parse::<Dur>().unwrap_err().contains("missing unit"));
-        assert!("30 weeks".parse::<Dur>().unwrap_err().contains("unknown unit"));
+        assert!("30 weeks"
+            .parse::<Dur>()
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!("0s".parse::<Dur>().is_err());
         assert!("m".parse::<Dur>().is_err());
     }

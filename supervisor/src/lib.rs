@@ -1,2 +1,12 @@
-//! aiops supervisor library
+//! aiops supervisor library: the `aiopsctl` command line and what it shares
+//! with the daemon (host facts, helper lookup, exec).
 #![forbid(unsafe_code)]
+pub mod cli;
+pub mod context;
+pub mod error;
+pub mod exec;
+pub mod facts;
+pub mod live;
+pub mod locate;
+pub mod logging;
+pub mod signals;

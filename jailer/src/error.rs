@@ -1,0 +1,153 @@
+//! One error enum for the jailer; every variant names the step that failed
+//! and maps to the `Step` sent in `Report::SetupFailed`.
+use aiops_policy::proto::Step;
+use aiops_policy::PolicyError;
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    #[error("read request from fd {fd}")]
+    ReadRequest { fd: i32, source: io::Error },
+    #[error("decode request")]
+    DecodeRequest { source: PolicyError },
+    #[error("validate request")]
+    Validate { source: PolicyError },
+    #[error("refuse request: {reason}")]
+    Refused { reason: String },
+    #[error("report fd {fd} is not a SOCK_SEQPACKET socket")]
+    ReportFd { fd: i32, source: io::Error },
+    #[error("close inherited fds")]
+    CloseFds { source: io::Error },
+    #[error("secret {name}: {reason}")]
+    Secrets { name: String, reason: String },
+    #[error("secrets dir {}", .path.display())]
+    SecretsIo { path: PathBuf, source: io::Error },
+    #[error("drop root: {what}")]
+    DropRoot {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("unshare {flags}")]
+    Unshare { flags: String, source: io::Error },
+    #[error("write {}", .path)]
+    IdMaps {
+        path: &'static str,
+        source: io::Error,
+    },
+    #[error("fork into the pid namespace: {what}")]
+    Fork {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("{what} {}", .path.display())]
+    Mount {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("pivot_root: {what}")]
+    PivotRoot {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("sethostname")]
+    Hostname { source: io::Error },
+    #[error("bring lo up")]
+    Loopback { source: io::Error },
+    #[error("setrlimit {resource}")]
+    Rlimit { resource: String, source: io::Error },
+    #[error("cgroup: {reason}")]
+    Cgroup { reason: String },
+    #[error("setsid")]
+    Setsid { source: io::Error },
+    #[error("drop capabilities ({set})")]
+    DropCaps {
+        set: &'static str,
+        source: caps::errors::CapsError,
+    },
+    #[error("set no_new_privs")]
+    NoNewPrivs { source: io::Error },
+    #[error("landlock: {what}")]
+    Landlock { what: String, errno: i32 },
+    #[error("seccomp: {what}")]
+    Seccomp { what: String, errno: i32 },
+    #[error("agent spec memfd: {what}")]
+    AgentSpec {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("execve {}", .path.display())]
+    ExecAgentd { path: PathBuf, source: io::Error },
+}
+
+impl JailError {
+    pub fn step(&self) -> Step {
+        use JailError::*;
+        match self {
+            ReadRequest { .. } | DecodeRequest { .. } | ReportFd { .. } => Step::ReadRequest,
+            Validate { .. } | Refused { .. } => Step::Validate,
+            CloseFds { .. } => Step::CloseFds,
+            Secrets { .. } | SecretsIo { .. } => Step::Secrets,
+            DropRoot { .. } => Step::DropRoot,
+            Unshare { .. } => Step::Unshare,
+            IdMaps { .. } => Step::IdMaps,
+            Fork { .. } => Step::Fork,
+            Mount { .. } => Step::Mounts,
+            PivotRoot { .. } => Step::PivotRoot,
+            Hostname { .. } => Step::Hostname,
+            Loopback { .. } => Step::Loopback,
+            Rlimit { .. } => Step::Rlimits,
+            Cgroup { .. } => Step::Cgroup,
+            Setsid { .. } => Step::Setsid,
+            DropCaps { .. } => Step::DropCaps,
+            NoNewPrivs { .. } => Step::NoNewPrivs,
+            Landlock { .. } => Step::Landlock,
+            Seccomp { .. } => Step::Seccomp,
+            AgentSpec { .. } | ExecAgentd { .. } => Step::ExecAgentd,
+        }
+    }
+
+    /// The errno behind the failure, 0 when it was a refusal, not a syscall.
+    pub fn errno(&self) -> i32 {
+        use JailError::*;
+        match self {
+            ReadRequest { source, .. }
+            | ReportFd { source, .. }
+            | CloseFds { source }
+            | SecretsIo { source, .. }
+            | DropRoot { source, .. }
+            | Unshare { source, .. }
+            | IdMaps { source, .. }
+            | Fork { source, .. }
+            | Mount { source, .. }
+            | PivotRoot { source, .. }
+            | Hostname { source }
+            | Loopback { source }
+            | Rlimit { source, .. }
+            | Setsid { source }
+            | NoNewPrivs { source }
+            | AgentSpec { source, .. }
+            | ExecAgentd { source, .. } => source.raw_os_error().unwrap_or(0),
+            Landlock { errno, .. } | Seccomp { errno, .. } => *errno,
+            DecodeRequest { .. }
+            | Validate { .. }
+            | Refused { .. }
+            | Secrets { .. }
+            | Cgroup { .. }
+            | DropCaps { .. } => 0,
+        }
+    }
+
+    /// The message and its sources, joined as `a: b: c`.
+    pub fn chain(&self) -> String {
+        let mut s = self.to_string();
+        let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(self);
+        while let Some(e) = cur {
+            s.push_str(": ");
+            s.push_str(&e.to_string());
+            cur = e.source();
+        }
+        s
+    }
+}

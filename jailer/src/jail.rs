@@ -1,0 +1,342 @@
+//! The jailer's steps, in order. Numbered as in docs/jailer.md; the
+//! `steps_match_docs` test fails if the two differ.
+use crate::error::JailError;
+use crate::exec::{execve_agentd, ReportFd};
+use crate::{caps, idmap, landlock, limits, mounts, net, ns, seccomp, secrets, sys};
+use aiops_policy::facts::LayerReq;
+use aiops_policy::net::NetMode;
+use aiops_policy::plan::{Mount, Namespace, AGENTD_IN_JAIL};
+use aiops_policy::proto::{AgentSpec, JailRequest, MAX_REQUEST_BYTES, PROTO_VERSION};
+use aiops_policy::AbsPath;
+use std::convert::Infallible;
+use std::io::Read;
+use std::os::fd::RawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The function names of the steps, in order (docs/jailer.md).
+#[cfg_attr(not(test), allow(dead_code))] // read by steps_match_docs
+pub const STEPS: [&str; 13] = [
+    "read_request",
+    "close_fds",
+    "setresuid_to_jail_uid",
+    "unshare_namespaces",
+    "write_id_maps",
+    "fork_into_pid_ns",
+    "pivot_root_into",
+    "sethostname_and_lo_up",
+    "setrlimits",
+    "drop_caps_and_set_nnp",
+    "landlock_restrict_self",
+    "seccomp_install",
+    "execve_agentd",
+];
+
+/// What the jailer takes from its own environment, read once at start; the
+/// environment is never passed on (agentd is exec'd with an empty one).
+pub struct HostEnv {
+    pub secrets_dir: Option<PathBuf>,
+    pub agentd: Option<PathBuf>,
+}
+
+impl HostEnv {
+    pub fn capture() -> HostEnv {
+        HostEnv {
+            secrets_dir: std::env::var_os("AIOPS_SECRETS_DIR").map(PathBuf::from),
+            agentd: std::env::var_os("AIOPS_AGENTD").map(PathBuf::from),
+        }
+    }
+}
+
+fn refused(reason: impl Into<String>) -> JailError {
+    JailError::Refused {
+        reason: reason.into(),
+    }
+}
+
+/// Step 1: read the request to EOF (bounded), decode, validate.
+pub fn read_request(fd: RawFd) -> Result<JailRequest, JailError> {
+    let rd = |source| JailError::ReadRequest { fd, source };
+    let owned = sys::adopt_inherited_fd(fd).map_err(rd)?;
+    let mut buf = Vec::new();
+    std::fs::File::from(owned)
+        .take(MAX_REQUEST_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(rd)?;
+    let req = JailRequest::decode(&buf).map_err(|source| JailError::DecodeRequest { source })?;
+    req.validate()
+        .map_err(|source| JailError::Validate { source })?;
+    if req.plan.net.mode == NetMode::Allowlist {
+        return Err(refused(
+            "net mode allowlist: egress allow-list proxy is not implemented yet",
+        ));
+    }
+    check_required_layers(&req)?;
+    Ok(req)
+}
+
+/// The profile's `require` list, checked against what this plan will apply.
+fn check_required_layers(req: &JailRequest) -> Result<(), JailError> {
+    let p = &req.plan;
+    for r in &p.require {
+        let ok = match r {
+            LayerReq::UserNs => p.namespaces.contains(&Namespace::User),
+            LayerReq::MountNs => p.namespaces.contains(&Namespace::Mount),
+            LayerReq::PidNs => p.namespaces.contains(&Namespace::Pid),
+            LayerReq::NetNs => p.namespaces.contains(&Namespace::Net),
+            LayerReq::IpcNs => p.namespaces.contains(&Namespace::Ipc),
+            LayerReq::UtsNs => p.namespaces.contains(&Namespace::Uts),
+            LayerReq::CgroupNs => p.namespaces.contains(&Namespace::Cgroup),
+            LayerReq::Seccomp => p.seccomp.is_some(),
+            LayerReq::Landlock(n) => p.landlock.as_ref().is_some_and(|l| l.abi >= *n),
+            LayerReq::Rlimits => !p.rlimits.is_empty(),
+            LayerReq::Cgroup => true, // refused by limits::cgroup_layer, at its own step
+        };
+        if !ok && !p.unconfined {
+            return Err(refused(format!(
+                "the profile requires {r} and the plan does not apply it"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The host path of agentd: `$AIOPS_AGENTD`, else `aiops-agentd` next to us.
+fn agentd_host_path(env: &HostEnv) -> Result<PathBuf, JailError> {
+    if let Some(p) = &env.agentd {
+        return Ok(p.clone());
+    }
+    let me = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| refused(format!("/proc/self/exe: {e}")))?;
+    let dir = me
+        .parent()
+        .ok_or_else(|| refused("/proc/self/exe has no parent directory"))?;
+    Ok(dir.join("aiops-agentd"))
+}
+
+/// A confined plan must bind exactly this jailer's agentd at AGENTD_IN_JAIL.
+fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
+    let want = AbsPath::new(host).map_err(|e| refused(format!("agentd path: {e}")))?;
+    let bound = req.plan.mounts.iter().find_map(|m| match m {
+        Mount::Bind { src, dst, .. } if dst.as_path() == Path::new(AGENTD_IN_JAIL) => Some(src),
+        _ => None,
+    });
+    // The same file, however either side spelled its path (symlinks included).
+    let same = |src: &AbsPath| {
+        *src == want
+            || matches!(
+                (std::fs::canonicalize(src.as_path()), std::fs::canonicalize(host)),
+                (Ok(a), Ok(b)) if a == b
+            )
+    };
+    match bound {
+        Some(src) if same(src) => Ok(()),
+        Some(src) => Err(refused(format!(
+            "the plan binds {src} at {AGENTD_IN_JAIL}; this jailer's agentd is {want}"
+        ))),
+        None => Err(refused(format!(
+            "the plan does not bind agentd at {AGENTD_IN_JAIL}"
+        ))),
+    }
+}
+
+/// Step 2 (first part): every fd ≥ 3 but the report socket.
+fn close_fds(report: &ReportFd) -> Result<(), JailError> {
+    let r = u32::try_from(report.0).map_err(|_| JailError::CloseFds {
+        source: std::io::Error::from_raw_os_error(libc::EBADF),
+    })?;
+    let ce = |source| JailError::CloseFds { source };
+    if r > 3 {
+        sys::close_fd_range(3, r - 1).map_err(ce)?;
+    }
+    sys::close_fd_range(r + 1, u32::MAX).map_err(ce)
+}
+
+/// Step 3's uid: the owner of the first writable bind unless that is root, else nobody.
+fn jail_ids(req: &JailRequest) -> (u32, u32) {
+    let owner = req.plan.mounts.iter().find_map(|m| match m {
+        Mount::Bind {
+            src,
+            writable: true,
+            ..
+        } => std::fs::metadata(src.as_path()).ok(),
+        _ => None,
+    });
+    match owner {
+        Some(m) if m.uid() != 0 => (m.uid(), m.gid()),
+        _ => (ns::NOBODY, ns::NOBODY),
+    }
+}
+
+fn ns_layer(ns: Namespace) -> &'static str {
+    match ns {
+        Namespace::User => "userns",
+        Namespace::Mount => "mountns",
+        Namespace::Pid => "pidns",
+        Namespace::Net => "netns",
+        Namespace::Ipc => "ipcns",
+        Namespace::Uts => "utsns",
+        Namespace::Cgroup => "cgroupns",
+    }
+}
+
+/// Step 8.
+fn sethostname_and_lo_up(req: &JailRequest) -> Result<(), JailError> {
+    let p = &req.plan;
+    if let (Some(h), true) = (&p.hostname, p.namespaces.contains(&Namespace::Uts)) {
+        net::sethostname(h)?;
+    }
+    if p.namespaces.contains(&Namespace::Net) {
+        net::set_lo_up()?;
+    }
+    Ok(())
+}
+
+pub fn run(
+    request_fd: RawFd,
+    report: &mut ReportFd,
+    env: &HostEnv,
+) -> Result<Infallible, JailError> {
+    // 1. Read and validate; everything decidable without changing state is decided here.
+    let req = read_request(request_fd)?;
+    let plan = &req.plan;
+    let agentd = agentd_host_path(env)?;
+    let filters = plan.seccomp.as_ref().map(seccomp::compile).transpose()?;
+    let cgroup = limits::cgroup_layer(&plan.require)?;
+    if !plan.unconfined {
+        check_agentd_bind(&req, &agentd)?;
+    }
+    // 2. Close inherited fds, read secrets. The environment was captured in
+    // HostEnv and is never passed on.
+    close_fds(report)?;
+    let secrets = secrets::read_secrets(env.secrets_dir.as_deref(), &plan.secrets)?;
+    let mut layers: Vec<String> = vec![];
+    if plan.unconfined {
+        layers.push("unconfined".into());
+    }
+    // 3. Host root becomes an unprivileged uid before any namespace exists.
+    if nix::unistd::geteuid().is_root() {
+        let (uid, gid) = jail_ids(&req);
+        ns::setresuid_to_jail_uid(uid, gid)?;
+        layers.push(format!("uid {uid} (dropped from root)"));
+    }
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    if !plan.unconfined {
+        // 4. 5.
+        ns::unshare_namespaces(&plan.namespaces)?;
+        idmap::write_id_maps(uid, gid)?;
+        layers.extend(plan.namespaces.iter().map(|n| ns_layer(*n).to_string()));
+    }
+    // 6. (Unconfined too: the fork makes setsid possible even for a group leader.)
+    ns::fork_into_pid_ns()?;
+    if !plan.unconfined {
+        // 7. 8.
+        mounts::pivot_root_into(&plan.mounts)?;
+        layers.push("pivot_root".into());
+        sethostname_and_lo_up(&req)?;
+    }
+    // 9.
+    limits::setrlimits(&plan.rlimits)?;
+    layers.push("rlimits".into());
+    if !plan.unconfined {
+        layers.push(cgroup);
+    }
+    // 10.
+    caps::setsid()?;
+    if plan.unconfined {
+        caps::set_no_new_privs()?;
+    } else {
+        caps::drop_caps_and_set_nnp()?;
+        layers.push("caps: none".into());
+    }
+    layers.push("no_new_privs".into());
+    // 11. 12. Landlock after every mount (a domain forbids mount), seccomp last.
+    if let Some(ll) = &plan.landlock {
+        landlock::landlock_restrict_self(ll)?;
+        layers.push(landlock::layer_name(ll));
+    }
+    if let Some(f) = &filters {
+        seccomp::seccomp_install(f)?;
+        layers.push(f.layer_name());
+    }
+    // 13.
+    let spec = AgentSpec {
+        proto_version: PROTO_VERSION,
+        argv: req.node.argv.clone(),
+        cwd: plan.cwd.clone(),
+        env: plan
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        secrets,
+        timeout_ms: plan.run.timeout_ms,
+        output_bytes: plan.run.output_bytes,
+        stream_reports: false,
+        layers,
+    };
+    let target = if plan.unconfined {
+        agentd
+    } else {
+        PathBuf::from(AGENTD_IN_JAIL)
+    };
+    execve_agentd(&target, &spec, report)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// `N. \`name\`` lines of docs/jailer.md, in order.
+    fn documented_steps() -> Vec<(usize, String)> {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/jailer.md"))
+                .unwrap();
+        doc.lines()
+            .filter_map(|l| {
+                let (num, rest) = l.split_once(". `")?;
+                let n: usize = num.parse().ok()?;
+                let name = rest.split('`').next()?;
+                Some((n, name.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn steps_match_docs() {
+        let want: Vec<(usize, String)> = STEPS
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i + 1, s.to_string()))
+            .collect();
+        assert_eq!(documented_steps(), want);
+    }
+
+    #[test]
+    fn clone_flags_cover_every_namespace() {
+        use nix::sched::CloneFlags as C;
+        let all = [
+            Namespace::User,
+            Namespace::Mount,
+            Namespace::Pid,
+            Namespace::Net,
+            Namespace::Ipc,
+            Namespace::Uts,
+            Namespace::Cgroup,
+        ];
+        assert_eq!(
+            ns::clone_flags(&all),
+            C::CLONE_NEWUSER
+                | C::CLONE_NEWNS
+                | C::CLONE_NEWPID
+                | C::CLONE_NEWNET
+                | C::CLONE_NEWIPC
+                | C::CLONE_NEWUTS
+                | C::CLONE_NEWCGROUP
+        );
+    }
+}

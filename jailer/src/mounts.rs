@@ -1,0 +1,368 @@
+//! Step 7: a new root from the plan's mounts, entered with pivot_root(2).
+//!
+//! The dance is bubblewrap's: a staging tmpfs over /tmp becomes `/` with the
+//! host root at `/oldroot`, so every source is reachable as `/oldroot/<src>`
+//! (even sources under the host's /tmp) while the jail is built on a second
+//! tmpfs at `/newroot`. Then the host root is detached and `/newroot` entered.
+use crate::error::JailError;
+use aiops_policy::plan::Mount;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::statvfs::{statvfs, FsFlags};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+const STAGE: &str = "/tmp";
+const NEWROOT: &str = "/newroot";
+const OLDROOT: &str = "/oldroot";
+/// Host device nodes bound into the jail's /dev (Mount::Dev in plan.rs).
+const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+const DEV_LINKS: [(&str, &str); 4] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+fn err(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> JailError {
+    let path = path.into();
+    move |source| JailError::Mount { what, path, source }
+}
+
+fn nix_err(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(nix::Error) -> JailError {
+    let f = err(what, path);
+    move |e| f(io::Error::from(e))
+}
+
+/// `/newroot` + an absolute jail path.
+fn under(base: &str, p: &Path) -> PathBuf {
+    Path::new(base).join(p.strip_prefix("/").unwrap_or(p))
+}
+
+/// Build the root from `mounts` (mounts[0] is Mount::Root, checked by
+/// `JailPlan::validate`) and pivot into it. Returns the binds skipped
+/// because their optional source was missing.
+pub fn pivot_root_into(mounts: &[Mount]) -> Result<Vec<PathBuf>, JailError> {
+    // Keep every mount below from propagating back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(nix_err("make rprivate", "/"))?;
+    stage_root()?;
+    let mut skipped = vec![];
+    // Jail paths backed by the host or the kernel: never create anything below them.
+    let mut no_create: Vec<PathBuf> = vec![];
+    // (jail path, writable, exec) of every bind made, for pins inside them.
+    let mut binds: Vec<(PathBuf, bool, bool)> = vec![];
+    for m in mounts.iter().skip(1) {
+        match m {
+            Mount::Root => {}
+            Mount::Pin { path } => {
+                let t = under(NEWROOT, path.as_path());
+                pin(&under(OLDROOT, path.as_path()), &t, &binds, &no_create)?;
+            }
+            Mount::Tmpfs {
+                dst,
+                mode,
+                size_bytes,
+            } => {
+                let t = under(NEWROOT, dst.as_path());
+                make_dir_mountpoint(&t, &no_create)?;
+                let data = format!("mode={mode:o},size={size_bytes}");
+                mount(
+                    Some("tmpfs"),
+                    &t,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(data.as_str()),
+                )
+                .map_err(nix_err("mount tmpfs on", &t))?;
+            }
+            Mount::Proc { dst } => {
+                let t = under(NEWROOT, dst.as_path());
+                make_dir_mountpoint(&t, &no_create)?;
+                mount_proc(&t)?;
+                no_create.push(t);
+            }
+            Mount::Dev { dst } => {
+                let t = under(NEWROOT, dst.as_path());
+                make_dir_mountpoint(&t, &no_create)?;
+                mount_dev(&t)?;
+                no_create.push(t);
+            }
+            Mount::Bind {
+                src,
+                dst,
+                writable,
+                exec,
+                optional,
+            } => {
+                let s = under(OLDROOT, src.as_path());
+                let t = under(NEWROOT, dst.as_path());
+                let bound = bind(&s, &t, *writable, *exec, &no_create)?;
+                match bound {
+                    Bound::Mounted => {
+                        binds.push((t.clone(), *writable, *exec));
+                        no_create.push(t)
+                    }
+                    Bound::Symlink => {}
+                    Bound::Missing if *optional => skipped.push(src.as_path().to_path_buf()),
+                    Bound::Missing => {
+                        return Err(JailError::Mount {
+                            what: "bind source (or its mountpoint inside a bind) missing:",
+                            path: src.as_path().into(),
+                            source: io::Error::from_raw_os_error(libc::ENOENT),
+                        })
+                    }
+                }
+            }
+        }
+    }
+    enter_new_root()?;
+    Ok(skipped)
+}
+
+/// Mount the staging tmpfs over /tmp and pivot into it, the host root at /oldroot.
+fn stage_root() -> Result<(), JailError> {
+    let fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(Some("tmpfs"), STAGE, Some("tmpfs"), fl, Some("mode=0755"))
+        .map_err(nix_err("mount staging tmpfs on", STAGE))?;
+    for d in ["newroot", "oldroot"] {
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(Path::new(STAGE).join(d))
+            .map_err(err("mkdir", Path::new(STAGE).join(d)))?;
+    }
+    nix::unistd::pivot_root(STAGE, "/tmp/oldroot").map_err(|e| JailError::PivotRoot {
+        what: "into the staging tmpfs",
+        source: e.into(),
+    })?;
+    nix::unistd::chdir("/").map_err(nix_err("chdir", "/"))?;
+    mount(Some("tmpfs"), NEWROOT, Some("tmpfs"), fl, Some("mode=0755"))
+        .map_err(nix_err("mount root tmpfs on", NEWROOT))
+}
+
+/// Detach the host root, make /newroot `/` (pivot_root(".", ".") then detach
+/// the staging root stacked on it), and make the root read-only.
+fn enter_new_root() -> Result<(), JailError> {
+    let pe = |what| {
+        move |e: nix::Error| JailError::PivotRoot {
+            what,
+            source: e.into(),
+        }
+    };
+    umount2(OLDROOT, MntFlags::MNT_DETACH).map_err(pe("detach the host root"))?;
+    nix::unistd::chdir(NEWROOT).map_err(pe("chdir into the new root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(pe("pivot_root(., .)"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(pe("detach the staging root"))?;
+    nix::unistd::chdir("/").map_err(pe("chdir /"))?;
+    let fl = MsFlags::MS_REMOUNT
+        | MsFlags::MS_BIND
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV;
+    mount(None::<&str>, "/", None::<&str>, fl, None::<&str>).map_err(pe("remount / read-only"))
+}
+
+fn below_any(p: &Path, roots: &[PathBuf]) -> bool {
+    roots.iter().any(|r| p.starts_with(r))
+}
+
+/// Create a directory mountpoint on our staging tmpfs; refuse anywhere else.
+fn make_dir_mountpoint(t: &Path, no_create: &[PathBuf]) -> Result<(), JailError> {
+    if below_any(t, no_create) {
+        return Err(JailError::Mount {
+            what: "refuse to create a mountpoint inside a bind or kernel mount:",
+            path: t.into(),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        });
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(t)
+        .map_err(err("mkdir", t))
+}
+
+fn mount_proc(t: &Path) -> Result<(), JailError> {
+    let fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    // hidepid=invisible (Linux 5.8) hides other uids' processes; older kernels refuse the option.
+    match mount(Some("proc"), t, Some("proc"), fl, Some("hidepid=invisible")) {
+        Err(nix::Error::EINVAL) => mount(Some("proc"), t, Some("proc"), fl, None::<&str>),
+        r => r,
+    }
+    .map_err(nix_err("mount proc on", t))
+}
+
+fn mount_dev(t: &Path) -> Result<(), JailError> {
+    let fl = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount(
+        Some("tmpfs"),
+        t,
+        Some("tmpfs"),
+        fl,
+        Some("mode=0755,size=65536"),
+    )
+    .map_err(nix_err("mount tmpfs on", t))?;
+    for n in DEV_NODES {
+        let s = Path::new(OLDROOT).join("dev").join(n);
+        let d = t.join(n);
+        if fs::metadata(&s).is_err() {
+            continue; // e.g. no /dev/tty without a controlling terminal's driver
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&d)
+            .map_err(err("create mountpoint", &d))?;
+        // No remount: the bind keeps the host /dev's (locked) flags, and
+        // nosuid or noexec would mean nothing on a device node.
+        mount(Some(&s), &d, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(nix_err("bind-mount", &d))?;
+    }
+    for (name, target) in DEV_LINKS {
+        symlink(target, t.join(name)).map_err(err("symlink", t.join(name)))?;
+    }
+    let shm = t.join("shm");
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&shm)
+        .map_err(err("mkdir", &shm))?;
+    mount(
+        Some("tmpfs"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )
+    .map_err(nix_err("mount tmpfs on", &shm))
+}
+
+/// Bind an existing path inside an earlier bind onto itself, so the node
+/// cannot rename or remove it (a mountpoint is busy): `.git` cannot be swapped
+/// for one with other hooks. It keeps the enclosing bind's flags, except
+/// that a regular file (a worktree's `.git` link) becomes read-only.
+/// Missing: skipped; a symlink: refused (as for any bind inside a bind).
+fn pin(
+    s: &Path,
+    t: &Path,
+    binds: &[(PathBuf, bool, bool)],
+    no_create: &[PathBuf],
+) -> Result<(), JailError> {
+    let Some((_, writable, exec)) = binds
+        .iter()
+        .filter(|(b, _, _)| t.starts_with(b))
+        .max_by_key(|(b, _, _)| b.components().count())
+    else {
+        return Err(JailError::Mount {
+            what: "refuse to pin a path outside every bind:",
+            path: t.into(),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        });
+    };
+    let is_file = fs::symlink_metadata(s).is_ok_and(|m| m.is_file());
+    bind(s, t, *writable && !is_file, *exec, no_create).map(|_| ())
+}
+
+enum Bound {
+    Mounted,
+    Symlink,
+    Missing,
+}
+
+/// Non-recursive bind of `s` onto `t`, then a remount with the plan's flags.
+///
+/// Non-recursive, so submounts under a host directory never appear with
+/// flags we did not set; a source with locked submounts makes the kernel
+/// refuse (EINVAL) rather than expose them.
+fn bind(
+    s: &Path,
+    t: &Path,
+    writable: bool,
+    exec: bool,
+    no_create: &[PathBuf],
+) -> Result<Bound, JailError> {
+    let smeta = match fs::symlink_metadata(s) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Bound::Missing),
+        Err(e) => return Err(err("stat bind source", s)(e)),
+    };
+    if below_any(t, no_create) {
+        // A bind inside another bind (a protected path in the workspace): the
+        // mountpoint must already exist on the host and nothing is created.
+        let tmeta = match fs::symlink_metadata(t) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Bound::Missing),
+            Err(e) => return Err(err("stat mountpoint", t)(e)),
+        };
+        if smeta.file_type().is_symlink() || tmeta.file_type().is_symlink() {
+            return Err(JailError::Mount {
+                what: "refuse to bind over a symlink inside a bind:",
+                path: t.into(),
+                source: io::Error::from_raw_os_error(libc::ELOOP),
+            });
+        }
+    } else if smeta.file_type().is_symlink() {
+        // e.g. /lib -> usr/lib on merged-/usr hosts: same link, same access.
+        let target = fs::read_link(s).map_err(err("readlink", s))?;
+        if let Some(parent) = t.parent() {
+            make_dir_mountpoint(parent, no_create)?;
+        }
+        symlink(&target, t).map_err(err("symlink", t))?;
+        return Ok(Bound::Symlink);
+    } else if smeta.is_dir() {
+        make_dir_mountpoint(t, no_create)?;
+    } else {
+        if let Some(parent) = t.parent() {
+            make_dir_mountpoint(parent, no_create)?;
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(t)
+            .map_err(err("create mountpoint", t))?;
+    }
+    mount(Some(s), t, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(nix_err("bind-mount", t))?;
+    let mut fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if !writable {
+        fl |= MsFlags::MS_RDONLY;
+    }
+    if !exec {
+        fl |= MsFlags::MS_NOEXEC;
+    }
+    remount(t, fl)?;
+    Ok(Bound::Mounted)
+}
+
+/// MS_REMOUNT|MS_BIND with `want` plus the flags the mount already has: in a
+/// user namespace, flags inherited from the host are locked and dropping
+/// one (atime included) is EPERM.
+fn remount(t: &Path, want: MsFlags) -> Result<(), JailError> {
+    let have = statvfs(t).map_err(nix_err("statvfs", t))?.flags();
+    let mut fl = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | want;
+    for (st, ms) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if have.contains(st) {
+            fl |= ms;
+        }
+    }
+    if !have.intersects(FsFlags::ST_NOATIME | FsFlags::ST_RELATIME) {
+        fl |= MsFlags::MS_STRICTATIME;
+    }
+    mount(None::<&str>, t, None::<&str>, fl, None::<&str>).map_err(nix_err("remount", t))
+}

@@ -1,0 +1,159 @@
+//! Steps 3, 4 and 6: drop host root, unshare the namespaces in one call,
+//! fork the child that becomes PID 1 of the new pid namespace.
+use crate::error::JailError;
+use crate::sys;
+use aiops_policy::plan::Namespace;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{ForkResult, Gid, Pid, Uid};
+use std::convert::Infallible;
+use std::io;
+
+/// The uid/gid nobody owns on a stock Linux host.
+pub const NOBODY: u32 = 65534;
+
+/// Step 3: as host root, become `uid`/`gid` before any namespace exists, so
+/// that nothing the jail does can be host root. Then mark the process
+/// dumpable again: changing uids cleared it, which would leave
+/// /proc/self/{uid,gid}_map owned by root and unwritable by us.
+pub fn setresuid_to_jail_uid(uid: u32, gid: u32) -> Result<(), JailError> {
+    let e = |what| {
+        move |e: nix::Error| JailError::DropRoot {
+            what,
+            source: e.into(),
+        }
+    };
+    nix::unistd::setgroups(&[]).map_err(e("setgroups([])"))?;
+    let g = Gid::from_raw(gid);
+    nix::unistd::setresgid(g, g, g).map_err(e("setresgid"))?;
+    let u = Uid::from_raw(uid);
+    nix::unistd::setresuid(u, u, u).map_err(e("setresuid"))?;
+    if nix::unistd::getuid().is_root() || nix::unistd::geteuid().is_root() {
+        return Err(JailError::DropRoot {
+            what: "still uid 0 after setresuid",
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        });
+    }
+    nix::sys::prctl::set_dumpable(true).map_err(e("PR_SET_DUMPABLE"))
+}
+
+pub fn clone_flags(nss: &[Namespace]) -> CloneFlags {
+    nss.iter().fold(CloneFlags::empty(), |acc, ns| {
+        acc | match ns {
+            Namespace::User => CloneFlags::CLONE_NEWUSER,
+            Namespace::Mount => CloneFlags::CLONE_NEWNS,
+            Namespace::Pid => CloneFlags::CLONE_NEWPID,
+            Namespace::Net => CloneFlags::CLONE_NEWNET,
+            Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
+            Namespace::Uts => CloneFlags::CLONE_NEWUTS,
+            Namespace::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        }
+    })
+}
+
+/// Step 4: one unshare(2); the kernel creates the user namespace first and
+/// owns the others by it.
+pub fn unshare_namespaces(nss: &[Namespace]) -> Result<(), JailError> {
+    let flags = clone_flags(nss);
+    unshare(flags).map_err(|e| JailError::Unshare {
+        flags: format!("{flags:?}"),
+        source: e.into(),
+    })
+}
+
+/// The signals the parent forwards to the child.
+fn forwarded() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        s.add(sig);
+    }
+    s
+}
+
+/// Step 6: fork. Returns in the child (PID 1 of the new pid namespace); the
+/// parent never returns: it waits, forwards SIGTERM/SIGINT/SIGHUP, and exits
+/// as the child did (code, or 128+signal).
+pub fn fork_into_pid_ns() -> Result<(), JailError> {
+    let fe = |what| {
+        move |e: nix::Error| JailError::Fork {
+            what,
+            source: e.into(),
+        }
+    };
+    // Blocked before fork so no signal is lost between fork and sigwait.
+    let set = forwarded();
+    set.thread_block().map_err(fe("block signals"))?;
+    // The child learns of the parent's death by the write end closing.
+    let (alive_r, alive_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fe("pipe2"))?;
+    match sys::fork_single_threaded().map_err(|source| JailError::Fork {
+        what: "fork",
+        source,
+    })? {
+        ForkResult::Parent { child } => {
+            drop(alive_r);
+            // Nothing the node could use stays open here: not the request,
+            // not the report socket, not stdio (the child has its own copies).
+            let keep = u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&alive_w)).unwrap_or(0);
+            if keep > 0 {
+                let _ = sys::close_fd_range(0, keep - 1);
+            }
+            let _ = sys::close_fd_range(keep + 1, u32::MAX);
+            match mirror_child(child, &set) {
+                Ok(never) => match never {},
+                Err(_) => exit_now(aiops_policy::proto::exit::INTERNAL),
+            }
+        }
+        ForkResult::Child => {
+            drop(alive_w);
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(fe("PR_SET_PDEATHSIG"))?;
+            // The parent may have died before the prctl: then no writer is left.
+            let mut fds = [PollFd::new(
+                std::os::fd::AsFd::as_fd(&alive_r),
+                PollFlags::POLLIN,
+            )];
+            poll(&mut fds, PollTimeout::ZERO).map_err(fe("poll parent pipe"))?;
+            if fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+            {
+                return Err(JailError::Fork {
+                    what: "parent died before PR_SET_PDEATHSIG",
+                    source: io::Error::from_raw_os_error(libc::ESRCH),
+                });
+            }
+            drop(alive_r);
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(fe("unblock signals"))?;
+            Ok(())
+        }
+    }
+}
+
+fn mirror_child(child: Pid, set: &SigSet) -> nix::Result<Infallible> {
+    loop {
+        match set.wait()? {
+            // WNOHANG: a SIGCHLD for a stop or a coalesced signal leaves it running.
+            Signal::SIGCHLD => match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG))? {
+                WaitStatus::Exited(_, code) => exit_now(code),
+                WaitStatus::Signaled(_, sig, _) => exit_now(128 + sig as i32),
+                _ => {}
+            },
+            sig => {
+                let _ = kill(child, sig);
+            }
+        }
+    }
+}
+
+#[allow(clippy::exit)] // the parent's only way out is the child's status
+fn exit_now(code: i32) -> ! {
+    std::process::exit(code)
+}

@@ -1,0 +1,157 @@
+//! Step 2 (part): read the secrets the plan names from `$AIOPS_SECRETS_DIR`.
+//! Values go only into `AgentSpec.secrets`; nothing here prints a value.
+use crate::error::JailError;
+use aiops_policy::proto::Secret;
+use aiops_policy::EnvName;
+use nix::fcntl::{open, openat, OFlag};
+use nix::sys::stat::{fstat, Mode, SFlag};
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+/// A larger file is refused: a secret is a token, not a payload.
+pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+const GROUP_OTHER: u32 = 0o077;
+
+fn bad(name: &str, reason: impl Into<String>) -> JailError {
+    JailError::Secrets {
+        name: name.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Check owner and mode of an open fd, by fstat so nothing can swap it.
+fn check_private(fd: &OwnedFd, name: &str, what: &str, kind: SFlag) -> Result<(), JailError> {
+    let st = fstat(fd.as_fd()).map_err(|e| bad(name, format!("fstat {what}: {e}")))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != kind {
+        return Err(bad(
+            name,
+            format!(
+                "{what} is not a {}",
+                if kind == SFlag::S_IFDIR {
+                    "directory"
+                } else {
+                    "regular file"
+                }
+            ),
+        ));
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    if st.st_uid != uid {
+        return Err(bad(
+            name,
+            format!("{what} is owned by uid {}, not {uid}", st.st_uid),
+        ));
+    }
+    if st.st_mode & GROUP_OTHER != 0 {
+        return Err(bad(
+            name,
+            format!(
+                "{what} has mode {:o}; group/other bits must be clear",
+                st.st_mode & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn read_secrets(
+    dir: Option<&Path>,
+    names: &[EnvName],
+) -> Result<Vec<(String, Secret)>, JailError> {
+    if names.is_empty() {
+        return Ok(vec![]);
+    }
+    let first = names[0].as_str();
+    let dir = dir.ok_or_else(|| bad(first, "AIOPS_SECRETS_DIR is not set"))?;
+    let dfd = open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| JailError::SecretsIo {
+        path: dir.into(),
+        source: e.into(),
+    })?;
+    check_private(&dfd, first, "AIOPS_SECRETS_DIR", SFlag::S_IFDIR)?;
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let name = n.as_str();
+        let fd = openat(
+            &dfd,
+            name,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| bad(name, format!("open: {e}")))?;
+        check_private(&fd, name, "the secret file", SFlag::S_IFREG)?;
+        let mut buf = String::new();
+        std::fs::File::from(fd)
+            .take(MAX_SECRET_BYTES + 1)
+            .read_to_string(&mut buf)
+            .map_err(|e| bad(name, format!("read: {e}")))?;
+        if buf.len() as u64 > MAX_SECRET_BYTES {
+            return Err(bad(name, format!("larger than {MAX_SECRET_BYTES} bytes")));
+        }
+        if buf.ends_with('\n') {
+            buf.pop();
+        }
+        if buf.contains('\0') {
+            return Err(bad(name, "contains a NUL byte"));
+        }
+        out.push((name.to_string(), Secret(buf)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn names(n: &[&str]) -> Vec<EnvName> {
+        n.iter().map(|s| EnvName::parse(s).unwrap()).collect()
+    }
+
+    fn dir_with(mode: u32, file_mode: u32) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let f = d.path().join("TOKEN");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(file_mode)).unwrap();
+        d
+    }
+
+    #[test]
+    fn reads_a_private_secret_and_strips_one_newline() {
+        let d = dir_with(0o700, 0o600);
+        let got = read_secrets(Some(d.path()), &names(&["TOKEN"])).unwrap();
+        assert_eq!(got, vec![("TOKEN".to_string(), Secret("s3cret".into()))]);
+    }
+
+    #[test]
+    fn refuses_a_group_readable_dir_or_file() {
+        for (dm, fm) in [(0o750, 0o600), (0o700, 0o640), (0o701, 0o600)] {
+            let d = dir_with(dm, fm);
+            let e = read_secrets(Some(d.path()), &names(&["TOKEN"])).unwrap_err();
+            assert!(matches!(e, JailError::Secrets { .. }), "{dm:o} {fm:o}: {e}");
+            assert!(!e.chain().contains("s3cret"));
+        }
+    }
+
+    #[test]
+    fn refuses_missing_dir_variable_and_missing_file() {
+        assert!(read_secrets(None, &names(&["TOKEN"])).is_err());
+        let d = dir_with(0o700, 0o600);
+        assert!(read_secrets(Some(d.path()), &names(&["OTHER"])).is_err());
+        assert!(read_secrets(None, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn refuses_a_symlinked_secret() {
+        let d = dir_with(0o700, 0o600);
+        std::os::unix::fs::symlink(d.path().join("TOKEN"), d.path().join("LINK")).unwrap();
+        assert!(read_secrets(Some(d.path()), &names(&["LINK"])).is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! Every `unsafe` of the jailer. Thin, total wrappers with no policy in them:
+//! each takes plain values, returns `io::Result`, and states in its SAFETY
+//! comment the kernel rule or lifetime that makes the call sound.
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Take ownership of an inherited fd number named on our command line.
+/// Fails with EBADF when the number is not open.
+pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_GETFD) only inspects the descriptor table; no memory.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: the fd is open (checked above) and was handed to this process by
+    // its caller; `main` adopts each number once (it refuses equal numbers) and
+    // before anything else in the process could have opened or wrapped it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// close_range(2) over [first, last]: closes fds that no Rust object owns or
+/// that the caller has already given up (callers pass ranges with no live
+/// `OwnedFd` in them).
+pub(crate) fn close_fd_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: close_range takes integers only; callers guarantee no live owner
+    // (I/O safety) for any fd in the range.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// dup2(2) onto a fixed number the caller has reserved (3 or 4 for agentd).
+pub(crate) fn dup2_onto(old: RawFd, new: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 takes integers only. `new` is a number the caller reserved
+    // for agentd's contract; whatever it held was closed by close_fd_range or
+    // is `old` itself, so no Rust owner is silently replaced.
+    check(unsafe { libc::dup2(old, new) })?;
+    Ok(())
+}
+
+/// Clear FD_CLOEXEC so the fd survives execve(2).
+pub(crate) fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(F_SETFD) on an integer fd; no memory is passed.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })?;
+    Ok(())
+}
+
+/// fork(2) in a process the jailer keeps single-threaded.
+pub(crate) fn fork_single_threaded() -> io::Result<nix::unistd::ForkResult> {
+    // SAFETY: the jailer never starts a thread (unshare(CLONE_NEWUSER) would
+    // fail with EINVAL if it had), so the child cannot inherit a lock held by
+    // another thread; the child only makes syscalls and then execs or exits.
+    unsafe { nix::unistd::fork() }.map_err(io::Error::from)
+}
+
+/// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`:
+/// the kernel's Landlock ABI (uapi linux/landlock.h).
+pub(crate) fn landlock_abi_version() -> io::Result<i64> {
+    const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1 << 0;
+    // SAFETY: with the VERSION flag the kernel requires attr NULL and size 0
+    // and reads no memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Set IFF_UP on `ifname` through SIOCGIFFLAGS/SIOCSIFFLAGS (netdevice(7)).
+pub(crate) fn interface_up(sock: RawFd, ifname: &[u8]) -> io::Result<()> {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if ifname.len() >= req.ifr_name.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(ifname) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: `req` lives on this stack frame for the whole call; the kernel
+    // copies a struct ifreq in and out and keeps no pointer.
+    check(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: SIOCGIFFLAGS filled the ifru_flags member of the union.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    // IFF_UP is 0x1 (linux/if.h); it fits the short the ioctl carries.
+    req.ifr_ifru.ifru_flags = flags | libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
+    // SAFETY: as above.
+    check(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) })?;
+    Ok(())
+}
+
+/// F_DUPFD_CLOEXEC: a copy of `fd` at the lowest free number ≥ `min`, which
+/// the caller alone holds.
+pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<RawFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes integers only and creates a new
+    // descriptor; no existing owner is affected.
+    check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })
+}
+
+/// syscall(2) with two integer arguments, for tests that issue a syscall to
+/// prove a seccomp table holds. Returns the errno on failure.
+#[cfg(test)]
+pub(crate) fn raw_syscall2(
+    nr: libc::c_long,
+    a0: libc::c_long,
+    a1: libc::c_long,
+) -> Result<libc::c_long, i32> {
+    // SAFETY: only called with syscalls whose arguments are integers or
+    // NULL pointers (the tests pass no memory), so the kernel reads none.
+    let rc = unsafe { libc::syscall(nr, a0, a1) };
+    if rc < 0 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(rc)
+    }
+}

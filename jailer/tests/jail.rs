@@ -1,0 +1,533 @@
+//! Runs the real aiops-jailer on a plan compiled from the shipped
+//! `restrictive` profile. agentd is stood in for by `jailcheck.sh`, a shell
+//! script that prints what it sees from inside (the shipped jailer execs
+//! whatever binary the plan binds at /.aiops/aiops-agentd; here the test
+//! compiles the plan and sets AIOPS_AGENTD to the script).
+//!
+//! As root, every case also runs as nobody through `setpriv`.
+#![allow(clippy::unwrap_used)]
+
+use aiops_policy::proto::{JailRequest, NodeSpec, Report, Step, PROTO_VERSION};
+use aiops_policy::{AbsPath, CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+const JAILER: &str = env!("CARGO_BIN_EXE_aiops-jailer");
+/// Spawns are serialised so no child inherits another test's pipe ends.
+static SPAWN: Mutex<()> = Mutex::new(());
+
+const JAILCHECK: &str = r#"#!/bin/sh
+echo "pid=$$"
+echo "id=$(/usr/bin/id -u):$(/usr/bin/id -g)"
+echo "uid_map=$(/bin/cat /proc/self/uid_map | /usr/bin/tr -s ' ' | /usr/bin/sed 's/^ //')"
+/bin/grep -E '^(NoNewPrivs|CapEff|CapPrm|CapBnd|CapAmb|CapInh|Seccomp):' /proc/self/status | /usr/bin/tr -d '\t'
+echo "cmdline1=$(/usr/bin/tr '\0' ' ' < /proc/1/cmdline)"
+echo "hostname=$(/bin/cat /proc/sys/kernel/hostname)"
+touch "$1/created-inside" && echo "ws_write=ok" || echo "ws_write=denied"
+touch "$1/.git/hooks/planted" 2>/dev/null && echo "hooks_write=ok" || echo "hooks_write=denied"
+touch /etc/planted 2>/dev/null && echo "etc_write=ok" || echo "etc_write=denied"
+[ -e /oldroot ] && echo "oldroot=present" || echo "oldroot=absent"
+touch /dev/shm/x 2>/dev/null && echo "shm_create=ok" || echo "shm_create=denied"
+mkdir /dev/planted 2>/dev/null && echo "dev_mkdir=ok" || echo "dev_mkdir=denied"
+/usr/bin/unshare -U /bin/true 2>/dev/null && echo "unshare=ok" || echo "unshare=denied"
+if [ -x /usr/bin/python3 ]; then
+  /usr/bin/python3 -c 'import socket; socket.socket().bind(("127.0.0.1", 0))' 2>/dev/null && echo "tcp_bind=ok" || echo "tcp_bind=denied"
+  /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))' 2>/dev/null && echo "lo_udp=ok" || echo "lo_udp=denied"
+fi
+echo "spec=$(/bin/cat <&3)"
+(echo x >&3) 2>/dev/null && echo "spec_write=ok" || echo "spec_write=denied"
+echo "git_pinned=$(/bin/grep " $1/.git " /proc/self/mountinfo)"
+mv "$1/.git" "$1/.git-moved" 2>/dev/null && echo "git_mv=ok" || echo "git_mv=denied"
+echo "hooks_mount=$(/bin/grep " $1/.git/hooks " /proc/self/mountinfo)"
+"#;
+
+struct Fixture {
+    _dirs: Vec<tempfile::TempDir>,
+    ws: PathBuf,
+    script: PathBuf,
+}
+
+fn probe_ok() -> Result<u8, String> {
+    let out = Command::new(JAILER).arg("probe").output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let abi = v["landlock"]["abi"].as_u64().unwrap_or(0);
+    if v["userns_netns"]["ok"] != true || v["proc_mount_in_pidns"]["ok"] != true || abi < 4 {
+        return Err(format!(
+            "host lacks a layer the restrictive profile needs: {v}"
+        ));
+    }
+    Ok(u8::try_from(abi).unwrap())
+}
+
+/// Skip (or fail under AIOPS_MUST_WORK=1) when the kernel cannot jail.
+fn need_kernel() -> Option<u8> {
+    match probe_ok() {
+        Ok(abi) => Some(abi),
+        Err(why) if std::env::var("AIOPS_MUST_WORK").as_deref() == Ok("1") => panic!("{why}"),
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            None
+        }
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn fixture(ws_owner: u32) -> Fixture {
+    let ws = tempfile::Builder::new()
+        .prefix("aiops-ws-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let bin = tempfile::Builder::new()
+        .prefix("aiops-bin-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::create_dir_all(ws.path().join(".git/hooks")).unwrap();
+    for p in [
+        ws.path().to_path_buf(),
+        ws.path().join(".git"),
+        ws.path().join(".git/hooks"),
+        bin.path().to_path_buf(),
+    ] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if is_root() {
+            let o = Some(nix::unistd::Uid::from_raw(ws_owner));
+            let g = Some(nix::unistd::Gid::from_raw(ws_owner));
+            if p.starts_with(ws.path()) {
+                nix::unistd::chown(&p, o, g).unwrap();
+            }
+        }
+    }
+    let script = bin.path().join("jailcheck.sh");
+    // The workspace path is baked in: agentd's argv is fixed by the contract.
+    std::fs::write(
+        &script,
+        JAILCHECK.replace("$1", &ws.path().display().to_string()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Fixture {
+        ws: ws.path().to_path_buf(),
+        script,
+        _dirs: vec![ws, bin],
+    }
+}
+
+fn request(fx: &Fixture, abi: u8) -> JailRequest {
+    request_for(fx, abi, "restrictive")
+}
+
+fn request_for(fx: &Fixture, abi: u8, profile: &str) -> JailRequest {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let profile = ProfileLoader::standard(None, Some(&repo.join("profiles")))
+        .load(profile)
+        .unwrap();
+    let ws = AbsPath::new(&fx.ws).unwrap();
+    let ctx = CompileContext {
+        vars: PathVars {
+            workspace: Some(ws.clone()),
+            home: None,
+            tmpdir: None,
+        },
+        cwd: ws,
+        host_env: BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]),
+        agentd: AbsPath::new(&fx.script).unwrap(),
+    };
+    let plan = aiops_policy::compile(
+        &profile,
+        &NodeCaps::default(),
+        &HostFacts::linux(abi.min(7)),
+        &ctx,
+    )
+    .unwrap();
+    JailRequest {
+        proto_version: PROTO_VERSION,
+        node: NodeSpec {
+            id: "t".into(),
+            argv: vec!["/bin/true".into()],
+        },
+        plan,
+    }
+}
+
+/// A fd the child inherits (CLOEXEC cleared), ours closed after spawn.
+fn inheritable(fd: &OwnedFd) {
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+}
+
+struct Run {
+    out: Output,
+    frames: Vec<Report>,
+}
+
+fn spawn_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> (std::process::Child, OwnedFd) {
+    let guard = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+    let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    // The whole request fits the pipe buffer, so write it before spawning
+    // and no child ever holds the write end.
+    std::fs::File::from(wr).write_all(body).unwrap();
+    inheritable(&rd);
+    inheritable(&theirs);
+    let (req_fd, rep_fd) = (rd.as_raw_fd().to_string(), theirs.as_raw_fd().to_string());
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", JAILER]);
+        c
+    } else {
+        Command::new(JAILER)
+    };
+    cmd.args(["--request-fd", &req_fd, "--report-fd", &rep_fd])
+        .env_clear()
+        .env("AIOPS_AGENTD", &fx.script);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(rd);
+    drop(theirs);
+    drop(guard);
+    (child, ours)
+}
+
+fn frames(ours: &OwnedFd) -> Vec<Report> {
+    let mut frames = vec![];
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match recv(ours.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => frames.push(Report::decode(&buf[..n]).unwrap()),
+        }
+    }
+    frames
+}
+
+fn run_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> Run {
+    let (child, ours) = spawn_jailer(fx, body, as_nobody);
+    let out = child.wait_with_output().unwrap();
+    Run {
+        out,
+        frames: frames(&ours),
+    }
+}
+
+fn set_script(fx: &Fixture, text: &str) {
+    std::fs::write(&fx.script, text).unwrap();
+}
+
+fn field<'a>(stdout: &'a str, key: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .and_then(|r| r.strip_prefix('=').or_else(|| r.strip_prefix(':')))
+        })
+        .unwrap_or_else(|| panic!("no {key} in:\n{stdout}"))
+}
+
+fn check_jail(as_nobody: bool) {
+    let Some(abi) = need_kernel() else { return };
+    // As root the jail takes the workspace owner's uid; as nobody, nobody's.
+    let owner = if as_nobody { 65534 } else { 1234 };
+    let fx = fixture(owner);
+    let req = request(&fx, abi);
+    let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), as_nobody);
+    let stdout = String::from_utf8_lossy(&run.out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&run.out.stderr).to_string();
+    assert!(
+        run.out.status.success(),
+        "jailer failed: {:?}\n{stdout}\n{stderr}",
+        run.out.status
+    );
+    assert!(run.frames.is_empty(), "unexpected frames {:?}", run.frames);
+    let uid = if is_root() {
+        owner
+    } else {
+        nix::unistd::getuid().as_raw()
+    };
+    assert_eq!(field(&stdout, "pid"), "1");
+    assert_eq!(field(&stdout, "id"), format!("{uid}:{uid}"));
+    assert_eq!(field(&stdout, "uid_map"), format!("{uid} {uid} 1"));
+    assert_eq!(field(&stdout, "NoNewPrivs"), "1");
+    for cap in ["CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh"] {
+        assert_eq!(field(&stdout, cap), "0000000000000000", "{cap}");
+    }
+    assert_eq!(field(&stdout, "Seccomp"), "2");
+    assert!(
+        field(&stdout, "cmdline1").contains("/.aiops/aiops-agentd"),
+        "{stdout}"
+    );
+    assert_eq!(field(&stdout, "hostname"), "aiops");
+    assert_eq!(field(&stdout, "oldroot"), "absent");
+    assert_eq!(field(&stdout, "etc_write"), "denied");
+    assert_eq!(field(&stdout, "ws_write"), "ok");
+    assert_eq!(field(&stdout, "hooks_write"), "denied");
+    // Denied by the read-only bind itself, not only by Landlock.
+    // .git is pinned (a mountpoint: cannot be renamed away).
+    assert!(
+        field(&stdout, "git_pinned").contains("/.git rw,"),
+        "{stdout}"
+    );
+    assert!(
+        field(&stdout, "hooks_mount").contains("/.git/hooks ro,"),
+        "{stdout}"
+    );
+    assert_eq!(field(&stdout, "spec_write"), "denied");
+    assert_eq!(field(&stdout, "git_mv"), "denied");
+    // /dev is a writable tmpfs: only Landlock (no make_dir there) refuses
+    // this; /dev/shm, granted by the plan, is the control.
+    assert_eq!(field(&stdout, "dev_mkdir"), "denied");
+    assert_eq!(field(&stdout, "shm_create"), "ok");
+    // Seccomp's deny table (unshare → EPERM).
+    assert_eq!(field(&stdout, "unshare"), "denied");
+    if Path::new("/usr/bin/python3").exists() {
+        // net = none: Landlock handles TCP with no ports; lo is up, so UDP on it binds.
+        assert_eq!(field(&stdout, "tcp_bind"), "denied");
+        assert_eq!(field(&stdout, "lo_udp"), "ok");
+    }
+    // Host side: what the jail created is owned by the unprivileged uid,
+    // the protected hooks dir is untouched, and absent protected paths
+    // were not created by the jailer.
+    let created = std::fs::metadata(fx.ws.join("created-inside")).unwrap();
+    assert_eq!(created.uid(), uid);
+    assert!(!fx.ws.join(".git/hooks/planted").exists());
+    for absent in [
+        ".git/config",
+        ".git/info",
+        ".gitmodules",
+        ".envrc",
+        ".vscode",
+        ".aiops",
+    ] {
+        assert!(
+            !fx.ws.join(absent).exists(),
+            "{absent} was created on the host"
+        );
+    }
+    let spec: serde_json::Value = serde_json::from_str(field(&stdout, "spec")).unwrap();
+    assert_eq!(spec["argv"], serde_json::json!(["/bin/true"]));
+    let layers: Vec<String> = serde_json::from_value(spec["layers"].clone()).unwrap();
+    for want in [
+        "userns",
+        "mountns",
+        "pidns",
+        "netns",
+        "pivot_root",
+        "no_new_privs",
+        "caps: none",
+        "rlimits",
+    ] {
+        assert!(
+            layers.iter().any(|l| l == want),
+            "{want} missing from {layers:?}"
+        );
+    }
+    assert!(
+        layers.iter().any(|l| l.starts_with(&format!(
+            "landlock:v{} fully enforced (fs, tcp, scopes)",
+            abi.min(7)
+        ))),
+        "{layers:?}"
+    );
+    assert!(
+        layers.iter().any(|l| l.starts_with("seccomp(")),
+        "{layers:?}"
+    );
+    assert_eq!(
+        layers.iter().any(|l| l.ends_with("(dropped from root)")),
+        is_root() && !as_nobody
+    );
+}
+
+#[test]
+fn jail_as_invoking_user_is_confined() {
+    check_jail(false);
+}
+
+#[test]
+fn jail_as_nobody_is_confined() {
+    if !is_root() {
+        eprintln!("skipping: setpriv to nobody needs root");
+        return;
+    }
+    check_jail(true);
+}
+
+#[test]
+fn bad_plan_version_is_refused_with_a_setup_failed_frame() {
+    let Some(abi) = need_kernel() else { return };
+    let fx = fixture(65534);
+    let mut req = request(&fx, abi);
+    req.plan.plan_version = 99;
+    for as_nobody in [false, true] {
+        if as_nobody && !is_root() {
+            continue;
+        }
+        let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), as_nobody);
+        assert_eq!(run.out.status.code(), Some(Step::Validate.exit_code()));
+        assert!(run.out.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&run.out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("aiops-jailer: validate: "), "{stderr}");
+        match run.frames.as_slice() {
+            [Report::SetupFailed {
+                step: Step::Validate,
+                message,
+                ..
+            }] => {
+                assert!(message.contains("plan_version"), "{message}")
+            }
+            other => panic!("expected one SetupFailed frame, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn garbage_request_fails_at_read_request() {
+    let fx = fixture(65534);
+    let run = run_jailer(&fx, b"{not json", false);
+    assert_eq!(run.out.status.code(), Some(Step::ReadRequest.exit_code()));
+    assert!(matches!(
+        run.frames.as_slice(),
+        [Report::SetupFailed {
+            step: Step::ReadRequest,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn allowlist_net_is_refused_as_not_implemented() {
+    let Some(abi) = need_kernel() else { return };
+    let fx = fixture(65534);
+    let mut req = request(&fx, abi);
+    req.plan.net.mode = aiops_policy::NetMode::Allowlist;
+    let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
+    assert_eq!(run.out.status.code(), Some(Step::Validate.exit_code()));
+    let stderr = String::from_utf8_lossy(&run.out.stderr);
+    assert!(
+        stderr.contains("egress allow-list proxy is not implemented yet"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn symlinked_protected_path_is_refused_and_nothing_runs() {
+    let Some(abi) = need_kernel() else { return };
+    let fx = fixture(65534);
+    std::os::unix::fs::symlink("/etc", fx.ws.join(".envrc")).unwrap();
+    let req = request(&fx, abi);
+    let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
+    assert_eq!(run.out.status.code(), Some(Step::Mounts.exit_code()));
+    assert!(run.out.stdout.is_empty(), "the node ran");
+    assert!(
+        matches!(
+            run.frames.as_slice(),
+            [Report::SetupFailed {
+                step: Step::Mounts,
+                ..
+            }]
+        ),
+        "{:?}",
+        run.frames
+    );
+    assert!(!fx.ws.join("created-inside").exists());
+}
+
+#[test]
+fn node_exit_code_passes_through_the_parent() {
+    let Some(abi) = need_kernel() else { return };
+    let fx = fixture(65534);
+    set_script(&fx, "#!/bin/sh\nexit 7\n");
+    let run = run_jailer(&fx, &serde_json::to_vec(&request(&fx, abi)).unwrap(), false);
+    assert_eq!(
+        run.out.status.code(),
+        Some(7),
+        "{:?}",
+        String::from_utf8_lossy(&run.out.stderr)
+    );
+    assert!(run.frames.is_empty());
+}
+
+#[test]
+fn sigterm_to_the_jailer_reaches_pid_1() {
+    use std::io::BufRead;
+    let Some(abi) = need_kernel() else { return };
+    let fx = fixture(65534);
+    // PID 1 gets only signals it handles: the trap makes TERM count.
+    set_script(
+        &fx,
+        "#!/bin/sh\ntrap 'exit 42' TERM\necho ready\nwhile :; do /bin/sleep 0.05; done\n",
+    );
+    let (mut child, _ours) =
+        spawn_jailer(&fx, &serde_json::to_vec(&request(&fx, abi)).unwrap(), false);
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(42));
+}
+
+#[test]
+fn unconfined_plan_runs_on_the_host_without_root() {
+    let Some(abi) = need_kernel() else { return };
+    let fx = fixture(65534);
+    set_script(
+        &fx,
+        "#!/bin/sh\necho \"id=$(/usr/bin/id -u)\"\n/bin/grep -E '^NoNewPrivs:' /proc/self/status | /usr/bin/tr -d '\\t'\necho \"spec=$(/bin/cat <&3)\"\n",
+    );
+    let req = request_for(&fx, abi, "unconfined");
+    assert!(req.plan.unconfined);
+    let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
+    let stdout = String::from_utf8_lossy(&run.out.stdout).to_string();
+    assert!(
+        run.out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.out.stderr)
+    );
+    let uid = if is_root() {
+        65534
+    } else {
+        nix::unistd::getuid().as_raw()
+    };
+    assert_eq!(field(&stdout, "id"), uid.to_string());
+    assert_eq!(field(&stdout, "NoNewPrivs"), "1");
+    let spec: serde_json::Value = serde_json::from_str(field(&stdout, "spec")).unwrap();
+    assert_eq!(spec["layers"][0], "unconfined");
+}
+
+#[test]
+fn plan_binding_another_agentd_is_refused() {
+    let Some(abi) = need_kernel() else { return };
+    let fx = fixture(65534);
+    let mut req = request(&fx, abi);
+    for m in req.plan.mounts.iter_mut() {
+        if let aiops_policy::plan::Mount::Bind { src, dst, .. } = m {
+            if dst.as_path() == Path::new(aiops_policy::plan::AGENTD_IN_JAIL) {
+                *src = AbsPath::new("/bin/sh").unwrap();
+            }
+        }
+    }
+    let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
+    assert_eq!(run.out.status.code(), Some(Step::Validate.exit_code()));
+    assert!(run.out.stdout.is_empty());
+}

@@ -1,0 +1,275 @@
+//! `aiopsctl doctor`: can this host run the default profile? One line per
+//! check, a fix for each problem, and an exit status scripts can trust:
+//! 0 when `restrictive` compiles against what was found, else its error code.
+use super::print_json;
+use super::profile::{error_chain, WIDTH};
+use super::table::{wrap, Table};
+use super::DoctorArgs;
+use crate::context::neutral_context;
+use crate::error::{out_err, SupervisorError, EXIT_UNAVAILABLE};
+use crate::facts::{probe_host, Check, Status};
+use crate::live::{live_checks, run_probe};
+use crate::locate::{self, Helper, AGENTD, JAILER};
+use aiops_policy::{HostFacts, NodeCaps};
+use serde::Serialize;
+use std::io::Write;
+
+/// The profile a bare `aiopsctl exec` uses.
+pub const DEFAULT_PROFILE: &str = "restrictive";
+
+#[derive(Debug, Serialize)]
+pub struct DoctorReport {
+    pub checks: Vec<Check>,
+    /// What the compile below was checked against: static probes refined by live ones.
+    pub facts: HostFacts,
+    pub default_profile: Verdict,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub name: &'static str,
+    pub runs: bool,
+    /// The refusal or failure, when it does not run.
+    pub error: Option<String>,
+    pub exit_code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+fn helper_check(h: &Helper) -> (Check, Option<std::path::PathBuf>) {
+    match h.find() {
+        Ok(l) => (Check::new(Status::Ok, h.name, format!("{} ({})", l.path.display(), l.via)), Some(l.path)),
+        Err(nf) => (
+            Check::new(Status::Missing, h.name, nf.to_string()).fix(format!(
+                "install the aiops package, build it next to aiopsctl (cargo build -p {}), or set {}=/path/to/{}",
+                h.name, h.env, h.name
+            )),
+            None,
+        ),
+    }
+}
+
+pub fn diagnose() -> DoctorReport {
+    let stat = probe_host();
+    let (jailer_check, jailer) = helper_check(&JAILER);
+    let (agentd_check, agentd) = helper_check(&AGENTD);
+    let live = match &jailer {
+        Some(j) => run_probe(j),
+        // The jailer's own line lists where it was looked for.
+        None => Err("jailer not found, so not checked".to_string()),
+    };
+    let mut checks = stat.checks.clone();
+    checks.push(jailer_check);
+    checks.push(agentd_check);
+    match &live {
+        Err(why) if jailer.is_none() => checks.push(Check::new(Status::Unknown, "live probe", why.clone())),
+        Err(why) => checks.push(
+            Check::new(Status::Warn, "live probe", why.clone())
+                .fix("install an aiops-jailer from the same release as aiopsctl; `aiops-jailer probe` must print one JSON object"),
+        ),
+        Ok(_) => {}
+    }
+    if let Ok(p) = &live {
+        if let Some(abi) = p.landlock_abi.filter(|a| *a != stat.facts.landlock_abi) {
+            let d = format!(
+                "the jailer sees ABI {abi}, aiopsctl saw ABI {}; using the jailer's",
+                stat.facts.landlock_abi
+            );
+            checks.push(Check::new(Status::Warn, "landlock (live)", d));
+        }
+    }
+    checks.extend(live_checks(&live));
+    if let Err(why) = &live {
+        tracing::debug!(target: "aiops::doctor", reason = %why, "live probe unavailable");
+    }
+    let facts = match &live {
+        Ok(p) => p.refine(stat.facts.clone()),
+        Err(_) => stat.facts.clone(),
+    };
+    let mut default_profile = verdict(&facts);
+    // Every jail mounts a fresh /proc; HostFacts has no field for it, so check it here.
+    let proc_refused = live
+        .as_ref()
+        .ok()
+        .and_then(|p| p.get("proc_mount"))
+        .filter(|r| !r.ok);
+    if let (true, Some(r)) = (default_profile.runs, proc_refused) {
+        default_profile = Verdict {
+            name: DEFAULT_PROFILE,
+            runs: false,
+            error: Some(format!(
+                "a fresh /proc cannot be mounted here: {}",
+                r.detail
+            )),
+            exit_code: EXIT_UNAVAILABLE,
+            note: None,
+        };
+    }
+    if default_profile.runs {
+        // A plan the host could honour still needs both helpers to become a jail.
+        let missing: Vec<&str> = [(&jailer, JAILER.name), (&agentd, AGENTD.name)]
+            .into_iter()
+            .filter(|(p, _)| p.is_none())
+            .map(|(_, n)| n)
+            .collect();
+        if !missing.is_empty() {
+            default_profile = Verdict {
+                name: DEFAULT_PROFILE,
+                runs: false,
+                error: Some(format!("{} not found", missing.join(" and "))),
+                exit_code: EXIT_UNAVAILABLE,
+                note: None,
+            };
+        } else if live.is_err() {
+            default_profile.note =
+                Some("judged by static checks only: the jailer's live probe failed".into());
+        }
+    }
+    DoctorReport {
+        checks,
+        facts,
+        default_profile,
+    }
+}
+
+fn verdict(facts: &HostFacts) -> Verdict {
+    let fail = |e: SupervisorError| Verdict {
+        name: DEFAULT_PROFILE,
+        runs: false,
+        error: Some(error_chain(&e)),
+        exit_code: e.exit_code(),
+        note: None,
+    };
+    let profile = match locate::profile_loader().load(DEFAULT_PROFILE) {
+        Ok(p) => p,
+        Err(e) => return fail(e.into()),
+    };
+    // Judge the host, not the caller's directory or HOME.
+    let ctx = match neutral_context() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match aiops_policy::compile(&profile, &NodeCaps::default(), facts, &ctx) {
+        Ok(_) => Verdict {
+            name: DEFAULT_PROFILE,
+            runs: true,
+            error: None,
+            exit_code: 0,
+            note: None,
+        },
+        Err(e) => fail(e.into()),
+    }
+}
+
+pub fn run(args: &DoctorArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
+    let report = diagnose();
+    if args.json {
+        print_json(out, "doctor report", &report)?;
+    } else {
+        out.write_all(render(&report).as_bytes()).map_err(out_err)?;
+    }
+    Ok(report.default_profile.exit_code)
+}
+
+pub fn render(r: &DoctorReport) -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut s = format!(
+        "aiops doctor: Linux {} {}, uid {}\n\n",
+        kernel.trim(),
+        std::env::consts::ARCH,
+        nix::unistd::geteuid()
+    );
+    let mut t = Table::new(0).wrap_total(WIDTH);
+    for c in &r.checks {
+        t.row([c.status.to_string(), c.what.clone(), c.detail.clone()]);
+    }
+    // Fix lines go under their check, so render row by row from the shared widths.
+    let rendered = t.render();
+    let mut lines = rendered.lines();
+    let indent = r
+        .checks
+        .iter()
+        .map(|c| c.status.to_string().len())
+        .max()
+        .unwrap_or(0)
+        + 2;
+    for c in &r.checks {
+        // A wrapped detail spans several rendered lines; they start with spaces.
+        if let Some(first) = lines.next() {
+            s.push_str(first);
+            s.push('\n');
+        }
+        let mut peek = lines.clone();
+        while let Some(l) = peek.next() {
+            if !l.starts_with(' ') {
+                break;
+            }
+            s.push_str(l);
+            s.push('\n');
+            lines = peek.clone();
+        }
+        if let Some(fix) = &c.fix {
+            for (i, l) in wrap(fix, WIDTH - indent - 5).iter().enumerate() {
+                let lead = if i == 0 { "fix: " } else { "     " };
+                s.push_str(&format!("{}{lead}{l}\n", " ".repeat(indent)));
+            }
+        }
+    }
+    let v = &r.default_profile;
+    s.push('\n');
+    let verdict = match (&v.error, &v.note) {
+        (None, None) => format!("{}: can run on this host", v.name),
+        (None, Some(n)) => format!("{}: can run on this host ({n})", v.name),
+        (Some(e), _) => format!("{}: CANNOT run on this host: {e}", v.name),
+    };
+    for l in wrap(&verdict, WIDTH) {
+        s.push_str(&l);
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn fixes_sit_under_their_own_check_even_when_details_wrap() {
+        let long = "word ".repeat(40);
+        let report = DoctorReport {
+            checks: vec![
+                Check::new(Status::Warn, "first", long.trim()).fix("do the first thing"),
+                Check::new(Status::Ok, "second", "fine"),
+                Check::new(Status::Missing, "third", "gone").fix("do the third thing"),
+            ],
+            facts: HostFacts::linux(7),
+            default_profile: Verdict {
+                name: DEFAULT_PROFILE,
+                runs: false,
+                error: Some("refused: layer x unavailable: y".into()),
+                exit_code: 69,
+                note: None,
+            },
+        };
+        let out = render(&report);
+        let lines: Vec<&str> = out.lines().skip(2).collect();
+        let at = |p: &str| {
+            lines
+                .iter()
+                .position(|l| l.trim_start().starts_with(p))
+                .unwrap()
+        };
+        assert!(lines[0].starts_with("warn     first"));
+        assert!(lines[1].starts_with("   ") && lines[1].trim_start().starts_with("word"));
+        assert_eq!(at("fix: do the first"), at("ok") - 1);
+        assert_eq!(at("fix: do the third"), at("MISSING") + 1);
+        assert!(out
+            .trim_end()
+            .ends_with("restrictive: CANNOT run on this host: refused: layer x unavailable: y"));
+        assert!(
+            out.lines().all(|l| l.len() <= WIDTH && !l.ends_with(' ')),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! `aiopsctl exec`: one node in one jail, no daemon, no database.
+use super::profile::error_chain;
+use crate::context::host_context;
+use crate::error::SupervisorError;
+use crate::{exec, facts, locate};
+use aiops_policy::units::Dur;
+use aiops_policy::{NetMode, NodeCaps};
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    None,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// A profile name on the search path, or a path to a .toml file.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub profile: String,
+    /// The workspace ($WORKSPACE) [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// The node's working directory [default: the current directory if inside
+    /// the workspace, else the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Hard wall-clock limit (at most the profile's), e.g. 90s, 10m.
+    #[arg(long, value_name = "DUR")]
+    pub timeout: Option<Dur>,
+    /// Node capabilities (TOML) to narrow the profile.
+    #[arg(long, value_name = "FILE")]
+    pub node_caps: Option<PathBuf>,
+    /// Summary written to stderr after the node's own output.
+    #[arg(long, value_enum, default_value = "none")]
+    pub report: ReportFormat,
+    /// The command and its arguments, passed unchanged (no shell).
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+/// Policy refusals all exit with `exit::REFUSED`, whatever their class.
+fn refused(e: impl std::error::Error) -> SupervisorError {
+    SupervisorError::Refused {
+        reason: error_chain(&e),
+    }
+}
+
+pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError> {
+    let profile = locate::profile_loader()
+        .load(&args.profile)
+        .map_err(refused)?;
+    let mut caps = match &args.node_caps {
+        Some(f) => NodeCaps::from_toml_file(f).map_err(refused)?,
+        None => NodeCaps::default(),
+    };
+    if let Some(t) = args.timeout {
+        // Checked against the profile's ceiling like any node limit.
+        caps.limits.get_or_insert_with(Default::default).timeout = Some(t);
+    }
+    let jailer = locate::JAILER
+        .find()
+        .map_err(|e| SupervisorError::Refused {
+            reason: e.to_string(),
+        })?;
+    let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
+    let facts = facts::probe_host().facts;
+    let plan = aiops_policy::compile(&profile, &caps, &facts, &ctx).map_err(refused)?;
+    if plan.net.mode == NetMode::Allowlist {
+        // Fail closed: without the egress proxy the allow-list cannot hold.
+        return Err(SupervisorError::Refused {
+            reason: format!(
+                "profile {:?} gives net = \"allowlist\" and the egress proxy is not implemented \
+                 yet; narrow the node with --node-caps (net = \"none\" or \"loopback\")",
+                plan.profile
+            ),
+        });
+    }
+    warn_if_root_owned_workspace(&plan);
+    tracing::info!(target: "aiops::exec", profile = %plan.profile, net = %plan.net.mode, "exec");
+    let report = exec::run(&jailer.path, &args.argv, &plan)?;
+    let mut err = std::io::stderr().lock();
+    match args.report {
+        ReportFormat::None => {
+            if let Some(line) = report.failure_line() {
+                let _ = writeln!(err, "{line}");
+            }
+        }
+        ReportFormat::Text => {
+            let _ = write!(err, "{}", report.to_text());
+        }
+        ReportFormat::Json => {
+            let s = serde_json::to_string(&report).map_err(|source| SupervisorError::Json {
+                what: "exec report",
+                source,
+            })?;
+            let _ = writeln!(err, "{s}");
+        }
+    }
+    Ok(report.status)
+}
+
+/// Started as root, the jailer runs the node as the owner of the first
+/// writable bind, or as `nobody` when that is root: a jail is never host
+/// root. Say so when that leaves a writable workspace unwritable.
+fn warn_if_root_owned_workspace(plan: &aiops_policy::JailPlan) {
+    use std::os::unix::fs::MetadataExt;
+    if plan.unconfined || !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let first_rw = plan.mounts.iter().find_map(|m| match m {
+        aiops_policy::plan::Mount::Bind {
+            src,
+            writable: true,
+            ..
+        } => Some(src),
+        _ => None,
+    });
+    if let Some(src) = first_rw {
+        if std::fs::metadata(src.as_path()).is_ok_and(|m| m.uid() == 0) {
+            eprintln!(
+                "aiopsctl: note: {src} is owned by root and a jail never runs as host root, \
+                 so the node runs as nobody and cannot write there; chown it to the user \
+                 who should own the results"
+            );
+        }
+    }
+}

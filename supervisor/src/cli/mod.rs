@@ -1,0 +1,171 @@
+//! The `aiopsctl` command line: clap definitions and dispatch. One module per
+//! command group; add a variant to `Command` and a module, nothing else.
+use crate::error::{out_err, SupervisorError};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+pub mod doctor;
+pub mod exec;
+pub mod explain;
+pub mod filters;
+pub mod profile;
+pub mod table;
+
+// Macros, not consts, so `concat!` can join them into the top-level help.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
+  0   success
+  64  bad flags or arguments (EX_USAGE)
+  65  invalid profile or node caps: syntax, unknown key, bad value, extends cycle (EX_DATAERR)
+  66  file or profile not found, or unreadable (EX_NOINPUT)
+  69  a layer the profile requires is unavailable on this host (EX_UNAVAILABLE)
+  71  the host refused an operation, such as reading the current directory (EX_OSERR)
+  74  writing the output failed (EX_IOERR)
+  76  protocol error (EX_PROTOCOL)
+  77  node asks for more than its profile allows (EX_NOPERM)
+  78  a path variable has no value here, such as $HOME unset (EX_CONFIG)"
+    };
+}
+macro_rules! environment {
+    () => {
+        "Environment:
+  AIOPS_PROFILE_PATH  colon-separated profile dirs, searched before /etc/aiops/profiles
+                      and /usr/share/aiops/profiles
+  AIOPS_JAILER        path of aiops-jailer (else next to aiopsctl, else /usr/libexec/aiops)
+  AIOPS_AGENTD        path of aiops-agentd (same search)
+  AIOPS_LOG           log filter, such as debug or aiops_supervisor=trace (default warn)
+  NO_COLOR            no colour in log lines"
+    };
+}
+const EXIT_CODES: &str = exit_codes!();
+
+/// Run commands and AI coding agents in a sandbox built from a capability profile.
+#[derive(Debug, Parser)]
+#[command(
+    name = "aiopsctl",
+    version,
+    about,
+    after_help = "Exit codes and environment: see --help.",
+    after_long_help = concat!(exit_codes!(), "\n\n", environment!()))]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List, show, validate and explain capability profiles.
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Check that this host can provide the layers the default profile needs.
+    #[command(after_long_help = EXIT_CODES)]
+    Doctor(DoctorArgs),
+    /// Print a shell completion script to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
+    /// Run one command in a jail built from a profile; no daemon needed.
+    ///
+    /// stdin, stdout and stderr pass through untouched and argv reaches the
+    /// node unchanged. The exit status is the node's (128+N when signal N
+    /// killed it), or: 121 internal error, 122 refused before running,
+    /// 123 output cap, 124 timeout, 125 jail set-up failed, 126 cannot
+    /// execute, 127 not found.
+    #[command(after_long_help = environment!())]
+    Exec(exec::ExecArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCmd {
+    /// List the profiles on the search path: name, file, description.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a resolved profile: its extends chain and every field with defaults applied.
+    Show {
+        /// A profile name on the search path, or a path to a .toml file.
+        profile: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check profile files strictly, each with its extends chain.
+    ///
+    /// A parent named by `extends` is looked up first next to the file, then
+    /// on the search path. Every file is checked; the exit code is that of the
+    /// first failure.
+    #[command(after_long_help = EXIT_CODES)]
+    Validate {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Compile a profile for this host and print the jail plan it gives.
+    #[command(after_long_help = EXIT_CODES)]
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A profile name on the search path, or a path to a .toml file.
+    pub profile: String,
+    /// Node capabilities (TOML) to intersect with the profile.
+    #[arg(long, value_name = "FILE")]
+    pub node_caps: Option<PathBuf>,
+    /// The workspace ($WORKSPACE) [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// The node's working directory [default: the current directory if inside
+    /// the workspace, else the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Simulate another Landlock ABI instead of this host's (0 = no Landlock).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub abi: Option<u8>,
+    /// Print the JailPlan as JSON.
+    #[arg(long, conflicts_with = "sbpl")]
+    pub json: bool,
+    /// Print the macOS Seatbelt (SBPL) profile and its parameters.
+    #[arg(long)]
+    pub sbpl: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run a parsed command; `Ok(code)` when the command itself reported its outcome.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
+    match cli.command {
+        Command::Profile(cmd) => profile::run(cmd, out),
+        Command::Doctor(args) => doctor::run(&args, out),
+        Command::Exec(args) => exec::run(&args, out),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", out);
+            Ok(0)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(out)
+                .map_err(out_err)?;
+            Ok(0)
+        }
+    }
+}
+
+/// Serialise `v` as pretty JSON followed by a newline.
+pub fn print_json<T: serde::Serialize>(
+    out: &mut dyn Write,
+    what: &'static str,
+    v: &T,
+) -> Result<(), SupervisorError> {
+    let s =
+        serde_json::to_string_pretty(v).map_err(|source| SupervisorError::Json { what, source })?;
+    writeln!(out, "{s}").map_err(out_err)
+}

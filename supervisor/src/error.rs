@@ -1,0 +1,88 @@
+//! The one error enum of the supervisor crate. Each variant names the step
+//! that failed; `exit_code` keeps the policy crate's codes so scripts see
+//! the same number whichever front end reported the failure.
+use aiops_policy::PolicyError;
+use std::path::PathBuf;
+
+/// sysexits(3) EX_USAGE: bad flags or arguments.
+pub const EXIT_USAGE: i32 = 64;
+/// sysexits(3) EX_UNAVAILABLE: a required layer is missing on this host.
+pub const EXIT_UNAVAILABLE: i32 = 69;
+/// sysexits(3) EX_SOFTWARE: an internal failure (serialisation, a broken pipe is not one).
+pub const EXIT_SOFTWARE: i32 = 70;
+/// sysexits(3) EX_OSERR: the host refused something we asked of it.
+pub const EXIT_OSERR: i32 = 71;
+/// sysexits(3) EX_IOERR: writing the output failed.
+pub const EXIT_IOERR: i32 = 74;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("read the current directory")]
+    CurrentDir { source: std::io::Error },
+    #[error("{what}: {reason}")]
+    Usage { what: String, reason: String },
+    #[error("encode {what} as JSON")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("write output")]
+    Output { source: std::io::Error },
+    #[error("workspace {}", .path.display())]
+    Workspace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("read {}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `aiopsctl exec` will not run the node (policy, layers, caps).
+    #[error("refused: {reason}")]
+    Refused { reason: String },
+    #[error("create the {what} to the jailer")]
+    Channel {
+        what: &'static str,
+        source: nix::Error,
+    },
+    #[error("start {}", .path.display())]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("read reports from the jail")]
+    ReadReport { source: nix::Error },
+    #[error("wait for the jailer")]
+    Wait { source: std::io::Error },
+}
+
+impl SupervisorError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SupervisorError::Policy(e) => e.exit_code(),
+            SupervisorError::CurrentDir { .. } => EXIT_OSERR,
+            SupervisorError::Usage { .. } => EXIT_USAGE,
+            SupervisorError::Json { .. } => EXIT_SOFTWARE,
+            SupervisorError::Output { .. } => EXIT_IOERR,
+            SupervisorError::Read { .. } | SupervisorError::Workspace { .. } => 66,
+            SupervisorError::Refused { .. } => aiops_policy::proto::exit::REFUSED,
+            SupervisorError::Channel { .. }
+            | SupervisorError::Spawn { .. }
+            | SupervisorError::ReadReport { .. }
+            | SupervisorError::Wait { .. } => aiops_policy::proto::exit::INTERNAL,
+        }
+    }
+
+    /// True when stdout's reader went away (`aiopsctl ... | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, SupervisorError::Output { source } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Map an output write failure.
+pub fn out_err(source: std::io::Error) -> SupervisorError {
+    SupervisorError::Output { source }
+}

@@ -1,0 +1,358 @@
+//! Runs the real `aiopsctl` binary from the repository root, as a user would.
+#![allow(clippy::unwrap_used)]
+use aiops_policy::JailPlan;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn aiopsctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aiopsctl"))
+        .args(args)
+        .current_dir(repo_root())
+        .env_remove("AIOPS_PROFILE_PATH")
+        .env_remove("AIOPS_LOG")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+fn shipped_profiles() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo_root().join("profiles"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 2, "no shipped profiles found");
+    v
+}
+
+/// Skip (or fail under AIOPS_MUST_WORK=1) when this host cannot run `restrictive`.
+fn host_can_run_restrictive() -> bool {
+    let o = aiopsctl(&["profile", "explain", "restrictive", "--json"]);
+    if o.status.code() == Some(69) {
+        let (_, err) = text(&o);
+        assert!(
+            std::env::var_os("AIOPS_MUST_WORK").is_none(),
+            "restrictive refused here: {err}"
+        );
+        eprintln!("skip: restrictive cannot run on this host: {err}");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn validate_passes_for_every_shipped_profile() {
+    let files: Vec<String> = shipped_profiles()
+        .iter()
+        .map(|p| format!("profiles/{}", p.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    let mut args = vec!["profile", "validate"];
+    args.extend(files.iter().map(String::as_str));
+    let o = aiopsctl(&args);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    for f in &files {
+        assert!(
+            out.lines().any(|l| l == format!("ok {f}")),
+            "{f} not ok in:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_key_in_any_shipped_profile_is_named_and_exits_65() {
+    for src in shipped_profiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join(src.file_name().unwrap());
+        let mut body = std::fs::read_to_string(&src).unwrap();
+        body.push_str("\nsurprise_key = true\n");
+        std::fs::write(&copy, body).unwrap();
+        let o = aiopsctl(&["profile", "validate", copy.to_str().unwrap()]);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(65), "{}: {out}{err}", src.display());
+        let line = out.lines().next().unwrap_or_default();
+        assert!(
+            line.starts_with(copy.to_str().unwrap()),
+            "no file:line:col in {line}"
+        );
+        assert!(line.contains("surprise_key"), "key not named: {line}");
+    }
+}
+
+#[test]
+fn validate_checks_every_file_and_exits_with_the_first_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.toml");
+    std::fs::write(
+        &bad,
+        "schema = 1\nname = \"broken\"\ndescription = \"x\"\n[net]\nmode = \"moon\"\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("absent.toml");
+    let o = aiopsctl(&[
+        "profile",
+        "validate",
+        bad.to_str().unwrap(),
+        missing.to_str().unwrap(),
+        "profiles/restrictive.toml",
+    ]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(65), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].contains(":5:") && lines[0].contains("net.mode"),
+        "{out}"
+    );
+    assert!(lines[1].contains("absent.toml"), "{out}");
+    assert_eq!(lines[2], "ok profiles/restrictive.toml");
+}
+
+#[test]
+fn explain_restrictive_shows_each_layer_and_the_reason_for_ptrace() {
+    if !host_can_run_restrictive() {
+        return;
+    }
+    let o = aiopsctl(&["profile", "explain", "restrictive"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    for section in [
+        "Required layers",
+        "Namespaces",
+        "Mounts",
+        "Landlock",
+        "Seccomp",
+        "Limits",
+        "Environment",
+        "Network",
+        "Protected paths",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(section)),
+            "no {section} section:\n{out}"
+        );
+    }
+    let ptrace = aiops_policy::syscalls::baseline_deny()
+        .into_iter()
+        .find(|r| r.syscall == "ptrace")
+        .unwrap();
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("ptrace "))
+        .unwrap();
+    assert!(line.contains(&ptrace.reason), "{line}");
+    assert!(line.contains("EPERM") && line.contains("always"), "{line}");
+    assert!(
+        out.contains("arg1 & 0o4000 == 0o4000"),
+        "setuid chmod rule not rendered"
+    );
+    // The workspace is the one writable bind.
+    let root = repo_root();
+    let ws = out
+        .lines()
+        .find(|l| l.contains(&format!(" {}  ", root.display())) && l.contains(" rw "))
+        .unwrap();
+    assert!(ws.contains("bind"), "{ws}");
+}
+
+#[test]
+fn explain_with_landlock_abi_3_refuses_restrictive_with_69() {
+    if !host_can_run_restrictive() {
+        return;
+    }
+    let o = aiopsctl(&["profile", "explain", "restrictive", "--abi", "3"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(69), "{out}{err}");
+    assert!(err.contains("landlock>=4"), "{err}");
+    assert!(err.contains("ABI 3"), "{err}");
+    assert!(out.is_empty(), "a refused plan printed something: {out}");
+}
+
+#[test]
+fn explain_json_is_a_valid_jail_plan() {
+    if !host_can_run_restrictive() {
+        return;
+    }
+    let o = aiopsctl(&["profile", "explain", "restrictive", "--json"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let plan: JailPlan = serde_json::from_str(&out).unwrap();
+    plan.validate().unwrap();
+    assert_eq!(plan.profile, "restrictive");
+    assert_eq!(plan.cwd.as_path(), repo_root());
+    assert!(plan.landlock.is_some() && plan.seccomp.is_some());
+}
+
+#[test]
+fn node_caps_outside_the_profile_exit_77() {
+    let dir = tempfile::tempdir().unwrap();
+    let caps = dir.path().join("caps.toml");
+    std::fs::write(&caps, "net = \"host\"\n").unwrap();
+    let o = aiopsctl(&[
+        "profile",
+        "explain",
+        "restrictive",
+        "--node-caps",
+        caps.to_str().unwrap(),
+    ]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(77), "{err}");
+    assert!(err.contains("net") && err.contains("restrictive"), "{err}");
+}
+
+#[test]
+fn show_resolves_the_extends_chain() {
+    let o = aiopsctl(&["profile", "show", "agent", "--json"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["chain"], serde_json::json!(["agent", "restrictive"]));
+    let o = aiopsctl(&["profile", "show", "agent"]);
+    let (out, _) = text(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("extends chain") && l.ends_with("agent -> restrictive")),
+        "{out}"
+    );
+    assert!(
+        out.contains("limits.open_files"),
+        "defaults not shown:\n{out}"
+    );
+}
+
+#[test]
+fn list_names_every_shipped_profile() {
+    let o = aiopsctl(&["profile", "list", "--json"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    for p in shipped_profiles() {
+        let stem = p.file_stem().unwrap().to_str().unwrap();
+        let item = v.iter().find(|i| i["name"] == stem).unwrap();
+        assert!(
+            item["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{item}"
+        );
+    }
+    let o = aiopsctl(&["profile", "show", "no-such-profile"]);
+    assert_eq!(o.status.code(), Some(66));
+}
+
+#[test]
+fn doctor_exit_code_matches_what_it_prints() {
+    let o = aiopsctl(&["doctor"]);
+    let (out, err) = text(&o);
+    let code = o.status.code().unwrap();
+    let verdict = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("restrictive:"))
+        .unwrap_or_else(|| panic!("{out}{err}"));
+    if code == 0 {
+        assert!(verdict.contains("can run"), "{out}");
+        assert!(
+            !out.lines().any(|l| l.starts_with("MISSING")),
+            "exit 0 with a MISSING line:\n{out}"
+        );
+    } else {
+        assert!(verdict.contains("CANNOT run"), "{out}");
+        assert_ne!(code, 64, "{err}");
+    }
+    let o = aiopsctl(&["doctor", "--json"]);
+    let (out, _) = text(&o);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["default_profile"]["exit_code"], o.status.code().unwrap());
+    assert_eq!(v["default_profile"]["runs"], o.status.code() == Some(0));
+    let live = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["what"] == "network namespace")
+        .unwrap();
+    let jailer = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["what"] == "aiops-jailer")
+        .unwrap();
+    if jailer["status"] != "ok" {
+        assert_eq!(
+            live["status"], "unknown",
+            "a live check passed without a jailer: {live}"
+        );
+    }
+}
+
+#[test]
+fn doctor_reports_live_checks_unknown_when_the_jailer_is_missing() {
+    let o = Command::new(env!("CARGO_BIN_EXE_aiopsctl"))
+        .arg("doctor")
+        .current_dir(repo_root())
+        .env_remove("AIOPS_PROFILE_PATH")
+        .env("AIOPS_JAILER", "/nonexistent/aiops-jailer")
+        .output()
+        .unwrap();
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(69), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("MISSING") && l.contains("aiops-jailer")),
+        "{out}"
+    );
+    for label in ["network namespace", "fresh /proc mount"] {
+        let line = out.lines().find(|l| l.contains(label)).unwrap();
+        assert!(line.starts_with("unknown"), "{line}");
+    }
+}
+
+#[test]
+fn bad_flags_exit_64_and_help_exits_0() {
+    assert_eq!(
+        aiopsctl(&["profile", "explain", "--no-such-flag", "x"])
+            .status
+            .code(),
+        Some(64)
+    );
+    assert_eq!(aiopsctl(&["no-such-command"]).status.code(), Some(64));
+    assert_eq!(
+        aiopsctl(&["profile", "explain", "restrictive", "--abi", "99"])
+            .status
+            .code(),
+        Some(64)
+    );
+    assert_eq!(aiopsctl(&["profile", "validate"]).status.code(), Some(64));
+    let help = aiopsctl(&["profile", "validate", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let (out, _) = text(&help);
+    for code in ["64", "65", "66", "69", "77", "78"] {
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(code)),
+            "exit code {code} undocumented"
+        );
+    }
+}
+
+#[test]
+fn completions_and_man_page_print_to_stdout() {
+    let o = aiopsctl(&["completions", "bash"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o).0.contains("aiopsctl"));
+    let o = aiopsctl(&["man"]);
+    assert_eq!(o.status.code(), Some(0));
+    let (out, _) = text(&o);
+    assert!(out.contains(".TH") && out.contains("doctor"), "{out}");
+}
