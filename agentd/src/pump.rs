@@ -21,7 +21,6 @@ use crate::redact::Redactor;
 use crate::sys;
 use aiops_policy::proto::Stream;
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd;
 use std::io;
@@ -30,11 +29,6 @@ use std::time::Instant;
 
 /// Bytes per splice: the node pipe's size, so one call can empty it.
 const SPLICE_CHUNK: usize = 1 << 20;
-/// A destination pipe (fd 1/2) smaller than this is grown to it: each splice
-/// then moves up to this much and both agentd and the reader wake less often
-/// (measured: about half the context switches of a 64 KiB pipe). Capacity is
-/// all that changes; EPERM past the per-user pipe budget is ignored.
-const DST_PIPE_BYTES: i32 = 1 << 20;
 /// read/write buffer, allocated only when a stream needs one.
 const COPY_CHUNK: usize = 64 << 10;
 
@@ -67,9 +61,6 @@ impl Pipe {
         } else {
             Mode::Splice
         };
-        if mode == Mode::Splice {
-            grow_if_pipe(dst);
-        }
         Pipe {
             stream,
             src: Some(src),
@@ -217,12 +208,6 @@ fn move_chunk(
                 return Ok(n);
             }
         }
-    }
-}
-
-fn grow_if_pipe(dst: BorrowedFd<'_>) {
-    if fcntl(dst, FcntlArg::F_GETPIPE_SZ).is_ok_and(|n| n < DST_PIPE_BYTES) {
-        let _ = fcntl(dst, FcntlArg::F_SETPIPE_SZ(DST_PIPE_BYTES));
     }
 }
 
