@@ -150,9 +150,11 @@ pub enum Step {
 }
 
 impl Step {
-    /// Distinct process exit codes for set-up failures: 100 + step index.
+    /// Distinct process exit codes of the jailer/agentd for set-up failures:
+    /// 80 + step index (80-101), clear of sysexits (64-78), the
+    /// `aiopsctl exec` codes (121-127) and signal deaths (128+).
     pub fn exit_code(self) -> i32 {
-        100 + self as i32
+        80 + self as i32
     }
 }
 
@@ -253,6 +255,13 @@ mod tests {
             Report::decode(&big),
             Err(PolicyError::Protocol { .. })
         ));
+    }
+
+    #[test]
+    fn step_exit_codes_stay_clear_of_the_documented_ones() {
+        let last = Step::SpawnNode.exit_code();
+        assert_eq!(Step::ReadRequest.exit_code(), 80);
+        assert!(last < 121 && last > 78, "{last}");
     }
 
     #[test]
