@@ -35,8 +35,8 @@ fn exit_child(code: i32) -> ! {
 
 fn entry(r: Result<(), String>) -> Value {
     match r {
-        Ok(()) => json!({ "ok": true }),
-        Err(e) => json!({ "ok": false, "error": e }),
+        Ok(()) => json!({ "ok": true, "detail": "works" }),
+        Err(e) => json!({ "ok": false, "detail": e }),
     }
 }
 
@@ -79,32 +79,39 @@ fn proc_probe() -> io::Result<()> {
     .map_err(io::Error::other)
 }
 
+/// The keys `aiopsctl doctor` reads (supervisor/src/live.rs): `landlock_abi`,
+/// then `{ "ok": bool, "detail": str }` for each live check.
 pub fn probe() -> Value {
-    let landlock = match sys::landlock_abi_version() {
-        Ok(abi) => json!({ "ok": true, "abi": abi }),
-        Err(e) => json!({ "ok": false, "abi": 0, "error": e.to_string() }),
+    let (landlock_abi, landlock) = match sys::landlock_abi_version() {
+        Ok(abi) => (abi, json!({ "ok": true, "detail": format!("ABI {abi}") })),
+        Err(e) => (0, json!({ "ok": false, "detail": e.to_string() })),
     };
-    let userns_netns = in_child(|| {
+    let userns = in_child(|| Ok(unshare(CloneFlags::CLONE_NEWUSER)?));
+    let netns = in_child(|| {
         Ok(unshare(
             CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET,
         )?)
     });
     let apparmor =
         match std::fs::read_to_string("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") {
-            Ok(v) => json!({ "ok": true, "value": v.trim() }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => json!({ "ok": true, "value": null }),
-            Err(e) => json!({ "ok": false, "error": e.to_string() }),
+            Ok(v) => json!({ "ok": v.trim() != "1", "detail": format!("sysctl is {}", v.trim()) }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                json!({ "ok": true, "detail": "no such sysctl (not Ubuntu's AppArmor)" })
+            }
+            Err(e) => json!({ "ok": false, "detail": e.to_string() }),
         };
     let cgroup = match limits::delegated_cgroup() {
-        Ok(dir) => json!({ "ok": true, "path": dir }),
-        Err(e) => json!({ "ok": false, "error": e }),
+        Ok(dir) => json!({ "ok": true, "detail": dir }),
+        Err(e) => json!({ "ok": false, "detail": e }),
     };
     json!({
+        "landlock_abi": landlock_abi,
         "landlock": landlock,
         "seccomp": entry(in_child(seccomp_probe)),
-        "userns_netns": entry(userns_netns),
-        "proc_mount_in_pidns": entry(in_child(proc_probe)),
+        "userns": entry(userns),
+        "netns": entry(netns),
+        "proc_mount": entry(in_child(proc_probe)),
         "apparmor_restrict_unprivileged_userns": apparmor,
-        "cgroup_v2_delegation": cgroup,
+        "cgroup_v2": cgroup,
     })
 }

@@ -57,8 +57,12 @@ struct Fixture {
 fn probe_ok() -> Result<u8, String> {
     let out = Command::new(JAILER).arg("probe").output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let abi = v["landlock"]["abi"].as_u64().unwrap_or(0);
-    if v["userns_netns"]["ok"] != true || v["proc_mount_in_pidns"]["ok"] != true || abi < 4 {
+    let abi = v["landlock_abi"].as_u64().unwrap_or(0);
+    if v["userns"]["ok"] != true
+        || v["netns"]["ok"] != true
+        || v["proc_mount"]["ok"] != true
+        || abi < 4
+    {
         return Err(format!(
             "host lacks a layer the restrictive profile needs: {v}"
         ));
