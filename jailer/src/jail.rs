@@ -186,7 +186,9 @@ fn sethostname_and_lo_up(req: &JailRequest) -> Result<(), JailError> {
     if let (Some(h), true) = (&p.hostname, p.namespaces.contains(&Namespace::Uts)) {
         net::sethostname(h)?;
     }
-    if p.namespaces.contains(&Namespace::Net) {
+    // `none` is an empty namespace (lo stays down, even 127.0.0.1 is
+    // unreachable); `loopback` and `allowlist` get their own lo.
+    if p.namespaces.contains(&Namespace::Net) && p.net.mode != NetMode::None {
         net::set_lo_up()?;
     }
     Ok(())

@@ -39,7 +39,7 @@ mkdir /dev/planted 2>/dev/null && echo "dev_mkdir=ok" || echo "dev_mkdir=denied"
 /usr/bin/unshare -U /bin/true 2>/dev/null && echo "unshare=ok" || echo "unshare=denied"
 if [ -x /usr/bin/python3 ]; then
   /usr/bin/python3 -c 'import socket; socket.socket().bind(("127.0.0.1", 0))' 2>/dev/null && echo "tcp_bind=ok" || echo "tcp_bind=denied"
-  /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))' 2>/dev/null && echo "lo_udp=ok" || echo "lo_udp=denied"
+  /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1); s.bind(("127.0.0.1", 0)); s.sendto(b"x", s.getsockname()); s.recv(1)' 2>/dev/null && echo "lo_udp=ok" || echo "lo_udp=denied"
 fi
 echo "spec=$(/bin/cat <&3)"
 (echo x >&3) 2>/dev/null && echo "spec_write=ok" || echo "spec_write=denied"
@@ -301,9 +301,10 @@ fn check_jail(as_nobody: bool) {
     // Seccomp's deny table (unshare → EPERM).
     assert_eq!(field(&stdout, "unshare"), "denied");
     if Path::new("/usr/bin/python3").exists() {
-        // net = none: Landlock handles TCP with no ports; lo is up, so UDP on it binds.
+        // net = none: Landlock handles TCP with no ports, and lo stays
+        // down, so not even UDP on 127.0.0.1 works.
         assert_eq!(field(&stdout, "tcp_bind"), "denied");
-        assert_eq!(field(&stdout, "lo_udp"), "ok");
+        assert_eq!(field(&stdout, "lo_udp"), "denied");
     }
     // Host side: what the jail created is owned by the unprivileged uid,
     // the protected hooks dir is untouched, and absent protected paths
