@@ -369,10 +369,10 @@ fn build_rlimits(eff: &Effective) -> Vec<RlimitPlan> {
     ]
 }
 
-const READ: &[FsAccess] = &[FsAccess::ReadFile, FsAccess::ReadDir];
-const WRITE: &[FsAccess] = &[
-    FsAccess::ReadFile,
-    FsAccess::ReadDir,
+/// What `read` grants in Landlock.
+pub const READ_RIGHTS: &[FsAccess] = &[FsAccess::ReadFile, FsAccess::ReadDir];
+/// What `write` adds to `read` in Landlock (as far as the ABI handles it).
+pub const WRITE_RIGHTS: &[FsAccess] = &[
     FsAccess::WriteFile,
     FsAccess::RemoveDir,
     FsAccess::RemoveFile,
@@ -419,10 +419,11 @@ fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
         e.dedup();
     };
     for p in &eff.read {
-        grant(p, READ);
+        grant(p, READ_RIGHTS);
     }
     for p in &eff.write {
-        grant(p, WRITE);
+        grant(p, READ_RIGHTS);
+        grant(p, WRITE_RIGHTS);
     }
     for p in &eff.exec {
         grant(
@@ -432,11 +433,12 @@ fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
     }
     // The root holds only what the plan mounted: listing it reveals nothing.
     grant(&abs("/"), &[FsAccess::ReadDir]);
-    grant(&abs("/tmp"), WRITE);
+    grant(&abs("/tmp"), READ_RIGHTS);
+    grant(&abs("/tmp"), WRITE_RIGHTS);
     grant(&abs("/dev"), DEV);
     // The jail's private /dev/shm (see `Mount::Dev`): shm_open(3) creates files there.
     grant(&abs("/dev/shm"), SHM);
-    grant(&abs("/proc"), READ);
+    grant(&abs("/proc"), READ_RIGHTS);
     grant(
         &abs(AGENTD_IN_JAIL),
         &[FsAccess::Execute, FsAccess::ReadFile],

@@ -3,12 +3,13 @@
 use super::explain::section;
 use super::profile::WIDTH;
 use super::table::Table;
+use aiops_policy::compile::WRITE_RIGHTS;
 use aiops_policy::plan::{FsAccess, JailPlan, Scope};
 use aiops_policy::syscalls::{ArgCond, ArgOp, SyscallRule, TIOCLINUX, TIOCSTI};
 use std::fmt::Write as _;
 
 fn access_words(access: &[FsAccess], handled: &[FsAccess]) -> String {
-    const READ: [FsAccess; 2] = [FsAccess::ReadFile, FsAccess::ReadDir];
+    const READ: &[FsAccess] = aiops_policy::compile::READ_RIGHTS;
     let write: Vec<FsAccess> = WRITE_RIGHTS
         .iter()
         .copied()
@@ -22,26 +23,12 @@ fn access_words(access: &[FsAccess], handled: &[FsAccess]) -> String {
             words.push(word.to_string());
         }
     };
-    take(&READ, "read", &mut rest);
+    take(READ, "read", &mut rest);
     take(&write, "write", &mut rest);
     take(&[FsAccess::Execute], "exec", &mut rest);
     words.extend(rest.iter().map(|a| fs_name(*a).to_string()));
     words.join(" ")
 }
-
-/// Everything `write` stands for in the Landlock table (as far as the ABI handles it).
-const WRITE_RIGHTS: [FsAccess; 10] = [
-    FsAccess::WriteFile,
-    FsAccess::RemoveDir,
-    FsAccess::RemoveFile,
-    FsAccess::MakeDir,
-    FsAccess::MakeReg,
-    FsAccess::MakeSock,
-    FsAccess::MakeFifo,
-    FsAccess::MakeSym,
-    FsAccess::Refer,
-    FsAccess::Truncate,
-];
 
 fn fs_name(a: FsAccess) -> &'static str {
     match a {
