@@ -303,7 +303,9 @@ fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, Pol
     Ok(mounts)
 }
 
-fn build_env(eff: &Effective, ctx: &CompileContext) -> BTreeMap<String, String> {
+/// The node's complete environment: allow-listed host variables, the
+/// profile's fixed values, HOME kept only when mounted, TMPDIR private.
+pub fn build_env(eff: &Effective, ctx: &CompileContext) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = ctx
         .host_env
         .iter()

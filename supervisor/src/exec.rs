@@ -1,19 +1,18 @@
-//! Running one compiled plan through `aiops-jailer`: the request goes over a
-//! pipe, agentd's reports come back on a SOCK_SEQPACKET socket, and
-//! stdin/stdout/stderr are inherited untouched. Used by `aiopsctl exec`
-//! (and, later, by the supervisor's scheduler).
-use crate::error::SupervisorError;
-use aiops_policy::proto::{
-    exit, ExitReport, JailRequest, NodeSpec, Report, Step, MAX_REPORT_BYTES, PROTO_VERSION,
-};
-use aiops_policy::{JailPlan, NetMode};
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+//! Running one node: on Linux through `aiops-jailer` (`linux.rs`), on macOS
+//! under `sandbox-exec` (`sandbox_exec.rs`). Both end in an `ExecReport`.
+use aiops_policy::proto::{ExitReport, Step};
+use aiops_policy::{AbsPath, NetMode};
 use serde::Serialize;
-use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
-use std::process::{Command, ExitStatus};
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::run;
+// Std-only, so it is built and tested on Linux too (with a stand-in for
+// sandbox-exec); only macOS calls it.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+pub mod sandbox_exec;
 
 /// Everything known about one run once it is over, for `--report`.
 #[derive(Debug, Clone, Serialize)]
@@ -42,95 +41,9 @@ pub struct SetupFailure {
     pub message: String,
 }
 
-/// Inherit `fd` across exec (std and nix create fds close-on-exec).
-fn inheritable(fd: &OwnedFd, what: &'static str) -> Result<(), SupervisorError> {
-    fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::empty()))
-        .map(|_| ())
-        .map_err(|source| SupervisorError::Channel { what, source })
-}
-
-/// Run `argv` in the jail `plan` describes, using the jailer at `jailer`.
-pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport, SupervisorError> {
-    let before: Vec<Option<Stamp>> = plan.protected.iter().map(|p| stamp(p.as_path())).collect();
-    let (req_r, req_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
-            what: "request pipe",
-            source,
-        })?;
-    let (rep_parent, rep_child) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|source| SupervisorError::Channel {
-        what: "report socket",
-        source,
-    })?;
-    inheritable(&req_r, "request pipe")?;
-    inheritable(&rep_child, "report socket")?;
-
-    let mut child = Command::new(jailer)
-        .arg("--request-fd")
-        .arg(req_r.as_raw_fd().to_string())
-        .arg("--report-fd")
-        .arg(rep_child.as_raw_fd().to_string())
-        .spawn()
-        .map_err(|source| SupervisorError::Spawn {
-            path: jailer.to_path_buf(),
-            source,
-        })?;
-    drop(req_r);
-    drop(rep_child);
-    let _forward = crate::signals::forward_to(child.id());
-
-    let request = JailRequest {
-        proto_version: PROTO_VERSION,
-        node: NodeSpec {
-            id: "exec".into(),
-            argv: argv.to_vec(),
-        },
-        plan: plan.clone(),
-    };
-    let body = serde_json::to_vec(&request).map_err(|source| SupervisorError::Json {
-        what: "jail request",
-        source,
-    })?;
-    let mut w = std::fs::File::from(req_w);
-    // EPIPE means the jailer died early; its report or exit status says why.
-    let _ = w.write_all(&body);
-    drop(w);
-
-    let reports = read_reports(&rep_parent)?;
-    let status = child
-        .wait()
-        .map_err(|source| SupervisorError::Wait { source })?;
-
-    let (mut protected_created, mut protected_changed) = (vec![], vec![]);
-    for (p, was) in plan.protected.iter().zip(before) {
-        match (was, stamp(p.as_path())) {
-            (None, Some(_)) => protected_created.push(p.to_string()),
-            (Some(a), now) if now.as_ref() != Some(&a) => protected_changed.push(p.to_string()),
-            _ => {}
-        }
-    }
-    let status_code = status_code(&status, &reports);
-    Ok(ExecReport {
-        profile: plan.profile.clone(),
-        cwd: plan.cwd.to_string(),
-        net: plan.net.mode,
-        setup_failed: reports.failed,
-        exit: reports.exited,
-        protected_created,
-        protected_changed,
-        protocol_error: reports.protocol_error,
-        status: status_code,
-    })
-}
-
 /// Identity and content stamp of a path, to notice creation or replacement.
 #[derive(Debug, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     dev: u64,
     ino: u64,
     len: u64,
@@ -148,75 +61,22 @@ fn stamp(p: &Path) -> Option<Stamp> {
     })
 }
 
-#[derive(Debug, Default)]
-struct Reports {
-    exited: Option<ExitReport>,
-    failed: Option<SetupFailure>,
-    protocol_error: Option<String>,
+/// Stamps of `paths` before a run.
+pub fn stamps(paths: &[AbsPath]) -> Vec<Option<Stamp>> {
+    paths.iter().map(|p| stamp(p.as_path())).collect()
 }
 
-fn read_reports(sock: &OwnedFd) -> Result<Reports, SupervisorError> {
-    // One byte more than the largest legal frame: MSG_TRUNC tells a longer one.
-    let mut buf = vec![0u8; MAX_REPORT_BYTES + 1];
-    let mut r = Reports::default();
-    loop {
-        let n = match recv(sock.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(nix::Error::EINTR) => continue,
-            Err(source) => return Err(SupervisorError::ReadReport { source }),
-        };
-        let decoded = if n > MAX_REPORT_BYTES {
-            Report::decode(&buf) // oversize: decode refuses it by length
-        } else {
-            Report::decode(&buf[..n])
-        };
-        match decoded {
-            Ok(Report::Exited(e)) => r.exited = Some(e),
-            Ok(Report::SetupFailed {
-                step,
-                errno,
-                message,
-            }) => {
-                r.failed = Some(SetupFailure {
-                    step,
-                    errno,
-                    message,
-                })
-            }
-            Ok(Report::Started { .. } | Report::Output { .. }) => {}
-            Err(e) => {
-                r.protocol_error = Some(e.to_string());
-                break;
-            }
+/// (created, changed) protected paths after a run.
+pub fn protected_diff(paths: &[AbsPath], before: Vec<Option<Stamp>>) -> (Vec<String>, Vec<String>) {
+    let (mut created, mut changed) = (vec![], vec![]);
+    for (p, was) in paths.iter().zip(before) {
+        match (was, stamp(p.as_path())) {
+            (None, Some(_)) => created.push(p.to_string()),
+            (Some(a), now) if now.as_ref() != Some(&a) => changed.push(p.to_string()),
+            _ => {}
         }
     }
-    Ok(r)
-}
-
-/// The documented exit status of `aiopsctl exec` (docs/operations.md).
-fn status_code(status: &ExitStatus, r: &Reports) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    if r.protocol_error.is_some() {
-        return exit::INTERNAL;
-    }
-    if let Some(f) = &r.failed {
-        return match (f.step, status.code()) {
-            (Step::SpawnNode, Some(c)) if c == exit::NOT_FOUND || c == exit::CANNOT_EXEC => c,
-            _ => exit::SETUP_FAILED,
-        };
-    }
-    match &r.exited {
-        Some(e) if e.timed_out => exit::TIMEOUT,
-        Some(e) if e.output_capped => exit::OUTPUT_CAP,
-        Some(e) => match (e.code, e.signal) {
-            (Some(c), _) => c,
-            (None, Some(s)) => 128 + s,
-            (None, None) => exit::INTERNAL,
-        },
-        // No report at all: the jail died without saying why.
-        None => status.signal().map_or(exit::INTERNAL, |s| 128 + s),
-    }
+    (created, changed)
 }
 
 impl ExecReport {

@@ -93,7 +93,11 @@ pub fn probe_host() -> HostProbe {
     );
     HostProbe {
         facts: HostFacts {
-            os: Os::Linux,
+            os: if cfg!(target_os = "macos") {
+                Os::Macos
+            } else {
+                Os::Linux
+            },
             landlock_abi,
             seccomp,
             userns,
@@ -104,12 +108,19 @@ pub fn probe_host() -> HostProbe {
     }
 }
 
+/// Landlock is Linux-only.
+#[cfg(not(target_os = "linux"))]
+pub fn probe_landlock_abi() -> u8 {
+    0
+}
+
 /// The highest Landlock ABI whose features this kernel accepts, 0 if none.
 ///
 /// Each ABI is tried as a hard requirement, newest first: the crate refuses
 /// any feature the running kernel lacks. Rulesets are created and dropped,
 /// never enforced. ABI 7 and 8 add only restrict_self flags, checked the
 /// same way without calling restrict_self.
+#[cfg(target_os = "linux")]
 pub fn probe_landlock_abi() -> u8 {
     use landlock::ABI;
     const NEWEST_FIRST: [ABI; 9] = [
@@ -129,6 +140,7 @@ pub fn probe_landlock_abi() -> u8 {
         .map_or(0, |abi| abi as u8)
 }
 
+#[cfg(target_os = "linux")]
 fn landlock_accepts(abi: landlock::ABI) -> bool {
     use landlock::{
         Access, AccessFs, AccessNet, CompatLevel, Compatible, RestrictSelfAttr, Ruleset,
@@ -432,6 +444,7 @@ mod tests {
         assert!(!cgroup_check(None, None, &|_| None, &|_| true).0);
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn the_landlock_probe_agrees_with_the_running_kernel() {
         // The crate's view of the kernel, re-derived through its public API:

@@ -42,6 +42,87 @@ pub struct ExecArgs {
     pub argv: Vec<String>,
 }
 
+fn allowlist_refusal(profile: &str) -> SupervisorError {
+    // Fail closed: without the egress proxy the allow-list cannot hold.
+    SupervisorError::Refused {
+        reason: format!(
+            "profile {profile:?} gives net = \"allowlist\" and the egress proxy is not \
+             implemented yet; narrow the node with --node-caps (net = \"none\" or \"loopback\")"
+        ),
+    }
+}
+
+/// Linux: compile a JailPlan and run it through aiops-jailer.
+#[cfg(target_os = "linux")]
+fn run_node(
+    args: &ExecArgs,
+    profile: &aiops_policy::Profile,
+    caps: &NodeCaps,
+) -> Result<exec::ExecReport, SupervisorError> {
+    let jailer = locate::JAILER
+        .find()
+        .map_err(|e| SupervisorError::Refused {
+            reason: e.to_string(),
+        })?;
+    let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
+    let facts = facts::probe_host().facts;
+    let plan = aiops_policy::compile(profile, caps, &facts, &ctx).map_err(refused)?;
+    if plan.net.mode == NetMode::Allowlist {
+        return Err(allowlist_refusal(&plan.profile));
+    }
+    warn_if_root_owned_workspace(&plan);
+    tracing::info!(target: "aiops::exec", profile = %plan.profile, net = %plan.net.mode, "exec");
+    exec::run(&jailer.path, &args.argv, &plan)
+}
+
+/// macOS: compile SBPL from the same profile and caps and run the node
+/// under sandbox-exec. Linux-only layers a profile requires refuse it.
+#[cfg(target_os = "macos")]
+fn run_node(
+    args: &ExecArgs,
+    profile: &aiops_policy::Profile,
+    caps: &NodeCaps,
+) -> Result<exec::ExecReport, SupervisorError> {
+    use exec::sandbox_exec::{Run, SANDBOX_EXEC};
+    let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
+    let facts = facts::probe_host().facts;
+    for req in &profile.require {
+        if let Some(reason) = req.missing_on(&facts) {
+            return Err(SupervisorError::Refused {
+                reason: format!("layer {req} unavailable: {reason}"),
+            });
+        }
+    }
+    let eff = aiops_policy::caps::effective(profile, caps, &ctx.vars).map_err(refused)?;
+    if eff.net == NetMode::Allowlist {
+        return Err(allowlist_refusal(&eff.profile));
+    }
+    if !eff.secrets.is_empty() {
+        return Err(SupervisorError::Refused {
+            reason: "secrets are injected by aiops-jailer, which is Linux-only".into(),
+        });
+    }
+    let sbpl = aiops_policy::sbpl::compile_sbpl(&eff, &ctx).map_err(refused)?;
+    let env = aiops_policy::compile::build_env(&eff, &ctx);
+    let protected: Vec<aiops_policy::AbsPath> = eff
+        .write
+        .iter()
+        .flat_map(|w| eff.protected.iter().map(move |p| w.join(p)))
+        .collect();
+    exec::sandbox_exec::run(&Run {
+        program: std::path::Path::new(SANDBOX_EXEC),
+        sbpl: &sbpl,
+        argv: &args.argv,
+        cwd: ctx.cwd.as_path(),
+        env: &env,
+        timeout: eff.limits.timeout.as_std(),
+        output_cap: eff.limits.output.0,
+        profile: &eff.profile,
+        net: eff.net,
+        protected: &protected,
+    })
+}
+
 /// Policy refusals all exit with `exit::REFUSED`, whatever their class.
 fn refused(e: impl std::error::Error) -> SupervisorError {
     SupervisorError::Refused {
@@ -61,27 +142,7 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
         // Checked against the profile's ceiling like any node limit.
         caps.limits.get_or_insert_with(Default::default).timeout = Some(t);
     }
-    let jailer = locate::JAILER
-        .find()
-        .map_err(|e| SupervisorError::Refused {
-            reason: e.to_string(),
-        })?;
-    let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
-    let facts = facts::probe_host().facts;
-    let plan = aiops_policy::compile(&profile, &caps, &facts, &ctx).map_err(refused)?;
-    if plan.net.mode == NetMode::Allowlist {
-        // Fail closed: without the egress proxy the allow-list cannot hold.
-        return Err(SupervisorError::Refused {
-            reason: format!(
-                "profile {:?} gives net = \"allowlist\" and the egress proxy is not implemented \
-                 yet; narrow the node with --node-caps (net = \"none\" or \"loopback\")",
-                plan.profile
-            ),
-        });
-    }
-    warn_if_root_owned_workspace(&plan);
-    tracing::info!(target: "aiops::exec", profile = %plan.profile, net = %plan.net.mode, "exec");
-    let report = exec::run(&jailer.path, &args.argv, &plan)?;
+    let report = run_node(args, &profile, &caps)?;
     let mut err = std::io::stderr().lock();
     match args.report {
         ReportFormat::None => {
@@ -106,6 +167,7 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
 /// Started as root, the jailer runs the node as the owner of the first
 /// writable bind, or as `nobody` when that is root: a jail is never host
 /// root. Say so when that leaves a writable workspace unwritable.
+#[cfg(target_os = "linux")]
 fn warn_if_root_owned_workspace(plan: &aiops_policy::JailPlan) {
     use std::os::unix::fs::MetadataExt;
     if plan.unconfined || !nix::unistd::geteuid().is_root() {

@@ -1,0 +1,166 @@
+//! Running one compiled plan through `aiops-jailer`: the request goes over a
+//! pipe, agentd's reports come back on a SOCK_SEQPACKET socket, and
+//! stdin/stdout/stderr are inherited untouched. Used by `aiopsctl exec`
+//! (and, later, by the supervisor's scheduler).
+use super::{ExecReport, SetupFailure};
+use crate::error::SupervisorError;
+use aiops_policy::proto::{
+    exit, ExitReport, JailRequest, NodeSpec, Report, Step, MAX_REPORT_BYTES, PROTO_VERSION,
+};
+use aiops_policy::JailPlan;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+
+/// Inherit `fd` across exec (std and nix create fds close-on-exec).
+fn inheritable(fd: &OwnedFd, what: &'static str) -> Result<(), SupervisorError> {
+    fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::empty()))
+        .map(|_| ())
+        .map_err(|source| SupervisorError::Channel { what, source })
+}
+
+/// Run `argv` in the jail `plan` describes, using the jailer at `jailer`.
+pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport, SupervisorError> {
+    let before = super::stamps(&plan.protected);
+    let (req_r, req_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
+            what: "request pipe",
+            source,
+        })?;
+    let (rep_parent, rep_child) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|source| SupervisorError::Channel {
+        what: "report socket",
+        source,
+    })?;
+    inheritable(&req_r, "request pipe")?;
+    inheritable(&rep_child, "report socket")?;
+
+    let mut child = Command::new(jailer)
+        .arg("--request-fd")
+        .arg(req_r.as_raw_fd().to_string())
+        .arg("--report-fd")
+        .arg(rep_child.as_raw_fd().to_string())
+        .spawn()
+        .map_err(|source| SupervisorError::Spawn {
+            path: jailer.to_path_buf(),
+            source,
+        })?;
+    drop(req_r);
+    drop(rep_child);
+    let _forward = crate::signals::forward_to(child.id());
+
+    let request = JailRequest {
+        proto_version: PROTO_VERSION,
+        node: NodeSpec {
+            id: "exec".into(),
+            argv: argv.to_vec(),
+        },
+        plan: plan.clone(),
+    };
+    let body = serde_json::to_vec(&request).map_err(|source| SupervisorError::Json {
+        what: "jail request",
+        source,
+    })?;
+    let mut w = std::fs::File::from(req_w);
+    // EPIPE means the jailer died early; its report or exit status says why.
+    let _ = w.write_all(&body);
+    drop(w);
+
+    let reports = read_reports(&rep_parent)?;
+    let status = child
+        .wait()
+        .map_err(|source| SupervisorError::Wait { source })?;
+
+    let (protected_created, protected_changed) = super::protected_diff(&plan.protected, before);
+    let status_code = status_code(&status, &reports);
+    Ok(ExecReport {
+        profile: plan.profile.clone(),
+        cwd: plan.cwd.to_string(),
+        net: plan.net.mode,
+        setup_failed: reports.failed,
+        exit: reports.exited,
+        protected_created,
+        protected_changed,
+        protocol_error: reports.protocol_error,
+        status: status_code,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Reports {
+    exited: Option<ExitReport>,
+    failed: Option<SetupFailure>,
+    protocol_error: Option<String>,
+}
+
+fn read_reports(sock: &OwnedFd) -> Result<Reports, SupervisorError> {
+    // One byte more than the largest legal frame: MSG_TRUNC tells a longer one.
+    let mut buf = vec![0u8; MAX_REPORT_BYTES + 1];
+    let mut r = Reports::default();
+    loop {
+        let n = match recv(sock.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(nix::Error::EINTR) => continue,
+            Err(source) => return Err(SupervisorError::ReadReport { source }),
+        };
+        let decoded = if n > MAX_REPORT_BYTES {
+            Report::decode(&buf) // oversize: decode refuses it by length
+        } else {
+            Report::decode(&buf[..n])
+        };
+        match decoded {
+            Ok(Report::Exited(e)) => r.exited = Some(e),
+            Ok(Report::SetupFailed {
+                step,
+                errno,
+                message,
+            }) => {
+                r.failed = Some(SetupFailure {
+                    step,
+                    errno,
+                    message,
+                })
+            }
+            Ok(Report::Started { .. } | Report::Output { .. }) => {}
+            Err(e) => {
+                r.protocol_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// The documented exit status of `aiopsctl exec` (docs/operations.md).
+fn status_code(status: &ExitStatus, r: &Reports) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    if r.protocol_error.is_some() {
+        return exit::INTERNAL;
+    }
+    if let Some(f) = &r.failed {
+        return match (f.step, status.code()) {
+            (Step::SpawnNode, Some(c)) if c == exit::NOT_FOUND || c == exit::CANNOT_EXEC => c,
+            _ => exit::SETUP_FAILED,
+        };
+    }
+    match &r.exited {
+        Some(e) if e.timed_out => exit::TIMEOUT,
+        Some(e) if e.output_capped => exit::OUTPUT_CAP,
+        Some(e) => match (e.code, e.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => exit::INTERNAL,
+        },
+        // No report at all: the jail died without saying why.
+        None => status.signal().map_or(exit::INTERNAL, |s| 128 + s),
+    }
+}
