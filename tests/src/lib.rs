@@ -41,6 +41,15 @@ pub fn skip(test: &str, reason: &str) {
     eprintln!("SKIP {test}: {reason}");
 }
 
+/// Print `SKIP <test>: <reason>` for a test, or a control, that needs root
+/// when we are not root. Never a failure, even under `AIOPS_MUST_WORK=1`:
+/// that flag demands the kernel features this host has, and running
+/// unprivileged is a supported setup, not a missing feature.
+pub fn skip_needs_root(test: &str, reason: &str) {
+    assert!(!is_root(), "{test}: skip_needs_root called as root");
+    eprintln!("SKIP {test}: {reason} (not root; AIOPS_MUST_WORK covers kernel features only)");
+}
+
 /// Effective uid of this test process (the owner of `/proc/self`).
 pub fn euid() -> u32 {
     std::fs::metadata("/proc/self")
@@ -123,9 +132,11 @@ pub fn profiles_dir() -> PathBuf {
 }
 
 /// Where workspaces and outside fixtures live: `$AIOPS_TEST_TMPDIR`, else
-/// `<target>/escape-tmp`, else `/var/tmp/aiops-escape-tests`: the first that
-/// is not under /tmp (the jail's /tmp is private, so a workspace there is
-/// refused) and that nobody can traverse (for the `as_nobody` runs).
+/// `<target>/escape-tmp`, else `/var/tmp/aiops-escape-tests-<euid>`: the
+/// first that is not under /tmp (the jail's /tmp is private, so a workspace
+/// there is refused), that nobody can traverse (for the `as_nobody` runs),
+/// and that we can create and own (an unprivileged run may find `target/`
+/// read-only, or another uid's directory already there).
 /// Siblings of the workspace are also the sharper test of what a jail hides.
 pub fn test_tmp() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -135,21 +146,17 @@ pub fn test_tmp() -> PathBuf {
             .into_iter()
             .chain([
                 target_dir().join("escape-tmp"),
-                PathBuf::from("/var/tmp/aiops-escape-tests"),
+                // Per uid: /var/tmp is shared, and root's 0711 dir is not ours.
+                PathBuf::from(format!("/var/tmp/aiops-escape-tests-{}", euid())),
             ])
             .collect();
-        let d = candidates
+        candidates
             .iter()
-            .find(|d| usable_base(d))
+            .find(|d| usable_base(d) && claim_dir(d))
             .cloned()
             .unwrap_or_else(|| {
                 panic!("no usable test temp dir among {candidates:?}; set AIOPS_TEST_TMPDIR")
-            });
-        std::fs::create_dir_all(&d).expect("create the test temp dir");
-        // Traversable by nobody, but not listable or writable.
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711))
-            .expect("chmod test temp dir");
-        d
+            })
     })
     .clone()
 }
@@ -163,6 +170,17 @@ fn usable_base(d: &Path) -> bool {
         .skip(1)
         .filter_map(|a| std::fs::metadata(a).ok())
         .all(|m| m.permissions().mode() & 0o001 != 0)
+}
+
+/// Create `d` (or find it) as a real directory owned by us, mode 0711:
+/// traversable by nobody, but not listable or writable. False when it is
+/// not ours (e.g. a read-only source tree, or a symlink planted in /var/tmp).
+fn claim_dir(d: &Path) -> bool {
+    if std::fs::create_dir_all(d).is_err() {
+        return false;
+    }
+    let ours = std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir() && m.uid() == euid());
+    ours && std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).is_ok()
 }
 
 /// A fresh directory under [`test_tmp`], owned by `owner` when we are root
@@ -283,7 +301,7 @@ pub fn root_control_modes(test: &str) -> Vec<Mode> {
         note(test, "control runs on the host as root: unconfined drops root, and the host refuses nobody too");
         [vec![Mode::Host], attacks()].concat()
     } else {
-        skip(test, "the control needs root");
+        skip_needs_root(test, "the control needs root");
         attacks()
     }
 }

@@ -357,7 +357,7 @@ fn setuid_plant_in_workspace() {
 fn files_created_as_root_are_not_root_owned() {
     use std::os::unix::fs::MetadataExt;
     if !is_root() {
-        skip(
+        skip_needs_root(
             "files_created_as_root_are_not_root_owned",
             "only meaningful when aiopsctl runs as root",
         );

@@ -9,7 +9,7 @@ use aiops_tests::*;
 fn read_etc_shadow() {
     // Control on the host: `unconfined` drops root to nobody, so it cannot.
     if !is_root() {
-        skip(
+        skip_needs_root(
             "read_etc_shadow",
             "the control (root reads /etc/shadow) needs root",
         );
