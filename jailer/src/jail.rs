@@ -235,6 +235,14 @@ pub fn run(
             source: e.into(),
         }
     })?;
+    // agentd too: as root, a checkout under /root is out of the jail uid's reach.
+    nix::unistd::access(agentd.as_path(), nix::unistd::AccessFlags::X_OK).map_err(|e| {
+        JailError::Unreachable {
+            uid,
+            path: agentd.clone(),
+            source: e.into(),
+        }
+    })?;
     if !plan.unconfined {
         // 4. 5.
         ns::unshare_namespaces(&plan.namespaces)?;
