@@ -3,11 +3,13 @@
 //! stdin/stdout/stderr are inherited untouched. Used by `aiopsctl exec`
 //! (and, later, by the supervisor's scheduler).
 use crate::error::SupervisorError;
+use crate::signals::Forwarder;
 use aiops_policy::proto::{
     exit, ExitReport, JailRequest, NodeSpec, Report, Step, MAX_REPORT_BYTES, PROTO_VERSION,
 };
 use aiops_policy::{JailPlan, NetMode};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::Serialize;
 use std::io::Write;
@@ -82,7 +84,7 @@ pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport
         })?;
     drop(req_r);
     drop(rep_child);
-    let _forward = crate::signals::forward_to(child.id());
+    let forward = crate::signals::forward_to(child.id());
 
     let request = JailRequest {
         proto_version: PROTO_VERSION,
@@ -101,7 +103,7 @@ pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport
     let _ = w.write_all(&body);
     drop(w);
 
-    let reports = read_reports(&rep_parent)?;
+    let reports = read_reports(&rep_parent, &forward)?;
     let status = child
         .wait()
         .map_err(|source| SupervisorError::Wait { source })?;
@@ -155,11 +157,30 @@ struct Reports {
     protocol_error: Option<String>,
 }
 
-fn read_reports(sock: &OwnedFd) -> Result<Reports, SupervisorError> {
+fn read_reports(sock: &OwnedFd, forward: &Forwarder) -> Result<Reports, SupervisorError> {
     // One byte more than the largest legal frame: MSG_TRUNC tells a longer one.
     let mut buf = vec![0u8; MAX_REPORT_BYTES + 1];
     let mut r = Reports::default();
     loop {
+        if let Some(sig_fd) = forward.as_fd() {
+            // Caught signals are forwarded between frames; recv below only
+            // runs once the socket is readable (a frame or EOF).
+            let mut fds = [
+                PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+                PollFd::new(sig_fd, PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(source) => return Err(SupervisorError::ReadReport { source }),
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|e| !e.is_empty());
+            if ready(&fds[1]) {
+                forward.forward_pending();
+            }
+            if !ready(&fds[0]) {
+                continue;
+            }
+        }
         let n = match recv(sock.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
             Ok(0) => break,
             Ok(n) => n,

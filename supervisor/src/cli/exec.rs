@@ -67,7 +67,7 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
             reason: e.to_string(),
         })?;
     let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
-    let facts = facts::probe_host().facts;
+    let facts = facts::facts_for(&profile);
     let plan = aiops_policy::compile(&profile, &caps, &facts, &ctx).map_err(refused)?;
     if plan.net.mode == NetMode::Allowlist {
         // Fail closed: without the egress proxy the allow-list cannot hold.
