@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
-use std::process::{Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 
 /// Everything known about one run once it is over, for `--report`.
 #[derive(Debug, Clone, Serialize)]
@@ -53,7 +53,23 @@ fn inheritable(fd: &OwnedFd, what: &'static str) -> Result<(), SupervisorError> 
 
 /// Run `argv` in the jail `plan` describes, using the jailer at `jailer`.
 pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport, SupervisorError> {
-    let before: Vec<Option<Stamp>> = plan.protected.iter().map(|p| stamp(p.as_path())).collect();
+    spawn_jailer(jailer)?.run(argv, plan)
+}
+
+/// A jailer started before its plan is known, so that its start-up (exec,
+/// dynamic linking, runtime set-up) overlaps loading and compiling the
+/// profile. Until `run` writes the request it only blocks reading it, so a
+/// `PendingJail` dropped unused is killed and reaped having done nothing.
+pub struct PendingJail {
+    child: Child,
+    req_w: Option<OwnedFd>,
+    rep_parent: OwnedFd,
+    forward: Forwarder,
+    ran: bool,
+}
+
+/// Start the jailer at `jailer`; see `PendingJail`.
+pub fn spawn_jailer(jailer: &Path) -> Result<PendingJail, SupervisorError> {
     let (req_r, req_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
             what: "request pipe",
@@ -72,7 +88,7 @@ pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport
     inheritable(&req_r, "request pipe")?;
     inheritable(&rep_child, "report socket")?;
 
-    let mut child = Command::new(jailer)
+    let child = Command::new(jailer)
         .arg("--request-fd")
         .arg(req_r.as_raw_fd().to_string())
         .arg("--report-fd")
@@ -85,29 +101,63 @@ pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport
     drop(req_r);
     drop(rep_child);
     let forward = crate::signals::forward_to(child.id());
+    Ok(PendingJail {
+        child,
+        req_w: Some(req_w),
+        rep_parent,
+        forward,
+        ran: false,
+    })
+}
 
-    let request = JailRequest {
-        proto_version: PROTO_VERSION,
-        node: NodeSpec {
-            id: "exec".into(),
-            argv: argv.to_vec(),
-        },
-        plan: plan.clone(),
-    };
-    let body = serde_json::to_vec(&request).map_err(|source| SupervisorError::Json {
-        what: "jail request",
-        source,
-    })?;
-    let mut w = std::fs::File::from(req_w);
-    // EPIPE means the jailer died early; its report or exit status says why.
-    let _ = w.write_all(&body);
-    drop(w);
+impl Drop for PendingJail {
+    fn drop(&mut self) {
+        if !self.ran {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
 
-    let reports = read_reports(&rep_parent, &forward)?;
-    let status = child
-        .wait()
-        .map_err(|source| SupervisorError::Wait { source })?;
+impl PendingJail {
+    /// Send the request for `argv` in `plan` and follow the jail to its end.
+    pub fn run(mut self, argv: &[String], plan: &JailPlan) -> Result<ExecReport, SupervisorError> {
+        // Nothing runs in the jail before the request is written.
+        let before: Vec<Option<Stamp>> =
+            plan.protected.iter().map(|p| stamp(p.as_path())).collect();
+        let request = JailRequest {
+            proto_version: PROTO_VERSION,
+            node: NodeSpec {
+                id: "exec".into(),
+                argv: argv.to_vec(),
+            },
+            plan: plan.clone(),
+        };
+        let body = serde_json::to_vec(&request).map_err(|source| SupervisorError::Json {
+            what: "jail request",
+            source,
+        })?;
+        self.ran = true;
+        if let Some(req_w) = self.req_w.take() {
+            let mut w = std::fs::File::from(req_w);
+            // EPIPE means the jailer died early; its report or exit status says why.
+            let _ = w.write_all(&body);
+        }
+        let reports = read_reports(&self.rep_parent, &self.forward)?;
+        let status = self
+            .child
+            .wait()
+            .map_err(|source| SupervisorError::Wait { source })?;
+        Ok(finish(plan, before, &status, reports))
+    }
+}
 
+fn finish(
+    plan: &JailPlan,
+    before: Vec<Option<Stamp>>,
+    status: &ExitStatus,
+    reports: Reports,
+) -> ExecReport {
     let (mut protected_created, mut protected_changed) = (vec![], vec![]);
     for (p, was) in plan.protected.iter().zip(before) {
         match (was, stamp(p.as_path())) {
@@ -116,8 +166,8 @@ pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport
             _ => {}
         }
     }
-    let status_code = status_code(&status, &reports);
-    Ok(ExecReport {
+    let status_code = status_code(status, &reports);
+    ExecReport {
         profile: plan.profile.clone(),
         cwd: plan.cwd.to_string(),
         net: plan.net.mode,
@@ -127,7 +177,7 @@ pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport
         protected_changed,
         protocol_error: reports.protocol_error,
         status: status_code,
-    })
+    }
 }
 
 /// Identity and content stamp of a path, to notice creation or replacement.

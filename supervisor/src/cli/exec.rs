@@ -50,6 +50,14 @@ fn refused(e: impl std::error::Error) -> SupervisorError {
 }
 
 pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError> {
+    let jailer = locate::JAILER
+        .find()
+        .map_err(|e| SupervisorError::Refused {
+            reason: e.to_string(),
+        })?;
+    // Started first: its start-up overlaps the compile below; if we refuse,
+    // dropping it kills it before it has read a request.
+    let pending = exec::spawn_jailer(&jailer.path)?;
     let profile = locate::profile_loader()
         .load(&args.profile)
         .map_err(refused)?;
@@ -61,11 +69,6 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
         // Checked against the profile's ceiling like any node limit.
         caps.limits.get_or_insert_with(Default::default).timeout = Some(t);
     }
-    let jailer = locate::JAILER
-        .find()
-        .map_err(|e| SupervisorError::Refused {
-            reason: e.to_string(),
-        })?;
     let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
     let facts = facts::facts_for(&profile);
     let plan = aiops_policy::compile(&profile, &caps, &facts, &ctx).map_err(refused)?;
@@ -81,7 +84,7 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
     }
     warn_if_root_owned_workspace(&plan);
     tracing::info!(target: "aiops::exec", profile = %plan.profile, net = %plan.net.mode, "exec");
-    let report = exec::run(&jailer.path, &args.argv, &plan)?;
+    let report = pending.run(&args.argv, &plan)?;
     let mut err = std::io::stderr().lock();
     match args.report {
         ReportFormat::None => {
