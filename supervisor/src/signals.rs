@@ -31,7 +31,7 @@ fn caught() -> SigSet {
 }
 
 /// Start catching; the previous signal mask comes back when the returned
-/// guard drops. If the signalfd cannot be made, signals keep their default
+/// guard drops, which the caller does once the jail is over. If the signalfd cannot be made, signals keep their default
 /// action (we die, the jailer gets SIGHUP/EOF and its pdeathsig takes the
 /// jail down).
 pub fn forward_to(pid: u32) -> Forwarder {
@@ -86,9 +86,11 @@ impl Forwarder {
 
 impl Drop for Forwarder {
     fn drop(&mut self) {
-        if self.fd.is_some() {
-            // Whatever arrived while the jail ended goes the same way.
-            self.forward_pending();
+        if let Some(fd) = &self.fd {
+            // The jail is over and the jailer may be reaped (its pid free for
+            // reuse): what arrived since is dropped, not forwarded, and not
+            // left pending to act once unblocked.
+            while let Ok(Some(_)) = fd.read_signal() {}
             self.restore_mask();
         }
     }
