@@ -193,7 +193,28 @@ pub fn release_idle_memory() {
             unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
         }
     }
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; this
-    // process is single-threaded and holds no allocator lock here.
+    // SAFETY: malloc_trim takes the allocator's own locks and only returns
+    // pages of free chunks to the kernel; no live allocation is touched.
     unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(test)]
+mod release_tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// Resident pages of this process (proc(5), /proc/self/statm field 2).
+    fn resident_pages() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn release_idle_memory_gives_back_resident_code_pages() {
+        let before = resident_pages();
+        super::release_idle_memory();
+        let after = resident_pages();
+        assert!(after < before, "resident pages {before} -> {after}");
+        // The code it dropped still runs: it faults back in from the file.
+        assert_eq!(format!("{}", 6 * 7), "42");
+    }
 }
