@@ -46,6 +46,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// After the deadline, how often a write blocked on fd 1/2 is interrupted.
 const ALARM_EVERY: Duration = Duration::from_millis(100);
+/// When a node that still runs no longer needs agentd's start-up memory
+/// (see `sys::release_idle_memory`); later, so short nodes pay no refaults.
+const RELEASE_AFTER: Duration = Duration::from_millis(50);
 
 fn main() {
     // A closed fd 0-2 would be reused by the first pipe agentd makes; Rust's
@@ -102,6 +105,7 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
         killed_at: None,
         timed_out: false,
         progress: spec.stream_reports.then(|| Progress::new(start)),
+        release_at: Some(start + RELEASE_AFTER),
     };
     let looped = supervise(&signals, &mut reaper, &mut pump, deadline, &mut run, tx);
     if let Err(e) = &looped {
@@ -154,6 +158,8 @@ struct Run {
     killed_at: Option<Instant>,
     timed_out: bool,
     progress: Option<Progress>,
+    /// When to give back start-up memory; `None` once done.
+    release_at: Option<Instant>,
 }
 
 impl Run {
@@ -179,6 +185,10 @@ fn supervise(
             return Ok(());
         }
         let now = Instant::now();
+        if run.release_at.is_some_and(|t| now >= t) {
+            sys::release_idle_memory();
+            run.release_at = None;
+        }
         let wake = match run.killed_at {
             Some(t) if now >= t + KILL_GRACE => {
                 return pump
@@ -193,6 +203,7 @@ fn supervise(
             }
             None => deadline,
         };
+        let wake = run.release_at.map_or(wake, |t| wake.min(t));
         let timeout = PollTimeout::try_from(wake - now).unwrap_or(PollTimeout::MAX);
         let mut fds = [
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),

@@ -66,6 +66,18 @@ pub struct HostProbe {
 /// Probe this host. Reads a few /proc and /sys files and creates (and
 /// closes) Landlock rulesets; restricts nothing.
 pub fn probe_host() -> HostProbe {
+    probe_host_with(true)
+}
+
+/// The facts `compile` needs for `profile`. The cgroup v2 fact decides only
+/// whether a `require = ["cgroup"]` profile is refused, so its probe (which
+/// reads /proc/self/mountinfo, the slowest of these files) runs only for
+/// such a profile; otherwise the fact is false, which no other plan field reads.
+pub fn facts_for(profile: &aiops_policy::Profile) -> HostFacts {
+    probe_host_with(profile.require.contains(&aiops_policy::LayerReq::Cgroup)).facts
+}
+
+fn probe_host_with(cgroup: bool) -> HostProbe {
     let read = |p: &str| fs::read_to_string(p).ok();
     let (landlock_abi, ll) = landlock_check(probe_landlock_abi());
     let (seccomp, sc) = seccomp_check(read("/proc/self/status").as_deref());
@@ -76,12 +88,17 @@ pub fn probe_host() -> HostProbe {
         root: nix::unistd::geteuid().is_root(),
     });
     let netns = userns && Path::new("/proc/self/ns/net").exists();
-    let (cgroup_v2, cg) = cgroup_check(
-        read("/proc/self/cgroup").as_deref(),
-        read("/proc/self/mountinfo").as_deref(),
-        &|p: &Path| fs::read_to_string(p).ok(),
-        &|p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok(),
-    );
+    let (cgroup_v2, cg) = if cgroup {
+        cgroup_check(
+            read("/proc/self/cgroup").as_deref(),
+            read("/proc/self/mountinfo").as_deref(),
+            &|p: &Path| fs::read_to_string(p).ok(),
+            &|p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok(),
+        )
+    } else {
+        let c = Check::new(Status::Warn, "cgroup v2", "not probed: not required");
+        (false, c)
+    };
     tracing::debug!(
         target: "aiops::facts",
         landlock_abi,

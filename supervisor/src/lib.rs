@@ -9,4 +9,5 @@ pub mod facts;
 pub mod live;
 pub mod locate;
 pub mod logging;
+#[cfg(target_os = "linux")]
 pub mod signals;

@@ -55,24 +55,20 @@ fn allowlist_refusal(profile: &str) -> SupervisorError {
 /// Linux: compile a JailPlan and run it through aiops-jailer.
 #[cfg(target_os = "linux")]
 fn run_node(
+    pending: exec::PendingJail,
     args: &ExecArgs,
     profile: &aiops_policy::Profile,
     caps: &NodeCaps,
 ) -> Result<exec::ExecReport, SupervisorError> {
-    let jailer = locate::JAILER
-        .find()
-        .map_err(|e| SupervisorError::Refused {
-            reason: e.to_string(),
-        })?;
     let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
-    let facts = facts::probe_host().facts;
+    let facts = facts::facts_for(profile);
     let plan = aiops_policy::compile(profile, caps, &facts, &ctx).map_err(refused)?;
     if plan.net.mode == NetMode::Allowlist {
         return Err(allowlist_refusal(&plan.profile));
     }
     warn_if_root_owned_workspace(&plan);
     tracing::info!(target: "aiops::exec", profile = %plan.profile, net = %plan.net.mode, "exec");
-    exec::run(&jailer.path, &args.argv, &plan)
+    pending.run(&args.argv, &plan)
 }
 
 /// macOS: compile SBPL from the same profile and caps and run the node
@@ -85,7 +81,7 @@ fn run_node(
 ) -> Result<exec::ExecReport, SupervisorError> {
     use exec::sandbox_exec::{Run, SANDBOX_EXEC};
     let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
-    let facts = facts::probe_host().facts;
+    let facts = facts::facts_for(profile);
     for req in &profile.require {
         if let Some(reason) = req.missing_on(&facts) {
             return Err(SupervisorError::Refused {
@@ -131,6 +127,18 @@ fn refused(e: impl std::error::Error) -> SupervisorError {
 }
 
 pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError> {
+    // Linux: the jailer is started first so its start-up overlaps the
+    // compile below; if we refuse, dropping it kills it before it has read
+    // a request.
+    #[cfg(target_os = "linux")]
+    let pending = {
+        let jailer = locate::JAILER
+            .find()
+            .map_err(|e| SupervisorError::Refused {
+                reason: e.to_string(),
+            })?;
+        exec::spawn_jailer(&jailer.path)?
+    };
     let profile = locate::profile_loader()
         .load(&args.profile)
         .map_err(refused)?;
@@ -142,6 +150,9 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
         // Checked against the profile's ceiling like any node limit.
         caps.limits.get_or_insert_with(Default::default).timeout = Some(t);
     }
+    #[cfg(target_os = "linux")]
+    let report = run_node(pending, args, &profile, &caps)?;
+    #[cfg(target_os = "macos")]
     let report = run_node(args, &profile, &caps)?;
     let mut err = std::io::stderr().lock();
     match args.report {

@@ -4,16 +4,18 @@
 //! (and, later, by the supervisor's scheduler).
 use super::{ExecReport, SetupFailure};
 use crate::error::SupervisorError;
+use crate::signals::Forwarder;
 use aiops_policy::proto::{
     exit, ExitReport, JailRequest, NodeSpec, Report, Step, MAX_REPORT_BYTES, PROTO_VERSION,
 };
 use aiops_policy::JailPlan;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
-use std::process::{Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 
 /// Inherit `fd` across exec (std and nix create fds close-on-exec).
 fn inheritable(fd: &OwnedFd, what: &'static str) -> Result<(), SupervisorError> {
@@ -24,7 +26,23 @@ fn inheritable(fd: &OwnedFd, what: &'static str) -> Result<(), SupervisorError> 
 
 /// Run `argv` in the jail `plan` describes, using the jailer at `jailer`.
 pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport, SupervisorError> {
-    let before = super::stamps(&plan.protected);
+    spawn_jailer(jailer)?.run(argv, plan)
+}
+
+/// A jailer started before its plan is known, so that its start-up (exec,
+/// dynamic linking, runtime set-up) overlaps loading and compiling the
+/// profile. Until `run` writes the request it only blocks reading it, so a
+/// `PendingJail` dropped unused is killed and reaped having done nothing.
+pub struct PendingJail {
+    child: Child,
+    req_w: Option<OwnedFd>,
+    rep_parent: OwnedFd,
+    forward: Forwarder,
+    ran: bool,
+}
+
+/// Start the jailer at `jailer`; see `PendingJail`.
+pub fn spawn_jailer(jailer: &Path) -> Result<PendingJail, SupervisorError> {
     let (req_r, req_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
             what: "request pipe",
@@ -43,7 +61,7 @@ pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport
     inheritable(&req_r, "request pipe")?;
     inheritable(&rep_child, "report socket")?;
 
-    let mut child = Command::new(jailer)
+    let child = Command::new(jailer)
         .arg("--request-fd")
         .arg(req_r.as_raw_fd().to_string())
         .arg("--report-fd")
@@ -55,33 +73,66 @@ pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport
         })?;
     drop(req_r);
     drop(rep_child);
-    let _forward = crate::signals::forward_to(child.id());
+    let forward = crate::signals::forward_to(child.id());
+    Ok(PendingJail {
+        child,
+        req_w: Some(req_w),
+        rep_parent,
+        forward,
+        ran: false,
+    })
+}
 
-    let request = JailRequest {
-        proto_version: PROTO_VERSION,
-        node: NodeSpec {
-            id: "exec".into(),
-            argv: argv.to_vec(),
-        },
-        plan: plan.clone(),
-    };
-    let body = serde_json::to_vec(&request).map_err(|source| SupervisorError::Json {
-        what: "jail request",
-        source,
-    })?;
-    let mut w = std::fs::File::from(req_w);
-    // EPIPE means the jailer died early; its report or exit status says why.
-    let _ = w.write_all(&body);
-    drop(w);
+impl Drop for PendingJail {
+    fn drop(&mut self) {
+        if !self.ran {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
 
-    let reports = read_reports(&rep_parent)?;
-    let status = child
-        .wait()
-        .map_err(|source| SupervisorError::Wait { source })?;
+impl PendingJail {
+    /// Send the request for `argv` in `plan` and follow the jail to its end.
+    pub fn run(mut self, argv: &[String], plan: &JailPlan) -> Result<ExecReport, SupervisorError> {
+        // Nothing runs in the jail before the request is written.
+        let before = super::stamps(&plan.protected);
+        let request = JailRequest {
+            proto_version: PROTO_VERSION,
+            node: NodeSpec {
+                id: "exec".into(),
+                argv: argv.to_vec(),
+            },
+            plan: plan.clone(),
+        };
+        let body = serde_json::to_vec(&request).map_err(|source| SupervisorError::Json {
+            what: "jail request",
+            source,
+        })?;
+        self.ran = true;
+        if let Some(req_w) = self.req_w.take() {
+            let mut w = std::fs::File::from(req_w);
+            // EPIPE means the jailer died early; its report or exit status says why.
+            let _ = w.write_all(&body);
+        }
+        let reports = read_reports(&self.rep_parent, &self.forward)?;
+        let status = self
+            .child
+            .wait()
+            .map_err(|source| SupervisorError::Wait { source })?;
+        Ok(finish(plan, before, &status, reports))
+    }
+}
 
+fn finish(
+    plan: &JailPlan,
+    before: Vec<Option<super::Stamp>>,
+    status: &ExitStatus,
+    reports: Reports,
+) -> ExecReport {
     let (protected_created, protected_changed) = super::protected_diff(&plan.protected, before);
-    let status_code = status_code(&status, &reports);
-    Ok(ExecReport {
+    let status_code = status_code(status, &reports);
+    ExecReport {
         profile: plan.profile.clone(),
         cwd: plan.cwd.to_string(),
         net: plan.net.mode,
@@ -91,7 +142,7 @@ pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport
         protected_changed,
         protocol_error: reports.protocol_error,
         status: status_code,
-    })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -101,11 +152,30 @@ struct Reports {
     protocol_error: Option<String>,
 }
 
-fn read_reports(sock: &OwnedFd) -> Result<Reports, SupervisorError> {
+fn read_reports(sock: &OwnedFd, forward: &Forwarder) -> Result<Reports, SupervisorError> {
     // One byte more than the largest legal frame: MSG_TRUNC tells a longer one.
     let mut buf = vec![0u8; MAX_REPORT_BYTES + 1];
     let mut r = Reports::default();
     loop {
+        if let Some(sig_fd) = forward.as_fd() {
+            // Caught signals are forwarded between frames; recv below only
+            // runs once the socket is readable (a frame or EOF).
+            let mut fds = [
+                PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+                PollFd::new(sig_fd, PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(source) => return Err(SupervisorError::ReadReport { source }),
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|e| !e.is_empty());
+            if ready(&fds[1]) {
+                forward.forward_pending();
+            }
+            if !ready(&fds[0]) {
+                continue;
+            }
+        }
         let n = match recv(sock.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
             Ok(0) => break,
             Ok(n) => n,
