@@ -47,7 +47,7 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 /// After the deadline, how often a write blocked on fd 1/2 is interrupted.
 const ALARM_EVERY: Duration = Duration::from_millis(100);
 /// When a node that still runs no longer needs agentd's start-up memory
-/// (see `sys::release_idle_memory`); later, so short nodes pay no refaults.
+/// (see `aiops_memtrim::release_idle_memory`); later, so short nodes pay no refaults.
 const RELEASE_AFTER: Duration = Duration::from_millis(50);
 
 fn main() {
@@ -186,7 +186,7 @@ fn supervise(
         }
         let now = Instant::now();
         if run.release_at.is_some_and(|t| now >= t) {
-            sys::release_idle_memory();
+            aiops_memtrim::release_idle_memory();
             run.release_at = None;
         }
         let wake = match run.killed_at {

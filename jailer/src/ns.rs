@@ -108,7 +108,7 @@ pub fn fork_into_pid_ns() -> Result<(), JailError> {
             let _ = sys::close_fd_range(keep + 1, u32::MAX);
             // From here this process only waits: most of its resident
             // memory (code run once, freed heap) counts against each jail.
-            sys::release_idle_memory();
+            aiops_memtrim::release_idle_memory();
             match mirror_child(child, &set) {
                 Ok(never) => match never {},
                 Err(_) => exit_now(aiops_policy::proto::exit::INTERNAL),
