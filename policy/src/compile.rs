@@ -197,59 +197,34 @@ fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, Pol
     // (depth, order, path): parents before children, so nested binds layer correctly.
     let mut keyed: Vec<(usize, u8, AbsPath, Mount)> = vec![];
     let exec_in = |p: &AbsPath| eff.exec.iter().any(|e| overlaps(e, p));
-    for p in &eff.read {
-        if eff.write.contains(p) {
-            continue;
-        }
-        keyed.push((
-            p.depth(),
-            0,
-            p.clone(),
-            Mount::Bind {
-                src: p.clone(),
-                dst: p.clone(),
-                writable: false,
-                exec: exec_in(p),
-                optional: true,
-            },
-        ));
+    // An identity bind of `p`; `order` 1 puts protected paths after binds of equal depth.
+    let mut bind = |p: &AbsPath, order: u8, writable: bool, exec: bool, optional: bool| {
+        let m = Mount::Bind {
+            src: p.clone(),
+            dst: p.clone(),
+            writable,
+            exec,
+            optional,
+        };
+        keyed.push((p.depth(), order, p.clone(), m));
+    };
+    for p in eff.read.iter().filter(|p| !eff.write.contains(p)) {
+        bind(p, 0, false, exec_in(p), true);
     }
     for p in &eff.write {
-        keyed.push((
-            p.depth(),
-            0,
-            p.clone(),
-            Mount::Bind {
-                src: p.clone(),
-                dst: p.clone(),
-                writable: true,
-                exec: exec_in(p),
-                optional: false,
-            },
-        ));
+        bind(p, 0, true, exec_in(p), false);
     }
     // Exec paths not otherwise mounted are mounted read-only.
-    for p in &eff.exec {
-        if !eff
-            .read
+    let mounted = |p: &AbsPath| {
+        eff.read
             .iter()
             .chain(eff.write.iter())
             .any(|r| r.contains(p))
-        {
-            keyed.push((
-                p.depth(),
-                0,
-                p.clone(),
-                Mount::Bind {
-                    src: p.clone(),
-                    dst: p.clone(),
-                    writable: false,
-                    exec: true,
-                    optional: true,
-                },
-            ));
-        }
+    };
+    for p in eff.exec.iter().filter(|p| !mounted(p)) {
+        bind(p, 0, false, true, true);
     }
+    let mut pins = vec![];
     for w in &eff.write {
         for rel in &eff.protected {
             let p = w.join(rel);
@@ -262,24 +237,14 @@ fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, Pol
             while let Some(a) = anc.filter(|a| !a.as_os_str().is_empty()) {
                 if let Ok(r) = crate::path::RelPath::parse(&a.to_string_lossy()) {
                     let ap = w.join(&r);
-                    keyed.push((ap.depth(), 1, ap.clone(), Mount::Pin { path: ap }));
+                    pins.push((ap.depth(), 1, ap.clone(), Mount::Pin { path: ap }));
                 }
                 anc = a.parent();
             }
-            keyed.push((
-                p.depth(),
-                1,
-                p.clone(),
-                Mount::Bind {
-                    src: p.clone(),
-                    dst: p.clone(),
-                    writable: false,
-                    exec: false,
-                    optional: true,
-                },
-            ));
+            bind(&p, 1, false, false, true);
         }
     }
+    keyed.extend(pins);
     keyed.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
     keyed.dedup_by(|a, b| a.2 == b.2 && a.3 == b.3);
     let mut mounts = vec![
