@@ -97,13 +97,6 @@ impl AgentError {
 
     /// The chain as one line, for the report and the single stderr line.
     pub fn chain(&self) -> String {
-        let mut s = self.to_string();
-        let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(self);
-        while let Some(e) = cur {
-            s.push_str(": ");
-            s.push_str(&e.to_string());
-            cur = e.source();
-        }
-        s
+        aiops_policy::error::error_chain(self)
     }
 }

@@ -151,13 +151,6 @@ impl JailError {
 
     /// The message and its sources, joined as `a: b: c`.
     pub fn chain(&self) -> String {
-        let mut s = self.to_string();
-        let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(self);
-        while let Some(e) = cur {
-            s.push_str(": ");
-            s.push_str(&e.to_string());
-            cur = e.source();
-        }
-        s
+        aiops_policy::error::error_chain(self)
     }
 }

@@ -120,3 +120,15 @@ fn toml_error(file: &std::path::Path, src: &str, e: &toml::de::Error, field: &st
         message: e.message().trim().to_string(),
     }
 }
+
+/// `error: cause: cause`, as the edge prints every error (one line).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

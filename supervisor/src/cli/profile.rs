@@ -22,17 +22,7 @@ pub fn run(cmd: ProfileCmd, out: &mut dyn Write) -> Result<i32, SupervisorError>
     }
 }
 
-/// `error: cause: cause`, as the edge prints every error.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
+pub use aiops_policy::error::error_chain;
 
 #[derive(Serialize)]
 struct Listed {
