@@ -37,6 +37,8 @@ pub const STEPS: [&str; 13] = [
 pub struct HostEnv {
     pub secrets_dir: Option<PathBuf>,
     pub agentd: Option<PathBuf>,
+    /// Who started us: the jail must not outlive it (see step 6).
+    pub parent: nix::unistd::Pid,
 }
 
 impl HostEnv {
@@ -44,6 +46,7 @@ impl HostEnv {
         HostEnv {
             secrets_dir: std::env::var_os("AIOPS_SECRETS_DIR").map(PathBuf::from),
             agentd: std::env::var_os("AIOPS_AGENTD").map(PathBuf::from),
+            parent: nix::unistd::getppid(),
         }
     }
 }
@@ -250,7 +253,7 @@ pub fn run(
         layers.extend(plan.namespaces.iter().map(|n| ns_layer(*n).to_string()));
     }
     // 6. (Unconfined too: the fork makes setsid possible even for a group leader.)
-    ns::fork_into_pid_ns()?;
+    ns::fork_into_pid_ns(env.parent)?;
     if !plan.unconfined {
         // 7. 8.
         mounts::pivot_root_into(&plan.mounts)?;

@@ -79,8 +79,10 @@ fn forwarded() -> SigSet {
 
 /// Step 6: fork. Returns in the child (PID 1 of the new pid namespace); the
 /// parent never returns: it waits, forwards SIGTERM/SIGINT/SIGHUP, and exits
-/// as the child did (code, or 128+signal).
-pub fn fork_into_pid_ns() -> Result<(), JailError> {
+/// as the child did (code, or 128+signal). The parent dies with `starter`
+/// (aiopsctl or the supervisor), and the child with the parent, so a
+/// killed supervisor leaves no jail behind.
+pub fn fork_into_pid_ns(starter: Pid) -> Result<(), JailError> {
     let fe = |what| {
         move |e: nix::Error| JailError::Fork {
             what,
@@ -99,6 +101,14 @@ pub fn fork_into_pid_ns() -> Result<(), JailError> {
     })? {
         ForkResult::Parent { child } => {
             drop(alive_r);
+            // Set here, not at start: a uid change (step 3) clears it. If the
+            // starter is already gone, our parent is no longer it.
+            if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
+                || nix::unistd::getppid() != starter
+            {
+                let _ = kill(child, Signal::SIGKILL);
+                exit_now(aiops_policy::proto::exit::INTERNAL);
+            }
             // Nothing the node could use stays open here: not the request,
             // not the report socket, not stdio (the child has its own copies).
             let keep = u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&alive_w)).unwrap_or(0);
