@@ -9,5 +9,6 @@ pub mod facts;
 pub mod live;
 pub mod locate;
 pub mod logging;
+pub mod model;
 #[cfg(target_os = "linux")]
 pub mod signals;
