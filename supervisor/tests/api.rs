@@ -1056,3 +1056,75 @@ fn every_route_is_in_openapi_yaml_and_nothing_else_is() {
         );
     }
 }
+
+/// The `required` list of a schema in docs/openapi.yaml.
+fn openapi_required(text: &str, schema: &str) -> Vec<String> {
+    openapi_list(text, schema, "required")
+}
+
+/// A schema's first `key: [a, b]` flow list, sorted.
+fn openapi_list(text: &str, schema: &str, key: &str) -> Vec<String> {
+    let start = text
+        .find(&format!("\n    {schema}:\n"))
+        .unwrap_or_else(|| panic!("no schema {schema}"));
+    let prefix = format!("{key}: [");
+    let line = text[start..]
+        .lines()
+        .find(|l| l.trim_start().starts_with(&prefix))
+        .unwrap();
+    let list = line
+        .trim()
+        .trim_start_matches(&prefix)
+        .trim_end_matches(']');
+    let mut v: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
+    v.sort();
+    v
+}
+
+fn keys(value: serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn openapi_schemas_name_every_field_of_the_model() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.yaml"))
+            .unwrap();
+    let b = MemBackend::new(PathBuf::from("/nonexistent"));
+    let run = b.submit(submit_req()).unwrap();
+    let ev = b.events_since(0, 1).unwrap().remove(0);
+    let sub = serde_json::to_value(submit_req()).unwrap();
+    assert_eq!(
+        openapi_required(&text, "RunRecord"),
+        keys(serde_json::to_value(&run).unwrap())
+    );
+    assert_eq!(
+        openapi_required(&text, "NodeRecord"),
+        keys(serde_json::to_value(&run.nodes[0]).unwrap())
+    );
+    assert_eq!(
+        openapi_required(&text, "Event"),
+        keys(serde_json::to_value(&ev).unwrap())
+    );
+    assert_eq!(
+        openapi_required(&text, "ServiceState"),
+        keys(serde_json::to_value(b.state().unwrap()).unwrap())
+    );
+    let mut sub_keys = openapi_required(&text, "SubmitRequest");
+    sub_keys.push("yes".into());
+    sub_keys.sort();
+    assert_eq!(sub_keys, keys(sub));
+    let mut node_states: Vec<String> = aiops_supervisor::model::ALL_NODE_STATES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    node_states.sort();
+    assert_eq!(openapi_list(&text, "NodeState", "enum"), node_states);
+    let run_states = openapi_list(&text, "RunState", "enum");
+    assert_eq!(run_states.len(), 7, "{run_states:?}");
+    for s in &run_states {
+        assert!(RunState::parse(s).is_some(), "RunState {s}");
+    }
+}

@@ -201,6 +201,15 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
+/// Bind and serve in one step, for callers with nothing to do in between.
+pub async fn serve(
+    backend: Arc<dyn Backend>,
+    cfg: ApiConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ApiError> {
+    ApiServer::bind(cfg)?.run(backend, shutdown).await
+}
+
 async fn accept_tcp(
     tcp: &Option<(tokio::net::TcpListener, Arc<[u8]>)>,
 ) -> std::io::Result<(tokio::net::TcpStream, Arc<[u8]>)> {
