@@ -573,7 +573,7 @@ async fn a_slow_client_is_cut_off_and_never_stalls_others() {
     });
     // While the slow peer dawdles, others are served promptly.
     for _ in 0..5 {
-        tokio::time::timeout(Duration::from_millis(500), h.client().state())
+        tokio::time::timeout(Duration::from_secs(2), h.client().state())
             .await
             .unwrap()
             .unwrap();
