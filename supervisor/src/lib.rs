@@ -10,5 +10,7 @@ pub mod live;
 pub mod locate;
 pub mod logging;
 pub mod model;
+pub mod store;
+pub mod audit;
 #[cfg(target_os = "linux")]
 pub mod signals;
