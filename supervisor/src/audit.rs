@@ -110,14 +110,23 @@ impl AuditLog {
 
     /// Append `rec` (its `time` is set now) and fsync. On failure the line is
     /// kept and retried with the next append.
-    pub fn append(&mut self, mut rec: AuditRecord) -> Result<(), SupervisorError> {
+    pub fn append(&mut self, rec: AuditRecord) -> Result<(), SupervisorError> {
+        self.append_all(vec![rec])
+    }
+
+    /// Append several records with one fsync (group commit).
+    pub fn append_all(&mut self, recs: Vec<AuditRecord>) -> Result<(), SupervisorError> {
         let now = SystemTime::now();
-        rec.time = rfc3339(now);
-        let line = serde_json::to_string(&rec).map_err(|source| SupervisorError::Json {
-            what: "audit record",
-            source,
-        })?;
-        self.pending.push(line);
+        for mut rec in recs {
+            if rec.time.is_empty() {
+                rec.time = rfc3339(now);
+            }
+            let line = serde_json::to_string(&rec).map_err(|source| SupervisorError::Json {
+                what: "audit record",
+                source,
+            })?;
+            self.pending.push(line);
+        }
         let day = day_of(now);
         let dir = self.dir.clone();
         let lines = std::mem::take(&mut self.pending);
@@ -158,6 +167,97 @@ impl AuditLog {
     /// Lines still waiting for a successful write.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+}
+
+enum Msg {
+    Line(Box<AuditRecord>),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// A writer thread in front of an `AuditLog`: callers hand over a record
+/// (stamped with the time of the event) and go on; the thread writes
+/// whatever has queued up with one fsync, so the scheduler never waits on
+/// the disk. `flush` waits until everything handed over is on disk.
+pub struct AuditSink {
+    tx: std::sync::Mutex<std::sync::mpsc::Sender<Msg>>,
+    log: std::sync::Arc<std::sync::Mutex<AuditLog>>,
+}
+
+fn lock_log(m: &std::sync::Mutex<AuditLog>) -> std::sync::MutexGuard<'_, AuditLog> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl AuditSink {
+    pub fn start(log: AuditLog) -> AuditSink {
+        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(log));
+        let shared = log.clone();
+        // Detached: it ends when every sender is gone.
+        let _ = std::thread::Builder::new()
+            .name("aiops-audit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![];
+                    let mut waiters = vec![];
+                    for m in std::iter::once(first).chain(rx.try_iter()) {
+                        match m {
+                            Msg::Line(r) => batch.push(*r),
+                            Msg::Flush(w) => waiters.push(w),
+                        }
+                    }
+                    let mut log = lock_log(&shared);
+                    let result = if batch.is_empty() && log.pending() > 0 {
+                        log.append_all(vec![])
+                    } else if batch.is_empty() {
+                        Ok(())
+                    } else {
+                        log.append_all(batch)
+                    };
+                    drop(log);
+                    if let Err(e) = result {
+                        tracing::error!(error = %crate::cli::profile::error_chain(&e), "audit write failed; the lines are kept and retried");
+                    }
+                    for w in waiters {
+                        let _ = w.send(());
+                    }
+                }
+            });
+        AuditSink {
+            tx: std::sync::Mutex::new(tx),
+            log,
+        }
+    }
+
+    pub fn send(&self, mut rec: AuditRecord) {
+        rec.time = rfc3339(SystemTime::now());
+        let tx = self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if tx.send(Msg::Line(Box::new(rec.clone()))).is_err() {
+            drop(tx);
+            // The writer is gone: write here rather than lose the line.
+            let _ = lock_log(&self.log).append(rec);
+        }
+    }
+
+    /// Wait until every record sent so far has been written (or has failed
+    /// and is kept for retry).
+    pub fn flush(&self) {
+        let (wtx, wrx) = std::sync::mpsc::channel();
+        let sent = self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(Msg::Flush(wtx))
+            .is_ok();
+        if sent {
+            let _ = wrx.recv_timeout(std::time::Duration::from_secs(30));
+        }
+    }
+
+    /// (write errors so far, lines waiting for a retry)
+    pub fn health(&self) -> (u64, usize) {
+        let log = lock_log(&self.log);
+        (log.write_errors, log.pending())
     }
 }
 

@@ -2,6 +2,9 @@
 //! with the daemon (host facts, helper lookup, exec).
 #![forbid(unsafe_code)]
 pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod engine;
 pub mod context;
 pub mod error;
 pub mod exec;
@@ -10,6 +13,7 @@ pub mod live;
 pub mod locate;
 pub mod logging;
 pub mod model;
+pub mod notify;
 pub mod store;
 pub mod audit;
 #[cfg(target_os = "linux")]
