@@ -11,3 +11,4 @@ pub mod locate;
 pub mod logging;
 #[cfg(target_os = "linux")]
 pub mod signals;
+pub mod workspace;
