@@ -314,12 +314,18 @@ impl WorkspaceRoot {
         let mut out = Vec::new();
         for (flow, flow_dir) in name_dirs(&self.root)? {
             for (run, path) in name_dirs(&flow_dir)? {
-                let modified = lstat(&path)?
-                    .modified()
-                    .map_err(|source| WorkspaceError::Stat {
+                // A workspace removed since read_dir (a concurrent gc) is gone, not an error.
+                let meta = match fs::symlink_metadata(&path) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    other => other.map_err(|source| WorkspaceError::Stat {
                         path: path.clone(),
                         source,
-                    })?;
+                    })?,
+                };
+                let modified = meta.modified().map_err(|source| WorkspaceError::Stat {
+                    path: path.clone(),
+                    source,
+                })?;
                 out.push(WorkspaceEntry {
                     flow: flow.clone(),
                     run,

@@ -486,3 +486,25 @@ fn non_utf8_paths_check_out() {
     let p = ws.path.join(std::ffi::OsStr::from_bytes(name));
     assert_eq!(fs::read(p).unwrap(), b"z");
 }
+
+#[test]
+fn a_repo_owned_by_another_uid_is_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var_os("AIOPS_MUST_WORK").is_none(),
+            "needs root to chown the fixture"
+        );
+        println!("skipped: needs root to chown the fixture to another uid");
+        return;
+    }
+    let f = fixture();
+    let git_dir = f.repo.join(".git");
+    for path in [&f.repo, &git_dir] {
+        std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+    }
+    let err = f.root.create("flow", "r", &f.repo, "main").unwrap_err();
+    assert!(matches!(err, WorkspaceError::OpenRepo { .. }), "{err:?}");
+    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(chain.contains("not owned by current user"), "{chain}");
+    assert!(is_empty_dir(f.root.path()));
+}
