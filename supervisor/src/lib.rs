@@ -18,3 +18,4 @@ pub mod store;
 pub mod audit;
 #[cfg(target_os = "linux")]
 pub mod signals;
+pub mod workspace;
