@@ -636,6 +636,7 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     }
     let finished: std::collections::HashSet<(String, String)> =
         Store::open(&cfg.state_dir)?.finished_before(before)?.into_iter().collect();
+    crate::sys::isolate_libgit2();
     let root = crate::workspace::WorkspaceRoot::open(&cfg.workspace_root).map_err(|e| {
         SupervisorError::StateDir {
             path: cfg.workspace_root.clone(),

@@ -158,6 +158,7 @@ impl Engine {
         let mut store = Store::open(&cfg.state_dir)?;
         let audit = AuditLog::open(&cfg.state_dir.join("audit"))?;
         crate::store::private_dir(&cfg.state_dir.join("runs"))?;
+        crate::sys::isolate_libgit2();
         let workspaces =
             WorkspaceRoot::open(&cfg.workspace_root).map_err(|e| SupervisorError::StateDir {
                 path: cfg.workspace_root.clone(),
