@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod exec;
 pub mod explain;
 pub mod filters;
+pub mod lint;
 pub mod profile;
 pub mod table;
 
@@ -78,6 +79,16 @@ pub enum Command {
     /// execute, 127 not found.
     #[command(after_long_help = environment!())]
     Exec(exec::ExecArgs),
+    /// Check a flow file without running it: syntax, the needs graph, each
+    /// node's profile and capabilities, and a lint of each command saying
+    /// which nodes will pause for confirmation.
+    #[command(after_long_help = lint::EXIT_HELP)]
+    Lint {
+        #[arg(value_name = "FLOW")]
+        flow: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +157,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         Command::Profile(cmd) => profile::run(cmd, out),
         Command::Doctor(args) => doctor::run(&args, out),
         Command::Exec(args) => exec::run(&args, out),
+        Command::Lint { flow, json } => lint::run(&flow, json, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", out);
             Ok(0)
