@@ -213,13 +213,20 @@ pub fn render(r: &LintReport) -> String {
             NodeKind::Shell => "shell",
             NodeKind::Agent => "agent",
         };
-        s.push_str(&format!("\n{} ({kind}, profile {})\n  $ {}\n", n.id, n.profile, n.command));
+        s.push_str(&format!(
+            "\n{} ({kind}, profile {})\n  $ {}\n",
+            n.id, n.profile, n.command
+        ));
         if let Some(e) = &n.error {
             s.push_str(&format!("  error: {e}\n"));
             continue;
         }
         for f in &n.findings {
-            let level = if f.finding.kind == FindingKind::Escape { "escape" } else { "warning" };
+            let level = if f.finding.kind == FindingKind::Escape {
+                "escape"
+            } else {
+                "warning"
+            };
             s.push_str(&format!(
                 "  {level}: {} ({}): {} [at {:?}]\n",
                 f.finding.rule,
@@ -243,7 +250,11 @@ pub fn render(r: &LintReport) -> String {
         };
         s.push_str(&format!("  {gate}\n"));
     }
-    let escapes = r.nodes.iter().filter(|n| has_escape_out(&n.findings)).count();
+    let escapes = r
+        .nodes
+        .iter()
+        .filter(|n| has_escape_out(&n.findings))
+        .count();
     let verdict = if !r.valid {
         format!("invalid (exit {})", r.exit_code)
     } else if escapes > 0 {
@@ -251,7 +262,9 @@ pub fn render(r: &LintReport) -> String {
     } else {
         "valid".into()
     };
-    s.push_str(&format!("\n{verdict}; {pausing} node(s) will pause for confirmation\n"));
+    s.push_str(&format!(
+        "\n{verdict}; {pausing} node(s) will pause for confirmation\n"
+    ));
     s
 }
 
