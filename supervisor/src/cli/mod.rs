@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod exec;
 pub mod explain;
 pub mod filters;
+pub mod lint;
 pub mod profile;
 pub mod runs;
 pub mod table;
@@ -100,6 +101,16 @@ pub enum Command {
     Audit(runs::AuditArgs),
     /// Remove workspaces and output of runs that ended long ago.
     Gc(runs::GcArgs),
+    /// Check a flow file without running it: syntax, the needs graph, each
+    /// node's profile and capabilities, and a lint of each command saying
+    /// which nodes will pause for confirmation.
+    #[command(after_long_help = lint::EXIT_HELP)]
+    Lint {
+        #[arg(value_name = "FLOW")]
+        flow: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +187,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         Command::Cancel(args) => runs::cancel(&args, out),
         Command::Audit(args) => runs::audit(&args, out),
         Command::Gc(args) => runs::gc(&args, out),
+        Command::Lint { flow, json } => lint::run(&flow, json, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", out);
             Ok(0)

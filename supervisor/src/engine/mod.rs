@@ -62,7 +62,6 @@ pub(crate) enum Ws {
 
 pub(crate) struct RunMem {
     pub flow: Arc<Flow>,
-    pub flow_dir: PathBuf,
     pub pre_approved: bool,
     pub ws: Ws,
     pub nodes: BTreeMap<String, NodeMem>,
@@ -306,23 +305,23 @@ impl Backend for Engine {
         })?;
         let new = NewRun {
             id: id.clone(),
-            flow: prepared.flow.name.clone(),
+            flow: prepared.flow.name.to_string(),
             flow_path: req.flow_path.clone(),
             flow_json: serde_json::to_string(&*prepared.flow)
                 .map_err(|e| ApiFailure::Internal(e.to_string()))?,
             pre_approved: req.yes,
             nodes: prepared
                 .flow
-                .node
+                .nodes
                 .iter()
                 .map(|n| NewNode {
-                    id: n.id.clone(),
-                    needs: n.needs.clone(),
+                    id: n.id.to_string(),
+                    needs: n.needs.iter().map(ToString::to_string).collect(),
                     profile: n.profile.clone(),
                     argv: n.argv(),
                     findings: prepared
                         .findings
-                        .get(&n.id)
+                        .get(n.id.as_str())
                         .cloned()
                         .unwrap_or_default(),
                 })
@@ -427,14 +426,4 @@ pub(crate) fn chown_tree(root: &Path, uid: u32) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Where a node's relative profile path resolves: the flow's directory.
-pub(crate) fn profile_ref(flow_dir: &Path, profile: &str) -> String {
-    let looks_like_path = profile.contains('/') || profile.ends_with(".toml");
-    if looks_like_path && Path::new(profile).is_relative() {
-        flow_dir.join(profile).display().to_string()
-    } else {
-        profile.to_string()
-    }
 }

@@ -51,12 +51,12 @@ fn log_store_error(e: &SupervisorError) {
 
 /// A node's record for the audit, with what the run knows about it.
 fn node_audit(run_id: &str, r: &RunMem, node: &str, kind: &str) -> AuditRecord {
-    let fnode = r.flow.node.iter().find(|n| n.id == node);
+    let fnode = r.flow.node(node);
     let mem = r.nodes.get(node);
     AuditRecord {
         kind: kind.into(),
         run: Some(run_id.into()),
-        flow: Some(r.flow.name.clone()),
+        flow: Some(r.flow.name.to_string()),
         node: Some(node.into()),
         state: mem.map(|m| m.state.as_str().to_string()),
         argv: fnode.map(|n| n.argv()).unwrap_or_default(),
@@ -219,11 +219,7 @@ pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
     for (rec, flow_json) in unfinished {
         let flow: Result<aiops_policy::flow::Flow, String> =
             serde_json::from_str(&flow_json).map_err(|e| format!("stored flow: {e}"));
-        let flow_dir = std::path::Path::new(&rec.flow_path)
-            .parent()
-            .unwrap_or(std::path::Path::new("/"))
-            .to_path_buf();
-        let prepared = flow.and_then(|f| gate::build(shared, &rec.id, f, flow_dir));
+        let prepared = flow.and_then(|f| gate::build(shared, &rec.id, f));
         let mut mem = match prepared {
             Ok(p) => p.into_mem(rec.pre_approved),
             Err(reason) => {
@@ -340,7 +336,7 @@ fn make_workspace(
     let aiops_policy::flow::RepoSource::Path(repo) = flow.resolve_repo();
     let ws = shared
         .workspaces
-        .create(&flow.name, run, &repo, &flow.workspace.git_ref)
+        .create(flow.name.as_str(), run, &repo, flow.workspace.git_ref.as_str())
         .map_err(|e| crate::cli::profile::error_chain(&e))?;
     if let Err(e) = shared
         .store()
@@ -459,11 +455,8 @@ fn make_job(
     let Ws::Ready(ws) = r.ws.clone() else {
         return None;
     };
-    let fnode = r.flow.node.iter().find(|f| f.id == node)?.clone();
-    let profile = r
-        .profiles
-        .get(&super::profile_ref(&r.flow_dir, &fnode.profile))?
-        .clone();
+    let fnode = r.flow.node(node)?.clone();
+    let profile = r.profiles.get(&fnode.profile)?.clone();
     let facts = {
         let cg = profile.require.iter().any(|q| q.to_string().starts_with("cgroup"));
         let mut cache = lock(&shared.facts);
@@ -483,7 +476,7 @@ fn make_job(
             node: node.to_string(),
             argv: fnode.argv(),
             profile,
-            caps: gate::node_caps(&fnode),
+            caps: fnode.caps(),
             workspace: ws,
             jailer: shared.cfg.jailer.clone(),
             facts,
@@ -505,7 +498,8 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     };
     n.pid = None;
     n.dispatched = false;
-    if n.cancel && res.state != NodeState::Succeeded {
+    let (cancelled, attempts, retries) = (n.cancel, n.attempts, n.retries);
+    if cancelled && res.state != NodeState::Succeeded {
         res.state = NodeState::Cancelled;
         let why = if draining {
             "the supervisor is shutting down"
@@ -517,7 +511,7 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
             None => why.to_string(),
         });
     }
-    let retry = res.state == NodeState::Failed && n.attempts <= n.retries && !n.cancel && !draining;
+    let retry = res.state == NodeState::Failed && attempts <= retries && !cancelled && !draining;
     if let Err(e) = shared.store().record_outcome(run_id, node, &res.outcome) {
         log_store_error(&e);
     }
@@ -536,11 +530,12 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     out.audit.push(rec);
     if retry {
         let reason = format!(
-            "attempt {} failed ({}); retrying",
-            n.attempts,
+            "attempt {attempts} failed ({}); retrying",
             res.reason.as_deref().unwrap_or("failed")
         );
-        n.dispatched = true;
+        if let Some(n) = r.nodes.get_mut(node) {
+            n.dispatched = true;
+        }
         set_state(shared, &mut out, run_id, r, node, NodeState::Queued, Some(&reason));
         inner.ready.push_back((run_id.to_string(), node.to_string()));
     } else {
