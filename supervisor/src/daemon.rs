@@ -96,15 +96,17 @@ async fn serve(cfg: Config, engine: Engine) -> Result<i32, SupervisorError> {
     };
     let mut term = sig(SignalKind::terminate())?;
     let mut int = sig(SignalKind::interrupt())?;
-    let api_cfg = crate::api::server::ApiConfig {
-        socket: cfg.api_socket.clone(),
-        admin_group: cfg.admin_group.clone(),
-        tcp: cfg.tcp,
-        token_file: cfg.token_file.clone(),
-        allow_non_loopback: cfg.allow_non_loopback,
+    let mut api_cfg = crate::api::server::ApiConfig::new(cfg.api_socket.clone());
+    api_cfg.admin_group = cfg.admin_group.clone();
+    api_cfg.tcp = match (cfg.tcp, &cfg.token_file) {
+        (Some(addr), Some(token_file)) => Some(crate::api::server::TcpConfig {
+            addr,
+            token_file: token_file.clone(),
+            allow_non_loopback: cfg.allow_non_loopback,
+        }),
+        _ => None,
     };
-    let server = crate::api::server::Server::bind(api_cfg)
-        .await
+    let server = crate::api::server::ApiServer::bind(api_cfg)
         .map_err(|e| SupervisorError::Usage {
             what: "bind the API".into(),
             reason: error_chain(&e),

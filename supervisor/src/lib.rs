@@ -1,6 +1,7 @@
 //! aiops supervisor library: the `aiopsctl` command line and what it shares
 //! with the daemon (host facts, helper lookup, exec).
 #![deny(unsafe_code)]
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -11,6 +11,7 @@ pub mod explain;
 pub mod filters;
 pub mod lint;
 pub mod profile;
+pub mod remote;
 pub mod runs;
 pub mod table;
 

@@ -206,7 +206,7 @@ pub fn local_engine(cfg: &Config) -> Result<LocalEngine, SupervisorError> {
 
 /// The daemon, if one answers on the configured socket.
 fn daemon(cfg: &Config) -> Option<Arc<dyn Backend>> {
-    crate::api::client::RemoteBackend::connect(&cfg.api_socket)
+    super::remote::RemoteBackend::connect(&cfg.api_socket)
         .ok()
         .map(|b| Arc::new(b) as Arc<dyn Backend>)
 }
@@ -466,16 +466,10 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
 pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
     let stream = if args.stderr { Stream::Stderr } else { Stream::Stdout };
-    if let Some(d) = daemon(&cfg) {
-        // Validate first so a typo is a clear 404, not an empty stream.
-        d.output_path(&args.run, &args.node, stream).map_err(api_err)?;
-        return crate::api::client::RemoteBackend::connect(&cfg.api_socket)
-            .map_err(|e| SupervisorError::Usage {
-                what: "logs".into(),
-                reason: e.to_string(),
-            })?
-            .copy_output(&args.run, &args.node, stream, args.follow, out)
-            .map(|()| 0);
+    if let Ok(d) = super::remote::RemoteBackend::connect(&cfg.api_socket) {
+        d.copy_output(&args.run, &args.node, stream, args.follow, out)
+            .map_err(api_err)?;
+        return Ok(0);
     }
     let path = cfg
         .state_dir

@@ -688,6 +688,7 @@ pub(crate) fn metrics(shared: &Shared) -> String {
         count(NodeState::AwaitingConfirmation),
     );
     gauge("aiops_runs_active", "Runs not yet final", inner.runs.len() as u64);
+    gauge("aiops_uptime_seconds", "Seconds since the engine started", shared.started_at.elapsed().as_secs());
     let rss = std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|t| t.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
