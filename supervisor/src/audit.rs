@@ -231,7 +231,10 @@ impl AuditSink {
 
     pub fn send(&self, mut rec: AuditRecord) {
         rec.time = rfc3339(SystemTime::now());
-        let tx = self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if tx.send(Msg::Line(Box::new(rec.clone()))).is_err() {
             drop(tx);
             // The writer is gone: write here rather than lose the line.
@@ -320,7 +323,10 @@ pub fn read(dir: &Path, q: &Query) -> Result<Vec<AuditRecord>, SupervisorError> 
             if since.as_deref().is_some_and(|s| rec.time.as_str() < s) {
                 continue;
             }
-            if q.run.as_deref().is_some_and(|r| rec.run.as_deref() != Some(r)) {
+            if q.run
+                .as_deref()
+                .is_some_and(|r| rec.run.as_deref() != Some(r))
+            {
                 continue;
             }
             out.push(rec);
@@ -366,7 +372,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            r1.iter().map(|r| r.node.clone().unwrap()).collect::<Vec<_>>(),
+            r1.iter()
+                .map(|r| r.node.clone().unwrap())
+                .collect::<Vec<_>>(),
             ["a", "c"]
         );
         let future = SystemTime::now() + std::time::Duration::from_secs(3600);
@@ -391,7 +399,11 @@ mod tests {
     #[test]
     fn a_corrupt_line_is_an_error_naming_file_and_line() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("audit-2026-01-01.jsonl"), "{\"time\":\"2026-01-01T00:00:00.000Z\"}\nnot json\n").unwrap();
+        std::fs::write(
+            d.path().join("audit-2026-01-01.jsonl"),
+            "{\"time\":\"2026-01-01T00:00:00.000Z\"}\nnot json\n",
+        )
+        .unwrap();
         let e = read(d.path(), &Query::default()).err().unwrap();
         let msg = crate::cli::profile::error_chain(&e);
         assert!(

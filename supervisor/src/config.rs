@@ -208,14 +208,23 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_name_the_field() {
         let p = Path::new("/etc/aiops/supervisor.toml");
-        let e = Config::parse(p, "schema = 1\nparallel = 2\n").err().unwrap();
+        let e = Config::parse(p, "schema = 1\nparallel = 2\n")
+            .err()
+            .unwrap();
         let msg = crate::cli::profile::error_chain(&e);
-        assert!(msg.contains("supervisor.toml:2") && msg.contains("parallel"), "{msg}");
+        assert!(
+            msg.contains("supervisor.toml:2") && msg.contains("parallel"),
+            "{msg}"
+        );
         let e = Config::parse(p, "schema = 2\n").err().unwrap();
         assert!(e.to_string().contains("schema"), "{e}");
-        let e = Config::parse(p, "schema = 1\nparallelism = 0\n").err().unwrap();
+        let e = Config::parse(p, "schema = 1\nparallelism = 0\n")
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("parallelism"), "{e}");
-        let e = Config::parse(p, "schema = 1\nstate_dir = \"rel\"\n").err().unwrap();
+        let e = Config::parse(p, "schema = 1\nstate_dir = \"rel\"\n")
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("state_dir"), "{e}");
         let e = Config::parse(p, "schema = 1\n[api]\ntcp = \"127.0.0.1:8787\"\n")
             .err()

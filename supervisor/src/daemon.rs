@@ -106,8 +106,8 @@ async fn serve(cfg: Config, engine: Engine) -> Result<i32, SupervisorError> {
         }),
         _ => None,
     };
-    let server = crate::api::server::ApiServer::bind(api_cfg)
-        .map_err(|e| SupervisorError::Usage {
+    let server =
+        crate::api::server::ApiServer::bind(api_cfg).map_err(|e| SupervisorError::Usage {
             what: "bind the API".into(),
             reason: error_chain(&e),
         })?;

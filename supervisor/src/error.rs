@@ -68,7 +68,11 @@ pub enum SupervisorError {
         source: std::io::Error,
     },
     #[error("{} has schema version {have}; this aiops knows up to {known} (downgrade refused)", .path.display())]
-    SchemaTooNew { path: PathBuf, have: i64, known: i64 },
+    SchemaTooNew {
+        path: PathBuf,
+        have: i64,
+        known: i64,
+    },
     #[error("run {run} has no node {node:?}")]
     NoSuchNode { run: String, node: String },
     #[error("audit log {}", .path.display())]

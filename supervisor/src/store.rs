@@ -135,7 +135,9 @@ pub fn private_dir(dir: &Path) -> Result<(), SupervisorError> {
             meta.uid()
         ))));
     }
-    if meta.mode() & 0o077 != 0 {
+    // Search-only (0711) is allowed: a root engine needs it so that jails
+    // running as nobody reach their workspaces; nothing can be listed.
+    if meta.mode() & 0o066 != 0 {
         // Ours, so tighten rather than refuse: an older umask made it.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
@@ -208,7 +210,11 @@ impl Store {
                 known,
             });
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(have).unwrap_or(0)) {
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(have).unwrap_or(0))
+        {
             let tx = self.conn.transaction().map_err(db_err("begin migration"))?;
             tx.execute_batch(sql).map_err(db_err("run migration"))?;
             tx.execute(
@@ -230,7 +236,10 @@ impl Store {
     /// The run and all its nodes (queued), and its event, in one transaction.
     pub fn insert_run(&mut self, run: &NewRun) -> Result<Event, SupervisorError> {
         let now = now_ms();
-        let tx = self.conn.transaction().map_err(db_err("begin insert run"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db_err("begin insert run"))?;
         tx.execute(
             "INSERT INTO runs (id, flow, flow_path, flow_json, state, pre_approved, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?6)",
@@ -311,7 +320,10 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<Event, SupervisorError> {
         let now = now_ms();
-        let tx = self.conn.transaction().map_err(db_err("begin node state"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db_err("begin node state"))?;
         let changed = if state == NodeState::Running {
             tx.execute(
                 "UPDATE nodes SET state = ?3, reason = ?4, attempts = attempts + 1, started_at = ?5,
@@ -390,7 +402,9 @@ impl Store {
         let tx = self.conn.transaction().map_err(db_err("begin recovery"))?;
         let lost: Vec<(String, String)> = {
             let mut st = tx
-                .prepare("SELECT run_id, id FROM nodes WHERE state = 'running' ORDER BY run_id, pos")
+                .prepare(
+                    "SELECT run_id, id FROM nodes WHERE state = 'running' ORDER BY run_id, pos",
+                )
                 .map_err(db_err("find running nodes"))?;
             let rows = st
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -480,7 +494,8 @@ impl Store {
                     r.get(0)
                 })
                 .map_err(db_err("list runs"))?;
-            rows.collect::<Result<_, _>>().map_err(db_err("list runs"))?
+            rows.collect::<Result<_, _>>()
+                .map_err(db_err("list runs"))?
         };
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -522,7 +537,8 @@ impl Store {
                 },
             )
             .map_err(db_err("read events"))?;
-        rows.collect::<Result<_, _>>().map_err(db_err("read events"))
+        rows.collect::<Result<_, _>>()
+            .map_err(db_err("read events"))
     }
 
     /// A free-standing event (gate decisions, cancellations).
@@ -540,7 +556,10 @@ impl Store {
     }
 
     /// Final runs last updated before `before_ms` (for `aiopsctl gc`).
-    pub fn finished_before(&self, before_ms: i64) -> Result<Vec<(String, String)>, SupervisorError> {
+    pub fn finished_before(
+        &self,
+        before_ms: i64,
+    ) -> Result<Vec<(String, String)>, SupervisorError> {
         let mut st = self
             .conn
             .prepare(
@@ -692,7 +711,8 @@ mod tests {
         let mut s = Store::open(d.path()).unwrap();
         let ev = s.insert_run(&new_run("r1")).unwrap();
         assert_eq!(ev.kind, "run_queued");
-        s.set_node_state("r1", "a", NodeState::Running, None).unwrap();
+        s.set_node_state("r1", "a", NodeState::Running, None)
+            .unwrap();
         s.record_outcome(
             "r1",
             "a",
@@ -704,7 +724,8 @@ mod tests {
             },
         )
         .unwrap();
-        s.set_node_state("r1", "a", NodeState::Succeeded, None).unwrap();
+        s.set_node_state("r1", "a", NodeState::Succeeded, None)
+            .unwrap();
         let r = s.run("r1").unwrap().unwrap();
         assert_eq!(r.nodes[0].state, NodeState::Succeeded);
         assert_eq!(r.nodes[0].attempts, 1);
@@ -725,7 +746,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut s = Store::open(d.path()).unwrap();
         s.insert_run(&new_run("r1")).unwrap();
-        s.set_node_state("r1", "a", NodeState::Running, None).unwrap();
+        s.set_node_state("r1", "a", NodeState::Running, None)
+            .unwrap();
         drop(s);
         let mut s = Store::open(d.path()).unwrap();
         let lost = s.mark_lost("supervisor restarted").unwrap();

@@ -114,7 +114,15 @@ impl Backend for MemBackend {
         })
     }
     fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, ApiFailure> {
-        Ok(self.runs.lock().unwrap().iter().rev().take(limit).cloned().collect())
+        Ok(self
+            .runs
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
     }
     fn get_run(&self, id: &str) -> Result<RunRecord, ApiFailure> {
         if id == "panic" {
@@ -183,7 +191,9 @@ impl Backend for MemBackend {
     fn output_path(&self, run: &str, node: &str, stream: Stream) -> Result<PathBuf, ApiFailure> {
         self.with_run(run, |r| {
             if r.nodes.iter().any(|n| n.id == node) {
-                Ok(self.out_dir.join(format!("{run}.{node}.{}", stream.as_str())))
+                Ok(self
+                    .out_dir
+                    .join(format!("{run}.{node}.{}", stream.as_str())))
             } else {
                 Err(ApiFailure::NotFound(format!("no node {node}")))
             }
@@ -191,7 +201,12 @@ impl Backend for MemBackend {
     }
     fn events_since(&self, after_seq: i64, limit: usize) -> Result<Vec<Event>, ApiFailure> {
         let evs = self.events.lock().unwrap();
-        Ok(evs.iter().filter(|e| e.seq > after_seq).take(limit).cloned().collect())
+        Ok(evs
+            .iter()
+            .filter(|e| e.seq > after_seq)
+            .take(limit)
+            .cloned()
+            .collect())
     }
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
@@ -242,7 +257,14 @@ async fn start_with(tweak: impl FnOnce(&mut ApiConfig, &Path)) -> Harness {
     let task = tokio::spawn(server.run(b, async move {
         let _ = stopped.await;
     }));
-    Harness { dir, sock, backend, tcp, stop: Some(stop), task }
+    Harness {
+        dir,
+        sock,
+        backend,
+        tcp,
+        stop: Some(stop),
+        task,
+    }
 }
 
 async fn start() -> Harness {
@@ -250,7 +272,11 @@ async fn start() -> Harness {
 }
 
 fn submit_req() -> SubmitRequest {
-    SubmitRequest { flow: "name = \"demo\"".into(), flow_path: "/tmp/flow.toml".into(), yes: false }
+    SubmitRequest {
+        flow: "name = \"demo\"".into(),
+        flow_path: "/tmp/flow.toml".into(),
+        yes: false,
+    }
 }
 
 /// Write raw bytes on a fresh socket connection and read the answer until
@@ -265,11 +291,16 @@ fn raw(sock: &Path, bytes: &[u8]) -> String {
 }
 
 async fn raw_async(sock: PathBuf, bytes: Vec<u8>) -> String {
-    tokio::task::spawn_blocking(move || raw(&sock, &bytes)).await.unwrap()
+    tokio::task::spawn_blocking(move || raw(&sock, &bytes))
+        .await
+        .unwrap()
 }
 
 fn status_of(resp: &str) -> u16 {
-    resp.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    resp.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 fn server_status(e: ApiError) -> (u16, String) {
@@ -284,7 +315,10 @@ fn must_work() -> bool {
 }
 
 fn skip(reason: &str) {
-    assert!(!must_work(), "AIOPS_MUST_WORK=1 but the test cannot run: {reason}");
+    assert!(
+        !must_work(),
+        "AIOPS_MUST_WORK=1 but the test cannot run: {reason}"
+    );
     eprintln!("skipping: {reason}");
 }
 
@@ -293,13 +327,24 @@ fn skip(reason: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_routes_follow_readiness() {
     let h = start().await;
-    let live = raw_async(h.sock.clone(), b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()).await;
+    let live = raw_async(
+        h.sock.clone(),
+        b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+    )
+    .await;
     assert_eq!(status_of(&live), 200, "{live}");
     h.backend.ready.store(false, Ordering::SeqCst);
     assert!(!h.client().ready().await.unwrap());
-    let notready = raw_async(h.sock.clone(), b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()).await;
+    let notready = raw_async(
+        h.sock.clone(),
+        b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+    )
+    .await;
     assert_eq!(status_of(&notready), 503);
-    assert!(notready.contains(r#"{"error":"not ready","status":503}"#), "{notready}");
+    assert!(
+        notready.contains(r#"{"error":"not ready","status":503}"#),
+        "{notready}"
+    );
     h.backend.ready.store(true, Ordering::SeqCst);
     assert!(h.client().ready().await.unwrap());
     h.shutdown().await;
@@ -315,7 +360,10 @@ async fn runs_can_be_submitted_listed_and_read() {
     assert_eq!(c.run("r-1").await.unwrap(), run);
     c.submit(&submit_req()).await.unwrap();
     let all = c.runs(None).await.unwrap();
-    assert_eq!(all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r-2", "r-1"]);
+    assert_eq!(
+        all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["r-2", "r-1"]
+    );
     assert_eq!(c.runs(Some(1)).await.unwrap().len(), 1);
     assert_eq!(c.state().await.unwrap().runs_total, 2);
 
@@ -326,7 +374,11 @@ async fn runs_can_be_submitted_listed_and_read() {
     );
     let resp = raw_async(h.sock.clone(), req.into_bytes()).await;
     assert_eq!(status_of(&resp), 201, "{resp}");
-    assert!(resp.to_ascii_lowercase().contains("location: /api/v1/runs/r-3"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("location: /api/v1/runs/r-3"),
+        "{resp}"
+    );
     h.shutdown().await;
 }
 
@@ -336,7 +388,14 @@ async fn bad_requests_get_json_errors_with_matching_status() {
     let c = h.client();
     let (st, msg) = server_status(c.run("r-404").await.unwrap_err());
     assert_eq!((st, msg.as_str()), (404, "no run r-404"));
-    let (st, msg) = server_status(c.submit(&SubmitRequest { flow: " ".into(), ..submit_req() }).await.unwrap_err());
+    let (st, msg) = server_status(
+        c.submit(&SubmitRequest {
+            flow: " ".into(),
+            ..submit_req()
+        })
+        .await
+        .unwrap_err(),
+    );
     assert_eq!((st, msg.as_str()), (400, "flow: empty"));
 
     let post = |body: &str| {
@@ -349,22 +408,38 @@ async fn bad_requests_get_json_errors_with_matching_status() {
     let resp = raw_async(h.sock.clone(), post("{not json")).await;
     assert_eq!(status_of(&resp), 400, "{resp}");
     assert!(resp.contains(r#""status":400"#), "{resp}");
-    let resp = raw_async(h.sock.clone(), post(r#"{"flow":"x","flow_path":"/f","extra":1}"#)).await;
+    let resp = raw_async(
+        h.sock.clone(),
+        post(r#"{"flow":"x","flow_path":"/f","extra":1}"#),
+    )
+    .await;
     assert_eq!(status_of(&resp), 400, "unknown field: {resp}");
     assert!(resp.contains("unknown field"), "{resp}");
 
-    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes();
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()
+    };
     let resp = raw_async(h.sock.clone(), get("/api/v1/runs?limit=lots")).await;
     assert_eq!(status_of(&resp), 400, "{resp}");
     let resp = raw_async(h.sock.clone(), get("/api/v2/nothing")).await;
     assert_eq!(status_of(&resp), 404, "{resp}");
-    assert!(resp.contains(r#"{"error":"no such route","status":404}"#), "{resp}");
+    assert!(
+        resp.contains(r#"{"error":"no such route","status":404}"#),
+        "{resp}"
+    );
     let resp = raw_async(h.sock.clone(), get("/api/v1/runs/%zz")).await;
     assert_eq!(status_of(&resp), 400, "{resp}");
 
-    let resp = raw_async(h.sock.clone(), b"DELETE /api/v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()).await;
+    let resp = raw_async(
+        h.sock.clone(),
+        b"DELETE /api/v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+    )
+    .await;
     assert_eq!(status_of(&resp), 405, "{resp}");
-    assert!(resp.to_ascii_lowercase().contains("allow: get, post"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase().contains("allow: get, post"),
+        "{resp}"
+    );
     let resp = raw_async(h.sock.clone(), get("/api/v1/runs/r-1/cancel")).await;
     assert_eq!(status_of(&resp), 405, "{resp}");
     assert!(resp.to_ascii_lowercase().contains("allow: post"), "{resp}");
@@ -405,8 +480,14 @@ async fn metrics_include_the_backend_and_request_counters() {
     let _ = c.run("r-404").await;
     let text = c.metrics().await.unwrap();
     assert!(text.contains("aiops_runs_total 1\n"), "{text}");
-    assert!(text.contains("aiops_api_requests_total{code=\"201\"} 1\n"), "{text}");
-    assert!(text.contains("aiops_api_requests_total{code=\"404\"} 1\n"), "{text}");
+    assert!(
+        text.contains("aiops_api_requests_total{code=\"201\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aiops_api_requests_total{code=\"404\"} 1\n"),
+        "{text}"
+    );
     h.shutdown().await;
 }
 
@@ -429,10 +510,12 @@ async fn oversized_bodies_get_413_without_being_read() {
     let resp = tokio::task::spawn_blocking(move || {
         let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        s.write_all(b"POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap();
         let chunk = vec![b'a'; 64 * 1024];
         for _ in 0..32 {
-            if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+            if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .is_err()
                 || s.write_all(&chunk).is_err()
                 || s.write_all(b"\r\n").is_err()
             {
@@ -483,7 +566,10 @@ async fn a_slow_client_is_cut_off_and_never_stalls_others() {
         let started = std::time::Instant::now();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
-        (started.elapsed(), String::from_utf8_lossy(&out).into_owned())
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&out).into_owned(),
+        )
     });
     // While the slow peer dawdles, others are served promptly.
     for _ in 0..5 {
@@ -510,15 +596,26 @@ async fn output_is_served_from_an_offset_and_followed_to_the_end() {
     std::fs::write(h.dir.path().join("r-1.build.stderr"), b"oops\n").unwrap();
 
     let mut buf = Vec::new();
-    let n = c.output("r-1", "build", Stream::Stdout, 6, false, &mut buf).await.unwrap();
+    let n = c
+        .output("r-1", "build", Stream::Stdout, 6, false, &mut buf)
+        .await
+        .unwrap();
     assert_eq!((n, buf.as_slice()), (6, &b"world\n"[..]));
     let mut buf = Vec::new();
-    c.output("r-1", "build", Stream::Stderr, 0, false, &mut buf).await.unwrap();
+    c.output("r-1", "build", Stream::Stderr, 0, false, &mut buf)
+        .await
+        .unwrap();
     assert_eq!(buf, b"oops\n");
     let mut buf = Vec::new();
-    c.output("r-1", "deploy", Stream::Stdout, 0, false, &mut buf).await.unwrap();
+    c.output("r-1", "deploy", Stream::Stdout, 0, false, &mut buf)
+        .await
+        .unwrap();
     assert!(buf.is_empty(), "no file yet means no output yet");
-    let (st, _) = server_status(c.output("r-1", "nope", Stream::Stdout, 0, false, &mut buf).await.unwrap_err());
+    let (st, _) = server_status(
+        c.output("r-1", "nope", Stream::Stdout, 0, false, &mut buf)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(st, 404);
     let resp = raw_async(
         h.sock.clone(),
@@ -532,17 +629,35 @@ async fn output_is_served_from_an_offset_and_followed_to_the_end() {
         let c = c.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
-            c.output("r-1", "build", Stream::Stdout, 0, true, &mut buf).await.unwrap();
+            c.output("r-1", "build", Stream::Stdout, 0, true, &mut buf)
+                .await
+                .unwrap();
             buf
         })
     };
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(!follower.is_finished(), "a running node's output is followed");
-    std::fs::OpenOptions::new().append(true).open(&out_file).unwrap().write_all(b"more\n").unwrap();
+    assert!(
+        !follower.is_finished(),
+        "a running node's output is followed"
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&out_file)
+        .unwrap()
+        .write_all(b"more\n")
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    std::fs::OpenOptions::new().append(true).open(&out_file).unwrap().write_all(b"last\n").unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&out_file)
+        .unwrap()
+        .write_all(b"last\n")
+        .unwrap();
     h.backend.set_node("r-1", "build", NodeState::Succeeded);
-    let got = tokio::time::timeout(Duration::from_secs(5), follower).await.unwrap().unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), follower)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got, b"hello world\nmore\nlast\n");
     h.shutdown().await;
 }
@@ -559,7 +674,11 @@ async fn events_replay_from_the_store_then_arrive_live() {
     let mut one_run = c.events(Some(1), Some("r-1")).await.unwrap();
     let mut live_only = c.events(None, None).await.unwrap();
     async fn next(s: &mut aiops_supervisor::api::client::EventStream) -> Event {
-        tokio::time::timeout(Duration::from_secs(5), s.next()).await.unwrap().unwrap().unwrap()
+        tokio::time::timeout(Duration::from_secs(5), s.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
     }
     let seqs = |evs: &[Event]| evs.iter().map(|e| e.seq).collect::<Vec<_>>();
     let mut got = Vec::new();
@@ -582,7 +701,8 @@ async fn events_replay_from_the_store_then_arrive_live() {
         move || {
             let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 3\r\n\r\n").unwrap();
+            s.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 3\r\n\r\n")
+                .unwrap();
             let mut out = Vec::new();
             let mut buf = [0u8; 4096];
             while !String::from_utf8_lossy(&out).contains("\n\n{")
@@ -597,8 +717,15 @@ async fn events_replay_from_the_store_then_arrive_live() {
     })
     .await
     .unwrap();
-    assert!(resp.to_ascii_lowercase().contains("content-type: text/event-stream"), "{resp}");
-    assert!(resp.contains("id: 4\nevent: gate\ndata: {\"seq\":4,"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{resp}"
+    );
+    assert!(
+        resp.contains("id: 4\nevent: gate\ndata: {\"seq\":4,"),
+        "{resp}"
+    );
     assert!(!resp.contains("id: 3\n"), "{resp}");
     h.shutdown().await;
 }
@@ -616,7 +743,11 @@ async fn a_lagging_subscriber_rereads_the_store() {
         h.backend.emit("r-1", None, "node_state");
     }
     for want in 2..=201 {
-        let ev = tokio::time::timeout(Duration::from_secs(5), s.next()).await.unwrap().unwrap().unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(5), s.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(ev.seq, want);
     }
     h.shutdown().await;
@@ -629,12 +760,17 @@ async fn shutdown_ends_open_streams_and_removes_the_socket() {
     let mut s = c.events(None, None).await.unwrap();
     let sock = h.sock.clone();
     h.shutdown().await;
-    let end = tokio::time::timeout(Duration::from_secs(5), s.next()).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .unwrap();
     assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
     assert!(!sock.exists());
     let e = Client::connect_unix(&sock).await.unwrap_err();
     assert!(matches!(e, ApiError::NoDaemon { .. }), "{e:?}");
-    assert!(e.to_string().starts_with("no aiops daemon reachable at "), "{e}");
+    assert!(
+        e.to_string().starts_with("no aiops daemon reachable at "),
+        "{e}"
+    );
 }
 
 // ---- binding and the socket ------------------------------------------------
@@ -657,7 +793,10 @@ async fn a_stale_socket_is_replaced_and_a_live_one_refused() {
     let again = ApiServer::bind(ApiConfig::new(sock.clone()));
     match again {
         Err(e @ ApiError::SocketInUse { .. }) => {
-            assert_eq!(e.to_string(), format!("another daemon is already listening on {}", sock.display()))
+            assert_eq!(
+                e.to_string(),
+                format!("another daemon is already listening on {}", sock.display())
+            )
         }
         Err(other) => panic!("expected SocketInUse, got {other:?}"),
         Ok(_) => panic!("bound twice"),
@@ -665,7 +804,10 @@ async fn a_stale_socket_is_replaced_and_a_live_one_refused() {
     drop(server);
     let file = dir.path().join("plain");
     std::fs::write(&file, "keep me").unwrap();
-    assert!(matches!(ApiServer::bind(ApiConfig::new(file.clone())), Err(ApiError::NotASocket { .. })));
+    assert!(matches!(
+        ApiServer::bind(ApiConfig::new(file.clone())),
+        Err(ApiError::NotASocket { .. })
+    ));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 }
 
@@ -681,12 +823,18 @@ fn tcp_binds_only_to_loopback_unless_allowed_and_needs_a_private_token_file() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = |addr: &str, token: PathBuf, allow: bool| {
         let mut c = ApiConfig::new(dir.path().join(format!("s{}.sock", rand_suffix())));
-        c.tcp = Some(TcpConfig { addr: addr.parse().unwrap(), token_file: token, allow_non_loopback: allow });
+        c.tcp = Some(TcpConfig {
+            addr: addr.parse().unwrap(),
+            token_file: token,
+            allow_non_loopback: allow,
+        });
         c
     };
     let good = token_file(dir.path(), 0o600);
     match ApiServer::bind(cfg("0.0.0.0:0", good.clone(), false)) {
-        Err(e @ ApiError::NonLoopback { .. }) => assert!(e.to_string().contains("0.0.0.0:0"), "{e}"),
+        Err(e @ ApiError::NonLoopback { .. }) => {
+            assert!(e.to_string().contains("0.0.0.0:0"), "{e}")
+        }
         other => panic!("expected NonLoopback, got {:?}", other.err()),
     }
     assert!(ApiServer::bind(cfg("0.0.0.0:0", good.clone(), true)).is_ok());
@@ -698,7 +846,10 @@ fn tcp_binds_only_to_loopback_unless_allowed_and_needs_a_private_token_file() {
         other => panic!("expected TokenFile, got {:?}", other.err()),
     }
     let missing = dir.path().join("missing");
-    assert!(matches!(ApiServer::bind(cfg("127.0.0.1:0", missing, false)), Err(ApiError::ReadToken { .. })));
+    assert!(matches!(
+        ApiServer::bind(cfg("127.0.0.1:0", missing, false)),
+        Err(ApiError::ReadToken { .. })
+    ));
 }
 
 fn rand_suffix() -> u64 {
@@ -722,8 +873,14 @@ async fn tcp_needs_the_right_bearer_token() {
         tokio::task::spawn_blocking(move || {
             let mut s = std::net::TcpStream::connect(addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-            s.write_all(format!("GET /livez HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes()).unwrap();
+            let auth = auth
+                .map(|a| format!("Authorization: {a}\r\n"))
+                .unwrap_or_default();
+            s.write_all(
+                format!("GET /livez HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
             let mut out = String::new();
             let _ = s.read_to_string(&mut out);
             out
@@ -731,15 +888,26 @@ async fn tcp_needs_the_right_bearer_token() {
     };
     let none = raw_tcp(None).await.unwrap();
     assert_eq!(status_of(&none), 401, "{none}");
-    assert!(none.to_ascii_lowercase().contains("www-authenticate: bearer"), "{none}");
-    let wrong = raw_tcp(Some("Bearer s3cr3t-token-0123456788")).await.unwrap();
+    assert!(
+        none.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{none}"
+    );
+    let wrong = raw_tcp(Some("Bearer s3cr3t-token-0123456788"))
+        .await
+        .unwrap();
     assert_eq!(status_of(&wrong), 401, "{wrong}");
-    let right = raw_tcp(Some("Bearer s3cr3t-token-0123456789")).await.unwrap();
+    let right = raw_tcp(Some("Bearer s3cr3t-token-0123456789"))
+        .await
+        .unwrap();
     assert_eq!(status_of(&right), 200, "{right}");
 
     let (st, _) = server_status(Client::tcp(addr, "nope").state().await.unwrap_err());
     assert_eq!(st, 401);
-    let state = Client::tcp(addr, "s3cr3t-token-0123456789").state().await.unwrap();
+    let state = Client::tcp(addr, "s3cr3t-token-0123456789")
+        .state()
+        .await
+        .unwrap();
     assert_eq!(state.version, "test");
     h.shutdown().await;
 }
@@ -749,7 +917,18 @@ async fn tcp_needs_the_right_bearer_token() {
 /// `curl` as uid/gid 65534 (via setpriv) against the socket: the HTTP status.
 fn curl_as_nobody(sock: &Path) -> Option<u16> {
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
         .arg(sock)
         .arg("http://localhost/api/v1/state")
         .output()
@@ -762,7 +941,10 @@ fn peer_test_prereqs() -> Result<(), String> {
         return Err("needs root to run a client as uid 65534".into());
     }
     for tool in ["setpriv", "curl"] {
-        let found = std::process::Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+        let found = std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !found {
             return Err(format!("{tool} is not installed"));
         }
@@ -781,19 +963,25 @@ async fn a_peer_outside_the_admin_group_gets_403_and_the_owner_200() {
             // is what decides, not the file mode.
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
             std::fs::create_dir(dir.join("run")).unwrap();
-            std::fs::set_permissions(dir.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(dir.join("run"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
             cfg.admin_group = group.into();
         })
         .await;
         std::fs::set_permissions(&h.sock, std::fs::Permissions::from_mode(0o666)).unwrap();
         let sock = h.sock.clone();
-        let got = tokio::task::spawn_blocking(move || curl_as_nobody(&sock)).await.unwrap();
+        let got = tokio::task::spawn_blocking(move || curl_as_nobody(&sock))
+            .await
+            .unwrap();
         assert_eq!(got, Some(want), "uid 65534 with admin group {group}");
         // The owner (root here) is always allowed.
         assert!(h.client().state().await.is_ok());
         let metrics = h.client().metrics().await.unwrap();
         let refused = if want == 403 { 1 } else { 0 };
-        assert!(metrics.contains(&format!("aiops_api_refused_connections_total {refused}\n")), "{metrics}");
+        assert!(
+            metrics.contains(&format!("aiops_api_refused_connections_total {refused}\n")),
+            "{metrics}"
+        );
         h.shutdown().await;
     }
 }
@@ -802,7 +990,9 @@ async fn a_peer_outside_the_admin_group_gets_403_and_the_owner_200() {
 
 #[test]
 fn every_route_is_in_openapi_yaml_and_nothing_else_is() {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.yaml")).unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.yaml"))
+            .unwrap();
     let mut documented = Vec::new();
     let mut in_paths = false;
     let mut current: Option<String> = None;
@@ -820,17 +1010,31 @@ fn every_route_is_in_openapi_yaml_and_nothing_else_is() {
         if let Some(p) = line.strip_prefix("  /") {
             current = Some(format!("/{}", p.trim_end().trim_end_matches(':')));
         } else if let Some(m) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')) {
-            if let (Some(path), true) = (&current, ["get", "post", "put", "delete", "patch"].contains(&m)) {
+            if let (Some(path), true) = (
+                &current,
+                ["get", "post", "put", "delete", "patch"].contains(&m),
+            ) {
                 documented.push((m.to_uppercase(), path.clone()));
             }
         }
     }
-    let mut routes: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let mut routes: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
     routes.sort();
     documented.sort();
-    assert_eq!(routes, documented, "docs/openapi.yaml and api::routes::ROUTES differ");
-    let api_md = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/api.md")).unwrap();
+    assert_eq!(
+        routes, documented,
+        "docs/openapi.yaml and api::routes::ROUTES differ"
+    );
+    let api_md =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/api.md"))
+            .unwrap();
     for (m, p) in ROUTES {
-        assert!(api_md.contains(&format!("{m} {p}")), "docs/api.md lacks `{m} {p}`");
+        assert!(
+            api_md.contains(&format!("{m} {p}")),
+            "docs/api.md lacks `{m} {p}`"
+        );
     }
 }

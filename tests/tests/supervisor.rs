@@ -201,7 +201,12 @@ confirm = "always"
 
     // The node's output is kept, and `logs` shows it.
     let o = e.ctl(&["logs", &id, "test"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "tested\n", "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "tested\n",
+        "{}",
+        text(&o)
+    );
 
     let o = e.ctl(&["confirm", &id, "publish"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -304,7 +309,10 @@ fn a_repo_that_cannot_be_checked_out_fails_closed() {
     let run = e.json(&["status", &id]);
     let a = node(&run, "a");
     assert_eq!(a["state"], "workspace_failed", "{run}");
-    assert!(a["reason"].as_str().unwrap().contains("no-such-branch"), "{run}");
+    assert!(
+        a["reason"].as_str().unwrap().contains("no-such-branch"),
+        "{run}"
+    );
     assert!(!marker.exists());
 }
 
@@ -320,14 +328,21 @@ fn a_malformed_flow_names_the_line_and_runs_nothing() {
     let o = e.ctl(&["run", flow.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(65), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("bad.toml:") && err.contains("surprise"), "{err}");
+    assert!(
+        err.contains("bad.toml:") && err.contains("surprise"),
+        "{err}"
+    );
     // Nothing was stored.
     let runs = e.json(&["status"]);
     assert_eq!(runs.as_array().map(Vec::len), Some(0), "{runs}");
 }
 
 fn pgrep(pattern: &str) -> Vec<String> {
-    let o = Command::new("pgrep").arg("-f").arg(pattern).output().unwrap();
+    let o = Command::new("pgrep")
+        .arg("-f")
+        .arg(pattern)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(str::to_string)
@@ -363,7 +378,9 @@ fn kill_9_of_the_daemon_mid_run_leaves_lost_nodes_and_no_orphan_jail() {
     });
     let _ = d.child.kill();
     let _ = d.child.wait();
-    wait_for("the jail to die with the supervisor", || pgrep(&tag).is_empty());
+    wait_for("the jail to die with the supervisor", || {
+        pgrep(&tag).is_empty()
+    });
     drop(d);
     // Restarted: the node that was running is lost, its dependant skipped.
     let _d = e.daemon();
@@ -395,7 +412,9 @@ fn cancel_stops_a_running_jail() {
     wait_for("the node to run", || !pgrep(&tag).is_empty());
     let o = e.ctl(&["cancel", &id]);
     assert!(o.status.success(), "{}", text(&o));
-    wait_for("the run to end", || e.json(&["status", &id])["state"] == "cancelled");
+    wait_for("the run to end", || {
+        e.json(&["status", &id])["state"] == "cancelled"
+    });
     assert!(pgrep(&tag).is_empty());
     let run = e.json(&["status", &id]);
     assert_eq!(node(&run, "slow")["state"], "cancelled");
@@ -429,7 +448,14 @@ fn the_api_answers_its_owner_and_refuses_another_user() {
             Command::new("/usr/bin/curl")
         };
         let o = c
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--unix-socket",
+            ])
             .arg(&sock)
             .arg(format!("http://aiops{path}"))
             .output()

@@ -78,10 +78,16 @@ pub(crate) fn load_token(path: &Path) -> Result<Vec<u8>, ApiError> {
     let meta = std::fs::metadata(path).map_err(read_err)?;
     let own = Uid::effective().as_raw();
     if meta.uid() != own {
-        return Err(bad(format!("owned by uid {}, not the daemon's uid {own}", meta.uid())));
+        return Err(bad(format!(
+            "owned by uid {}, not the daemon's uid {own}",
+            meta.uid()
+        )));
     }
     if meta.mode() & 0o077 != 0 {
-        return Err(bad(format!("mode {:04o} lets others read it; chmod 0600", meta.mode() & 0o7777)));
+        return Err(bad(format!(
+            "mode {:04o} lets others read it; chmod 0600",
+            meta.mode() & 0o7777
+        )));
     }
     let text = std::fs::read(path).map_err(read_err)?;
     let token = text.trim_ascii().to_vec();
@@ -133,13 +139,34 @@ mod tests {
         assert!(peer_allowed(&peer(1000, 1000), 1000, &none));
         assert!(peer_allowed(&peer(0, 0), 1000, &none));
         assert!(!peer_allowed(&peer(1001, 1001), 1000, &none));
-        let admin = Accounts { admin: Some((900, vec!["alice".into()])), user: Some(("alice".into(), 1002)) };
-        assert!(peer_allowed(&peer(1002, 1002), 1000, &admin), "listed member");
-        let by_primary = Accounts { admin: Some((900, vec![])), user: Some(("bob".into(), 900)) };
-        assert!(peer_allowed(&peer(1003, 1003), 1000, &by_primary), "passwd primary gid");
-        let by_peer_gid = Accounts { admin: Some((900, vec![])), user: None };
-        assert!(peer_allowed(&peer(1004, 900), 1000, &by_peer_gid), "process gid");
-        let stranger = Accounts { admin: Some((900, vec!["alice".into()])), user: Some(("mallory".into(), 1005)) };
+        let admin = Accounts {
+            admin: Some((900, vec!["alice".into()])),
+            user: Some(("alice".into(), 1002)),
+        };
+        assert!(
+            peer_allowed(&peer(1002, 1002), 1000, &admin),
+            "listed member"
+        );
+        let by_primary = Accounts {
+            admin: Some((900, vec![])),
+            user: Some(("bob".into(), 900)),
+        };
+        assert!(
+            peer_allowed(&peer(1003, 1003), 1000, &by_primary),
+            "passwd primary gid"
+        );
+        let by_peer_gid = Accounts {
+            admin: Some((900, vec![])),
+            user: None,
+        };
+        assert!(
+            peer_allowed(&peer(1004, 900), 1000, &by_peer_gid),
+            "process gid"
+        );
+        let stranger = Accounts {
+            admin: Some((900, vec!["alice".into()])),
+            user: Some(("mallory".into(), 1005)),
+        };
         assert!(!peer_allowed(&peer(1005, 1005), 1000, &stranger));
     }
 
@@ -147,11 +174,26 @@ mod tests {
     fn bearer_needs_the_exact_token() {
         use hyper::header::HeaderValue;
         let t = b"0123456789abcdef";
-        assert!(bearer_ok(Some(&HeaderValue::from_static("Bearer 0123456789abcdef")), t));
-        assert!(bearer_ok(Some(&HeaderValue::from_static("bearer 0123456789abcdef")), t));
-        assert!(!bearer_ok(Some(&HeaderValue::from_static("Bearer 0123456789abcdeF")), t));
-        assert!(!bearer_ok(Some(&HeaderValue::from_static("Bearer 0123456789abcde")), t));
-        assert!(!bearer_ok(Some(&HeaderValue::from_static("Basic 0123456789abcdef")), t));
+        assert!(bearer_ok(
+            Some(&HeaderValue::from_static("Bearer 0123456789abcdef")),
+            t
+        ));
+        assert!(bearer_ok(
+            Some(&HeaderValue::from_static("bearer 0123456789abcdef")),
+            t
+        ));
+        assert!(!bearer_ok(
+            Some(&HeaderValue::from_static("Bearer 0123456789abcdeF")),
+            t
+        ));
+        assert!(!bearer_ok(
+            Some(&HeaderValue::from_static("Bearer 0123456789abcde")),
+            t
+        ));
+        assert!(!bearer_ok(
+            Some(&HeaderValue::from_static("Basic 0123456789abcdef")),
+            t
+        ));
         assert!(!bearer_ok(Some(&HeaderValue::from_static("Bear")), t));
         assert!(!bearer_ok(None, t));
     }

@@ -116,11 +116,15 @@ impl Client {
         };
         let mut sender = match &self.target {
             Target::Unix(p) => {
-                let s = tokio::net::UnixStream::connect(p).await.map_err(connect_err)?;
+                let s = tokio::net::UnixStream::connect(p)
+                    .await
+                    .map_err(connect_err)?;
                 handshake(s).await.map_err(http_err)?
             }
             Target::Tcp { addr, .. } => {
-                let s = tokio::net::TcpStream::connect(addr).await.map_err(connect_err)?;
+                let s = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(connect_err)?;
                 handshake(s).await.map_err(http_err)?
             }
         };
@@ -246,7 +250,9 @@ impl Client {
                 out.write_all(&data)
                     .await
                     .map_err(|source| ApiError::Write { source })?;
-                out.flush().await.map_err(|source| ApiError::Write { source })?;
+                out.flush()
+                    .await
+                    .map_err(|source| ApiError::Write { source })?;
                 written += data.len() as u64;
             }
         }
@@ -255,7 +261,11 @@ impl Client {
 
     /// The event stream: stored events after `after` (none if `None`),
     /// then live ones; `run` keeps one run's events only.
-    pub async fn events(&self, after: Option<i64>, run: Option<&str>) -> Result<EventStream, ApiError> {
+    pub async fn events(
+        &self,
+        after: Option<i64>,
+        run: Option<&str>,
+    ) -> Result<EventStream, ApiError> {
         let mut path = "/api/v1/events".to_string();
         let mut sep = '?';
         if let Some(a) = after {
@@ -344,7 +354,9 @@ impl EventStream {
 
 /// `(end of the block, end of its terminating blank line)`.
 fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
-    buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2))
+    buf.windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| (i, i + 2))
 }
 
 /// One SSE block: comments and unknown fields are skipped; a block with

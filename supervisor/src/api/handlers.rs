@@ -19,7 +19,10 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>) -> Re
         Ok(r) => r,
         Err(NoRoute::NotFound) => return body::error(StatusCode::NOT_FOUND, "no such route"),
         Err(NoRoute::BadPath) => {
-            return body::error(StatusCode::BAD_REQUEST, "malformed percent-encoding in the path")
+            return body::error(
+                StatusCode::BAD_REQUEST,
+                "malformed percent-encoding in the path",
+            )
         }
         Err(NoRoute::MethodNotAllowed(allow)) => return body::method_not_allowed(&allow),
     };
@@ -29,10 +32,15 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>) -> Re
     };
     let b = &shared.backend;
     let result = match route {
-        Route::Livez => Ok(body::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        Route::Livez => Ok(body::json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok"}),
+        )),
         Route::Readyz => Ok(readyz(b.as_ref())),
         Route::Metrics => metrics(shared).await,
-        Route::State => call(b, |b| b.state()).await.map(|s| body::json(StatusCode::OK, &s)),
+        Route::State => call(b, |b| b.state())
+            .await
+            .map(|s| body::json(StatusCode::OK, &s)),
         Route::ListRuns => match param::<usize>(&query, "limit") {
             Ok(limit) => {
                 let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT).min(MAX_LIST_LIMIT);
@@ -142,9 +150,8 @@ pub(crate) fn param<T: std::str::FromStr>(
 ) -> Result<Option<T>, ApiFailure> {
     match query.iter().rev().find(|(k, _)| k == key) {
         None => Ok(None),
-        Some((_, v)) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiFailure::BadRequest(format!("query parameter {key}: invalid value {v:?}"))),
+        Some((_, v)) => v.parse().map(Some).map_err(|_| {
+            ApiFailure::BadRequest(format!("query parameter {key}: invalid value {v:?}"))
+        }),
     }
 }

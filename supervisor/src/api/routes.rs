@@ -85,7 +85,11 @@ fn match_template(template: &str, segs: &[&str]) -> Result<Option<Vec<String>>, 
 }
 
 fn build(index: usize, mut p: Vec<String>) -> Route {
-    let node = if p.len() > 1 { p.pop().unwrap_or_default() } else { String::new() };
+    let node = if p.len() > 1 {
+        p.pop().unwrap_or_default()
+    } else {
+        String::new()
+    };
     let id = p.pop().unwrap_or_default();
     match ROUTES[index].1 {
         "/livez" => Route::Livez,
@@ -166,19 +170,34 @@ mod tests {
         assert_eq!(route("GET", "/api/v1/runs"), Ok(Route::ListRuns));
         assert_eq!(
             route("POST", "/api/v1/runs/r-1/nodes/b%20x/confirm"),
-            Ok(Route::Confirm { id: "r-1".into(), node: "b x".into() })
+            Ok(Route::Confirm {
+                id: "r-1".into(),
+                node: "b x".into()
+            })
         );
         assert_eq!(
             route("GET", "/api/v1/runs/r-1/nodes/n/output"),
-            Ok(Route::Output { id: "r-1".into(), node: "n".into() })
+            Ok(Route::Output {
+                id: "r-1".into(),
+                node: "n".into()
+            })
         );
-        assert_eq!(route("POST", "/api/v1/runs/r-1/cancel"), Ok(Route::CancelRun { id: "r-1".into() }));
+        assert_eq!(
+            route("POST", "/api/v1/runs/r-1/cancel"),
+            Ok(Route::CancelRun { id: "r-1".into() })
+        );
     }
 
     #[test]
     fn names_allowed_methods_and_refuses_unknown_paths() {
-        assert_eq!(route("DELETE", "/api/v1/runs"), Err(NoRoute::MethodNotAllowed("GET, POST".into())));
-        assert_eq!(route("GET", "/api/v1/runs/r-1/cancel"), Err(NoRoute::MethodNotAllowed("POST".into())));
+        assert_eq!(
+            route("DELETE", "/api/v1/runs"),
+            Err(NoRoute::MethodNotAllowed("GET, POST".into()))
+        );
+        assert_eq!(
+            route("GET", "/api/v1/runs/r-1/cancel"),
+            Err(NoRoute::MethodNotAllowed("POST".into()))
+        );
         assert_eq!(route("GET", "/api/v1/runs/"), Err(NoRoute::NotFound));
         assert_eq!(route("GET", "/nope"), Err(NoRoute::NotFound));
         assert_eq!(route("GET", "/api/v1/runs/%ff"), Err(NoRoute::BadPath));
@@ -190,6 +209,12 @@ mod tests {
         assert_eq!(percent_decode(&percent_encode(s)).unwrap(), s);
         assert_eq!(percent_decode("%4"), None);
         assert_eq!(percent_decode("%+1"), None);
-        assert_eq!(query_pairs(Some("limit=5&follow")).unwrap(), vec![("limit".into(), "5".into()), ("follow".into(), String::new())]);
+        assert_eq!(
+            query_pairs(Some("limit=5&follow")).unwrap(),
+            vec![
+                ("limit".into(), "5".into()),
+                ("follow".into(), String::new())
+            ]
+        );
     }
 }

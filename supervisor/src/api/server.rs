@@ -122,12 +122,11 @@ impl ApiServer {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ApiError> {
         let socket = self.cfg.socket.clone();
-        let unix = tokio::net::UnixListener::from_std(self.unix).map_err(|source| {
-            ApiError::BindUnix {
+        let unix =
+            tokio::net::UnixListener::from_std(self.unix).map_err(|source| ApiError::BindUnix {
                 path: socket.clone(),
                 source,
-            }
-        })?;
+            })?;
         let tcp = match self.tcp {
             Some((l, token)) => {
                 let addr = l.local_addr().map_err(|source| ApiError::BindUnix {
@@ -250,8 +249,11 @@ fn refuse(peer: &Peer, group: &str, shared: &Shared) -> Access {
     warn!(target: "aiops::api", uid = peer.uid, gid = peer.gid, pid = peer.pid, "refusing unix peer: not the owner, root or in the admin group");
     shared.metrics.count_refused_peer();
     Access::Unix(Some(
-        format!("uid {} may not use this API (not the owner, root or a member of {group})", peer.uid)
-            .into(),
+        format!(
+            "uid {} may not use this API (not the owner, root or a member of {group})",
+            peer.uid
+        )
+        .into(),
     ))
 }
 

@@ -55,7 +55,13 @@ pub(crate) async fn output(
     let (tx, rx) = mpsc::channel(4);
     let shared = shared.clone();
     tokio::spawn(async move {
-        let follower = Follower { shared, path, id, node, follow };
+        let follower = Follower {
+            shared,
+            path,
+            id,
+            node,
+            follow,
+        };
         follower.pump(file, offset, tx).await;
     });
     Ok(body::stream("application/octet-stream", rx))
@@ -154,7 +160,11 @@ pub(crate) fn events(
     // still delivered live.
     let rx = shared.backend.subscribe();
     let (tx, out) = mpsc::channel(64);
-    let sse = Sse { shared: shared.clone(), run, tx };
+    let sse = Sse {
+        shared: shared.clone(),
+        run,
+        tx,
+    };
     tokio::spawn(sse.pump(after, rx));
     let mut r = body::stream("text/event-stream", out);
     r.headers_mut()
@@ -171,7 +181,11 @@ struct Sse {
 impl Sse {
     async fn pump(self, after: Option<i64>, mut rx: broadcast::Receiver<Event>) {
         let mut stop = self.shared.stop.clone();
-        if self.send(Bytes::from_static(b": aiops events\nretry: 2000\n\n")).await.is_err() {
+        if self
+            .send(Bytes::from_static(b": aiops events\nretry: 2000\n\n"))
+            .await
+            .is_err()
+        {
             return;
         }
         // The last seq sent; `None` until then when only live events were asked for.
@@ -222,7 +236,11 @@ impl Sse {
     /// if the client went away or the store failed.
     async fn replay(&self, mut from: i64) -> Option<i64> {
         loop {
-            let page = match call(&self.shared.backend, move |b| b.events_since(from, REPLAY_PAGE)).await {
+            let page = match call(&self.shared.backend, move |b| {
+                b.events_since(from, REPLAY_PAGE)
+            })
+            .await
+            {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(target: "aiops::api", error = ?e, "event replay failed");
@@ -255,7 +273,11 @@ impl Sse {
 
 /// `id:`, `event:` and one `data:` line (compact JSON has no raw newline).
 pub(crate) fn sse_frame(ev: &Event) -> String {
-    let kind: String = ev.kind.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+    let kind: String = ev
+        .kind
+        .chars()
+        .filter(|c| *c != '\n' && *c != '\r')
+        .collect();
     let data = serde_json::to_string(ev).unwrap_or_else(|_| "null".into());
     format!("id: {}\nevent: {kind}\ndata: {data}\n\n", ev.seq)
 }

@@ -3,9 +3,7 @@
 //! the API socket, driven by a small runtime of its own.
 use crate::api::client::Client;
 use crate::api::ApiError;
-use crate::model::{
-    ApiFailure, Backend, Event, RunRecord, ServiceState, Stream, SubmitRequest,
-};
+use crate::model::{ApiFailure, Backend, Event, RunRecord, ServiceState, Stream, SubmitRequest};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -63,7 +61,11 @@ impl RemoteBackend {
 struct SyncOut<'a>(&'a mut dyn Write);
 
 impl tokio::io::AsyncWrite for SyncOut<'_> {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Poll::Ready(self.get_mut().0.write(buf))
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -82,7 +84,9 @@ impl Backend for RemoteBackend {
         self.rt.block_on(self.client.state()).map_err(failure)
     }
     fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, ApiFailure> {
-        self.rt.block_on(self.client.runs(Some(limit))).map_err(failure)
+        self.rt
+            .block_on(self.client.runs(Some(limit)))
+            .map_err(failure)
     }
     fn get_run(&self, id: &str) -> Result<RunRecord, ApiFailure> {
         self.rt.block_on(self.client.run(id)).map_err(failure)

@@ -11,7 +11,8 @@ use crate::error::{out_err, SupervisorError};
 use crate::model::{ApiFailure, Backend, NodeState, RunRecord, RunState, Stream, SubmitRequest};
 use crate::store::Store;
 use clap::Args;
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,6 +152,7 @@ pub fn engine_lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>,
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|source| SupervisorError::StateDir {
             path: path.clone(),
@@ -248,8 +250,14 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> 
         return report_final(&run, args.common.json, out).map(|_| 0);
     }
     if !args.common.json {
-        writeln!(out, "run {} · flow {} · {} nodes", run.id, run.flow, run.nodes.len())
-            .map_err(out_err)?;
+        writeln!(
+            out,
+            "run {} · flow {} · {} nodes",
+            run.id,
+            run.flow,
+            run.nodes.len()
+        )
+        .map_err(out_err)?;
     }
     let fin = follow(&*backend, &run.id, !args.common.json, out)?;
     report_final(&fin, args.common.json, out)
@@ -270,7 +278,8 @@ fn follow(
         if progress {
             for n in &r.nodes {
                 let key = (n.state, n.attempts);
-                if seen.get(&n.id) == Some(&key) || n.state == NodeState::Queued && n.attempts == 0 {
+                if seen.get(&n.id) == Some(&key) || n.state == NodeState::Queued && n.attempts == 0
+                {
                     continue;
                 }
                 seen.insert(n.id.clone(), key);
@@ -286,7 +295,11 @@ fn follow(
                     }
                     line += &format!(" · out {} B · err {} B", n.stdout_bytes, n.stderr_bytes);
                 }
-                if let Some(reason) = n.reason.as_deref().filter(|_| n.state != NodeState::Succeeded) {
+                if let Some(reason) = n
+                    .reason
+                    .as_deref()
+                    .filter(|_| n.state != NodeState::Succeeded)
+                {
                     line += &format!(" · {reason}");
                 }
                 writeln!(out, "{line}").map_err(out_err)?;
@@ -315,8 +328,13 @@ fn report_final(r: &RunRecord, json: bool, out: &mut dyn Write) -> Result<i32, S
     } else {
         match r.state {
             RunState::AwaitingConfirmation => {
-                for n in r.nodes.iter().filter(|n| n.state == NodeState::AwaitingConfirmation) {
-                    writeln!(out, "paused: node {} waits for confirmation", n.id).map_err(out_err)?;
+                for n in r
+                    .nodes
+                    .iter()
+                    .filter(|n| n.state == NodeState::AwaitingConfirmation)
+                {
+                    writeln!(out, "paused: node {} waits for confirmation", n.id)
+                        .map_err(out_err)?;
                     for f in &n.findings {
                         writeln!(out, "  finding: {f}").map_err(out_err)?;
                     }
@@ -375,7 +393,11 @@ pub fn submit(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorErro
 
 /// Read-only access: the daemon, else the store itself (no engine lock,
 /// no recovery: another engine may be running these nodes right now).
-fn read_runs(cfg: &Config, run: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, SupervisorError> {
+fn read_runs(
+    cfg: &Config,
+    run: Option<&str>,
+    limit: usize,
+) -> Result<Vec<RunRecord>, SupervisorError> {
     if let Some(d) = daemon(cfg) {
         return match run {
             Some(id) => Ok(vec![d.get_run(id).map_err(api_err)?]),
@@ -419,10 +441,22 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
         return Ok(0);
     }
     if let (Some(_), Some(r)) = (&args.run, runs.first()) {
-        writeln!(out, "run {} · flow {} · {} · {} ago", r.id, r.flow, r.state, age(r.created_at))
-            .map_err(out_err)?;
+        writeln!(
+            out,
+            "run {} · flow {} · {} · {} ago",
+            r.id,
+            r.flow,
+            r.state,
+            age(r.created_at)
+        )
+        .map_err(out_err)?;
         if let Some(ws) = &r.workspace {
-            writeln!(out, "workspace {ws} @ {}", r.commit.as_deref().unwrap_or("?")).map_err(out_err)?;
+            writeln!(
+                out,
+                "workspace {ws} @ {}",
+                r.commit.as_deref().unwrap_or("?")
+            )
+            .map_err(out_err)?;
         }
         let mut t = Table::new(2).wrap_total(120);
         t.row(["NODE", "STATE", "EXIT", "OUT", "ERR", "TIME", "REASON"]);
@@ -436,7 +470,8 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
                     .unwrap_or_else(|| "-".into()),
                 n.stdout_bytes.to_string(),
                 n.stderr_bytes.to_string(),
-                n.duration_ms.map_or("-".into(), |d| format!("{:.1}s", d as f64 / 1000.0)),
+                n.duration_ms
+                    .map_or("-".into(), |d| format!("{:.1}s", d as f64 / 1000.0)),
                 n.reason.clone().unwrap_or_default(),
             ]);
         }
@@ -450,7 +485,11 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
     let mut t = Table::new(0);
     t.row(["RUN", "FLOW", "STATE", "NODES", "AGE"]);
     for r in &runs {
-        let ok = r.nodes.iter().filter(|n| n.state == NodeState::Succeeded).count();
+        let ok = r
+            .nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Succeeded)
+            .count();
         t.row([
             r.id.clone(),
             r.flow.clone(),
@@ -465,26 +504,41 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
 
 pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let stream = if args.stderr { Stream::Stderr } else { Stream::Stdout };
+    let stream = if args.stderr {
+        Stream::Stderr
+    } else {
+        Stream::Stdout
+    };
     if let Ok(d) = super::remote::RemoteBackend::connect(&cfg.api_socket) {
         d.copy_output(&args.run, &args.node, stream, args.follow, out)
             .map_err(api_err)?;
         return Ok(0);
     }
-    let path = cfg
-        .state_dir
-        .join("runs")
-        .join(&args.run)
-        .join(format!("{}.{}", args.node, stream.as_str()));
+    let path = cfg.state_dir.join("runs").join(&args.run).join(format!(
+        "{}.{}",
+        args.node,
+        stream.as_str()
+    ));
     // Names come from the command line: only plain names reach the path.
-    let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
     if !plain(&args.run) || !plain(&args.node) {
-        return Err(api_err(ApiFailure::BadRequest("run and node are plain names".into())));
+        return Err(api_err(ApiFailure::BadRequest(
+            "run and node are plain names".into(),
+        )));
     }
     read_runs(&cfg, Some(&args.run), 1)?
         .first()
         .and_then(|r| r.nodes.iter().find(|n| n.id == args.node))
-        .ok_or_else(|| api_err(ApiFailure::NotFound(format!("run {} has no node {:?}", args.run, args.node))))?;
+        .ok_or_else(|| {
+            api_err(ApiFailure::NotFound(format!(
+                "run {} has no node {:?}",
+                args.run, args.node
+            )))
+        })?;
     let mut f = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !args.follow => return Ok(0),
@@ -504,7 +558,10 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
     };
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = f.read(&mut buf).map_err(|source| SupervisorError::Read { path: path.clone(), source })?;
+        let n = f.read(&mut buf).map_err(|source| SupervisorError::Read {
+            path: path.clone(),
+            source,
+        })?;
         if n > 0 {
             out.write_all(&buf[..n]).map_err(out_err)?;
             continue;
@@ -512,8 +569,6 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
         out.flush().map_err(out_err)?;
         if !args.follow || node_final(&cfg, &args.run, &args.node)? {
             // One last read: the node may have written as it ended.
-            let pos = f.stream_position().unwrap_or(0);
-            let _ = pos;
             let mut rest = vec![];
             let _ = f.read_to_end(&mut rest);
             out.write_all(&rest).map_err(out_err)?;
@@ -553,9 +608,7 @@ pub fn cancel(args: &CancelArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
     // Running nodes end shortly; wait for the run to settle.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut r = backend.get_run(&args.run).map_err(api_err)?;
-    while Instant::now() < deadline
-        && r.nodes.iter().any(|n| n.state == NodeState::Running)
-    {
+    while Instant::now() < deadline && r.nodes.iter().any(|n| n.state == NodeState::Running) {
         std::thread::sleep(Duration::from_millis(100));
         r = backend.get_run(&args.run).map_err(api_err)?;
     }
@@ -594,26 +647,37 @@ pub fn audit(args: &AuditArgs, out: &mut dyn Write) -> Result<i32, SupervisorErr
         }
         return Ok(0);
     }
-    let mut t = Table::new(0).wrap_total(140);
-    t.row(["TIME", "KIND", "RUN", "NODE", "STATE", "EXIT", "OUT", "ERR", "LAYERS / REASON"]);
     for r in &recs {
-        let mut last = r.layers.join(", ");
-        if let Some(reason) = &r.reason {
-            last = if last.is_empty() { reason.clone() } else { format!("{last} · {reason}") };
+        let mut head = format!(
+            "{} {} {} {} {}",
+            r.time,
+            r.kind,
+            r.run.as_deref().unwrap_or("-"),
+            r.node.as_deref().unwrap_or("-"),
+            r.state.as_deref().unwrap_or("-")
+        );
+        if r.kind == "node_end" {
+            match (r.exit_code, r.signal) {
+                (Some(c), _) => head += &format!(" · exit {c}"),
+                (None, Some(s)) => head += &format!(" · signal {s}"),
+                _ => {}
+            }
+            head += &format!(" · out {} B · err {} B", r.stdout_bytes, r.stderr_bytes);
+            if let Some(d) = r.duration_ms {
+                head += &format!(" · {:.1}s", d as f64 / 1000.0);
+            }
+            if !r.limit_hits.is_empty() {
+                head += &format!(" · limits hit: {}", r.limit_hits.join(", "));
+            }
         }
-        t.row([
-            r.time.clone(),
-            r.kind.clone(),
-            r.run.clone().unwrap_or_else(|| "-".into()),
-            r.node.clone().unwrap_or_else(|| "-".into()),
-            r.state.clone().unwrap_or_else(|| "-".into()),
-            r.exit_code.map_or("-".into(), |c| c.to_string()),
-            r.stdout_bytes.to_string(),
-            r.stderr_bytes.to_string(),
-            last,
-        ]);
+        writeln!(out, "{head}").map_err(out_err)?;
+        if let Some(reason) = &r.reason {
+            writeln!(out, "    reason: {reason}").map_err(out_err)?;
+        }
+        if !r.layers.is_empty() {
+            writeln!(out, "    layers: {}", r.layers.join(", ")).map_err(out_err)?;
+        }
     }
-    write!(out, "{}", t.render()).map_err(out_err)?;
     Ok(0)
 }
 
@@ -628,8 +692,10 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         writeln!(out, "nothing to collect in {}", cfg.state_dir.display()).map_err(out_err)?;
         return Ok(0);
     }
-    let finished: std::collections::HashSet<(String, String)> =
-        Store::open(&cfg.state_dir)?.finished_before(before)?.into_iter().collect();
+    let finished: std::collections::HashSet<(String, String)> = Store::open(&cfg.state_dir)?
+        .finished_before(before)?
+        .into_iter()
+        .collect();
     crate::sys::isolate_libgit2();
     let root = crate::workspace::WorkspaceRoot::open(&cfg.workspace_root).map_err(|e| {
         SupervisorError::StateDir {
@@ -659,8 +725,13 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
             }
             Err(err) => {
                 failed += 1;
-                writeln!(out, "could not remove {}: {}", e.path.display(), error_chain(&err))
-                    .map_err(out_err)?;
+                writeln!(
+                    out,
+                    "could not remove {}: {}",
+                    e.path.display(),
+                    error_chain(&err)
+                )
+                .map_err(out_err)?;
             }
         }
     }

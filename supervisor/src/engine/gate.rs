@@ -20,11 +20,7 @@ pub(crate) struct Prepared {
 }
 
 /// Parse and check a submitted flow. The error is the message for the user.
-pub(crate) fn prepare(
-    shared: &Shared,
-    run: &str,
-    req: &SubmitRequest,
-) -> Result<Prepared, String> {
+pub(crate) fn prepare(shared: &Shared, run: &str, req: &SubmitRequest) -> Result<Prepared, String> {
     let origin = Path::new(&req.flow_path);
     if !origin.is_absolute() {
         return Err(format!(
@@ -56,7 +52,12 @@ pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, 
             Some(p) => p.clone(),
             None => {
                 let p = Arc::new(loader.load(&key).map_err(|e| {
-                    format!("node {:?}: profile {:?}: {}", n.id, n.profile, error_chain(&e))
+                    format!(
+                        "node {:?}: profile {:?}: {}",
+                        n.id,
+                        n.profile,
+                        error_chain(&e)
+                    )
                 })?);
                 profiles.insert(key.clone(), p.clone());
                 p

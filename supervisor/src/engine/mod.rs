@@ -143,10 +143,7 @@ fn new_run_id() -> RunId {
             ^ std::process::id();
         rnd = n.to_le_bytes();
     }
-    format!(
-        "r-{compact}-{:08x}",
-        u32::from_le_bytes(rnd)
-    )
+    format!("r-{compact}-{:08x}", u32::from_le_bytes(rnd))
 }
 
 impl Engine {
@@ -359,7 +356,9 @@ impl Backend for Engine {
     fn output_path(&self, run: &str, node: &str, stream: Stream) -> Result<PathBuf, ApiFailure> {
         let r = self.get_run(run)?;
         if !r.nodes.iter().any(|n| n.id == node) {
-            return Err(ApiFailure::NotFound(format!("run {run} has no node {node:?}")));
+            return Err(ApiFailure::NotFound(format!(
+                "run {run} has no node {node:?}"
+            )));
         }
         // Ids were validated on submit, so these are plain names.
         Ok(runner::output_file(

@@ -111,7 +111,11 @@ fn derive_run_state(r: &RunMem) -> RunState {
         RunState::Running
     } else if states.contains(&NodeState::AwaitingConfirmation) {
         RunState::AwaitingConfirmation
-    } else if r.nodes.values().any(|n| n.attempts > 0 || n.state.is_final()) {
+    } else if r
+        .nodes
+        .values()
+        .any(|n| n.attempts > 0 || n.state.is_final())
+    {
         RunState::Running
     } else {
         RunState::Queued
@@ -135,20 +139,30 @@ fn advance(shared: &Shared, inner: &mut super::Inner, run_id: &str, out: &mut Ou
             }
             let blocked = n.needs.iter().find_map(|need| {
                 let s = r.nodes.get(need).map_or(NodeState::Skipped, |m| m.state);
-                (s.is_final() && s != NodeState::Succeeded).then(|| format!("needs {need}, which ended {s}"))
+                (s.is_final() && s != NodeState::Succeeded)
+                    .then(|| format!("needs {need}, which ended {s}"))
             });
             if let Some(reason) = blocked {
-                set_state(shared, out, run_id, r, &id, NodeState::Skipped, Some(&reason));
+                set_state(
+                    shared,
+                    out,
+                    run_id,
+                    r,
+                    &id,
+                    NodeState::Skipped,
+                    Some(&reason),
+                );
                 let mut rec = node_audit(run_id, r, &id, "node_end");
                 rec.reason = Some(reason);
                 out.audit.push(rec);
                 changed = true;
                 continue;
             }
-            let all_done = n
-                .needs
-                .iter()
-                .all(|need| r.nodes.get(need).is_some_and(|m| m.state == NodeState::Succeeded));
+            let all_done = n.needs.iter().all(|need| {
+                r.nodes
+                    .get(need)
+                    .is_some_and(|m| m.state == NodeState::Succeeded)
+            });
             if !all_done || !ws_ready {
                 continue;
             }
@@ -156,7 +170,8 @@ fn advance(shared: &Shared, inner: &mut super::Inner, run_id: &str, out: &mut Ou
                 if r.pre_approved {
                     let mut rec = node_audit(run_id, r, &id, "gate");
                     rec.state = Some("pre_approved".into());
-                    rec.reason = Some("approved in advance when the run was submitted (--yes)".into());
+                    rec.reason =
+                        Some("approved in advance when the run was submitted (--yes)".into());
                     out.audit.push(rec);
                 } else {
                     let reason = if n.findings.is_empty() {
@@ -227,10 +242,12 @@ pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
                 // narrowed): refuse what has not run, rather than guess.
                 let reason = format!("after restart: {reason}");
                 for n in rec.nodes.iter().filter(|n| !n.state.is_final()) {
-                    match shared
-                        .store()
-                        .set_node_state(&rec.id, &n.id, NodeState::Refused, Some(&reason))
-                    {
+                    match shared.store().set_node_state(
+                        &rec.id,
+                        &n.id,
+                        NodeState::Refused,
+                        Some(&reason),
+                    ) {
                         Ok(ev) => out.events.push(ev),
                         Err(e) => log_store_error(&e),
                     }
@@ -255,12 +272,9 @@ pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
         for n in &rec.nodes {
             if let Some(m) = mem.nodes.get_mut(&n.id) {
                 m.attempts = n.attempts;
-                // A gate passed before the restart is asked again.
-                m.state = if n.state == NodeState::AwaitingConfirmation {
-                    NodeState::Queued
-                } else {
-                    n.state
-                };
+                // A node still at the gate waits there; one confirmed but not
+                // yet started is queued again and asked again.
+                m.state = n.state;
             }
         }
         for (run, node) in lost.iter().filter(|(r, _)| *r == rec.id) {
@@ -336,11 +350,17 @@ fn make_workspace(
     let aiops_policy::flow::RepoSource::Path(repo) = flow.resolve_repo();
     let ws = shared
         .workspaces
-        .create(flow.name.as_str(), run, &repo, flow.workspace.git_ref.as_str())
+        .create(
+            flow.name.as_str(),
+            run,
+            &repo,
+            flow.workspace.git_ref.as_str(),
+        )
         .map_err(|e| crate::cli::profile::error_chain(&e))?;
-    if let Err(e) = shared
-        .store()
-        .set_run_workspace(run, &ws.path.display().to_string(), &ws.commit)
+    if let Err(e) =
+        shared
+            .store()
+            .set_run_workspace(run, &ws.path.display().to_string(), &ws.commit)
     {
         log_store_error(&e);
     }
@@ -367,7 +387,15 @@ fn workspace_done(shared: &Shared, run_id: &str, result: Result<PathBuf, String>
             let reason = format!("workspace_failed: {reason}");
             for id in r.order.clone() {
                 if r.nodes.get(&id).is_some_and(|n| !n.state.is_final()) {
-                    set_state(shared, &mut out, run_id, r, &id, NodeState::WorkspaceFailed, Some(&reason));
+                    set_state(
+                        shared,
+                        &mut out,
+                        run_id,
+                        r,
+                        &id,
+                        NodeState::WorkspaceFailed,
+                        Some(&reason),
+                    );
                     let mut rec = node_audit(run_id, r, &id, "node_end");
                     rec.reason = Some(reason.clone());
                     out.audit.push(rec);
@@ -458,7 +486,10 @@ fn make_job(
     let fnode = r.flow.node(node)?.clone();
     let profile = r.profiles.get(&fnode.profile)?.clone();
     let facts = {
-        let cg = profile.require.iter().any(|q| q.to_string().starts_with("cgroup"));
+        let cg = profile
+            .require
+            .iter()
+            .any(|q| q.to_string().starts_with("cgroup"));
         let mut cache = lock(&shared.facts);
         cache
             .entry(cg)
@@ -536,10 +567,28 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
         if let Some(n) = r.nodes.get_mut(node) {
             n.dispatched = true;
         }
-        set_state(shared, &mut out, run_id, r, node, NodeState::Queued, Some(&reason));
-        inner.ready.push_back((run_id.to_string(), node.to_string()));
+        set_state(
+            shared,
+            &mut out,
+            run_id,
+            r,
+            node,
+            NodeState::Queued,
+            Some(&reason),
+        );
+        inner
+            .ready
+            .push_back((run_id.to_string(), node.to_string()));
     } else {
-        set_state(shared, &mut out, run_id, r, node, res.state, res.reason.as_deref());
+        set_state(
+            shared,
+            &mut out,
+            run_id,
+            r,
+            node,
+            res.state,
+            res.reason.as_deref(),
+        );
         *inner.finished.entry(res.state.as_str()).or_default() += 1;
     }
     advance(shared, &mut inner, run_id, &mut out);
@@ -562,7 +611,15 @@ pub(crate) fn confirm(shared: &Shared, run_id: &str, node: &str) -> Result<(), A
         )));
     }
     n.confirmed = true;
-    set_state(shared, &mut out, run_id, r, node, NodeState::Queued, Some("confirmed"));
+    set_state(
+        shared,
+        &mut out,
+        run_id,
+        r,
+        node,
+        NodeState::Queued,
+        Some("confirmed"),
+    );
     let mut rec = node_audit(run_id, r, node, "gate");
     rec.state = Some("confirmed".into());
     out.audit.push(rec);
@@ -602,7 +659,10 @@ pub(crate) fn cancel(shared: &Shared, run_id: &str, node: Option<&str>) -> Resul
                 .get(id)
                 .ok_or_else(|| ApiFailure::NotFound(format!("run {run_id} has no node {id:?}")))?;
             if n.state.is_final() {
-                return Err(ApiFailure::Conflict(format!("node {id} is already {}", n.state)));
+                return Err(ApiFailure::Conflict(format!(
+                    "node {id} is already {}",
+                    n.state
+                )));
             }
             vec![id.to_string()]
         }
@@ -614,7 +674,9 @@ pub(crate) fn cancel(shared: &Shared, run_id: &str, node: Option<&str>) -> Resul
             .collect(),
     };
     for id in targets {
-        let Some(n) = r.nodes.get_mut(&id) else { continue };
+        let Some(n) = r.nodes.get_mut(&id) else {
+            continue;
+        };
         n.cancel = true;
         if n.state == NodeState::Running {
             if let Some(pid) = n.pid {
@@ -622,7 +684,15 @@ pub(crate) fn cancel(shared: &Shared, run_id: &str, node: Option<&str>) -> Resul
             }
         } else {
             n.dispatched = false;
-            set_state(shared, &mut out, run_id, r, &id, NodeState::Cancelled, Some("cancelled on request"));
+            set_state(
+                shared,
+                &mut out,
+                run_id,
+                r,
+                &id,
+                NodeState::Cancelled,
+                Some("cancelled on request"),
+            );
         }
         let mut rec = node_audit(run_id, r, &id, "cancel");
         rec.reason = Some("cancelled on request".into());
@@ -679,21 +749,49 @@ pub(crate) fn metrics(shared: &Shared) -> String {
             .filter(|n| n.state == st)
             .count() as u64
     };
-    gauge("aiops_ready", "1 when the supervisor accepts work", u64::from(shared.ready.load(Ordering::SeqCst)));
-    gauge("aiops_nodes_running", "Nodes in a jail now", inner.running as u64);
-    gauge("aiops_nodes_queued", "Nodes waiting to run", count(NodeState::Queued));
+    gauge(
+        "aiops_ready",
+        "1 when the supervisor accepts work",
+        u64::from(shared.ready.load(Ordering::SeqCst)),
+    );
+    gauge(
+        "aiops_nodes_running",
+        "Nodes in a jail now",
+        inner.running as u64,
+    );
+    gauge(
+        "aiops_nodes_queued",
+        "Nodes waiting to run",
+        count(NodeState::Queued),
+    );
     gauge(
         "aiops_nodes_awaiting_confirmation",
         "Nodes paused at the destructive-operation gate",
         count(NodeState::AwaitingConfirmation),
     );
-    gauge("aiops_runs_active", "Runs not yet final", inner.runs.len() as u64);
-    gauge("aiops_uptime_seconds", "Seconds since the engine started", shared.started_at.elapsed().as_secs());
+    gauge(
+        "aiops_runs_active",
+        "Runs not yet final",
+        inner.runs.len() as u64,
+    );
+    gauge(
+        "aiops_uptime_seconds",
+        "Seconds since the engine started",
+        shared.started_at.elapsed().as_secs(),
+    );
     let rss = std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|t| t.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|t| {
+            t.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4096);
-    gauge("aiops_resident_bytes", "Resident memory of the supervisor", rss);
+    gauge(
+        "aiops_resident_bytes",
+        "Resident memory of the supervisor",
+        rss,
+    );
     let _ = writeln!(
         s,
         "# HELP aiops_runs_submitted_total Runs accepted since start\n# TYPE aiops_runs_submitted_total counter\naiops_runs_submitted_total {}",

@@ -90,12 +90,10 @@ pub fn spawn_jailer_with(jailer: &Path, stdio: JailStdio) -> Result<PendingJail,
             .stdout(stdout)
             .stderr(stderr);
     }
-    let child = cmd
-        .spawn()
-        .map_err(|source| SupervisorError::Spawn {
-            path: jailer.to_path_buf(),
-            source,
-        })?;
+    let child = cmd.spawn().map_err(|source| SupervisorError::Spawn {
+        path: jailer.to_path_buf(),
+        source,
+    })?;
     drop(req_r);
     drop(rep_child);
     let forward = forwarding.then(|| crate::signals::forward_to(child.id()));
