@@ -509,25 +509,38 @@ profile = "restrictive"
     let jailers = pgrep("aiops-jailer --request-fd");
     assert!(!jailers.is_empty());
     for pid in &jailers {
-        let cmd = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let cmd =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         let holds_victim = cmd.split_whitespace().any(|child| {
-            descendants(child)
-                .iter()
-                .any(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains(&tag.replace(' ', "\0"))))
+            descendants(child).iter().any(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.contains(&tag.replace(' ', "\0")))
+            })
         });
         if holds_victim {
             let _ = Command::new("kill").args(["-9", pid]).status();
         }
     }
-    wait_for("the run to end", || e.json(&["status", &id])["state"] == "failed");
+    wait_for("the run to end", || {
+        e.json(&["status", &id])["state"] == "failed"
+    });
     let run = e.json(&["status", &id]);
     let slow = node(&run, "slow");
     assert_eq!(slow["state"], "failed", "{run}");
     assert_eq!(slow["timed_out"], true, "{run}");
     let victim = node(&run, "victim");
     assert_eq!(victim["state"], "failed", "{run}");
-    assert!(victim["reason"].as_str().unwrap().contains("without a report"), "{run}");
-    assert!(pgrep(&tag).is_empty(), "the killed jailer's jail outlived it");
+    assert!(
+        victim["reason"]
+            .as_str()
+            .unwrap()
+            .contains("without a report"),
+        "{run}"
+    );
+    assert!(
+        pgrep(&tag).is_empty(),
+        "the killed jailer's jail outlived it"
+    );
     let o = e.ctl(&["audit", "--run", &id, "--json"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("\"limit_hits\":[\"timeout\"]"), "{out}");
@@ -535,7 +548,8 @@ profile = "restrictive"
 
 fn descendants(pid: &str) -> Vec<String> {
     let mut out = vec![pid.to_string()];
-    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let kids =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
     for k in kids.split_whitespace() {
         out.extend(descendants(k));
     }
@@ -573,9 +587,14 @@ fn sigterm_drains_and_queued_work_continues_after_a_restart() {
     drop(d);
     let run = e.json(&["status", &id]);
     assert_eq!(node(&run, "slow")["state"], "cancelled", "{run}");
-    assert!(node(&run, "slow")["reason"].as_str().unwrap().contains("shutting down"));
+    assert!(node(&run, "slow")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("shutting down"));
     // parallelism 1: `later` had not started, and runs after the restart.
     assert_eq!(node(&run, "later")["state"], "queued", "{run}");
     let _d = e.daemon();
-    wait_for("the queued node", || node(&e.json(&["status", &id]), "later")["state"] == "succeeded");
+    wait_for("the queued node", || {
+        node(&e.json(&["status", &id]), "later")["state"] == "succeeded"
+    });
 }
