@@ -23,10 +23,11 @@ pub const SHELL: &str = "/bin/sh";
 mod check;
 mod values;
 
+pub use check::json_schema;
 use values::file_url_path;
 pub use values::{FlowId, GitRef, Parallelism, RepoSpec, Retries};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     Shell,
@@ -34,12 +35,15 @@ pub enum NodeKind {
 }
 
 /// When a node pauses for `aiopsctl confirm` before it runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Confirm {
     /// Pause when the lint reports any finding for the command.
     #[default]
     Auto,
+    /// Always pause, even when the lint finds nothing.
     Always,
     /// Never pause, whatever the lint says (the findings are still recorded).
     Never,

@@ -10,48 +10,79 @@ use crate::caps::NodeCaps;
 use crate::error::{line_col, PolicyError};
 use crate::profile::{ProfileName, SchemaVersion};
 use crate::units::Dur;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
-/// `flow.toml` as written.
-#[derive(Debug, Deserialize)]
+/// `flow.toml` as written (docs/flows.md; JSON Schema in docs/flow.schema.json).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "aiops flow")]
 pub(super) struct FlowFile {
+    /// Must be 1.
     #[allow(dead_code)] // checked by deserialising it
     schema: SchemaVersion,
+    /// Names the run's worktree and branch.
     name: FlowId,
+    /// At most this many of the flow's nodes run at once (1 to 64).
     parallelism: Option<Parallelism>,
+    /// Where the code comes from.
     workspace: WorkspaceFile,
+    /// The nodes; file order breaks ties between nodes ready together.
     #[serde(default)]
     node: Vec<NodeFile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WorkspaceFile {
+    /// A path relative to the flow file's directory, an absolute path, or a file:// URL.
     repo: RepoSpec,
+    /// The branch, tag or commit to check out (default HEAD).
     #[serde(rename = "ref", default)]
     git_ref: GitRef,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NodeFile {
+    /// Unique within the flow.
+    #[schemars(with = "FlowId")]
     id: Spanned<FlowId>,
+    /// shell (needs `run`) or agent (needs `argv`).
+    #[schemars(with = "NodeKind")]
     kind: Spanned<NodeKind>,
+    /// Shell nodes: the command, run as /bin/sh -c RUN.
+    #[schemars(with = "Option<String>")]
     run: Option<Spanned<String>>,
+    /// Agent nodes: the program and its arguments, executed without a shell.
+    #[schemars(with = "Option<Vec<String>>")]
     argv: Option<Spanned<Vec<String>>>,
+    /// A profile name, or a path to a profile file (relative to the flow file's directory).
+    #[schemars(with = "Option<String>")]
     profile: Option<Spanned<String>>,
+    /// Ids of nodes that must succeed first.
     #[serde(default)]
+    #[schemars(with = "Vec<FlowId>")]
     needs: Vec<Spanned<FlowId>>,
+    /// Wall-clock limit, at most the profile's (same as caps.limits.timeout; set one).
+    #[schemars(with = "Option<Dur>")]
     timeout: Option<Spanned<Dur>>,
+    /// How many times a failed node is run again (0 to 10).
     #[serde(default)]
     retries: Retries,
+    /// When the run pauses before this node: auto (on lint findings), always or never.
     #[serde(default)]
     confirm: Confirm,
+    /// Capabilities within the node's profile (docs/profiles.md#node-capabilities).
     caps: Option<NodeCaps>,
+}
+
+/// The JSON Schema of a flow file, for editors (checked in as docs/flow.schema.json).
+pub fn json_schema() -> schemars::Schema {
+    schemars::schema_for!(FlowFile)
 }
 
 /// The checks serde cannot make, each naming the position and field.

@@ -38,6 +38,11 @@ impl From<FlowId> for String {
         n.0
     }
 }
+crate::path::string_schema!(
+    FlowId,
+    "FlowId",
+    "1 to 64 lower-case letters, digits, '_' and '-', starting with a letter or digit"
+);
 impl fmt::Display for FlowId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -63,6 +68,14 @@ macro_rules! bounded {
                 } else {
                     Err(format!("{} {v}: must be {} to {}", $what, $lo, $hi))
                 }
+            }
+        }
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "integer", "minimum": $lo, "maximum": $hi })
             }
         }
         impl From<$name> for u32 {
@@ -111,6 +124,11 @@ impl RepoSpec {
         &self.0
     }
 }
+crate::path::string_schema!(
+    RepoSpec,
+    "RepoSpec",
+    "A local path (relative to the flow file's directory, or absolute) or a file:// URL"
+);
 impl TryFrom<String> for RepoSpec {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -190,6 +208,11 @@ impl Default for GitRef {
         GitRef("HEAD".into())
     }
 }
+crate::path::string_schema!(
+    GitRef,
+    "GitRef",
+    "A git branch, tag or commit; not starting with '-'"
+);
 impl TryFrom<String> for GitRef {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
