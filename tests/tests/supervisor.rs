@@ -598,3 +598,48 @@ fn sigterm_drains_and_queued_work_continues_after_a_restart() {
         node(&e.json(&["status", &id]), "later")["state"] == "succeeded"
     });
 }
+
+#[test]
+fn a_flows_own_parallelism_is_respected() {
+    let Some(e) = env("a_flows_own_parallelism_is_respected") else {
+        return;
+    };
+    let mut body = String::from("parallelism = 1\n");
+    for i in 0..3 {
+        body += &format!(
+            "\n[[node]]\nid = \"n{i}\"\nkind = \"shell\"\nrun = \"sleep 0.3\"\nprofile = \"restrictive\"\n"
+        );
+    }
+    // `parallelism` is a top-level key: it must come before [workspace].
+    let p = e.root.join("serial.toml");
+    std::fs::write(
+        &p,
+        format!("schema = 1\nname = \"serial\"\n{body}",).replacen(
+            "parallelism = 1\n",
+            &format!(
+                "parallelism = 1\n[workspace]\nrepo = \"{}\"\nref = \"main\"\n",
+                e.repo.display()
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    let o = e.ctl(&["run", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let run = e.json(&["status", &run_id(&o)]);
+    let mut spans: Vec<(i64, i64)> = run["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["started_at"].as_i64().unwrap(),
+                n["ended_at"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "nodes overlapped: {spans:?}");
+    }
+}
