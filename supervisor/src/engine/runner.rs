@@ -86,8 +86,12 @@ fn caps_summary(eff: &aiops_policy::caps::Effective) -> serde_json::Value {
 /// Run `job`. `started(pid)` is called once the jailer exists and before
 /// the request is sent; if it returns false (cancelled meanwhile) the jail
 /// is dropped unrun.
-pub fn run_node(job: &NodeJob, started: impl FnOnce(u32) -> bool) -> NodeResult {
-    match try_run(job, started) {
+pub fn run_node(
+    job: &NodeJob,
+    started: impl FnOnce(u32) -> bool,
+    before_reap: impl FnOnce(),
+) -> NodeResult {
+    match try_run(job, started, before_reap) {
         Ok(r) => r,
         Err(Failure::Refused(reason)) => NodeResult::not_run(NodeState::Refused, reason),
         Err(Failure::Cancelled) => {
@@ -112,7 +116,11 @@ impl From<SupervisorError> for Failure {
     }
 }
 
-fn try_run(job: &NodeJob, started: impl FnOnce(u32) -> bool) -> Result<NodeResult, Failure> {
+fn try_run(
+    job: &NodeJob,
+    started: impl FnOnce(u32) -> bool,
+    before_reap: impl FnOnce(),
+) -> Result<NodeResult, Failure> {
     let stdout = create_output(&output_file(&job.out, "stdout"))?;
     let stderr = create_output(&output_file(&job.out, "stderr"))?;
     let pending = exec::spawn_jailer_with(&job.jailer, JailStdio::Files { stdout, stderr })?;
@@ -129,9 +137,10 @@ fn try_run(job: &NodeJob, started: impl FnOnce(u32) -> bool) -> Result<NodeResul
         ));
     }
     if !started(pending.pid()) {
+        before_reap();
         return Err(Failure::Cancelled);
     }
-    let report = pending.run_node(&job.node, &job.argv, &plan)?;
+    let report = pending.run_node_then(&job.node, &job.argv, &plan, before_reap)?;
     Ok(classify(&report, caps_summary(&eff)))
 }
 

@@ -129,10 +129,23 @@ impl PendingJail {
 
     /// `run`, naming the node in the request (the daemon's node id).
     pub fn run_node(
+        self,
+        node_id: &str,
+        argv: &[String],
+        plan: &JailPlan,
+    ) -> Result<ExecReport, SupervisorError> {
+        self.run_node_then(node_id, argv, plan, || {})
+    }
+
+    /// `run_node`, calling `before_reap` once the jail's reports are over
+    /// and before the jailer is reaped: until then its pid cannot be
+    /// reused, so whoever may still signal it can stop doing so there.
+    pub fn run_node_then(
         mut self,
         node_id: &str,
         argv: &[String],
         plan: &JailPlan,
+        before_reap: impl FnOnce(),
     ) -> Result<ExecReport, SupervisorError> {
         // Nothing runs in the jail before the request is written.
         let before = super::stamps(&plan.protected);
@@ -154,7 +167,9 @@ impl PendingJail {
             // EPIPE means the jailer died early; its report or exit status says why.
             let _ = w.write_all(&body);
         }
-        let reports = read_reports(&self.rep_parent, self.forward.as_ref())?;
+        let reports = read_reports(&self.rep_parent, self.forward.as_ref());
+        before_reap();
+        let reports = reports?;
         let status = self
             .child
             .wait()
