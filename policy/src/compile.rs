@@ -70,12 +70,23 @@ pub fn compile_effective(
         memory_max: eff.limits.memory.0,
         pids_max: eff.limits.pids,
     };
+    let allowlist = eff.net == NetMode::Allowlist;
     let net = NetPlan {
         mode: eff.net,
-        allow: if eff.net == NetMode::Allowlist {
+        allow: if allowlist {
             eff.net_allow.clone()
         } else {
             vec![]
+        },
+        allow_private: if allowlist {
+            eff.net_allow_private.clone()
+        } else {
+            vec![]
+        },
+        hosts: if allowlist {
+            eff.net_hosts.clone()
+        } else {
+            Default::default()
         },
     };
     if eff.unconfined {
@@ -89,6 +100,8 @@ pub fn compile_effective(
             net: NetPlan {
                 mode: NetMode::Host,
                 allow: vec![],
+                allow_private: vec![],
+                hosts: Default::default(),
             },
             landlock: None,
             seccomp: None,

@@ -97,6 +97,12 @@ pub enum Mount {
 pub struct NetPlan {
     pub mode: NetMode,
     pub allow: Vec<HostPort>,
+    /// `allowlist`: blocks the egress proxy may reach although private.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_private: Vec<crate::net::Cidr>,
+    /// `allowlist`: the egress proxy's fixed name answers, used instead of DNS.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, std::net::IpAddr>,
 }
 
 /// Landlock access rights, named as in the uapi header.

@@ -258,6 +258,8 @@ mod tests {
             exec: vec![abs("/usr"), abs(ws)],
             net,
             net_allow: vec![],
+            net_allow_private: vec![],
+            net_hosts: Default::default(),
             env: EnvFilter::Names(vec![]),
             env_set: Default::default(),
             secrets: vec![],
