@@ -163,7 +163,9 @@ impl Cidr {
         use std::net::IpAddr;
         match self.addr {
             IpAddr::V4(a) => {
-                let m = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let m = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 IpAddr::V4((u32::from(a) & m).into())
             }
             IpAddr::V6(a) => {
@@ -241,9 +243,15 @@ mod tests {
         assert!(!c.contains("10.77.1.9".parse().unwrap()));
         assert!(!c.contains("fd00::1".parse().unwrap()));
         assert_eq!(Cidr::parse("::1").unwrap().to_string(), "::1/128");
-        assert!(Cidr::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("1.2.3.4".parse().unwrap()));
-        assert!(Cidr::parse("10.77.0.1/24").unwrap_err().contains("host bits"));
+        assert!(Cidr::parse("fd00::/8")
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap()));
+        assert!(Cidr::parse("10.77.0.1/24")
+            .unwrap_err()
+            .contains("host bits"));
         assert!(Cidr::parse("10.77.0.0/33").is_err());
         assert!(Cidr::parse("example.com/8").is_err());
     }

@@ -57,6 +57,8 @@ pub enum SupervisorError {
     ReadReport { source: nix::Error },
     #[error("wait for the jailer")]
     Wait { source: std::io::Error },
+    #[error("start the egress proxy thread")]
+    EgressThread { source: std::io::Error },
 }
 
 impl SupervisorError {
@@ -72,7 +74,8 @@ impl SupervisorError {
             SupervisorError::Channel { .. }
             | SupervisorError::Spawn { .. }
             | SupervisorError::ReadReport { .. }
-            | SupervisorError::Wait { .. } => aiops_policy::proto::exit::INTERNAL,
+            | SupervisorError::Wait { .. }
+            | SupervisorError::EgressThread { .. } => aiops_policy::proto::exit::INTERNAL,
         }
     }
 

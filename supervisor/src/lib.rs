@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 pub mod cli;
 pub mod context;
+pub mod egress;
 pub mod error;
 pub mod exec;
 pub mod facts;

@@ -1,0 +1,560 @@
+//! One connection from the jail: read what the client asks for (HTTP
+//! CONNECT, an absolute-form HTTP request, or SOCKS5), check it, connect to
+//! the checked address, then copy bytes both ways with the node's limits.
+//! Every step is bounded in time, so a stuck client or peer ends its own
+//! task and never the proxy.
+use super::check::{Checker, Denial};
+use super::{EgressLimits, EgressRecord, Verdict};
+use aiops_policy::net::HostPort;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A request head larger than this is refused (431).
+const MAX_HEAD: u64 = 16 * 1024;
+/// The client must have sent its whole request within this.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per direction; large enough that the copy is not syscall-bound.
+const COPY_CHUNK: usize = 256 * 1024;
+/// SOCKS5 (RFC 1928) reply codes.
+const SOCKS_NOT_ALLOWED: u8 = 0x02;
+const SOCKS_HOST_UNREACHABLE: u8 = 0x04;
+const SOCKS_REFUSED: u8 = 0x05;
+const SOCKS_BAD_COMMAND: u8 = 0x07;
+
+/// What all connections of one node share.
+pub struct Shared {
+    pub checker: Checker,
+    pub limits: EgressLimits,
+    pub total_bytes: AtomicU64,
+    pub active: AtomicUsize,
+}
+
+/// One connection's audit state, readable while the task still runs (or
+/// after it was cut at finish).
+pub struct Conn {
+    pub started: Instant,
+    pub record: Mutex<EgressRecord>,
+    pub up: AtomicU64,
+    pub down: AtomicU64,
+    pub done: AtomicU64,
+}
+
+impl Conn {
+    pub fn new() -> Conn {
+        Conn {
+            started: Instant::now(),
+            record: Mutex::new(EgressRecord::default()),
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut EgressRecord)) {
+        if let Ok(mut r) = self.record.lock() {
+            f(&mut r);
+        }
+    }
+
+    /// The record as it stands; a task still running is reported as cut.
+    pub fn snapshot(&self) -> EgressRecord {
+        let mut r = self.record.lock().map(|r| r.clone()).unwrap_or_default();
+        r.bytes_up = self.up.load(Ordering::Relaxed);
+        r.bytes_down = self.down.load(Ordering::Relaxed);
+        let done = self.done.load(Ordering::Relaxed);
+        r.duration_ms = if done > 0 {
+            done - 1
+        } else {
+            if r.verdict == Verdict::Allowed && r.reason.is_empty() {
+                r.reason = "cut when the node ended".into();
+            }
+            millis(self.started.elapsed())
+        };
+        r
+    }
+
+    fn end(&self) {
+        self.done
+            .store(millis(self.started.elapsed()) + 1, Ordering::Relaxed);
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Answer a connection over the concurrency limit without reading from it.
+pub fn refuse_over_limit(client: &TcpStream, conn: &Conn, max: usize) {
+    let reason = format!("connection limit: {max} open connections per node");
+    let _ = client.try_write(&http_denial(&Denial::new(503, reason.clone())));
+    conn.set(|r| {
+        r.verdict = Verdict::Denied;
+        r.reason = reason;
+    });
+    conn.end();
+}
+
+pub async fn serve(client: TcpStream, sh: Arc<Shared>, conn: Arc<Conn>) {
+    let _ = client.set_nodelay(true);
+    let mut rd = BufReader::with_capacity(MAX_HEAD as usize, client);
+    let outcome = match tokio::time::timeout(HEAD_TIMEOUT, rd.fill_buf()).await {
+        Ok(Ok([0x05, ..])) => socks5(rd, &sh, &conn).await,
+        Ok(Ok([])) | Ok(Err(_)) => Err(Denial::new(400, "closed before a request")),
+        Ok(Ok(_)) => http(rd, &sh, &conn).await,
+        Err(_) => Err(Denial::new(408, "no request within 30 s")),
+    };
+    conn.set(|r| match outcome {
+        Ok(end) => r.reason = end,
+        Err(d) => {
+            r.verdict = Verdict::Denied;
+            r.reason = d.reason;
+        }
+    });
+    conn.end();
+}
+
+/// The client asked for `target`: record it, check it, connect.
+async fn open(
+    sh: &Shared,
+    conn: &Conn,
+    proto: &str,
+    target: &HostPort,
+) -> Result<TcpStream, Denial> {
+    conn.set(|r| {
+        r.protocol = proto.into();
+        r.host = target.host.clone();
+        r.port = target.port;
+    });
+    let addrs = sh.checker.check(target).await?;
+    let mut last = String::new();
+    for addr in addrs {
+        match tokio::time::timeout(sh.limits.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                conn.set(|r| {
+                    r.addr = Some(addr.to_string());
+                    r.verdict = Verdict::Allowed;
+                });
+                return Ok(s);
+            }
+            Ok(Err(e)) => last = format!("connect {addr}: {e}"),
+            Err(_) => last = format!("connect {addr}: timed out"),
+        }
+    }
+    Err(Denial::new(502, last))
+}
+
+async fn http(mut rd: BufReader<TcpStream>, sh: &Shared, conn: &Conn) -> Result<String, Denial> {
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut rd)).await {
+        Ok(r) => r,
+        Err(_) => Err(Denial::new(408, "incomplete request head after 30 s")),
+    };
+    let req = match head.and_then(|h| parse_head(&h)) {
+        Ok(r) => r,
+        Err(d) => return deny(rd.get_mut(), conn, d).await,
+    };
+    let proto = if req.forward.is_some() {
+        "http"
+    } else {
+        "connect"
+    };
+    let upstream = match open(sh, conn, proto, &req.target).await {
+        Ok(u) => u,
+        Err(d) => return deny(rd.get_mut(), conn, d).await,
+    };
+    let leftover = rd.buffer().to_vec();
+    let mut client = rd.into_inner();
+    let mut first = req.forward.unwrap_or_default();
+    if first.is_empty() {
+        let ok = b"HTTP/1.1 200 Connection established\r\n\r\n";
+        client
+            .write_all(ok)
+            .await
+            .map_err(|e| Denial::new(499, format!("client went away: {e}")))?;
+    }
+    first.extend_from_slice(&leftover);
+    Ok(splice_both(client, upstream, first, sh, conn).await)
+}
+
+async fn deny(client: &mut TcpStream, conn: &Conn, d: Denial) -> Result<String, Denial> {
+    conn.set(|r| {
+        if r.protocol.is_empty() {
+            r.protocol = "http".into();
+        }
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.write_all(&http_denial(&d))).await;
+    let _ = client.shutdown().await;
+    Err(d)
+}
+
+async fn read_head(rd: &mut BufReader<TcpStream>) -> Result<Vec<u8>, Denial> {
+    let mut head = Vec::new();
+    loop {
+        let left = MAX_HEAD.saturating_sub(head.len() as u64);
+        let n = (&mut *rd)
+            .take(left)
+            .read_until(b'\n', &mut head)
+            .await
+            .map_err(|e| Denial::new(400, format!("read request: {e}")))?;
+        if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
+            return Ok(head);
+        }
+        if n == 0 {
+            return Err(if left == 0 {
+                Denial::new(431, "request head over 16 KiB")
+            } else {
+                Denial::new(400, "closed inside the request head")
+            });
+        }
+    }
+}
+
+pub struct Request {
+    pub target: HostPort,
+    /// Absolute-form HTTP: the head to send upstream instead (origin form,
+    /// hop-by-hop and proxy headers dropped, `Connection: close`). Empty for CONNECT.
+    pub forward: Option<Vec<u8>>,
+}
+
+pub fn parse_head(head: &[u8]) -> Result<Request, Denial> {
+    let bad = |why: &str| Denial::new(400, why.to_string());
+    let text = std::str::from_utf8(head).map_err(|_| bad("request head is not UTF-8"))?;
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let line = lines.next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("malformed request line"));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(bad("only HTTP/1.x proxy requests are understood"));
+    }
+    let target = |authority: &str| {
+        HostPort::parse(authority).map_err(|e| Denial::new(400, format!("bad target: {e}")))
+    };
+    if method.eq_ignore_ascii_case("CONNECT") {
+        return Ok(Request {
+            target: target(uri)?,
+            forward: None,
+        });
+    }
+    let lower = uri.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix("http://").map(|_| &uri[7..]) else {
+        return Err(bad(if lower.starts_with("https://") {
+            "https goes through CONNECT"
+        } else {
+            "a proxy request needs an absolute http:// URL or CONNECT"
+        }));
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.contains('@') {
+        return Err(bad("credentials in the URL are not forwarded"));
+    }
+    let with_port = if authority.ends_with(']') || !authority.contains(':') {
+        format!("{authority}:80")
+    } else {
+        authority.to_string()
+    };
+    let target = target(&with_port)?;
+    let path = match path {
+        "" => "/".to_string(),
+        p if p.starts_with('/') => p.to_string(),
+        p => format!("/{p}"),
+    };
+    let mut out = format!("{method} {path} {version}\r\n");
+    let mut has_host = false;
+    for h in lines.filter(|l| !l.is_empty()) {
+        let name = h
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive" => continue,
+            "host" => has_host = true,
+            _ => {}
+        }
+        out.push_str(h);
+        out.push_str("\r\n");
+    }
+    if !has_host {
+        out.push_str(&format!("Host: {authority}\r\n"));
+    }
+    // One request per upstream connection: a kept-alive client connection
+    // could otherwise carry a second request to another host unchecked.
+    out.push_str("Connection: close\r\n\r\n");
+    Ok(Request {
+        target,
+        forward: Some(out.into_bytes()),
+    })
+}
+
+pub fn http_denial(d: &Denial) -> Vec<u8> {
+    let phrase = match d.status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    };
+    let reason: String = d
+        .reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let body = format!("aiops egress proxy: {reason}\n");
+    format!(
+        "HTTP/1.1 {} {phrase}\r\nX-Aiops-Egress: denied\r\nX-Aiops-Egress-Reason: {reason}\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        d.status,
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn socks5(mut rd: BufReader<TcpStream>, sh: &Shared, conn: &Conn) -> Result<String, Denial> {
+    conn.set(|r| r.protocol = "socks5".into());
+    let io = |e: std::io::Error| Denial::new(400, format!("socks5: {e}"));
+    let head = tokio::time::timeout(HEAD_TIMEOUT, socks5_request(&mut rd))
+        .await
+        .map_err(|_| Denial::new(408, "socks5: incomplete request after 30 s"))?;
+    let target = match head {
+        Ok(t) => t,
+        Err((code, d)) => {
+            let _ = rd.get_mut().write_all(&socks_reply(code)).await;
+            return Err(d);
+        }
+    };
+    let upstream = match open(sh, conn, "socks5", &target).await {
+        Ok(u) => u,
+        Err(d) => {
+            let code = match d.status {
+                403 => SOCKS_NOT_ALLOWED,
+                502 if d.reason.contains("refused") => SOCKS_REFUSED,
+                _ => SOCKS_HOST_UNREACHABLE,
+            };
+            let _ = rd.get_mut().write_all(&socks_reply(code)).await;
+            return Err(d);
+        }
+    };
+    rd.get_mut().write_all(&socks_reply(0)).await.map_err(io)?;
+    let leftover = rd.buffer().to_vec();
+    Ok(splice_both(rd.into_inner(), upstream, leftover, sh, conn).await)
+}
+
+/// RFC 1928: greeting (no authentication), then one CONNECT request.
+async fn socks5_request(rd: &mut BufReader<TcpStream>) -> Result<HostPort, (u8, Denial)> {
+    let fail = |code: u8, why: String| (code, Denial::new(400, format!("socks5: {why}")));
+    let io = |e: std::io::Error| fail(1, e.to_string());
+    let mut g = [0u8; 2];
+    rd.read_exact(&mut g).await.map_err(io)?;
+    let mut methods = vec![0u8; usize::from(g[1])];
+    rd.read_exact(&mut methods).await.map_err(io)?;
+    if !methods.contains(&0) {
+        let _ = rd.get_mut().write_all(&[5, 0xff]).await;
+        return Err(fail(
+            1,
+            "the client offers no method without authentication".into(),
+        ));
+    }
+    rd.get_mut().write_all(&[5, 0]).await.map_err(io)?;
+    let mut req = [0u8; 4];
+    rd.read_exact(&mut req).await.map_err(io)?;
+    if req[0] != 5 || req[1] != 1 {
+        return Err(fail(
+            SOCKS_BAD_COMMAND,
+            format!("command {} (only CONNECT)", req[1]),
+        ));
+    }
+    let host = match req[3] {
+        1 => {
+            let mut a = [0u8; 4];
+            rd.read_exact(&mut a).await.map_err(io)?;
+            std::net::Ipv4Addr::from(a).to_string()
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            rd.read_exact(&mut len).await.map_err(io)?;
+            let mut name = vec![0u8; usize::from(len[0])];
+            rd.read_exact(&mut name).await.map_err(io)?;
+            String::from_utf8_lossy(&name).into_owned()
+        }
+        4 => {
+            let mut a = [0u8; 16];
+            rd.read_exact(&mut a).await.map_err(io)?;
+            format!("[{}]", std::net::Ipv6Addr::from(a))
+        }
+        t => return Err(fail(8, format!("address type {t}"))),
+    };
+    let mut port = [0u8; 2];
+    rd.read_exact(&mut port).await.map_err(io)?;
+    HostPort::parse(&format!("{host}:{}", u16::from_be_bytes(port)))
+        .map_err(|e| fail(SOCKS_HOST_UNREACHABLE, format!("bad target: {e}")))
+}
+
+fn socks_reply(code: u8) -> [u8; 10] {
+    [5, code, 0, 1, 0, 0, 0, 0, 0, 0]
+}
+
+/// Copy both ways until both sides are done or a limit cuts the
+/// connection; returns how it ended. `first` goes upstream before the rest.
+async fn splice_both(
+    client: TcpStream,
+    upstream: TcpStream,
+    first: Vec<u8>,
+    sh: &Shared,
+    conn: &Conn,
+) -> String {
+    let (mut cr, mut cw) = client.into_split();
+    let (mut ur, mut uw) = upstream.into_split();
+    let last = AtomicU64::new(0);
+    let start = Instant::now();
+    let ctx = Copy {
+        sh,
+        last: &last,
+        start,
+    };
+    if !first.is_empty() {
+        if let Err(e) = ctx.account(&conn.up, first.len()) {
+            return e;
+        }
+        if let Err(e) = uw.write_all(&first).await {
+            return format!("write upstream: {e}");
+        }
+    }
+    let up = ctx.copy(&mut cr, &mut uw, &conn.up);
+    let down = ctx.copy(&mut ur, &mut cw, &conn.down);
+    match tokio::try_join!(up, down) {
+        Ok(_) => "closed".into(),
+        Err(e) => e,
+    }
+}
+
+struct Copy<'a> {
+    sh: &'a Shared,
+    /// Milliseconds after `start` of the last byte either way.
+    last: &'a AtomicU64,
+    start: Instant,
+}
+
+impl Copy<'_> {
+    fn account(&self, counter: &AtomicU64, n: usize) -> Result<(), String> {
+        let n = n as u64;
+        let total = self.sh.total_bytes.fetch_add(n, Ordering::Relaxed) + n;
+        if total > self.sh.limits.max_bytes {
+            return Err(format!(
+                "node byte limit ({} bytes) reached",
+                self.sh.limits.max_bytes
+            ));
+        }
+        counter.fetch_add(n, Ordering::Relaxed);
+        self.last
+            .store(millis(self.start.elapsed()), Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn copy(
+        &self,
+        r: &mut (impl AsyncRead + Unpin),
+        w: &mut (impl AsyncWrite + Unpin),
+        counter: &AtomicU64,
+    ) -> Result<(), String> {
+        let idle = self.sh.limits.idle_timeout;
+        let mut buf = vec![0u8; COPY_CHUNK];
+        loop {
+            let n = match tokio::time::timeout(idle, r.read(&mut buf)).await {
+                Ok(Ok(0)) => {
+                    let _ = w.shutdown().await;
+                    return Ok(());
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(format!("read: {e}")),
+                Err(_) => {
+                    let quiet = millis(self.start.elapsed())
+                        .saturating_sub(self.last.load(Ordering::Relaxed));
+                    if quiet >= millis(idle) {
+                        return Err(format!("idle for {} s", idle.as_secs()));
+                    }
+                    continue;
+                }
+            };
+            self.account(counter, n)?;
+            match tokio::time::timeout(idle, w.write_all(&buf[..n])).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("write: {e}")),
+                Err(_) => return Err(format!("peer stopped reading for {} s", idle.as_secs())),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn rewrites_an_absolute_form_request_for_the_origin() {
+        let r = parse_head(
+            b"GET http://Web.Test:8080/a/b?c=1 HTTP/1.1\r\nHost: web.test:8080\r\n\
+              Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\n\
+              Connection: keep-alive\r\nAccept: */*\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.target, HostPort::parse("web.test:8080").unwrap());
+        assert_eq!(
+            String::from_utf8(r.forward.unwrap()).unwrap(),
+            "GET /a/b?c=1 HTTP/1.1\r\nHost: web.test:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn parses_connect_and_default_ports() {
+        let r = parse_head(b"CONNECT tls.test:443 HTTP/1.1\r\nHost: tls.test:443\r\n\r\n").unwrap();
+        assert_eq!(
+            (r.target.host.as_str(), r.target.port, r.forward),
+            ("tls.test", 443, None)
+        );
+        let r = parse_head(b"GET http://[2001:db8::1] HTTP/1.0\r\n\r\n").unwrap();
+        assert_eq!((r.target.host.as_str(), r.target.port), ("2001:db8::1", 80));
+        assert!(String::from_utf8(r.forward.unwrap())
+            .unwrap()
+            .starts_with("GET / HTTP/1.0\r\nHost: [2001:db8::1]\r\n"));
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_understand() {
+        for (head, why) in [
+            (&b"GET /local HTTP/1.1\r\n\r\n"[..], "absolute http://"),
+            (b"GET https://x.test/ HTTP/1.1\r\n\r\n", "CONNECT"),
+            (b"GET http://u:p@x.test/ HTTP/1.1\r\n\r\n", "credentials"),
+            (b"CONNECT x.test HTTP/1.1\r\n\r\n", "port"),
+            (b"CONNECT *.x.test:443 HTTP/1.1\r\n\r\n", ""),
+            (b"GET http://x.test/ HTTP/2\r\n\r\n", "HTTP/1.x"),
+        ] {
+            match parse_head(head) {
+                Err(d) => assert!(d.status == 400 && d.reason.contains(why), "{d:?}"),
+                Ok(_) if head.starts_with(b"CONNECT *.") => {} // refused by the checker
+                Ok(_) => panic!("accepted {}", String::from_utf8_lossy(head)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_denial_names_its_reason_in_a_header_and_the_body() {
+        let d = Denial::new(403, "evil.test:443 is not\r\non the list");
+        let t = String::from_utf8(http_denial(&d)).unwrap();
+        assert!(t.starts_with("HTTP/1.1 403 Forbidden\r\n"));
+        assert!(t.contains("X-Aiops-Egress-Reason: evil.test:443 is not  on the list\r\n"));
+        assert!(t.ends_with("\r\n\r\naiops egress proxy: evil.test:443 is not  on the list\n"));
+    }
+}
