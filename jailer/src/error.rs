@@ -64,6 +64,11 @@ pub enum JailError {
     Hostname { source: io::Error },
     #[error("bring lo up")]
     Loopback { source: io::Error },
+    #[error("egress listener: {what}")]
+    EgressListener {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error("setrlimit {resource}")]
     Rlimit { resource: String, source: io::Error },
     #[error("cgroup: {reason}")]
@@ -105,7 +110,7 @@ impl JailError {
             Mount { .. } => Step::Mounts,
             PivotRoot { .. } => Step::PivotRoot,
             Hostname { .. } => Step::Hostname,
-            Loopback { .. } => Step::Loopback,
+            Loopback { .. } | EgressListener { .. } => Step::Loopback,
             Rlimit { .. } => Step::Rlimits,
             Cgroup { .. } => Step::Cgroup,
             Setsid { .. } => Step::Setsid,
@@ -134,6 +139,7 @@ impl JailError {
             | PivotRoot { source, .. }
             | Hostname { source }
             | Loopback { source }
+            | EgressListener { source, .. }
             | Rlimit { source, .. }
             | Setsid { source }
             | NoNewPrivs { source }

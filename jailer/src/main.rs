@@ -2,7 +2,7 @@
 //! as its PID 1. Synchronous and single-threaded on purpose:
 //! unshare(CLONE_NEWUSER) fails with EINVAL in a threaded process.
 //!
-//! Usage: `aiops-jailer --request-fd N --report-fd M` | `aiops-jailer probe`
+//! Usage: `aiops-jailer --request-fd N --report-fd M [--egress-fd E]` | `aiops-jailer probe`
 #![deny(unsafe_code)]
 
 mod caps;
@@ -25,28 +25,47 @@ use aiops_policy::proto::{exit, Report};
 use error::JailError;
 use exec::ReportFd;
 use nix::sys::socket::{getsockopt, sockopt, SockType};
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+
+const USAGE: &str =
+    "aiops-jailer --request-fd N --report-fd M [--egress-fd E] | aiops-jailer probe";
 
 enum Cmd {
     Probe,
-    Jail { request: RawFd, report: RawFd },
+    Jail {
+        request: RawFd,
+        report: RawFd,
+        egress: Option<RawFd>,
+    },
 }
 
 fn parse_args(args: &[String]) -> Result<Cmd, String> {
     match args {
         [p] if p == "probe" => Ok(Cmd::Probe),
-        [a, n, b, m] if a == "--request-fd" && b == "--report-fd" => {
+        [a, n, b, m, rest @ ..] if a == "--request-fd" && b == "--report-fd" => {
             let fd = |s: &str| {
                 s.parse::<RawFd>()
                     .map_err(|_| format!("{s:?} is not an fd number"))
             };
             let (request, report) = (fd(n)?, fd(m)?);
-            if request < 3 || report < 3 || request == report {
-                return Err("--request-fd and --report-fd must be distinct fds ≥ 3 (0-2 belong to the node)".into());
+            let egress = match rest {
+                [] => None,
+                [e, k] if e == "--egress-fd" => Some(fd(k)?),
+                _ => return Err(USAGE.into()),
+            };
+            let mut all = vec![request, report];
+            all.extend(egress);
+            if all.iter().any(|f| *f < 3) || (1..all.len()).any(|i| all[i..].contains(&all[i - 1]))
+            {
+                return Err("--request-fd, --report-fd and --egress-fd must be distinct fds ≥ 3 (0-2 belong to the node)".into());
             }
-            Ok(Cmd::Jail { request, report })
+            Ok(Cmd::Jail {
+                request,
+                report,
+                egress,
+            })
         }
-        _ => Err("aiops-jailer --request-fd N --report-fd M | aiops-jailer probe".into()),
+        _ => Err(USAGE.into()),
     }
 }
 
@@ -78,10 +97,11 @@ fn fail(report: Option<&ReportFd>, e: &JailError) -> ! {
     exit_with(step.exit_code())
 }
 
-fn adopt_report(fd: RawFd) -> Result<ReportFd, JailError> {
+/// An inherited fd that must be a SOCK_SEQPACKET socket (report, egress).
+fn adopt_seqpacket(fd: RawFd) -> Result<OwnedFd, JailError> {
     let owned = sys::adopt_inherited_fd(fd).map_err(|source| JailError::ReportFd { fd, source })?;
     match getsockopt(&owned, sockopt::SockType) {
-        Ok(SockType::SeqPacket) => Ok(ReportFd(owned.into_raw_fd())),
+        Ok(SockType::SeqPacket) => Ok(owned),
         Ok(_) => Err(JailError::ReportFd {
             fd,
             source: std::io::Error::from_raw_os_error(libc::EPROTOTYPE),
@@ -100,13 +120,21 @@ fn main() {
             let v = probe::probe();
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
-        Ok(Cmd::Jail { request, report }) => {
+        Ok(Cmd::Jail {
+            request,
+            report,
+            egress,
+        }) => {
             let env = jail::HostEnv::capture();
-            let mut report = match adopt_report(report) {
-                Ok(r) => r,
+            let mut report = match adopt_seqpacket(report) {
+                Ok(r) => ReportFd(r.into_raw_fd()),
                 Err(e) => fail(None, &e),
             };
-            match jail::run(request, &mut report, &env) {
+            let egress = match egress.map(adopt_seqpacket).transpose() {
+                Ok(e) => e,
+                Err(e) => fail(Some(&report), &e),
+            };
+            match jail::run(request, &mut report, egress, &env) {
                 Ok(never) => match never {},
                 Err(e) => fail(Some(&report), &e),
             }

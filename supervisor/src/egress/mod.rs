@@ -181,7 +181,11 @@ impl EgressSummary {
                     host: r.host.clone(),
                     port: r.port,
                 };
-                format!("aiopsctl: egress denied: {t}: {}", r.reason)
+                if !r.host.is_empty() && r.reason.contains(&r.host) {
+                    format!("aiopsctl: egress denied: {}", r.reason)
+                } else {
+                    format!("aiopsctl: egress denied: {t}: {}", r.reason)
+                }
             })
             .collect()
     }

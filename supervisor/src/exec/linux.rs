@@ -43,6 +43,19 @@ pub struct PendingJail {
 
 /// Start the jailer at `jailer`; see `PendingJail`.
 pub fn spawn_jailer(jailer: &Path) -> Result<PendingJail, SupervisorError> {
+    spawn_jailer_with(jailer, JailerFds::default())
+}
+
+/// Optional fds handed to the jailer besides the request and report channels.
+#[derive(Debug, Default)]
+pub struct JailerFds {
+    /// The jail's end of the egress socket (`egress::channel`), passed as
+    /// `--egress-fd`; the jailer uses it only for a confined allowlist plan.
+    pub egress: Option<OwnedFd>,
+}
+
+/// `spawn_jailer` with extra fds (`JailerFds`).
+pub fn spawn_jailer_with(jailer: &Path, fds: JailerFds) -> Result<PendingJail, SupervisorError> {
     let (req_r, req_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
             what: "request pipe",
@@ -60,19 +73,24 @@ pub fn spawn_jailer(jailer: &Path) -> Result<PendingJail, SupervisorError> {
     })?;
     inheritable(&req_r, "request pipe")?;
     inheritable(&rep_child, "report socket")?;
-
-    let child = Command::new(jailer)
-        .arg("--request-fd")
+    let mut cmd = Command::new(jailer);
+    cmd.arg("--request-fd")
         .arg(req_r.as_raw_fd().to_string())
         .arg("--report-fd")
-        .arg(rep_child.as_raw_fd().to_string())
-        .spawn()
-        .map_err(|source| SupervisorError::Spawn {
-            path: jailer.to_path_buf(),
-            source,
-        })?;
+        .arg(rep_child.as_raw_fd().to_string());
+    if let Some(e) = &fds.egress {
+        inheritable(e, "egress socket")?;
+        cmd.arg("--egress-fd").arg(e.as_raw_fd().to_string());
+    }
+
+    let child = cmd.spawn().map_err(|source| SupervisorError::Spawn {
+        path: jailer.to_path_buf(),
+        source,
+    })?;
     drop(req_r);
     drop(rep_child);
+    // Only the jailer holds the jail's end now: when it is gone, the proxy sees EOF.
+    drop(fds);
     let forward = crate::signals::forward_to(child.id());
     Ok(PendingJail {
         child,
@@ -141,6 +159,7 @@ fn finish(
         protected_created,
         protected_changed,
         protocol_error: reports.protocol_error,
+        egress: None,
         status: status_code,
     }
 }
