@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::TcpStream;
 
 /// A request head larger than this is refused (431).
-const MAX_HEAD: u64 = 16 * 1024;
+const MAX_HEAD: usize = 16 * 1024;
 /// The client must have sent its whole request within this.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Per direction; large enough that the copy is not syscall-bound.
@@ -99,7 +99,7 @@ pub fn refuse_over_limit(client: &TcpStream, conn: &Conn, max: usize) {
 
 pub async fn serve(client: TcpStream, sh: Arc<Shared>, conn: Arc<Conn>) {
     let _ = client.set_nodelay(true);
-    let mut rd = BufReader::with_capacity(MAX_HEAD as usize, client);
+    let mut rd = BufReader::with_capacity(MAX_HEAD, client);
     let outcome = match tokio::time::timeout(HEAD_TIMEOUT, rd.fill_buf()).await {
         Ok(Ok([0x05, ..])) => socks5(rd, &sh, &conn).await,
         Ok(Ok([])) | Ok(Err(_)) => Err(Denial::new(400, "closed before a request")),
@@ -193,7 +193,7 @@ async fn deny(client: &mut TcpStream, conn: &Conn, d: Denial) -> Result<String, 
 async fn read_head(rd: &mut BufReader<TcpStream>) -> Result<Vec<u8>, Denial> {
     let mut head = Vec::new();
     loop {
-        let left = MAX_HEAD.saturating_sub(head.len() as u64);
+        let left = MAX_HEAD.saturating_sub(head.len()) as u64;
         let n = (&mut *rd)
             .take(left)
             .read_until(b'\n', &mut head)

@@ -73,7 +73,7 @@ fn a_connect_tunnel_reaches_the_checked_address_and_counts_payload() {
     let (port, server) = peer(1000, 5000);
     let target = format!("up.test:{port}");
     let p = policy(
-        &[target.clone()],
+        std::slice::from_ref(&target),
         &["127.0.0.0/8"],
         &[("up.test", "127.0.0.1")],
     );
@@ -143,7 +143,7 @@ fn the_name_is_resolved_once_and_the_checked_address_is_used() {
         }
     });
     let target = format!("rebind.test:{port}");
-    let p = policy(&[target.clone()], &["127.0.0.1/32"], &[]);
+    let p = policy(std::slice::from_ref(&target), &["127.0.0.1/32"], &[]);
     let (h, proxy) = start_proxy(p, Some(rebinding));
     let (status, _, mut s) = connect(proxy, &target);
     assert_eq!(status, "HTTP/1.1 200 Connection established");
@@ -183,7 +183,7 @@ fn plain_http_is_forwarded_in_origin_form_and_socks5_works() {
     });
     let target = format!("web.test:{port}");
     let p = policy(
-        &[target.clone()],
+        std::slice::from_ref(&target),
         &["127.0.0.0/8"],
         &[("web.test", "127.0.0.1")],
     );
