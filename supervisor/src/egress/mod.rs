@@ -146,9 +146,14 @@ impl EgressSummary {
             self.connections, self.allowed, self.denied, self.bytes_up, self.bytes_down
         );
         for r in &self.records {
-            let target = HostPort {
-                host: r.host.clone(),
-                port: r.port,
+            let target = if r.host.is_empty() {
+                "-".to_string()
+            } else {
+                HostPort {
+                    host: r.host.clone(),
+                    port: r.port,
+                }
+                .to_string()
             };
             let addr = r
                 .addr

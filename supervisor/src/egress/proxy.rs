@@ -18,6 +18,8 @@ const MAX_HEAD: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Per direction; large enough that the copy is not syscall-bound.
 const COPY_CHUNK: usize = 256 * 1024;
+/// Not an answer anyone sees: marks a client that left on its own (nginx's 499).
+const CLIENT_GONE: u16 = 499;
 /// SOCKS5 (RFC 1928) reply codes.
 const SOCKS_NOT_ALLOWED: u8 = 0x02;
 const SOCKS_HOST_UNREACHABLE: u8 = 0x04;
@@ -102,12 +104,16 @@ pub async fn serve(client: TcpStream, sh: Arc<Shared>, conn: Arc<Conn>) {
     let mut rd = BufReader::with_capacity(MAX_HEAD, client);
     let outcome = match tokio::time::timeout(HEAD_TIMEOUT, rd.fill_buf()).await {
         Ok(Ok([0x05, ..])) => socks5(rd, &sh, &conn).await,
-        Ok(Ok([])) | Ok(Err(_)) => Err(Denial::new(400, "closed before a request")),
+        Ok(Ok([])) | Ok(Err(_)) => Err(Denial::new(CLIENT_GONE, "closed before a request")),
         Ok(Ok(_)) => http(rd, &sh, &conn).await,
         Err(_) => Err(Denial::new(408, "no request within 30 s")),
     };
     conn.set(|r| match outcome {
         Ok(end) => r.reason = end,
+        // Allowed, then the client left before the tunnel was up.
+        Err(d) if r.verdict == Verdict::Allowed => r.reason = d.reason,
+        // Connected and closed without asking for anything.
+        Err(d) if d.status == CLIENT_GONE => r.reason = d.reason,
         Err(d) => {
             r.verdict = Verdict::Denied;
             r.reason = d.reason;
@@ -173,7 +179,7 @@ async fn http(mut rd: BufReader<TcpStream>, sh: &Shared, conn: &Conn) -> Result<
         client
             .write_all(ok)
             .await
-            .map_err(|e| Denial::new(499, format!("client went away: {e}")))?;
+            .map_err(|e| Denial::new(CLIENT_GONE, format!("client went away: {e}")))?;
     }
     first.extend_from_slice(&leftover);
     Ok(splice_both(client, upstream, first, sh, conn).await)
