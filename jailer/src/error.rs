@@ -17,6 +17,8 @@ pub enum JailError {
     Refused { reason: String },
     #[error("report fd {fd} is not a SOCK_SEQPACKET socket")]
     ReportFd { fd: i32, source: io::Error },
+    #[error("egress fd {fd} is not a SOCK_SEQPACKET socket")]
+    EgressFd { fd: i32, source: io::Error },
     #[error("close inherited fds")]
     CloseFds { source: io::Error },
     #[error("secret {name}: {reason}")]
@@ -99,7 +101,9 @@ impl JailError {
     pub fn step(&self) -> Step {
         use JailError::*;
         match self {
-            ReadRequest { .. } | DecodeRequest { .. } | ReportFd { .. } => Step::ReadRequest,
+            ReadRequest { .. } | DecodeRequest { .. } | ReportFd { .. } | EgressFd { .. } => {
+                Step::ReadRequest
+            }
             Validate { .. } | Refused { .. } => Step::Validate,
             CloseFds { .. } => Step::CloseFds,
             Secrets { .. } | SecretsIo { .. } => Step::Secrets,
@@ -128,6 +132,7 @@ impl JailError {
         match self {
             ReadRequest { source, .. }
             | ReportFd { source, .. }
+            | EgressFd { source, .. }
             | CloseFds { source }
             | SecretsIo { source, .. }
             | DropRoot { source, .. }

@@ -97,19 +97,17 @@ fn fail(report: Option<&ReportFd>, e: &JailError) -> ! {
     exit_with(step.exit_code())
 }
 
-/// An inherited fd that must be a SOCK_SEQPACKET socket (report, egress).
-fn adopt_seqpacket(fd: RawFd) -> Result<OwnedFd, JailError> {
-    let owned = sys::adopt_inherited_fd(fd).map_err(|source| JailError::ReportFd { fd, source })?;
+/// An inherited fd that must be a SOCK_SEQPACKET socket (report, egress);
+/// `err` names which one in the failure.
+fn adopt_seqpacket(
+    fd: RawFd,
+    err: fn(RawFd, std::io::Error) -> JailError,
+) -> Result<OwnedFd, JailError> {
+    let owned = sys::adopt_inherited_fd(fd).map_err(|e| err(fd, e))?;
     match getsockopt(&owned, sockopt::SockType) {
         Ok(SockType::SeqPacket) => Ok(owned),
-        Ok(_) => Err(JailError::ReportFd {
-            fd,
-            source: std::io::Error::from_raw_os_error(libc::EPROTOTYPE),
-        }),
-        Err(e) => Err(JailError::ReportFd {
-            fd,
-            source: e.into(),
-        }),
+        Ok(_) => Err(err(fd, std::io::Error::from_raw_os_error(libc::EPROTOTYPE))),
+        Err(e) => Err(err(fd, e.into())),
     }
 }
 
@@ -126,11 +124,13 @@ fn main() {
             egress,
         }) => {
             let env = jail::HostEnv::capture();
-            let mut report = match adopt_seqpacket(report) {
-                Ok(r) => ReportFd(r.into_raw_fd()),
-                Err(e) => fail(None, &e),
-            };
-            let egress = match egress.map(adopt_seqpacket).transpose() {
+            let mut report =
+                match adopt_seqpacket(report, |fd, source| JailError::ReportFd { fd, source }) {
+                    Ok(r) => ReportFd(r.into_raw_fd()),
+                    Err(e) => fail(None, &e),
+                };
+            let egress_err = |fd, source| JailError::EgressFd { fd, source };
+            let egress = match egress.map(|e| adopt_seqpacket(e, egress_err)).transpose() {
                 Ok(e) => e,
                 Err(e) => fail(Some(&report), &e),
             };
@@ -143,5 +143,35 @@ fn main() {
             eprintln!("aiops-jailer: usage: {usage}");
             exit_with(exit::USAGE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(s: &str) -> Result<Cmd, String> {
+        parse_args(&s.split(' ').map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_egress_fd_is_optional_and_must_be_distinct() {
+        assert!(matches!(
+            parse("--request-fd 3 --report-fd 4"),
+            Ok(Cmd::Jail { egress: None, .. })
+        ));
+        assert!(matches!(
+            parse("--request-fd 3 --report-fd 4 --egress-fd 5"),
+            Ok(Cmd::Jail {
+                request: 3,
+                report: 4,
+                egress: Some(5)
+            })
+        ));
+        assert!(parse("--request-fd 3 --report-fd 4 --egress-fd 4").is_err());
+        assert!(parse("--request-fd 3 --report-fd 4 --egress-fd 2").is_err());
+        assert!(parse("--request-fd 3 --report-fd 4 --egress 5").is_err());
+        assert!(parse("--request-fd 3 --report-fd 4 --egress-fd").is_err());
     }
 }

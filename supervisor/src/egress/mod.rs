@@ -297,7 +297,10 @@ fn run_proxy(
             }
         }
     };
-    rt.block_on(serve_node(sock, policy, resolve, stop))
+    let summary = rt.block_on(serve_node(sock, policy, resolve, stop));
+    // A getaddrinfo still blocked in the pool must not hold up `finish`.
+    rt.shutdown_background();
+    summary
 }
 
 async fn serve_node(
