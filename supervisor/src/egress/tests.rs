@@ -296,3 +296,26 @@ fn a_jail_that_never_listens_gives_an_empty_summary() {
     drop(jail_end);
     assert_eq!(h.finish(), EgressSummary::default());
 }
+
+#[test]
+fn finish_cuts_a_connection_whose_ends_stay_open() {
+    // A peer that holds its side open and never sends.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || l.accept().unwrap());
+    let target = format!("stuck.test:{port}");
+    let p = policy(
+        std::slice::from_ref(&target),
+        &["127.0.0.0/8"],
+        &[("stuck.test", "127.0.0.1")],
+    );
+    let (h, proxy) = start_proxy(p, None);
+    let (status, _, client) = connect(proxy, &target);
+    assert_eq!(status, "HTTP/1.1 200 Connection established");
+    let _peer = held.join().unwrap();
+    let t = std::time::Instant::now();
+    let sum = h.finish();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(sum.records[0].reason, "cut when the node ended");
+    drop(client);
+}
