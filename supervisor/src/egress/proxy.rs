@@ -9,22 +9,15 @@ use aiops_policy::net::HostPort;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// A request head larger than this is refused (431).
 const MAX_HEAD: usize = 16 * 1024;
 /// The client must have sent its whole request within this.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// Per direction; large enough that the copy is not syscall-bound.
-const COPY_CHUNK: usize = 256 * 1024;
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Not an answer anyone sees: marks a client that left on its own (nginx's 499).
 const CLIENT_GONE: u16 = 499;
-/// SOCKS5 (RFC 1928) reply codes.
-const SOCKS_NOT_ALLOWED: u8 = 0x02;
-const SOCKS_HOST_UNREACHABLE: u8 = 0x04;
-const SOCKS_REFUSED: u8 = 0x05;
-const SOCKS_BAD_COMMAND: u8 = 0x07;
 
 /// What all connections of one node share.
 pub struct Shared {
@@ -55,7 +48,7 @@ impl Conn {
         }
     }
 
-    fn set(&self, f: impl FnOnce(&mut EgressRecord)) {
+    pub fn set(&self, f: impl FnOnce(&mut EgressRecord)) {
         if let Ok(mut r) = self.record.lock() {
             f(&mut r);
         }
@@ -84,7 +77,7 @@ impl Conn {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -103,7 +96,7 @@ pub async fn serve(client: TcpStream, sh: Arc<Shared>, conn: Arc<Conn>) {
     let _ = client.set_nodelay(true);
     let mut rd = BufReader::with_capacity(MAX_HEAD, client);
     let outcome = match tokio::time::timeout(HEAD_TIMEOUT, rd.fill_buf()).await {
-        Ok(Ok([0x05, ..])) => socks5(rd, &sh, &conn).await,
+        Ok(Ok([0x05, ..])) => super::socks::socks5(rd, &sh, &conn).await,
         Ok(Ok([])) | Ok(Err(_)) => Err(Denial::new(CLIENT_GONE, "closed before a request")),
         Ok(Ok(_)) => http(rd, &sh, &conn).await,
         Err(_) => Err(Denial::new(408, "no request within 30 s")),
@@ -123,7 +116,7 @@ pub async fn serve(client: TcpStream, sh: Arc<Shared>, conn: Arc<Conn>) {
 }
 
 /// The client asked for `target`: record it, check it, connect.
-async fn open(
+pub async fn open(
     sh: &Shared,
     conn: &Conn,
     proto: &str,
@@ -182,7 +175,7 @@ async fn http(mut rd: BufReader<TcpStream>, sh: &Shared, conn: &Conn) -> Result<
             .map_err(|e| Denial::new(CLIENT_GONE, format!("client went away: {e}")))?;
     }
     first.extend_from_slice(&leftover);
-    Ok(splice_both(client, upstream, first, sh, conn).await)
+    Ok(super::copy::splice_both(client, upstream, first, sh, conn).await)
 }
 
 async fn deny(client: &mut TcpStream, conn: &Conn, d: Denial) -> Result<String, Denial> {
@@ -325,182 +318,6 @@ pub fn http_denial(d: &Denial) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
-}
-
-async fn socks5(mut rd: BufReader<TcpStream>, sh: &Shared, conn: &Conn) -> Result<String, Denial> {
-    conn.set(|r| r.protocol = "socks5".into());
-    let io = |e: std::io::Error| Denial::new(400, format!("socks5: {e}"));
-    let head = tokio::time::timeout(HEAD_TIMEOUT, socks5_request(&mut rd))
-        .await
-        .map_err(|_| Denial::new(408, "socks5: incomplete request after 30 s"))?;
-    let target = match head {
-        Ok(t) => t,
-        Err((code, d)) => {
-            let _ = rd.get_mut().write_all(&socks_reply(code)).await;
-            return Err(d);
-        }
-    };
-    let upstream = match open(sh, conn, "socks5", &target).await {
-        Ok(u) => u,
-        Err(d) => {
-            let code = match d.status {
-                403 => SOCKS_NOT_ALLOWED,
-                502 if d.reason.contains("refused") => SOCKS_REFUSED,
-                _ => SOCKS_HOST_UNREACHABLE,
-            };
-            let _ = rd.get_mut().write_all(&socks_reply(code)).await;
-            return Err(d);
-        }
-    };
-    rd.get_mut().write_all(&socks_reply(0)).await.map_err(io)?;
-    let leftover = rd.buffer().to_vec();
-    Ok(splice_both(rd.into_inner(), upstream, leftover, sh, conn).await)
-}
-
-/// RFC 1928: greeting (no authentication), then one CONNECT request.
-async fn socks5_request(rd: &mut BufReader<TcpStream>) -> Result<HostPort, (u8, Denial)> {
-    let fail = |code: u8, why: String| (code, Denial::new(400, format!("socks5: {why}")));
-    let io = |e: std::io::Error| fail(1, e.to_string());
-    let mut g = [0u8; 2];
-    rd.read_exact(&mut g).await.map_err(io)?;
-    let mut methods = vec![0u8; usize::from(g[1])];
-    rd.read_exact(&mut methods).await.map_err(io)?;
-    if !methods.contains(&0) {
-        let _ = rd.get_mut().write_all(&[5, 0xff]).await;
-        return Err(fail(
-            1,
-            "the client offers no method without authentication".into(),
-        ));
-    }
-    rd.get_mut().write_all(&[5, 0]).await.map_err(io)?;
-    let mut req = [0u8; 4];
-    rd.read_exact(&mut req).await.map_err(io)?;
-    if req[0] != 5 || req[1] != 1 {
-        return Err(fail(
-            SOCKS_BAD_COMMAND,
-            format!("command {} (only CONNECT)", req[1]),
-        ));
-    }
-    let host = match req[3] {
-        1 => {
-            let mut a = [0u8; 4];
-            rd.read_exact(&mut a).await.map_err(io)?;
-            std::net::Ipv4Addr::from(a).to_string()
-        }
-        3 => {
-            let mut len = [0u8; 1];
-            rd.read_exact(&mut len).await.map_err(io)?;
-            let mut name = vec![0u8; usize::from(len[0])];
-            rd.read_exact(&mut name).await.map_err(io)?;
-            String::from_utf8_lossy(&name).into_owned()
-        }
-        4 => {
-            let mut a = [0u8; 16];
-            rd.read_exact(&mut a).await.map_err(io)?;
-            format!("[{}]", std::net::Ipv6Addr::from(a))
-        }
-        t => return Err(fail(8, format!("address type {t}"))),
-    };
-    let mut port = [0u8; 2];
-    rd.read_exact(&mut port).await.map_err(io)?;
-    HostPort::parse(&format!("{host}:{}", u16::from_be_bytes(port)))
-        .map_err(|e| fail(SOCKS_HOST_UNREACHABLE, format!("bad target: {e}")))
-}
-
-fn socks_reply(code: u8) -> [u8; 10] {
-    [5, code, 0, 1, 0, 0, 0, 0, 0, 0]
-}
-
-/// Copy both ways until both sides are done or a limit cuts the
-/// connection; returns how it ended. `first` goes upstream before the rest.
-async fn splice_both(
-    client: TcpStream,
-    upstream: TcpStream,
-    first: Vec<u8>,
-    sh: &Shared,
-    conn: &Conn,
-) -> String {
-    let (mut cr, mut cw) = client.into_split();
-    let (mut ur, mut uw) = upstream.into_split();
-    let last = AtomicU64::new(0);
-    let start = Instant::now();
-    let ctx = Copy {
-        sh,
-        last: &last,
-        start,
-    };
-    if !first.is_empty() {
-        if let Err(e) = ctx.account(&conn.up, first.len()) {
-            return e;
-        }
-        if let Err(e) = uw.write_all(&first).await {
-            return format!("write upstream: {e}");
-        }
-    }
-    let up = ctx.copy(&mut cr, &mut uw, &conn.up);
-    let down = ctx.copy(&mut ur, &mut cw, &conn.down);
-    match tokio::try_join!(up, down) {
-        Ok(_) => "closed".into(),
-        Err(e) => e,
-    }
-}
-
-struct Copy<'a> {
-    sh: &'a Shared,
-    /// Milliseconds after `start` of the last byte either way.
-    last: &'a AtomicU64,
-    start: Instant,
-}
-
-impl Copy<'_> {
-    fn account(&self, counter: &AtomicU64, n: usize) -> Result<(), String> {
-        let n = n as u64;
-        let total = self.sh.total_bytes.fetch_add(n, Ordering::Relaxed) + n;
-        if total > self.sh.limits.max_bytes {
-            return Err(format!(
-                "node byte limit ({} bytes) reached",
-                self.sh.limits.max_bytes
-            ));
-        }
-        counter.fetch_add(n, Ordering::Relaxed);
-        self.last
-            .store(millis(self.start.elapsed()), Ordering::Relaxed);
-        Ok(())
-    }
-
-    async fn copy(
-        &self,
-        r: &mut (impl AsyncRead + Unpin),
-        w: &mut (impl AsyncWrite + Unpin),
-        counter: &AtomicU64,
-    ) -> Result<(), String> {
-        let idle = self.sh.limits.idle_timeout;
-        let mut buf = vec![0u8; COPY_CHUNK];
-        loop {
-            let n = match tokio::time::timeout(idle, r.read(&mut buf)).await {
-                Ok(Ok(0)) => {
-                    let _ = w.shutdown().await;
-                    return Ok(());
-                }
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(format!("read: {e}")),
-                Err(_) => {
-                    let quiet = millis(self.start.elapsed())
-                        .saturating_sub(self.last.load(Ordering::Relaxed));
-                    if quiet >= millis(idle) {
-                        return Err(format!("idle for {} s", idle.as_secs()));
-                    }
-                    continue;
-                }
-            };
-            self.account(counter, n)?;
-            match tokio::time::timeout(idle, w.write_all(&buf[..n])).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(format!("write: {e}")),
-                Err(_) => return Err(format!("peer stopped reading for {} s", idle.as_secs())),
-            }
-        }
-    }
 }
 
 #[cfg(test)]

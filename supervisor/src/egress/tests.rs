@@ -2,8 +2,11 @@
 //! for the jail's (it travels by SCM_RIGHTS exactly like the jailer's), and
 //! peers are plain threads on 127.0.0.1, allowed through `allow_private`.
 #![allow(clippy::unwrap_used)]
+use super::run::{channel, EgressHandle};
 use super::*;
 use std::io::{Read, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicUsize;
