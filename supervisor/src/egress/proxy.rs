@@ -81,15 +81,28 @@ pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Answer a connection over the concurrency limit without reading from it.
-pub fn refuse_over_limit(client: &TcpStream, conn: &Conn, max: usize) {
+/// How long a connection over the limit is kept to deliver its 503.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Answer a connection over the concurrency limit: 503, then discard what
+/// the client sent until it closes or `REFUSAL_LINGER` passes (closing with
+/// unread bytes would reset the connection and lose the answer).
+pub async fn refuse_over_limit(mut client: TcpStream, conn: Arc<Conn>, max: usize) {
     let reason = format!("connection limit: {max} open connections per node");
-    let _ = client.try_write(&http_denial(&Denial::new(503, reason.clone())));
     conn.set(|r| {
         r.verdict = Verdict::Denied;
-        r.reason = reason;
+        r.reason = reason.clone();
     });
     conn.end();
+    let answer = http_denial(&Denial::new(503, reason));
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        client.write_all(&answer).await?;
+        client.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while client.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 pub async fn serve(client: TcpStream, sh: Arc<Shared>, conn: Arc<Conn>) {

@@ -179,7 +179,7 @@ async fn serve_node(
                 }
                 let max = sh.limits.max_connections;
                 if sh.active.load(Ordering::Relaxed) >= max {
-                    proxy::refuse_over_limit(&client, &conn, max);
+                    tasks.spawn(proxy::refuse_over_limit(client, conn, max));
                     continue;
                 }
                 sh.active.fetch_add(1, Ordering::Relaxed);

@@ -5,11 +5,11 @@
 use super::run::{channel, EgressHandle};
 use super::*;
 use std::io::{Read, Write};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 fn policy(allow: &[String], private: &[&str], hosts: &[(&str, &str)]) -> EgressPolicy {
     EgressPolicy {
