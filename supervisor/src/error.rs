@@ -59,6 +59,29 @@ pub enum SupervisorError {
     Wait { source: std::io::Error },
     #[error("start the egress proxy thread")]
     EgressThread { source: std::io::Error },
+    #[error("state store: {what}")]
+    Store {
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("state directory {}", .path.display())]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} has schema version {have}; this aiops knows up to {known} (downgrade refused)", .path.display())]
+    SchemaTooNew {
+        path: PathBuf,
+        have: i64,
+        known: i64,
+    },
+    #[error("run {run} has no node {node:?}")]
+    NoSuchNode { run: String, node: String },
+    #[error("audit log {}", .path.display())]
+    Audit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl SupervisorError {
@@ -76,6 +99,11 @@ impl SupervisorError {
             | SupervisorError::ReadReport { .. }
             | SupervisorError::Wait { .. }
             | SupervisorError::EgressThread { .. } => aiops_policy::proto::exit::INTERNAL,
+            SupervisorError::Store { .. }
+            | SupervisorError::StateDir { .. }
+            | SupervisorError::Audit { .. } => EXIT_IOERR,
+            SupervisorError::SchemaTooNew { .. } => EXIT_SOFTWARE,
+            SupervisorError::NoSuchNode { .. } => 66,
         }
     }
 

@@ -150,7 +150,10 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
         let fds = exec::JailerFds {
             egress: Some(jail_end),
         };
-        (exec::spawn_jailer_with(&jailer.path, fds)?, egress)
+        (
+            exec::spawn_jailer_with_fds(&jailer.path, exec::JailStdio::Inherit, fds)?,
+            egress,
+        )
     };
     let profile = locate::profile_loader()
         .load(&args.profile)
