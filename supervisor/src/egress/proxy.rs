@@ -393,4 +393,40 @@ mod tests {
         assert!(t.contains("X-Aiops-Egress-Reason: evil.test:443 is not  on the list\r\n"));
         assert!(t.ends_with("\r\n\r\naiops egress proxy: evil.test:443 is not  on the list\n"));
     }
+
+    #[test]
+    fn mutated_request_heads_never_panic() {
+        let seeds: [&[u8]; 3] = [
+            b"GET http://web.test:8080/a?b HTTP/1.1\r\nHost: web.test\r\n\r\n",
+            b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n",
+            b"POST http://x.test HTTP/1.0\r\nProxy-Connection: x\r\n\r\n",
+        ];
+        // xorshift: deterministic, no dependency.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for seed in seeds {
+            for _ in 0..3000 {
+                let mut v = seed.to_vec();
+                for _ in 0..(next() % 4 + 1) {
+                    let i = usize::try_from(next() % v.len() as u64).unwrap();
+                    match next() % 3 {
+                        0 => v[i] = (next() & 0xff) as u8,
+                        1 => {
+                            v.remove(i);
+                        }
+                        _ => v.insert(i, b":/[]@ \r\n%"[usize::try_from(next() % 9).unwrap()]),
+                    }
+                    if v.is_empty() {
+                        v.push(b'G');
+                    }
+                }
+                let _ = parse_head(&v);
+            }
+        }
+    }
 }
