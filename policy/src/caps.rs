@@ -68,6 +68,8 @@ pub struct Effective {
     pub net_allow_private: Vec<crate::net::Cidr>,
     /// The proxy's fixed name answers (profile only), names lower-cased.
     pub net_hosts: BTreeMap<String, std::net::IpAddr>,
+    /// The egress proxy's limits (profile only; unset means its defaults).
+    pub net_egress: crate::profile::EgressLimitsSection,
     pub env: EnvFilter,
     pub env_set: BTreeMap<EnvName, String>,
     pub secrets: Vec<EnvName>,
@@ -230,6 +232,7 @@ pub fn effective(
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), *v))
             .collect(),
+        net_egress: profile.net_egress,
         env,
         env_set: profile.env_set.clone(),
         secrets,

@@ -88,6 +88,15 @@ pub fn compile_effective(
         } else {
             Default::default()
         },
+        egress: if allowlist {
+            EgressLimitsPlan {
+                max_connections: eff.net_egress.connections,
+                max_bytes: eff.net_egress.bytes.map(|b| b.0),
+                idle_timeout_ms: eff.net_egress.idle.map(|d| d.millis()),
+            }
+        } else {
+            Default::default()
+        },
     };
     if eff.unconfined {
         return Ok(JailPlan {
@@ -102,6 +111,7 @@ pub fn compile_effective(
                 allow: vec![],
                 allow_private: vec![],
                 hosts: Default::default(),
+                egress: Default::default(),
             },
             landlock: None,
             seccomp: None,

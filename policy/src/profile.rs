@@ -138,6 +138,20 @@ pub struct NetSection {
     /// Fixed name → address answers the egress proxy uses instead of DNS
     /// (test hosts, split-horizon names). The address is still checked.
     pub hosts: Option<BTreeMap<String, std::net::IpAddr>>,
+    /// Per-node limits of the egress proxy (defaults: 64 connections, 64GiB, 5m).
+    pub egress: Option<EgressLimitsSection>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EgressLimitsSection {
+    /// Connections open at once; more are answered 503.
+    pub connections: Option<u32>,
+    /// Bytes up plus down over all the node's connections; the connection
+    /// that crosses it is cut.
+    pub bytes: Option<Bytes>,
+    /// A connection with no byte either way for this long is closed.
+    pub idle: Option<Dur>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -306,6 +320,7 @@ pub struct Profile {
     pub net_allow: Vec<HostPort>,
     pub net_allow_private: Vec<PrivateRange>,
     pub net_hosts: BTreeMap<String, std::net::IpAddr>,
+    pub net_egress: EgressLimitsSection,
     pub env_allow: Vec<EnvPattern>,
     pub env_set: BTreeMap<EnvName, String>,
     pub secrets: Vec<EnvName>,
@@ -498,6 +513,7 @@ fn resolve(files: Vec<(PathBuf, ProfileFile)>) -> Profile {
         net_allow: vec![],
         net_allow_private: vec![],
         net_hosts: BTreeMap::new(),
+        net_egress: EgressLimitsSection::default(),
         env_allow: DEFAULT_ENV_ALLOW
             .iter()
             .filter_map(|s| EnvPattern::parse(s).ok())
@@ -541,6 +557,12 @@ fn resolve(files: Vec<(PathBuf, ProfileFile)>) -> Profile {
             }
             if let Some(h) = &n.hosts {
                 p.net_hosts = h.clone();
+            }
+            if let Some(e) = &n.egress {
+                let l = &mut p.net_egress;
+                l.connections = e.connections.or(l.connections);
+                l.bytes = e.bytes.or(l.bytes);
+                l.idle = e.idle.or(l.idle);
             }
         }
         if let Some(e) = &f.env {

@@ -260,6 +260,7 @@ mod tests {
             net_allow: vec![],
             net_allow_private: vec![],
             net_hosts: Default::default(),
+            net_egress: Default::default(),
             env: EnvFilter::Names(vec![]),
             env_set: Default::default(),
             secrets: vec![],

@@ -225,6 +225,11 @@ impl TestNet {
     /// A profile extending `agent`: the test names, their block allowed
     /// (unless `allow_private` is false), names answered by `net.hosts`.
     fn profile(&self, name: &str, mode: &str, allow_private: bool) -> PathBuf {
+        self.profile_with(name, mode, allow_private, "")
+    }
+
+    /// `profile` with `extra` appended to its `[net]` table.
+    fn profile_with(&self, name: &str, mode: &str, allow_private: bool, extra: &str) -> PathBuf {
         let private = if allow_private {
             format!(
                 "allow_private = [{{ cidr = \"{}\", reason = \"the test's own hosts\" }}]\n",
@@ -240,7 +245,7 @@ impl TestNet {
              \"meta.test:80\", \"meta6.test:80\"]\n{private}\
              hosts = {{ \"web.test\" = \"{h}\", \"tls.test\" = \"{h}\", \"bytes.test\" = \"{h}\", \
              \"loop.test\" = \"127.0.0.1\", \"meta.test\" = \"169.254.169.254\", \
-             \"meta6.test\" = \"fd00:ec2::254\" }}\n",
+             \"meta6.test\" = \"fd00:ec2::254\" }}\n{extra}",
             h = self.host
         );
         let p = self.path(&format!("{name}.toml"));
@@ -538,4 +543,48 @@ fn tools_that_ignore_the_proxy_fail_fast_with_a_clear_error() {
         "{}",
         o.describe()
     );
+}
+
+#[test]
+fn the_profile_byte_limit_cuts_a_connection() {
+    let Some(net) = TestNet::up("the_profile_byte_limit_cuts_a_connection") else {
+        return;
+    };
+    // The control is the test above: the same exchange under the default
+    // limits goes through whole.
+    let p = net.profile_with(
+        "egress-cap",
+        "allowlist",
+        true,
+        "egress = { bytes = \"4KiB\", connections = 8, idle = \"30s\" }\n",
+    );
+    let client = format!(
+        "import socket\n\
+         s=socket.create_connection(('127.0.0.1', 3128))\n\
+         s.sendall(b'CONNECT bytes.test:9000 HTTP/1.1\\r\\n\\r\\n')\n\
+         head=b''\n\
+         while not head.endswith(b'\\r\\n\\r\\n'): head+=s.recv(1)\n\
+         try:\n\
+         \x20   s.sendall(b'u'*{UP}); got=0\n\
+         \x20   while True:\n\
+         \x20       b=s.recv(65536)\n\
+         \x20       if not b: break\n\
+         \x20       got+=len(b)\n\
+         except OSError:\n\
+         \x20   got=-1\n\
+         print('PROBE down', got)\n"
+    );
+    let o = net.jail(&p).run_py(&client, &[]);
+    o.assert_ran();
+    assert_ne!(o.probe_value("down"), DOWN.to_string(), "{}", o.describe());
+    let recs = records(&o);
+    let r = record(&recs, "bytes.test");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("node byte limit (4096 bytes)"),
+        "{r}"
+    );
+    assert!(r["bytes_up"].as_u64().unwrap() <= 4096, "{r}");
 }

@@ -57,6 +57,24 @@ impl Default for EgressLimits {
     }
 }
 
+impl EgressLimits {
+    /// The profile's `net.egress` over the defaults.
+    pub fn from_plan(p: &aiops_policy::plan::EgressLimitsPlan) -> EgressLimits {
+        let d = EgressLimits::default();
+        EgressLimits {
+            max_connections: p
+                .max_connections
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(d.max_connections),
+            max_bytes: p.max_bytes.unwrap_or(d.max_bytes),
+            idle_timeout: p
+                .idle_timeout_ms
+                .map_or(d.idle_timeout, Duration::from_millis),
+            connect_timeout: d.connect_timeout,
+        }
+    }
+}
+
 /// What the proxy enforces for one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressPolicy {
@@ -73,7 +91,7 @@ impl EgressPolicy {
             allow: plan.net.allow.clone(),
             allow_private: plan.net.allow_private.clone(),
             hosts: plan.net.hosts.clone(),
-            limits: EgressLimits::default(),
+            limits: EgressLimits::from_plan(&plan.net.egress),
         })
     }
 }
