@@ -322,3 +322,23 @@ fn finish_cuts_a_connection_whose_ends_stay_open() {
     assert_eq!(sum.records[0].reason, "cut when the node ended");
     drop(client);
 }
+
+#[test]
+fn profile_limits_override_the_defaults_field_by_field() {
+    let p = aiops_policy::plan::EgressLimitsPlan {
+        max_connections: Some(3),
+        max_bytes: None,
+        idle_timeout_ms: Some(1500),
+    };
+    let l = EgressLimits::from_plan(&p);
+    let d = EgressLimits::default();
+    assert_eq!(
+        l,
+        EgressLimits {
+            max_connections: 3,
+            max_bytes: d.max_bytes,
+            idle_timeout: Duration::from_millis(1500),
+            connect_timeout: d.connect_timeout,
+        }
+    );
+}
