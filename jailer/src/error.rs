@@ -17,6 +17,8 @@ pub enum JailError {
     Refused { reason: String },
     #[error("report fd {fd} is not a SOCK_SEQPACKET socket")]
     ReportFd { fd: i32, source: io::Error },
+    #[error("egress fd {fd} is not a SOCK_SEQPACKET socket")]
+    EgressFd { fd: i32, source: io::Error },
     #[error("close inherited fds")]
     CloseFds { source: io::Error },
     #[error("secret {name}: {reason}")]
@@ -64,6 +66,11 @@ pub enum JailError {
     Hostname { source: io::Error },
     #[error("bring lo up")]
     Loopback { source: io::Error },
+    #[error("egress listener: {what}")]
+    EgressListener {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error("setrlimit {resource}")]
     Rlimit { resource: String, source: io::Error },
     #[error("cgroup: {reason}")]
@@ -94,7 +101,9 @@ impl JailError {
     pub fn step(&self) -> Step {
         use JailError::*;
         match self {
-            ReadRequest { .. } | DecodeRequest { .. } | ReportFd { .. } => Step::ReadRequest,
+            ReadRequest { .. } | DecodeRequest { .. } | ReportFd { .. } | EgressFd { .. } => {
+                Step::ReadRequest
+            }
             Validate { .. } | Refused { .. } => Step::Validate,
             CloseFds { .. } => Step::CloseFds,
             Secrets { .. } | SecretsIo { .. } => Step::Secrets,
@@ -105,7 +114,7 @@ impl JailError {
             Mount { .. } => Step::Mounts,
             PivotRoot { .. } => Step::PivotRoot,
             Hostname { .. } => Step::Hostname,
-            Loopback { .. } => Step::Loopback,
+            Loopback { .. } | EgressListener { .. } => Step::Loopback,
             Rlimit { .. } => Step::Rlimits,
             Cgroup { .. } => Step::Cgroup,
             Setsid { .. } => Step::Setsid,
@@ -123,6 +132,7 @@ impl JailError {
         match self {
             ReadRequest { source, .. }
             | ReportFd { source, .. }
+            | EgressFd { source, .. }
             | CloseFds { source }
             | SecretsIo { source, .. }
             | DropRoot { source, .. }
@@ -134,6 +144,7 @@ impl JailError {
             | PivotRoot { source, .. }
             | Hostname { source }
             | Loopback { source }
+            | EgressListener { source, .. }
             | Rlimit { source, .. }
             | Setsid { source }
             | NoNewPrivs { source }

@@ -10,7 +10,7 @@ use aiops_policy::proto::{AgentSpec, JailRequest, MAX_REQUEST_BYTES, PROTO_VERSI
 use aiops_policy::AbsPath;
 use std::convert::Infallible;
 use std::io::Read;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -58,7 +58,7 @@ fn refused(reason: impl Into<String>) -> JailError {
 }
 
 /// Step 1: read the request to EOF (bounded), decode, validate.
-pub fn read_request(fd: RawFd) -> Result<JailRequest, JailError> {
+pub fn read_request(fd: RawFd, has_egress: bool) -> Result<JailRequest, JailError> {
     let rd = |source| JailError::ReadRequest { fd, source };
     let owned = sys::adopt_inherited_fd(fd).map_err(rd)?;
     let mut buf = Vec::new();
@@ -69,13 +69,18 @@ pub fn read_request(fd: RawFd) -> Result<JailRequest, JailError> {
     let req = JailRequest::decode(&buf).map_err(|source| JailError::DecodeRequest { source })?;
     req.validate()
         .map_err(|source| JailError::Validate { source })?;
-    if req.plan.net.mode == NetMode::Allowlist {
+    if needs_egress(&req) && !has_egress {
         return Err(refused(
-            "net mode allowlist: egress allow-list proxy is not implemented yet",
+            "net mode allowlist needs the egress proxy's socket (--egress-fd): without it the node would have no way out",
         ));
     }
     check_required_layers(&req)?;
     Ok(req)
+}
+
+/// A confined `allowlist` jail: its only way out is the egress listener.
+fn needs_egress(req: &JailRequest) -> bool {
+    req.plan.net.mode == NetMode::Allowlist && !req.plan.unconfined
 }
 
 /// The profile's `require` list, checked against what this plan will apply.
@@ -143,16 +148,27 @@ fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
     }
 }
 
-/// Step 2 (first part): every fd ≥ 3 but the report socket.
-fn close_fds(report: &ReportFd) -> Result<(), JailError> {
-    let r = u32::try_from(report.0).map_err(|_| JailError::CloseFds {
-        source: std::io::Error::from_raw_os_error(libc::EBADF),
-    })?;
-    let ce = |source| JailError::CloseFds { source };
-    if r > 3 {
-        sys::close_fd_range(3, r - 1).map_err(ce)?;
+/// Step 2 (first part): every fd ≥ 3 but the report and egress sockets.
+fn close_fds(report: &ReportFd, egress: Option<&OwnedFd>) -> Result<(), JailError> {
+    let num = |fd: RawFd| {
+        u32::try_from(fd).map_err(|_| JailError::CloseFds {
+            source: std::io::Error::from_raw_os_error(libc::EBADF),
+        })
+    };
+    let mut keep = vec![num(report.0)?];
+    if let Some(e) = egress {
+        keep.push(num(e.as_raw_fd())?);
     }
-    sys::close_fd_range(r + 1, u32::MAX).map_err(ce)
+    keep.sort_unstable();
+    let ce = |source| JailError::CloseFds { source };
+    let mut first = 3u32;
+    for k in keep {
+        if k > first {
+            sys::close_fd_range(first, k - 1).map_err(ce)?;
+        }
+        first = k + 1;
+    }
+    sys::close_fd_range(first, u32::MAX).map_err(ce)
 }
 
 /// Step 3's uid: the owner of the first writable bind unless that is root, else nobody.
@@ -184,7 +200,7 @@ fn ns_layer(ns: Namespace) -> &'static str {
 }
 
 /// Step 8.
-fn sethostname_and_lo_up(req: &JailRequest) -> Result<(), JailError> {
+fn sethostname_and_lo_up(req: &JailRequest, egress: Option<OwnedFd>) -> Result<(), JailError> {
     let p = &req.plan;
     if let (Some(h), true) = (&p.hostname, p.namespaces.contains(&Namespace::Uts)) {
         net::sethostname(h)?;
@@ -194,16 +210,22 @@ fn sethostname_and_lo_up(req: &JailRequest) -> Result<(), JailError> {
     if p.namespaces.contains(&Namespace::Net) && p.net.mode != NetMode::None {
         net::set_lo_up()?;
     }
+    if let (Some(e), true) = (egress, needs_egress(req)) {
+        net::listen_for_egress(e)?;
+    }
     Ok(())
 }
 
 pub fn run(
     request_fd: RawFd,
     report: &mut ReportFd,
+    egress: Option<OwnedFd>,
     env: &HostEnv,
 ) -> Result<Infallible, JailError> {
     // 1. Read and validate; everything decidable without changing state is decided here.
-    let req = read_request(request_fd)?;
+    let req = read_request(request_fd, egress.is_some())?;
+    // Offered to every jail by aiopsctl; only a confined allowlist keeps it.
+    let egress = egress.filter(|_| needs_egress(&req));
     let plan = &req.plan;
     let agentd = agentd_host_path(env)?;
     let filters = plan.seccomp.as_ref().map(seccomp::compile).transpose()?;
@@ -213,7 +235,7 @@ pub fn run(
     }
     // 2. Close inherited fds, read secrets. The environment was captured in
     // HostEnv and is never passed on.
-    close_fds(report)?;
+    close_fds(report, egress.as_ref())?;
     let secrets = secrets::read_secrets(env.secrets_dir.as_deref(), &plan.secrets)?;
     let mut layers: Vec<String> = vec![];
     if plan.unconfined {
@@ -258,7 +280,7 @@ pub fn run(
         // 7. 8.
         mounts::pivot_root_into(&plan.mounts)?;
         layers.push("pivot_root".into());
-        sethostname_and_lo_up(&req)?;
+        sethostname_and_lo_up(&req, egress)?;
     }
     // 9.
     limits::setrlimits(&plan.rlimits)?;

@@ -485,6 +485,7 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
                 cwd: None,
                 capabilities: None,
                 limit_hits: vec![],
+                egress: None,
             });
             Done::Node {
                 run: run_id,
@@ -586,6 +587,7 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     rec.stderr_bytes = res.outcome.stderr_bytes;
     rec.duration_ms = Some(res.outcome.duration_ms);
     rec.limit_hits = res.limit_hits.clone();
+    rec.egress = res.egress.clone();
     out.audit.push(rec);
     if retry {
         let reason = format!(

@@ -61,6 +61,23 @@ pub fn spawn_jailer(jailer: &Path) -> Result<PendingJail, SupervisorError> {
 
 /// Start the jailer with `stdio`; only `Inherit` forwards our signals.
 pub fn spawn_jailer_with(jailer: &Path, stdio: JailStdio) -> Result<PendingJail, SupervisorError> {
+    spawn_jailer_with_fds(jailer, stdio, JailerFds::default())
+}
+
+/// Optional fds handed to the jailer besides the request and report channels.
+#[derive(Debug, Default)]
+pub struct JailerFds {
+    /// The jail's end of the egress socket (`egress::channel`), passed as
+    /// `--egress-fd`; the jailer uses it only for a confined allowlist plan.
+    pub egress: Option<OwnedFd>,
+}
+
+/// `spawn_jailer_with` plus extra fds (`JailerFds`).
+pub fn spawn_jailer_with_fds(
+    jailer: &Path,
+    stdio: JailStdio,
+    fds: JailerFds,
+) -> Result<PendingJail, SupervisorError> {
     let (req_r, req_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
             what: "request pipe",
@@ -84,6 +101,10 @@ pub fn spawn_jailer_with(jailer: &Path, stdio: JailStdio) -> Result<PendingJail,
         .arg(req_r.as_raw_fd().to_string())
         .arg("--report-fd")
         .arg(rep_child.as_raw_fd().to_string());
+    if let Some(e) = &fds.egress {
+        inheritable(e, "egress socket")?;
+        cmd.arg("--egress-fd").arg(e.as_raw_fd().to_string());
+    }
     let forwarding = matches!(stdio, JailStdio::Inherit);
     if let JailStdio::Files { stdout, stderr } = stdio {
         cmd.stdin(std::process::Stdio::null())
@@ -96,6 +117,8 @@ pub fn spawn_jailer_with(jailer: &Path, stdio: JailStdio) -> Result<PendingJail,
     })?;
     drop(req_r);
     drop(rep_child);
+    // Only the jailer holds the jail's end now: when it is gone, the proxy sees EOF.
+    drop(fds);
     let forward = forwarding.then(|| crate::signals::forward_to(child.id()));
     Ok(PendingJail {
         child,
@@ -195,6 +218,7 @@ fn finish(
         protected_created,
         protected_changed,
         protocol_error: reports.protocol_error,
+        egress: None,
         status: status_code,
     }
 }
