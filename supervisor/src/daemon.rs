@@ -72,7 +72,7 @@ pub fn main(args: DaemonArgs) -> Result<i32, SupervisorError> {
         return Ok(i32::from(!bad_profiles.is_empty()));
     }
     let lock = crate::cli::runs::engine_lock(&cfg.state_dir)?;
-    let engine = Engine::open(crate::cli::runs::engine_config(&cfg)?)?;
+    let engine = Engine::open(crate::cli::runs::engine_config(&cfg, false)?)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

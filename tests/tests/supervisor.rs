@@ -643,3 +643,59 @@ fn a_flows_own_parallelism_is_respected() {
         assert!(w[0].1 <= w[1].0, "nodes overlapped: {spans:?}");
     }
 }
+
+#[test]
+fn the_daemon_takes_profiles_by_name_only() {
+    let Some(e) = env("the_daemon_takes_profiles_by_name_only") else {
+        return;
+    };
+    // A client-supplied profile file (here a copy of `unconfined`) must
+    // not become the ceiling of a daemon's node.
+    let own = e.root.join("mine.toml");
+    std::fs::copy(aiops_tests::profiles_dir().join("unconfined.toml"), &own).unwrap();
+    let flow = e.flow(
+        "byname",
+        &format!(
+            "[[node]]\nid = \"a\"\nkind = \"shell\"\nrun = \"true\"\nprofile = \"{}\"\n",
+            own.display()
+        ),
+    );
+    let _d = e.daemon();
+    let o = e.ctl(&["submit", flow.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("by name"), "{}", text(&o));
+    let runs = e.json(&["status"]);
+    assert_eq!(runs.as_array().map(Vec::len), Some(0), "{runs}");
+}
+
+#[test]
+fn yes_pre_approves_the_gate_and_cancel_at_the_gate_skips_dependants() {
+    let Some(e) = env("yes_pre_approves_the_gate_and_cancel_at_the_gate_skips_dependants") else {
+        return;
+    };
+    let body = "[[node]]\nid = \"risky\"\nkind = \"shell\"\nrun = \"echo risky\"\nprofile = \"restrictive\"\nconfirm = \"always\"\n\n[[node]]\nid = \"after\"\nkind = \"shell\"\nrun = \"echo after\"\nprofile = \"restrictive\"\nneeds = [\"risky\"]\n";
+    let flow = e.flow("gates", body);
+    // --yes: no pause, and the audit says it was approved in advance.
+    let o = e.ctl(&["run", "--yes", flow.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let id = run_id(&o);
+    let o = e.ctl(&["audit", "--run", &id, "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("\"kind\":\"gate\"") && l.contains("\"state\":\"pre_approved\"")),
+        "{out}"
+    );
+    // Without it: pause, then cancel the gated node; its dependant is skipped.
+    let o = e.ctl(&["run", flow.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    let id = run_id(&o);
+    let o = e.ctl(&["cancel", &id, "risky"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = e.json(&["status", &id]);
+    assert_eq!(run["state"], "cancelled", "{run}");
+    assert_eq!(node(&run, "risky")["state"], "cancelled");
+    assert_eq!(node(&run, "after")["state"], "skipped");
+    // Nothing ran: no output files for either node.
+    assert_eq!(node(&run, "risky")["attempts"], 0);
+}

@@ -131,14 +131,17 @@ fn api_err(e: ApiFailure) -> SupervisorError {
 /// An engine running in this process on the local state directory.
 pub struct LocalEngine {
     pub engine: Engine,
-    // Dropped last: the engine's tasks stop with the runtime.
-    _rt: tokio::runtime::Runtime,
+    rt: tokio::runtime::Runtime,
+    grace: Duration,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl Drop for LocalEngine {
     fn drop(&mut self) {
-        // Every line of this process's work is on disk before it exits.
+        // Nodes this process started (it may have picked up other runs'
+        // queued work) finish, or are stopped and recorded, before it
+        // exits; then every audit line is on disk.
+        self.rt.block_on(self.engine.drain(self.grace));
         self.engine.flush_audit();
     }
 }
@@ -169,7 +172,7 @@ pub fn engine_lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>,
     })
 }
 
-pub fn engine_config(cfg: &Config) -> Result<EngineConfig, SupervisorError> {
+pub fn engine_config(cfg: &Config, profile_paths: bool) -> Result<EngineConfig, SupervisorError> {
     let jailer = crate::locate::JAILER
         .find()
         .map_err(|e| SupervisorError::Refused {
@@ -181,6 +184,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, SupervisorError> {
         parallelism: cfg.parallelism,
         jailer: jailer.path,
         kill_grace: Duration::from_secs(5),
+        profile_paths,
     })
 }
 
@@ -194,16 +198,22 @@ pub fn local_engine(cfg: &Config) -> Result<LocalEngine, SupervisorError> {
             path: cfg.state_dir.clone(),
             source,
         })?;
-    let engine = Engine::open(engine_config(cfg)?)?;
-    {
-        let _guard = rt.enter();
-        engine.start();
-    }
+    let engine = Engine::open(engine_config(cfg, true)?)?;
     Ok(LocalEngine {
         engine,
-        _rt: rt,
+        rt,
+        grace: cfg.drain_grace,
         _lock: lock,
     })
+}
+
+impl LocalEngine {
+    /// Start scheduling. Callers act first (cancel, confirm, submit) so
+    /// that nothing is dispatched that the action was about to stop.
+    pub fn start(&self) {
+        let _guard = self.rt.enter();
+        self.engine.start();
+    }
 }
 
 /// The daemon, if one answers on the configured socket.
@@ -213,7 +223,8 @@ fn daemon(cfg: &Config) -> Option<Arc<dyn Backend>> {
         .map(|b| Arc::new(b) as Arc<dyn Backend>)
 }
 
-/// The daemon, else an in-process engine (kept alive by the returned guard).
+/// The daemon, else an in-process engine (kept alive by the returned
+/// guard, and not yet started: call `start` after acting).
 fn writer(cfg: &Config) -> Result<(Arc<dyn Backend>, Option<LocalEngine>), SupervisorError> {
     if let Some(d) = daemon(cfg) {
         return Ok((d, None));
@@ -238,7 +249,16 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> 
     })?;
     // Fail before any engine starts: the same check the engine repeats.
     aiops_policy::flow::Flow::from_toml_str(&path, &text)?;
-    let (backend, _local) = writer(&cfg)?;
+    let (backend, local) = writer(&cfg)?;
+    if args.detach && local.is_some() {
+        return Err(SupervisorError::Usage {
+            what: "--detach".into(),
+            reason: format!(
+                "no daemon answers on {}; without one the run lives in this process",
+                cfg.api_socket.display()
+            ),
+        });
+    }
     let run = backend
         .submit(SubmitRequest {
             flow: text,
@@ -246,6 +266,9 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> 
             yes: args.yes,
         })
         .map_err(api_err)?;
+    if let Some(l) = &local {
+        l.start();
+    }
     if args.detach {
         return report_final(&run, args.common.json, out).map(|_| 0);
     }
@@ -587,8 +610,11 @@ fn node_final(cfg: &Config, run: &str, node: &str) -> Result<bool, SupervisorErr
 
 pub fn confirm(args: &ConfirmArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let (backend, _local) = writer(&cfg)?;
+    let (backend, local) = writer(&cfg)?;
     backend.confirm(&args.run, &args.node).map_err(api_err)?;
+    if let Some(l) = &local {
+        l.start();
+    }
     if !args.common.json {
         writeln!(out, "confirmed {} {}", args.run, args.node).map_err(out_err)?;
     }
@@ -601,10 +627,13 @@ pub fn confirm(args: &ConfirmArgs, out: &mut dyn Write) -> Result<i32, Superviso
 
 pub fn cancel(args: &CancelArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let (backend, _local) = writer(&cfg)?;
+    let (backend, local) = writer(&cfg)?;
     backend
         .cancel(&args.run, args.node.as_deref())
         .map_err(api_err)?;
+    if let Some(l) = &local {
+        l.start();
+    }
     // Running nodes end shortly; wait for the run to settle.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut r = backend.get_run(&args.run).map_err(api_err)?;
@@ -621,13 +650,24 @@ pub fn cancel(args: &CancelArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
 }
 
 fn parse_when(s: &str) -> Result<std::time::SystemTime, SupervisorError> {
-    if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(std::time::SystemTime::now() - d);
-    }
-    humantime::parse_rfc3339_weak(s).map_err(|e| SupervisorError::Usage {
+    let bad = |reason: String| SupervisorError::Usage {
         what: "--since".into(),
-        reason: format!("{s:?} is neither a duration (1h, 2d) nor an RFC 3339 time: {e}"),
-    })
+        reason,
+    };
+    let t = match humantime::parse_duration(s) {
+        Ok(d) => std::time::SystemTime::now()
+            .checked_sub(d)
+            .ok_or_else(|| bad(format!("{s:?} reaches back before 1970")))?,
+        Err(_) => humantime::parse_rfc3339_weak(s).map_err(|e| {
+            bad(format!(
+                "{s:?} is neither a duration (1h, 2d) nor an RFC 3339 time: {e}"
+            ))
+        })?,
+    };
+    if t < std::time::UNIX_EPOCH {
+        return Err(bad(format!("{s:?} reaches back before 1970")));
+    }
+    Ok(t)
 }
 
 pub fn audit(args: &AuditArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {

@@ -34,6 +34,14 @@ pub(crate) fn prepare(shared: &Shared, run: &str, req: &SubmitRequest) -> Result
 
 /// Check a parsed flow (also used when reloading a stored run).
 pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, String> {
+    if flow.nodes.len() > super::MAX_NODES {
+        return Err(format!(
+            "flow {} has {} nodes; at most {} are allowed",
+            flow.name,
+            flow.nodes.len(),
+            super::MAX_NODES
+        ));
+    }
     let loader = crate::locate::profile_loader();
     let ws = shared.workspaces.path().join(flow.name.as_str()).join(run);
     let ws = AbsPath::new(&ws).map_err(|e| format!("workspace path: {e}"))?;
@@ -48,6 +56,14 @@ pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, 
     for n in &flow.nodes {
         // Relative profile paths were made absolute when the flow was parsed.
         let key = n.profile.clone();
+        if !shared.cfg.profile_paths && (key.contains('/') || key.ends_with(".toml")) {
+            return Err(format!(
+                "node {:?}: profile {:?}: the supervisor takes profiles by name from its \
+                 search path (/etc/aiops/profiles, /usr/share/aiops/profiles), not by path: \
+                 a profile is the operator's ceiling",
+                n.id, n.profile
+            ));
+        }
         let profile = match profiles.get(&key) {
             Some(p) => p.clone(),
             None => {
@@ -90,7 +106,8 @@ impl Prepared {
     pub(crate) fn into_mem(self, pre_approved: bool) -> RunMem {
         let mut nodes = BTreeMap::new();
         let mut order = vec![];
-        for n in &self.flow.nodes {
+        // Needs before dependants: one pass of `advance` settles a chain.
+        for n in self.flow.topo_order() {
             let id = n.id.to_string();
             order.push(id.clone());
             nodes.insert(

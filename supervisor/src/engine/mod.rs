@@ -34,7 +34,15 @@ pub struct EngineConfig {
     pub jailer: PathBuf,
     /// SIGTERM to SIGKILL when a running node is cancelled.
     pub kill_grace: Duration,
+    /// Profiles given by path, not by name. The in-process engine of
+    /// `aiopsctl run` allows them (its user is the operator); the daemon
+    /// does not: an API client must not bring its own ceiling.
+    pub profile_paths: bool,
 }
+
+/// The most nodes one flow may have: the scheduler's bookkeeping is
+/// linear in them and runs under its lock.
+pub const MAX_NODES: usize = 2000;
 
 /// A node as the scheduler tracks it.
 #[derive(Debug, Clone)]
@@ -334,8 +342,8 @@ impl Backend for Engine {
             inner.submitted += 1;
             inner.runs.insert(id.clone(), prepared.into_mem(req.yes));
             inner.ws_queue.push_back(id.clone());
-            drop(inner);
             self.shared.publish(ev);
+            drop(inner);
         }
         self.shared.wake.notify_one();
         self.get_run(&id)

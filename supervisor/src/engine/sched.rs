@@ -7,7 +7,7 @@ use super::runner::{self, NodeJob, NodeResult};
 use super::{gate, lock, RunMem, Shared, Ws};
 use crate::audit::AuditRecord;
 use crate::error::SupervisorError;
-use crate::model::{ApiFailure, Event, NodeState, RunState};
+use crate::model::{ApiFailure, NodeState, RunState};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::PathBuf;
@@ -15,18 +15,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
-/// What a state change produced, flushed once the lock is released.
+/// Audit lines a state change produced, handed to the writer once the
+/// lock is released. Events are published at once, under the lock that
+/// assigned their sequence numbers, so live readers see them in order.
 #[derive(Default)]
 pub(crate) struct Out {
-    events: Vec<Event>,
     audit: Vec<AuditRecord>,
 }
 
 impl Out {
     fn flush(self, shared: &Shared) {
-        for ev in self.events {
-            shared.publish(ev);
-        }
         for rec in self.audit {
             shared.audit(rec);
         }
@@ -68,10 +66,9 @@ fn node_audit(run_id: &str, r: &RunMem, node: &str, kind: &str) -> AuditRecord {
     }
 }
 
-/// Set a node's state in memory and store; queue its event.
+/// Set a node's state in memory and store, and publish its event.
 fn set_state(
     shared: &Shared,
-    out: &mut Out,
     run_id: &str,
     r: &mut RunMem,
     node: &str,
@@ -85,7 +82,7 @@ fn set_state(
         }
     }
     match shared.store().set_node_state(run_id, node, state, reason) {
-        Ok(ev) => out.events.push(ev),
+        Ok(ev) => shared.publish(ev),
         Err(e) => log_store_error(&e),
     }
 }
@@ -143,15 +140,7 @@ fn advance(shared: &Shared, inner: &mut super::Inner, run_id: &str, out: &mut Ou
                     .then(|| format!("needs {need}, which ended {s}"))
             });
             if let Some(reason) = blocked {
-                set_state(
-                    shared,
-                    out,
-                    run_id,
-                    r,
-                    &id,
-                    NodeState::Skipped,
-                    Some(&reason),
-                );
+                set_state(shared, run_id, r, &id, NodeState::Skipped, Some(&reason));
                 let mut rec = node_audit(run_id, r, &id, "node_end");
                 rec.reason = Some(reason);
                 out.audit.push(rec);
@@ -181,7 +170,6 @@ fn advance(shared: &Shared, inner: &mut super::Inner, run_id: &str, out: &mut Ou
                     };
                     set_state(
                         shared,
-                        out,
                         run_id,
                         r,
                         &id,
@@ -216,7 +204,7 @@ fn advance(shared: &Shared, inner: &mut super::Inner, run_id: &str, out: &mut Ou
     if st != r.state {
         r.state = st;
         match shared.store().set_run_state(run_id, st) {
-            Ok(ev) => out.events.push(ev),
+            Ok(ev) => shared.publish(ev),
             Err(e) => log_store_error(&e),
         }
     }
@@ -232,6 +220,23 @@ pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
     let mut out = Out::default();
     let mut inner = shared.inner();
     for (rec, flow_json) in unfinished {
+        // First, whatever else happens to the run: a line for each lost node.
+        for (_, node) in lost.iter().filter(|(r, _)| *r == rec.id) {
+            let n = rec.nodes.iter().find(|n| n.id == *node);
+            out.audit.push(AuditRecord {
+                kind: "node_end".into(),
+                run: Some(rec.id.clone()),
+                flow: Some(rec.flow.clone()),
+                node: Some(node.clone()),
+                state: Some("lost".into()),
+                reason: Some("the supervisor stopped while it was running; not re-run".into()),
+                argv: n.map(|n| n.argv.clone()).unwrap_or_default(),
+                profile: n.map(|n| n.profile.clone()),
+                attempt: n.map(|n| n.attempts),
+                pre_approved: rec.pre_approved,
+                ..AuditRecord::default()
+            });
+        }
         let flow: Result<aiops_policy::flow::Flow, String> =
             serde_json::from_str(&flow_json).map_err(|e| format!("stored flow: {e}"));
         let prepared = flow.and_then(|f| gate::build(shared, &rec.id, f));
@@ -248,7 +253,7 @@ pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
                         NodeState::Refused,
                         Some(&reason),
                     ) {
-                        Ok(ev) => out.events.push(ev),
+                        Ok(ev) => shared.publish(ev),
                         Err(e) => log_store_error(&e),
                     }
                     out.audit.push(AuditRecord {
@@ -263,8 +268,14 @@ pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
                         ..AuditRecord::default()
                     });
                 }
-                if let Ok(ev) = shared.store().set_run_state(&rec.id, RunState::Failed) {
-                    out.events.push(ev);
+                let any_lost = rec.nodes.iter().any(|n| n.state == NodeState::Lost);
+                let st = if any_lost {
+                    RunState::Lost
+                } else {
+                    RunState::Failed
+                };
+                if let Ok(ev) = shared.store().set_run_state(&rec.id, st) {
+                    shared.publish(ev);
                 }
                 continue;
             }
@@ -276,12 +287,6 @@ pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
                 // yet started is queued again and asked again.
                 m.state = n.state;
             }
-        }
-        for (run, node) in lost.iter().filter(|(r, _)| *r == rec.id) {
-            let mut a = node_audit(run, &mem, node, "node_end");
-            a.state = Some("lost".into());
-            a.reason = Some("the supervisor stopped while it was running; not re-run".into());
-            out.audit.push(a);
         }
         mem.state = rec.state;
         mem.ws = match &rec.workspace {
@@ -348,6 +353,19 @@ fn make_workspace(
     run: &str,
 ) -> Result<PathBuf, String> {
     let aiops_policy::flow::RepoSource::Path(repo) = flow.resolve_repo();
+    let chain = |e: &dyn std::error::Error| crate::cli::profile::error_chain(e);
+    // Only called for a run with no recorded workspace: anything already
+    // at its path is a half-made one from a crash, so start again.
+    let path = shared
+        .workspaces
+        .workspace_path(flow.name.as_str(), run)
+        .map_err(|e| chain(&e))?;
+    if std::fs::symlink_metadata(&path).is_ok() {
+        shared
+            .workspaces
+            .remove(flow.name.as_str(), run)
+            .map_err(|e| chain(&e))?;
+    }
     let ws = shared
         .workspaces
         .create(
@@ -356,20 +374,23 @@ fn make_workspace(
             &repo,
             flow.workspace.git_ref.as_str(),
         )
-        .map_err(|e| crate::cli::profile::error_chain(&e))?;
+        .map_err(|e| chain(&e))?;
+    if nix::unistd::geteuid().is_root() {
+        if let Some(flow_dir) = ws.path.parent() {
+            super::set_mode(flow_dir, 0o711).map_err(|e| chain(&e))?;
+        }
+        super::chown_tree(&ws.path, super::JAIL_NOBODY)
+            .map_err(|e| format!("hand the workspace to uid {}: {e}", super::JAIL_NOBODY))?;
+        // Its owner (the jail's uid) only: not readable by other users.
+        super::set_mode(&ws.path, 0o700).map_err(|e| chain(&e))?;
+    }
+    // Recorded once it is complete: a restart reuses only a finished one.
     if let Err(e) =
         shared
             .store()
             .set_run_workspace(run, &ws.path.display().to_string(), &ws.commit)
     {
         log_store_error(&e);
-    }
-    if nix::unistd::geteuid().is_root() {
-        if let Some(flow_dir) = ws.path.parent() {
-            super::set_mode(flow_dir, 0o711).map_err(|e| crate::cli::profile::error_chain(&e))?;
-        }
-        super::chown_tree(&ws.path, super::JAIL_NOBODY)
-            .map_err(|e| format!("hand the workspace to uid {}: {e}", super::JAIL_NOBODY))?;
     }
     Ok(ws.path)
 }
@@ -389,7 +410,6 @@ fn workspace_done(shared: &Shared, run_id: &str, result: Result<PathBuf, String>
                 if r.nodes.get(&id).is_some_and(|n| !n.state.is_final()) {
                     set_state(
                         shared,
-                        &mut out,
                         run_id,
                         r,
                         &id,
@@ -413,7 +433,6 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
         return;
     }
     loop {
-        let mut out = Out::default();
         let job = {
             let mut inner = shared.inner();
             if inner.running >= shared.cfg.parallelism.max(1) {
@@ -439,15 +458,12 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             let Some((run_id, node)) = inner.ready.remove(pos) else {
                 return;
             };
-            let Some(job) = make_job(shared, &mut inner, &run_id, &node, &mut out) else {
-                drop(inner);
-                out.flush(shared);
+            let Some(job) = make_job(shared, &mut inner, &run_id, &node) else {
                 continue;
             };
             inner.running += 1;
             job
         };
-        out.flush(shared);
         let sh = shared.clone();
         let node = job.1.node.clone();
         tasks.spawn(async move {
@@ -502,7 +518,6 @@ fn make_job(
     inner: &mut super::Inner,
     run_id: &str,
     node: &str,
-    out: &mut Out,
 ) -> Option<(String, NodeJob)> {
     let r = inner.runs.get_mut(run_id)?;
     let n = r.nodes.get(node)?;
@@ -529,7 +544,7 @@ fn make_job(
     if let Err(e) = crate::store::private_dir(&dir) {
         log_store_error(&e);
     }
-    set_state(shared, out, run_id, r, node, NodeState::Running, None);
+    set_state(shared, run_id, r, node, NodeState::Running, None);
     Some((
         run_id.to_string(),
         NodeJob {
@@ -597,28 +612,12 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
         if let Some(n) = r.nodes.get_mut(node) {
             n.dispatched = true;
         }
-        set_state(
-            shared,
-            &mut out,
-            run_id,
-            r,
-            node,
-            NodeState::Queued,
-            Some(&reason),
-        );
+        set_state(shared, run_id, r, node, NodeState::Queued, Some(&reason));
         inner
             .ready
             .push_back((run_id.to_string(), node.to_string()));
     } else {
-        set_state(
-            shared,
-            &mut out,
-            run_id,
-            r,
-            node,
-            res.state,
-            res.reason.as_deref(),
-        );
+        set_state(shared, run_id, r, node, res.state, res.reason.as_deref());
         *inner.finished.entry(res.state.as_str()).or_default() += 1;
     }
     advance(shared, &mut inner, run_id, &mut out);
@@ -643,7 +642,6 @@ pub(crate) fn confirm(shared: &Shared, run_id: &str, node: &str) -> Result<(), A
     n.confirmed = true;
     set_state(
         shared,
-        &mut out,
         run_id,
         r,
         node,
@@ -720,7 +718,6 @@ pub(crate) fn cancel(
             n.dispatched = false;
             set_state(
                 shared,
-                &mut out,
                 run_id,
                 r,
                 &id,
