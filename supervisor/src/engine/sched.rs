@@ -39,7 +39,7 @@ enum Done {
     Node {
         run: String,
         node: String,
-        result: NodeResult,
+        result: Box<NodeResult>,
     },
 }
 
@@ -314,7 +314,7 @@ pub(crate) async fn scheduler(shared: Arc<Shared>) {
             () = shared.wake.notified() => {}
             Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
                 Ok(Done::Workspace { run, result }) => workspace_done(&shared, &run, result),
-                Ok(Done::Node { run, node, result }) => node_done(&shared, &run, &node, result),
+                Ok(Done::Node { run, node, result }) => node_done(&shared, &run, &node, *result),
                 Err(e) => tracing::error!(error = %e, "a scheduler task failed"),
             },
         }
@@ -506,7 +506,7 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             Done::Node {
                 run: run_id,
                 node,
-                result,
+                result: Box::new(result),
             }
         });
     }
