@@ -44,8 +44,13 @@ enum Done {
 }
 
 fn log_store_error(e: &SupervisorError) {
+    STORE_ERRORS.fetch_add(1, Ordering::Relaxed);
     tracing::error!(error = %crate::cli::profile::error_chain(e), "state store write failed");
 }
+
+/// Failed state writes (a full disk, a broken database), for /metrics:
+/// the in-memory state went on without them.
+static STORE_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A node's record for the audit, with what the run knows about it.
 fn node_audit(run_id: &str, r: &RunMem, node: &str, kind: &str) -> AuditRecord {
@@ -848,6 +853,11 @@ pub(crate) fn metrics(shared: &Shared) -> String {
     }
     drop(inner);
     let (write_errors, pending) = shared.audit.health();
+    let _ = writeln!(
+        s,
+        "# HELP aiops_store_write_errors_total Failed state database writes\n# TYPE aiops_store_write_errors_total counter\naiops_store_write_errors_total {}",
+        STORE_ERRORS.load(Ordering::Relaxed)
+    );
     let _ = writeln!(
         s,
         "# HELP aiops_audit_write_errors_total Failed audit appends (lines are kept and retried)\n# TYPE aiops_audit_write_errors_total counter\naiops_audit_write_errors_total {}\n# HELP aiops_audit_pending_lines Audit lines not yet on disk\n# TYPE aiops_audit_pending_lines gauge\naiops_audit_pending_lines {}",
