@@ -588,3 +588,103 @@ fn the_profile_byte_limit_cuts_a_connection() {
     );
     assert!(r["bytes_up"].as_u64().unwrap() <= 4096, "{r}");
 }
+
+#[test]
+fn a_flow_node_on_the_allowlist_is_proxied_and_its_connections_are_in_the_audit() {
+    let test = "a_flow_node_on_the_allowlist_is_proxied_and_its_connections_are_in_the_audit";
+    let Some(net) = TestNet::up(test) else {
+        return;
+    };
+    if !Path::new(GIT).exists() {
+        skip(test, "git is not installed");
+        return;
+    }
+    let p = net.profile("egress-flow", "allowlist", true);
+    // A one-commit repo for the run's workspace, a private state dir.
+    let repo = net.path("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let ok = Command::new(GIT)
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "x\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "x"]);
+    let cfg = net.path("supervisor.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "schema = 1\nstate_dir = \"{0}\"\n[api]\nsocket = \"{1}\"\n",
+            net.path("state").display(),
+            net.path("api.sock").display()
+        ),
+    )
+    .unwrap();
+    let flow = net.path("flow.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "schema = 1\nname = \"egress\"\n[workspace]\nrepo = \"{}\"\nref = \"main\"\n\n\
+             [[node]]\nid = \"fetch\"\nkind = \"shell\"\nprofile = \"{}\"\nconfirm = \"never\"\n\
+             run = \"{CURL} -sSf http://web.test/hello.txt && {CURL} -s -o /dev/null http://evil.test/; echo done\"\n",
+            repo.display(),
+            p.display()
+        ),
+    )
+    .unwrap();
+    let ctl = |args: &[&str]| {
+        Command::new(aiopsctl())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .env("AIOPS_PROFILE_PATH", profiles_dir())
+            .env_remove("AIOPS_API_SOCKET")
+            .output()
+            .unwrap()
+    };
+    let o = ctl(&["run", flow.to_str().unwrap(), "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let run: Value = serde_json::from_str(&out).unwrap();
+    let id = run["id"].as_str().unwrap();
+    let o = ctl(&["logs", id, "fetch"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hello from the test host"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = ctl(&["audit", "--run", id, "--json"]);
+    let line: Value = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["kind"] == "node_end")
+        .unwrap();
+    let recs = line["egress"]["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{line}"));
+    let verdict = |host: &str| {
+        recs.iter()
+            .find(|r| r["host"] == host)
+            .map(|r| r["verdict"].clone())
+            .unwrap_or_else(|| panic!("no record for {host}: {line}"))
+    };
+    assert_eq!(verdict("web.test"), "allowed");
+    assert_eq!(verdict("evil.test"), "denied");
+}
