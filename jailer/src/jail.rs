@@ -10,7 +10,7 @@ use aiops_policy::proto::{AgentSpec, JailRequest, MAX_REQUEST_BYTES, PROTO_VERSI
 use aiops_policy::AbsPath;
 use std::convert::Infallible;
 use std::io::Read;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -36,15 +36,25 @@ pub const STEPS: [&str; 13] = [
 /// environment is never passed on (agentd is exec'd with an empty one).
 pub struct HostEnv {
     pub secrets_dir: Option<PathBuf>,
+    /// Where `secrets_dir` came from, which decides how it is checked.
+    pub secrets_origin: secrets::Origin,
     pub agentd: Option<PathBuf>,
     /// Who started us: the jail must not outlive it (see step 6).
     pub parent: nix::unistd::Pid,
 }
 
 impl HostEnv {
-    pub fn capture() -> HostEnv {
+    /// `socket_activated`: secrets come from systemd's `LoadCredential=`
+    /// (`$CREDENTIALS_DIRECTORY`), and `AIOPS_SECRETS_DIR` is ignored.
+    pub fn capture(socket_activated: bool) -> HostEnv {
+        let (var, secrets_origin) = if socket_activated {
+            ("CREDENTIALS_DIRECTORY", secrets::Origin::Credentials)
+        } else {
+            ("AIOPS_SECRETS_DIR", secrets::Origin::SecretsDir)
+        };
         HostEnv {
-            secrets_dir: std::env::var_os("AIOPS_SECRETS_DIR").map(PathBuf::from),
+            secrets_dir: std::env::var_os(var).map(PathBuf::from),
+            secrets_origin,
             agentd: std::env::var_os("AIOPS_AGENTD").map(PathBuf::from),
             parent: nix::unistd::getppid(),
         }
@@ -57,15 +67,30 @@ fn refused(reason: impl Into<String>) -> JailError {
     }
 }
 
-/// Step 1: read the request to EOF (bounded), decode, validate.
-pub fn read_request(fd: RawFd) -> Result<JailRequest, JailError> {
-    let rd = |source| JailError::ReadRequest { fd, source };
-    let owned = sys::adopt_inherited_fd(fd).map_err(rd)?;
-    let mut buf = Vec::new();
-    std::fs::File::from(owned)
-        .take(MAX_REQUEST_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(rd)?;
+/// Where step 1 gets the request.
+pub enum Source {
+    /// `--request-fd N`: read to EOF.
+    Fd(RawFd),
+    /// `--socket-activated`: already received (activation.rs), with the
+    /// supervisor's connection, which step 6 watches.
+    Received { request: Vec<u8>, conn: OwnedFd },
+}
+
+/// Step 1: read the request (to EOF, bounded), decode, validate.
+pub fn read_request(source: Source) -> Result<(JailRequest, Option<OwnedFd>), JailError> {
+    let (buf, conn) = match source {
+        Source::Fd(fd) => {
+            let rd = |source| JailError::ReadRequest { fd, source };
+            let owned = sys::adopt_inherited_fd(fd).map_err(rd)?;
+            let mut buf = Vec::new();
+            std::fs::File::from(owned)
+                .take(MAX_REQUEST_BYTES as u64 + 1)
+                .read_to_end(&mut buf)
+                .map_err(rd)?;
+            (buf, None)
+        }
+        Source::Received { request, conn } => (request, Some(conn)),
+    };
     let req = JailRequest::decode(&buf).map_err(|source| JailError::DecodeRequest { source })?;
     req.validate()
         .map_err(|source| JailError::Validate { source })?;
@@ -75,7 +100,7 @@ pub fn read_request(fd: RawFd) -> Result<JailRequest, JailError> {
         ));
     }
     check_required_layers(&req)?;
-    Ok(req)
+    Ok((req, conn))
 }
 
 /// The profile's `require` list, checked against what this plan will apply.
@@ -143,16 +168,12 @@ fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
     }
 }
 
-/// Step 2 (first part): every fd ≥ 3 but the report socket.
-fn close_fds(report: &ReportFd) -> Result<(), JailError> {
-    let r = u32::try_from(report.0).map_err(|_| JailError::CloseFds {
-        source: std::io::Error::from_raw_os_error(libc::EBADF),
-    })?;
-    let ce = |source| JailError::CloseFds { source };
-    if r > 3 {
-        sys::close_fd_range(3, r - 1).map_err(ce)?;
-    }
-    sys::close_fd_range(r + 1, u32::MAX).map_err(ce)
+/// Step 2 (first part): every fd ≥ 3 but the report socket (and, in
+/// socket mode, the supervisor's connection).
+fn close_fds(report: &ReportFd, conn: Option<&OwnedFd>) -> Result<(), JailError> {
+    let mut keep = vec![report.0];
+    keep.extend(conn.map(AsRawFd::as_raw_fd));
+    ns::close_fds_except(3, &keep).map_err(|source| JailError::CloseFds { source })
 }
 
 /// Step 3's uid: the owner of the first writable bind unless that is root, else nobody.
@@ -197,13 +218,9 @@ fn sethostname_and_lo_up(req: &JailRequest) -> Result<(), JailError> {
     Ok(())
 }
 
-pub fn run(
-    request_fd: RawFd,
-    report: &mut ReportFd,
-    env: &HostEnv,
-) -> Result<Infallible, JailError> {
+pub fn run(source: Source, report: &mut ReportFd, env: &HostEnv) -> Result<Infallible, JailError> {
     // 1. Read and validate; everything decidable without changing state is decided here.
-    let req = read_request(request_fd)?;
+    let (req, conn) = read_request(source)?;
     let plan = &req.plan;
     let agentd = agentd_host_path(env)?;
     let filters = plan.seccomp.as_ref().map(seccomp::compile).transpose()?;
@@ -213,8 +230,12 @@ pub fn run(
     }
     // 2. Close inherited fds, read secrets. The environment was captured in
     // HostEnv and is never passed on.
-    close_fds(report)?;
-    let secrets = secrets::read_secrets(env.secrets_dir.as_deref(), &plan.secrets)?;
+    close_fds(report, conn.as_ref())?;
+    let secrets = secrets::read_secrets(
+        env.secrets_dir.as_deref(),
+        env.secrets_origin,
+        &plan.secrets,
+    )?;
     let mut layers: Vec<String> = vec![];
     if plan.unconfined {
         layers.push("unconfined".into());
@@ -253,7 +274,7 @@ pub fn run(
         layers.extend(plan.namespaces.iter().map(|n| ns_layer(*n).to_string()));
     }
     // 6. (Unconfined too: the fork makes setsid possible even for a group leader.)
-    ns::fork_into_pid_ns(env.parent)?;
+    ns::fork_into_pid_ns(env.parent, conn)?;
     if !plan.unconfined {
         // 7. 8.
         mounts::pivot_root_into(&plan.mounts)?;

@@ -2,9 +2,11 @@
 //! as its PID 1. Synchronous and single-threaded on purpose:
 //! unshare(CLONE_NEWUSER) fails with EINVAL in a threaded process.
 //!
-//! Usage: `aiops-jailer --request-fd N --report-fd M` | `aiops-jailer probe`
+//! Usage: `aiops-jailer --request-fd N --report-fd M` |
+//! `aiops-jailer --socket-activated` | `aiops-jailer probe`
 #![deny(unsafe_code)]
 
+mod activation;
 mod caps;
 mod error;
 mod exec;
@@ -30,11 +32,13 @@ use std::os::fd::{IntoRawFd, RawFd};
 enum Cmd {
     Probe,
     Jail { request: RawFd, report: RawFd },
+    SocketActivated,
 }
 
 fn parse_args(args: &[String]) -> Result<Cmd, String> {
     match args {
         [p] if p == "probe" => Ok(Cmd::Probe),
+        [s] if s == "--socket-activated" => Ok(Cmd::SocketActivated),
         [a, n, b, m] if a == "--request-fd" && b == "--report-fd" => {
             let fd = |s: &str| {
                 s.parse::<RawFd>()
@@ -46,7 +50,11 @@ fn parse_args(args: &[String]) -> Result<Cmd, String> {
             }
             Ok(Cmd::Jail { request, report })
         }
-        _ => Err("aiops-jailer --request-fd N --report-fd M | aiops-jailer probe".into()),
+        _ => Err(
+            "aiops-jailer --request-fd N --report-fd M | aiops-jailer --socket-activated \
+             | aiops-jailer probe"
+                .into(),
+        ),
     }
 }
 
@@ -101,12 +109,33 @@ fn main() {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         Ok(Cmd::Jail { request, report }) => {
-            let env = jail::HostEnv::capture();
+            let env = jail::HostEnv::capture(false);
             let mut report = match adopt_report(report) {
                 Ok(r) => r,
                 Err(e) => fail(None, &e),
             };
-            match jail::run(request, &mut report, &env) {
+            match jail::run(jail::Source::Fd(request), &mut report, &env) {
+                Ok(never) => match never {},
+                Err(e) => fail(Some(&report), &e),
+            }
+        }
+        Ok(Cmd::SocketActivated) => {
+            let env = jail::HostEnv::capture(true);
+            let var = |k| std::env::var(k).ok();
+            let got = match activation::accept([
+                var("LISTEN_PID"),
+                var("LISTEN_FDS"),
+                var(activation::SUPERVISOR_USER_ENV),
+            ]) {
+                Ok(g) => g,
+                Err(e) => fail(None, &e),
+            };
+            let mut report = got.report;
+            let source = jail::Source::Received {
+                request: got.request,
+                conn: got.conn,
+            };
+            match jail::run(source, &mut report, &env) {
                 Ok(never) => match never {},
                 Err(e) => fail(Some(&report), &e),
             }
