@@ -9,6 +9,8 @@ use std::path::Path;
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{run, spawn_jailer, PendingJail};
+#[cfg(target_os = "linux")]
+pub mod socket;
 // Std-only, so it is built and tested on Linux too (with a stand-in for
 // sandbox-exec); only macOS calls it.
 #[cfg_attr(not(target_os = "macos"), allow(dead_code))]

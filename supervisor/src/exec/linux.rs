@@ -115,7 +115,7 @@ impl PendingJail {
             // EPIPE means the jailer died early; its report or exit status says why.
             let _ = w.write_all(&body);
         }
-        let reports = read_reports(&self.rep_parent, &self.forward)?;
+        let reports = read_reports(&self.rep_parent, Some(&self.forward))?;
         let status = self
             .child
             .wait()
@@ -124,7 +124,7 @@ impl PendingJail {
     }
 }
 
-fn finish(
+pub(super) fn finish(
     plan: &JailPlan,
     before: Vec<Option<super::Stamp>>,
     status: &ExitStatus,
@@ -146,18 +146,22 @@ fn finish(
 }
 
 #[derive(Debug, Default)]
-struct Reports {
+pub(super) struct Reports {
     exited: Option<ExitReport>,
     failed: Option<SetupFailure>,
     protocol_error: Option<String>,
 }
 
-fn read_reports(sock: &OwnedFd, forward: &Forwarder) -> Result<Reports, SupervisorError> {
+/// Read report frames until EOF; `forward` (aiopsctl) passes caught signals on.
+pub(super) fn read_reports(
+    sock: &OwnedFd,
+    forward: Option<&Forwarder>,
+) -> Result<Reports, SupervisorError> {
     // One byte more than the largest legal frame: MSG_TRUNC tells a longer one.
     let mut buf = vec![0u8; MAX_REPORT_BYTES + 1];
     let mut r = Reports::default();
     loop {
-        if let Some(sig_fd) = forward.as_fd() {
+        if let Some((forward, sig_fd)) = forward.and_then(|f| Some((f, f.as_fd()?))) {
             // Caught signals are forwarded between frames; recv below only
             // runs once the socket is readable (a frame or EOF).
             let mut fds = [
