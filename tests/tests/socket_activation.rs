@@ -7,7 +7,7 @@
 //! AIOPS_SUPERVISOR_USER) and the jail's tie to the supervisor's connection.
 #![allow(clippy::unwrap_used)]
 
-use aiops_policy::proto::{NodeSpec, Step};
+use aiops_policy::proto::Step;
 use aiops_policy::{AbsPath, JailPlan, NodeCaps};
 use aiops_supervisor::exec::socket::{self, SocketJail};
 use aiops_supervisor::{context, facts, locate};
@@ -51,36 +51,21 @@ fn activate(listener: &UnixListener, supervisor_user: &str) -> Child {
         .unwrap()
 }
 
-/// The node's stdout as a pipe; stdin and stderr are /dev/null.
-struct NodeIo {
-    stdout_r: std::fs::File,
-    stdout_w: std::io::PipeWriter,
-    null: std::fs::File,
-}
-
-fn node_io() -> NodeIo {
+/// Start `argv` with its stdout on a pipe (stderr to /dev/null), as the
+/// daemon does with its output files; returns the pipe's read end.
+fn start(sock: &Path, plan: &JailPlan, argv: &[&str]) -> (SocketJail, std::fs::File) {
     let (r, w) = std::io::pipe().unwrap();
-    NodeIo {
-        stdout_r: std::fs::File::from(OwnedFd::from(r)),
-        stdout_w: w,
-        null: std::fs::File::options()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .unwrap(),
-    }
-}
-
-fn start(sock: &Path, plan: &JailPlan, argv: &[&str], io: NodeIo) -> (SocketJail, std::fs::File) {
-    let node = NodeSpec {
-        id: "socket-test".into(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-    };
-    let fds = [io.null.as_fd(), io.stdout_w.as_fd(), io.null.as_fd()];
-    let jail = socket::start(sock, node, plan, fds).unwrap();
-    // Only the jail may hold the write end now, so EOF means the jail is gone.
-    drop(io.stdout_w);
-    (jail, io.stdout_r)
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let stdio = [null.as_fd(), w.as_fd(), null.as_fd()];
+    let jail = socket::start(sock, stdio, "socket-test", &argv, plan).unwrap();
+    // Only the jail holds the write end now: EOF on the pipe means it is gone.
+    drop(w);
+    (jail, std::fs::File::from(OwnedFd::from(r)))
 }
 
 fn wait_with_deadline(child: &mut Child, d: Duration) -> Option<std::process::ExitStatus> {
@@ -126,12 +111,10 @@ fn a_node_runs_through_the_socket_activated_jailer() {
     let ws = scratch_dir(owner());
     let plan = plan_for(ws.path());
     let (_d, sock, l) = listener();
-    let io = node_io();
     let (jail, mut out) = start(
         &sock,
         &plan,
         &["/bin/sh", "-c", "echo socket-ok; echo written > out"],
-        io,
     );
     let mut jailer = activate(&l, &euid().to_string());
     let report = jail.wait().unwrap();
@@ -169,8 +152,7 @@ fn a_peer_with_another_uid_is_refused_and_nothing_runs() {
     let ws = scratch_dir(owner());
     let plan = plan_for(ws.path());
     let (_d, sock, l) = listener();
-    let io = node_io();
-    let (jail, mut out) = start(&sock, &plan, &["/bin/sh", "-c", "echo ran > out"], io);
+    let (jail, mut out) = start(&sock, &plan, &["/bin/sh", "-c", "echo ran > out"]);
     let other = euid().wrapping_add(4242).to_string();
     let mut jailer = activate(&l, &other);
     let report = jail.wait().unwrap();
@@ -193,18 +175,12 @@ fn a_peer_with_another_uid_is_refused_and_nothing_runs() {
 }
 
 #[test]
-fn closing_the_connection_kills_the_jail() {
-    let test = "closing_the_connection_kills_the_jail";
+fn cancelling_the_connection_kills_the_jail() {
+    let test = "cancelling_the_connection_kills_the_jail";
     let ws = scratch_dir(owner());
     let plan = plan_for(ws.path());
     let (_d, sock, l) = listener();
-    let io = node_io();
-    let (jail, out) = start(
-        &sock,
-        &plan,
-        &["/bin/sh", "-c", "echo up; exec sleep 60"],
-        io,
-    );
+    let (jail, out) = start(&sock, &plan, &["/bin/sh", "-c", "echo up; exec sleep 60"]);
     let mut jailer = activate(&l, &euid().to_string());
     let mut first = String::new();
     BufReader::new(&out).read_line(&mut first).unwrap();
@@ -217,9 +193,14 @@ fn closing_the_connection_kills_the_jail() {
         }
         panic!("the node did not start: {status:?} {err}");
     }
+    // As the daemon cancels: from another thread than the one waiting.
+    let canceller = jail.canceller().unwrap();
+    let waiter = std::thread::spawn(move || jail.wait().unwrap());
     let t = Instant::now();
-    jail.kill();
+    canceller.cancel();
     let status = wait_with_deadline(&mut jailer, Duration::from_secs(10)).expect("jailer exits");
+    let report = waiter.join().unwrap();
+    assert!(report.exit.is_none(), "{report:?}");
     assert_eq!(status.code(), Some(128 + 9));
     // sleep held the stdout pipe: EOF means it is gone too.
     let (tx, rx) = std::sync::mpsc::channel();

@@ -18,6 +18,7 @@ use nix::sys::socket::{
     sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 use std::io::{IoSlice, Read, Write};
+use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
@@ -37,18 +38,34 @@ fn channel(what: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
     move |source| SupervisorError::Channel { what, source }
 }
 
-/// Connect to the jailer at `socket` and send `node` to run in `plan`, with
-/// `stdio` (stdin, stdout, stderr) as the node's fds 0-2. Returns once the
-/// request is sent; the jail is being built by then.
+/// Ends a jail from another thread than the one in `SocketJail::wait`.
+pub struct Canceller(UnixStream);
+
+impl Canceller {
+    /// Shut the connection down both ways: the jailer sees the hang-up and
+    /// kills the jail; `wait` then returns its report.
+    pub fn cancel(&self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
+/// Connect to the jailer at `socket` and send node `node_id` (`argv`) to
+/// run in `plan`, with `stdio` (stdin, stdout, stderr) as the node's fds
+/// 0-2; the caller may close its copies once this returns. Returns once the
+/// request is sent; the jail is being built.
 pub fn start(
     socket: &Path,
-    node: NodeSpec,
-    plan: &JailPlan,
     stdio: [BorrowedFd<'_>; 3],
+    node_id: &str,
+    argv: &[String],
+    plan: &JailPlan,
 ) -> Result<SocketJail, SupervisorError> {
     let request = JailRequest {
         proto_version: PROTO_VERSION,
-        node,
+        node: NodeSpec {
+            id: node_id.into(),
+            argv: argv.to_vec(),
+        },
         plan: plan.clone(),
     };
     let body = serde_json::to_vec(&request).map_err(|source| SupervisorError::Json {
@@ -112,6 +129,17 @@ impl SocketJail {
     /// `wait` reads it.
     pub fn reports(&self) -> BorrowedFd<'_> {
         self.reports.as_fd()
+    }
+
+    /// A handle that can end this jail while another thread waits on it.
+    pub fn canceller(&self) -> Result<Canceller, SupervisorError> {
+        self.conn
+            .try_clone()
+            .map(Canceller)
+            .map_err(|source| SupervisorError::Read {
+                path: "jailer connection".into(),
+                source,
+            })
     }
 
     /// Read the reports until the jail ends, then the jailer's wait status.
