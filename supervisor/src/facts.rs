@@ -246,7 +246,7 @@ pub struct UsernsSysctls {
     pub root: bool,
 }
 
-const APPARMOR_FIX: &str = "allow user namespaces for the jailer only: write /etc/apparmor.d/aiops-jailer containing `abi <abi/4.0>, include <tunables/global> profile aiops-jailer /usr/libexec/aiops/aiops-jailer flags=(unconfined) { userns, }` (use the jailer's real path), then run `apparmor_parser -r /etc/apparmor.d/aiops-jailer`; the aiops Debian package ships this profile";
+pub const APPARMOR_FIX: &str = "allow user namespaces for the jailer only, with the AppArmor profile the aiops package ships as /etc/apparmor.d/aiops-jailer (source: packaging/apparmor/aiops-jailer; it names /usr/libexec/aiops/aiops-jailer, so edit the path for a jailer installed elsewhere): `apparmor_parser -r /etc/apparmor.d/aiops-jailer` (the package's postinst does this when AppArmor is enabled); see docs/operations.md, \"Troubleshooting\"";
 
 fn userns_check(s: &UsernsSysctls) -> (bool, Check) {
     let val = |v: &Option<String>| {
