@@ -50,6 +50,25 @@ pub enum PolicyError {
     Invalid { what: String, reason: String },
     #[error("protocol error: {reason}")]
     Protocol { reason: String },
+    /// A flow check serde cannot make (a command that does not fit the
+    /// node's kind, a duplicate id, an unknown need, ...), with its position.
+    #[error("{}:{line}:{column}: {field}: {reason}", .file.display())]
+    FlowInvalid {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        field: String,
+        reason: String,
+    },
+    /// Nodes that need each other, named in order: `a -> b -> a`.
+    #[error("{}:{line}:{column}: {field}: needs cycle: {}", .file.display(), .cycle.join(" -> "))]
+    NeedsCycle {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        field: String,
+        cycle: Vec<String>,
+    },
 }
 
 fn display_paths(p: &[PathBuf]) -> String {
@@ -73,6 +92,7 @@ impl PolicyError {
             PolicyError::UnboundVariable { .. } => 78, // EX_CONFIG
             PolicyError::InvalidPlan { .. } | PolicyError::Invalid { .. } => 65,
             PolicyError::Protocol { .. } => 76, // EX_PROTOCOL
+            PolicyError::FlowInvalid { .. } | PolicyError::NeedsCycle { .. } => 65,
         }
     }
 }

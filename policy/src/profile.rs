@@ -428,7 +428,7 @@ pub fn parse_profile(path: &Path, src: &str) -> Result<ProfileFile, PolicyError>
 
 /// The TOML parser says only "duplicate key"; name the key (it starts at the
 /// reported position) so the error is actionable on its own.
-fn name_duplicate_key(src: &str, e: PolicyError) -> PolicyError {
+pub(crate) fn name_duplicate_key(src: &str, e: PolicyError) -> PolicyError {
     match e {
         PolicyError::Parse {
             file,

@@ -62,6 +62,29 @@ pub enum SupervisorError {
     ReadReport { source: nix::Error },
     #[error("wait for the jailer")]
     Wait { source: std::io::Error },
+    #[error("state store: {what}")]
+    Store {
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("state directory {}", .path.display())]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} has schema version {have}; this aiops knows up to {known} (downgrade refused)", .path.display())]
+    SchemaTooNew {
+        path: PathBuf,
+        have: i64,
+        known: i64,
+    },
+    #[error("run {run} has no node {node:?}")]
+    NoSuchNode { run: String, node: String },
+    #[error("audit log {}", .path.display())]
+    Audit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl SupervisorError {
@@ -79,6 +102,11 @@ impl SupervisorError {
             | SupervisorError::JailerSocket { .. }
             | SupervisorError::ReadReport { .. }
             | SupervisorError::Wait { .. } => aiops_policy::proto::exit::INTERNAL,
+            SupervisorError::Store { .. }
+            | SupervisorError::StateDir { .. }
+            | SupervisorError::Audit { .. } => EXIT_IOERR,
+            SupervisorError::SchemaTooNew { .. } => EXIT_SOFTWARE,
+            SupervisorError::NoSuchNode { .. } => 66,
         }
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::{run, spawn_jailer, PendingJail};
+pub use linux::{run, spawn_jailer, spawn_jailer_with, JailStdio, PendingJail};
 #[cfg(target_os = "linux")]
 pub mod socket;
 // Std-only, so it is built and tested on Linux too (with a stand-in for

@@ -9,7 +9,10 @@ pub mod doctor;
 pub mod exec;
 pub mod explain;
 pub mod filters;
+pub mod lint;
 pub mod profile;
+pub mod remote;
+pub mod runs;
 pub mod table;
 
 // Macros, not consts, so `concat!` can join them into the top-level help.
@@ -78,6 +81,37 @@ pub enum Command {
     /// execute, 127 not found.
     #[command(after_long_help = environment!())]
     Exec(exec::ExecArgs),
+    /// Run a flow through jails and follow it; starts an in-process
+    /// supervisor when no daemon answers.
+    ///
+    /// Exit status: 0 every node succeeded, 1 the run failed, 4 cancelled,
+    /// 75 paused at the destructive-operation gate (`aiopsctl confirm`).
+    Run(runs::RunArgs),
+    /// Hand a flow to the daemon and print the run id.
+    Submit(runs::RunArgs),
+    /// Recent runs, or one run's nodes.
+    #[command(visible_alias = "ps")]
+    Status(runs::StatusArgs),
+    /// A node's captured stdout (or --stderr).
+    Logs(runs::LogsArgs),
+    /// Let a node waiting at the gate run, and follow the run.
+    Confirm(runs::ConfirmArgs),
+    /// Cancel a run, or one node of it.
+    Cancel(runs::CancelArgs),
+    /// Read the audit log.
+    Audit(runs::AuditArgs),
+    /// Remove workspaces and output of runs that ended long ago.
+    Gc(runs::GcArgs),
+    /// Check a flow file without running it: syntax, the needs graph, each
+    /// node's profile and capabilities, and a lint of each command saying
+    /// which nodes will pause for confirmation.
+    #[command(after_long_help = lint::EXIT_HELP)]
+    Lint {
+        #[arg(value_name = "FLOW")]
+        flow: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +180,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         Command::Profile(cmd) => profile::run(cmd, out),
         Command::Doctor(args) => doctor::run(&args, out),
         Command::Exec(args) => exec::run(&args, out),
+        Command::Run(args) => runs::run(&args, out),
+        Command::Submit(args) => runs::submit(&args, out),
+        Command::Status(args) => runs::status(&args, out),
+        Command::Logs(args) => runs::logs(&args, out),
+        Command::Confirm(args) => runs::confirm(&args, out),
+        Command::Cancel(args) => runs::cancel(&args, out),
+        Command::Audit(args) => runs::audit(&args, out),
+        Command::Gc(args) => runs::gc(&args, out),
+        Command::Lint { flow, json } => lint::run(&flow, json, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", out);
             Ok(0)

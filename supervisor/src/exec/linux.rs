@@ -37,12 +37,30 @@ pub struct PendingJail {
     child: Child,
     req_w: Option<OwnedFd>,
     rep_parent: OwnedFd,
-    forward: Forwarder,
+    /// `aiopsctl exec` passes its own termination signals on; the daemon
+    /// does not (it cancels jails itself).
+    forward: Option<Forwarder>,
     ran: bool,
 }
 
-/// Start the jailer at `jailer`; see `PendingJail`.
+/// Where a jail's stdio goes: inherited (`aiopsctl exec`) or, for the
+/// daemon, stdin from /dev/null and output into the node's files.
+pub enum JailStdio {
+    Inherit,
+    Files {
+        stdout: std::fs::File,
+        stderr: std::fs::File,
+    },
+}
+
+/// Start the jailer at `jailer`, inheriting stdio and forwarding signals;
+/// see `PendingJail`.
 pub fn spawn_jailer(jailer: &Path) -> Result<PendingJail, SupervisorError> {
+    spawn_jailer_with(jailer, JailStdio::Inherit)
+}
+
+/// Start the jailer with `stdio`; only `Inherit` forwards our signals.
+pub fn spawn_jailer_with(jailer: &Path, stdio: JailStdio) -> Result<PendingJail, SupervisorError> {
     let (req_r, req_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
             what: "request pipe",
@@ -61,19 +79,24 @@ pub fn spawn_jailer(jailer: &Path) -> Result<PendingJail, SupervisorError> {
     inheritable(&req_r, "request pipe")?;
     inheritable(&rep_child, "report socket")?;
 
-    let child = Command::new(jailer)
-        .arg("--request-fd")
+    let mut cmd = Command::new(jailer);
+    cmd.arg("--request-fd")
         .arg(req_r.as_raw_fd().to_string())
         .arg("--report-fd")
-        .arg(rep_child.as_raw_fd().to_string())
-        .spawn()
-        .map_err(|source| SupervisorError::Spawn {
-            path: jailer.to_path_buf(),
-            source,
-        })?;
+        .arg(rep_child.as_raw_fd().to_string());
+    let forwarding = matches!(stdio, JailStdio::Inherit);
+    if let JailStdio::Files { stdout, stderr } = stdio {
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+    }
+    let child = cmd.spawn().map_err(|source| SupervisorError::Spawn {
+        path: jailer.to_path_buf(),
+        source,
+    })?;
     drop(req_r);
     drop(rep_child);
-    let forward = crate::signals::forward_to(child.id());
+    let forward = forwarding.then(|| crate::signals::forward_to(child.id()));
     Ok(PendingJail {
         child,
         req_w: Some(req_w),
@@ -93,14 +116,30 @@ impl Drop for PendingJail {
 }
 
 impl PendingJail {
+    /// The jailer's pid: signal it to stop the jail (it forwards SIGTERM to
+    /// agentd; SIGKILL takes the whole jail down through PR_SET_PDEATHSIG).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Send the request for `argv` in `plan` and follow the jail to its end.
-    pub fn run(mut self, argv: &[String], plan: &JailPlan) -> Result<ExecReport, SupervisorError> {
+    pub fn run(self, argv: &[String], plan: &JailPlan) -> Result<ExecReport, SupervisorError> {
+        self.run_node("exec", argv, plan)
+    }
+
+    /// `run`, naming the node in the request (the daemon's node id).
+    pub fn run_node(
+        mut self,
+        node_id: &str,
+        argv: &[String],
+        plan: &JailPlan,
+    ) -> Result<ExecReport, SupervisorError> {
         // Nothing runs in the jail before the request is written.
         let before = super::stamps(&plan.protected);
         let request = JailRequest {
             proto_version: PROTO_VERSION,
             node: NodeSpec {
-                id: "exec".into(),
+                id: node_id.into(),
                 argv: argv.to_vec(),
             },
             plan: plan.clone(),
@@ -115,7 +154,7 @@ impl PendingJail {
             // EPIPE means the jailer died early; its report or exit status says why.
             let _ = w.write_all(&body);
         }
-        let reports = read_reports(&self.rep_parent, Some(&self.forward))?;
+        let reports = read_reports(&self.rep_parent, self.forward.as_ref())?;
         let status = self
             .child
             .wait()
@@ -161,7 +200,7 @@ pub(super) fn read_reports(
     let mut buf = vec![0u8; MAX_REPORT_BYTES + 1];
     let mut r = Reports::default();
     loop {
-        if let Some((forward, sig_fd)) = forward.and_then(|f| Some((f, f.as_fd()?))) {
+        if let Some((forward, sig_fd)) = forward.and_then(|f| f.as_fd().map(|fd| (f, fd))) {
             // Caught signals are forwarded between frames; recv below only
             // runs once the socket is readable (a frame or EOF).
             let mut fds = [

@@ -1,0 +1,130 @@
+//! The daemon behind the same `Backend` trait as the in-process engine, so
+//! `aiopsctl` commands are written once. Each call is one HTTP request on
+//! the API socket, driven by a small runtime of its own.
+use crate::api::client::Client;
+use crate::api::ApiError;
+use crate::model::{ApiFailure, Backend, Event, RunRecord, ServiceState, Stream, SubmitRequest};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+pub struct RemoteBackend {
+    client: Client,
+    rt: tokio::runtime::Runtime,
+}
+
+fn failure(e: ApiError) -> ApiFailure {
+    match e {
+        ApiError::Server { status, message } => match status {
+            400 | 413 | 415 | 422 => ApiFailure::BadRequest(message),
+            404 => ApiFailure::NotFound(message),
+            409 => ApiFailure::Conflict(message),
+            503 => ApiFailure::Unavailable(message),
+            _ => ApiFailure::Internal(format!("HTTP {status}: {message}")),
+        },
+        other => ApiFailure::Internal(crate::cli::profile::error_chain(&other)),
+    }
+}
+
+impl RemoteBackend {
+    /// A backend for the daemon at `socket`, if one accepts connections.
+    pub fn connect(socket: &Path) -> Result<RemoteBackend, ApiError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| ApiError::NoDaemon {
+                path: socket.to_path_buf(),
+                source,
+            })?;
+        let client = rt.block_on(Client::connect_unix(socket.to_path_buf()))?;
+        Ok(RemoteBackend { client, rt })
+    }
+
+    /// Copy a node's output to `out` (following it with `follow`).
+    pub fn copy_output(
+        &self,
+        run: &str,
+        node: &str,
+        stream: Stream,
+        follow: bool,
+        out: &mut dyn Write,
+    ) -> Result<u64, ApiFailure> {
+        let mut w = SyncOut(out);
+        self.rt
+            .block_on(self.client.output(run, node, stream, 0, follow, &mut w))
+            .map_err(failure)
+    }
+}
+
+/// A blocking writer seen as an AsyncWrite (stdout of a CLI process).
+struct SyncOut<'a>(&'a mut dyn Write);
+
+impl tokio::io::AsyncWrite for SyncOut<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(self.get_mut().0.write(buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(self.get_mut().0.flush())
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Backend for RemoteBackend {
+    fn ready(&self) -> bool {
+        self.rt.block_on(self.client.ready()).unwrap_or(false)
+    }
+    fn state(&self) -> Result<ServiceState, ApiFailure> {
+        self.rt.block_on(self.client.state()).map_err(failure)
+    }
+    fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, ApiFailure> {
+        self.rt
+            .block_on(self.client.runs(Some(limit)))
+            .map_err(failure)
+    }
+    fn get_run(&self, id: &str) -> Result<RunRecord, ApiFailure> {
+        self.rt.block_on(self.client.run(id)).map_err(failure)
+    }
+    fn submit(&self, req: SubmitRequest) -> Result<RunRecord, ApiFailure> {
+        self.rt.block_on(self.client.submit(&req)).map_err(failure)
+    }
+    fn confirm(&self, run: &str, node: &str) -> Result<(), ApiFailure> {
+        self.rt
+            .block_on(self.client.confirm(run, node))
+            .map(|_| ())
+            .map_err(failure)
+    }
+    fn cancel(&self, run: &str, node: Option<&str>) -> Result<(), ApiFailure> {
+        self.rt
+            .block_on(self.client.cancel(run, node))
+            .map(|_| ())
+            .map_err(failure)
+    }
+    fn output_path(&self, _: &str, _: &str, _: Stream) -> Result<PathBuf, ApiFailure> {
+        // The daemon's files may not be ours to open: read through the API.
+        Err(ApiFailure::BadRequest(
+            "output is read through the API (copy_output)".into(),
+        ))
+    }
+    fn events_since(&self, after_seq: i64, limit: usize) -> Result<Vec<Event>, ApiFailure> {
+        let _ = (after_seq, limit);
+        Err(ApiFailure::BadRequest(
+            "stored events are served by GET /api/v1/events".into(),
+        ))
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        // Callers poll get_run as well; with no live feed they just poll.
+        let (tx, rx) = tokio::sync::broadcast::channel(16);
+        drop(tx);
+        rx
+    }
+    fn metrics(&self) -> String {
+        self.rt.block_on(self.client.metrics()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,147 @@
+//! `aiops-supervisor`: the daemon. Start-up runs in a fixed order, each
+//! step failing loudly with what it was doing: config, tracing, the engine
+//! lock and store (restart recovery happens here), profiles, the API bind,
+//! then the scheduler and READY=1. SIGTERM/SIGINT drain: no new nodes, the
+//! running ones get `drain_grace`, then they are stopped.
+use crate::cli::profile::error_chain;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::SupervisorError;
+use std::path::PathBuf;
+
+pub struct DaemonArgs {
+    pub config: Option<PathBuf>,
+    /// Validate the configuration and profiles, then exit.
+    pub check: bool,
+}
+
+pub fn parse_args(args: &[String]) -> Result<DaemonArgs, String> {
+    let mut out = DaemonArgs {
+        config: None,
+        check: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" => {
+                let v = it.next().ok_or("--config needs a file")?;
+                out.config = Some(PathBuf::from(v));
+            }
+            "--check" => out.check = true,
+            "--version" => return Err(format!("aiops-supervisor {}", env!("CARGO_PKG_VERSION"))),
+            _ => {
+                return Err(format!(
+                    "unknown argument {a:?}\nusage: aiops-supervisor [--config FILE] [--check]"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every profile on the search path must load; a broken one is reported
+/// at start rather than when a node first names it.
+fn check_profiles() -> Vec<String> {
+    let loader = crate::locate::profile_loader();
+    let mut bad = vec![];
+    for (_, path) in loader.list() {
+        if let Err(err) = loader.load_path(&path) {
+            bad.push(format!("{}: {}", path.display(), error_chain(&err)));
+        }
+    }
+    bad
+}
+
+pub fn main(args: DaemonArgs) -> Result<i32, SupervisorError> {
+    let cfg = Config::load(args.config.as_deref())?;
+    crate::logging::init();
+    let bad_profiles = check_profiles();
+    for b in &bad_profiles {
+        tracing::error!(profile = %b, "profile does not load; nodes naming it will be refused");
+    }
+    if args.check {
+        println!(
+            "config {} ok; state {}; api {}; {} profile error(s)",
+            cfg.source
+                .as_ref()
+                .map_or("(defaults)".into(), |p| p.display().to_string()),
+            cfg.state_dir.display(),
+            cfg.api_socket.display(),
+            bad_profiles.len()
+        );
+        return Ok(i32::from(!bad_profiles.is_empty()));
+    }
+    let lock = crate::cli::runs::engine_lock(&cfg.state_dir)?;
+    let engine = Engine::open(crate::cli::runs::engine_config(&cfg)?)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| SupervisorError::StateDir {
+            path: cfg.state_dir.clone(),
+            source,
+        })?;
+    let code = rt.block_on(serve(cfg, engine))?;
+    drop(lock);
+    Ok(code)
+}
+
+async fn serve(cfg: Config, engine: Engine) -> Result<i32, SupervisorError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let sig = |k| {
+        signal(k).map_err(|source| SupervisorError::StateDir {
+            path: PathBuf::from("signal handler"),
+            source,
+        })
+    };
+    let mut term = sig(SignalKind::terminate())?;
+    let mut int = sig(SignalKind::interrupt())?;
+    let mut api_cfg = crate::api::server::ApiConfig::new(cfg.api_socket.clone());
+    api_cfg.admin_group = cfg.admin_group.clone();
+    api_cfg.tcp = match (cfg.tcp, &cfg.token_file) {
+        (Some(addr), Some(token_file)) => Some(crate::api::server::TcpConfig {
+            addr,
+            token_file: token_file.clone(),
+            allow_non_loopback: cfg.allow_non_loopback,
+        }),
+        _ => None,
+    };
+    let server =
+        crate::api::server::ApiServer::bind(api_cfg).map_err(|e| SupervisorError::Usage {
+            what: "bind the API".into(),
+            reason: error_chain(&e),
+        })?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let backend = engine.backend();
+    let api = tokio::spawn(async move {
+        let mut rx = stop_rx;
+        server
+            .run(backend, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    engine.start();
+    crate::notify::notify("READY=1");
+    tracing::info!(socket = %cfg.api_socket.display(), state = %cfg.state_dir.display(), "aiops-supervisor ready");
+    let mut watchdog = crate::notify::watchdog_interval().map(tokio::time::interval);
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = async {
+                match watchdog.as_mut() {
+                    Some(t) => { t.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => { crate::notify::notify("WATCHDOG=1"); }
+        }
+    }
+    crate::notify::notify("STOPPING=1");
+    tracing::info!(grace = ?cfg.drain_grace, "draining");
+    engine.drain(cfg.drain_grace).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), api).await;
+    tracing::info!("stopped");
+    Ok(0)
+}

@@ -1,0 +1,122 @@
+//! Everything decided when a run is submitted, before anything runs: the
+//! flow parses, every node's profile loads and its capabilities fit inside
+//! that profile, and `policy::lint` says which nodes pause at the gate.
+use super::{NodeMem, RunMem, Shared, Ws};
+use crate::cli::profile::error_chain;
+use crate::model::{NodeState, RunState, SubmitRequest};
+use aiops_policy::flow::Flow;
+use aiops_policy::lint::LintContext;
+use aiops_policy::{AbsPath, PathVars, Profile};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+
+pub(crate) struct Prepared {
+    pub flow: Arc<Flow>,
+    pub profiles: HashMap<String, Arc<Profile>>,
+    pub findings: HashMap<String, Vec<String>>,
+    pub gated: HashMap<String, bool>,
+}
+
+/// Parse and check a submitted flow. The error is the message for the user.
+pub(crate) fn prepare(shared: &Shared, run: &str, req: &SubmitRequest) -> Result<Prepared, String> {
+    let origin = Path::new(&req.flow_path);
+    if !origin.is_absolute() {
+        return Err(format!(
+            "flow_path {:?} must be absolute (relative repo and profile paths resolve against it)",
+            req.flow_path
+        ));
+    }
+    let flow = Flow::from_toml_str(origin, &req.flow).map_err(|e| error_chain(&e))?;
+    build(shared, run, flow)
+}
+
+/// Check a parsed flow (also used when reloading a stored run).
+pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, String> {
+    let loader = crate::locate::profile_loader();
+    let ws = shared.workspaces.path().join(flow.name.as_str()).join(run);
+    let ws = AbsPath::new(&ws).map_err(|e| format!("workspace path: {e}"))?;
+    let vars = PathVars {
+        workspace: Some(ws.clone()),
+        home: std::env::var_os("HOME").and_then(|h| AbsPath::new(PathBuf::from(h)).ok()),
+        tmpdir: AbsPath::new("/tmp").ok(),
+    };
+    let mut profiles: HashMap<String, Arc<Profile>> = HashMap::new();
+    let mut findings = HashMap::new();
+    let mut gated = HashMap::new();
+    for n in &flow.nodes {
+        // Relative profile paths were made absolute when the flow was parsed.
+        let key = n.profile.clone();
+        let profile = match profiles.get(&key) {
+            Some(p) => p.clone(),
+            None => {
+                let p = Arc::new(loader.load(&key).map_err(|e| {
+                    format!(
+                        "node {:?}: profile {:?}: {}",
+                        n.id,
+                        n.profile,
+                        error_chain(&e)
+                    )
+                })?);
+                profiles.insert(key.clone(), p.clone());
+                p
+            }
+        };
+        let eff = aiops_policy::caps::effective(&profile, &n.caps(), &vars)
+            .map_err(|e| format!("node {:?}: {}", n.id, error_chain(&e)))?;
+        let ctx = LintContext {
+            workspace: Some(&ws),
+            readable: &eff.read,
+            writable: &eff.write,
+        };
+        let found = n.lint(&ctx);
+        let texts: Vec<String> = found
+            .iter()
+            .map(|f| format!("{}: {}", f.rule, f.message))
+            .collect();
+        gated.insert(n.id.to_string(), n.confirm.pauses(&found));
+        findings.insert(n.id.to_string(), texts);
+    }
+    Ok(Prepared {
+        flow: Arc::new(flow),
+        profiles,
+        findings,
+        gated,
+    })
+}
+
+impl Prepared {
+    pub(crate) fn into_mem(self, pre_approved: bool) -> RunMem {
+        let mut nodes = BTreeMap::new();
+        let mut order = vec![];
+        for n in &self.flow.nodes {
+            let id = n.id.to_string();
+            order.push(id.clone());
+            nodes.insert(
+                id.clone(),
+                NodeMem {
+                    state: NodeState::Queued,
+                    needs: n.needs.iter().map(ToString::to_string).collect(),
+                    attempts: 0,
+                    retries: n.retries.get(),
+                    gated: self.gated.get(&id).copied().unwrap_or(true),
+                    confirmed: false,
+                    findings: self.findings.get(&id).cloned().unwrap_or_default(),
+                    dispatched: false,
+                    pid: None,
+                    cancel: false,
+                },
+            );
+        }
+        RunMem {
+            flow: self.flow,
+            pre_approved,
+            ws: Ws::Pending,
+            nodes,
+            order,
+            profiles: self.profiles,
+            state: RunState::Queued,
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The engine: runs flows. It owns the in-memory view of unfinished runs,
+//! the SQLite store and the audit log, and a scheduler task that starts
+//! nodes FIFO in each flow's DAG order, at most `parallelism` at a time,
+//! one jailer each. Used by the daemon (`aiops-supervisor`) and in-process
+//! by `aiopsctl run` when no daemon answers.
+//!
+//! Locks: `inner`, then `store`, then `audit`, never held across an await.
+mod gate;
+pub mod runner;
+mod sched;
+
+use crate::audit::{AuditLog, AuditRecord, AuditSink};
+use crate::error::SupervisorError;
+use crate::model::{
+    ApiFailure, Backend, Event, NodeState, RunId, RunRecord, RunState, ServiceState, Stream,
+    SubmitRequest,
+};
+use crate::store::{NewNode, NewRun, Store};
+use crate::workspace::WorkspaceRoot;
+use aiops_policy::flow::Flow;
+use aiops_policy::{HostFacts, Profile};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{broadcast, Notify};
+
+pub struct EngineConfig {
+    /// `state.db`, `audit/`, `runs/<run>/<node>.{stdout,stderr}`.
+    pub state_dir: PathBuf,
+    pub workspace_root: PathBuf,
+    pub parallelism: usize,
+    pub jailer: PathBuf,
+    /// SIGTERM to SIGKILL when a running node is cancelled.
+    pub kill_grace: Duration,
+}
+
+/// A node as the scheduler tracks it.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeMem {
+    pub state: NodeState,
+    pub needs: Vec<String>,
+    pub attempts: u32,
+    pub retries: u32,
+    /// The gate: it must be confirmed (or pre-approved) before it runs.
+    pub gated: bool,
+    pub confirmed: bool,
+    pub findings: Vec<String>,
+    /// Set while it is in the ready queue, so it is queued once.
+    pub dispatched: bool,
+    pub pid: Option<u32>,
+    pub cancel: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Ws {
+    Pending,
+    Creating,
+    Ready(PathBuf),
+}
+
+pub(crate) struct RunMem {
+    pub flow: Arc<Flow>,
+    pub pre_approved: bool,
+    pub ws: Ws,
+    pub nodes: BTreeMap<String, NodeMem>,
+    pub order: Vec<String>,
+    pub profiles: HashMap<String, Arc<Profile>>,
+    pub state: RunState,
+}
+
+#[derive(Default)]
+pub(crate) struct Inner {
+    pub runs: HashMap<RunId, RunMem>,
+    /// FIFO across runs: (run, node) in the order they became ready.
+    pub ready: VecDeque<(RunId, String)>,
+    /// Runs waiting for their workspace, oldest first.
+    pub ws_queue: VecDeque<RunId>,
+    pub running: usize,
+    pub finished: HashMap<&'static str, u64>,
+    pub submitted: u64,
+}
+
+pub(crate) struct Shared {
+    pub cfg: EngineConfig,
+    pub inner: Mutex<Inner>,
+    pub store: Mutex<Store>,
+    pub audit: AuditSink,
+    pub events: broadcast::Sender<Event>,
+    pub wake: Notify,
+    pub ready: AtomicBool,
+    pub draining: AtomicBool,
+    pub workspaces: WorkspaceRoot,
+    pub facts: Mutex<HashMap<bool, HostFacts>>,
+    pub started_at: std::time::Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock must not wedge every later request.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl Shared {
+    pub(crate) fn inner(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.store)
+    }
+    pub(crate) fn publish(&self, ev: Event) {
+        // No subscribers is fine; the store has the event.
+        let _ = self.events.send(ev);
+    }
+    /// Hand an audit line to the writer thread (see audit.rs): a failure
+    /// is logged and the line retried with the next one, never dropped.
+    pub(crate) fn audit(&self, rec: AuditRecord) {
+        self.audit.send(rec);
+    }
+    pub(crate) fn run_dir(&self, run: &str) -> PathBuf {
+        self.cfg.state_dir.join("runs").join(run)
+    }
+}
+
+fn new_run_id() -> RunId {
+    let now = std::time::SystemTime::now();
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    // 2026-11-22T06:57:01Z → 20261122T065701Z
+    let compact: String = stamp.chars().filter(|c| *c != '-' && *c != ':').collect();
+    let mut rnd = [0u8; 4];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut rnd))
+        .is_err()
+    {
+        let n = std::time::UNIX_EPOCH
+            .elapsed()
+            .map_or(0, |d| d.subsec_nanos())
+            ^ std::process::id();
+        rnd = n.to_le_bytes();
+    }
+    format!("r-{compact}-{:08x}", u32::from_le_bytes(rnd))
+}
+
+impl Engine {
+    /// Open the store and audit log, mark what was running as `lost`, and
+    /// reload unfinished runs. Does not start anything yet.
+    pub fn open(cfg: EngineConfig) -> Result<Engine, SupervisorError> {
+        crate::store::private_dir(&cfg.state_dir)?;
+        let mut store = Store::open(&cfg.state_dir)?;
+        let audit = AuditLog::open(&cfg.state_dir.join("audit"))?;
+        crate::store::private_dir(&cfg.state_dir.join("runs"))?;
+        crate::sys::isolate_libgit2();
+        let workspaces =
+            WorkspaceRoot::open(&cfg.workspace_root).map_err(|e| SupervisorError::StateDir {
+                path: cfg.workspace_root.clone(),
+                source: std::io::Error::other(crate::cli::profile::error_chain(&e)),
+            })?;
+        if nix::unistd::geteuid().is_root() {
+            // Jails never run as root: the nobody-owned workspaces below
+            // must be reachable, so these two are searchable (not listable).
+            for d in [&cfg.state_dir, &cfg.workspace_root] {
+                set_mode(d, 0o711)?;
+            }
+        }
+        let lost = store.mark_lost("the supervisor stopped while it was running; not re-run")?;
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            cfg,
+            inner: Mutex::new(Inner::default()),
+            store: Mutex::new(store),
+            audit: AuditSink::start(audit),
+            events,
+            wake: Notify::new(),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            workspaces,
+            facts: Mutex::new(HashMap::new()),
+            started_at: std::time::Instant::now(),
+        });
+        sched::recover(&shared, &lost)?;
+        Ok(Engine { shared })
+    }
+
+    /// Start the scheduler on the current tokio runtime; ready from here.
+    pub fn start(&self) -> tokio::task::JoinHandle<()> {
+        let shared = self.shared.clone();
+        let h = tokio::spawn(sched::scheduler(shared));
+        self.shared.ready.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+        h
+    }
+
+    /// Stop starting nodes; wait up to `grace` for running ones, then
+    /// cancel them. Queued nodes stay queued for the next start.
+    pub async fn drain(&self, grace: Duration) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.ready.store(false, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.shared.inner().running > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.shared.inner().running > 0 {
+            sched::kill_running(&self.shared, "the supervisor is shutting down");
+            while self.shared.inner().running > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.flush_audit();
+    }
+
+    /// Wait until every audit line so far is on disk.
+    pub fn flush_audit(&self) {
+        self.shared.audit.flush();
+    }
+
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        Arc::new(self.clone())
+    }
+
+    /// Until every run in `ids` is final (for `aiopsctl run` in-process).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    pub fn audit_dir(&self) -> PathBuf {
+        self.shared.cfg.state_dir.join("audit")
+    }
+}
+
+fn internal(e: &SupervisorError) -> ApiFailure {
+    ApiFailure::Internal(crate::cli::profile::error_chain(e))
+}
+
+impl Backend for Engine {
+    fn ready(&self) -> bool {
+        self.shared.ready.load(Ordering::SeqCst)
+    }
+
+    fn state(&self) -> Result<ServiceState, ApiFailure> {
+        let (running, queued, awaiting) = {
+            let inner = self.shared.inner();
+            let mut q = 0;
+            let mut a = 0;
+            for r in inner.runs.values() {
+                for n in r.nodes.values() {
+                    match n.state {
+                        NodeState::Queued => q += 1,
+                        NodeState::AwaitingConfirmation => a += 1,
+                        _ => {}
+                    }
+                }
+            }
+            (inner.running, q, a)
+        };
+        let runs_total = self.shared.store().count_runs().map_err(|e| internal(&e))?;
+        Ok(ServiceState {
+            version: env!("CARGO_PKG_VERSION").into(),
+            ready: self.ready(),
+            draining: self.shared.draining.load(Ordering::SeqCst),
+            parallelism: self.shared.cfg.parallelism,
+            running_nodes: running,
+            queued_nodes: queued,
+            awaiting_confirmation: awaiting,
+            runs_total,
+            state_dir: self.shared.cfg.state_dir.display().to_string(),
+        })
+    }
+
+    fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, ApiFailure> {
+        self.shared.store().runs(limit).map_err(|e| internal(&e))
+    }
+
+    fn get_run(&self, id: &str) -> Result<RunRecord, ApiFailure> {
+        self.shared
+            .store()
+            .run(id)
+            .map_err(|e| internal(&e))?
+            .ok_or_else(|| ApiFailure::NotFound(format!("no run {id:?}")))
+    }
+
+    fn submit(&self, req: SubmitRequest) -> Result<RunRecord, ApiFailure> {
+        if self.shared.draining.load(Ordering::SeqCst) {
+            return Err(ApiFailure::Unavailable(
+                "the supervisor is shutting down".into(),
+            ));
+        }
+        let id = new_run_id();
+        let prepared = gate::prepare(&self.shared, &id, &req).map_err(|e| {
+            // A refusal before anything exists still leaves an audit line.
+            self.shared.audit(AuditRecord {
+                kind: "refusal".into(),
+                flow: Some(req.flow_path.clone()),
+                reason: Some(e.clone()),
+                ..AuditRecord::default()
+            });
+            ApiFailure::BadRequest(e)
+        })?;
+        let new = NewRun {
+            id: id.clone(),
+            flow: prepared.flow.name.to_string(),
+            flow_path: req.flow_path.clone(),
+            flow_json: serde_json::to_string(&*prepared.flow)
+                .map_err(|e| ApiFailure::Internal(e.to_string()))?,
+            pre_approved: req.yes,
+            nodes: prepared
+                .flow
+                .nodes
+                .iter()
+                .map(|n| NewNode {
+                    id: n.id.to_string(),
+                    needs: n.needs.iter().map(ToString::to_string).collect(),
+                    profile: n.profile.clone(),
+                    argv: n.argv(),
+                    findings: prepared
+                        .findings
+                        .get(n.id.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        };
+        {
+            let mut inner = self.shared.inner();
+            let ev = self
+                .shared
+                .store()
+                .insert_run(&new)
+                .map_err(|e| internal(&e))?;
+            inner.submitted += 1;
+            inner.runs.insert(id.clone(), prepared.into_mem(req.yes));
+            inner.ws_queue.push_back(id.clone());
+            drop(inner);
+            self.shared.publish(ev);
+        }
+        self.shared.wake.notify_one();
+        self.get_run(&id)
+    }
+
+    fn confirm(&self, run: &str, node: &str) -> Result<(), ApiFailure> {
+        sched::confirm(&self.shared, run, node)?;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    fn cancel(&self, run: &str, node: Option<&str>) -> Result<(), ApiFailure> {
+        sched::cancel(&self.shared, run, node)?;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    fn output_path(&self, run: &str, node: &str, stream: Stream) -> Result<PathBuf, ApiFailure> {
+        let r = self.get_run(run)?;
+        if !r.nodes.iter().any(|n| n.id == node) {
+            return Err(ApiFailure::NotFound(format!(
+                "run {run} has no node {node:?}"
+            )));
+        }
+        // Ids were validated on submit, so these are plain names.
+        Ok(runner::output_file(
+            &self.shared.run_dir(&r.id).join(node),
+            stream.as_str(),
+        ))
+    }
+
+    fn events_since(&self, after_seq: i64, limit: usize) -> Result<Vec<Event>, ApiFailure> {
+        self.shared
+            .store()
+            .events_since(after_seq, limit)
+            .map_err(|e| internal(&e))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    fn metrics(&self) -> String {
+        sched::metrics(&self.shared)
+    }
+}
+
+pub(crate) fn set_mode(p: &Path, mode: u32) -> Result<(), SupervisorError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        SupervisorError::StateDir {
+            path: p.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// The uid a root-started engine hands workspaces to: jails never run as
+/// root, and the jailer runs a node as its workspace's owner.
+pub const JAIL_NOBODY: u32 = 65534;
+
+/// `lchown -R` without following symlinks (a symlink in the checkout must
+/// not hand out a file outside it).
+pub(crate) fn chown_tree(root: &Path, uid: u32) -> std::io::Result<()> {
+    use nix::fcntl::AtFlags;
+    use nix::unistd::{fchownat, Gid, Uid};
+    let own = |p: &Path| {
+        fchownat(
+            nix::fcntl::AT_FDCWD,
+            p,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(uid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(std::io::Error::from)
+    };
+    own(root)?;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let p = entry.path();
+            own(&p)?;
+            if entry.file_type()?.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    Ok(())
+}

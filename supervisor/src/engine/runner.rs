@@ -1,0 +1,215 @@
+//! One node attempt, start to end, on a blocking thread: start the jailer,
+//! compile the plan while it starts, send the request, follow the jail.
+//! The thread that spawns the jailer is the one that waits for it, so the
+//! jailer's PR_SET_PDEATHSIG (which follows the spawning thread) fires only
+//! if the supervisor itself dies.
+use crate::error::SupervisorError;
+use crate::exec::{self, ExecReport, JailStdio};
+use crate::model::NodeState;
+use crate::store::Outcome;
+use aiops_policy::{HostFacts, NetMode, NodeCaps, Profile};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct NodeJob {
+    pub node: String,
+    pub argv: Vec<String>,
+    pub profile: Arc<Profile>,
+    pub caps: NodeCaps,
+    pub workspace: PathBuf,
+    pub jailer: PathBuf,
+    pub facts: HostFacts,
+    /// Where stdout/stderr go: `<out>.stdout`, `<out>.stderr`.
+    pub out: PathBuf,
+}
+
+/// What the scheduler records about an attempt.
+#[derive(Debug, Clone)]
+pub struct NodeResult {
+    pub state: NodeState,
+    pub reason: Option<String>,
+    pub outcome: Outcome,
+    pub cwd: Option<String>,
+    /// The effective capabilities (names and paths, never values) for the audit.
+    pub capabilities: Option<serde_json::Value>,
+    pub limit_hits: Vec<String>,
+}
+
+impl NodeResult {
+    fn not_run(state: NodeState, reason: String) -> NodeResult {
+        NodeResult {
+            state,
+            reason: Some(reason),
+            outcome: Outcome::default(),
+            cwd: None,
+            capabilities: None,
+            limit_hits: vec![],
+        }
+    }
+}
+
+pub fn output_file(out: &Path, stream: &str) -> PathBuf {
+    PathBuf::from(format!("{}.{stream}", out.display()))
+}
+
+fn create_output(path: &Path) -> Result<std::fs::File, SupervisorError> {
+    // 0600 and truncated per attempt: the last attempt's output is what `logs` shows.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|source| SupervisorError::StateDir {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Names, paths and numbers from the effective capabilities.
+fn caps_summary(eff: &aiops_policy::caps::Effective) -> serde_json::Value {
+    serde_json::json!({
+        "net": eff.net,
+        "net_allow": eff.net_allow,
+        "read": eff.read,
+        "write": eff.write,
+        "exec": eff.exec,
+        "env": eff.env,
+        "secrets": eff.secrets,
+        "limits": eff.limits,
+        "unconfined": eff.unconfined,
+    })
+}
+
+/// Run `job`. `started(pid)` is called once the jailer exists and before
+/// the request is sent; if it returns false (cancelled meanwhile) the jail
+/// is dropped unrun.
+pub fn run_node(job: &NodeJob, started: impl FnOnce(u32) -> bool) -> NodeResult {
+    match try_run(job, started) {
+        Ok(r) => r,
+        Err(Failure::Refused(reason)) => NodeResult::not_run(NodeState::Refused, reason),
+        Err(Failure::Cancelled) => {
+            NodeResult::not_run(NodeState::Cancelled, "cancelled before it started".into())
+        }
+        Err(Failure::Internal(e)) => NodeResult::not_run(
+            NodeState::Failed,
+            format!("supervisor: {}", crate::cli::profile::error_chain(&e)),
+        ),
+    }
+}
+
+enum Failure {
+    Refused(String),
+    Cancelled,
+    Internal(SupervisorError),
+}
+
+impl From<SupervisorError> for Failure {
+    fn from(e: SupervisorError) -> Self {
+        Failure::Internal(e)
+    }
+}
+
+fn try_run(job: &NodeJob, started: impl FnOnce(u32) -> bool) -> Result<NodeResult, Failure> {
+    let stdout = create_output(&output_file(&job.out, "stdout"))?;
+    let stderr = create_output(&output_file(&job.out, "stderr"))?;
+    let pending = exec::spawn_jailer_with(&job.jailer, JailStdio::Files { stdout, stderr })?;
+    let ctx = crate::context::host_context(Some(&job.workspace), Some(&job.workspace))?;
+    let refuse = |e: &dyn std::error::Error| Failure::Refused(crate::cli::profile::error_chain(e));
+    let eff = aiops_policy::caps::effective(&job.profile, &job.caps, &ctx.vars)
+        .map_err(|e| refuse(&e))?;
+    let plan =
+        aiops_policy::compile(&job.profile, &job.caps, &job.facts, &ctx).map_err(|e| refuse(&e))?;
+    if plan.net.mode == NetMode::Allowlist {
+        return Err(Failure::Refused(
+            "net = \"allowlist\" needs the egress proxy, which this supervisor does not run yet"
+                .into(),
+        ));
+    }
+    if !started(pending.pid()) {
+        return Err(Failure::Cancelled);
+    }
+    let report = pending.run_node(&job.node, &job.argv, &plan)?;
+    Ok(classify(&report, caps_summary(&eff)))
+}
+
+fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
+    let mut res = NodeResult {
+        state: NodeState::Failed,
+        reason: None,
+        outcome: Outcome::default(),
+        cwd: Some(r.cwd.clone()),
+        capabilities: Some(capabilities),
+        limit_hits: vec![],
+    };
+    if let Some(p) = &r.protocol_error {
+        res.reason = Some(format!("protocol error from the jail: {p}"));
+        return res;
+    }
+    if let Some(f) = &r.setup_failed {
+        // A layer the host cannot give is a refusal; anything later is a failure.
+        if f.step == aiops_policy::proto::Step::Validate {
+            res.state = NodeState::Refused;
+        }
+        res.reason = Some(format!(
+            "jail set-up failed at {}: {} (errno {})",
+            f.step, f.message, f.errno
+        ));
+        return res;
+    }
+    let Some(e) = &r.exit else {
+        res.reason = Some(format!(
+            "the jail ended without a report (status {})",
+            r.status
+        ));
+        return res;
+    };
+    res.outcome = Outcome {
+        exit_code: e.code,
+        signal: e.signal,
+        stdout_bytes: e.stdout_bytes,
+        stderr_bytes: e.stderr_bytes,
+        duration_ms: e.duration_ms,
+        timed_out: e.timed_out,
+        output_capped: e.output_capped,
+        peak_rss_kib: Some(e.peak_rss_kib),
+        layers: e.layers.clone(),
+    };
+    if e.timed_out {
+        res.limit_hits.push("timeout".into());
+    }
+    if e.output_capped {
+        res.limit_hits.push("output_cap".into());
+    }
+    let mut notes = vec![];
+    if !r.protected_changed.is_empty() {
+        notes.push(format!(
+            "ALARM: protected paths changed: {}",
+            r.protected_changed.join(", ")
+        ));
+    }
+    if !r.protected_created.is_empty() {
+        notes.push(format!(
+            "created protected paths the host may run: {}",
+            r.protected_created.join(", ")
+        ));
+    }
+    let verdict = match (e.code, e.signal) {
+        _ if e.timed_out => Some(format!("timed out after {} ms", e.duration_ms)),
+        _ if e.output_capped => Some("output byte cap reached".to_string()),
+        (Some(0), _) => None,
+        (Some(c), _) => Some(format!("exit code {c}")),
+        (None, Some(s)) => Some(format!("killed by signal {s}")),
+        (None, None) => Some("no exit status".to_string()),
+    };
+    match verdict {
+        None => res.state = NodeState::Succeeded,
+        Some(v) => notes.insert(0, v),
+    }
+    if !notes.is_empty() {
+        res.reason = Some(notes.join("; "));
+    }
+    res
+}

@@ -1,0 +1,815 @@
+//! The scheduler: which node runs next, what a node's end means for the
+//! nodes that need it, the gate, cancellation and restart recovery.
+//! State changes are written to the store first, then published and
+//! audited (after the in-memory lock is released: an fsync must not stall
+//! the API).
+use super::runner::{self, NodeJob, NodeResult};
+use super::{gate, lock, RunMem, Shared, Ws};
+use crate::audit::AuditRecord;
+use crate::error::SupervisorError;
+use crate::model::{ApiFailure, Event, NodeState, RunState};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// What a state change produced, flushed once the lock is released.
+#[derive(Default)]
+pub(crate) struct Out {
+    events: Vec<Event>,
+    audit: Vec<AuditRecord>,
+}
+
+impl Out {
+    fn flush(self, shared: &Shared) {
+        for ev in self.events {
+            shared.publish(ev);
+        }
+        for rec in self.audit {
+            shared.audit(rec);
+        }
+    }
+}
+
+enum Done {
+    Workspace {
+        run: String,
+        result: Result<PathBuf, String>,
+    },
+    Node {
+        run: String,
+        node: String,
+        result: NodeResult,
+    },
+}
+
+fn log_store_error(e: &SupervisorError) {
+    tracing::error!(error = %crate::cli::profile::error_chain(e), "state store write failed");
+}
+
+/// A node's record for the audit, with what the run knows about it.
+fn node_audit(run_id: &str, r: &RunMem, node: &str, kind: &str) -> AuditRecord {
+    let fnode = r.flow.node(node);
+    let mem = r.nodes.get(node);
+    AuditRecord {
+        kind: kind.into(),
+        run: Some(run_id.into()),
+        flow: Some(r.flow.name.to_string()),
+        node: Some(node.into()),
+        state: mem.map(|m| m.state.as_str().to_string()),
+        argv: fnode.map(|n| n.argv()).unwrap_or_default(),
+        profile: fnode.map(|n| n.profile.clone()),
+        attempt: mem.map(|m| m.attempts),
+        findings: mem.map(|m| m.findings.clone()).unwrap_or_default(),
+        pre_approved: r.pre_approved,
+        ..AuditRecord::default()
+    }
+}
+
+/// Set a node's state in memory and store; queue its event.
+fn set_state(
+    shared: &Shared,
+    out: &mut Out,
+    run_id: &str,
+    r: &mut RunMem,
+    node: &str,
+    state: NodeState,
+    reason: Option<&str>,
+) {
+    if let Some(n) = r.nodes.get_mut(node) {
+        n.state = state;
+        if state == NodeState::Running {
+            n.attempts += 1;
+        }
+    }
+    match shared.store().set_node_state(run_id, node, state, reason) {
+        Ok(ev) => out.events.push(ev),
+        Err(e) => log_store_error(&e),
+    }
+}
+
+fn derive_run_state(r: &RunMem) -> RunState {
+    let states: Vec<NodeState> = r.nodes.values().map(|n| n.state).collect();
+    if states.iter().all(|s| s.is_final()) {
+        return if states.iter().all(|s| *s == NodeState::Succeeded) {
+            RunState::Succeeded
+        } else if states.contains(&NodeState::Cancelled) {
+            RunState::Cancelled
+        } else if states.contains(&NodeState::Lost) {
+            RunState::Lost
+        } else {
+            RunState::Failed
+        };
+    }
+    let active = r
+        .nodes
+        .values()
+        .any(|n| n.state == NodeState::Running || n.dispatched);
+    if active {
+        RunState::Running
+    } else if states.contains(&NodeState::AwaitingConfirmation) {
+        RunState::AwaitingConfirmation
+    } else if r
+        .nodes
+        .values()
+        .any(|n| n.attempts > 0 || n.state.is_final())
+    {
+        RunState::Running
+    } else {
+        RunState::Queued
+    }
+}
+
+/// Move a run forward: skip what cannot run, gate or queue what can, and
+/// settle the run's state. Returns true if the run is final (and removed).
+fn advance(shared: &Shared, inner: &mut super::Inner, run_id: &str, out: &mut Out) {
+    let Some(r) = inner.runs.get_mut(run_id) else {
+        return;
+    };
+    let ws_ready = matches!(r.ws, Ws::Ready(_));
+    let mut ready = vec![];
+    loop {
+        let mut changed = false;
+        for id in r.order.clone() {
+            let Some(n) = r.nodes.get(&id) else { continue };
+            if n.state != NodeState::Queued || n.dispatched {
+                continue;
+            }
+            let blocked = n.needs.iter().find_map(|need| {
+                let s = r.nodes.get(need).map_or(NodeState::Skipped, |m| m.state);
+                (s.is_final() && s != NodeState::Succeeded)
+                    .then(|| format!("needs {need}, which ended {s}"))
+            });
+            if let Some(reason) = blocked {
+                set_state(
+                    shared,
+                    out,
+                    run_id,
+                    r,
+                    &id,
+                    NodeState::Skipped,
+                    Some(&reason),
+                );
+                let mut rec = node_audit(run_id, r, &id, "node_end");
+                rec.reason = Some(reason);
+                out.audit.push(rec);
+                changed = true;
+                continue;
+            }
+            let all_done = n.needs.iter().all(|need| {
+                r.nodes
+                    .get(need)
+                    .is_some_and(|m| m.state == NodeState::Succeeded)
+            });
+            if !all_done || !ws_ready {
+                continue;
+            }
+            if n.gated && !n.confirmed {
+                if r.pre_approved {
+                    let mut rec = node_audit(run_id, r, &id, "gate");
+                    rec.state = Some("pre_approved".into());
+                    rec.reason =
+                        Some("approved in advance when the run was submitted (--yes)".into());
+                    out.audit.push(rec);
+                } else {
+                    let reason = if n.findings.is_empty() {
+                        "confirm = \"always\"".to_string()
+                    } else {
+                        n.findings.join("; ")
+                    };
+                    set_state(
+                        shared,
+                        out,
+                        run_id,
+                        r,
+                        &id,
+                        NodeState::AwaitingConfirmation,
+                        Some(&reason),
+                    );
+                    let mut rec = node_audit(run_id, r, &id, "gate");
+                    rec.reason = Some(reason);
+                    out.audit.push(rec);
+                    changed = true;
+                    continue;
+                }
+            }
+            if let Some(n) = r.nodes.get_mut(&id) {
+                n.confirmed = true;
+                n.dispatched = true;
+            }
+            ready.push(id);
+            changed = true;
+        }
+        if !changed {
+            break;
+        }
+    }
+    for id in ready {
+        inner.ready.push_back((run_id.to_string(), id));
+    }
+    let Some(r) = inner.runs.get_mut(run_id) else {
+        return;
+    };
+    let st = derive_run_state(r);
+    if st != r.state {
+        r.state = st;
+        match shared.store().set_run_state(run_id, st) {
+            Ok(ev) => out.events.push(ev),
+            Err(e) => log_store_error(&e),
+        }
+    }
+    if st.is_final() {
+        inner.runs.remove(run_id);
+    }
+}
+
+/// Restart recovery: audit the nodes `mark_lost` found, reload unfinished
+/// runs, and let queued work continue.
+pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), SupervisorError> {
+    let unfinished = shared.store().unfinished_runs()?;
+    let mut out = Out::default();
+    let mut inner = shared.inner();
+    for (rec, flow_json) in unfinished {
+        let flow: Result<aiops_policy::flow::Flow, String> =
+            serde_json::from_str(&flow_json).map_err(|e| format!("stored flow: {e}"));
+        let prepared = flow.and_then(|f| gate::build(shared, &rec.id, f));
+        let mut mem = match prepared {
+            Ok(p) => p.into_mem(rec.pre_approved),
+            Err(reason) => {
+                // The flow no longer checks out (a profile was removed or
+                // narrowed): refuse what has not run, rather than guess.
+                let reason = format!("after restart: {reason}");
+                for n in rec.nodes.iter().filter(|n| !n.state.is_final()) {
+                    match shared.store().set_node_state(
+                        &rec.id,
+                        &n.id,
+                        NodeState::Refused,
+                        Some(&reason),
+                    ) {
+                        Ok(ev) => out.events.push(ev),
+                        Err(e) => log_store_error(&e),
+                    }
+                    out.audit.push(AuditRecord {
+                        kind: "refusal".into(),
+                        run: Some(rec.id.clone()),
+                        flow: Some(rec.flow.clone()),
+                        node: Some(n.id.clone()),
+                        state: Some("refused".into()),
+                        reason: Some(reason.clone()),
+                        argv: n.argv.clone(),
+                        profile: Some(n.profile.clone()),
+                        ..AuditRecord::default()
+                    });
+                }
+                if let Ok(ev) = shared.store().set_run_state(&rec.id, RunState::Failed) {
+                    out.events.push(ev);
+                }
+                continue;
+            }
+        };
+        for n in &rec.nodes {
+            if let Some(m) = mem.nodes.get_mut(&n.id) {
+                m.attempts = n.attempts;
+                // A node still at the gate waits there; one confirmed but not
+                // yet started is queued again and asked again.
+                m.state = n.state;
+            }
+        }
+        for (run, node) in lost.iter().filter(|(r, _)| *r == rec.id) {
+            let mut a = node_audit(run, &mem, node, "node_end");
+            a.state = Some("lost".into());
+            a.reason = Some("the supervisor stopped while it was running; not re-run".into());
+            out.audit.push(a);
+        }
+        mem.state = rec.state;
+        mem.ws = match &rec.workspace {
+            Some(p) if std::path::Path::new(p).is_dir() => Ws::Ready(PathBuf::from(p)),
+            _ => Ws::Pending,
+        };
+        let pending = matches!(mem.ws, Ws::Pending);
+        inner.runs.insert(rec.id.clone(), mem);
+        if pending {
+            inner.ws_queue.push_back(rec.id.clone());
+        }
+        advance(shared, &mut inner, &rec.id, &mut out);
+    }
+    drop(inner);
+    out.flush(shared);
+    Ok(())
+}
+
+pub(crate) async fn scheduler(shared: Arc<Shared>) {
+    let mut tasks: JoinSet<Done> = JoinSet::new();
+    loop {
+        start_workspaces(&shared, &mut tasks);
+        dispatch(&shared, &mut tasks);
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
+                Ok(Done::Workspace { run, result }) => workspace_done(&shared, &run, result),
+                Ok(Done::Node { run, node, result }) => node_done(&shared, &run, &node, result),
+                Err(e) => tracing::error!(error = %e, "a scheduler task failed"),
+            },
+        }
+    }
+}
+
+fn start_workspaces(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
+    if shared.draining.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut inner = shared.inner();
+    while let Some(run) = inner.ws_queue.pop_front() {
+        let Some(r) = inner.runs.get_mut(&run) else {
+            continue;
+        };
+        if !matches!(r.ws, Ws::Pending) {
+            continue;
+        }
+        r.ws = Ws::Creating;
+        let flow = r.flow.clone();
+        let sh = shared.clone();
+        tasks.spawn(async move {
+            let run2 = run.clone();
+            let result = tokio::task::spawn_blocking(move || make_workspace(&sh, &flow, &run2))
+                .await
+                .unwrap_or_else(|e| Err(format!("workspace task: {e}")));
+            Done::Workspace { run, result }
+        });
+    }
+}
+
+/// The run's git workspace; as root, handed to nobody (a jail is never root).
+fn make_workspace(
+    shared: &Shared,
+    flow: &aiops_policy::flow::Flow,
+    run: &str,
+) -> Result<PathBuf, String> {
+    let aiops_policy::flow::RepoSource::Path(repo) = flow.resolve_repo();
+    let ws = shared
+        .workspaces
+        .create(
+            flow.name.as_str(),
+            run,
+            &repo,
+            flow.workspace.git_ref.as_str(),
+        )
+        .map_err(|e| crate::cli::profile::error_chain(&e))?;
+    if let Err(e) =
+        shared
+            .store()
+            .set_run_workspace(run, &ws.path.display().to_string(), &ws.commit)
+    {
+        log_store_error(&e);
+    }
+    if nix::unistd::geteuid().is_root() {
+        if let Some(flow_dir) = ws.path.parent() {
+            super::set_mode(flow_dir, 0o711).map_err(|e| crate::cli::profile::error_chain(&e))?;
+        }
+        super::chown_tree(&ws.path, super::JAIL_NOBODY)
+            .map_err(|e| format!("hand the workspace to uid {}: {e}", super::JAIL_NOBODY))?;
+    }
+    Ok(ws.path)
+}
+
+fn workspace_done(shared: &Shared, run_id: &str, result: Result<PathBuf, String>) {
+    let mut out = Out::default();
+    let mut inner = shared.inner();
+    let Some(r) = inner.runs.get_mut(run_id) else {
+        return;
+    };
+    match result {
+        Ok(p) => r.ws = Ws::Ready(p),
+        Err(reason) => {
+            r.ws = Ws::Pending;
+            let reason = format!("workspace_failed: {reason}");
+            for id in r.order.clone() {
+                if r.nodes.get(&id).is_some_and(|n| !n.state.is_final()) {
+                    set_state(
+                        shared,
+                        &mut out,
+                        run_id,
+                        r,
+                        &id,
+                        NodeState::WorkspaceFailed,
+                        Some(&reason),
+                    );
+                    let mut rec = node_audit(run_id, r, &id, "node_end");
+                    rec.reason = Some(reason.clone());
+                    out.audit.push(rec);
+                }
+            }
+        }
+    }
+    advance(shared, &mut inner, run_id, &mut out);
+    drop(inner);
+    out.flush(shared);
+}
+
+fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
+    if shared.draining.load(Ordering::SeqCst) {
+        return;
+    }
+    loop {
+        let mut out = Out::default();
+        let job = {
+            let mut inner = shared.inner();
+            if inner.running >= shared.cfg.parallelism.max(1) {
+                return;
+            }
+            let Some((run_id, node)) = inner.ready.pop_front() else {
+                return;
+            };
+            let Some(job) = make_job(shared, &mut inner, &run_id, &node, &mut out) else {
+                drop(inner);
+                out.flush(shared);
+                continue;
+            };
+            inner.running += 1;
+            job
+        };
+        out.flush(shared);
+        let sh = shared.clone();
+        let node = job.1.node.clone();
+        tasks.spawn(async move {
+            let (run_id, job) = job;
+            let sh2 = sh.clone();
+            let (r2, n2) = (run_id.clone(), job.node.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                runner::run_node(&job, |pid| {
+                    let mut inner = sh2.inner();
+                    match inner.runs.get_mut(&r2).and_then(|r| r.nodes.get_mut(&n2)) {
+                        Some(n) if !n.cancel => {
+                            n.pid = Some(pid);
+                            true
+                        }
+                        _ => false,
+                    }
+                })
+            })
+            .await
+            .unwrap_or_else(|e| NodeResult {
+                state: NodeState::Failed,
+                reason: Some(format!("supervisor: node task: {e}")),
+                outcome: crate::store::Outcome::default(),
+                cwd: None,
+                capabilities: None,
+                limit_hits: vec![],
+            });
+            Done::Node {
+                run: run_id,
+                node,
+                result,
+            }
+        });
+    }
+}
+
+/// Mark the node running and build its job; None if it is no longer runnable.
+fn make_job(
+    shared: &Shared,
+    inner: &mut super::Inner,
+    run_id: &str,
+    node: &str,
+    out: &mut Out,
+) -> Option<(String, NodeJob)> {
+    let r = inner.runs.get_mut(run_id)?;
+    let n = r.nodes.get(node)?;
+    if n.state != NodeState::Queued || !n.dispatched || n.cancel {
+        return None;
+    }
+    let Ws::Ready(ws) = r.ws.clone() else {
+        return None;
+    };
+    let fnode = r.flow.node(node)?.clone();
+    let profile = r.profiles.get(&fnode.profile)?.clone();
+    let facts = {
+        let cg = profile
+            .require
+            .iter()
+            .any(|q| q.to_string().starts_with("cgroup"));
+        let mut cache = lock(&shared.facts);
+        cache
+            .entry(cg)
+            .or_insert_with(|| crate::facts::facts_for(&profile))
+            .clone()
+    };
+    let dir = shared.run_dir(run_id);
+    if let Err(e) = crate::store::private_dir(&dir) {
+        log_store_error(&e);
+    }
+    set_state(shared, out, run_id, r, node, NodeState::Running, None);
+    Some((
+        run_id.to_string(),
+        NodeJob {
+            node: node.to_string(),
+            argv: fnode.argv(),
+            profile,
+            caps: fnode.caps(),
+            workspace: ws,
+            jailer: shared.cfg.jailer.clone(),
+            facts,
+            out: dir.join(node),
+        },
+    ))
+}
+
+fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
+    let mut out = Out::default();
+    let mut inner = shared.inner();
+    inner.running = inner.running.saturating_sub(1);
+    let draining = shared.draining.load(Ordering::SeqCst);
+    let Some(r) = inner.runs.get_mut(run_id) else {
+        return;
+    };
+    let Some(n) = r.nodes.get_mut(node) else {
+        return;
+    };
+    n.pid = None;
+    n.dispatched = false;
+    let (cancelled, attempts, retries) = (n.cancel, n.attempts, n.retries);
+    if cancelled && res.state != NodeState::Succeeded {
+        res.state = NodeState::Cancelled;
+        let why = if draining {
+            "the supervisor is shutting down"
+        } else {
+            "cancelled on request"
+        };
+        res.reason = Some(match res.reason {
+            Some(r) => format!("{why} ({r})"),
+            None => why.to_string(),
+        });
+    }
+    let retry = res.state == NodeState::Failed && attempts <= retries && !cancelled && !draining;
+    if let Err(e) = shared.store().record_outcome(run_id, node, &res.outcome) {
+        log_store_error(&e);
+    }
+    let mut rec = node_audit(run_id, r, node, "node_end");
+    rec.state = Some(res.state.as_str().to_string());
+    rec.reason = res.reason.clone();
+    rec.cwd = res.cwd.clone();
+    rec.capabilities = res.capabilities.clone();
+    rec.layers = res.outcome.layers.clone();
+    rec.exit_code = res.outcome.exit_code;
+    rec.signal = res.outcome.signal;
+    rec.stdout_bytes = res.outcome.stdout_bytes;
+    rec.stderr_bytes = res.outcome.stderr_bytes;
+    rec.duration_ms = Some(res.outcome.duration_ms);
+    rec.limit_hits = res.limit_hits.clone();
+    out.audit.push(rec);
+    if retry {
+        let reason = format!(
+            "attempt {attempts} failed ({}); retrying",
+            res.reason.as_deref().unwrap_or("failed")
+        );
+        if let Some(n) = r.nodes.get_mut(node) {
+            n.dispatched = true;
+        }
+        set_state(
+            shared,
+            &mut out,
+            run_id,
+            r,
+            node,
+            NodeState::Queued,
+            Some(&reason),
+        );
+        inner
+            .ready
+            .push_back((run_id.to_string(), node.to_string()));
+    } else {
+        set_state(
+            shared,
+            &mut out,
+            run_id,
+            r,
+            node,
+            res.state,
+            res.reason.as_deref(),
+        );
+        *inner.finished.entry(res.state.as_str()).or_default() += 1;
+    }
+    advance(shared, &mut inner, run_id, &mut out);
+    drop(inner);
+    out.flush(shared);
+}
+
+pub(crate) fn confirm(shared: &Shared, run_id: &str, node: &str) -> Result<(), ApiFailure> {
+    let mut out = Out::default();
+    let mut inner = shared.inner();
+    let r = runnable(shared, &mut inner, run_id)?;
+    let n = r
+        .nodes
+        .get_mut(node)
+        .ok_or_else(|| ApiFailure::NotFound(format!("run {run_id} has no node {node:?}")))?;
+    if n.state != NodeState::AwaitingConfirmation {
+        return Err(ApiFailure::Conflict(format!(
+            "node {node} is {}, not awaiting_confirmation",
+            n.state
+        )));
+    }
+    n.confirmed = true;
+    set_state(
+        shared,
+        &mut out,
+        run_id,
+        r,
+        node,
+        NodeState::Queued,
+        Some("confirmed"),
+    );
+    let mut rec = node_audit(run_id, r, node, "gate");
+    rec.state = Some("confirmed".into());
+    out.audit.push(rec);
+    advance(shared, &mut inner, run_id, &mut out);
+    drop(inner);
+    out.flush(shared);
+    Ok(())
+}
+
+/// The in-memory run, or why it cannot be acted on.
+fn runnable<'a>(
+    shared: &Shared,
+    inner: &'a mut super::Inner,
+    run_id: &str,
+) -> Result<&'a mut RunMem, ApiFailure> {
+    if !inner.runs.contains_key(run_id) {
+        return Err(match shared.store().run(run_id) {
+            Ok(Some(r)) => ApiFailure::Conflict(format!("run {run_id} is already {}", r.state)),
+            Ok(None) => ApiFailure::NotFound(format!("no run {run_id:?}")),
+            Err(e) => ApiFailure::Internal(crate::cli::profile::error_chain(&e)),
+        });
+    }
+    inner
+        .runs
+        .get_mut(run_id)
+        .ok_or_else(|| ApiFailure::NotFound(format!("no run {run_id:?}")))
+}
+
+pub(crate) fn cancel(shared: &Shared, run_id: &str, node: Option<&str>) -> Result<(), ApiFailure> {
+    let mut out = Out::default();
+    let mut inner = shared.inner();
+    let r = runnable(shared, &mut inner, run_id)?;
+    let targets: Vec<String> = match node {
+        Some(id) => {
+            let n = r
+                .nodes
+                .get(id)
+                .ok_or_else(|| ApiFailure::NotFound(format!("run {run_id} has no node {id:?}")))?;
+            if n.state.is_final() {
+                return Err(ApiFailure::Conflict(format!(
+                    "node {id} is already {}",
+                    n.state
+                )));
+            }
+            vec![id.to_string()]
+        }
+        None => r
+            .order
+            .iter()
+            .filter(|id| r.nodes.get(*id).is_some_and(|n| !n.state.is_final()))
+            .cloned()
+            .collect(),
+    };
+    for id in targets {
+        let Some(n) = r.nodes.get_mut(&id) else {
+            continue;
+        };
+        n.cancel = true;
+        if n.state == NodeState::Running {
+            if let Some(pid) = n.pid {
+                stop_jail(pid, shared.cfg.kill_grace);
+            }
+        } else {
+            n.dispatched = false;
+            set_state(
+                shared,
+                &mut out,
+                run_id,
+                r,
+                &id,
+                NodeState::Cancelled,
+                Some("cancelled on request"),
+            );
+        }
+        let mut rec = node_audit(run_id, r, &id, "cancel");
+        rec.reason = Some("cancelled on request".into());
+        out.audit.push(rec);
+    }
+    advance(shared, &mut inner, run_id, &mut out);
+    drop(inner);
+    out.flush(shared);
+    Ok(())
+}
+
+/// SIGTERM to the jailer (it passes it to agentd and the node), SIGKILL
+/// after `grace` (the jail dies with the jailer through PR_SET_PDEATHSIG).
+fn stop_jail(pid: u32, grace: std::time::Duration) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    let pid = Pid::from_raw(raw);
+    let _ = kill(pid, Signal::SIGTERM);
+    if let Ok(h) = tokio::runtime::Handle::try_current() {
+        h.spawn(async move {
+            tokio::time::sleep(grace).await;
+            // Still our child until we reap it, so the pid is not reused.
+            let _ = kill(pid, Signal::SIGKILL);
+        });
+    }
+}
+
+pub(crate) fn kill_running(shared: &Shared, why: &str) {
+    let mut inner = shared.inner();
+    for r in inner.runs.values_mut() {
+        for n in r.nodes.values_mut() {
+            if n.state == NodeState::Running {
+                n.cancel = true;
+                if let Some(pid) = n.pid {
+                    tracing::warn!(pid, why, "stopping a running jail");
+                    stop_jail(pid, shared.cfg.kill_grace);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn metrics(shared: &Shared) -> String {
+    use std::fmt::Write;
+    let inner = shared.inner();
+    let mut s = String::new();
+    let mut gauge = |name: &str, help: &str, v: u64| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    };
+    let count = |st: NodeState| {
+        inner
+            .runs
+            .values()
+            .flat_map(|r| r.nodes.values())
+            .filter(|n| n.state == st)
+            .count() as u64
+    };
+    gauge(
+        "aiops_ready",
+        "1 when the supervisor accepts work",
+        u64::from(shared.ready.load(Ordering::SeqCst)),
+    );
+    gauge(
+        "aiops_nodes_running",
+        "Nodes in a jail now",
+        inner.running as u64,
+    );
+    gauge(
+        "aiops_nodes_queued",
+        "Nodes waiting to run",
+        count(NodeState::Queued),
+    );
+    gauge(
+        "aiops_nodes_awaiting_confirmation",
+        "Nodes paused at the destructive-operation gate",
+        count(NodeState::AwaitingConfirmation),
+    );
+    gauge(
+        "aiops_runs_active",
+        "Runs not yet final",
+        inner.runs.len() as u64,
+    );
+    gauge(
+        "aiops_uptime_seconds",
+        "Seconds since the engine started",
+        shared.started_at.elapsed().as_secs(),
+    );
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|t| {
+            t.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096);
+    gauge(
+        "aiops_resident_bytes",
+        "Resident memory of the supervisor",
+        rss,
+    );
+    let _ = writeln!(
+        s,
+        "# HELP aiops_runs_submitted_total Runs accepted since start\n# TYPE aiops_runs_submitted_total counter\naiops_runs_submitted_total {}",
+        inner.submitted
+    );
+    let _ = writeln!(s, "# HELP aiops_nodes_finished_total Nodes that reached a final state since start\n# TYPE aiops_nodes_finished_total counter");
+    let mut fin: Vec<_> = inner.finished.iter().collect();
+    fin.sort();
+    for (state, n) in fin {
+        let _ = writeln!(s, "aiops_nodes_finished_total{{state=\"{state}\"}} {n}");
+    }
+    drop(inner);
+    let (write_errors, pending) = shared.audit.health();
+    let _ = writeln!(
+        s,
+        "# HELP aiops_audit_write_errors_total Failed audit appends (lines are kept and retried)\n# TYPE aiops_audit_write_errors_total counter\naiops_audit_write_errors_total {}\n# HELP aiops_audit_pending_lines Audit lines not yet on disk\n# TYPE aiops_audit_pending_lines gauge\naiops_audit_pending_lines {}",
+        write_errors,
+        pending
+    );
+    s
+}

@@ -1,0 +1,474 @@
+//! The supervisor end to end, as an operator drives it: `aiopsctl run` of a
+//! flow through real jails (the in-process engine), the gate, confirm,
+//! the audit log, failure propagation, a repo that cannot be checked out,
+//! and the daemon: kill -9 mid-run, cancel, and the API's peer check.
+#![allow(clippy::unwrap_used)]
+use aiops_tests::{aiopsctl, bin, is_root, must_work, scratch_dir, skip, GIT, NOBODY};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+    repo: PathBuf,
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let st = Command::new(GIT)
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "git {args:?}");
+}
+
+/// A state dir, an API socket path and a one-commit repo, all private to
+/// this test.
+fn env(test: &str) -> Option<Env> {
+    if !Path::new(GIT).exists() {
+        skip(test, "git is not installed");
+        return None;
+    }
+    let dir = scratch_dir(None);
+    let root = dir.path().to_path_buf();
+    let repo = root.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("hello.txt"), "hello from the fixture\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "fixture"]);
+    let config = root.join("supervisor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "schema = 1\nstate_dir = \"{0}/state\"\n[api]\nsocket = \"{0}/api.sock\"\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    Some(Env {
+        _dir: dir,
+        root,
+        config,
+        repo,
+    })
+}
+
+impl Env {
+    fn flow(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.root.join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "schema = 1\nname = \"{name}\"\n[workspace]\nrepo = \"{}\"\nref = \"main\"\n\n{body}",
+                self.repo.display()
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(aiopsctl())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("AIOPS_PROFILE_PATH", aiops_tests::profiles_dir())
+            .env_remove("AIOPS_API_SOCKET")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let o = self.ctl(&a);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    fn daemon(&self) -> Daemon {
+        let child = Command::new(bin("aiops-supervisor"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("AIOPS_PROFILE_PATH", aiops_tests::profiles_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let sock = self.root.join("api.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sock.exists() || self.ctl(&["status"]).status.code() != Some(0) {
+            assert!(Instant::now() < deadline, "the daemon did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Daemon { child }
+    }
+}
+
+struct Daemon {
+    child: Child,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn node<'a>(run: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    run["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap()
+}
+
+fn run_id(o: &Output) -> String {
+    let s = String::from_utf8_lossy(&o.stdout);
+    s.split_whitespace()
+        .find(|w| w.starts_with("r-"))
+        .unwrap_or_else(|| panic!("no run id in {}", text(o)))
+        .to_string()
+}
+
+#[test]
+fn a_flow_runs_pauses_at_the_gate_and_confirm_finishes_it() {
+    let Some(e) = env("a_flow_runs_pauses_at_the_gate_and_confirm_finishes_it") else {
+        return;
+    };
+    let flow = e.flow(
+        "gated",
+        r#"
+[[node]]
+id = "build"
+kind = "shell"
+run = "mkdir -p out && cp hello.txt out/ && echo built"
+profile = "restrictive"
+
+[[node]]
+id = "test"
+kind = "shell"
+run = "grep -q fixture out/hello.txt && echo tested"
+profile = "restrictive"
+needs = ["build"]
+
+[[node]]
+id = "publish"
+kind = "shell"
+run = "echo would publish"
+profile = "restrictive"
+needs = ["test"]
+confirm = "always"
+"#,
+    );
+    let o = e.ctl(&["run", flow.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    assert!(text(&o).contains("paused: node publish"), "{}", text(&o));
+    let id = run_id(&o);
+    let run = e.json(&["status", &id]);
+    assert_eq!(run["state"], "awaiting_confirmation");
+    assert_eq!(node(&run, "build")["state"], "succeeded");
+    assert_eq!(node(&run, "test")["state"], "succeeded");
+    assert_eq!(node(&run, "publish")["state"], "awaiting_confirmation");
+    assert_eq!(node(&run, "build")["stdout_bytes"], 6);
+    let layers = node(&run, "build")["layers"].as_array().unwrap().len();
+    assert!(layers > 5, "{run}");
+
+    // The node's output is kept, and `logs` shows it.
+    let o = e.ctl(&["logs", &id, "test"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "tested\n",
+        "{}",
+        text(&o)
+    );
+
+    let o = e.ctl(&["confirm", &id, "publish"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let run = e.json(&["status", &id]);
+    assert_eq!(run["state"], "succeeded", "{run}");
+
+    // The audit has every node with byte counts and layers, and the gate.
+    let o = e.ctl(&["audit", "--run", &id, "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ends: Vec<_> = lines.iter().filter(|l| l["kind"] == "node_end").collect();
+    assert_eq!(ends.len(), 3, "{lines:?}");
+    for l in &ends {
+        assert_eq!(l["state"], "succeeded");
+        assert!(!l["layers"].as_array().unwrap().is_empty(), "{l}");
+        assert!(l["stdout_bytes"].as_u64().unwrap() > 0, "{l}");
+        assert!(l["capabilities"]["write"].is_array(), "{l}");
+    }
+    let gates: Vec<_> = lines.iter().filter(|l| l["kind"] == "gate").collect();
+    assert!(gates.iter().any(|g| g["state"] == "confirmed"), "{lines:?}");
+
+    // The state DB is 0600 and holds no env values.
+    let db = e.root.join("state/state.db");
+    assert_eq!(std::fs::metadata(&db).unwrap().mode() & 0o777, 0o600);
+    let audit_dir = e.root.join("state/audit");
+    for f in std::fs::read_dir(audit_dir).unwrap() {
+        let m = f.unwrap().metadata().unwrap();
+        assert_eq!(m.mode() & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn a_failure_skips_dependants_after_its_retries() {
+    let Some(e) = env("a_failure_skips_dependants_after_its_retries") else {
+        return;
+    };
+    let flow = e.flow(
+        "failing",
+        r#"
+[[node]]
+id = "flaky"
+kind = "shell"
+run = "echo trying; exit 3"
+profile = "restrictive"
+retries = 1
+
+[[node]]
+id = "after"
+kind = "shell"
+run = "echo never"
+profile = "restrictive"
+needs = ["flaky"]
+
+[[node]]
+id = "independent"
+kind = "agent"
+argv = ["/bin/echo", "still runs"]
+profile = "restrictive"
+"#,
+    );
+    let o = e.ctl(&["run", flow.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let id = run_id(&o);
+    let run = e.json(&["status", &id]);
+    assert_eq!(run["state"], "failed");
+    let flaky = node(&run, "flaky");
+    assert_eq!(flaky["state"], "failed");
+    assert_eq!(flaky["attempts"], 2);
+    assert_eq!(flaky["exit_code"], 3);
+    assert_eq!(node(&run, "after")["state"], "skipped");
+    assert!(node(&run, "after")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("flaky"));
+    assert_eq!(node(&run, "independent")["state"], "succeeded");
+}
+
+#[test]
+fn a_repo_that_cannot_be_checked_out_fails_closed() {
+    let Some(e) = env("a_repo_that_cannot_be_checked_out_fails_closed") else {
+        return;
+    };
+    let marker = e.root.join("ran-somewhere");
+    let flow = e.root.join("broken.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "schema = 1\nname = \"broken\"\n[workspace]\nrepo = \"{}\"\nref = \"no-such-branch\"\n\n[[node]]\nid = \"a\"\nkind = \"shell\"\nrun = \"touch {}\"\nprofile = \"restrictive\"\n",
+            e.repo.display(),
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let o = e.ctl(&["run", flow.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let id = run_id(&o);
+    let run = e.json(&["status", &id]);
+    let a = node(&run, "a");
+    assert_eq!(a["state"], "workspace_failed", "{run}");
+    assert!(
+        a["reason"].as_str().unwrap().contains("no-such-branch"),
+        "{run}"
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn a_malformed_flow_names_the_line_and_runs_nothing() {
+    let Some(e) = env("a_malformed_flow_names_the_line_and_runs_nothing") else {
+        return;
+    };
+    let flow = e.flow(
+        "bad",
+        "[[node]]\nid = \"a\"\nkind = \"shell\"\nrun = \"true\"\nprofile = \"restrictive\"\nsurprise = 1\n",
+    );
+    let o = e.ctl(&["run", flow.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.toml:") && err.contains("surprise"),
+        "{err}"
+    );
+    // Nothing was stored.
+    let runs = e.json(&["status"]);
+    assert_eq!(runs.as_array().map(Vec::len), Some(0), "{runs}");
+}
+
+fn pgrep(pattern: &str) -> Vec<String> {
+    let o = Command::new("pgrep")
+        .arg("-f")
+        .arg(pattern)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn kill_9_of_the_daemon_mid_run_leaves_lost_nodes_and_no_orphan_jail() {
+    let Some(e) = env("kill_9_of_the_daemon_mid_run_leaves_lost_nodes_and_no_orphan_jail") else {
+        return;
+    };
+    let tag = format!("sleep 4{}", std::process::id() % 1000);
+    let flow = e.flow(
+        "long",
+        &format!(
+            "[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"{tag}\"\nprofile = \"restrictive\"\n\n[[node]]\nid = \"next\"\nkind = \"shell\"\nrun = \"true\"\nprofile = \"restrictive\"\nneeds = [\"slow\"]\n"
+        ),
+    );
+    let mut d = e.daemon();
+    let o = e.ctl(&["submit", flow.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    wait_for("the node to run", || {
+        e.json(&["status", &id])["nodes"][0]["state"] == "running" && !pgrep(&tag).is_empty()
+    });
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    wait_for("the jail to die with the supervisor", || {
+        pgrep(&tag).is_empty()
+    });
+    drop(d);
+    // Restarted: the node that was running is lost, its dependant skipped.
+    let _d = e.daemon();
+    wait_for("recovery", || e.json(&["status", &id])["state"] == "lost");
+    let run = e.json(&["status", &id]);
+    assert_eq!(node(&run, "slow")["state"], "lost");
+    assert_eq!(node(&run, "next")["state"], "skipped");
+    let o = e.ctl(&["audit", "--run", &id, "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines().any(|l| l.contains("\"state\":\"lost\"")),
+        "{out}"
+    );
+}
+
+#[test]
+fn cancel_stops_a_running_jail() {
+    let Some(e) = env("cancel_stops_a_running_jail") else {
+        return;
+    };
+    let tag = format!("sleep 5{}", std::process::id() % 1000);
+    let flow = e.flow(
+        "cancelme",
+        &format!("[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"{tag}\"\nprofile = \"restrictive\"\n"),
+    );
+    let _d = e.daemon();
+    let o = e.ctl(&["submit", flow.to_str().unwrap()]);
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    wait_for("the node to run", || !pgrep(&tag).is_empty());
+    let o = e.ctl(&["cancel", &id]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_for("the run to end", || {
+        e.json(&["status", &id])["state"] == "cancelled"
+    });
+    assert!(pgrep(&tag).is_empty());
+    let run = e.json(&["status", &id]);
+    assert_eq!(node(&run, "slow")["state"], "cancelled");
+}
+
+#[test]
+fn the_api_answers_its_owner_and_refuses_another_user() {
+    let test = "the_api_answers_its_owner_and_refuses_another_user";
+    if !is_root() {
+        aiops_tests::skip_needs_root(test, "switching to another uid needs root");
+        return;
+    }
+    if !Path::new("/usr/bin/curl").exists() {
+        skip(test, "curl is not installed");
+        return;
+    }
+    let Some(e) = env(test) else { return };
+    let _d = e.daemon();
+    let sock = e.root.join("api.sock");
+    let curl = |setpriv: bool, path: &str| {
+        let mut c = if setpriv {
+            let mut c = Command::new("setpriv");
+            c.args([
+                format!("--reuid={NOBODY}"),
+                format!("--regid={NOBODY}"),
+                "--clear-groups".into(),
+                "/usr/bin/curl".into(),
+            ]);
+            c
+        } else {
+            Command::new("/usr/bin/curl")
+        };
+        let o = c
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--unix-socket",
+            ])
+            .arg(&sock)
+            .arg(format!("http://aiops{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(curl(false, "/api/v1/state"), "200");
+    assert_eq!(curl(false, "/readyz"), "200");
+    // Let nobody reach the socket file, so the peer check is what refuses.
+    std::fs::set_permissions(&e.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(curl(true, "/api/v1/state"), "403");
+    if must_work() {
+        assert_eq!(curl(false, "/metrics"), "200");
+    }
+}
