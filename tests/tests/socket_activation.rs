@@ -10,10 +10,11 @@
 use aiops_policy::proto::Step;
 use aiops_policy::{AbsPath, JailPlan, NodeCaps};
 use aiops_supervisor::exec::socket::{self, SocketJail};
+use aiops_supervisor::exec::JailStdio;
 use aiops_supervisor::{context, facts, locate};
 use aiops_tests::{bin, euid, is_root, must_work, scratch_dir, skip, NOBODY};
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -51,8 +52,8 @@ fn activate(listener: &UnixListener, supervisor_user: &str) -> Child {
         .unwrap()
 }
 
-/// Start `argv` with its stdout on a pipe (stderr to /dev/null), as the
-/// daemon does with its output files; returns the pipe's read end.
+/// Start `argv` with its stdout on a pipe (stdin and stderr /dev/null), as
+/// the daemon does with its output files; returns the pipe's read end.
 fn start(sock: &Path, plan: &JailPlan, argv: &[&str]) -> (SocketJail, std::fs::File) {
     let (r, w) = std::io::pipe().unwrap();
     let null = std::fs::File::options()
@@ -61,10 +62,13 @@ fn start(sock: &Path, plan: &JailPlan, argv: &[&str]) -> (SocketJail, std::fs::F
         .open("/dev/null")
         .unwrap();
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    let stdio = [null.as_fd(), w.as_fd(), null.as_fd()];
-    let jail = socket::start(sock, stdio, "socket-test", &argv, plan).unwrap();
+    let stdio = JailStdio::Files {
+        stdout: std::fs::File::from(OwnedFd::from(w)),
+        stderr: null,
+    };
+    let jail = socket::start_with(sock, &stdio, "socket-test", &argv, plan).unwrap();
     // Only the jail holds the write end now: EOF on the pipe means it is gone.
-    drop(w);
+    drop(stdio);
     (jail, std::fs::File::from(OwnedFd::from(r)))
 }
 

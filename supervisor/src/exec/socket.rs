@@ -9,7 +9,7 @@
 //! The connection stays open while the jail should live; closing it kills
 //! the jail. At the end the jailer writes the jail's wait status (4 bytes,
 //! little-endian `i32`).
-use super::linux::{finish, read_reports};
+use super::linux::{finish, read_reports, JailStdio};
 use super::{stamps, ExecReport, Stamp};
 use crate::error::SupervisorError;
 use aiops_policy::proto::{exit, JailRequest, NodeSpec, MAX_REQUEST_BYTES, PROTO_VERSION};
@@ -122,6 +122,27 @@ pub fn start(
         plan: plan.clone(),
         before,
     })
+}
+
+/// `start` with a `JailStdio`, as `spawn_jailer_with` takes it: `Inherit`
+/// passes our own stdio, `Files` the two files with stdin from /dev/null.
+pub fn start_with(
+    socket: &Path,
+    stdio: &JailStdio,
+    node_id: &str,
+    argv: &[String],
+    plan: &JailPlan,
+) -> Result<SocketJail, SupervisorError> {
+    let null = std::fs::File::open("/dev/null").map_err(|source| SupervisorError::Read {
+        path: "/dev/null".into(),
+        source,
+    })?;
+    let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let fds = match stdio {
+        JailStdio::Inherit => [i.as_fd(), o.as_fd(), e.as_fd()],
+        JailStdio::Files { stdout, stderr } => [null.as_fd(), stdout.as_fd(), stderr.as_fd()],
+    };
+    start(socket, fds, node_id, argv, plan)
 }
 
 impl SocketJail {
