@@ -26,16 +26,24 @@ fn owner() -> Option<u32> {
 }
 
 fn plan_for(ws: &Path) -> JailPlan {
-    let profile = locate::profile_loader().load("restrictive").unwrap();
+    plan_with(ws, "restrictive", &NodeCaps::default())
+}
+
+fn plan_with(ws: &Path, profile: &str, caps: &NodeCaps) -> JailPlan {
+    let profile = locate::profile_loader().load(profile).unwrap();
     let mut ctx = context::host_context(Some(ws), None).unwrap();
     // The jailer binds the agentd next to itself; the test binary is elsewhere.
     ctx.agentd = AbsPath::new(bin("aiops-agentd")).unwrap();
     let facts = facts::facts_for(&profile);
-    aiops_policy::compile(&profile, &NodeCaps::default(), &facts, &ctx).unwrap()
+    aiops_policy::compile(&profile, caps, &facts, &ctx).unwrap()
 }
 
 /// systemd's part: accept one connection and exec the jailer on it as fd 3.
 fn activate(listener: &UnixListener, supervisor_user: &str) -> Child {
+    activate_with(listener, supervisor_user, &[])
+}
+
+fn activate_with(listener: &UnixListener, supervisor_user: &str, env: &[(&str, &Path)]) -> Child {
     let (conn, _) = listener.accept().unwrap();
     Command::new("/bin/sh")
         .arg("-c")
@@ -45,6 +53,7 @@ fn activate(listener: &UnixListener, supervisor_user: &str) -> Child {
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("AIOPS_SUPERVISOR_USER", supervisor_user)
+        .envs(env.iter().copied())
         .stdin(Stdio::from(OwnedFd::from(conn)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -216,4 +225,71 @@ fn cancelling_the_connection_kills_the_jail() {
     rx.recv_timeout(Duration::from_secs(10))
         .expect("the node (sleep 60) outlived the connection");
     assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+/// `LoadCredential=` secrets: the jailer reads `$CREDENTIALS_DIRECTORY` in
+/// socket mode (files as systemd leaves them: group bits from the ACL
+/// mask), injects only what the node declares, and ignores
+/// `AIOPS_SECRETS_DIR`.
+#[test]
+fn secrets_come_from_the_credentials_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "secrets_come_from_the_credentials_directory";
+    let ws = scratch_dir(owner());
+    let profiles = tempfile::tempdir().unwrap();
+    let profile = aiops_tests::write_profile(
+        profiles.path(),
+        "with-secret",
+        "schema = 1\nname = \"with-secret\"\ndescription = \"restrictive with two secrets\"\n\
+         extends = \"restrictive\"\n\
+         [env]\nallow = [\"PATH\"]\nsecrets = [\"AIOPS_TEST_TOKEN\", \"AIOPS_OTHER\"]\n",
+    );
+    let caps: NodeCaps = toml_caps("secrets = [\"AIOPS_TEST_TOKEN\"]\n");
+    let plan = plan_with(ws.path(), profile.to_str().unwrap(), &caps);
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(creds.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+    for (name, value) in [("AIOPS_TEST_TOKEN", "tok-123\n"), ("AIOPS_OTHER", "other")] {
+        let f = creds.path().join(name);
+        std::fs::write(&f, value).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o440)).unwrap();
+    }
+    // A decoy that socket mode must not read.
+    let decoy = tempfile::tempdir().unwrap();
+    let (_d, sock, l) = listener();
+    let (jail, mut out) = start(
+        &sock,
+        &plan,
+        &[
+            "/bin/sh",
+            "-c",
+            "[ \"$AIOPS_TEST_TOKEN\" = \"$1\" ] && echo token-ok; [ -z \"${AIOPS_OTHER+x}\" ] && echo other-absent",
+            "sh",
+            "tok-123",
+        ],
+    );
+    let mut jailer = activate_with(
+        &l,
+        &euid().to_string(),
+        &[
+            ("CREDENTIALS_DIRECTORY", creds.path()),
+            ("AIOPS_SECRETS_DIR", decoy.path()),
+        ],
+    );
+    let report = jail.wait().unwrap();
+    wait_with_deadline(&mut jailer, Duration::from_secs(10)).expect("jailer exits");
+    let err = stderr_of(&mut jailer);
+    if layer_missing(test, &report) {
+        return;
+    }
+    let mut stdout = String::new();
+    out.read_to_string(&mut stdout).unwrap();
+    assert_eq!(stdout, "token-ok\nother-absent\n", "{report:?} {err}");
+    assert_eq!(report.status, 0);
+}
+
+fn toml_caps(text: &str) -> NodeCaps {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("caps.toml");
+    std::fs::write(&p, text).unwrap();
+    NodeCaps::from_toml_file(&p).unwrap()
 }
