@@ -246,7 +246,7 @@ pub struct UsernsSysctls {
     pub root: bool,
 }
 
-pub const APPARMOR_FIX: &str = "allow user namespaces for the jailer only, with the AppArmor profile the aiops package ships as /etc/apparmor.d/aiops-jailer (source: packaging/apparmor/aiops-jailer; it names /usr/libexec/aiops/aiops-jailer, so edit the path for a jailer installed elsewhere): `apparmor_parser -r /etc/apparmor.d/aiops-jailer` (the package's postinst does this when AppArmor is enabled); see docs/operations.md, \"Troubleshooting\"";
+pub const APPARMOR_FIX: &str = "load the AppArmor profile that allows user namespaces for the jailer only: the aiops package installs /etc/apparmor.d/aiops-jailer (a copy of /usr/share/aiops/apparmor/aiops-jailer, made by postinst where AppArmor 4 is present); run `apparmor_parser -r /etc/apparmor.d/aiops-jailer`. Without the package, copy packaging/apparmor/aiops-jailer there and put your jailer's real path on its `profile` line. See docs/operations.md, \"Troubleshooting denials\"";
 
 fn userns_check(s: &UsernsSysctls) -> (bool, Check) {
     let val = |v: &Option<String>| {
