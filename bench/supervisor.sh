@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2086  # $BWRAP and $CTL are word-split on purpose
+# shellcheck disable=SC2086  # $BWRAP is word-split on purpose
 # Supervisor throughput and memory: N trivial nodes (default 1000) through
 # the daemon with SQLite and the audit log on, parallelism 2, each in its
 # own restrictive jail. Side by side in the same run: the same N jails
@@ -40,22 +40,22 @@ TOML
     printf '\n[[node]]\nid = "n%d"\nkind = "agent"\nargv = ["/bin/true"]\nprofile = "restrictive"\n' "$i"
   done
 } > "$T/flow.toml"
-CTL="$BIN/aiopsctl --config $T/supervisor.toml"
+ctl() { local cmd=$1; shift; "$BIN/aiopsctl" "$cmd" --config "$T/supervisor.toml" "$@"; }
 rss() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 
 "$BIN/aiops-supervisor" --config "$T/supervisor.toml" 2>"$T/daemon.log" & D=$!
 for _ in $(seq 100); do [ -S "$T/api.sock" ] && break; sleep 0.1; done
 sleep 1
 IDLE=$(rss "$D")
-RUN=$($CTL submit "$T/flow.toml")
+RUN=$(ctl submit "$T/flow.toml")
 PEAK=0
 while :; do
   r=$(rss "$D"); [ "$r" -gt "$PEAK" ] && PEAK=$r
-  STATE=$($CTL status "$RUN" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+  STATE=$(ctl status "$RUN" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
   case $STATE in succeeded|failed|cancelled|lost) break ;; esac
   sleep 0.5
 done
-$CTL status "$RUN" --json > "$T/run.json"
+ctl status "$RUN" --json > "$T/run.json"
 read -r SECS OK < <(python3 - "$T/run.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -455,3 +455,34 @@ fn the_gate_pauses_by_confirm_mode_and_findings() {
     assert!(Confirm::Always.pauses(&[]));
     assert!(!Confirm::Never.pauses(&findings));
 }
+
+/// Every one-character deletion of a good flow, and a quote or bracket
+/// inserted at every position: each either parses to an acyclic flow or is
+/// refused with a position inside the text; none panics.
+#[test]
+fn mangled_flows_are_refused_with_a_position_or_parse_cleanly() {
+    let chars: Vec<char> = GOOD.chars().collect();
+    let lines = GOOD.lines().count() + 1;
+    let mut variants = vec![];
+    for i in 0..chars.len() {
+        let mut v = chars.clone();
+        v.remove(i);
+        variants.push(v.into_iter().collect::<String>());
+        for c in ['"', '[', '\n'] {
+            let mut v = chars.clone();
+            v.insert(i, c);
+            variants.push(v.into_iter().collect());
+        }
+    }
+    for v in &variants {
+        match parse(v) {
+            Ok(f) => assert_eq!(f.topo_order().len(), f.nodes.len(), "{v}"),
+            Err(PolicyError::Parse { line, .. })
+            | Err(PolicyError::FlowInvalid { line, .. })
+            | Err(PolicyError::NeedsCycle { line, .. }) => {
+                assert!((1..=lines + 1).contains(&line), "line {line} in\n{v}")
+            }
+            Err(e) => panic!("unexpected error kind {e}\n{v}"),
+        }
+    }
+}

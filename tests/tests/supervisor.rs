@@ -123,6 +123,9 @@ struct Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
@@ -470,5 +473,173 @@ fn the_api_answers_its_owner_and_refuses_another_user() {
     assert_eq!(curl(true, "/api/v1/state"), "403");
     if must_work() {
         assert_eq!(curl(false, "/metrics"), "200");
+    }
+}
+
+#[test]
+fn a_node_over_its_limits_and_a_killed_jailer_are_recorded_failures() {
+    let Some(e) = env("a_node_over_its_limits_and_a_killed_jailer_are_recorded_failures") else {
+        return;
+    };
+    let tag = format!("sleep 6{}", std::process::id() % 1000);
+    let flow = e.flow(
+        "limits",
+        &format!(
+            r#"
+[[node]]
+id = "slow"
+kind = "shell"
+run = "sleep 30"
+profile = "restrictive"
+timeout = "1s"
+
+[[node]]
+id = "victim"
+kind = "shell"
+run = "{tag}"
+profile = "restrictive"
+"#
+        ),
+    );
+    let _d = e.daemon();
+    let o = e.ctl(&["submit", flow.to_str().unwrap()]);
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    wait_for("the victim to run", || !pgrep(&tag).is_empty());
+    // Kill the victim's jailer (the parent of its agentd) from outside.
+    let jailers = pgrep("aiops-jailer --request-fd");
+    assert!(!jailers.is_empty());
+    for pid in &jailers {
+        let cmd =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let holds_victim = cmd.split_whitespace().any(|child| {
+            descendants(child).iter().any(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.contains(&tag.replace(' ', "\0")))
+            })
+        });
+        if holds_victim {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+    wait_for("the run to end", || {
+        e.json(&["status", &id])["state"] == "failed"
+    });
+    let run = e.json(&["status", &id]);
+    let slow = node(&run, "slow");
+    assert_eq!(slow["state"], "failed", "{run}");
+    assert_eq!(slow["timed_out"], true, "{run}");
+    let victim = node(&run, "victim");
+    assert_eq!(victim["state"], "failed", "{run}");
+    assert!(
+        victim["reason"]
+            .as_str()
+            .unwrap()
+            .contains("without a report"),
+        "{run}"
+    );
+    assert!(
+        pgrep(&tag).is_empty(),
+        "the killed jailer's jail outlived it"
+    );
+    let o = e.ctl(&["audit", "--run", &id, "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("\"limit_hits\":[\"timeout\"]"), "{out}");
+}
+
+fn descendants(pid: &str) -> Vec<String> {
+    let mut out = vec![pid.to_string()];
+    let kids =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for k in kids.split_whitespace() {
+        out.extend(descendants(k));
+    }
+    out
+}
+
+#[test]
+fn sigterm_drains_and_queued_work_continues_after_a_restart() {
+    let Some(e) = env("sigterm_drains_and_queued_work_continues_after_a_restart") else {
+        return;
+    };
+    std::fs::write(
+        &e.config,
+        format!(
+            "schema = 1\nstate_dir = \"{0}/state\"\nparallelism = 1\ndrain_grace = \"1s\"\n[api]\nsocket = \"{0}/api.sock\"\n",
+            e.root.display()
+        ),
+    )
+    .unwrap();
+    let tag = format!("sleep 7{}", std::process::id() % 1000);
+    let flow = e.flow(
+        "drain",
+        &format!(
+            "[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"{tag}\"\nprofile = \"restrictive\"\n\n[[node]]\nid = \"later\"\nkind = \"shell\"\nrun = \"echo later\"\nprofile = \"restrictive\"\n"
+        ),
+    );
+    let mut d = e.daemon();
+    let o = e.ctl(&["submit", flow.to_str().unwrap()]);
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    wait_for("the slow node to run", || !pgrep(&tag).is_empty());
+    let _ = Command::new("kill").arg(d.child.id().to_string()).status();
+    let st = d.child.wait().unwrap();
+    assert!(st.success(), "the daemon did not exit cleanly: {st:?}");
+    assert!(pgrep(&tag).is_empty());
+    drop(d);
+    let run = e.json(&["status", &id]);
+    assert_eq!(node(&run, "slow")["state"], "cancelled", "{run}");
+    assert!(node(&run, "slow")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("shutting down"));
+    // parallelism 1: `later` had not started, and runs after the restart.
+    assert_eq!(node(&run, "later")["state"], "queued", "{run}");
+    let _d = e.daemon();
+    wait_for("the queued node", || {
+        node(&e.json(&["status", &id]), "later")["state"] == "succeeded"
+    });
+}
+
+#[test]
+fn a_flows_own_parallelism_is_respected() {
+    let Some(e) = env("a_flows_own_parallelism_is_respected") else {
+        return;
+    };
+    let mut body = String::from("parallelism = 1\n");
+    for i in 0..3 {
+        body += &format!(
+            "\n[[node]]\nid = \"n{i}\"\nkind = \"shell\"\nrun = \"sleep 0.3\"\nprofile = \"restrictive\"\n"
+        );
+    }
+    // `parallelism` is a top-level key: it must come before [workspace].
+    let p = e.root.join("serial.toml");
+    std::fs::write(
+        &p,
+        format!("schema = 1\nname = \"serial\"\n{body}",).replacen(
+            "parallelism = 1\n",
+            &format!(
+                "parallelism = 1\n[workspace]\nrepo = \"{}\"\nref = \"main\"\n",
+                e.repo.display()
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    let o = e.ctl(&["run", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let run = e.json(&["status", &run_id(&o)]);
+    let mut spans: Vec<(i64, i64)> = run["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["started_at"].as_i64().unwrap(),
+                n["ended_at"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "nodes overlapped: {spans:?}");
     }
 }

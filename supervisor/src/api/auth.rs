@@ -55,12 +55,14 @@ pub(crate) fn peer_allowed(peer: &Peer, own_uid: u32, acc: &Accounts) -> bool {
     }
 }
 
-pub(crate) fn peer_of(stream: &tokio::net::UnixStream) -> nix::Result<Peer> {
-    let c = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)?;
+/// SO_PEERCRED on Linux (getpeereid on macOS, where pid is unknown: -1),
+/// via tokio so the client half builds everywhere.
+pub(crate) fn peer_of(stream: &tokio::net::UnixStream) -> std::io::Result<Peer> {
+    let c = stream.peer_cred()?;
     Ok(Peer {
         uid: c.uid(),
         gid: c.gid(),
-        pid: c.pid(),
+        pid: c.pid().unwrap_or(-1),
     })
 }
 

@@ -30,16 +30,27 @@ pub struct Client {
     target: Target,
 }
 
-/// `$AIOPS_API_SOCKET`, else `$XDG_RUNTIME_DIR/aiops/api.sock`, else
-/// [`SYSTEM_SOCKET`].
-pub fn default_socket_path() -> PathBuf {
+/// Where to look for a daemon, in order: `$AIOPS_API_SOCKET` alone if set;
+/// else the user's `$XDG_RUNTIME_DIR/aiops/api.sock`, then the system
+/// daemon's [`SYSTEM_SOCKET`].
+pub fn default_socket_paths() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("AIOPS_API_SOCKET").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+        return vec![PathBuf::from(p)];
     }
+    let mut v = Vec::new();
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
-        return Path::new(&d).join("aiops").join("api.sock");
+        v.push(Path::new(&d).join("aiops").join("api.sock"));
     }
-    PathBuf::from(SYSTEM_SOCKET)
+    v.push(PathBuf::from(SYSTEM_SOCKET));
+    v
+}
+
+/// The first of [`default_socket_paths`].
+pub fn default_socket_path() -> PathBuf {
+    default_socket_paths()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_SOCKET))
 }
 
 impl Client {
@@ -58,11 +69,23 @@ impl Client {
         }
     }
 
-    /// A client for the default socket, if a daemon answers there;
-    /// [`ApiError::NoDaemon`] otherwise (the CLI then runs the engine
-    /// in-process).
+    /// A client for the first default socket where a daemon answers;
+    /// [`ApiError::NoDaemon`] for the first candidate otherwise (the CLI
+    /// then runs the engine in-process).
     pub async fn connect_default() -> Result<Client, ApiError> {
-        Client::connect_unix(default_socket_path()).await
+        let mut first_err = None;
+        for path in default_socket_paths() {
+            match Client::connect_unix(path).await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| ApiError::NoDaemon {
+            path: PathBuf::from(SYSTEM_SOCKET),
+            source: std::io::ErrorKind::NotFound.into(),
+        }))
     }
 
     /// A client for `path`, once something accepts connections there.

@@ -14,7 +14,7 @@ pub mod server;
 mod stream;
 
 pub use client::Client;
-pub use server::{ApiConfig, ApiServer, TcpConfig};
+pub use server::{serve, ApiConfig, ApiServer, TcpConfig};
 
 use std::path::PathBuf;
 

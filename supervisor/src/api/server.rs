@@ -83,7 +83,9 @@ enum Access {
 pub struct ApiServer {
     cfg: ApiConfig,
     unix: std::os::unix::net::UnixListener,
-    tcp: Option<(std::net::TcpListener, Arc<[u8]>)>,
+    /// (device, inode) of the socket we bound, so we never remove another's.
+    unix_id: Option<(u64, u64)>,
+    tcp: Option<(std::net::TcpListener, SocketAddr, Arc<[u8]>)>,
 }
 
 impl ApiServer {
@@ -97,17 +99,27 @@ impl ApiServer {
                     return Err(ApiError::NonLoopback { addr: t.addr });
                 }
                 let token: Arc<[u8]> = auth::load_token(&t.token_file)?.into();
-                Some((listen::bind_tcp(t.addr, t.allow_non_loopback)?, token))
+                Some((
+                    listen::bind_tcp(t.addr, t.allow_non_loopback)?,
+                    t.addr,
+                    token,
+                ))
             }
             None => None,
         };
         let unix = listen::bind_unix(&cfg.socket)?;
-        Ok(ApiServer { cfg, unix, tcp })
+        let unix_id = file_id(&cfg.socket);
+        Ok(ApiServer {
+            cfg,
+            unix,
+            unix_id,
+            tcp,
+        })
     }
 
     /// The TCP listener's address (with the port chosen when asked for 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        self.tcp.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.tcp.as_ref().and_then(|(l, _, _)| l.local_addr().ok())
     }
 
     pub fn socket_path(&self) -> &std::path::Path {
@@ -128,11 +140,7 @@ impl ApiServer {
                 source,
             })?;
         let tcp = match self.tcp {
-            Some((l, token)) => {
-                let addr = l.local_addr().map_err(|source| ApiError::BindUnix {
-                    path: socket.clone(),
-                    source,
-                })?;
+            Some((l, addr, token)) => {
                 let l = tokio::net::TcpListener::from_std(l)
                     .map_err(|source| ApiError::BindTcp { addr, source })?;
                 Some((l, token))
@@ -184,21 +192,34 @@ impl ApiServer {
             warn!(target: "aiops::api", open = conns.len(), "cutting connections still open after the grace period");
             conns.shutdown().await;
         }
-        // Only remove the socket if it is still the one we bound.
-        if std::fs::symlink_metadata(&socket).is_ok_and(|m| {
-            use std::os::unix::fs::FileTypeExt;
-            m.file_type().is_socket()
-        }) {
+        // A successor may already have replaced our socket; leave theirs.
+        if self.unix_id.is_some() && file_id(&socket) == self.unix_id {
             let _ = std::fs::remove_file(&socket);
         }
         Ok(())
     }
 }
 
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
 /// Resolves once shutdown has begun (the watch guard is dropped inside,
 /// so callers' futures stay `Send`).
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// Bind and serve in one step, for callers with nothing to do in between.
+pub async fn serve(
+    backend: Arc<dyn Backend>,
+    cfg: ApiConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ApiError> {
+    ApiServer::bind(cfg)?.run(backend, shutdown).await
 }
 
 async fn accept_tcp(

@@ -2,6 +2,13 @@
 #![forbid(unsafe_code)]
 use std::process::ExitCode;
 
+#[cfg(not(target_os = "linux"))]
+fn main() -> ExitCode {
+    eprintln!("aiops-supervisor: the engine runs jails through aiops-jailer and is Linux-only; on macOS use `aiopsctl exec`");
+    ExitCode::from(69)
+}
+
+#[cfg(target_os = "linux")]
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = match aiops_supervisor::daemon::parse_args(&args) {
@@ -25,6 +32,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

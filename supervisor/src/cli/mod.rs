@@ -11,7 +11,9 @@ pub mod explain;
 pub mod filters;
 pub mod lint;
 pub mod profile;
+#[cfg(target_os = "linux")]
 pub mod remote;
+#[cfg(target_os = "linux")]
 pub mod runs;
 pub mod table;
 
@@ -86,21 +88,29 @@ pub enum Command {
     ///
     /// Exit status: 0 every node succeeded, 1 the run failed, 4 cancelled,
     /// 75 paused at the destructive-operation gate (`aiopsctl confirm`).
+    #[cfg(target_os = "linux")]
     Run(runs::RunArgs),
     /// Hand a flow to the daemon and print the run id.
+    #[cfg(target_os = "linux")]
     Submit(runs::RunArgs),
     /// Recent runs, or one run's nodes.
+    #[cfg(target_os = "linux")]
     #[command(visible_alias = "ps")]
     Status(runs::StatusArgs),
     /// A node's captured stdout (or --stderr).
+    #[cfg(target_os = "linux")]
     Logs(runs::LogsArgs),
     /// Let a node waiting at the gate run, and follow the run.
+    #[cfg(target_os = "linux")]
     Confirm(runs::ConfirmArgs),
     /// Cancel a run, or one node of it.
+    #[cfg(target_os = "linux")]
     Cancel(runs::CancelArgs),
     /// Read the audit log.
+    #[cfg(target_os = "linux")]
     Audit(runs::AuditArgs),
     /// Remove workspaces and output of runs that ended long ago.
+    #[cfg(target_os = "linux")]
     Gc(runs::GcArgs),
     /// Check a flow file without running it: syntax, the needs graph, each
     /// node's profile and capabilities, and a lint of each command saying
@@ -180,13 +190,21 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         Command::Profile(cmd) => profile::run(cmd, out),
         Command::Doctor(args) => doctor::run(&args, out),
         Command::Exec(args) => exec::run(&args, out),
+        #[cfg(target_os = "linux")]
         Command::Run(args) => runs::run(&args, out),
+        #[cfg(target_os = "linux")]
         Command::Submit(args) => runs::submit(&args, out),
+        #[cfg(target_os = "linux")]
         Command::Status(args) => runs::status(&args, out),
+        #[cfg(target_os = "linux")]
         Command::Logs(args) => runs::logs(&args, out),
+        #[cfg(target_os = "linux")]
         Command::Confirm(args) => runs::confirm(&args, out),
+        #[cfg(target_os = "linux")]
         Command::Cancel(args) => runs::cancel(&args, out),
+        #[cfg(target_os = "linux")]
         Command::Audit(args) => runs::audit(&args, out),
+        #[cfg(target_os = "linux")]
         Command::Gc(args) => runs::gc(&args, out),
         Command::Lint { flow, json } => lint::run(&flow, json, out),
         Command::Completions { shell } => {

@@ -419,7 +419,24 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             if inner.running >= shared.cfg.parallelism.max(1) {
                 return;
             }
-            let Some((run_id, node)) = inner.ready.pop_front() else {
+            // FIFO, except that a run at its own `parallelism` lets the
+            // next run's nodes go first.
+            let at_cap = |inner: &super::Inner, run: &str| {
+                inner.runs.get(run).is_some_and(|r| {
+                    r.flow.parallelism.is_some_and(|p| {
+                        let running = r
+                            .nodes
+                            .values()
+                            .filter(|n| n.state == NodeState::Running)
+                            .count();
+                        running >= p.get() as usize
+                    })
+                })
+            };
+            let Some(pos) = inner.ready.iter().position(|(r, _)| !at_cap(&inner, r)) else {
+                return;
+            };
+            let Some((run_id, node)) = inner.ready.remove(pos) else {
                 return;
             };
             let Some(job) = make_job(shared, &mut inner, &run_id, &node, &mut out) else {
