@@ -6,7 +6,8 @@
 //! The connection is a `SOCK_STREAM` unix socket. The supervisor sends a
 //! 4-byte little-endian length, then that many bytes of JSON `JailRequest`;
 //! the first `sendmsg` carries, as `SCM_RIGHTS`, the report socket, stdin,
-//! stdout and stderr, in that order. The supervisor keeps the connection
+//! stdout and stderr, in that order, and optionally the egress socket
+//! (`--egress-fd` in exec mode). The supervisor keeps the connection
 //! open while it wants the jail: when it closes, the jail is killed. When
 //! the jail ends, the jailer writes its wait status (4 bytes, little-endian
 //! `i32`, as waitpid(2) encodes it) and closes.
@@ -23,7 +24,8 @@ use std::os::unix::net::UnixStream;
 
 /// sd_listen_fds(3): the first passed fd.
 const LISTEN_FDS_START: RawFd = 3;
-/// The fds the first message carries: report socket, stdin, stdout, stderr.
+/// The fds the first message always carries: report socket, stdin, stdout,
+/// stderr. The egress socket may follow.
 pub const PASSED_FDS: usize = 4;
 /// The unit names the one user allowed to connect (a name or a uid).
 pub const SUPERVISOR_USER_ENV: &str = "AIOPS_SUPERVISOR_USER";
@@ -32,6 +34,8 @@ pub const SUPERVISOR_USER_ENV: &str = "AIOPS_SUPERVISOR_USER";
 pub struct Received {
     pub request: Vec<u8>,
     pub report: ReportFd,
+    /// The egress proxy's socket, when the supervisor sent one.
+    pub egress: Option<OwnedFd>,
     /// Kept open by the jailer's waiting parent (step 6), which watches it.
     pub conn: OwnedFd,
 }
@@ -104,7 +108,7 @@ fn check_peer(conn: &OwnedFd, spec: Option<&str>) -> Result<(), JailError> {
 /// The first message: the 4-byte length and exactly `PASSED_FDS` fds.
 fn receive_head(conn: &OwnedFd) -> Result<(usize, Vec<OwnedFd>), JailError> {
     let mut head = [0u8; 4];
-    let mut cmsg = nix::cmsg_space!([RawFd; PASSED_FDS + 1]);
+    let mut cmsg = nix::cmsg_space!([RawFd; PASSED_FDS + 2]);
     let mut iov = [IoSliceMut::new(&mut head)];
     let msg = recvmsg::<UnixAddr>(
         conn.as_raw_fd(),
@@ -126,9 +130,10 @@ fn receive_head(conn: &OwnedFd) -> Result<(usize, Vec<OwnedFd>), JailError> {
         }
     }
     // Too many fds (cut short) or too few: refuse; the ones received close here.
-    if msg.flags.contains(MsgFlags::MSG_CTRUNC) || fds.len() != PASSED_FDS {
+    let counts = PASSED_FDS..=PASSED_FDS + 1;
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) || !counts.contains(&fds.len()) {
         return Err(ae(
-            "the first message must carry 4 fds (report, stdin, stdout, stderr)",
+            "the first message must carry 4 fds (report, stdin, stdout, stderr) and optionally the egress socket",
             libc::EPROTO,
         ));
     }
@@ -174,16 +179,22 @@ pub fn accept(env: [Option<String>; 3]) -> Result<Received, JailError> {
     let conn = connection(pid.as_deref(), nfds.as_deref())?;
     check_peer(&conn, user.as_deref())?;
     let (len, mut fds) = receive_head(&conn)?;
+    let egress = (fds.len() > PASSED_FDS).then(|| fds.remove(PASSED_FDS));
     let stdio = fds.split_off(1);
     let report = fds.remove(0);
-    match getsockopt(&report, sockopt::SockType) {
-        Ok(SockType::SeqPacket) => {}
-        _ => {
-            return Err(ae(
-                "the report fd is not a SOCK_SEQPACKET socket",
-                libc::EPROTOTYPE,
-            ))
-        }
+    let seqpacket =
+        |fd: &OwnedFd| matches!(getsockopt(fd, sockopt::SockType), Ok(SockType::SeqPacket));
+    if !seqpacket(&report) {
+        return Err(ae(
+            "the report fd is not a SOCK_SEQPACKET socket",
+            libc::EPROTOTYPE,
+        ));
+    }
+    if egress.as_ref().is_some_and(|e| !seqpacket(e)) {
+        return Err(ae(
+            "the egress fd is not a SOCK_SEQPACKET socket",
+            libc::EPROTOTYPE,
+        ));
     }
     install_stdio(&stdio)?;
     drop(stdio);
@@ -198,6 +209,7 @@ pub fn accept(env: [Option<String>; 3]) -> Result<Received, JailError> {
     Ok(Received {
         request,
         report: ReportFd(report.into_raw_fd()),
+        egress,
         conn: OwnedFd::from(stream),
     })
 }

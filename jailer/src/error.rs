@@ -24,6 +24,8 @@ pub enum JailError {
     Peer { uid: u32, allowed: String },
     #[error("report fd {fd} is not a SOCK_SEQPACKET socket")]
     ReportFd { fd: i32, source: io::Error },
+    #[error("egress fd {fd} is not a SOCK_SEQPACKET socket")]
+    EgressFd { fd: i32, source: io::Error },
     #[error("close inherited fds")]
     CloseFds { source: io::Error },
     #[error("secret {name}: {reason}")]
@@ -71,6 +73,11 @@ pub enum JailError {
     Hostname { source: io::Error },
     #[error("bring lo up")]
     Loopback { source: io::Error },
+    #[error("egress listener: {what}")]
+    EgressListener {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error("setrlimit {resource}")]
     Rlimit { resource: String, source: io::Error },
     #[error("cgroup: {reason}")]
@@ -104,6 +111,7 @@ impl JailError {
             ReadRequest { .. }
             | DecodeRequest { .. }
             | ReportFd { .. }
+            | EgressFd { .. }
             | Activation { .. }
             | Peer { .. } => Step::ReadRequest,
             Validate { .. } | Refused { .. } => Step::Validate,
@@ -116,7 +124,7 @@ impl JailError {
             Mount { .. } => Step::Mounts,
             PivotRoot { .. } => Step::PivotRoot,
             Hostname { .. } => Step::Hostname,
-            Loopback { .. } => Step::Loopback,
+            Loopback { .. } | EgressListener { .. } => Step::Loopback,
             Rlimit { .. } => Step::Rlimits,
             Cgroup { .. } => Step::Cgroup,
             Setsid { .. } => Step::Setsid,
@@ -135,6 +143,7 @@ impl JailError {
             ReadRequest { source, .. }
             | Activation { source, .. }
             | ReportFd { source, .. }
+            | EgressFd { source, .. }
             | CloseFds { source }
             | SecretsIo { source, .. }
             | DropRoot { source, .. }
@@ -146,6 +155,7 @@ impl JailError {
             | PivotRoot { source, .. }
             | Hostname { source }
             | Loopback { source }
+            | EgressListener { source, .. }
             | Rlimit { source, .. }
             | Setsid { source }
             | NoNewPrivs { source }

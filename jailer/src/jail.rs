@@ -77,7 +77,10 @@ pub enum Source {
 }
 
 /// Step 1: read the request (to EOF, bounded), decode, validate.
-pub fn read_request(source: Source) -> Result<(JailRequest, Option<OwnedFd>), JailError> {
+pub fn read_request(
+    source: Source,
+    has_egress: bool,
+) -> Result<(JailRequest, Option<OwnedFd>), JailError> {
     let (buf, conn) = match source {
         Source::Fd(fd) => {
             let rd = |source| JailError::ReadRequest { fd, source };
@@ -94,13 +97,18 @@ pub fn read_request(source: Source) -> Result<(JailRequest, Option<OwnedFd>), Ja
     let req = JailRequest::decode(&buf).map_err(|source| JailError::DecodeRequest { source })?;
     req.validate()
         .map_err(|source| JailError::Validate { source })?;
-    if req.plan.net.mode == NetMode::Allowlist {
+    if needs_egress(&req) && !has_egress {
         return Err(refused(
-            "net mode allowlist: egress allow-list proxy is not implemented yet",
+            "net mode allowlist needs the egress proxy's socket (--egress-fd): without it the node would have no way out",
         ));
     }
     check_required_layers(&req)?;
     Ok((req, conn))
+}
+
+/// A confined `allowlist` jail: its only way out is the egress listener.
+fn needs_egress(req: &JailRequest) -> bool {
+    req.plan.net.mode == NetMode::Allowlist && !req.plan.unconfined
 }
 
 /// The profile's `require` list, checked against what this plan will apply.
@@ -168,10 +176,15 @@ fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
     }
 }
 
-/// Step 2 (first part): every fd ≥ 3 but the report socket (and, in
-/// socket mode, the supervisor's connection).
-fn close_fds(report: &ReportFd, conn: Option<&OwnedFd>) -> Result<(), JailError> {
+/// Step 2 (first part): every fd ≥ 3 but the report and egress sockets
+/// (and, in socket mode, the supervisor's connection).
+fn close_fds(
+    report: &ReportFd,
+    egress: Option<&OwnedFd>,
+    conn: Option<&OwnedFd>,
+) -> Result<(), JailError> {
     let mut keep = vec![report.0];
+    keep.extend(egress.map(AsRawFd::as_raw_fd));
     keep.extend(conn.map(AsRawFd::as_raw_fd));
     ns::close_fds_except(3, &keep).map_err(|source| JailError::CloseFds { source })
 }
@@ -205,7 +218,7 @@ fn ns_layer(ns: Namespace) -> &'static str {
 }
 
 /// Step 8.
-fn sethostname_and_lo_up(req: &JailRequest) -> Result<(), JailError> {
+fn sethostname_and_lo_up(req: &JailRequest, egress: Option<OwnedFd>) -> Result<(), JailError> {
     let p = &req.plan;
     if let (Some(h), true) = (&p.hostname, p.namespaces.contains(&Namespace::Uts)) {
         net::sethostname(h)?;
@@ -215,12 +228,22 @@ fn sethostname_and_lo_up(req: &JailRequest) -> Result<(), JailError> {
     if p.namespaces.contains(&Namespace::Net) && p.net.mode != NetMode::None {
         net::set_lo_up()?;
     }
+    if let (Some(e), true) = (egress, needs_egress(req)) {
+        net::listen_for_egress(e)?;
+    }
     Ok(())
 }
 
-pub fn run(source: Source, report: &mut ReportFd, env: &HostEnv) -> Result<Infallible, JailError> {
+pub fn run(
+    source: Source,
+    report: &mut ReportFd,
+    egress: Option<OwnedFd>,
+    env: &HostEnv,
+) -> Result<Infallible, JailError> {
     // 1. Read and validate; everything decidable without changing state is decided here.
-    let (req, conn) = read_request(source)?;
+    let (req, conn) = read_request(source, egress.is_some())?;
+    // Offered to every jail by aiopsctl; only a confined allowlist keeps it.
+    let egress = egress.filter(|_| needs_egress(&req));
     let plan = &req.plan;
     let agentd = agentd_host_path(env)?;
     let filters = plan.seccomp.as_ref().map(seccomp::compile).transpose()?;
@@ -230,7 +253,7 @@ pub fn run(source: Source, report: &mut ReportFd, env: &HostEnv) -> Result<Infal
     }
     // 2. Close inherited fds, read secrets. The environment was captured in
     // HostEnv and is never passed on.
-    close_fds(report, conn.as_ref())?;
+    close_fds(report, egress.as_ref(), conn.as_ref())?;
     let secrets = secrets::read_secrets(
         env.secrets_dir.as_deref(),
         env.secrets_origin,
@@ -279,7 +302,7 @@ pub fn run(source: Source, report: &mut ReportFd, env: &HostEnv) -> Result<Infal
         // 7. 8.
         mounts::pivot_root_into(&plan.mounts)?;
         layers.push("pivot_root".into());
-        sethostname_and_lo_up(&req)?;
+        sethostname_and_lo_up(&req, egress)?;
     }
     // 9.
     limits::setrlimits(&plan.rlimits)?;

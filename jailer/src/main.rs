@@ -2,7 +2,7 @@
 //! as its PID 1. Synchronous and single-threaded on purpose:
 //! unshare(CLONE_NEWUSER) fails with EINVAL in a threaded process.
 //!
-//! Usage: `aiops-jailer --request-fd N --report-fd M` |
+//! Usage: `aiops-jailer --request-fd N --report-fd M [--egress-fd E]` |
 //! `aiops-jailer --socket-activated` | `aiops-jailer probe`
 #![deny(unsafe_code)]
 
@@ -27,34 +27,49 @@ use aiops_policy::proto::{exit, Report};
 use error::JailError;
 use exec::ReportFd;
 use nix::sys::socket::{getsockopt, sockopt, SockType};
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+
+const USAGE: &str = "aiops-jailer --request-fd N --report-fd M [--egress-fd E] \
+                     | aiops-jailer --socket-activated | aiops-jailer probe";
 
 enum Cmd {
     Probe,
-    Jail { request: RawFd, report: RawFd },
     SocketActivated,
+    Jail {
+        request: RawFd,
+        report: RawFd,
+        egress: Option<RawFd>,
+    },
 }
 
 fn parse_args(args: &[String]) -> Result<Cmd, String> {
     match args {
         [p] if p == "probe" => Ok(Cmd::Probe),
         [s] if s == "--socket-activated" => Ok(Cmd::SocketActivated),
-        [a, n, b, m] if a == "--request-fd" && b == "--report-fd" => {
+        [a, n, b, m, rest @ ..] if a == "--request-fd" && b == "--report-fd" => {
             let fd = |s: &str| {
                 s.parse::<RawFd>()
                     .map_err(|_| format!("{s:?} is not an fd number"))
             };
             let (request, report) = (fd(n)?, fd(m)?);
-            if request < 3 || report < 3 || request == report {
-                return Err("--request-fd and --report-fd must be distinct fds ≥ 3 (0-2 belong to the node)".into());
+            let egress = match rest {
+                [] => None,
+                [e, k] if e == "--egress-fd" => Some(fd(k)?),
+                _ => return Err(USAGE.into()),
+            };
+            let mut all = vec![request, report];
+            all.extend(egress);
+            if all.iter().any(|f| *f < 3) || (1..all.len()).any(|i| all[i..].contains(&all[i - 1]))
+            {
+                return Err("--request-fd, --report-fd and --egress-fd must be distinct fds ≥ 3 (0-2 belong to the node)".into());
             }
-            Ok(Cmd::Jail { request, report })
+            Ok(Cmd::Jail {
+                request,
+                report,
+                egress,
+            })
         }
-        _ => Err(
-            "aiops-jailer --request-fd N --report-fd M | aiops-jailer --socket-activated \
-             | aiops-jailer probe"
-                .into(),
-        ),
+        _ => Err(USAGE.into()),
     }
 }
 
@@ -86,18 +101,17 @@ fn fail(report: Option<&ReportFd>, e: &JailError) -> ! {
     exit_with(step.exit_code())
 }
 
-fn adopt_report(fd: RawFd) -> Result<ReportFd, JailError> {
-    let owned = sys::adopt_inherited_fd(fd).map_err(|source| JailError::ReportFd { fd, source })?;
+/// An inherited fd that must be a SOCK_SEQPACKET socket (report, egress);
+/// `err` names which one in the failure.
+fn adopt_seqpacket(
+    fd: RawFd,
+    err: fn(RawFd, std::io::Error) -> JailError,
+) -> Result<OwnedFd, JailError> {
+    let owned = sys::adopt_inherited_fd(fd).map_err(|e| err(fd, e))?;
     match getsockopt(&owned, sockopt::SockType) {
-        Ok(SockType::SeqPacket) => Ok(ReportFd(owned.into_raw_fd())),
-        Ok(_) => Err(JailError::ReportFd {
-            fd,
-            source: std::io::Error::from_raw_os_error(libc::EPROTOTYPE),
-        }),
-        Err(e) => Err(JailError::ReportFd {
-            fd,
-            source: e.into(),
-        }),
+        Ok(SockType::SeqPacket) => Ok(owned),
+        Ok(_) => Err(err(fd, std::io::Error::from_raw_os_error(libc::EPROTOTYPE))),
+        Err(e) => Err(err(fd, e.into())),
     }
 }
 
@@ -108,13 +122,23 @@ fn main() {
             let v = probe::probe();
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
-        Ok(Cmd::Jail { request, report }) => {
+        Ok(Cmd::Jail {
+            request,
+            report,
+            egress,
+        }) => {
             let env = jail::HostEnv::capture(false);
-            let mut report = match adopt_report(report) {
-                Ok(r) => r,
-                Err(e) => fail(None, &e),
+            let mut report =
+                match adopt_seqpacket(report, |fd, source| JailError::ReportFd { fd, source }) {
+                    Ok(r) => ReportFd(r.into_raw_fd()),
+                    Err(e) => fail(None, &e),
+                };
+            let egress_err = |fd, source| JailError::EgressFd { fd, source };
+            let egress = match egress.map(|e| adopt_seqpacket(e, egress_err)).transpose() {
+                Ok(e) => e,
+                Err(e) => fail(Some(&report), &e),
             };
-            match jail::run(jail::Source::Fd(request), &mut report, &env) {
+            match jail::run(jail::Source::Fd(request), &mut report, egress, &env) {
                 Ok(never) => match never {},
                 Err(e) => fail(Some(&report), &e),
             }
@@ -135,7 +159,7 @@ fn main() {
                 request: got.request,
                 conn: got.conn,
             };
-            match jail::run(source, &mut report, &env) {
+            match jail::run(source, &mut report, got.egress, &env) {
                 Ok(never) => match never {},
                 Err(e) => fail(Some(&report), &e),
             }
@@ -144,5 +168,35 @@ fn main() {
             eprintln!("aiops-jailer: usage: {usage}");
             exit_with(exit::USAGE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(s: &str) -> Result<Cmd, String> {
+        parse_args(&s.split(' ').map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_egress_fd_is_optional_and_must_be_distinct() {
+        assert!(matches!(
+            parse("--request-fd 3 --report-fd 4"),
+            Ok(Cmd::Jail { egress: None, .. })
+        ));
+        assert!(matches!(
+            parse("--request-fd 3 --report-fd 4 --egress-fd 5"),
+            Ok(Cmd::Jail {
+                request: 3,
+                report: 4,
+                egress: Some(5)
+            })
+        ));
+        assert!(parse("--request-fd 3 --report-fd 4 --egress-fd 4").is_err());
+        assert!(parse("--request-fd 3 --report-fd 4 --egress-fd 2").is_err());
+        assert!(parse("--request-fd 3 --report-fd 4 --egress 5").is_err());
+        assert!(parse("--request-fd 3 --report-fd 4 --egress-fd").is_err());
     }
 }

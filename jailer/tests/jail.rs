@@ -419,7 +419,7 @@ fn garbage_request_fails_at_read_request() {
 }
 
 #[test]
-fn allowlist_net_is_refused_as_not_implemented() {
+fn allowlist_net_without_an_egress_fd_is_refused() {
     let Some(abi) = need_kernel() else { return };
     let fx = fixture(65534);
     let mut req = request(&fx, abi);
@@ -428,7 +428,7 @@ fn allowlist_net_is_refused_as_not_implemented() {
     assert_eq!(run.out.status.code(), Some(Step::Validate.exit_code()));
     let stderr = String::from_utf8_lossy(&run.out.stderr);
     assert!(
-        stderr.contains("egress allow-list proxy is not implemented yet"),
+        stderr.contains("net mode allowlist needs the egress proxy's socket (--egress-fd)"),
         "{stderr}"
     );
 }

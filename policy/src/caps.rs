@@ -64,6 +64,12 @@ pub struct Effective {
     pub exec: Vec<AbsPath>,
     pub net: NetMode,
     pub net_allow: Vec<HostPort>,
+    /// Blocks the egress proxy may reach although private (profile only).
+    pub net_allow_private: Vec<crate::net::Cidr>,
+    /// The proxy's fixed name answers (profile only), names lower-cased.
+    pub net_hosts: BTreeMap<String, std::net::IpAddr>,
+    /// The egress proxy's limits (profile only; unset means its defaults).
+    pub net_egress: crate::profile::EgressLimitsSection,
     pub env: EnvFilter,
     pub env_set: BTreeMap<EnvName, String>,
     pub secrets: Vec<EnvName>,
@@ -220,6 +226,13 @@ pub fn effective(
         exec,
         net,
         net_allow,
+        net_allow_private: profile.net_allow_private.iter().map(|r| r.cidr).collect(),
+        net_hosts: profile
+            .net_hosts
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), *v))
+            .collect(),
+        net_egress: profile.net_egress,
         env,
         env_set: profile.env_set.clone(),
         secrets,

@@ -70,12 +70,32 @@ pub fn compile_effective(
         memory_max: eff.limits.memory.0,
         pids_max: eff.limits.pids,
     };
+    let allowlist = eff.net == NetMode::Allowlist;
     let net = NetPlan {
         mode: eff.net,
-        allow: if eff.net == NetMode::Allowlist {
+        allow: if allowlist {
             eff.net_allow.clone()
         } else {
             vec![]
+        },
+        allow_private: if allowlist {
+            eff.net_allow_private.clone()
+        } else {
+            vec![]
+        },
+        hosts: if allowlist {
+            eff.net_hosts.clone()
+        } else {
+            Default::default()
+        },
+        egress: if allowlist {
+            EgressLimitsPlan {
+                max_connections: eff.net_egress.connections,
+                max_bytes: eff.net_egress.bytes.map(|b| b.0),
+                idle_timeout_ms: eff.net_egress.idle.map(|d| d.millis()),
+            }
+        } else {
+            Default::default()
         },
     };
     if eff.unconfined {
@@ -89,6 +109,9 @@ pub fn compile_effective(
             net: NetPlan {
                 mode: NetMode::Host,
                 allow: vec![],
+                allow_private: vec![],
+                hosts: Default::default(),
+                egress: Default::default(),
             },
             landlock: None,
             seccomp: None,

@@ -126,6 +126,94 @@ impl fmt::Display for HostPort {
         }
     }
 }
+/// An address block, `10.77.0.0/24` or `fd00::/8`; a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: std::net::IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?}: {a:?} is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse::<u8>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| format!("{s:?}: prefix {p:?} is not 0-{max}"))?
+        };
+        let c = Cidr { addr, prefix };
+        if c.network() != addr {
+            return Err(format!(
+                "{s:?}: host bits are set (did you mean {}/{prefix}?)",
+                c.network()
+            ));
+        }
+        Ok(c)
+    }
+
+    fn network(&self) -> std::net::IpAddr {
+        use std::net::IpAddr;
+        match self.addr {
+            IpAddr::V4(a) => {
+                let m = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4((u32::from(a) & m).into())
+            }
+            IpAddr::V6(a) => {
+                let m = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(a) & m).into())
+            }
+        }
+    }
+
+    /// Whether `ip` lies in this block (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let probe = Cidr {
+            addr: ip,
+            prefix: self.prefix,
+        };
+        ip.is_ipv4() == self.addr.is_ipv4() && probe.network() == self.addr
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Cidr::parse(&s)
+    }
+}
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        c.to_string()
+    }
+}
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+crate::path::string_schema!(
+    Cidr,
+    "Cidr",
+    "An address block such as 10.77.0.0/24 or fd00::/8; a bare address is a single host"
+);
+
 crate::path::string_schema!(
     HostPort,
     "HostPort",
@@ -145,6 +233,27 @@ mod tests {
         assert!(!w.admits(&HostPort::parse("example.com:443").unwrap()));
         assert!(!w.admits(&HostPort::parse("badexample.com:443").unwrap()));
         assert!(!w.admits(&HostPort::parse("api.example.com:80").unwrap()));
+    }
+
+    #[test]
+    fn cidr_contains_its_block_only() {
+        let c = Cidr::parse("10.77.0.0/24").unwrap();
+        assert!(c.contains("10.77.0.9".parse().unwrap()));
+        assert!(c.contains("::ffff:10.77.0.9".parse().unwrap()));
+        assert!(!c.contains("10.77.1.9".parse().unwrap()));
+        assert!(!c.contains("fd00::1".parse().unwrap()));
+        assert_eq!(Cidr::parse("::1").unwrap().to_string(), "::1/128");
+        assert!(Cidr::parse("fd00::/8")
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap()));
+        assert!(Cidr::parse("10.77.0.1/24")
+            .unwrap_err()
+            .contains("host bits"));
+        assert!(Cidr::parse("10.77.0.0/33").is_err());
+        assert!(Cidr::parse("example.com/8").is_err());
     }
 
     #[test]

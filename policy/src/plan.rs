@@ -97,6 +97,32 @@ pub enum Mount {
 pub struct NetPlan {
     pub mode: NetMode,
     pub allow: Vec<HostPort>,
+    /// `allowlist`: blocks the egress proxy may reach although private.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_private: Vec<crate::net::Cidr>,
+    /// `allowlist`: the egress proxy's fixed name answers, used instead of DNS.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, std::net::IpAddr>,
+    /// `allowlist`: the egress proxy's limits; unset fields take its defaults.
+    #[serde(default, skip_serializing_if = "EgressLimitsPlan::is_unset")]
+    pub egress: EgressLimitsPlan,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressLimitsPlan {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+}
+
+impl EgressLimitsPlan {
+    pub fn is_unset(&self) -> bool {
+        *self == EgressLimitsPlan::default()
+    }
 }
 
 /// Landlock access rights, named as in the uapi header.

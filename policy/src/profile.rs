@@ -2,7 +2,7 @@
 //! (strict, versioned); `Profile` is the resolved, validated result of a
 //! whole `extends` chain and is the only thing the compiler accepts.
 use crate::error::{from_toml, PolicyError};
-use crate::net::{HostPort, NetMode};
+use crate::net::{Cidr, HostPort, NetMode};
 use crate::path::{PathSpec, RelPath};
 use crate::syscalls::{SyscallName, SyscallRule};
 use crate::units::{Bytes, Dur};
@@ -132,6 +132,35 @@ pub struct NetSection {
     pub mode: Option<NetMode>,
     /// host:port entries reachable in `allowlist` mode.
     pub allow: Option<Vec<HostPort>>,
+    /// Address blocks the egress proxy may connect to although they are
+    /// loopback, link-local, private, multicast or unspecified (refused otherwise).
+    pub allow_private: Option<Vec<PrivateRange>>,
+    /// Fixed name → address answers the egress proxy uses instead of DNS
+    /// (test hosts, split-horizon names). The address is still checked.
+    pub hosts: Option<BTreeMap<String, std::net::IpAddr>>,
+    /// Per-node limits of the egress proxy (defaults: 64 connections, 64GiB, 5m).
+    pub egress: Option<EgressLimitsSection>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EgressLimitsSection {
+    /// Connections open at once; more are answered 503.
+    pub connections: Option<u32>,
+    /// Bytes up plus down over all the node's connections; the connection
+    /// that crosses it is cut.
+    pub bytes: Option<Bytes>,
+    /// A connection with no byte either way for this long is closed.
+    pub idle: Option<Dur>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrivateRange {
+    /// The block, e.g. 10.77.0.0/24.
+    pub cidr: Cidr,
+    /// Why (required).
+    pub reason: Reason,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -289,6 +318,9 @@ pub struct Profile {
     pub exec: Vec<PathSpec>,
     pub net: NetMode,
     pub net_allow: Vec<HostPort>,
+    pub net_allow_private: Vec<PrivateRange>,
+    pub net_hosts: BTreeMap<String, std::net::IpAddr>,
+    pub net_egress: EgressLimitsSection,
     pub env_allow: Vec<EnvPattern>,
     pub env_set: BTreeMap<EnvName, String>,
     pub secrets: Vec<EnvName>,
@@ -479,6 +511,9 @@ fn resolve(files: Vec<(PathBuf, ProfileFile)>) -> Profile {
         exec: vec![],
         net: NetMode::None,
         net_allow: vec![],
+        net_allow_private: vec![],
+        net_hosts: BTreeMap::new(),
+        net_egress: EgressLimitsSection::default(),
         env_allow: DEFAULT_ENV_ALLOW
             .iter()
             .filter_map(|s| EnvPattern::parse(s).ok())
@@ -516,6 +551,18 @@ fn resolve(files: Vec<(PathBuf, ProfileFile)>) -> Profile {
             }
             if let Some(a) = &n.allow {
                 p.net_allow = a.clone();
+            }
+            if let Some(a) = &n.allow_private {
+                p.net_allow_private = a.clone();
+            }
+            if let Some(h) = &n.hosts {
+                p.net_hosts = h.clone();
+            }
+            if let Some(e) = &n.egress {
+                let l = &mut p.net_egress;
+                l.connections = e.connections.or(l.connections);
+                l.bytes = e.bytes.or(l.bytes);
+                l.idle = e.idle.or(l.idle);
             }
         }
         if let Some(e) = &f.env {

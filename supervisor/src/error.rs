@@ -62,6 +62,8 @@ pub enum SupervisorError {
     ReadReport { source: nix::Error },
     #[error("wait for the jailer")]
     Wait { source: std::io::Error },
+    #[error("start the egress proxy thread")]
+    EgressThread { source: std::io::Error },
     #[cfg(target_os = "linux")]
     #[error("state store: {what}")]
     Store {
@@ -102,7 +104,8 @@ impl SupervisorError {
             | SupervisorError::Spawn { .. }
             | SupervisorError::JailerSocket { .. }
             | SupervisorError::ReadReport { .. }
-            | SupervisorError::Wait { .. } => aiops_policy::proto::exit::INTERNAL,
+            | SupervisorError::Wait { .. }
+            | SupervisorError::EgressThread { .. } => aiops_policy::proto::exit::INTERNAL,
             #[cfg(target_os = "linux")]
             SupervisorError::Store { .. } => EXIT_IOERR,
             SupervisorError::StateDir { .. } | SupervisorError::Audit { .. } => EXIT_IOERR,

@@ -8,7 +8,9 @@ use std::path::Path;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::{run, spawn_jailer, spawn_jailer_with, JailStdio, PendingJail};
+pub use linux::{
+    run, spawn_jailer, spawn_jailer_with, spawn_jailer_with_fds, JailStdio, JailerFds, PendingJail,
+};
 #[cfg(target_os = "linux")]
 pub mod socket;
 // Std-only, so it is built and tested on Linux too (with a stand-in for
@@ -32,6 +34,9 @@ pub struct ExecReport {
     pub protected_changed: Vec<String>,
     /// A report frame that broke the protocol; the jail was not trusted further.
     pub protocol_error: Option<String>,
+    /// `net = "allowlist"`: every connection attempt through the egress proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress: Option<crate::egress::EgressSummary>,
     /// The exit status `aiopsctl exec` returns.
     pub status: i32,
 }
@@ -114,6 +119,9 @@ impl ExecReport {
                 },
             );
             s += &format!("aiops: layers: {}\n", e.layers.join(", "));
+        }
+        if let Some(e) = &self.egress {
+            s += &e.to_text();
         }
         if !self.protected_changed.is_empty() {
             s += &format!(

@@ -10,7 +10,7 @@
 use aiops_policy::proto::Step;
 use aiops_policy::{AbsPath, JailPlan, NodeCaps};
 use aiops_supervisor::exec::socket::{self, SocketJail};
-use aiops_supervisor::exec::JailStdio;
+use aiops_supervisor::exec::{JailStdio, JailerFds};
 use aiops_supervisor::{context, facts, locate};
 use aiops_tests::{bin, euid, is_root, must_work, scratch_dir, skip, NOBODY};
 use std::io::{BufRead, BufReader, Read};
@@ -75,7 +75,15 @@ fn start(sock: &Path, plan: &JailPlan, argv: &[&str]) -> (SocketJail, std::fs::F
         stdout: std::fs::File::from(OwnedFd::from(w)),
         stderr: null,
     };
-    let jail = socket::start_with(sock, &stdio, "socket-test", &argv, plan).unwrap();
+    let jail = socket::start_with(
+        sock,
+        &stdio,
+        &JailerFds::default(),
+        "socket-test",
+        &argv,
+        plan,
+    )
+    .unwrap();
     // Only the jail holds the write end now: EOF on the pipe means it is gone.
     drop(stdio);
     (jail, std::fs::File::from(OwnedFd::from(r)))

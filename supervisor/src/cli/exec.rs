@@ -4,7 +4,9 @@ use crate::context::host_context;
 use crate::error::SupervisorError;
 use crate::{exec, facts, locate};
 use aiops_policy::units::Dur;
-use aiops_policy::{NetMode, NodeCaps};
+#[cfg(target_os = "macos")]
+use aiops_policy::NetMode;
+use aiops_policy::NodeCaps;
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,6 +44,7 @@ pub struct ExecArgs {
     pub argv: Vec<String>,
 }
 
+#[cfg(target_os = "macos")]
 fn allowlist_refusal(profile: &str) -> SupervisorError {
     // Fail closed: without the egress proxy the allow-list cannot hold.
     SupervisorError::Refused {
@@ -52,10 +55,11 @@ fn allowlist_refusal(profile: &str) -> SupervisorError {
     }
 }
 
-/// Linux: compile a JailPlan and run it through aiops-jailer.
+/// Linux: compile a JailPlan and run it through aiops-jailer; for
+/// `allowlist`, with the egress proxy running in this process.
 #[cfg(target_os = "linux")]
 fn run_node(
-    pending: exec::PendingJail,
+    (pending, egress): (exec::PendingJail, crate::egress::EgressChannel),
     args: &ExecArgs,
     profile: &aiops_policy::Profile,
     caps: &NodeCaps,
@@ -63,12 +67,15 @@ fn run_node(
     let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
     let facts = facts::facts_for(profile);
     let plan = aiops_policy::compile(profile, caps, &facts, &ctx).map_err(refused)?;
-    if plan.net.mode == NetMode::Allowlist {
-        return Err(allowlist_refusal(&plan.profile));
-    }
     warn_if_root_owned_workspace(&plan);
     tracing::info!(target: "aiops::exec", profile = %plan.profile, net = %plan.net.mode, "exec");
-    pending.run(&args.argv, &plan)
+    // Otherwise the channel is dropped here and the jailer closes its end.
+    let proxy = crate::egress::EgressPolicy::from_plan(&plan)
+        .map(|p| egress.start(p))
+        .transpose()?;
+    let mut report = pending.run(&args.argv, &plan)?;
+    report.egress = proxy.map(crate::egress::EgressHandle::finish);
+    Ok(report)
 }
 
 /// macOS: compile SBPL from the same profile and caps and run the node
@@ -137,7 +144,16 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
             .map_err(|e| SupervisorError::Refused {
                 reason: e.to_string(),
             })?;
-        exec::spawn_jailer(&jailer.path)?
+        // Every jail is offered the egress socket: the plan, not yet
+        // compiled, decides whether the jailer keeps it (one socketpair).
+        let (egress, jail_end) = crate::egress::channel()?;
+        let fds = exec::JailerFds {
+            egress: Some(jail_end),
+        };
+        (
+            exec::spawn_jailer_with_fds(&jailer.path, exec::JailStdio::Inherit, fds)?,
+            egress,
+        )
     };
     let profile = locate::profile_loader()
         .load(&args.profile)
@@ -157,6 +173,10 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
     let mut err = std::io::stderr().lock();
     match args.report {
         ReportFormat::None => {
+            // A refused connection is otherwise only a tool's terse error.
+            for line in report.egress.iter().flat_map(|e| e.denial_lines()) {
+                let _ = writeln!(err, "{line}");
+            }
             if let Some(line) = report.failure_line() {
                 let _ = writeln!(err, "{line}");
             }

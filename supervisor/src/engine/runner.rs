@@ -7,7 +7,7 @@ use crate::error::SupervisorError;
 use crate::exec::{self, ExecReport, JailStdio};
 use crate::model::NodeState;
 use crate::store::Outcome;
-use aiops_policy::{HostFacts, NetMode, NodeCaps, Profile};
+use aiops_policy::{HostFacts, NodeCaps, Profile};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub struct NodeResult {
     /// The effective capabilities (names and paths, never values) for the audit.
     pub capabilities: Option<serde_json::Value>,
     pub limit_hits: Vec<String>,
+    /// Every connection attempt through the egress proxy (allowlist nodes).
+    pub egress: Option<serde_json::Value>,
 }
 
 impl NodeResult {
@@ -45,6 +47,7 @@ impl NodeResult {
             cwd: None,
             capabilities: None,
             limit_hits: vec![],
+            egress: None,
         }
     }
 }
@@ -86,8 +89,12 @@ fn caps_summary(eff: &aiops_policy::caps::Effective) -> serde_json::Value {
 /// Run `job`. `started(pid)` is called once the jailer exists and before
 /// the request is sent; if it returns false (cancelled meanwhile) the jail
 /// is dropped unrun.
-pub fn run_node(job: &NodeJob, started: impl FnOnce(u32) -> bool) -> NodeResult {
-    match try_run(job, started) {
+pub fn run_node(
+    job: &NodeJob,
+    started: impl FnOnce(u32) -> bool,
+    before_reap: impl FnOnce(),
+) -> NodeResult {
+    match try_run(job, started, before_reap) {
         Ok(r) => r,
         Err(Failure::Refused(reason)) => NodeResult::not_run(NodeState::Refused, reason),
         Err(Failure::Cancelled) => {
@@ -112,26 +119,36 @@ impl From<SupervisorError> for Failure {
     }
 }
 
-fn try_run(job: &NodeJob, started: impl FnOnce(u32) -> bool) -> Result<NodeResult, Failure> {
+fn try_run(
+    job: &NodeJob,
+    started: impl FnOnce(u32) -> bool,
+    before_reap: impl FnOnce(),
+) -> Result<NodeResult, Failure> {
     let stdout = create_output(&output_file(&job.out, "stdout"))?;
     let stderr = create_output(&output_file(&job.out, "stderr"))?;
-    let pending = exec::spawn_jailer_with(&job.jailer, JailStdio::Files { stdout, stderr })?;
+    // Every jail is offered the egress socket; only an allowlist plan keeps it.
+    let (egress, jail_end) = crate::egress::channel()?;
+    let fds = exec::JailerFds {
+        egress: Some(jail_end),
+    };
+    let pending =
+        exec::spawn_jailer_with_fds(&job.jailer, JailStdio::Files { stdout, stderr }, fds)?;
     let ctx = crate::context::host_context(Some(&job.workspace), Some(&job.workspace))?;
     let refuse = |e: &dyn std::error::Error| Failure::Refused(crate::cli::profile::error_chain(e));
     let eff = aiops_policy::caps::effective(&job.profile, &job.caps, &ctx.vars)
         .map_err(|e| refuse(&e))?;
     let plan =
         aiops_policy::compile(&job.profile, &job.caps, &job.facts, &ctx).map_err(|e| refuse(&e))?;
-    if plan.net.mode == NetMode::Allowlist {
-        return Err(Failure::Refused(
-            "net = \"allowlist\" needs the egress proxy, which this supervisor does not run yet"
-                .into(),
-        ));
-    }
     if !started(pending.pid()) {
+        before_reap();
         return Err(Failure::Cancelled);
     }
-    let report = pending.run_node(&job.node, &job.argv, &plan)?;
+    // The proxy runs in the supervisor's process tree, outside the jail.
+    let proxy = crate::egress::EgressPolicy::from_plan(&plan)
+        .map(|p| egress.start(p))
+        .transpose()?;
+    let mut report = pending.run_node_then(&job.node, &job.argv, &plan, before_reap)?;
+    report.egress = proxy.map(crate::egress::EgressHandle::finish);
     Ok(classify(&report, caps_summary(&eff)))
 }
 
@@ -143,6 +160,7 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
         cwd: Some(r.cwd.clone()),
         capabilities: Some(capabilities),
         limit_hits: vec![],
+        egress: r.egress.as_ref().and_then(|e| serde_json::to_value(e).ok()),
     };
     if let Some(p) = &r.protocol_error {
         res.reason = Some(format!("protocol error from the jail: {p}"));

@@ -455,16 +455,27 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             let sh2 = sh.clone();
             let (r2, n2) = (run_id.clone(), job.node.clone());
             let result = tokio::task::spawn_blocking(move || {
-                runner::run_node(&job, |pid| {
-                    let mut inner = sh2.inner();
-                    match inner.runs.get_mut(&r2).and_then(|r| r.nodes.get_mut(&n2)) {
-                        Some(n) if !n.cancel => {
-                            n.pid = Some(pid);
-                            true
+                runner::run_node(
+                    &job,
+                    |pid| {
+                        let mut inner = sh2.inner();
+                        match inner.runs.get_mut(&r2).and_then(|r| r.nodes.get_mut(&n2)) {
+                            Some(n) if !n.cancel => {
+                                n.pid = Some(pid);
+                                true
+                            }
+                            _ => false,
                         }
-                        _ => false,
-                    }
-                })
+                    },
+                    // Before the jailer is reaped: from here its pid may be reused.
+                    || {
+                        let mut inner = sh2.inner();
+                        if let Some(n) = inner.runs.get_mut(&r2).and_then(|r| r.nodes.get_mut(&n2))
+                        {
+                            n.pid = None;
+                        }
+                    },
+                )
             })
             .await
             .unwrap_or_else(|e| NodeResult {
@@ -474,6 +485,7 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
                 cwd: None,
                 capabilities: None,
                 limit_hits: vec![],
+                egress: None,
             });
             Done::Node {
                 run: run_id,
@@ -559,7 +571,7 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
             None => why.to_string(),
         });
     }
-    let retry = res.state == NodeState::Failed && attempts <= retries && !cancelled && !draining;
+    let retry = res.state == NodeState::Failed && attempts <= retries && !cancelled;
     if let Err(e) = shared.store().record_outcome(run_id, node, &res.outcome) {
         log_store_error(&e);
     }
@@ -575,6 +587,7 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     rec.stderr_bytes = res.outcome.stderr_bytes;
     rec.duration_ms = Some(res.outcome.duration_ms);
     rec.limit_hits = res.limit_hits.clone();
+    rec.egress = res.egress.clone();
     out.audit.push(rec);
     if retry {
         let reason = format!(
@@ -665,7 +678,11 @@ fn runnable<'a>(
         .ok_or_else(|| ApiFailure::NotFound(format!("no run {run_id:?}")))
 }
 
-pub(crate) fn cancel(shared: &Shared, run_id: &str, node: Option<&str>) -> Result<(), ApiFailure> {
+pub(crate) fn cancel(
+    shared: &Arc<Shared>,
+    run_id: &str,
+    node: Option<&str>,
+) -> Result<(), ApiFailure> {
     let mut out = Out::default();
     let mut inner = shared.inner();
     let r = runnable(shared, &mut inner, run_id)?;
@@ -697,7 +714,7 @@ pub(crate) fn cancel(shared: &Shared, run_id: &str, node: Option<&str>) -> Resul
         n.cancel = true;
         if n.state == NodeState::Running {
             if let Some(pid) = n.pid {
-                stop_jail(pid, shared.cfg.kill_grace);
+                stop_jail(shared, run_id, &id, pid);
             }
         } else {
             n.dispatched = false;
@@ -722,29 +739,41 @@ pub(crate) fn cancel(shared: &Shared, run_id: &str, node: Option<&str>) -> Resul
 }
 
 /// SIGTERM to the jailer (it passes it to agentd and the node), SIGKILL
-/// after `grace` (the jail dies with the jailer through PR_SET_PDEATHSIG).
-fn stop_jail(pid: u32, grace: std::time::Duration) {
+/// after the grace period (the jail dies with the jailer through
+/// PR_SET_PDEATHSIG). Called with `inner` held and the node's pid set:
+/// the runner clears the pid under the same lock before it reaps the
+/// jailer, so a pid seen here is still our unreaped child.
+fn stop_jail(shared: &Arc<Shared>, run: &str, node: &str, pid: u32) {
     let Ok(raw) = i32::try_from(pid) else { return };
-    let pid = Pid::from_raw(raw);
-    let _ = kill(pid, Signal::SIGTERM);
-    if let Ok(h) = tokio::runtime::Handle::try_current() {
-        h.spawn(async move {
-            tokio::time::sleep(grace).await;
-            // Still our child until we reap it, so the pid is not reused.
-            let _ = kill(pid, Signal::SIGKILL);
-        });
-    }
+    let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+    let Ok(h) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let (sh, run, node) = (shared.clone(), run.to_string(), node.to_string());
+    h.spawn(async move {
+        tokio::time::sleep(sh.cfg.kill_grace).await;
+        let inner = sh.inner();
+        let same = inner
+            .runs
+            .get(&run)
+            .and_then(|r| r.nodes.get(&node))
+            .is_some_and(|n| n.pid == Some(pid));
+        if same {
+            let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+        }
+        drop(inner);
+    });
 }
 
-pub(crate) fn kill_running(shared: &Shared, why: &str) {
+pub(crate) fn kill_running(shared: &Arc<Shared>, why: &str) {
     let mut inner = shared.inner();
-    for r in inner.runs.values_mut() {
-        for n in r.nodes.values_mut() {
+    for (run_id, r) in &mut inner.runs {
+        for (id, n) in &mut r.nodes {
             if n.state == NodeState::Running {
                 n.cancel = true;
                 if let Some(pid) = n.pid {
                     tracing::warn!(pid, why, "stopping a running jail");
-                    stop_jail(pid, shared.cfg.kill_grace);
+                    stop_jail(shared, run_id, id, pid);
                 }
             }
         }

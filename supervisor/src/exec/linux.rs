@@ -61,6 +61,23 @@ pub fn spawn_jailer(jailer: &Path) -> Result<PendingJail, SupervisorError> {
 
 /// Start the jailer with `stdio`; only `Inherit` forwards our signals.
 pub fn spawn_jailer_with(jailer: &Path, stdio: JailStdio) -> Result<PendingJail, SupervisorError> {
+    spawn_jailer_with_fds(jailer, stdio, JailerFds::default())
+}
+
+/// Optional fds handed to the jailer besides the request and report channels.
+#[derive(Debug, Default)]
+pub struct JailerFds {
+    /// The jail's end of the egress socket (`egress::channel`), passed as
+    /// `--egress-fd`; the jailer uses it only for a confined allowlist plan.
+    pub egress: Option<OwnedFd>,
+}
+
+/// `spawn_jailer_with` plus extra fds (`JailerFds`).
+pub fn spawn_jailer_with_fds(
+    jailer: &Path,
+    stdio: JailStdio,
+    fds: JailerFds,
+) -> Result<PendingJail, SupervisorError> {
     let (req_r, req_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
             what: "request pipe",
@@ -84,6 +101,10 @@ pub fn spawn_jailer_with(jailer: &Path, stdio: JailStdio) -> Result<PendingJail,
         .arg(req_r.as_raw_fd().to_string())
         .arg("--report-fd")
         .arg(rep_child.as_raw_fd().to_string());
+    if let Some(e) = &fds.egress {
+        inheritable(e, "egress socket")?;
+        cmd.arg("--egress-fd").arg(e.as_raw_fd().to_string());
+    }
     let forwarding = matches!(stdio, JailStdio::Inherit);
     if let JailStdio::Files { stdout, stderr } = stdio {
         cmd.stdin(std::process::Stdio::null())
@@ -96,6 +117,8 @@ pub fn spawn_jailer_with(jailer: &Path, stdio: JailStdio) -> Result<PendingJail,
     })?;
     drop(req_r);
     drop(rep_child);
+    // Only the jailer holds the jail's end now: when it is gone, the proxy sees EOF.
+    drop(fds);
     let forward = forwarding.then(|| crate::signals::forward_to(child.id()));
     Ok(PendingJail {
         child,
@@ -129,10 +152,23 @@ impl PendingJail {
 
     /// `run`, naming the node in the request (the daemon's node id).
     pub fn run_node(
+        self,
+        node_id: &str,
+        argv: &[String],
+        plan: &JailPlan,
+    ) -> Result<ExecReport, SupervisorError> {
+        self.run_node_then(node_id, argv, plan, || {})
+    }
+
+    /// `run_node`, calling `before_reap` once the jail's reports are over
+    /// and before the jailer is reaped: until then its pid cannot be
+    /// reused, so whoever may still signal it can stop doing so there.
+    pub fn run_node_then(
         mut self,
         node_id: &str,
         argv: &[String],
         plan: &JailPlan,
+        before_reap: impl FnOnce(),
     ) -> Result<ExecReport, SupervisorError> {
         // Nothing runs in the jail before the request is written.
         let before = super::stamps(&plan.protected);
@@ -154,7 +190,9 @@ impl PendingJail {
             // EPIPE means the jailer died early; its report or exit status says why.
             let _ = w.write_all(&body);
         }
-        let reports = read_reports(&self.rep_parent, self.forward.as_ref())?;
+        let reports = read_reports(&self.rep_parent, self.forward.as_ref());
+        before_reap();
+        let reports = reports?;
         let status = self
             .child
             .wait()
@@ -180,6 +218,7 @@ pub(super) fn finish(
         protected_created,
         protected_changed,
         protocol_error: reports.protocol_error,
+        egress: None,
         status: status_code,
     }
 }

@@ -247,6 +247,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         protected_created,
         protected_changed,
         protocol_error: None,
+        egress: None,
         status,
     })
 }

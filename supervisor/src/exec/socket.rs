@@ -5,11 +5,12 @@
 //!
 //! Wire format (docs/jailer.md, "Socket-activated mode"): a 4-byte
 //! little-endian length and the JSON `JailRequest`, the first `sendmsg`
-//! carrying the report socket, stdin, stdout and stderr as `SCM_RIGHTS`.
+//! carrying the report socket, stdin, stdout and stderr as `SCM_RIGHTS`,
+//! then the egress socket when there is one.
 //! The connection stays open while the jail should live; closing it kills
 //! the jail. At the end the jailer writes the jail's wait status (4 bytes,
 //! little-endian `i32`).
-use super::linux::{finish, read_reports, JailStdio};
+use super::linux::{finish, read_reports, JailStdio, JailerFds};
 use super::{stamps, ExecReport, Stamp};
 use crate::error::SupervisorError;
 use aiops_policy::proto::{exit, JailRequest, NodeSpec, MAX_REQUEST_BYTES, PROTO_VERSION};
@@ -51,11 +52,13 @@ impl Canceller {
 
 /// Connect to the jailer at `socket` and send node `node_id` (`argv`) to
 /// run in `plan`, with `stdio` (stdin, stdout, stderr) as the node's fds
-/// 0-2; the caller may close its copies once this returns. Returns once the
-/// request is sent; the jail is being built.
+/// 0-2 and `egress` as the egress proxy's socket (as `--egress-fd`); the
+/// caller may close its copies once this returns. Returns once the request
+/// is sent; the jail is being built.
 pub fn start(
     socket: &Path,
     stdio: [BorrowedFd<'_>; 3],
+    egress: Option<BorrowedFd<'_>>,
     node_id: &str,
     argv: &[String],
     plan: &JailPlan,
@@ -96,12 +99,13 @@ pub fn start(
     // Nothing runs in the jail before the request is sent.
     let before = stamps(&plan.protected);
     let head = len.to_le_bytes();
-    let fds: [RawFd; 4] = [
+    let mut fds: Vec<RawFd> = vec![
         rep_child.as_raw_fd(),
         stdio[0].as_raw_fd(),
         stdio[1].as_raw_fd(),
         stdio[2].as_raw_fd(),
     ];
+    fds.extend(egress.map(|e| e.as_raw_fd()));
     // The fds ride on the first byte; the jailer reads the length with them.
     let sent = sendmsg::<UnixAddr>(
         conn.as_raw_fd(),
@@ -124,11 +128,13 @@ pub fn start(
     })
 }
 
-/// `start` with a `JailStdio`, as `spawn_jailer_with` takes it: `Inherit`
-/// passes our own stdio, `Files` the two files with stdin from /dev/null.
+/// `start` with a `JailStdio` and `JailerFds`, as `spawn_jailer_with_fds`
+/// takes them: `Inherit` passes our own stdio, `Files` the two files with
+/// stdin from /dev/null.
 pub fn start_with(
     socket: &Path,
     stdio: &JailStdio,
+    extra: &JailerFds,
     node_id: &str,
     argv: &[String],
     plan: &JailPlan,
@@ -142,7 +148,8 @@ pub fn start_with(
         JailStdio::Inherit => [i.as_fd(), o.as_fd(), e.as_fd()],
         JailStdio::Files { stdout, stderr } => [null.as_fd(), stdout.as_fd(), stderr.as_fd()],
     };
-    start(socket, fds, node_id, argv, plan)
+    let egress = extra.egress.as_ref().map(AsFd::as_fd);
+    start(socket, fds, egress, node_id, argv, plan)
 }
 
 impl SocketJail {
