@@ -252,4 +252,33 @@ mod tests {
         let e = check_peer(&a, Some(&other)).unwrap_err();
         assert!(matches!(e, JailError::Peer { .. }), "{}", e.chain());
     }
+
+    /// Send the length header with `n` fds (copies of /dev/null) attached.
+    fn send_head(n: usize) -> Result<(usize, Vec<OwnedFd>), JailError> {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        let (a, b) = UnixStream::pair().unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let fds: Vec<RawFd> = (0..n).map(|_| null.as_raw_fd()).collect();
+        let head = 7u32.to_le_bytes();
+        sendmsg::<UnixAddr>(
+            a.as_raw_fd(),
+            &[std::io::IoSlice::new(&head)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        receive_head(&OwnedFd::from(b))
+    }
+
+    #[test]
+    fn the_first_message_carries_four_fds_or_five_with_egress() {
+        let (len, fds) = send_head(4).unwrap();
+        assert_eq!((len, fds.len()), (7, 4));
+        assert_eq!(send_head(5).unwrap().1.len(), 5);
+        for n in [0, 3, 6] {
+            let e = send_head(n).err().unwrap();
+            assert!(e.chain().contains("4 fds"), "{n}: {}", e.chain());
+        }
+    }
 }
