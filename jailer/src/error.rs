@@ -15,6 +15,13 @@ pub enum JailError {
     Validate { source: PolicyError },
     #[error("refuse request: {reason}")]
     Refused { reason: String },
+    #[error("socket activation: {what}")]
+    Activation {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("refuse connection from uid {uid}: only {allowed} may ask for a jail")]
+    Peer { uid: u32, allowed: String },
     #[error("report fd {fd} is not a SOCK_SEQPACKET socket")]
     ReportFd { fd: i32, source: io::Error },
     #[error("egress fd {fd} is not a SOCK_SEQPACKET socket")]
@@ -101,9 +108,12 @@ impl JailError {
     pub fn step(&self) -> Step {
         use JailError::*;
         match self {
-            ReadRequest { .. } | DecodeRequest { .. } | ReportFd { .. } | EgressFd { .. } => {
-                Step::ReadRequest
-            }
+            ReadRequest { .. }
+            | DecodeRequest { .. }
+            | ReportFd { .. }
+            | EgressFd { .. }
+            | Activation { .. }
+            | Peer { .. } => Step::ReadRequest,
             Validate { .. } | Refused { .. } => Step::Validate,
             CloseFds { .. } => Step::CloseFds,
             Secrets { .. } | SecretsIo { .. } => Step::Secrets,
@@ -131,6 +141,7 @@ impl JailError {
         use JailError::*;
         match self {
             ReadRequest { source, .. }
+            | Activation { source, .. }
             | ReportFd { source, .. }
             | EgressFd { source, .. }
             | CloseFds { source }
@@ -151,6 +162,7 @@ impl JailError {
             | AgentSpec { source, .. }
             | ExecAgentd { source, .. } => source.raw_os_error().unwrap_or(0),
             Landlock { errno, .. } | Seccomp { errno, .. } => *errno,
+            Peer { .. } => libc::EACCES,
             DecodeRequest { .. }
             | Validate { .. }
             | Refused { .. }

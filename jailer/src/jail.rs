@@ -36,15 +36,25 @@ pub const STEPS: [&str; 13] = [
 /// environment is never passed on (agentd is exec'd with an empty one).
 pub struct HostEnv {
     pub secrets_dir: Option<PathBuf>,
+    /// Where `secrets_dir` came from, which decides how it is checked.
+    pub secrets_origin: secrets::Origin,
     pub agentd: Option<PathBuf>,
     /// Who started us: the jail must not outlive it (see step 6).
     pub parent: nix::unistd::Pid,
 }
 
 impl HostEnv {
-    pub fn capture() -> HostEnv {
+    /// `socket_activated`: secrets come from systemd's `LoadCredential=`
+    /// (`$CREDENTIALS_DIRECTORY`), and `AIOPS_SECRETS_DIR` is ignored.
+    pub fn capture(socket_activated: bool) -> HostEnv {
+        let (var, secrets_origin) = if socket_activated {
+            ("CREDENTIALS_DIRECTORY", secrets::Origin::Credentials)
+        } else {
+            ("AIOPS_SECRETS_DIR", secrets::Origin::SecretsDir)
+        };
         HostEnv {
-            secrets_dir: std::env::var_os("AIOPS_SECRETS_DIR").map(PathBuf::from),
+            secrets_dir: std::env::var_os(var).map(PathBuf::from),
+            secrets_origin,
             agentd: std::env::var_os("AIOPS_AGENTD").map(PathBuf::from),
             parent: nix::unistd::getppid(),
         }
@@ -57,15 +67,33 @@ fn refused(reason: impl Into<String>) -> JailError {
     }
 }
 
-/// Step 1: read the request to EOF (bounded), decode, validate.
-pub fn read_request(fd: RawFd, has_egress: bool) -> Result<JailRequest, JailError> {
-    let rd = |source| JailError::ReadRequest { fd, source };
-    let owned = sys::adopt_inherited_fd(fd).map_err(rd)?;
-    let mut buf = Vec::new();
-    std::fs::File::from(owned)
-        .take(MAX_REQUEST_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(rd)?;
+/// Where step 1 gets the request.
+pub enum Source {
+    /// `--request-fd N`: read to EOF.
+    Fd(RawFd),
+    /// `--socket-activated`: already received (activation.rs), with the
+    /// supervisor's connection, which step 6 watches.
+    Received { request: Vec<u8>, conn: OwnedFd },
+}
+
+/// Step 1: read the request (to EOF, bounded), decode, validate.
+pub fn read_request(
+    source: Source,
+    has_egress: bool,
+) -> Result<(JailRequest, Option<OwnedFd>), JailError> {
+    let (buf, conn) = match source {
+        Source::Fd(fd) => {
+            let rd = |source| JailError::ReadRequest { fd, source };
+            let owned = sys::adopt_inherited_fd(fd).map_err(rd)?;
+            let mut buf = Vec::new();
+            std::fs::File::from(owned)
+                .take(MAX_REQUEST_BYTES as u64 + 1)
+                .read_to_end(&mut buf)
+                .map_err(rd)?;
+            (buf, None)
+        }
+        Source::Received { request, conn } => (request, Some(conn)),
+    };
     let req = JailRequest::decode(&buf).map_err(|source| JailError::DecodeRequest { source })?;
     req.validate()
         .map_err(|source| JailError::Validate { source })?;
@@ -75,7 +103,7 @@ pub fn read_request(fd: RawFd, has_egress: bool) -> Result<JailRequest, JailErro
         ));
     }
     check_required_layers(&req)?;
-    Ok(req)
+    Ok((req, conn))
 }
 
 /// A confined `allowlist` jail: its only way out is the egress listener.
@@ -148,27 +176,17 @@ fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
     }
 }
 
-/// Step 2 (first part): every fd ≥ 3 but the report and egress sockets.
-fn close_fds(report: &ReportFd, egress: Option<&OwnedFd>) -> Result<(), JailError> {
-    let num = |fd: RawFd| {
-        u32::try_from(fd).map_err(|_| JailError::CloseFds {
-            source: std::io::Error::from_raw_os_error(libc::EBADF),
-        })
-    };
-    let mut keep = vec![num(report.0)?];
-    if let Some(e) = egress {
-        keep.push(num(e.as_raw_fd())?);
-    }
-    keep.sort_unstable();
-    let ce = |source| JailError::CloseFds { source };
-    let mut first = 3u32;
-    for k in keep {
-        if k > first {
-            sys::close_fd_range(first, k - 1).map_err(ce)?;
-        }
-        first = k + 1;
-    }
-    sys::close_fd_range(first, u32::MAX).map_err(ce)
+/// Step 2 (first part): every fd ≥ 3 but the report and egress sockets
+/// (and, in socket mode, the supervisor's connection).
+fn close_fds(
+    report: &ReportFd,
+    egress: Option<&OwnedFd>,
+    conn: Option<&OwnedFd>,
+) -> Result<(), JailError> {
+    let mut keep = vec![report.0];
+    keep.extend(egress.map(AsRawFd::as_raw_fd));
+    keep.extend(conn.map(AsRawFd::as_raw_fd));
+    ns::close_fds_except(3, &keep).map_err(|source| JailError::CloseFds { source })
 }
 
 /// Step 3's uid: the owner of the first writable bind unless that is root, else nobody.
@@ -217,13 +235,13 @@ fn sethostname_and_lo_up(req: &JailRequest, egress: Option<OwnedFd>) -> Result<(
 }
 
 pub fn run(
-    request_fd: RawFd,
+    source: Source,
     report: &mut ReportFd,
     egress: Option<OwnedFd>,
     env: &HostEnv,
 ) -> Result<Infallible, JailError> {
     // 1. Read and validate; everything decidable without changing state is decided here.
-    let req = read_request(request_fd, egress.is_some())?;
+    let (req, conn) = read_request(source, egress.is_some())?;
     // Offered to every jail by aiopsctl; only a confined allowlist keeps it.
     let egress = egress.filter(|_| needs_egress(&req));
     let plan = &req.plan;
@@ -235,8 +253,12 @@ pub fn run(
     }
     // 2. Close inherited fds, read secrets. The environment was captured in
     // HostEnv and is never passed on.
-    close_fds(report, egress.as_ref())?;
-    let secrets = secrets::read_secrets(env.secrets_dir.as_deref(), &plan.secrets)?;
+    close_fds(report, egress.as_ref(), conn.as_ref())?;
+    let secrets = secrets::read_secrets(
+        env.secrets_dir.as_deref(),
+        env.secrets_origin,
+        &plan.secrets,
+    )?;
     let mut layers: Vec<String> = vec![];
     if plan.unconfined {
         layers.push("unconfined".into());
@@ -275,7 +297,7 @@ pub fn run(
         layers.extend(plan.namespaces.iter().map(|n| ns_layer(*n).to_string()));
     }
     // 6. (Unconfined too: the fork makes setsid possible even for a group leader.)
-    ns::fork_into_pid_ns(env.parent)?;
+    ns::fork_into_pid_ns(env.parent, conn)?;
     if !plan.unconfined {
         // 7. 8.
         mounts::pivot_root_into(&plan.mounts)?;

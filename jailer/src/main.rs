@@ -2,9 +2,11 @@
 //! as its PID 1. Synchronous and single-threaded on purpose:
 //! unshare(CLONE_NEWUSER) fails with EINVAL in a threaded process.
 //!
-//! Usage: `aiops-jailer --request-fd N --report-fd M [--egress-fd E]` | `aiops-jailer probe`
+//! Usage: `aiops-jailer --request-fd N --report-fd M [--egress-fd E]` |
+//! `aiops-jailer --socket-activated` | `aiops-jailer probe`
 #![deny(unsafe_code)]
 
+mod activation;
 mod caps;
 mod error;
 mod exec;
@@ -27,11 +29,12 @@ use exec::ReportFd;
 use nix::sys::socket::{getsockopt, sockopt, SockType};
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 
-const USAGE: &str =
-    "aiops-jailer --request-fd N --report-fd M [--egress-fd E] | aiops-jailer probe";
+const USAGE: &str = "aiops-jailer --request-fd N --report-fd M [--egress-fd E] \
+                     | aiops-jailer --socket-activated | aiops-jailer probe";
 
 enum Cmd {
     Probe,
+    SocketActivated,
     Jail {
         request: RawFd,
         report: RawFd,
@@ -42,6 +45,7 @@ enum Cmd {
 fn parse_args(args: &[String]) -> Result<Cmd, String> {
     match args {
         [p] if p == "probe" => Ok(Cmd::Probe),
+        [s] if s == "--socket-activated" => Ok(Cmd::SocketActivated),
         [a, n, b, m, rest @ ..] if a == "--request-fd" && b == "--report-fd" => {
             let fd = |s: &str| {
                 s.parse::<RawFd>()
@@ -123,7 +127,7 @@ fn main() {
             report,
             egress,
         }) => {
-            let env = jail::HostEnv::capture();
+            let env = jail::HostEnv::capture(false);
             let mut report =
                 match adopt_seqpacket(report, |fd, source| JailError::ReportFd { fd, source }) {
                     Ok(r) => ReportFd(r.into_raw_fd()),
@@ -134,7 +138,28 @@ fn main() {
                 Ok(e) => e,
                 Err(e) => fail(Some(&report), &e),
             };
-            match jail::run(request, &mut report, egress, &env) {
+            match jail::run(jail::Source::Fd(request), &mut report, egress, &env) {
+                Ok(never) => match never {},
+                Err(e) => fail(Some(&report), &e),
+            }
+        }
+        Ok(Cmd::SocketActivated) => {
+            let env = jail::HostEnv::capture(true);
+            let var = |k| std::env::var(k).ok();
+            let got = match activation::accept([
+                var("LISTEN_PID"),
+                var("LISTEN_FDS"),
+                var(activation::SUPERVISOR_USER_ENV),
+            ]) {
+                Ok(g) => g,
+                Err(e) => fail(None, &e),
+            };
+            let mut report = got.report;
+            let source = jail::Source::Received {
+                request: got.request,
+                conn: got.conn,
+            };
+            match jail::run(source, &mut report, got.egress, &env) {
                 Ok(never) => match never {},
                 Err(e) => fail(Some(&report), &e),
             }

@@ -6,10 +6,12 @@ use aiops_policy::plan::Namespace;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use std::convert::Infallible;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 /// The uid/gid nobody owns on a stock Linux host.
 pub const NOBODY: u32 = 65534;
@@ -77,19 +79,40 @@ fn forwarded() -> SigSet {
     s
 }
 
+/// Close every fd from `first` up except those in `keep`.
+pub fn close_fds_except(first: u32, keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|k| u32::try_from(*k).ok())
+        .filter(|k| *k >= first)
+        .collect();
+    keep.sort_unstable();
+    let mut from = first;
+    for k in keep {
+        if k > from {
+            sys::close_fd_range(from, k - 1)?;
+        }
+        from = k.saturating_add(1);
+    }
+    sys::close_fd_range(from, u32::MAX)
+}
+
 /// Step 6: fork. Returns in the child (PID 1 of the new pid namespace); the
 /// parent never returns: it waits, forwards SIGTERM/SIGINT/SIGHUP, and exits
 /// as the child did (code, or 128+signal). The parent dies with `starter`
 /// (aiopsctl or the supervisor), and the child with the parent, so a
-/// killed supervisor leaves no jail behind.
-pub fn fork_into_pid_ns(starter: Pid) -> Result<(), JailError> {
+/// killed supervisor leaves no jail behind. In socket-activated mode the
+/// starter is systemd, so the parent also watches `conn`, the supervisor's
+/// connection: its hang-up kills the jail, and the jail's end is reported
+/// on it as a wait status.
+pub fn fork_into_pid_ns(starter: Pid, conn: Option<OwnedFd>) -> Result<(), JailError> {
     let fe = |what| {
         move |e: nix::Error| JailError::Fork {
             what,
             source: e.into(),
         }
     };
-    // Blocked before fork so no signal is lost between fork and sigwait.
+    // Blocked before fork so no signal is lost between fork and the signalfd.
     let set = forwarded();
     set.thread_block().map_err(fe("block signals"))?;
     // The child learns of the parent's death by the write end closing.
@@ -111,27 +134,24 @@ pub fn fork_into_pid_ns(starter: Pid) -> Result<(), JailError> {
             }
             // Nothing the node could use stays open here: not the request,
             // not the report socket, not stdio (the child has its own copies).
-            let keep = u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&alive_w)).unwrap_or(0);
-            if keep > 0 {
-                let _ = sys::close_fd_range(0, keep - 1);
-            }
-            let _ = sys::close_fd_range(keep + 1, u32::MAX);
+            let mut keep = vec![alive_w.as_raw_fd()];
+            keep.extend(conn.as_ref().map(AsRawFd::as_raw_fd));
+            let _ = close_fds_except(0, &keep);
             // From here this process only waits: most of its resident
             // memory (code run once, freed heap) counts against each jail.
             aiops_memtrim::release_idle_memory();
-            match mirror_child(child, &set) {
+            match mirror_child(child, &set, conn.as_ref()) {
                 Ok(never) => match never {},
                 Err(_) => exit_now(aiops_policy::proto::exit::INTERNAL),
             }
         }
         ForkResult::Child => {
             drop(alive_w);
+            // The node must not hold the supervisor's connection.
+            drop(conn);
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(fe("PR_SET_PDEATHSIG"))?;
             // The parent may have died before the prctl: then no writer is left.
-            let mut fds = [PollFd::new(
-                std::os::fd::AsFd::as_fd(&alive_r),
-                PollFlags::POLLIN,
-            )];
+            let mut fds = [PollFd::new(alive_r.as_fd(), PollFlags::POLLIN)];
             poll(&mut fds, PollTimeout::ZERO).map_err(fe("poll parent pipe"))?;
             if fds[0]
                 .revents()
@@ -150,18 +170,57 @@ pub fn fork_into_pid_ns(starter: Pid) -> Result<(), JailError> {
     }
 }
 
-fn mirror_child(child: Pid, set: &SigSet) -> nix::Result<Infallible> {
+/// Report the wait status on `conn` (socket mode) and exit with `code`.
+fn finish(conn: Option<&OwnedFd>, raw_status: i32, code: i32) -> ! {
+    if let Some(c) = conn {
+        crate::activation::send_status(c, raw_status);
+    }
+    exit_now(code)
+}
+
+fn mirror_child(child: Pid, set: &SigSet, conn: Option<&OwnedFd>) -> nix::Result<Infallible> {
+    let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC)?;
     loop {
-        match set.wait()? {
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        // No events asked: poll reports POLLHUP once the peer has closed.
+        fds.extend(conn.map(|c| PollFd::new(c.as_fd(), PollFlags::empty())));
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::Error::EINTR) => continue,
+            r => r?,
+        };
+        let hung_up = fds.get(1).and_then(PollFd::revents).is_some_and(|r| {
+            r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+        });
+        let signalled = fds[0].revents().is_some_and(|r| !r.is_empty());
+        if hung_up {
+            // The supervisor closed its end: it no longer wants this jail.
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            exit_now(128 + Signal::SIGKILL as i32);
+        }
+        if !signalled {
+            continue;
+        }
+        let Some(info) = sfd.read_signal()? else {
+            continue;
+        };
+        match Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0)) {
             // WNOHANG: a SIGCHLD for a stop or a coalesced signal leaves it running.
-            Signal::SIGCHLD => match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG))? {
-                WaitStatus::Exited(_, code) => exit_now(code),
-                WaitStatus::Signaled(_, sig, _) => exit_now(128 + sig as i32),
-                _ => {}
-            },
-            sig => {
+            Ok(Signal::SIGCHLD) => {
+                match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG))? {
+                    WaitStatus::Exited(_, code) => finish(conn, (code & 0xff) << 8, code),
+                    WaitStatus::Signaled(_, sig, core) => finish(
+                        conn,
+                        sig as i32 | if core { 0x80 } else { 0 },
+                        128 + sig as i32,
+                    ),
+                    _ => {}
+                }
+            }
+            Ok(sig) => {
                 let _ = kill(child, sig);
             }
+            Err(_) => {}
         }
     }
 }

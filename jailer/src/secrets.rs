@@ -1,4 +1,5 @@
-//! Step 2 (part): read the secrets the plan names from `$AIOPS_SECRETS_DIR`.
+//! Step 2 (part): read the secrets the plan names from `$AIOPS_SECRETS_DIR`,
+//! or, socket-activated, from systemd's `$CREDENTIALS_DIRECTORY`.
 //! Values go only into `AgentSpec.secrets`; nothing here prints a value.
 use crate::error::JailError;
 use aiops_policy::proto::Secret;
@@ -20,8 +21,41 @@ fn bad(name: &str, reason: impl Into<String>) -> JailError {
     }
 }
 
+/// Where the secrets directory came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `$AIOPS_SECRETS_DIR`: ours alone, no group or other bits.
+    SecretsDir,
+    /// `$CREDENTIALS_DIRECTORY` (`LoadCredential=`): a private mount systemd
+    /// made for this unit instance. It owns the files as root and grants our
+    /// uid read by an ACL, whose mask shows in the group bits; other bits
+    /// must still be clear.
+    Credentials,
+}
+
+impl Origin {
+    fn var(self) -> &'static str {
+        match self {
+            Origin::SecretsDir => "AIOPS_SECRETS_DIR",
+            Origin::Credentials => "CREDENTIALS_DIRECTORY",
+        }
+    }
+    fn forbidden_bits(self) -> u32 {
+        match self {
+            Origin::SecretsDir => GROUP_OTHER,
+            Origin::Credentials => 0o007,
+        }
+    }
+}
+
 /// Check owner and mode of an open fd, by fstat so nothing can swap it.
-fn check_private(fd: &OwnedFd, name: &str, what: &str, kind: SFlag) -> Result<(), JailError> {
+fn check_private(
+    fd: &OwnedFd,
+    origin: Origin,
+    name: &str,
+    what: &str,
+    kind: SFlag,
+) -> Result<(), JailError> {
     let st = fstat(fd.as_fd()).map_err(|e| bad(name, format!("fstat {what}: {e}")))?;
     if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != kind {
         return Err(bad(
@@ -37,18 +71,24 @@ fn check_private(fd: &OwnedFd, name: &str, what: &str, kind: SFlag) -> Result<()
         ));
     }
     let uid = nix::unistd::getuid().as_raw();
-    if st.st_uid != uid {
+    let root_ok = origin == Origin::Credentials && st.st_uid == 0;
+    if st.st_uid != uid && !root_ok {
         return Err(bad(
             name,
             format!("{what} is owned by uid {}, not {uid}", st.st_uid),
         ));
     }
-    if st.st_mode & GROUP_OTHER != 0 {
+    if st.st_mode & origin.forbidden_bits() != 0 {
         return Err(bad(
             name,
             format!(
-                "{what} has mode {:o}; group/other bits must be clear",
-                st.st_mode & 0o7777
+                "{what} has mode {:o}; {} bits must be clear",
+                st.st_mode & 0o7777,
+                if origin == Origin::SecretsDir {
+                    "group/other"
+                } else {
+                    "other"
+                }
             ),
         ));
     }
@@ -57,13 +97,14 @@ fn check_private(fd: &OwnedFd, name: &str, what: &str, kind: SFlag) -> Result<()
 
 pub fn read_secrets(
     dir: Option<&Path>,
+    origin: Origin,
     names: &[EnvName],
 ) -> Result<Vec<(String, Secret)>, JailError> {
     if names.is_empty() {
         return Ok(vec![]);
     }
     let first = names[0].as_str();
-    let dir = dir.ok_or_else(|| bad(first, "AIOPS_SECRETS_DIR is not set"))?;
+    let dir = dir.ok_or_else(|| bad(first, format!("{} is not set", origin.var())))?;
     let dfd = open(
         dir,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -73,7 +114,7 @@ pub fn read_secrets(
         path: dir.into(),
         source: e.into(),
     })?;
-    check_private(&dfd, first, "AIOPS_SECRETS_DIR", SFlag::S_IFDIR)?;
+    check_private(&dfd, origin, first, origin.var(), SFlag::S_IFDIR)?;
     let mut out = Vec::with_capacity(names.len());
     for n in names {
         let name = n.as_str();
@@ -84,7 +125,7 @@ pub fn read_secrets(
             Mode::empty(),
         )
         .map_err(|e| bad(name, format!("open: {e}")))?;
-        check_private(&fd, name, "the secret file", SFlag::S_IFREG)?;
+        check_private(&fd, origin, name, "the secret file", SFlag::S_IFREG)?;
         let mut buf = String::new();
         std::fs::File::from(fd)
             .take(MAX_SECRET_BYTES + 1)
@@ -126,7 +167,7 @@ mod tests {
     #[test]
     fn reads_a_private_secret_and_strips_one_newline() {
         let d = dir_with(0o700, 0o600);
-        let got = read_secrets(Some(d.path()), &names(&["TOKEN"])).unwrap();
+        let got = read_secrets(Some(d.path()), Origin::SecretsDir, &names(&["TOKEN"])).unwrap();
         assert_eq!(got, vec![("TOKEN".to_string(), Secret("s3cret".into()))]);
     }
 
@@ -134,7 +175,8 @@ mod tests {
     fn refuses_a_group_readable_dir_or_file() {
         for (dm, fm) in [(0o750, 0o600), (0o700, 0o640), (0o701, 0o600)] {
             let d = dir_with(dm, fm);
-            let e = read_secrets(Some(d.path()), &names(&["TOKEN"])).unwrap_err();
+            let e =
+                read_secrets(Some(d.path()), Origin::SecretsDir, &names(&["TOKEN"])).unwrap_err();
             assert!(matches!(e, JailError::Secrets { .. }), "{dm:o} {fm:o}: {e}");
             assert!(!e.chain().contains("s3cret"));
         }
@@ -142,16 +184,30 @@ mod tests {
 
     #[test]
     fn refuses_missing_dir_variable_and_missing_file() {
-        assert!(read_secrets(None, &names(&["TOKEN"])).is_err());
+        assert!(read_secrets(None, Origin::SecretsDir, &names(&["TOKEN"])).is_err());
         let d = dir_with(0o700, 0o600);
-        assert!(read_secrets(Some(d.path()), &names(&["OTHER"])).is_err());
-        assert!(read_secrets(None, &[]).unwrap().is_empty());
+        assert!(read_secrets(Some(d.path()), Origin::SecretsDir, &names(&["OTHER"])).is_err());
+        assert!(read_secrets(None, Origin::SecretsDir, &[])
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn credentials_allow_the_acl_mask_but_not_other_bits() {
+        // systemd's credential files: mode 0440 once an ACL grants our uid read.
+        let d = dir_with(0o750, 0o640);
+        let got = read_secrets(Some(d.path()), Origin::Credentials, &names(&["TOKEN"])).unwrap();
+        assert_eq!(got[0].1, Secret("s3cret".into()));
+        let d = dir_with(0o700, 0o604);
+        assert!(read_secrets(Some(d.path()), Origin::Credentials, &names(&["TOKEN"])).is_err());
+        let e = read_secrets(None, Origin::Credentials, &names(&["TOKEN"])).unwrap_err();
+        assert!(e.chain().contains("CREDENTIALS_DIRECTORY"), "{}", e.chain());
     }
 
     #[test]
     fn refuses_a_symlinked_secret() {
         let d = dir_with(0o700, 0o600);
         std::os::unix::fs::symlink(d.path().join("TOKEN"), d.path().join("LINK")).unwrap();
-        assert!(read_secrets(Some(d.path()), &names(&["LINK"])).is_err());
+        assert!(read_secrets(Some(d.path()), Origin::SecretsDir, &names(&["LINK"])).is_err());
     }
 }

@@ -23,6 +23,24 @@ pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Take ownership of an fd the kernel just installed for us from an
+/// SCM_RIGHTS message.
+pub(crate) fn adopt_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: recvmsg(2) installed this descriptor in our table moments ago
+    // and returned its number only to the caller, who adopts each number
+    // once; no other object can own it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// dup2(2) onto stdio number `target` (0, 1 or 2).
+pub(crate) fn install_stdio_fd(old: RawFd, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 takes integers only. fds 0-2 are never wrapped in an
+    // owning Rust object by the jailer (std's handles borrow them), so
+    // replacing what they held breaks no ownership.
+    check(unsafe { libc::dup2(old, target) })?;
+    Ok(())
+}
+
 /// close_range(2) over [first, last]: closes fds that no Rust object owns or
 /// that the caller has already given up (callers pass ranges with no live
 /// `OwnedFd` in them).

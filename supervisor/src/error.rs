@@ -53,6 +53,11 @@ pub enum SupervisorError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("send the request to the jailer at {}", .path.display())]
+    JailerSocket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("read reports from the jail")]
     ReadReport { source: nix::Error },
     #[error("wait for the jailer")]
@@ -97,6 +102,7 @@ impl SupervisorError {
             SupervisorError::Refused { .. } => aiops_policy::proto::exit::REFUSED,
             SupervisorError::Channel { .. }
             | SupervisorError::Spawn { .. }
+            | SupervisorError::JailerSocket { .. }
             | SupervisorError::ReadReport { .. }
             | SupervisorError::Wait { .. }
             | SupervisorError::EgressThread { .. } => aiops_policy::proto::exit::INTERNAL,

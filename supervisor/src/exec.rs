@@ -11,6 +11,8 @@ mod linux;
 pub use linux::{
     run, spawn_jailer, spawn_jailer_with, spawn_jailer_with_fds, JailStdio, JailerFds, PendingJail,
 };
+#[cfg(target_os = "linux")]
+pub mod socket;
 // Std-only, so it is built and tested on Linux too (with a stand-in for
 // sandbox-exec); only macOS calls it.
 #[cfg_attr(not(target_os = "macos"), allow(dead_code))]

@@ -246,7 +246,7 @@ pub struct UsernsSysctls {
     pub root: bool,
 }
 
-const APPARMOR_FIX: &str = "allow user namespaces for the jailer only: write /etc/apparmor.d/aiops-jailer containing `abi <abi/4.0>, include <tunables/global> profile aiops-jailer /usr/libexec/aiops/aiops-jailer flags=(unconfined) { userns, }` (use the jailer's real path), then run `apparmor_parser -r /etc/apparmor.d/aiops-jailer`; the aiops Debian package ships this profile";
+pub const APPARMOR_FIX: &str = "load the AppArmor profile that allows user namespaces for the jailer only: the aiops package installs /etc/apparmor.d/aiops-jailer (a copy of /usr/share/aiops/apparmor/aiops-jailer, made by postinst where AppArmor 4 is present); run `apparmor_parser -r /etc/apparmor.d/aiops-jailer`. Without the package, copy packaging/apparmor/aiops-jailer there and put your jailer's real path on its `profile` line. See docs/operations.md, \"Troubleshooting denials\"";
 
 fn userns_check(s: &UsernsSysctls) -> (bool, Check) {
     let val = |v: &Option<String>| {

@@ -59,6 +59,12 @@ pub fn diagnose() -> DoctorReport {
         None => Err("jailer not found, so not checked".to_string()),
     };
     let mut checks = stat.checks.clone();
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    checks.extend(system_mode_apparmor(
+        nix::unistd::geteuid().is_root(),
+        read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref(),
+        read(APPARMOR_PROFILES).as_deref(),
+    ));
     checks.push(jailer_check);
     checks.push(agentd_check);
     match &live {
@@ -130,6 +136,37 @@ pub fn diagnose() -> DoctorReport {
         facts,
         default_profile,
     }
+}
+
+/// The profiles the kernel has loaded (`name (mode)` per line; root only).
+const APPARMOR_PROFILES: &str = "/sys/kernel/security/apparmor/profiles";
+/// The profile name in packaging/apparmor/aiops-jailer.
+const JAILER_APPARMOR_PROFILE: &str = "aiops-jailer";
+
+/// Run as root, the static user-namespace check passes (root is not
+/// restricted), but in system mode the jailer runs as `aiops-jail`: on a
+/// host that restricts unprivileged user namespaces it needs the shipped
+/// AppArmor profile loaded.
+fn system_mode_apparmor(root: bool, restrict: Option<&str>, loaded: Option<&str>) -> Option<Check> {
+    if !root || restrict.map(str::trim) != Some("1") {
+        return None;
+    }
+    let what = "userns for aiops-jail";
+    let has = |l: &str| l.split_whitespace().next() == Some(JAILER_APPARMOR_PROFILE);
+    Some(match loaded {
+        Some(text) if text.lines().any(has) => Check::new(
+            Status::Ok,
+            what,
+            "AppArmor restricts unprivileged user namespaces; profile aiops-jailer is loaded",
+        ),
+        _ => Check::new(
+            Status::Warn,
+            what,
+            "AppArmor restricts unprivileged user namespaces and profile aiops-jailer is not loaded: \
+             the system service's jailer (user aiops-jail) cannot build jails",
+        )
+        .fix(crate::facts::APPARMOR_FIX),
+    })
 }
 
 fn verdict(facts: &HostFacts) -> Verdict {
@@ -271,5 +308,25 @@ mod tests {
             out.lines().all(|l| l.len() <= WIDTH && !l.ends_with(' ')),
             "{out}"
         );
+    }
+
+    #[test]
+    fn system_mode_apparmor_needs_the_shipped_profile_loaded() {
+        assert!(system_mode_apparmor(false, Some("1\n"), None).is_none());
+        assert!(system_mode_apparmor(true, Some("0\n"), None).is_none());
+        assert!(system_mode_apparmor(true, None, None).is_none());
+        let missing = system_mode_apparmor(true, Some("1\n"), Some("other (enforce)\n")).unwrap();
+        assert_eq!(missing.status, Status::Warn);
+        assert!(missing
+            .fix
+            .unwrap()
+            .contains("/etc/apparmor.d/aiops-jailer"));
+        let loaded = system_mode_apparmor(
+            true,
+            Some("1"),
+            Some("x (enforce)\naiops-jailer (unconfined)\n"),
+        )
+        .unwrap();
+        assert_eq!(loaded.status, Status::Ok);
     }
 }

@@ -201,7 +201,7 @@ impl PendingJail {
     }
 }
 
-fn finish(
+pub(super) fn finish(
     plan: &JailPlan,
     before: Vec<Option<super::Stamp>>,
     status: &ExitStatus,
@@ -224,13 +224,17 @@ fn finish(
 }
 
 #[derive(Debug, Default)]
-struct Reports {
+pub(super) struct Reports {
     exited: Option<ExitReport>,
     failed: Option<SetupFailure>,
     protocol_error: Option<String>,
 }
 
-fn read_reports(sock: &OwnedFd, forward: Option<&Forwarder>) -> Result<Reports, SupervisorError> {
+/// Read report frames until EOF; `forward` (aiopsctl) passes caught signals on.
+pub(super) fn read_reports(
+    sock: &OwnedFd,
+    forward: Option<&Forwarder>,
+) -> Result<Reports, SupervisorError> {
     // One byte more than the largest legal frame: MSG_TRUNC tells a longer one.
     let mut buf = vec![0u8; MAX_REPORT_BYTES + 1];
     let mut r = Reports::default();

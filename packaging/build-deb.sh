@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Build the aiops Debian package: `packaging/build-deb.sh` from anywhere in
+# the tree. Needs cargo-deb (`cargo install cargo-deb`). Builds the release
+# binaries, generates the man pages and completions from aiopsctl, then
+# packs everything listed in supervisor/Cargo.toml [package.metadata.deb].
+# Prints the path of the .deb; `lintian` on it must report no errors.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo-deb >/dev/null || { echo "build-deb: needs cargo-deb (cargo install cargo-deb)" >&2; exit 1; }
+
+cargo build --release --locked --workspace --bins
+target=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+gen=$target/release/pkg
+rm -rf "$gen" && mkdir -p "$gen"
+ctl=$target/release/aiopsctl
+"$ctl" man | gzip -9n >"$gen/aiopsctl.1.gz"
+gzip -9n <packaging/man/aiops-supervisor.8 >"$gen/aiops-supervisor.8.gz"
+"$ctl" completions bash >"$gen/aiopsctl.bash"
+"$ctl" completions zsh >"$gen/_aiopsctl"
+"$ctl" completions fish >"$gen/aiopsctl.fish"
+
+cargo deb -p aiops-supervisor --no-build --locked "$@"

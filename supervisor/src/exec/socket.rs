@@ -1,0 +1,191 @@
+//! System mode (`[jailer] mode = "socket"`): ask the socket-activated
+//! jailer (aiops-jailer.socket, `Accept=yes`) for a jail instead of
+//! starting aiops-jailer ourselves. systemd starts a fresh
+//! aiops-jailer@.service instance, as its own user, per connection.
+//!
+//! Wire format (docs/jailer.md, "Socket-activated mode"): a 4-byte
+//! little-endian length and the JSON `JailRequest`, the first `sendmsg`
+//! carrying the report socket, stdin, stdout and stderr as `SCM_RIGHTS`,
+//! then the egress socket when there is one.
+//! The connection stays open while the jail should live; closing it kills
+//! the jail. At the end the jailer writes the jail's wait status (4 bytes,
+//! little-endian `i32`).
+use super::linux::{finish, read_reports, JailStdio, JailerFds};
+use super::{stamps, ExecReport, Stamp};
+use crate::error::SupervisorError;
+use aiops_policy::proto::{exit, JailRequest, NodeSpec, MAX_REQUEST_BYTES, PROTO_VERSION};
+use aiops_policy::JailPlan;
+use nix::sys::socket::{
+    sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
+};
+use std::io::{IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ExitStatus;
+
+/// One jail being run by a socket-activated jailer. Dropping it closes the
+/// connection, which kills the jail (if it still runs) and everything in it.
+pub struct SocketJail {
+    conn: UnixStream,
+    reports: OwnedFd,
+    plan: JailPlan,
+    before: Vec<Option<Stamp>>,
+}
+
+fn channel(what: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
+    move |source| SupervisorError::Channel { what, source }
+}
+
+/// Ends a jail from another thread than the one in `SocketJail::wait`.
+pub struct Canceller(UnixStream);
+
+impl Canceller {
+    /// Shut the connection down both ways: the jailer sees the hang-up and
+    /// kills the jail; `wait` then returns its report.
+    pub fn cancel(&self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
+/// Connect to the jailer at `socket` and send node `node_id` (`argv`) to
+/// run in `plan`, with `stdio` (stdin, stdout, stderr) as the node's fds
+/// 0-2 and `egress` as the egress proxy's socket (as `--egress-fd`); the
+/// caller may close its copies once this returns. Returns once the request
+/// is sent; the jail is being built.
+pub fn start(
+    socket: &Path,
+    stdio: [BorrowedFd<'_>; 3],
+    egress: Option<BorrowedFd<'_>>,
+    node_id: &str,
+    argv: &[String],
+    plan: &JailPlan,
+) -> Result<SocketJail, SupervisorError> {
+    let request = JailRequest {
+        proto_version: PROTO_VERSION,
+        node: NodeSpec {
+            id: node_id.into(),
+            argv: argv.to_vec(),
+        },
+        plan: plan.clone(),
+    };
+    let body = serde_json::to_vec(&request).map_err(|source| SupervisorError::Json {
+        what: "jail request",
+        source,
+    })?;
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|_| body.len() <= MAX_REQUEST_BYTES)
+        .ok_or_else(|| SupervisorError::Refused {
+            reason: format!(
+                "jail request of {} bytes exceeds {MAX_REQUEST_BYTES}",
+                body.len()
+            ),
+        })?;
+    let (reports, rep_child) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(channel("report socket"))?;
+    let js = |source| SupervisorError::JailerSocket {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let mut conn = UnixStream::connect(socket).map_err(js)?;
+    // Nothing runs in the jail before the request is sent.
+    let before = stamps(&plan.protected);
+    let head = len.to_le_bytes();
+    let mut fds: Vec<RawFd> = vec![
+        rep_child.as_raw_fd(),
+        stdio[0].as_raw_fd(),
+        stdio[1].as_raw_fd(),
+        stdio[2].as_raw_fd(),
+    ];
+    fds.extend(egress.map(|e| e.as_raw_fd()));
+    // The fds ride on the first byte; the jailer reads the length with them.
+    let sent = sendmsg::<UnixAddr>(
+        conn.as_raw_fd(),
+        &[IoSlice::new(&head)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| js(e.into()))?;
+    conn.write_all(&head[sent..]).map_err(js)?;
+    // EPIPE here means the jailer refused us early; the report says why.
+    let _ = conn.write_all(&body);
+    // Our copy would keep the report socket from reaching EOF.
+    drop(rep_child);
+    Ok(SocketJail {
+        conn,
+        reports,
+        plan: plan.clone(),
+        before,
+    })
+}
+
+/// `start` with a `JailStdio` and `JailerFds`, as `spawn_jailer_with_fds`
+/// takes them: `Inherit` passes our own stdio, `Files` the two files with
+/// stdin from /dev/null.
+pub fn start_with(
+    socket: &Path,
+    stdio: &JailStdio,
+    extra: &JailerFds,
+    node_id: &str,
+    argv: &[String],
+    plan: &JailPlan,
+) -> Result<SocketJail, SupervisorError> {
+    let null = std::fs::File::open("/dev/null").map_err(|source| SupervisorError::Read {
+        path: "/dev/null".into(),
+        source,
+    })?;
+    let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let fds = match stdio {
+        JailStdio::Inherit => [i.as_fd(), o.as_fd(), e.as_fd()],
+        JailStdio::Files { stdout, stderr } => [null.as_fd(), stdout.as_fd(), stderr.as_fd()],
+    };
+    let egress = extra.egress.as_ref().map(AsFd::as_fd);
+    start(socket, fds, egress, node_id, argv, plan)
+}
+
+impl SocketJail {
+    /// The report socket (`SOCK_SEQPACKET`), to poll beside other work;
+    /// `wait` reads it.
+    pub fn reports(&self) -> BorrowedFd<'_> {
+        self.reports.as_fd()
+    }
+
+    /// A handle that can end this jail while another thread waits on it.
+    pub fn canceller(&self) -> Result<Canceller, SupervisorError> {
+        self.conn
+            .try_clone()
+            .map(Canceller)
+            .map_err(|source| SupervisorError::Read {
+                path: "jailer connection".into(),
+                source,
+            })
+    }
+
+    /// Read the reports until the jail ends, then the jailer's wait status.
+    pub fn wait(mut self) -> Result<ExecReport, SupervisorError> {
+        let reports = read_reports(&self.reports, None)?;
+        let mut raw = [0u8; 4];
+        // No status (EOF): the jailer failed before the jail existed, or was
+        // killed; the reports, if any, say more.
+        let status = match self.conn.read_exact(&mut raw) {
+            Ok(()) => ExitStatus::from_raw(i32::from_le_bytes(raw)),
+            Err(_) => ExitStatus::from_raw(exit::INTERNAL << 8),
+        };
+        Ok(finish(&self.plan, self.before, &status, reports))
+    }
+
+    /// Kill the jail now: the jailer's waiting parent sees the connection
+    /// close and SIGKILLs the jail's PID 1 (and so its pid namespace).
+    pub fn kill(self) {
+        drop(self)
+    }
+}
