@@ -699,3 +699,90 @@ fn yes_pre_approves_the_gate_and_cancel_at_the_gate_skips_dependants() {
     // Nothing ran: no output files for either node.
     assert_eq!(node(&run, "risky")["attempts"], 0);
 }
+
+/// systemd's part for `aiops-jailer.socket` (`Accept=yes`): every
+/// connection gets a fresh jailer with it as fd 3 and LISTEN_* set.
+fn socket_activator(path: &Path) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::os::unix::net::UnixListener;
+    let listener = UnixListener::bind(path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let jailer = bin("aiops-jailer");
+    std::thread::spawn(move || {
+        let mut kids: Vec<Child> = vec![];
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    let child = Command::new("/bin/sh")
+                        .arg("-c")
+                        .arg(r#"exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" --socket-activated"#)
+                        .arg(&jailer)
+                        .env_clear()
+                        .env("PATH", "/usr/bin:/bin")
+                        .env("AIOPS_SUPERVISOR_USER", aiops_tests::euid().to_string())
+                        .stdin(Stdio::from(std::os::fd::OwnedFd::from(conn)))
+                        .stdout(Stdio::null())
+                        .spawn()
+                        .unwrap();
+                    kids.push(child);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+            kids.retain_mut(|k| matches!(k.try_wait(), Ok(None)));
+        }
+    });
+    stop
+}
+
+#[test]
+fn in_system_mode_the_daemon_asks_the_socket_activated_jailer() {
+    let Some(e) = env("in_system_mode_the_daemon_asks_the_socket_activated_jailer") else {
+        return;
+    };
+    let jsock = e.root.join("jailer.sock");
+    let stop = socket_activator(&jsock);
+    std::fs::write(
+        &e.config,
+        format!(
+            "schema = 1\nstate_dir = \"{0}/state\"\n[api]\nsocket = \"{0}/api.sock\"\n[jailer]\nmode = \"socket\"\nsocket = \"{1}\"\n",
+            e.root.display(),
+            jsock.display()
+        ),
+    )
+    .unwrap();
+    let tag = format!("sleep 8{}", std::process::id() % 1000);
+    let flow = e.flow(
+        "sysmode",
+        &format!(
+            "[[node]]\nid = \"write\"\nkind = \"shell\"\nrun = \"echo via-socket > marker && cat marker\"\nprofile = \"restrictive\"\n\n\
+             [[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"{tag}\"\nprofile = \"restrictive\"\nneeds = [\"write\"]\n"
+        ),
+    );
+    let _d = e.daemon();
+    let o = e.ctl(&["submit", flow.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    wait_for("the slow node to run", || !pgrep(&tag).is_empty());
+    let run = e.json(&["status", &id]);
+    let w = node(&run, "write");
+    assert_eq!(w["state"], "succeeded", "{run}");
+    assert_eq!(w["stdout_bytes"], 11, "{run}");
+    assert!(
+        w["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().starts_with("landlock")),
+        "{run}"
+    );
+    // Cancelling closes the connection; the jailer kills the jail.
+    let o = e.ctl(&["cancel", &id]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_for("the run to end", || {
+        e.json(&["status", &id])["state"] == "cancelled"
+    });
+    wait_for("the jail to die", || pgrep(&tag).is_empty());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+}

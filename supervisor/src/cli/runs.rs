@@ -173,16 +173,24 @@ pub fn engine_lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>,
 }
 
 pub fn engine_config(cfg: &Config, profile_paths: bool) -> Result<EngineConfig, SupervisorError> {
-    let jailer = crate::locate::JAILER
-        .find()
-        .map_err(|e| SupervisorError::Refused {
-            reason: e.to_string(),
-        })?;
+    let jailer = match cfg.jailer_mode {
+        crate::config::JailerMode::Socket => {
+            crate::engine::JailerTarget::Socket(cfg.jailer_socket.clone())
+        }
+        crate::config::JailerMode::Exec => crate::engine::JailerTarget::Exec(
+            crate::locate::JAILER
+                .find()
+                .map_err(|e| SupervisorError::Refused {
+                    reason: e.to_string(),
+                })?
+                .path,
+        ),
+    };
     Ok(EngineConfig {
         state_dir: cfg.state_dir.clone(),
         workspace_root: cfg.workspace_root.clone(),
         parallelism: cfg.parallelism,
-        jailer: jailer.path,
+        jailer,
         kill_grace: Duration::from_secs(5),
         profile_paths,
     })

@@ -121,7 +121,7 @@ impl Prepared {
                     confirmed: false,
                     findings: self.findings.get(&id).cloned().unwrap_or_default(),
                     dispatched: false,
-                    pid: None,
+                    handle: None,
                     cancel: false,
                 },
             );

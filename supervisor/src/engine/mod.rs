@@ -6,7 +6,7 @@
 //!
 //! Locks: `inner`, then `store`, then `audit`, never held across an await.
 mod gate;
-pub mod runner;
+pub(crate) mod runner;
 mod sched;
 
 use crate::audit::{AuditLog, AuditRecord, AuditSink};
@@ -31,7 +31,7 @@ pub struct EngineConfig {
     pub state_dir: PathBuf,
     pub workspace_root: PathBuf,
     pub parallelism: usize,
-    pub jailer: PathBuf,
+    pub jailer: JailerTarget,
     /// SIGTERM to SIGKILL when a running node is cancelled.
     pub kill_grace: Duration,
     /// Profiles given by path, not by name. The in-process engine of
@@ -43,6 +43,33 @@ pub struct EngineConfig {
 /// The most nodes one flow may have: the scheduler's bookkeeping is
 /// linear in them and runs under its lock.
 pub const MAX_NODES: usize = 2000;
+
+/// How jails are made: our own child `aiops-jailer` (local mode), or the
+/// socket-activated jailer service (system mode: the service user cannot
+/// create namespaces, and only the jailer unit gets credentials).
+#[derive(Debug, Clone)]
+pub enum JailerTarget {
+    Exec(PathBuf),
+    Socket(PathBuf),
+}
+
+/// How to stop a running jail from outside the thread that waits for it.
+#[derive(Clone)]
+pub(crate) enum JailHandle {
+    /// Our unreaped jailer child: SIGTERM, then SIGKILL.
+    Pid(u32),
+    /// The connection to a socket-activated jailer: closing it kills the jail.
+    Socket(Arc<crate::exec::socket::Canceller>),
+}
+
+impl std::fmt::Debug for JailHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JailHandle::Pid(p) => write!(f, "Pid({p})"),
+            JailHandle::Socket(_) => f.write_str("Socket"),
+        }
+    }
+}
 
 /// A node as the scheduler tracks it.
 #[derive(Debug, Clone)]
@@ -57,7 +84,7 @@ pub(crate) struct NodeMem {
     pub findings: Vec<String>,
     /// Set while it is in the ready queue, so it is queued once.
     pub dispatched: bool,
-    pub pid: Option<u32>,
+    pub handle: Option<JailHandle>,
     pub cancel: bool,
 }
 

@@ -18,7 +18,7 @@ pub struct NodeJob {
     pub profile: Arc<Profile>,
     pub caps: NodeCaps,
     pub workspace: PathBuf,
-    pub jailer: PathBuf,
+    pub jailer: super::JailerTarget,
     pub facts: HostFacts,
     /// Where stdout/stderr go: `<out>.stdout`, `<out>.stderr`.
     pub out: PathBuf,
@@ -86,12 +86,12 @@ fn caps_summary(eff: &aiops_policy::caps::Effective) -> serde_json::Value {
     })
 }
 
-/// Run `job`. `started(pid)` is called once the jailer exists and before
+/// Run `job`. `started(handle)` is called once the jailer exists and before
 /// the request is sent; if it returns false (cancelled meanwhile) the jail
 /// is dropped unrun.
 pub fn run_node(
     job: &NodeJob,
-    started: impl FnOnce(u32) -> bool,
+    started: impl FnOnce(super::JailHandle) -> bool,
     before_reap: impl FnOnce(),
 ) -> NodeResult {
     match try_run(job, started, before_reap) {
@@ -105,6 +105,11 @@ pub fn run_node(
             format!("supervisor: {}", crate::cli::profile::error_chain(&e)),
         ),
     }
+}
+
+enum Launch<'a> {
+    Child(exec::PendingJail),
+    Socket(&'a std::path::Path, JailStdio, exec::JailerFds),
 }
 
 enum Failure {
@@ -121,7 +126,7 @@ impl From<SupervisorError> for Failure {
 
 fn try_run(
     job: &NodeJob,
-    started: impl FnOnce(u32) -> bool,
+    started: impl FnOnce(super::JailHandle) -> bool,
     before_reap: impl FnOnce(),
 ) -> Result<NodeResult, Failure> {
     let stdout = create_output(&output_file(&job.out, "stdout"))?;
@@ -131,24 +136,56 @@ fn try_run(
     let fds = exec::JailerFds {
         egress: Some(jail_end),
     };
-    let pending =
-        exec::spawn_jailer_with_fds(&job.jailer, JailStdio::Files { stdout, stderr }, fds)?;
+    let stdio = JailStdio::Files { stdout, stderr };
+    // Local mode starts the jailer first, so its start-up overlaps the compile.
+    let launch = match &job.jailer {
+        super::JailerTarget::Exec(path) => {
+            Launch::Child(exec::spawn_jailer_with_fds(path, stdio, fds)?)
+        }
+        super::JailerTarget::Socket(socket) => Launch::Socket(socket, stdio, fds),
+    };
     let ctx = crate::context::host_context(Some(&job.workspace), Some(&job.workspace))?;
     let refuse = |e: &dyn std::error::Error| Failure::Refused(crate::cli::profile::error_chain(e));
     let eff = aiops_policy::caps::effective(&job.profile, &job.caps, &ctx.vars)
         .map_err(|e| refuse(&e))?;
     let plan =
         aiops_policy::compile(&job.profile, &job.caps, &job.facts, &ctx).map_err(|e| refuse(&e))?;
-    if !started(pending.pid()) {
-        before_reap();
-        return Err(Failure::Cancelled);
-    }
-    // The proxy runs in the supervisor's process tree, outside the jail.
-    let proxy = crate::egress::EgressPolicy::from_plan(&plan)
-        .map(|p| egress.start(p))
-        .transpose()?;
-    let mut report = pending.run_node_then(&job.node, &job.argv, &plan, before_reap)?;
-    report.egress = proxy.map(crate::egress::EgressHandle::finish);
+    // The egress proxy runs in the supervisor's process tree, outside the jail.
+    let start_proxy = |egress: crate::egress::EgressChannel| {
+        crate::egress::EgressPolicy::from_plan(&plan)
+            .map(|p| egress.start(p))
+            .transpose()
+    };
+    let mut report = match launch {
+        Launch::Child(pending) => {
+            if !started(super::JailHandle::Pid(pending.pid())) {
+                before_reap();
+                return Err(Failure::Cancelled);
+            }
+            let proxy = start_proxy(egress)?;
+            let mut report = pending.run_node_then(&job.node, &job.argv, &plan, before_reap)?;
+            report.egress = proxy.map(crate::egress::EgressHandle::finish);
+            report
+        }
+        Launch::Socket(socket, stdio, fds) => {
+            let jail = exec::socket::start_with(socket, &stdio, &fds, &job.node, &job.argv, &plan)?;
+            // The jailer has its copies now.
+            drop((stdio, fds));
+            let canceller = std::sync::Arc::new(jail.canceller()?);
+            if !started(super::JailHandle::Socket(canceller)) {
+                before_reap();
+                jail.kill();
+                return Err(Failure::Cancelled);
+            }
+            let proxy = start_proxy(egress)?;
+            let report = jail.wait();
+            before_reap();
+            let mut report = report?;
+            report.egress = proxy.map(crate::egress::EgressHandle::finish);
+            report
+        }
+    };
+    report.cwd = plan.cwd.to_string();
     Ok(classify(&report, caps_summary(&eff)))
 }
 

@@ -478,11 +478,11 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             let result = tokio::task::spawn_blocking(move || {
                 runner::run_node(
                     &job,
-                    |pid| {
+                    |handle| {
                         let mut inner = sh2.inner();
                         match inner.runs.get_mut(&r2).and_then(|r| r.nodes.get_mut(&n2)) {
                             Some(n) if !n.cancel => {
-                                n.pid = Some(pid);
+                                n.handle = Some(handle);
                                 true
                             }
                             _ => false,
@@ -493,7 +493,7 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
                         let mut inner = sh2.inner();
                         if let Some(n) = inner.runs.get_mut(&r2).and_then(|r| r.nodes.get_mut(&n2))
                         {
-                            n.pid = None;
+                            n.handle = None;
                         }
                     },
                 )
@@ -576,7 +576,7 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     let Some(n) = r.nodes.get_mut(node) else {
         return;
     };
-    n.pid = None;
+    n.handle = None;
     n.dispatched = false;
     let (cancelled, attempts, retries) = (n.cancel, n.attempts, n.retries);
     if cancelled && res.state != NodeState::Succeeded {
@@ -716,8 +716,8 @@ pub(crate) fn cancel(
         };
         n.cancel = true;
         if n.state == NodeState::Running {
-            if let Some(pid) = n.pid {
-                stop_jail(shared, run_id, &id, pid);
+            if let Some(h) = n.handle.clone() {
+                stop_jail(shared, run_id, &id, h);
             }
         } else {
             n.dispatched = false;
@@ -745,7 +745,16 @@ pub(crate) fn cancel(
 /// PR_SET_PDEATHSIG). Called with `inner` held and the node's pid set:
 /// the runner clears the pid under the same lock before it reaps the
 /// jailer, so a pid seen here is still our unreaped child.
-fn stop_jail(shared: &Arc<Shared>, run: &str, node: &str, pid: u32) {
+fn stop_jail(shared: &Arc<Shared>, run: &str, node: &str, handle: super::JailHandle) {
+    let pid = match handle {
+        super::JailHandle::Pid(pid) => pid,
+        // The socket-activated jailer kills the whole jail when its
+        // connection closes; there is no gentler signal to send first.
+        super::JailHandle::Socket(c) => {
+            c.cancel();
+            return;
+        }
+    };
     let Ok(raw) = i32::try_from(pid) else { return };
     let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
     let Ok(h) = tokio::runtime::Handle::try_current() else {
@@ -759,7 +768,7 @@ fn stop_jail(shared: &Arc<Shared>, run: &str, node: &str, pid: u32) {
             .runs
             .get(&run)
             .and_then(|r| r.nodes.get(&node))
-            .is_some_and(|n| n.pid == Some(pid));
+            .is_some_and(|n| matches!(n.handle, Some(super::JailHandle::Pid(p)) if p == pid));
         if same {
             let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
         }
@@ -773,9 +782,9 @@ pub(crate) fn kill_running(shared: &Arc<Shared>, why: &str) {
         for (id, n) in &mut r.nodes {
             if n.state == NodeState::Running {
                 n.cancel = true;
-                if let Some(pid) = n.pid {
-                    tracing::warn!(pid, why, "stopping a running jail");
-                    stop_jail(shared, run_id, id, pid);
+                if let Some(h) = n.handle.clone() {
+                    tracing::warn!(run = %run_id, node = %id, why, "stopping a running jail");
+                    stop_jail(shared, run_id, id, h);
                 }
             }
         }
