@@ -86,6 +86,18 @@ pub fn main(args: DaemonArgs) -> Result<i32, SupervisorError> {
     Ok(code)
 }
 
+/// The API socket belongs to the admin group, so its members can open it
+/// (the peer check still decides what they may do). Without the group,
+/// or when we may not give the socket to it, only owner and root connect.
+fn share_socket(cfg: &Config) {
+    let Ok(Some(group)) = nix::unistd::Group::from_name(&cfg.admin_group) else {
+        return;
+    };
+    if let Err(e) = nix::unistd::chown(&cfg.api_socket, None, Some(group.gid)) {
+        tracing::warn!(group = %cfg.admin_group, error = %e, "could not give the API socket to the admin group");
+    }
+}
+
 async fn serve(cfg: Config, engine: Engine) -> Result<i32, SupervisorError> {
     use tokio::signal::unix::{signal, SignalKind};
     let sig = |k| {
@@ -111,6 +123,7 @@ async fn serve(cfg: Config, engine: Engine) -> Result<i32, SupervisorError> {
             what: "bind the API".into(),
             reason: error_chain(&e),
         })?;
+    share_socket(&cfg);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let backend = engine.backend();
     let api = tokio::spawn(async move {

@@ -187,9 +187,13 @@ impl WorkspaceRoot {
                 meta.uid()
             )));
         }
-        if meta.mode() & 0o022 != 0 {
+        // Group-writable only as system mode sets it up (tmpfiles.d:
+        // 2770 aiops:aiops-work): setgid, so the jail's group owns what is
+        // made under it, and closed to others.
+        let group_shared = meta.mode() & 0o2000 != 0 && meta.mode() & 0o007 == 0;
+        if meta.mode() & 0o002 != 0 || (meta.mode() & 0o020 != 0 && !group_shared) {
             return Err(unsafe_root(format!(
-                "mode {:o} lets group or others write",
+                "mode {:o} lets group or others write (a group-writable root must be setgid and closed to others, as 2770)",
                 meta.mode() & 0o7777
             )));
         }

@@ -505,3 +505,19 @@ fn a_repo_owned_by_another_uid_is_read_once_isolated() {
     let ws = f.root.create("flow", "r", &f.repo, "main").unwrap();
     assert!(ws.path.join(".git").is_dir());
 }
+
+#[test]
+fn a_group_writable_root_must_be_setgid_and_closed_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    // 0770 without setgid: what the jail's group makes would not stay shared.
+    fs::set_permissions(root.path(), fs::Permissions::from_mode(0o770)).unwrap();
+    let err = WorkspaceRoot::open(root.path()).unwrap_err();
+    assert!(matches!(err, WorkspaceError::UnsafeRoot { .. }), "{err:?}");
+    // 2770 (system mode's tmpfiles.d entry) is accepted.
+    fs::set_permissions(root.path(), fs::Permissions::from_mode(0o2770)).unwrap();
+    WorkspaceRoot::open(root.path()).unwrap();
+    // 2772: others may write.
+    fs::set_permissions(root.path(), fs::Permissions::from_mode(0o2772)).unwrap();
+    assert!(WorkspaceRoot::open(root.path()).is_err());
+}

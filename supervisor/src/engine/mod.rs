@@ -136,6 +136,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn a_shared_workspace_is_group_writable_and_setgid() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = d.path().join("ws");
+        std::fs::create_dir_all(ws.join("src/deep")).unwrap();
+        std::fs::write(ws.join("src/a.txt"), "a").unwrap();
+        std::fs::write(ws.join("run.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(ws.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::set_permissions(ws.join("src/a.txt"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", ws.join("link")).unwrap();
+        share_with_group(&ws).unwrap();
+        let mode = |p: &str| std::fs::metadata(ws.join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(mode(""), 0o2770);
+        assert_eq!(mode("src/deep"), 0o2770);
+        assert_eq!(mode("src/a.txt"), 0o660);
+        assert_eq!(mode("run.sh"), 0o770);
+        // The symlink's target was not touched.
+        assert_eq!(
+            std::fs::metadata("/etc/passwd").unwrap().mode() & 0o777,
+            0o644
+        );
+    }
+}
+
 #[derive(Clone)]
 pub struct Engine {
     shared: Arc<Shared>,
@@ -416,6 +448,35 @@ impl Backend for Engine {
     fn metrics(&self) -> String {
         sched::metrics(&self.shared)
     }
+}
+
+/// System mode: the jail runs as another user (`aiops-jail`) in the
+/// workspace root's group. Directories become 2770 (setgid keeps that
+/// group on what the node creates), files gain group read/write (and
+/// execute where the owner has it). Symlinks are left alone.
+pub(crate) fn share_with_group(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut stack = vec![root.to_path_buf()];
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o2770))?;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let p = entry.path();
+            let meta = std::fs::symlink_metadata(&p)?;
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            let mode = if meta.is_dir() {
+                stack.push(p.clone());
+                0o2770
+            } else {
+                let m = meta.mode() & 0o777;
+                (m | 0o060 | ((m & 0o100) >> 3)) & 0o770
+            };
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn set_mode(p: &Path, mode: u32) -> Result<(), SupervisorError> {

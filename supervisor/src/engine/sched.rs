@@ -389,6 +389,14 @@ fn make_workspace(
         // Its owner (the jail's uid) only: not readable by other users.
         super::set_mode(&ws.path, 0o700).map_err(|e| chain(&e))?;
     }
+    if matches!(shared.cfg.jailer, super::JailerTarget::Socket(_)) {
+        // The jail is another user in the root's group (system mode).
+        if let Some(flow_dir) = ws.path.parent() {
+            super::set_mode(flow_dir, 0o2770).map_err(|e| chain(&e))?;
+        }
+        super::share_with_group(&ws.path)
+            .map_err(|e| format!("share the workspace with the jail's group: {e}"))?;
+    }
     // Recorded once it is complete: a restart reuses only a finished one.
     if let Err(e) =
         shared
