@@ -67,7 +67,10 @@ AFTER=$(rss "$D")
 AUDIT=$(cat "$T"/state/audit/*.jsonl | grep -c '"kind":"node_end"')
 kill "$D"; wait "$D" 2>/dev/null || true; D=
 
-WS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["workspace"])' "$T/run.json")
+# The peers get a workspace of their own (the run's is its jail user's, 0700).
+WS=$T/peer-ws
+mkdir -m 755 "$WS"
+if [ "$(id -u)" = 0 ]; then chown 65534:65534 "$WS"; fi
 EXEC_START=$EPOCHREALTIME
 seq "$N" | xargs -P2 -I{} "$BIN/aiopsctl" exec --profile restrictive --workspace "$WS" -- /bin/true
 EXEC_SECS=$(python3 -c "print($EPOCHREALTIME - $EXEC_START)")
