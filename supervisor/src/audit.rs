@@ -184,12 +184,24 @@ pub struct AuditSink {
     log: std::sync::Arc<std::sync::Mutex<AuditLog>>,
 }
 
+/// Told which (run, node) final-state lines (`node_end`, `cancel`,
+/// `refusal`) have just been fsync'd.
+pub type OnSynced = Box<dyn Fn(&[(String, String)]) + Send>;
+
+fn settles(rec: &AuditRecord) -> Option<(String, String)> {
+    let final_kind = matches!(rec.kind.as_str(), "node_end" | "cancel" | "refusal");
+    match (&rec.run, &rec.node) {
+        (Some(r), Some(n)) if final_kind => Some((r.clone(), n.clone())),
+        _ => None,
+    }
+}
+
 fn lock_log(m: &std::sync::Mutex<AuditLog>) -> std::sync::MutexGuard<'_, AuditLog> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl AuditSink {
-    pub fn start(log: AuditLog) -> AuditSink {
+    pub fn start(log: AuditLog, on_synced: OnSynced) -> AuditSink {
         let (tx, rx) = std::sync::mpsc::channel::<Msg>();
         let log = std::sync::Arc::new(std::sync::Mutex::new(log));
         let shared = log.clone();
@@ -206,6 +218,7 @@ impl AuditSink {
                             Msg::Flush(w) => waiters.push(w),
                         }
                     }
+                    let keys: Vec<(String, String)> = batch.iter().filter_map(settles).collect();
                     let mut log = lock_log(&shared);
                     let result = if batch.is_empty() && log.pending() > 0 {
                         log.append_all(vec![])
@@ -214,9 +227,16 @@ impl AuditSink {
                     } else {
                         log.append_all(batch)
                     };
+                    // A failed batch stays pending; its keys are told after
+                    // a later write succeeds (the next batch's or a restart's).
+                    let synced = result.is_ok() && log.pending() == 0;
                     drop(log);
-                    if let Err(e) = result {
-                        tracing::error!(error = %crate::cli::profile::error_chain(&e), "audit write failed; the lines are kept and retried");
+                    match result {
+                        Err(e) => {
+                            tracing::error!(error = %crate::cli::profile::error_chain(&e), "audit write failed; the lines are kept and retried");
+                        }
+                        Ok(()) if synced && !keys.is_empty() => on_synced(&keys),
+                        Ok(()) => {}
                     }
                     for w in waiters {
                         let _ = w.send(());

@@ -60,6 +60,8 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX runs_by_time ON runs(created_at);",
+    // 2: whether a final node's audit line is known to be on disk.
+    "ALTER TABLE nodes ADD COLUMN audited INTEGER NOT NULL DEFAULT 1;",
 ];
 
 pub const DB_FILE: &str = "state.db";
@@ -331,8 +333,10 @@ impl Store {
                 params![run, node, state.as_str(), reason, now],
             )
         } else if state.is_final() {
+            // Its audit line is owed until the writer says it is on disk.
             tx.execute(
-                "UPDATE nodes SET state = ?3, reason = ?4, ended_at = ?5 WHERE run_id = ?1 AND id = ?2",
+                "UPDATE nodes SET state = ?3, reason = ?4, ended_at = ?5, audited = 0
+                 WHERE run_id = ?1 AND id = ?2",
                 params![run, node, state.as_str(), reason, now],
             )
         } else {
@@ -414,7 +418,8 @@ impl Store {
         };
         for (run, node) in &lost {
             tx.execute(
-                "UPDATE nodes SET state = 'lost', reason = ?3, ended_at = ?4 WHERE run_id = ?1 AND id = ?2",
+                "UPDATE nodes SET state = 'lost', reason = ?3, ended_at = ?4, audited = 0
+                 WHERE run_id = ?1 AND id = ?2",
                 params![run, node, reason, now],
             )
             .map_err(db_err("mark node lost"))?;
@@ -429,6 +434,48 @@ impl Store {
         }
         tx.commit().map_err(db_err("commit recovery"))?;
         Ok(lost)
+    }
+
+    /// The audit lines of these nodes are on disk.
+    pub fn mark_audited(&mut self, keys: &[(String, String)]) -> Result<(), SupervisorError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db_err("begin mark audited"))?;
+        for (run, node) in keys {
+            tx.execute(
+                "UPDATE nodes SET audited = 1 WHERE run_id = ?1 AND id = ?2",
+                params![run, node],
+            )
+            .map_err(db_err("mark audited"))?;
+        }
+        tx.commit().map_err(db_err("commit mark audited"))?;
+        Ok(())
+    }
+
+    /// Final nodes whose audit line may not have reached the disk (the
+    /// process died between the state change and the line's fsync).
+    pub fn unaudited(&self) -> Result<Vec<(RunRecord, NodeRecord)>, SupervisorError> {
+        let keys: Vec<(String, String)> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT run_id, id FROM nodes WHERE audited = 0 ORDER BY run_id, pos")
+                .map_err(db_err("find unaudited nodes"))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err("find unaudited nodes"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(db_err("find unaudited nodes"))?
+        };
+        let mut out = vec![];
+        for (run, node) in keys {
+            if let Some(r) = self.run(&run)? {
+                if let Some(n) = r.nodes.iter().find(|n| n.id == node).cloned() {
+                    out.push((r, n));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Runs not yet final, oldest first, with their stored flow JSON.
@@ -684,13 +731,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("state");
         let s = Store::open(&dir).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), 2);
         let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
         drop(s);
         // A second open does not migrate again.
-        assert_eq!(Store::open(&dir).unwrap().schema_version().unwrap(), 1);
+        assert_eq!(Store::open(&dir).unwrap().schema_version().unwrap(), 2);
     }
 
     #[test]

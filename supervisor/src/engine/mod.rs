@@ -143,6 +143,62 @@ mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
+    fn a_final_node_whose_line_was_not_written_gets_it_after_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = || EngineConfig {
+            state_dir: d.path().join("state"),
+            workspace_root: d.path().join("ws"),
+            parallelism: 1,
+            jailer: JailerTarget::Exec(PathBuf::from("/nonexistent")),
+            kill_grace: Duration::from_secs(1),
+            profile_paths: false,
+        };
+        // What a crash leaves: the final state committed, no line yet.
+        {
+            let mut st = Store::open(&d.path().join("state")).unwrap();
+            st.insert_run(&NewRun {
+                id: "r1".into(),
+                flow: "f".into(),
+                flow_path: "/f.toml".into(),
+                flow_json: "{}".into(),
+                pre_approved: false,
+                nodes: vec![NewNode {
+                    id: "a".into(),
+                    needs: vec![],
+                    profile: "restrictive".into(),
+                    argv: vec!["true".into()],
+                    findings: vec![],
+                }],
+            })
+            .unwrap();
+            st.set_node_state("r1", "a", NodeState::Running, None)
+                .unwrap();
+            st.set_node_state("r1", "a", NodeState::Succeeded, None)
+                .unwrap();
+        }
+        let e = Engine::open(cfg()).unwrap();
+        e.flush_audit();
+        let lines = crate::audit::read(&e.audit_dir(), &crate::audit::Query::default()).unwrap();
+        let owed: Vec<_> = lines
+            .iter()
+            .filter(|l| l.node.as_deref() == Some("a"))
+            .collect();
+        assert_eq!(owed.len(), 1, "{lines:?}");
+        assert_eq!(owed[0].state.as_deref(), Some("succeeded"));
+        assert!(owed[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("after a restart"));
+        // Written and recorded: a second restart owes nothing.
+        drop(e);
+        let e = Engine::open(cfg()).unwrap();
+        e.flush_audit();
+        let again = crate::audit::read(&e.audit_dir(), &crate::audit::Query::default()).unwrap();
+        assert_eq!(again.len(), lines.len());
+    }
+
+    #[test]
     fn a_shared_workspace_is_group_writable_and_setgid() {
         let d = tempfile::tempdir().unwrap();
         let ws = d.path().join("ws");
@@ -236,18 +292,28 @@ impl Engine {
         }
         let lost = store.mark_lost("the supervisor stopped while it was running; not re-run")?;
         let (events, _) = broadcast::channel(4096);
-        let shared = Arc::new(Shared {
-            cfg,
-            inner: Mutex::new(Inner::default()),
-            store: Mutex::new(store),
-            audit: AuditSink::start(audit),
-            events,
-            wake: Notify::new(),
-            ready: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
-            workspaces,
-            facts: Mutex::new(HashMap::new()),
-            started_at: std::time::Instant::now(),
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
+            let weak = weak.clone();
+            let on_synced: crate::audit::OnSynced = Box::new(move |keys| {
+                if let Some(sh) = weak.upgrade() {
+                    if let Err(e) = sh.store().mark_audited(keys) {
+                        tracing::warn!(error = %crate::cli::profile::error_chain(&e), "could not record audit lines as written");
+                    }
+                }
+            });
+            Shared {
+                cfg,
+                inner: Mutex::new(Inner::default()),
+                store: Mutex::new(store),
+                audit: AuditSink::start(audit, on_synced),
+                events,
+                wake: Notify::new(),
+                ready: AtomicBool::new(false),
+                draining: AtomicBool::new(false),
+                workspaces,
+                facts: Mutex::new(HashMap::new()),
+                started_at: std::time::Instant::now(),
+            }
         });
         sched::recover(&shared, &lost)?;
         Ok(Engine { shared })

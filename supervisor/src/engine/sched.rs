@@ -223,6 +223,38 @@ fn advance(shared: &Shared, inner: &mut super::Inner, run_id: &str, out: &mut Ou
 pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), SupervisorError> {
     let unfinished = shared.store().unfinished_runs()?;
     let mut out = Out::default();
+    // Lines owed from before a crash: the node reached its final state in
+    // the store, but its line may not have reached the disk. (The lost
+    // nodes get theirs below.) A line that did make it appears twice;
+    // better than none.
+    for (run, n) in shared.store().unaudited()? {
+        if lost.iter().any(|(r, id)| *r == run.id && *id == n.id) {
+            continue;
+        }
+        out.audit.push(AuditRecord {
+            kind: "node_end".into(),
+            run: Some(run.id.clone()),
+            flow: Some(run.flow.clone()),
+            node: Some(n.id.clone()),
+            state: Some(n.state.as_str().into()),
+            reason: Some(match &n.reason {
+                Some(r) => format!("{r} (line written after a restart)"),
+                None => "line written after a restart".into(),
+            }),
+            argv: n.argv.clone(),
+            profile: Some(n.profile.clone()),
+            layers: n.layers.clone(),
+            exit_code: n.exit_code,
+            signal: n.signal,
+            stdout_bytes: n.stdout_bytes,
+            stderr_bytes: n.stderr_bytes,
+            duration_ms: n.duration_ms,
+            attempt: Some(n.attempts),
+            findings: n.findings.clone(),
+            pre_approved: run.pre_approved,
+            ..AuditRecord::default()
+        });
+    }
     let mut inner = shared.inner();
     for (rec, flow_json) in unfinished {
         // First, whatever else happens to the run: a line for each lost node.
@@ -389,8 +421,11 @@ fn make_workspace(
         // Its owner (the jail's uid) only: not readable by other users.
         super::set_mode(&ws.path, 0o700).map_err(|e| chain(&e))?;
     }
-    if matches!(shared.cfg.jailer, super::JailerTarget::Socket(_)) {
-        // The jail is another user in the root's group (system mode).
+    if !nix::unistd::geteuid().is_root()
+        && matches!(shared.cfg.jailer, super::JailerTarget::Socket(_))
+    {
+        // The jail is another user in the root's group (system mode; as
+        // root the tree was handed to the jail's uid above instead).
         if let Some(flow_dir) = ws.path.parent() {
             super::set_mode(flow_dir, 0o2770).map_err(|e| chain(&e))?;
         }
