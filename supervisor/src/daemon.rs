@@ -73,14 +73,7 @@ pub fn main(args: DaemonArgs) -> Result<i32, SupervisorError> {
     }
     let lock = crate::cli::runs::engine_lock(&cfg.state_dir)?;
     let engine = Engine::open(crate::cli::runs::engine_config(&cfg, false)?)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| SupervisorError::StateDir {
-            path: cfg.state_dir.clone(),
-            source,
-        })?;
+    let rt = crate::cli::runs::engine_runtime(&cfg)?;
     let code = rt.block_on(serve(cfg, engine))?;
     drop(lock);
     Ok(code)

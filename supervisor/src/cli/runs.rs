@@ -196,16 +196,34 @@ pub fn engine_config(cfg: &Config, profile_paths: bool) -> Result<EngineConfig, 
     })
 }
 
-pub fn local_engine(cfg: &Config) -> Result<LocalEngine, SupervisorError> {
-    let lock = engine_lock(&cfg.state_dir)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// The engine's runtime: two workers (jails run on blocking threads).
+pub fn engine_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, SupervisorError> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|source| SupervisorError::StateDir {
             path: cfg.state_dir.clone(),
             source,
-        })?;
+        })
+}
+
+/// The flow file's absolute path and text.
+fn read_flow(flow: &Path) -> Result<(PathBuf, String), SupervisorError> {
+    let path = std::path::absolute(flow).map_err(|source| SupervisorError::Read {
+        path: flow.to_path_buf(),
+        source,
+    })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| SupervisorError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    Ok((path, text))
+}
+
+pub fn local_engine(cfg: &Config) -> Result<LocalEngine, SupervisorError> {
+    let lock = engine_lock(&cfg.state_dir)?;
+    let rt = engine_runtime(cfg)?;
     let engine = Engine::open(engine_config(cfg, true)?)?;
     Ok(LocalEngine {
         engine,
@@ -247,14 +265,7 @@ fn load_cfg(c: &Common) -> Result<Config, SupervisorError> {
 
 pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let path = std::path::absolute(&args.flow).map_err(|source| SupervisorError::Read {
-        path: args.flow.clone(),
-        source,
-    })?;
-    let text = std::fs::read_to_string(&path).map_err(|source| SupervisorError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let (path, text) = read_flow(&args.flow)?;
     // Fail before any engine starts: the same check the engine repeats.
     aiops_policy::flow::Flow::from_toml_str(&path, &text)?;
     let (backend, local) = writer(&cfg)?;
@@ -399,14 +410,7 @@ pub fn submit(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorErro
             ),
         });
     };
-    let path = std::path::absolute(&args.flow).map_err(|source| SupervisorError::Read {
-        path: args.flow.clone(),
-        source,
-    })?;
-    let text = std::fs::read_to_string(&path).map_err(|source| SupervisorError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let (path, text) = read_flow(&args.flow)?;
     let run = backend
         .submit(SubmitRequest {
             flow: text,
