@@ -172,18 +172,7 @@ impl PendingJail {
     ) -> Result<ExecReport, SupervisorError> {
         // Nothing runs in the jail before the request is written.
         let before = super::stamps(&plan.protected);
-        let request = JailRequest {
-            proto_version: PROTO_VERSION,
-            node: NodeSpec {
-                id: node_id.into(),
-                argv: argv.to_vec(),
-            },
-            plan: plan.clone(),
-        };
-        let body = serde_json::to_vec(&request).map_err(|source| SupervisorError::Json {
-            what: "jail request",
-            source,
-        })?;
+        let body = request_body(node_id, argv, plan)?;
         self.ran = true;
         if let Some(req_w) = self.req_w.take() {
             let mut w = std::fs::File::from(req_w);
@@ -199,6 +188,26 @@ impl PendingJail {
             .map_err(|source| SupervisorError::Wait { source })?;
         Ok(finish(plan, before, &status, reports))
     }
+}
+
+/// The `JailRequest` for node `node_id` running `argv` in `plan`, as JSON.
+pub(super) fn request_body(
+    node_id: &str,
+    argv: &[String],
+    plan: &JailPlan,
+) -> Result<Vec<u8>, SupervisorError> {
+    let request = JailRequest {
+        proto_version: PROTO_VERSION,
+        node: NodeSpec {
+            id: node_id.into(),
+            argv: argv.to_vec(),
+        },
+        plan: plan.clone(),
+    };
+    serde_json::to_vec(&request).map_err(|source| SupervisorError::Json {
+        what: "jail request",
+        source,
+    })
 }
 
 pub(super) fn finish(

@@ -13,7 +13,7 @@
 use super::linux::{finish, read_reports, JailStdio, JailerFds};
 use super::{stamps, ExecReport, Stamp};
 use crate::error::SupervisorError;
-use aiops_policy::proto::{exit, JailRequest, NodeSpec, MAX_REQUEST_BYTES, PROTO_VERSION};
+use aiops_policy::proto::{exit, MAX_REQUEST_BYTES};
 use aiops_policy::JailPlan;
 use nix::sys::socket::{
     sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
@@ -63,18 +63,7 @@ pub fn start(
     argv: &[String],
     plan: &JailPlan,
 ) -> Result<SocketJail, SupervisorError> {
-    let request = JailRequest {
-        proto_version: PROTO_VERSION,
-        node: NodeSpec {
-            id: node_id.into(),
-            argv: argv.to_vec(),
-        },
-        plan: plan.clone(),
-    };
-    let body = serde_json::to_vec(&request).map_err(|source| SupervisorError::Json {
-        what: "jail request",
-        source,
-    })?;
+    let body = super::linux::request_body(node_id, argv, plan)?;
     let len = u32::try_from(body.len())
         .ok()
         .filter(|_| body.len() <= MAX_REQUEST_BYTES)
