@@ -786,3 +786,35 @@ fn in_system_mode_the_daemon_asks_the_socket_activated_jailer() {
     wait_for("the jail to die", || pgrep(&tag).is_empty());
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
 }
+
+#[test]
+fn gc_removes_workspaces_of_finished_runs_only() {
+    let Some(e) = env("gc_removes_workspaces_of_finished_runs_only") else {
+        return;
+    };
+    let done = e.flow(
+        "done",
+        "[[node]]\nid = \"a\"\nkind = \"shell\"\nrun = \"echo done\"\nprofile = \"restrictive\"\n",
+    );
+    let paused = e.flow(
+        "paused",
+        "[[node]]\nid = \"a\"\nkind = \"shell\"\nrun = \"echo later\"\nprofile = \"restrictive\"\nconfirm = \"always\"\n",
+    );
+    let o = e.ctl(&["run", done.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let finished = e.json(&["status", &run_id(&o)]);
+    let o = e.ctl(&["run", paused.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    let waiting = e.json(&["status", &run_id(&o)]);
+    let ws = |r: &serde_json::Value| PathBuf::from(r["workspace"].as_str().unwrap());
+    assert!(ws(&finished).is_dir() && ws(&waiting).is_dir());
+    std::thread::sleep(Duration::from_millis(20));
+    let o = e.ctl(&["gc", "--older-than", "1ms", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["result"], "removed");
+    assert!(!ws(&finished).exists());
+    // The run waiting at the gate keeps its workspace.
+    assert!(ws(&waiting).is_dir());
+}

@@ -741,7 +741,11 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     })?;
     let before = crate::store::now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
     if !cfg.state_dir.join(crate::store::DB_FILE).exists() {
-        writeln!(out, "nothing to collect in {}", cfg.state_dir.display()).map_err(out_err)?;
+        if args.common.json {
+            print_json(out, "gc result", &Vec::<serde_json::Value>::new())?;
+        } else {
+            writeln!(out, "nothing to collect in {}", cfg.state_dir.display()).map_err(out_err)?;
+        }
         return Ok(0);
     }
     let finished: std::collections::HashSet<(String, String)> = Store::open(&cfg.state_dir)?
@@ -764,31 +768,41 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         .into_iter()
         .filter(|e| finished.contains(&(e.flow.clone(), e.run.clone())))
         .collect();
-    let mut failed = 0;
+    // (workspace, what happened, why it failed)
+    let mut done: Vec<(String, &'static str, Option<String>)> = vec![];
     for e in &doomed {
+        let path = e.path.display().to_string();
         if args.dry_run {
-            writeln!(out, "would remove {}", e.path.display()).map_err(out_err)?;
+            done.push((path, "would_remove", None));
             continue;
         }
         match root.remove(&e.flow, &e.run) {
             Ok(()) => {
                 let _ = std::fs::remove_dir_all(cfg.state_dir.join("runs").join(&e.run));
-                writeln!(out, "removed {}", e.path.display()).map_err(out_err)?;
+                done.push((path, "removed", None));
             }
-            Err(err) => {
-                failed += 1;
-                writeln!(
-                    out,
-                    "could not remove {}: {}",
-                    e.path.display(),
-                    error_chain(&err)
-                )
-                .map_err(out_err)?;
-            }
+            Err(err) => done.push((path, "failed", Some(error_chain(&err)))),
         }
     }
-    if doomed.is_empty() {
-        writeln!(out, "nothing older than {} to collect", args.older_than).map_err(out_err)?;
+    let failed = done.iter().filter(|d| d.1 == "failed").count();
+    if args.common.json {
+        let v: Vec<serde_json::Value> = done
+            .iter()
+            .map(|(p, what, why)| serde_json::json!({"workspace": p, "result": what, "error": why}))
+            .collect();
+        print_json(out, "gc result", &v)?;
+    } else {
+        for (p, what, why) in &done {
+            let line = match (*what, why) {
+                ("would_remove", _) => format!("would remove {p}"),
+                ("removed", _) => format!("removed {p}"),
+                (_, why) => format!("could not remove {p}: {}", why.as_deref().unwrap_or("")),
+            };
+            writeln!(out, "{line}").map_err(out_err)?;
+        }
+        if doomed.is_empty() {
+            writeln!(out, "nothing older than {} to collect", args.older_than).map_err(out_err)?;
+        }
     }
     Ok(i32::from(failed > 0))
 }
