@@ -113,6 +113,8 @@ pub(crate) struct Inner {
     /// Runs waiting for their workspace, oldest first.
     pub ws_queue: VecDeque<RunId>,
     pub running: usize,
+    /// Nodes that ended and are being recorded (their slot already freed).
+    pub settling: usize,
     pub finished: HashMap<&'static str, u64>,
     pub submitted: u64,
 }
@@ -334,12 +336,16 @@ impl Engine {
         self.shared.draining.store(true, Ordering::SeqCst);
         self.shared.ready.store(false, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + grace;
-        while self.shared.inner().running > 0 && tokio::time::Instant::now() < deadline {
+        let busy = |s: &Shared| {
+            let inner = s.inner();
+            inner.running > 0 || inner.settling > 0
+        };
+        while busy(&self.shared) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if self.shared.inner().running > 0 {
+        if busy(&self.shared) {
             sched::kill_running(&self.shared, "the supervisor is shutting down");
-            while self.shared.inner().running > 0 {
+            while busy(&self.shared) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

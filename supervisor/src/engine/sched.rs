@@ -347,13 +347,27 @@ pub(crate) async fn scheduler(shared: Arc<Shared>) {
     loop {
         start_workspaces(&shared, &mut tasks);
         dispatch(&shared, &mut tasks);
-        tokio::select! {
-            () = shared.wake.notified() => {}
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
-                Ok(Done::Workspace { run, result }) => workspace_done(&shared, &run, result),
-                Ok(Done::Node { run, node, result }) => node_done(&shared, &run, &node, *result),
-                Err(e) => tracing::error!(error = %e, "a scheduler task failed"),
-            },
+        let done = tokio::select! {
+            () = shared.wake.notified() => None,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => Some(done),
+        };
+        match done {
+            None => {}
+            Some(Ok(Done::Workspace { run, result })) => workspace_done(&shared, &run, result),
+            Some(Ok(Done::Node { run, node, result })) => {
+                // Free the slot and start the next ready node before this
+                // one's bookkeeping: its jailer starts while we write.
+                {
+                    let mut inner = shared.inner();
+                    inner.running = inner.running.saturating_sub(1);
+                    // Until it is recorded, a drain must still wait for it.
+                    inner.settling += 1;
+                }
+                dispatch(&shared, &mut tasks);
+                node_done(&shared, &run, &node, *result);
+                shared.inner().settling -= 1;
+            }
+            Some(Err(e)) => tracing::error!(error = %e, "a scheduler task failed"),
         }
     }
 }
@@ -611,7 +625,6 @@ fn make_job(
 fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     let mut out = Out::default();
     let mut inner = shared.inner();
-    inner.running = inner.running.saturating_sub(1);
     let draining = shared.draining.load(Ordering::SeqCst);
     let Some(r) = inner.runs.get_mut(run_id) else {
         return;
