@@ -233,6 +233,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_parses() {
+        let p = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/etc/supervisor.toml"
+        ));
+        let text = std::fs::read_to_string(p).unwrap();
+        let c = Config::resolve(None, Config::parse(p, &text).unwrap());
+        assert_eq!(c.jailer_mode, JailerMode::Socket);
+        assert_eq!(c.state_dir, Path::new("/var/lib/aiops"));
+    }
+
+    #[test]
     fn defaults_fill_in() {
         let f = Config::parse(
             Path::new("/x.toml"),
