@@ -18,6 +18,9 @@ pub struct ConfigFile {
     pub workspace_root: Option<PathBuf>,
     pub parallelism: Option<usize>,
     pub drain_grace: Option<Dur>,
+    /// Let the daemon run nodes whose profile is `unconfined` (no jail).
+    #[serde(default)]
+    pub allow_unconfined: bool,
     #[serde(default)]
     pub api: ApiSection,
     #[serde(default)]
@@ -61,6 +64,7 @@ pub struct Config {
     pub workspace_root: PathBuf,
     pub parallelism: usize,
     pub drain_grace: std::time::Duration,
+    pub allow_unconfined: bool,
     pub api_socket: PathBuf,
     pub admin_group: String,
     pub tcp: Option<SocketAddr>,
@@ -182,6 +186,7 @@ impl Config {
             drain_grace: f
                 .drain_grace
                 .map_or(std::time::Duration::from_secs(30), |d| d.as_std()),
+            allow_unconfined: f.allow_unconfined,
             api_socket: f
                 .api
                 .socket

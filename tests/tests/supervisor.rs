@@ -664,6 +664,14 @@ fn the_daemon_takes_profiles_by_name_only() {
     let o = e.ctl(&["submit", flow.to_str().unwrap()]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("by name"), "{}", text(&o));
+    // By name, `unconfined` needs the operator's allow_unconfined.
+    let flow = e.flow(
+        "unjailed",
+        "[[node]]\nid = \"a\"\nkind = \"shell\"\nrun = \"true\"\nprofile = \"unconfined\"\n",
+    );
+    let o = e.ctl(&["submit", flow.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("allow_unconfined"), "{}", text(&o));
     let runs = e.json(&["status"]);
     assert_eq!(runs.as_array().map(Vec::len), Some(0), "{runs}");
 }

@@ -172,7 +172,9 @@ pub fn engine_lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>,
     })
 }
 
-pub fn engine_config(cfg: &Config, profile_paths: bool) -> Result<EngineConfig, SupervisorError> {
+/// `local`: the in-process engine of `aiopsctl`, whose user is the
+/// operator (profiles by path and `unconfined` are theirs to use).
+pub fn engine_config(cfg: &Config, local: bool) -> Result<EngineConfig, SupervisorError> {
     let jailer = match cfg.jailer_mode {
         crate::config::JailerMode::Socket => {
             crate::engine::JailerTarget::Socket(cfg.jailer_socket.clone())
@@ -192,7 +194,8 @@ pub fn engine_config(cfg: &Config, profile_paths: bool) -> Result<EngineConfig, 
         parallelism: cfg.parallelism,
         jailer,
         kill_grace: Duration::from_secs(5),
-        profile_paths,
+        profile_paths: local,
+        allow_unconfined: local || cfg.allow_unconfined,
     })
 }
 

@@ -79,6 +79,13 @@ pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, 
                 p
             }
         };
+        if profile.unconfined && !shared.cfg.allow_unconfined {
+            return Err(format!(
+                "node {:?}: profile {:?} is unconfined (no jail); the supervisor refuses it \
+                 unless supervisor.toml sets allow_unconfined = true",
+                n.id, n.profile
+            ));
+        }
         let eff = aiops_policy::caps::effective(&profile, &n.caps(), &vars)
             .map_err(|e| format!("node {:?}: {}", n.id, error_chain(&e)))?;
         let ctx = LintContext {

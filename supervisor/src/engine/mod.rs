@@ -38,6 +38,10 @@ pub struct EngineConfig {
     /// `aiopsctl run` allows them (its user is the operator); the daemon
     /// does not: an API client must not bring its own ceiling.
     pub profile_paths: bool,
+    /// Nodes under an `unconfined` profile. The daemon refuses them unless
+    /// supervisor.toml says `allow_unconfined = true`: in system mode such
+    /// a node would run, unjailed, as the jailer's user.
+    pub allow_unconfined: bool,
 }
 
 /// The most nodes one flow may have: the scheduler's bookkeeping is
@@ -154,6 +158,7 @@ mod tests {
             jailer: JailerTarget::Exec(PathBuf::from("/nonexistent")),
             kill_grace: Duration::from_secs(1),
             profile_paths: false,
+            allow_unconfined: false,
         };
         // What a crash leaves: the final state committed, no line yet.
         {
