@@ -184,14 +184,23 @@ pub struct AuditSink {
     log: std::sync::Arc<std::sync::Mutex<AuditLog>>,
 }
 
-/// Told which (run, node) final-state lines (`node_end`, `cancel`,
-/// `refusal`) have just been fsync'd.
-pub type OnSynced = Box<dyn Fn(&[(String, String)]) + Send>;
+/// Which line settled a node's owed line: run, node, the final state it
+/// records, and the attempt (None for refusals, which never ran).
+pub type Settled = (String, String, String, Option<u32>);
 
-fn settles(rec: &AuditRecord) -> Option<(String, String)> {
-    let final_kind = matches!(rec.kind.as_str(), "node_end" | "cancel" | "refusal");
+/// Told which final-state lines have just been fsync'd.
+pub type OnSynced = Box<dyn Fn(&[Settled]) + Send>;
+
+/// The key of a line that records a node's final state. Matching on state
+/// and attempt keeps an older line (a failed attempt before a retry, a
+/// cancel sent while the node still ran) from settling a newer one.
+fn settles(rec: &AuditRecord) -> Option<Settled> {
+    let state = rec.state.as_deref()?;
+    let is_final = crate::model::NodeState::parse(state).is_some_and(|s| s.is_final());
     match (&rec.run, &rec.node) {
-        (Some(r), Some(n)) if final_kind => Some((r.clone(), n.clone())),
+        (Some(r), Some(n)) if is_final => {
+            Some((r.clone(), n.clone(), state.to_string(), rec.attempt))
+        }
         _ => None,
     }
 }
@@ -209,6 +218,9 @@ impl AuditSink {
         let _ = std::thread::Builder::new()
             .name("aiops-audit".into())
             .spawn(move || {
+                // Keys of lines handed over but not yet known to be on disk
+                // (a failed batch's stay here until a write succeeds).
+                let mut owed: Vec<Settled> = vec![];
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![];
                     let mut waiters = vec![];
@@ -218,7 +230,7 @@ impl AuditSink {
                             Msg::Flush(w) => waiters.push(w),
                         }
                     }
-                    let keys: Vec<(String, String)> = batch.iter().filter_map(settles).collect();
+                    owed.extend(batch.iter().filter_map(settles));
                     let mut log = lock_log(&shared);
                     let result = if batch.is_empty() && log.pending() > 0 {
                         log.append_all(vec![])
@@ -227,15 +239,16 @@ impl AuditSink {
                     } else {
                         log.append_all(batch)
                     };
-                    // A failed batch stays pending; its keys are told after
-                    // a later write succeeds (the next batch's or a restart's).
                     let synced = result.is_ok() && log.pending() == 0;
                     drop(log);
                     match result {
                         Err(e) => {
                             tracing::error!(error = %crate::cli::profile::error_chain(&e), "audit write failed; the lines are kept and retried");
                         }
-                        Ok(()) if synced && !keys.is_empty() => on_synced(&keys),
+                        Ok(()) if synced && !owed.is_empty() => {
+                            on_synced(&owed);
+                            owed.clear();
+                        }
                         Ok(()) => {}
                     }
                     for w in waiters {

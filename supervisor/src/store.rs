@@ -436,16 +436,18 @@ impl Store {
         Ok(lost)
     }
 
-    /// The audit lines of these nodes are on disk.
-    pub fn mark_audited(&mut self, keys: &[(String, String)]) -> Result<(), SupervisorError> {
+    /// These final-state lines are on disk: a node is settled only by the
+    /// line for its current state and attempt.
+    pub fn mark_audited(&mut self, keys: &[crate::audit::Settled]) -> Result<(), SupervisorError> {
         let tx = self
             .conn
             .transaction()
             .map_err(db_err("begin mark audited"))?;
-        for (run, node) in keys {
+        for (run, node, state, attempt) in keys {
             tx.execute(
-                "UPDATE nodes SET audited = 1 WHERE run_id = ?1 AND id = ?2",
-                params![run, node],
+                "UPDATE nodes SET audited = 1 WHERE run_id = ?1 AND id = ?2 AND state = ?3
+                 AND (?4 IS NULL OR attempts = ?4)",
+                params![run, node, state, attempt],
             )
             .map_err(db_err("mark audited"))?;
         }
@@ -786,6 +788,29 @@ mod tests {
         assert!(s
             .set_node_state("r1", "nope", NodeState::Failed, None)
             .is_err());
+    }
+
+    #[test]
+    fn a_final_node_owes_its_audit_line_until_that_line_settles_it() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        s.insert_run(&new_run("r1")).unwrap();
+        s.set_node_state("r1", "a", NodeState::Running, None)
+            .unwrap();
+        s.set_node_state("r1", "a", NodeState::Failed, None)
+            .unwrap();
+        s.set_node_state("r1", "a", NodeState::Running, None)
+            .unwrap();
+        s.set_node_state("r1", "a", NodeState::Succeeded, None)
+            .unwrap();
+        assert_eq!(s.unaudited().unwrap().len(), 1);
+        // The first attempt's line, or a line for another state, does not.
+        let key = |st: &str, at: u32| ("r1".to_string(), "a".to_string(), st.to_string(), Some(at));
+        s.mark_audited(&[key("failed", 1), key("succeeded", 1)])
+            .unwrap();
+        assert_eq!(s.unaudited().unwrap().len(), 1);
+        s.mark_audited(&[key("succeeded", 2)]).unwrap();
+        assert!(s.unaudited().unwrap().is_empty());
     }
 
     #[test]

@@ -175,6 +175,9 @@ pub fn engine_lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>,
 /// `local`: the in-process engine of `aiopsctl`, whose user is the
 /// operator (profiles by path and `unconfined` are theirs to use).
 pub fn engine_config(cfg: &Config, local: bool) -> Result<EngineConfig, SupervisorError> {
+    // In system mode the jails come from the shared jailer service: an
+    // in-process engine there keeps the daemon's rules.
+    let local = local && cfg.jailer_mode == crate::config::JailerMode::Exec;
     let jailer = match cfg.jailer_mode {
         crate::config::JailerMode::Socket => {
             crate::engine::JailerTarget::Socket(cfg.jailer_socket.clone())

@@ -350,7 +350,9 @@ impl Engine {
         }
         if busy(&self.shared) {
             sched::kill_running(&self.shared, "the supervisor is shutting down");
-            while busy(&self.shared) {
+            // SIGKILL follows after kill_grace; past that, stop waiting.
+            let hard = tokio::time::Instant::now() + self.shared.cfg.kill_grace * 2;
+            while busy(&self.shared) && tokio::time::Instant::now() < hard {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

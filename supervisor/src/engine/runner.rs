@@ -100,6 +100,10 @@ pub fn run_node(
         Err(Failure::Cancelled) => {
             NodeResult::not_run(NodeState::Cancelled, "cancelled before it started".into())
         }
+        Err(Failure::CancelledAtStart) => NodeResult::not_run(
+            NodeState::Cancelled,
+            "cancelled as it started (its request had reached the jailer)".into(),
+        ),
         Err(Failure::Internal(e)) => NodeResult::not_run(
             NodeState::Failed,
             format!("supervisor: {}", crate::cli::profile::error_chain(&e)),
@@ -115,6 +119,7 @@ enum Launch<'a> {
 enum Failure {
     Refused(String),
     Cancelled,
+    CancelledAtStart,
     Internal(SupervisorError),
 }
 
@@ -175,9 +180,16 @@ fn try_run(
             if !started(super::JailHandle::Socket(canceller)) {
                 before_reap();
                 jail.kill();
-                return Err(Failure::Cancelled);
+                return Err(Failure::CancelledAtStart);
             }
-            let proxy = start_proxy(egress)?;
+            let proxy = match start_proxy(egress) {
+                Ok(p) => p,
+                Err(e) => {
+                    before_reap();
+                    jail.kill();
+                    return Err(e.into());
+                }
+            };
             let report = jail.wait();
             before_reap();
             let mut report = report?;
