@@ -8,6 +8,7 @@
 //! which ran, and a database from a newer aiops is refused, not guessed at.
 use crate::error::SupervisorError;
 use crate::model::{Event, NodeRecord, NodeState, RunRecord, RunState};
+use aiops_policy::proto::ExitReport;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -90,20 +91,6 @@ pub struct NewRun {
     pub flow_json: String,
     pub pre_approved: bool,
     pub nodes: Vec<NewNode>,
-}
-
-/// How a node attempt ended, as the jail reported it.
-#[derive(Debug, Clone, Default)]
-pub struct Outcome {
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub stdout_bytes: u64,
-    pub stderr_bytes: u64,
-    pub duration_ms: u64,
-    pub timed_out: bool,
-    pub output_capped: bool,
-    pub peak_rss_kib: Option<u64>,
-    pub layers: Vec<String>,
 }
 
 fn db_err(what: &'static str) -> impl FnOnce(rusqlite::Error) -> SupervisorError {
@@ -369,13 +356,17 @@ impl Store {
         Ok(ev)
     }
 
-    /// An attempt's result; the state change follows in `set_node_state`.
+    /// An attempt's result as agentd reported it (`None`: the jail never
+    /// reported, so every count is cleared); the state change follows in
+    /// `set_node_state`.
     pub fn record_outcome(
         &mut self,
         run: &str,
         node: &str,
-        o: &Outcome,
+        report: Option<&ExitReport>,
     ) -> Result<(), SupervisorError> {
+        let none = ExitReport::default();
+        let o = report.unwrap_or(&none);
         self.conn
             .execute(
                 "UPDATE nodes SET exit_code = ?3, signal = ?4, stdout_bytes = ?5, stderr_bytes = ?6,
@@ -384,14 +375,14 @@ impl Store {
                 params![
                     run,
                     node,
-                    o.exit_code,
+                    o.code,
                     o.signal,
                     i64::try_from(o.stdout_bytes).unwrap_or(i64::MAX),
                     i64::try_from(o.stderr_bytes).unwrap_or(i64::MAX),
                     i64::try_from(o.duration_ms).unwrap_or(i64::MAX),
                     o.timed_out,
                     o.output_capped,
-                    o.peak_rss_kib.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+                    report.map(|o| i64::try_from(o.peak_rss_kib).unwrap_or(i64::MAX)),
                     json(&o.layers)
                 ],
             )
@@ -765,12 +756,12 @@ mod tests {
         s.record_outcome(
             "r1",
             "a",
-            &Outcome {
-                exit_code: Some(0),
+            Some(&ExitReport {
+                code: Some(0),
                 stdout_bytes: 12,
                 layers: vec!["userns".into()],
-                ..Outcome::default()
-            },
+                ..ExitReport::default()
+            }),
         )
         .unwrap();
         s.set_node_state("r1", "a", NodeState::Succeeded, None)

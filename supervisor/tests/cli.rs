@@ -1,25 +1,11 @@
 //! Runs the real `aiopsctl` binary from the repository root, as a user would.
 #![allow(clippy::unwrap_used)]
 use aiops_policy::JailPlan;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn aiopsctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aiopsctl"))
-        .args(args)
-        .current_dir(repo_root())
-        .env_remove("AIOPS_PROFILE_PATH")
-        .env_remove("AIOPS_LOG")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{aiopsctl, repo_root};
 
 fn text(o: &Output) -> (String, String) {
     (

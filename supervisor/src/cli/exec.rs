@@ -69,10 +69,7 @@ fn run_node(
     let plan = aiops_policy::compile(profile, caps, &facts, &ctx).map_err(refused)?;
     warn_if_root_owned_workspace(&plan);
     tracing::info!(target: "aiops::exec", profile = %plan.profile, net = %plan.net.mode, "exec");
-    // Otherwise the channel is dropped here and the jailer closes its end.
-    let proxy = crate::egress::EgressPolicy::from_plan(&plan)
-        .map(|p| egress.start(p))
-        .transpose()?;
+    let proxy = egress.start_for(&plan)?;
     let mut report = pending.run(&args.argv, &plan)?;
     report.egress = proxy.map(crate::egress::EgressHandle::finish);
     Ok(report)

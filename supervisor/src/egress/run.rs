@@ -55,6 +55,17 @@ pub struct EgressHandle {
 }
 
 impl EgressChannel {
+    /// Start the proxy when `plan` is a confined allowlist plan; otherwise
+    /// the channel is dropped here and the jailer closes its end.
+    pub fn start_for(
+        self,
+        plan: &aiops_policy::JailPlan,
+    ) -> Result<Option<EgressHandle>, SupervisorError> {
+        EgressPolicy::from_plan(plan)
+            .map(|p| self.start(p))
+            .transpose()
+    }
+
     pub fn start(self, policy: EgressPolicy) -> Result<EgressHandle, SupervisorError> {
         self.start_with(policy, None)
     }

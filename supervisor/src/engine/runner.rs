@@ -6,7 +6,7 @@
 use crate::error::SupervisorError;
 use crate::exec::{self, ExecReport, JailStdio};
 use crate::model::NodeState;
-use crate::store::Outcome;
+use aiops_policy::proto::ExitReport;
 use aiops_policy::{HostFacts, NodeCaps, Profile};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,9 @@ pub struct NodeJob {
 pub struct NodeResult {
     pub state: NodeState,
     pub reason: Option<String>,
-    pub outcome: Outcome,
+    /// What agentd reported; `None` when the node never ran or the jail
+    /// ended without a report.
+    pub outcome: Option<ExitReport>,
     pub cwd: Option<String>,
     /// The effective capabilities (names and paths, never values) for the audit.
     pub capabilities: Option<serde_json::Value>,
@@ -43,7 +45,7 @@ impl NodeResult {
         NodeResult {
             state,
             reason: Some(reason),
-            outcome: Outcome::default(),
+            outcome: None,
             cwd: None,
             capabilities: None,
             limit_hits: vec![],
@@ -156,18 +158,13 @@ fn try_run(
     let plan =
         aiops_policy::compile(&job.profile, &job.caps, &job.facts, &ctx).map_err(|e| refuse(&e))?;
     // The egress proxy runs in the supervisor's process tree, outside the jail.
-    let start_proxy = |egress: crate::egress::EgressChannel| {
-        crate::egress::EgressPolicy::from_plan(&plan)
-            .map(|p| egress.start(p))
-            .transpose()
-    };
     let mut report = match launch {
         Launch::Child(pending) => {
             if !started(super::JailHandle::Pid(pending.pid())) {
                 before_reap();
                 return Err(Failure::Cancelled);
             }
-            let proxy = start_proxy(egress)?;
+            let proxy = egress.start_for(&plan)?;
             let mut report = pending.run_node_then(&job.node, &job.argv, &plan, before_reap)?;
             report.egress = proxy.map(crate::egress::EgressHandle::finish);
             report
@@ -182,7 +179,7 @@ fn try_run(
                 jail.kill();
                 return Err(Failure::CancelledAtStart);
             }
-            let proxy = match start_proxy(egress) {
+            let proxy = match egress.start_for(&plan) {
                 Ok(p) => p,
                 Err(e) => {
                     before_reap();
@@ -205,7 +202,7 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
     let mut res = NodeResult {
         state: NodeState::Failed,
         reason: None,
-        outcome: Outcome::default(),
+        outcome: None,
         cwd: Some(r.cwd.clone()),
         capabilities: Some(capabilities),
         limit_hits: vec![],
@@ -233,17 +230,7 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
         ));
         return res;
     };
-    res.outcome = Outcome {
-        exit_code: e.code,
-        signal: e.signal,
-        stdout_bytes: e.stdout_bytes,
-        stderr_bytes: e.stderr_bytes,
-        duration_ms: e.duration_ms,
-        timed_out: e.timed_out,
-        output_capped: e.output_capped,
-        peak_rss_kib: Some(e.peak_rss_kib),
-        layers: e.layers.clone(),
-    };
+    res.outcome = Some(e.clone());
     if e.timed_out {
         res.limit_hits.push("timeout".into());
     }

@@ -559,7 +559,7 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             .unwrap_or_else(|e| NodeResult {
                 state: NodeState::Failed,
                 reason: Some(format!("supervisor: node task: {e}")),
-                outcome: crate::store::Outcome::default(),
+                outcome: None,
                 cwd: None,
                 capabilities: None,
                 limit_hits: vec![],
@@ -648,7 +648,10 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
         });
     }
     let retry = res.state == NodeState::Failed && attempts <= retries && !cancelled;
-    if let Err(e) = shared.store().record_outcome(run_id, node, &res.outcome) {
+    if let Err(e) = shared
+        .store()
+        .record_outcome(run_id, node, res.outcome.as_ref())
+    {
         log_store_error(&e);
     }
     let mut rec = node_audit(run_id, r, node, "node_end");
@@ -656,12 +659,14 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     rec.reason = res.reason.clone();
     rec.cwd = res.cwd.clone();
     rec.capabilities = res.capabilities.clone();
-    rec.layers = res.outcome.layers.clone();
-    rec.exit_code = res.outcome.exit_code;
-    rec.signal = res.outcome.signal;
-    rec.stdout_bytes = res.outcome.stdout_bytes;
-    rec.stderr_bytes = res.outcome.stderr_bytes;
-    rec.duration_ms = Some(res.outcome.duration_ms);
+    if let Some(o) = &res.outcome {
+        rec.layers = o.layers.clone();
+        rec.exit_code = o.code;
+        rec.signal = o.signal;
+        rec.stdout_bytes = o.stdout_bytes;
+        rec.stderr_bytes = o.stderr_bytes;
+        rec.duration_ms = Some(o.duration_ms);
+    }
     rec.limit_hits = res.limit_hits.clone();
     rec.egress = res.egress.clone();
     out.audit.push(rec);
