@@ -121,9 +121,9 @@ pub fn arm_deadline_alarm(
     // SAFETY: the handler is an empty extern "C" fn, trivially
     // async-signal-safe; exec resets it to SIG_DFL in the node.
     unsafe { signal::sigaction(Signal::SIGALRM, &action) }?;
-    let tv = |d: std::time::Duration| libc::timeval {
-        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_usec: libc::suseconds_t::from(d.subsec_micros()),
+    let tv = |d: std::time::Duration| {
+        use nix::sys::time::{TimeVal, TimeValLike};
+        *TimeVal::microseconds(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)).as_ref()
     };
     // A zero it_value would disarm the timer instead of firing at once.
     let first = first.max(std::time::Duration::from_micros(1));

@@ -5,9 +5,10 @@
 //! (even sources under the host's /tmp) while the jail is built on a second
 //! tmpfs at `/newroot`. Then the host root is detached and `/newroot` entered.
 use crate::error::JailError;
+use crate::sys;
 use aiops_policy::plan::Mount;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::statvfs::{statvfs, FsFlags};
+use nix::sys::statvfs::FsFlags;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
@@ -342,11 +343,15 @@ fn bind(
     Ok(Bound::Mounted)
 }
 
+/// The kernel's statfs ST_RELATIME bit; nix names it only for glibc, and
+/// musl passes the kernel's f_flags through unchanged.
+const ST_RELATIME: FsFlags = FsFlags::from_bits_retain(0x1000);
+
 /// MS_REMOUNT|MS_BIND with `want` plus the flags the mount already has: in a
 /// user namespace, flags inherited from the host are locked and dropping
 /// one (atime included) is EPERM.
 fn remount(t: &Path, want: MsFlags) -> Result<(), JailError> {
-    let have = statvfs(t).map_err(nix_err("statvfs", t))?.flags();
+    let have = FsFlags::from_bits_retain(sys::mount_flags(t).map_err(err("statvfs", t))?);
     let mut fl = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | want;
     for (st, ms) in [
         (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
@@ -355,13 +360,13 @@ fn remount(t: &Path, want: MsFlags) -> Result<(), JailError> {
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (ST_RELATIME, MsFlags::MS_RELATIME),
     ] {
         if have.contains(st) {
             fl |= ms;
         }
     }
-    if !have.intersects(FsFlags::ST_NOATIME | FsFlags::ST_RELATIME) {
+    if !have.intersects(FsFlags::ST_NOATIME | ST_RELATIME) {
         fl |= MsFlags::MS_STRICTATIME;
     }
     mount(None::<&str>, t, None::<&str>, fl, None::<&str>).map_err(nix_err("remount", t))

@@ -12,6 +12,20 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// statvfs(3)'s f_flag for `path` with every bit kept: nix's `flags()`
+/// drops the bits it does not name for the target libc (ST_RELATIME on
+/// musl), and a remount that loses a locked flag fails with EPERM.
+pub(crate) fn mount_flags(path: &std::path::Path) -> io::Result<libc::c_ulong> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated string and `st` a writable statvfs,
+    // both alive for the whole call; the kernel keeps neither pointer.
+    check(unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: statvfs returned 0, so it filled every field of `st`.
+    Ok(unsafe { st.assume_init() }.f_flag)
+}
+
 /// Take ownership of an inherited fd number named on our command line.
 /// Fails with EBADF when the number is not open.
 pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
@@ -100,6 +114,12 @@ pub(crate) fn landlock_abi_version() -> io::Result<i64> {
     }
 }
 
+/// ioctl(2)'s request argument is a c_ulong in glibc and a c_int in musl.
+fn ioctl_request(r: libc::c_ulong) -> io::Result<libc::Ioctl> {
+    #[allow(clippy::useless_conversion)] // the identity on glibc
+    libc::Ioctl::try_from(r).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
 /// Set IFF_UP on `ifname` through SIOCGIFFLAGS/SIOCSIFFLAGS (netdevice(7)).
 pub(crate) fn interface_up(sock: RawFd, ifname: &[u8]) -> io::Result<()> {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
@@ -112,13 +132,13 @@ pub(crate) fn interface_up(sock: RawFd, ifname: &[u8]) -> io::Result<()> {
     }
     // SAFETY: `req` lives on this stack frame for the whole call; the kernel
     // copies a struct ifreq in and out and keeps no pointer.
-    check(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) })?;
+    check(unsafe { libc::ioctl(sock, ioctl_request(libc::SIOCGIFFLAGS)?, &mut req) })?;
     // SAFETY: SIOCGIFFLAGS filled the ifru_flags member of the union.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     // IFF_UP is 0x1 (linux/if.h); it fits the short the ioctl carries.
     req.ifr_ifru.ifru_flags = flags | libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
     // SAFETY: as above.
-    check(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) })?;
+    check(unsafe { libc::ioctl(sock, ioctl_request(libc::SIOCSIFFLAGS)?, &req) })?;
     Ok(())
 }
 

@@ -59,9 +59,13 @@ pub fn release_idle_memory() {
             unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
         }
     }
+    // musl's allocator returns freed pages itself and has no malloc_trim.
+    #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim takes the allocator's own locks and only returns
     // pages of free chunks to the kernel; no live allocation is touched.
-    unsafe { libc::malloc_trim(0) };
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }
 
 #[cfg(test)]
