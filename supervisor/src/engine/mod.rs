@@ -6,6 +6,7 @@
 //!
 //! Locks: `inner`, then `store`, then `audit`, never held across an await.
 mod gate;
+pub(crate) mod output;
 pub(crate) mod runner;
 mod sched;
 
@@ -507,7 +508,7 @@ impl Backend for Engine {
             )));
         }
         // Ids were validated on submit, so these are plain names.
-        Ok(runner::output_file(
+        Ok(output::output_file(
             &self.shared.run_dir(&r.id).join(node),
             stream.as_str(),
         ))

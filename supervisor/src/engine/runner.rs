@@ -8,8 +8,7 @@ use crate::exec::{self, ExecReport, JailStdio};
 use crate::model::NodeState;
 use aiops_policy::proto::ExitReport;
 use aiops_policy::{HostFacts, NodeCaps, Profile};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub struct NodeJob {
@@ -54,25 +53,6 @@ impl NodeResult {
     }
 }
 
-pub fn output_file(out: &Path, stream: &str) -> PathBuf {
-    PathBuf::from(format!("{}.{stream}", out.display()))
-}
-
-fn create_output(path: &Path) -> Result<std::fs::File, SupervisorError> {
-    // 0600 and truncated per attempt: the last attempt's output is what `logs` shows.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|source| SupervisorError::StateDir {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
 /// Names, paths and numbers from the effective capabilities.
 fn caps_summary(eff: &aiops_policy::caps::Effective) -> serde_json::Value {
     serde_json::json!({
@@ -96,20 +76,48 @@ pub fn run_node(
     started: impl FnOnce(super::JailHandle) -> bool,
     before_reap: impl FnOnce(),
 ) -> NodeResult {
-    match try_run(job, started, before_reap) {
+    let (ends, capture) = match super::output::capture(&job.out) {
+        Ok(c) => c,
+        Err(e) => return Failure::Internal(e).into_result(),
+    };
+    let result = try_run(job, ends, started, before_reap);
+    // Every process of the jail is gone once the jailer is reaped, so the
+    // pipes are at EOF, unless a set-up error left no jail at all.
+    let failures = capture.finish();
+    let mut result = match result {
         Ok(r) => r,
-        Err(Failure::Refused(reason)) => NodeResult::not_run(NodeState::Refused, reason),
-        Err(Failure::Cancelled) => {
-            NodeResult::not_run(NodeState::Cancelled, "cancelled before it started".into())
+        Err(f) => return f.into_result(),
+    };
+    if !failures.is_empty() {
+        // The node ran, but what it printed is not all there: fail it, so
+        // nothing downstream proceeds on output no one can read.
+        let lost = failures.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let ran = result.reason.take().unwrap_or_else(|| "it succeeded".into());
+        result.state = NodeState::Failed;
+        result.reason = Some(format!(
+            "supervisor: {}; the node itself: {ran}",
+            lost.join("; ")
+        ));
+    }
+    result
+}
+
+impl Failure {
+    fn into_result(self) -> NodeResult {
+        match self {
+            Failure::Refused(reason) => NodeResult::not_run(NodeState::Refused, reason),
+            Failure::Cancelled => {
+                NodeResult::not_run(NodeState::Cancelled, "cancelled before it started".into())
+            }
+            Failure::CancelledAtStart => NodeResult::not_run(
+                NodeState::Cancelled,
+                "cancelled as it started (its request had reached the jailer)".into(),
+            ),
+            Failure::Internal(e) => NodeResult::not_run(
+                NodeState::Failed,
+                format!("supervisor: {}", crate::cli::profile::error_chain(&e)),
+            ),
         }
-        Err(Failure::CancelledAtStart) => NodeResult::not_run(
-            NodeState::Cancelled,
-            "cancelled as it started (its request had reached the jailer)".into(),
-        ),
-        Err(Failure::Internal(e)) => NodeResult::not_run(
-            NodeState::Failed,
-            format!("supervisor: {}", crate::cli::profile::error_chain(&e)),
-        ),
     }
 }
 
@@ -133,17 +141,19 @@ impl From<SupervisorError> for Failure {
 
 fn try_run(
     job: &NodeJob,
+    output: super::output::JailEnds,
     started: impl FnOnce(super::JailHandle) -> bool,
     before_reap: impl FnOnce(),
 ) -> Result<NodeResult, Failure> {
-    let stdout = create_output(&output_file(&job.out, "stdout"))?;
-    let stderr = create_output(&output_file(&job.out, "stderr"))?;
     // Every jail is offered the egress socket; only an allowlist plan keeps it.
     let (egress, jail_end) = crate::egress::channel()?;
     let fds = exec::JailerFds {
         egress: Some(jail_end),
     };
-    let stdio = JailStdio::Files { stdout, stderr };
+    let stdio = JailStdio::Files {
+        stdout: output.stdout,
+        stderr: output.stderr,
+    };
     // Local mode starts the jailer first, so its start-up overlaps the compile.
     let launch = match &job.jailer {
         super::JailerTarget::Exec(path) => {
