@@ -209,6 +209,32 @@ fn lock_log(m: &std::sync::Mutex<AuditLog>) -> std::sync::MutexGuard<'_, AuditLo
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How long the writer waits for more lines before it syncs a batch: one
+/// fdatasync per node end was the writer's whole cost when many short
+/// nodes end close together. A line is still durable long before anyone
+/// reads it, and a crash inside the window is covered: the store keeps
+/// such nodes unaudited and their lines are written again at restart.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+const MAX_BATCH: usize = 256;
+
+/// `first` and whatever follows within `LINGER`; a flush request (someone
+/// is waiting) ends the wait at once.
+fn gather(first: Msg, rx: &std::sync::mpsc::Receiver<Msg>) -> Vec<Msg> {
+    let deadline = std::time::Instant::now() + LINGER;
+    let mut msgs = vec![first];
+    loop {
+        msgs.extend(rx.try_iter());
+        if msgs.len() >= MAX_BATCH || msgs.iter().any(|m| matches!(m, Msg::Flush(_))) {
+            return msgs;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(m) => msgs.push(m),
+            Err(_) => return msgs, // the window closed, or every sender is gone
+        }
+    }
+}
+
 impl AuditSink {
     pub fn start(log: AuditLog, on_synced: OnSynced) -> AuditSink {
         let (tx, rx) = std::sync::mpsc::channel::<Msg>();
@@ -224,7 +250,7 @@ impl AuditSink {
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![];
                     let mut waiters = vec![];
-                    for m in std::iter::once(first).chain(rx.try_iter()) {
+                    for m in gather(first, &rx) {
                         match m {
                             Msg::Line(r) => batch.push(*r),
                             Msg::Flush(w) => waiters.push(w),

@@ -130,6 +130,7 @@ impl Prepared {
                     dispatched: false,
                     handle: None,
                     cancel: false,
+                    slot_freed: false,
                 },
             );
         }

@@ -91,6 +91,9 @@ pub(crate) struct NodeMem {
     pub dispatched: bool,
     pub handle: Option<JailHandle>,
     pub cancel: bool,
+    /// Its slot was given back when agentd reported its end, before the
+    /// jail was torn down (so the next node's set-up overlaps that).
+    pub slot_freed: bool,
 }
 
 #[derive(Debug, Clone)]

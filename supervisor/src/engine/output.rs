@@ -76,10 +76,11 @@ fn stream(out: &Path, name: &str) -> Result<(Sink, File), SupervisorError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(source) => return Err(SupervisorError::StateDir { path, source }),
     }
-    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
-        what: "output pipe",
-        source,
-    })?;
+    let (r, w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
+            what: "output pipe",
+            source,
+        })?;
     let sink = Sink {
         pipe: Some(r),
         path,

@@ -70,17 +70,19 @@ fn caps_summary(eff: &aiops_policy::caps::Effective) -> serde_json::Value {
 
 /// Run `job`. `started(handle)` is called once the jailer exists and before
 /// the request is sent; if it returns false (cancelled meanwhile) the jail
-/// is dropped unrun.
+/// is dropped unrun. `exited` is called when agentd reports the node's
+/// end, while the jail is still torn down.
 pub fn run_node(
     job: &NodeJob,
     started: impl FnOnce(super::JailHandle) -> bool,
+    exited: impl FnOnce(),
     before_reap: impl FnOnce(),
 ) -> NodeResult {
     let (ends, capture) = match super::output::capture(&job.out) {
         Ok(c) => c,
         Err(e) => return Failure::Internal(e).into_result(),
     };
-    let result = try_run(job, ends, started, before_reap);
+    let result = try_run(job, ends, started, exited, before_reap);
     // Every process of the jail is gone once the jailer is reaped, so the
     // pipes are at EOF, unless a set-up error left no jail at all.
     let failures = capture.finish();
@@ -92,7 +94,10 @@ pub fn run_node(
         // The node ran, but what it printed is not all there: fail it, so
         // nothing downstream proceeds on output no one can read.
         let lost = failures.iter().map(ToString::to_string).collect::<Vec<_>>();
-        let ran = result.reason.take().unwrap_or_else(|| "it succeeded".into());
+        let ran = result
+            .reason
+            .take()
+            .unwrap_or_else(|| "it succeeded".into());
         result.state = NodeState::Failed;
         result.reason = Some(format!(
             "supervisor: {}; the node itself: {ran}",
@@ -143,6 +148,7 @@ fn try_run(
     job: &NodeJob,
     output: super::output::JailEnds,
     started: impl FnOnce(super::JailHandle) -> bool,
+    exited: impl FnOnce(),
     before_reap: impl FnOnce(),
 ) -> Result<NodeResult, Failure> {
     // Every jail is offered the egress socket; only an allowlist plan keeps it.
@@ -175,7 +181,8 @@ fn try_run(
                 return Err(Failure::Cancelled);
             }
             let proxy = egress.start_for(&plan)?;
-            let mut report = pending.run_node_then(&job.node, &job.argv, &plan, before_reap)?;
+            let mut report =
+                pending.run_node_then(&job.node, &job.argv, &plan, exited, before_reap)?;
             report.egress = proxy.map(crate::egress::EgressHandle::finish);
             report
         }
@@ -197,7 +204,7 @@ fn try_run(
                     return Err(e.into());
                 }
             };
-            let report = jail.wait();
+            let report = jail.wait_then(exited);
             before_reap();
             let mut report = report?;
             report.egress = proxy.map(crate::egress::EgressHandle::finish);

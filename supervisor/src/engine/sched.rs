@@ -364,14 +364,10 @@ pub(crate) async fn scheduler(shared: Arc<Shared>) {
             None => {}
             Some(Ok(Done::Workspace { run, result })) => workspace_done(&shared, &run, result),
             Some(Ok(Done::Node { run, node, result })) => {
-                // Free the slot and start the next ready node before this
-                // one's bookkeeping: its jailer starts while we write.
-                {
-                    let mut inner = shared.inner();
-                    inner.running = inner.running.saturating_sub(1);
-                    // Until it is recorded, a drain must still wait for it.
-                    inner.settling += 1;
-                }
+                // Free the slot (unless the node's end already did) and start
+                // the next ready node before this one's bookkeeping: its
+                // jailer starts while we write.
+                free_slot(&shared, &run, &node, false);
                 dispatch(&shared, &mut tasks);
                 node_done(&shared, &run, &node, *result);
                 shared.inner().settling -= 1;
@@ -379,6 +375,24 @@ pub(crate) async fn scheduler(shared: Arc<Shared>) {
             Some(Err(e)) => tracing::error!(error = %e, "a scheduler task failed"),
         }
     }
+}
+
+/// Give back a running node's slot, once: at agentd's report of the node's
+/// end, or when its task completes without one. Until the node is recorded
+/// it is `settling`, which a drain still waits for. True if this call freed it.
+fn free_slot(shared: &Shared, run: &str, node: &str, early: bool) -> bool {
+    let mut inner = shared.inner();
+    let n = inner.runs.get_mut(run).and_then(|r| r.nodes.get_mut(node));
+    match n {
+        Some(n) if n.slot_freed => return false,
+        Some(n) => n.slot_freed = true,
+        // Untracked: only the task's end, which always comes, frees it.
+        None if early => return false,
+        None => {}
+    }
+    inner.running = inner.running.saturating_sub(1);
+    inner.settling += 1;
+    true
 }
 
 fn start_workspaces(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
@@ -541,6 +555,8 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             let (run_id, job) = job;
             let sh2 = sh.clone();
             let (r2, n2) = (run_id.clone(), job.node.clone());
+            let sh3 = sh.clone();
+            let (r3, n3) = (run_id.clone(), job.node.clone());
             let result = tokio::task::spawn_blocking(move || {
                 runner::run_node(
                     &job,
@@ -552,6 +568,13 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
                                 true
                             }
                             _ => false,
+                        }
+                    },
+                    // The node has ended: its slot goes to the next ready
+                    // node while this jail is torn down.
+                    || {
+                        if free_slot(&sh3, &r3, &n3, true) {
+                            sh3.wake.notify_one();
                         }
                     },
                     // Before the jailer is reaped: from here its pid may be reused.
@@ -614,6 +637,9 @@ fn make_job(
     let dir = shared.run_dir(run_id);
     if let Err(e) = crate::store::private_dir(&dir) {
         log_store_error(&e);
+    }
+    if let Some(n) = r.nodes.get_mut(node) {
+        n.slot_freed = false; // a retry runs in a slot of its own
     }
     set_state(shared, run_id, r, node, NodeState::Running, None);
     Some((

@@ -157,17 +157,20 @@ impl PendingJail {
         argv: &[String],
         plan: &JailPlan,
     ) -> Result<ExecReport, SupervisorError> {
-        self.run_node_then(node_id, argv, plan, || {})
+        self.run_node_then(node_id, argv, plan, || {}, || {})
     }
 
-    /// `run_node`, calling `before_reap` once the jail's reports are over
-    /// and before the jailer is reaped: until then its pid cannot be
-    /// reused, so whoever may still signal it can stop doing so there.
+    /// `run_node`, calling `on_exited` when agentd reports the node's end
+    /// (the jail is still being torn down), and `before_reap` once the
+    /// jail's reports are over and before the jailer is reaped: until then
+    /// its pid cannot be reused, so whoever may still signal it can stop
+    /// doing so there.
     pub fn run_node_then(
         mut self,
         node_id: &str,
         argv: &[String],
         plan: &JailPlan,
+        on_exited: impl FnOnce(),
         before_reap: impl FnOnce(),
     ) -> Result<ExecReport, SupervisorError> {
         // Nothing runs in the jail before the request is written.
@@ -179,7 +182,12 @@ impl PendingJail {
             // EPIPE means the jailer died early; its report or exit status says why.
             let _ = w.write_all(&body);
         }
-        let reports = read_reports(&self.rep_parent, self.forward.as_ref());
+        let mut on_exited = Some(on_exited);
+        let reports = read_reports(&self.rep_parent, self.forward.as_ref(), &mut || {
+            if let Some(f) = on_exited.take() {
+                f()
+            }
+        });
         before_reap();
         let reports = reports?;
         let status = self
@@ -239,10 +247,12 @@ pub(super) struct Reports {
     protocol_error: Option<String>,
 }
 
-/// Read report frames until EOF; `forward` (aiopsctl) passes caught signals on.
+/// Read report frames until EOF; `forward` (aiopsctl) passes caught
+/// signals on; `on_exited` runs when the `Exited` frame arrives.
 pub(super) fn read_reports(
     sock: &OwnedFd,
     forward: Option<&Forwarder>,
+    on_exited: &mut dyn FnMut(),
 ) -> Result<Reports, SupervisorError> {
     // One byte more than the largest legal frame: MSG_TRUNC tells a longer one.
     let mut buf = vec![0u8; MAX_REPORT_BYTES + 1];
@@ -279,7 +289,10 @@ pub(super) fn read_reports(
             Report::decode(&buf[..n])
         };
         match decoded {
-            Ok(Report::Exited(e)) => r.exited = Some(e),
+            Ok(Report::Exited(e)) => {
+                r.exited = Some(e);
+                on_exited();
+            }
             Ok(Report::SetupFailed {
                 step,
                 errno,

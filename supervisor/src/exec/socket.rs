@@ -160,8 +160,18 @@ impl SocketJail {
     }
 
     /// Read the reports until the jail ends, then the jailer's wait status.
-    pub fn wait(mut self) -> Result<ExecReport, SupervisorError> {
-        let reports = read_reports(&self.reports, None)?;
+    pub fn wait(self) -> Result<ExecReport, SupervisorError> {
+        self.wait_then(|| {})
+    }
+
+    /// `wait`, calling `on_exited` when agentd reports the node's end.
+    pub fn wait_then(mut self, on_exited: impl FnOnce()) -> Result<ExecReport, SupervisorError> {
+        let mut on_exited = Some(on_exited);
+        let reports = read_reports(&self.reports, None, &mut || {
+            if let Some(f) = on_exited.take() {
+                f()
+            }
+        })?;
         let mut raw = [0u8; 4];
         // No status (EOF): the jailer failed before the jail existed, or was
         // killed; the reports, if any, say more.
