@@ -716,18 +716,27 @@ fn socket_activator(path: &Path) -> std::sync::Arc<std::sync::atomic::AtomicBool
     listener.set_nonblocking(true).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
-    let jailer = bin("aiops-jailer");
+    // The helpers the daemon is told to use (CI reruns this suite with the
+    // static builds): the jailer refuses a plan naming another agentd.
+    let jailer = std::env::var_os("AIOPS_JAILER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bin("aiops-jailer"));
+    let agentd = std::env::var_os("AIOPS_AGENTD");
     std::thread::spawn(move || {
         let mut kids: Vec<Child> = vec![];
         while !flag.load(std::sync::atomic::Ordering::SeqCst) {
             match listener.accept() {
                 Ok((conn, _)) => {
                     conn.set_nonblocking(false).unwrap();
-                    let child = Command::new("/bin/sh")
+                    let mut cmd = Command::new("/bin/sh");
+                    cmd.env_clear();
+                    if let Some(a) = &agentd {
+                        cmd.env("AIOPS_AGENTD", a);
+                    }
+                    let child = cmd
                         .arg("-c")
                         .arg(r#"exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" --socket-activated"#)
                         .arg(&jailer)
-                        .env_clear()
                         .env("PATH", "/usr/bin:/bin")
                         .env("AIOPS_SUPERVISOR_USER", aiops_tests::euid().to_string())
                         .stdin(Stdio::from(std::os::fd::OwnedFd::from(conn)))
