@@ -79,9 +79,26 @@ impl AbsPath {
     }
 }
 
+/// Already what `AbsPath::new` would make of it: absolute, no empty, `.`
+/// or `..` component, no trailing slash, no NUL.
+fn is_normal(s: &str) -> bool {
+    s == "/"
+        || (s.starts_with('/')
+            && !s.ends_with('/')
+            && !s.contains('\0')
+            && s[1..]
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".."))
+}
+
 impl TryFrom<PathBuf> for AbsPath {
     type Error = String;
+    /// Keeps the buffer of a path already in normal form: every plan the
+    /// jailer decodes is full of them (see `JailRequest::decode`).
     fn try_from(p: PathBuf) -> Result<Self, String> {
+        if p.to_str().is_some_and(is_normal) {
+            return Ok(AbsPath(p));
+        }
         AbsPath::new(p)
     }
 }
@@ -250,6 +267,39 @@ string_schema!(AbsPath, "AbsPath", "An absolute, normalised path");
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The fast path of `TryFrom<PathBuf>` agrees with `AbsPath::new`.
+    #[test]
+    fn abs_path_from_a_buffer_is_new() {
+        for s in [
+            "/",
+            "/usr",
+            "/usr/lib",
+            "//usr",
+            "/usr/",
+            "/usr//lib",
+            "/./usr",
+            "/usr/.",
+            "/usr/..",
+            "/a/../b",
+            "/a/.b/..c",
+            "/...",
+            "usr",
+            "",
+            "/a\0b",
+            "/\u{e9}t\u{e9}",
+        ] {
+            let via_buf = AbsPath::try_from(PathBuf::from(s));
+            assert_eq!(via_buf, AbsPath::new(s), "{s:?}");
+        }
+        assert!(AbsPath::try_from(PathBuf::from("/a/../b")).is_err());
+        assert_eq!(
+            AbsPath::try_from(PathBuf::from("/usr//lib/"))
+                .unwrap()
+                .to_string(),
+            "/usr/lib"
+        );
+    }
 
     #[test]
     fn normalises_absolute_and_variable_paths() {
