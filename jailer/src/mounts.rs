@@ -148,8 +148,10 @@ fn stage_root() -> Result<(), JailError> {
         .map_err(nix_err("mount root tmpfs on", NEWROOT))
 }
 
-/// Detach the host root, make /newroot `/` (pivot_root(".", ".") then detach
-/// the staging root stacked on it), and make the root read-only.
+/// Make /newroot `/` (pivot_root(".", ".") stacks the staging root on it),
+/// detach the staging root and with it the host root mounted inside it,
+/// and make the root read-only. One umount, not one per root: each waits
+/// for an expedited RCU grace period (~0.15-0.2 ms on the benchmark VM).
 fn enter_new_root() -> Result<(), JailError> {
     let pe = |what| {
         move |e: nix::Error| JailError::PivotRoot {
@@ -157,10 +159,11 @@ fn enter_new_root() -> Result<(), JailError> {
             source: e.into(),
         }
     };
-    umount2(OLDROOT, MntFlags::MNT_DETACH).map_err(pe("detach the host root"))?;
     nix::unistd::chdir(NEWROOT).map_err(pe("chdir into the new root"))?;
     nix::unistd::pivot_root(".", ".").map_err(pe("pivot_root(., .)"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(pe("detach the staging root"))?;
+    // MNT_DETACH takes the whole subtree: the staging tmpfs, the host root
+    // at its /oldroot and every host mount below that.
+    umount2(".", MntFlags::MNT_DETACH).map_err(pe("detach the staging and host roots"))?;
     nix::unistd::chdir("/").map_err(pe("chdir /"))?;
     let fl = MsFlags::MS_REMOUNT
         | MsFlags::MS_BIND

@@ -57,6 +57,16 @@ pub struct Stamp {
     mtime_ns: i128,
 }
 
+/// Held by whoever starts a child process of the supervisor: the jailer
+/// start clears close-on-exec on the fds it passes, and any child started
+/// meanwhile would inherit them (see `linux::spawn_jailer_with_fds`).
+pub fn lock_spawns() -> std::sync::MutexGuard<'static, ()> {
+    static SPAWNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SPAWNS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn stamp(p: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = p.symlink_metadata().ok()?;

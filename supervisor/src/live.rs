@@ -100,6 +100,7 @@ pub fn parse_probe(text: &str) -> Result<LiveProbe, String> {
 /// Run `<jailer> probe` with a clean environment and a time limit.
 pub fn run_probe(jailer: &Path) -> Result<LiveProbe, String> {
     tracing::debug!(target: "aiops::facts", jailer = %jailer.display(), "running the live probe");
+    let spawning = crate::exec::lock_spawns();
     let mut child = Command::new(jailer)
         .arg("probe")
         .env_clear()
@@ -108,6 +109,7 @@ pub fn run_probe(jailer: &Path) -> Result<LiveProbe, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {} probe: {e}", jailer.display()))?;
+    drop(spawning);
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {

@@ -9,6 +9,7 @@ mod gate;
 pub(crate) mod output;
 pub(crate) mod runner;
 mod sched;
+mod warm;
 
 use crate::audit::{AuditLog, AuditRecord, AuditSink};
 use crate::error::SupervisorError;
@@ -139,6 +140,8 @@ pub(crate) struct Shared {
     pub workspaces: WorkspaceRoot,
     pub facts: Mutex<HashMap<bool, HostFacts>>,
     pub started_at: std::time::Instant,
+    /// Spare jailers (`JailerTarget::Exec` only): see `warm`.
+    pub warm: Option<Arc<warm::Warm>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -303,6 +306,11 @@ impl Engine {
         }
         let lost = store.mark_lost("the supervisor stopped while it was running; not re-run")?;
         let (events, _) = broadcast::channel(4096);
+        let warm = match &cfg.jailer {
+            JailerTarget::Exec(path) => Some(warm::Warm::new(path.clone(), cfg.parallelism)),
+            // A socket-activated jailer is started by systemd per connection.
+            JailerTarget::Socket(_) => None,
+        };
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
             let weak = weak.clone();
             let on_synced: crate::audit::OnSynced = Box::new(move |keys| {
@@ -324,6 +332,7 @@ impl Engine {
                 workspaces,
                 facts: Mutex::new(HashMap::new()),
                 started_at: std::time::Instant::now(),
+                warm,
             }
         });
         sched::recover(&shared, &lost)?;

@@ -50,44 +50,78 @@ pub fn output_file(out: &Path, stream: &str) -> PathBuf {
 /// Start capturing a node attempt's output under `out`. What an earlier
 /// attempt stored is removed first: `logs` shows the last attempt.
 pub fn capture(out: &Path) -> Result<(JailEnds, Capture), SupervisorError> {
-    let (out_sink, stdout) = stream(out, "stdout")?;
-    let (err_sink, stderr) = stream(out, "stderr")?;
+    let (ends, pending) = prepare(out)?;
+    Ok((ends, pending.bind(out)?))
+}
+
+/// The pipes and their draining thread before the node is known (a spare
+/// jailer holds the jail's ends, see `warm`). The thread waits for `bind`;
+/// nothing is written before then, since the jailer is blocked reading
+/// its request. Dropped unbound, the thread ends and closes the pipes.
+pub struct Unbound {
+    to_thread: std::sync::mpsc::Sender<[PathBuf; 2]>,
+    thread: JoinHandle<Vec<StoreFailure>>,
+}
+
+/// The pipes and the waiting thread; `what` names the failure.
+pub fn prepare(what: &Path) -> Result<(JailEnds, Unbound), SupervisorError> {
+    let (out_r, stdout) = pipe()?;
+    let (err_r, stderr) = pipe()?;
+    let (to_thread, paths) = std::sync::mpsc::channel::<[PathBuf; 2]>();
     let thread = std::thread::Builder::new()
         .name("aiops-output".into())
         .stack_size(64 * 1024)
-        .spawn(move || drain(vec![out_sink, err_sink]))
+        .spawn(move || match paths.recv() {
+            Ok([out_path, err_path]) => drain(vec![sink(out_r, out_path), sink(err_r, err_path)]),
+            Err(_) => vec![],
+        })
         .map_err(|source| SupervisorError::StateDir {
-            path: out.to_path_buf(),
+            path: what.to_path_buf(),
             source,
         })?;
-    Ok((
-        JailEnds { stdout, stderr },
-        Capture {
-            thread: Some(thread),
-        },
-    ))
+    Ok((JailEnds { stdout, stderr }, Unbound { to_thread, thread }))
 }
 
-/// One stream: its earlier file removed, its pipe, the jail's end.
-fn stream(out: &Path, name: &str) -> Result<(Sink, File), SupervisorError> {
-    let path = output_file(out, name);
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(source) => return Err(SupervisorError::StateDir { path, source }),
+impl Unbound {
+    /// Store under `out` from now on, after removing an earlier attempt's files.
+    pub fn bind(self, out: &Path) -> Result<Capture, SupervisorError> {
+        let paths = [output_file(out, "stdout"), output_file(out, "stderr")];
+        for path in &paths {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(SupervisorError::StateDir {
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        // The thread only ends early by panicking; `finish` reports that.
+        let _ = self.to_thread.send(paths);
+        Ok(Capture {
+            thread: Some(self.thread),
+        })
     }
+}
+
+fn pipe() -> Result<(OwnedFd, File), SupervisorError> {
     let (r, w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
             what: "output pipe",
             source,
         })?;
-    let sink = Sink {
-        pipe: Some(r),
+    Ok((r, File::from(w)))
+}
+
+fn sink(pipe: OwnedFd, path: PathBuf) -> Sink {
+    Sink {
+        pipe: Some(pipe),
         path,
         file: None,
         failed: None,
-    };
-    Ok((sink, File::from(w)))
+    }
 }
 
 impl Capture {

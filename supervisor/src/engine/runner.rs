@@ -1,8 +1,9 @@
-//! One node attempt, start to end, on a blocking thread: start the jailer,
-//! compile the plan while it starts, send the request, follow the jail.
-//! The thread that spawns the jailer is the one that waits for it, so the
-//! jailer's PR_SET_PDEATHSIG (which follows the spawning thread) fires only
-//! if the supervisor itself dies.
+//! One node attempt, start to end, on a blocking thread: take a spare
+//! jailer (`warm`) or start one, compile the plan meanwhile, send the
+//! request, follow the jail. A jailer's PR_SET_PDEATHSIG follows the
+//! thread that started it: a spare's is the starter thread, which lives
+//! as long as the process; one started here is waited for by this same
+//! thread. Either way it fires only if the supervisor itself dies.
 use crate::error::SupervisorError;
 use crate::exec::{self, ExecReport, JailStdio};
 use crate::model::NodeState;
@@ -18,6 +19,8 @@ pub struct NodeJob {
     pub caps: NodeCaps,
     pub workspace: PathBuf,
     pub jailer: super::JailerTarget,
+    /// Where a started jailer may be waiting (`JailerTarget::Exec`).
+    pub warm: Option<Arc<super::warm::Warm>>,
     pub facts: HostFacts,
     /// Where stdout/stderr go: `<out>.stdout`, `<out>.stderr`.
     pub out: PathBuf,
@@ -78,11 +81,21 @@ pub fn run_node(
     exited: impl FnOnce(),
     before_reap: impl FnOnce(),
 ) -> NodeResult {
-    let (ends, capture) = match super::output::capture(&job.out) {
-        Ok(c) => c,
-        Err(e) => return Failure::Internal(e).into_result(),
+    let spare = match &job.jailer {
+        super::JailerTarget::Exec(_) => job.warm.as_ref().and_then(|w| w.claim()),
+        super::JailerTarget::Socket(_) => None,
     };
-    let result = try_run(job, ends, started, exited, before_reap);
+    let (ready, capture) = match spare {
+        Some(s) => match s.output.bind(&job.out) {
+            Ok(c) => (Ready::Spare(s.pending, s.egress), c),
+            Err(e) => return Failure::Internal(e).into_result(),
+        },
+        None => match super::output::capture(&job.out) {
+            Ok((ends, c)) => (Ready::Fresh(ends), c),
+            Err(e) => return Failure::Internal(e).into_result(),
+        },
+    };
+    let result = try_run(job, ready, started, exited, before_reap);
     // Every process of the jail is gone once the jailer is reaped, so the
     // pipes are at EOF, unless a set-up error left no jail at all.
     let failures = capture.finish();
@@ -126,6 +139,13 @@ impl Failure {
     }
 }
 
+/// A jailer already started (a spare, see `warm`), or the output ends
+/// for one to start now.
+enum Ready {
+    Spare(exec::PendingJail, crate::egress::EgressChannel),
+    Fresh(super::output::JailEnds),
+}
+
 enum Launch<'a> {
     Child(exec::PendingJail),
     Socket(&'a std::path::Path, JailStdio, exec::JailerFds),
@@ -146,26 +166,33 @@ impl From<SupervisorError> for Failure {
 
 fn try_run(
     job: &NodeJob,
-    output: super::output::JailEnds,
+    ready: Ready,
     started: impl FnOnce(super::JailHandle) -> bool,
     exited: impl FnOnce(),
     before_reap: impl FnOnce(),
 ) -> Result<NodeResult, Failure> {
-    // Every jail is offered the egress socket; only an allowlist plan keeps it.
-    let (egress, jail_end) = crate::egress::channel()?;
-    let fds = exec::JailerFds {
-        egress: Some(jail_end),
-    };
-    let stdio = JailStdio::Files {
-        stdout: output.stdout,
-        stderr: output.stderr,
-    };
-    // Local mode starts the jailer first, so its start-up overlaps the compile.
-    let launch = match &job.jailer {
-        super::JailerTarget::Exec(path) => {
-            Launch::Child(exec::spawn_jailer_with_fds(path, stdio, fds)?)
+    // Local mode starts the jailer first (or found one started), so its
+    // start-up overlaps the compile.
+    let (egress, launch) = match ready {
+        Ready::Spare(pending, egress) => (egress, Launch::Child(pending)),
+        Ready::Fresh(output) => {
+            // Every jail is offered the egress socket; only an allowlist plan keeps it.
+            let (egress, jail_end) = crate::egress::channel()?;
+            let fds = exec::JailerFds {
+                egress: Some(jail_end),
+            };
+            let stdio = JailStdio::Files {
+                stdout: output.stdout,
+                stderr: output.stderr,
+            };
+            let launch = match &job.jailer {
+                super::JailerTarget::Exec(path) => {
+                    Launch::Child(exec::spawn_jailer_with_fds(path, stdio, fds)?)
+                }
+                super::JailerTarget::Socket(socket) => Launch::Socket(socket, stdio, fds),
+            };
+            (egress, launch)
         }
-        super::JailerTarget::Socket(socket) => Launch::Socket(socket, stdio, fds),
     };
     let ctx = crate::context::host_context(Some(&job.workspace), Some(&job.workspace))?;
     let refuse = |e: &dyn std::error::Error| Failure::Refused(crate::cli::profile::error_chain(e));

@@ -651,6 +651,7 @@ fn make_job(
             caps: fnode.caps(),
             workspace: ws,
             jailer: shared.cfg.jailer.clone(),
+            warm: shared.warm.clone(),
             facts,
             out: dir.join(node),
         },

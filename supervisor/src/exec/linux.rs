@@ -93,6 +93,11 @@ pub fn spawn_jailer_with_fds(
         what: "report socket",
         source,
     })?;
+    // From clearing close-on-exec to closing our copies, no other jailer
+    // may be started: it would inherit these too. A jailer waiting for its
+    // request (a spare, see engine::warm) holding another jail's report
+    // socket would keep that socket from ever reaching EOF.
+    let _one_at_a_time = super::lock_spawns();
     inheritable(&req_r, "request pipe")?;
     inheritable(&rep_child, "report socket")?;
 
@@ -143,6 +148,11 @@ impl PendingJail {
     /// agentd; SIGKILL takes the whole jail down through PR_SET_PDEATHSIG).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Still waiting for its request (a spare may have been killed meanwhile).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Send the request for `argv` in `plan` and follow the jail to its end.
