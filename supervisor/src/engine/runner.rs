@@ -24,6 +24,18 @@ pub struct NodeJob {
     pub facts: HostFacts,
     /// Where stdout/stderr go: `<out>.stdout`, `<out>.stderr`.
     pub out: PathBuf,
+    /// Signalled once the node is stored as `running`. No request leaves
+    /// before: a supervisor that dies after a request was sent must find
+    /// the node `running` on restart (and mark it lost), never queued.
+    pub recorded: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl NodeJob {
+    /// Wait until the node is stored as `running`; false if that can no
+    /// longer happen (the scheduler dropped its end unsent).
+    fn wait_recorded(&self) -> bool {
+        self.recorded.as_ref().is_none_or(|r| r.recv().is_ok())
+    }
 }
 
 /// What the scheduler records about an attempt.
@@ -203,6 +215,9 @@ fn try_run(
     // The egress proxy runs in the supervisor's process tree, outside the jail.
     let mut report = match launch {
         Launch::Child(pending) => {
+            if !job.wait_recorded() {
+                return Err(Failure::Cancelled);
+            }
             if !started(super::JailHandle::Pid(pending.pid())) {
                 before_reap();
                 return Err(Failure::Cancelled);
@@ -214,6 +229,9 @@ fn try_run(
             report
         }
         Launch::Socket(socket, stdio, fds) => {
+            if !job.wait_recorded() {
+                return Err(Failure::Cancelled);
+            }
             let jail = exec::socket::start_with(socket, &stdio, &fds, &job.node, &job.argv, &plan)?;
             // The jailer has its copies now.
             drop((stdio, fds));

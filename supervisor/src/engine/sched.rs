@@ -549,6 +549,10 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             inner.running += 1;
             job
         };
+        let (recorded, wait_recorded) = std::sync::mpsc::sync_channel(1);
+        let mut job = job;
+        job.1.recorded = Some(wait_recorded);
+        let (rec_run, rec_node) = (job.0.clone(), job.1.node.clone());
         let sh = shared.clone();
         let node = job.1.node.clone();
         tasks.spawn(async move {
@@ -603,6 +607,21 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
                 result: Box::new(result),
             }
         });
+        // Stored while the runner claims its jailer and compiles the plan;
+        // it sends no request before this (see `NodeJob::recorded`).
+        record_running(shared, &rec_run, &rec_node);
+        let _ = recorded.send(());
+    }
+}
+
+/// The store's half of `make_job`'s move to `running`.
+fn record_running(shared: &Shared, run_id: &str, node: &str) {
+    match shared
+        .store()
+        .set_node_state(run_id, node, NodeState::Running, None)
+    {
+        Ok(ev) => shared.publish(ev),
+        Err(e) => log_store_error(&e),
     }
 }
 
@@ -640,8 +659,10 @@ fn make_job(
     }
     if let Some(n) = r.nodes.get_mut(node) {
         n.slot_freed = false; // a retry runs in a slot of its own
+        // Stored by `dispatch` once the job is on its way (`record_running`).
+        n.state = NodeState::Running;
+        n.attempts += 1;
     }
-    set_state(shared, run_id, r, node, NodeState::Running, None);
     Some((
         run_id.to_string(),
         NodeJob {
@@ -654,6 +675,7 @@ fn make_job(
             warm: shared.warm.clone(),
             facts,
             out: dir.join(node),
+            recorded: None,
         },
     ))
 }
