@@ -116,6 +116,7 @@ impl Prepared {
         // Needs before dependants: one pass of `advance` settles a chain.
         for n in self.flow.topo_order() {
             let id = n.id.to_string();
+            let pos = order.len();
             order.push(id.clone());
             nodes.insert(
                 id.clone(),
@@ -131,6 +132,7 @@ impl Prepared {
                     handle: None,
                     cancel: false,
                     slot_freed: false,
+                    pos,
                 },
             );
         }

@@ -95,6 +95,8 @@ pub(crate) struct NodeMem {
     /// Its slot was given back when agentd reported its end, before the
     /// jail was torn down (so the next node's set-up overlaps that).
     pub slot_freed: bool,
+    /// Its index in `RunMem::order` (needs before dependants).
+    pub pos: usize,
 }
 
 #[derive(Debug, Clone)]
