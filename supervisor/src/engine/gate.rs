@@ -144,6 +144,7 @@ impl Prepared {
             order,
             profiles: self.profiles,
             state: RunState::Queued,
+            dir_ready: false,
         }
     }
 }

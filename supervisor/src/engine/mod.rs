@@ -114,6 +114,8 @@ pub(crate) struct RunMem {
     pub order: Vec<String>,
     pub profiles: HashMap<String, Arc<Profile>>,
     pub state: RunState,
+    /// Its output directory was made (once per run, not per node).
+    pub dir_ready: bool,
 }
 
 #[derive(Default)]

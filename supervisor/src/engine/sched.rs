@@ -652,8 +652,12 @@ fn make_job(
             .clone()
     };
     let dir = shared.run_dir(run_id);
-    if let Err(e) = crate::store::private_dir(&dir) {
-        log_store_error(&e);
+    if !r.dir_ready {
+        match crate::store::private_dir(&dir) {
+            Ok(()) => r.dir_ready = true,
+            // The node then fails storing its output, and says so.
+            Err(e) => log_store_error(&e),
+        }
     }
     if let Some(n) = r.nodes.get_mut(node) {
         n.slot_freed = false; // a retry runs in a slot of its own
