@@ -146,6 +146,7 @@ pub(crate) struct Shared {
     pub started_at: std::time::Instant,
     /// Spare jailers (`JailerTarget::Exec` only): see `warm`.
     pub warm: Option<Arc<warm::Warm>>,
+    pub plans: Arc<runner::PlanMemo>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -337,6 +338,7 @@ impl Engine {
                 facts: Mutex::new(HashMap::new()),
                 started_at: std::time::Instant::now(),
                 warm,
+                plans: Arc::default(),
             }
         });
         sched::recover(&shared, &lost)?;

@@ -21,6 +21,8 @@ pub struct NodeJob {
     pub jailer: super::JailerTarget,
     /// Where a started jailer may be waiting (`JailerTarget::Exec`).
     pub warm: Option<Arc<super::warm::Warm>>,
+    /// The engine's memo of the last plan compiled.
+    pub plans: Arc<PlanMemo>,
     pub facts: HostFacts,
     /// Where stdout/stderr go: `<out>.stdout`, `<out>.stderr`.
     pub out: PathBuf,
@@ -151,6 +153,67 @@ impl Failure {
     }
 }
 
+/// The last plan compiled and what it was compiled from. Compiling is a
+/// pure function of these (`aiops_policy::compile`), the nodes of a flow
+/// mostly share a profile and capabilities, and it took ~0.1 ms of every
+/// node's start. The profile is compared by identity: a run holds its
+/// profiles loaded once, and a reload makes a new one.
+#[derive(Default)]
+pub struct PlanMemo {
+    last: std::sync::Mutex<Option<Memo>>,
+}
+
+struct Memo {
+    profile: Arc<Profile>,
+    caps: NodeCaps,
+    facts: HostFacts,
+    ctx: aiops_policy::CompileContext,
+    eff: Arc<aiops_policy::caps::Effective>,
+    plan: Arc<aiops_policy::JailPlan>,
+}
+
+type Compiled = (
+    Arc<aiops_policy::caps::Effective>,
+    Arc<aiops_policy::JailPlan>,
+);
+
+impl PlanMemo {
+    fn get_or_compile(
+        &self,
+        profile: &Arc<Profile>,
+        caps: &NodeCaps,
+        facts: &HostFacts,
+        ctx: aiops_policy::CompileContext,
+    ) -> Result<Compiled, Failure> {
+        let lock = || {
+            self.last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(m) = lock().as_ref().filter(|m| {
+            Arc::ptr_eq(&m.profile, profile) && m.caps == *caps && m.facts == *facts && m.ctx == ctx
+        }) {
+            return Ok((m.eff.clone(), m.plan.clone()));
+        }
+        let refuse =
+            |e: &dyn std::error::Error| Failure::Refused(crate::cli::profile::error_chain(e));
+        let eff = Arc::new(
+            aiops_policy::caps::effective(profile, caps, &ctx.vars).map_err(|e| refuse(&e))?,
+        );
+        let plan =
+            Arc::new(aiops_policy::compile(profile, caps, facts, &ctx).map_err(|e| refuse(&e))?);
+        *lock() = Some(Memo {
+            profile: profile.clone(),
+            caps: caps.clone(),
+            facts: facts.clone(),
+            ctx,
+            eff: eff.clone(),
+            plan: plan.clone(),
+        });
+        Ok((eff, plan))
+    }
+}
+
 /// A jailer already started (a spare, see `warm`), or the output ends
 /// for one to start now.
 enum Ready {
@@ -207,11 +270,9 @@ fn try_run(
         }
     };
     let ctx = crate::context::host_context(Some(&job.workspace), Some(&job.workspace))?;
-    let refuse = |e: &dyn std::error::Error| Failure::Refused(crate::cli::profile::error_chain(e));
-    let eff = aiops_policy::caps::effective(&job.profile, &job.caps, &ctx.vars)
-        .map_err(|e| refuse(&e))?;
-    let plan =
-        aiops_policy::compile(&job.profile, &job.caps, &job.facts, &ctx).map_err(|e| refuse(&e))?;
+    let (eff, plan) = job
+        .plans
+        .get_or_compile(&job.profile, &job.caps, &job.facts, ctx)?;
     // The egress proxy runs in the supervisor's process tree, outside the jail.
     let mut report = match launch {
         Launch::Child(pending) => {
@@ -328,4 +389,48 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
         res.reason = Some(notes.join("; "));
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Same inputs: the very same plan; any input changed: a fresh compile.
+    #[test]
+    fn the_plan_memo_reuses_only_for_identical_inputs() {
+        let loader = aiops_policy::ProfileLoader::standard(
+            None,
+            crate::locate::dev_profiles_dir().as_deref(),
+        );
+        let profile = Arc::new(loader.load("restrictive").unwrap());
+        let facts = HostFacts::linux(7);
+        let ctx = crate::context::neutral_context().unwrap();
+        let memo = PlanMemo::default();
+        let caps = NodeCaps::default();
+        let get = |p: &Arc<Profile>, c: &NodeCaps, f: &HostFacts| match memo.get_or_compile(
+            p,
+            c,
+            f,
+            ctx.clone(),
+        ) {
+            Ok((_, plan)) => plan,
+            Err(_) => panic!("compile failed"),
+        };
+        let a = get(&profile, &caps, &facts);
+        assert!(Arc::ptr_eq(&a, &get(&profile, &caps, &facts)));
+        // The same profile loaded again is another profile.
+        let reloaded = Arc::new(loader.load("restrictive").unwrap());
+        assert!(!Arc::ptr_eq(&a, &get(&reloaded, &caps, &facts)));
+        let older = HostFacts::linux(6);
+        let b = get(&reloaded, &caps, &older);
+        assert_ne!(b.landlock.as_ref().unwrap().abi, 7);
+        let mut other = ctx.clone();
+        other.host_env.insert("AIOPS_MEMO_TEST".into(), "1".into());
+        let c = match memo.get_or_compile(&reloaded, &caps, &older, other) {
+            Ok((_, plan)) => plan,
+            Err(_) => panic!("compile failed"),
+        };
+        assert!(!Arc::ptr_eq(&b, &c));
+    }
 }

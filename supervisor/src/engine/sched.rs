@@ -661,7 +661,7 @@ fn make_job(
     }
     if let Some(n) = r.nodes.get_mut(node) {
         n.slot_freed = false; // a retry runs in a slot of its own
-        // Stored by `dispatch` once the job is on its way (`record_running`).
+                              // Stored by `dispatch` once the job is on its way (`record_running`).
         n.state = NodeState::Running;
         n.attempts += 1;
     }
@@ -675,6 +675,7 @@ fn make_job(
             workspace: ws,
             jailer: shared.cfg.jailer.clone(),
             warm: shared.warm.clone(),
+            plans: shared.plans.clone(),
             facts,
             out: dir.join(node),
             recorded: None,
