@@ -8,34 +8,12 @@
 /// once at start-up, clean copies of the file) and free heap. Pages touched
 /// again later fault back in from the page cache. Best effort.
 pub fn release_idle_memory() {
-    // SAFETY: getauxval only reads the auxiliary vector the kernel wrote at
-    // execve; it returns 0 for a missing entry.
-    let (phdr, phnum) = unsafe {
-        (
-            libc::getauxval(libc::AT_PHDR),
-            libc::getauxval(libc::AT_PHNUM),
-        )
-    };
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()
         .and_then(|p| usize::try_from(p).ok())
         .unwrap_or(4096);
-    let (Ok(phdr), Ok(phnum)) = (usize::try_from(phdr), usize::try_from(phnum)) else {
-        return;
-    };
-    if phdr == 0 || phnum == 0 {
-        return;
-    }
-    // SAFETY: AT_PHDR is the address of the executable's program header
-    // table, mapped read-only for the life of the process and never
-    // written; AT_PHNUM is its length in entries.
-    let phdrs = unsafe { std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum) };
-    let Some(bias) = phdrs
-        .iter()
-        .find(|p| p.p_type == libc::PT_PHDR)
-        .and_then(|p| phdr.checked_sub(usize::try_from(p.p_vaddr).ok()?))
-    else {
+    let Some((bias, phdrs)) = executable() else {
         return;
     };
     for p in phdrs
@@ -59,13 +37,50 @@ pub fn release_idle_memory() {
             unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
         }
     }
-    // musl's allocator returns freed pages itself and has no malloc_trim.
+    // musl has no malloc_trim; the musl builds of the jailer and agentd use a
+    // TLSF pool (rlsf) that keeps its pages, tens of KB for these two.
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim takes the allocator's own locks and only returns
     // pages of free chunks to the kernel; no live allocation is touched.
     unsafe {
         libc::malloc_trim(0)
     };
+}
+
+/// The executable's load bias and program headers: the first object
+/// `dl_iterate_phdr` reports, for a dynamic executable (glibc, musl) and a
+/// static-pie one alike. A static-pie has no PT_PHDR entry, so the bias
+/// cannot be derived from AT_PHDR the usual way.
+fn executable() -> Option<(usize, &'static [libc::Elf64_Phdr])> {
+    type Found = Option<(usize, *const libc::Elf64_Phdr, usize)>;
+    extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid `info` for the duration of
+        // the call and `data` is the `Found` below, alive across the call.
+        unsafe {
+            let i = &*info;
+            *data.cast::<Found>() = Some((
+                usize::try_from(i.dlpi_addr).unwrap_or(0),
+                i.dlpi_phdr,
+                usize::from(i.dlpi_phnum),
+            ));
+        }
+        1 // stop: the first object is the executable
+    }
+    let mut found: Found = None;
+    // SAFETY: `first` only writes through `data`, which points at `found`.
+    unsafe { libc::dl_iterate_phdr(Some(first), std::ptr::addr_of_mut!(found).cast()) };
+    let (bias, phdr, phnum) = found?;
+    if phdr.is_null() || phnum == 0 {
+        return None;
+    }
+    // SAFETY: dlpi_phdr is the executable's program header table, mapped
+    // read-only for the life of the process and never written; dlpi_phnum
+    // is its length in entries.
+    Some((bias, unsafe { std::slice::from_raw_parts(phdr, phnum) }))
 }
 
 #[cfg(test)]
