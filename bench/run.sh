@@ -13,16 +13,8 @@ for t in hyperfine bwrap unshare python3; do
 done
 cargo build --release --workspace --quiet
 BIN=$PWD/target/release
-# The helpers as the package ships them: static musl builds (see
-# packaging/static-helpers.sh); AIOPS_BENCH_HELPERS=dynamic measures the
-# glibc builds next to aiopsctl instead.
-if [ "${AIOPS_BENCH_HELPERS:-static}" = static ]; then
-  HELPERS=$(bash packaging/static-helpers.sh)
-  export AIOPS_JAILER=$HELPERS/aiops-jailer AIOPS_AGENTD=$HELPERS/aiops-agentd
-  echo "== helpers: static musl builds in $HELPERS"
-else
-  echo "== helpers: dynamic glibc builds in $BIN"
-fi
+# shellcheck source=bench/helpers.sh
+source bench/helpers.sh
 WS=$(mktemp -d)
 OUT=$(mktemp -d)
 # A jail never runs as host root: as root, give the workspace to nobody.

@@ -15,16 +15,8 @@ for t in bwrap git python3 curl; do
 done
 cargo build --release --workspace --quiet
 BIN=$PWD/target/release
-# The helpers as the package ships them: static musl builds (see
-# packaging/static-helpers.sh); AIOPS_BENCH_HELPERS=dynamic measures the
-# glibc builds next to aiopsctl instead.
-if [ "${AIOPS_BENCH_HELPERS:-static}" = static ]; then
-  HELPERS=$(bash packaging/static-helpers.sh)
-  export AIOPS_JAILER=$HELPERS/aiops-jailer AIOPS_AGENTD=$HELPERS/aiops-agentd
-  echo "== helpers: static musl builds in $HELPERS"
-else
-  echo "== helpers: dynamic glibc builds in $BIN"
-fi
+# shellcheck source=bench/helpers.sh
+source bench/helpers.sh
 # Not under /tmp (the jail's /tmp is private) and reachable by nobody.
 T=$(mktemp -d /var/tmp/aiops-bench-XXXXXX)
 chmod 711 "$T"
