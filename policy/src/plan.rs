@@ -112,6 +112,19 @@ enum MountKind {
     Bind,
 }
 
+impl std::fmt::Display for MountKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MountKind::Root => "root",
+            MountKind::Tmpfs => "tmpfs",
+            MountKind::Proc => "proc",
+            MountKind::Dev => "dev",
+            MountKind::Pin => "pin",
+            MountKind::Bind => "bind",
+        })
+    }
+}
+
 /// Every field any kind of mount has; `TryFrom` takes exactly the kind's.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,7 +161,7 @@ impl TryFrom<MountWire> for Mount {
                     *present = false;
                     Ok(())
                 }
-                _ => Err(format!("mount of kind {kind:?}: missing field `{name}`")),
+                _ => Err(format!("mount of kind {kind}: missing field `{name}`")),
             }
         };
         let mount = match kind {
@@ -195,7 +208,7 @@ impl TryFrom<MountWire> for Mount {
             }
         };
         if let Some((extra, _)) = fields.iter().find(|(_, present)| *present) {
-            return Err(format!("mount of kind {kind:?}: unknown field `{extra}`"));
+            return Err(format!("mount of kind {kind}: unknown field `{extra}`"));
         }
         Ok(mount)
     }
@@ -517,7 +530,7 @@ mod tests {
     fn a_mount_takes_exactly_its_kinds_fields() {
         let err = |s: &str| serde_json::from_str::<Mount>(s).unwrap_err().to_string();
         let e = err(r#"{"kind":"proc","dst":"/proc","src":"/etc"}"#);
-        assert!(e.contains("unknown field `src`"), "{e}");
+        assert!(e.contains("mount of kind proc: unknown field `src`"), "{e}");
         let e = err(r#"{"kind":"bind","src":"/usr","dst":"/usr","writable":false,"exec":true}"#);
         assert!(e.contains("missing field `optional`"), "{e}");
         let e = err(r#"{"kind":"root","dst":"/"}"#);

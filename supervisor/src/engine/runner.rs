@@ -29,14 +29,14 @@ pub struct NodeJob {
     /// Signalled once the node is stored as `running`. No request leaves
     /// before: a supervisor that dies after a request was sent must find
     /// the node `running` on restart (and mark it lost), never queued.
-    pub recorded: Option<std::sync::mpsc::Receiver<()>>,
+    /// `false` (or the sender dropped) means the store refused the write.
+    pub recorded: Option<std::sync::mpsc::Receiver<bool>>,
 }
 
 impl NodeJob {
-    /// Wait until the node is stored as `running`; false if that can no
-    /// longer happen (the scheduler dropped its end unsent).
+    /// Wait until the node is stored as `running`; false if it was not.
     fn wait_recorded(&self) -> bool {
-        self.recorded.as_ref().is_none_or(|r| r.recv().is_ok())
+        self.recorded.as_ref().is_none_or(|r| r.recv() == Ok(true))
     }
 }
 
@@ -141,6 +141,10 @@ impl Failure {
             Failure::Cancelled => {
                 NodeResult::not_run(NodeState::Cancelled, "cancelled before it started".into())
             }
+            Failure::NotRecorded => NodeResult::not_run(
+                NodeState::Failed,
+                "supervisor: its running state could not be stored, so it was not started".into(),
+            ),
             Failure::CancelledAtStart => NodeResult::not_run(
                 NodeState::Cancelled,
                 "cancelled as it started (its request had reached the jailer)".into(),
@@ -228,6 +232,8 @@ enum Launch<'a> {
 
 enum Failure {
     Refused(String),
+    /// The store did not take the node's `running` state: nothing was sent.
+    NotRecorded,
     Cancelled,
     CancelledAtStart,
     Internal(SupervisorError),
@@ -277,7 +283,7 @@ fn try_run(
     let mut report = match launch {
         Launch::Child(pending) => {
             if !job.wait_recorded() {
-                return Err(Failure::Cancelled);
+                return Err(Failure::NotRecorded);
             }
             if !started(super::JailHandle::Pid(pending.pid())) {
                 before_reap();
@@ -291,7 +297,7 @@ fn try_run(
         }
         Launch::Socket(socket, stdio, fds) => {
             if !job.wait_recorded() {
-                return Err(Failure::Cancelled);
+                return Err(Failure::NotRecorded);
             }
             let jail = exec::socket::start_with(socket, &stdio, &fds, &job.node, &job.argv, &plan)?;
             // The jailer has its copies now.

@@ -607,19 +607,25 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
         });
         // Stored while the runner claims its jailer and compiles the plan;
         // it sends no request before this (see `NodeJob::recorded`).
-        record_running(shared, &rec_run, &rec_node);
-        let _ = recorded.send(());
+        let _ = recorded.send(record_running(shared, &rec_run, &rec_node));
     }
 }
 
-/// The store's half of `make_job`'s move to `running`.
-fn record_running(shared: &Shared, run_id: &str, node: &str) {
+/// The store's half of `make_job`'s move to `running`. False if the store
+/// refused it: the runner then sends no request and the node fails.
+fn record_running(shared: &Shared, run_id: &str, node: &str) -> bool {
     match shared
         .store()
         .set_node_state(run_id, node, NodeState::Running, None)
     {
-        Ok(ev) => shared.publish(ev),
-        Err(e) => log_store_error(&e),
+        Ok(ev) => {
+            shared.publish(ev);
+            true
+        }
+        Err(e) => {
+            log_store_error(&e);
+            false
+        }
     }
 }
 
@@ -660,8 +666,9 @@ fn make_job(
         }
     }
     if let Some(n) = r.nodes.get_mut(node) {
-        n.slot_freed = false; // a retry runs in a slot of its own
-                              // Stored by `dispatch` once the job is on its way (`record_running`).
+        // A retry runs in a slot of its own.
+        n.slot_freed = false;
+        // Stored by `dispatch` once the job is on its way (`record_running`).
         n.state = NodeState::Running;
         n.attempts += 1;
     }

@@ -78,6 +78,15 @@ pub fn spawn_jailer_with_fds(
     stdio: JailStdio,
     fds: JailerFds,
 ) -> Result<PendingJail, SupervisorError> {
+    // From clearing close-on-exec to closing our copies, no other jailer
+    // may be started: it would inherit these too. A jailer waiting for its
+    // request (a spare, see engine::warm) holding another jail's report
+    // socket would keep that socket from ever reaching EOF. Taken first, and
+    // `fds` moved into a local after it, so that on every early return the
+    // fds are closed before it is released (locals drop in reverse order,
+    // parameters after all locals).
+    let _one_at_a_time = super::lock_spawns();
+    let fds = fds;
     let (req_r, req_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| SupervisorError::Channel {
             what: "request pipe",
@@ -93,11 +102,6 @@ pub fn spawn_jailer_with_fds(
         what: "report socket",
         source,
     })?;
-    // From clearing close-on-exec to closing our copies, no other jailer
-    // may be started: it would inherit these too. A jailer waiting for its
-    // request (a spare, see engine::warm) holding another jail's report
-    // socket would keep that socket from ever reaching EOF.
-    let _one_at_a_time = super::lock_spawns();
     inheritable(&req_r, "request pipe")?;
     inheritable(&rep_child, "report socket")?;
 
