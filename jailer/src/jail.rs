@@ -189,7 +189,7 @@ fn close_fds(
     ns::close_fds_except(3, &keep).map_err(|source| JailError::CloseFds { source })
 }
 
-/// Step 3's uid: the owner of the first writable bind unless that is root, else nobody.
+/// Step 3's ids: the owner of the first writable bind (see `owner_ids`).
 fn jail_ids(req: &JailRequest) -> (u32, u32) {
     let owner = req.plan.mounts.iter().find_map(|m| match m {
         Mount::Bind {
@@ -199,8 +199,16 @@ fn jail_ids(req: &JailRequest) -> (u32, u32) {
         } => std::fs::metadata(src.as_path()).ok(),
         _ => None,
     });
+    owner_ids(owner.map(|m| (m.uid(), m.gid())))
+}
+
+/// The owner's uid and gid, except that neither may be root's: a root-owned
+/// workspace gives nobody/nogroup, and a workspace of a user whose group is
+/// root (gid 0) gives the user with nogroup. Host gid 0 would let the node
+/// read what root's group may read and leave root-group files behind.
+fn owner_ids(owner: Option<(u32, u32)>) -> (u32, u32) {
     match owner {
-        Some(m) if m.uid() != 0 => (m.uid(), m.gid()),
+        Some((uid, gid)) if uid != 0 => (uid, if gid == 0 { ns::NOBODY } else { gid }),
         _ => (ns::NOBODY, ns::NOBODY),
     }
 }
@@ -380,6 +388,15 @@ mod tests {
             .map(|(i, s)| (i + 1, s.to_string()))
             .collect();
         assert_eq!(documented_steps(), want);
+    }
+
+    #[test]
+    fn the_jail_never_gets_roots_uid_or_gid() {
+        assert_eq!(owner_ids(Some((1000, 1000))), (1000, 1000));
+        assert_eq!(owner_ids(Some((1000, 0))), (1000, ns::NOBODY));
+        assert_eq!(owner_ids(Some((0, 1000))), (ns::NOBODY, ns::NOBODY));
+        assert_eq!(owner_ids(Some((0, 0))), (ns::NOBODY, ns::NOBODY));
+        assert_eq!(owner_ids(None), (ns::NOBODY, ns::NOBODY));
     }
 
     #[test]

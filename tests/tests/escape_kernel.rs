@@ -388,6 +388,23 @@ fn files_created_as_root_are_not_root_owned() {
         "file not owned by the workspace owner\n{}",
         o.describe()
     );
+    // A user's workspace whose group is root's: the node runs as the user,
+    // but never with host gid 0 (it would read what root's group may read).
+    let ws = Workspace::owned_by(Some(NOBODY));
+    std::os::unix::fs::lchown(ws.path(), None, Some(0)).unwrap();
+    let j = Mode::Jail.jail().workspace(ws);
+    let made = j.ws().join("made");
+    let o = j.run_sh("id -g; id -G; echo x > ./made");
+    o.assert_ran().assert_code(0);
+    let groups: Vec<&str> = o.stdout.split_whitespace().collect();
+    assert!(
+        !groups.is_empty() && !groups.contains(&"0"),
+        "the jail runs with root's group\n{}",
+        o.describe()
+    );
+    let md = std::fs::metadata(&made).unwrap();
+    assert_ne!(md.gid(), 0, "a root-group file\n{}", o.describe());
+    assert_eq!(md.uid(), NOBODY, "{}", o.describe());
 }
 
 /// Stopped by: the jailer setting no_new_privs. Control: plain host shell.
