@@ -95,11 +95,8 @@ pub fn run_node(
     exited: impl FnOnce(),
     before_reap: impl FnOnce(),
 ) -> NodeResult {
-    let spare = match &job.jailer {
-        super::JailerTarget::Exec(_) => job.warm.as_ref().and_then(|w| w.claim()),
-        super::JailerTarget::Socket(_) => None,
-    };
-    let (ready, capture) = match spare {
+    // Only `JailerTarget::Exec` has spares (`warm` is None otherwise).
+    let (ready, capture) = match job.warm.as_ref().and_then(|w| w.claim()) {
         Some(s) => match s.output.bind(&job.out) {
             Ok(c) => (Ready::Spare(s.pending, s.egress), c),
             Err(e) => return Failure::Internal(e).into_result(),
@@ -279,12 +276,12 @@ fn try_run(
     let (eff, plan) = job
         .plans
         .get_or_compile(&job.profile, &job.caps, &job.facts, ctx)?;
+    if !job.wait_recorded() {
+        return Err(Failure::NotRecorded);
+    }
     // The egress proxy runs in the supervisor's process tree, outside the jail.
     let mut report = match launch {
         Launch::Child(pending) => {
-            if !job.wait_recorded() {
-                return Err(Failure::NotRecorded);
-            }
             if !started(super::JailHandle::Pid(pending.pid())) {
                 before_reap();
                 return Err(Failure::Cancelled);
@@ -296,9 +293,6 @@ fn try_run(
             report
         }
         Launch::Socket(socket, stdio, fds) => {
-            if !job.wait_recorded() {
-                return Err(Failure::NotRecorded);
-            }
             let jail = exec::socket::start_with(socket, &stdio, &fds, &job.node, &job.argv, &plan)?;
             // The jailer has its copies now.
             drop((stdio, fds));

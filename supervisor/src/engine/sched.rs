@@ -516,7 +516,7 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
         return;
     }
     loop {
-        let job = {
+        let mut job = {
             let mut inner = shared.inner();
             if inner.running >= shared.cfg.parallelism.max(1) {
                 return;
@@ -548,7 +548,6 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             job
         };
         let (recorded, wait_recorded) = std::sync::mpsc::sync_channel(1);
-        let mut job = job;
         job.1.recorded = Some(wait_recorded);
         let (rec_run, rec_node) = (job.0.clone(), job.1.node.clone());
         let sh = shared.clone();
