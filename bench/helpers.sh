@@ -1,11 +1,14 @@
-# Sourced by the benchmarks after `BIN=...`: the helpers as the package
-# ships them, static musl builds (see packaging/static-helpers.sh);
-# AIOPS_BENCH_HELPERS=dynamic measures the glibc builds next to aiopsctl.
-# shellcheck shell=bash
-if [ "${AIOPS_BENCH_HELPERS:-static}" = static ]; then
-  HELPERS=$(bash packaging/static-helpers.sh)
-  export AIOPS_JAILER=$HELPERS/aiops-jailer AIOPS_AGENTD=$HELPERS/aiops-agentd
-  echo "== helpers: static musl builds in $HELPERS"
+# Sourced by the benchmarks after `BIN=...`: aiopsctl, the jailer and agentd
+# as the package ships them, static musl builds (see
+# packaging/static-build.sh), with CTL set to that aiopsctl;
+# AIOPS_BENCH_BUILD=dynamic measures the glibc builds in $BIN instead.
+# shellcheck shell=bash disable=SC2034  # CTL is used by the scripts that source this
+if [ "${AIOPS_BENCH_BUILD:-static}" = static ]; then
+  STATIC=$(bash packaging/static-build.sh)
+  export AIOPS_JAILER=$STATIC/aiops-jailer AIOPS_AGENTD=$STATIC/aiops-agentd
+  CTL=$STATIC/aiopsctl
+  echo "== builds: static musl aiopsctl and helpers in $STATIC"
 else
-  echo "== helpers: dynamic glibc builds in $BIN"
+  CTL=$BIN/aiopsctl
+  echo "== builds: dynamic glibc builds in $BIN"
 fi

@@ -15,6 +15,11 @@ cargo build --release --workspace --quiet
 BIN=$PWD/target/release
 # shellcheck source=bench/helpers.sh
 source bench/helpers.sh
+# The floor: a static program that only creates the jail's namespaces and
+# id maps, then runs the command (jailer/examples/floor.rs).
+triple="$(uname -m)-unknown-linux-musl"
+cargo build --release --quiet --target "$triple" -p aiops-jailer --example floor
+FLOOR=$PWD/target/$triple/release/examples/floor
 WS=$(mktemp -d)
 OUT=$(mktemp -d)
 # A jail never runs as host root: as root, give the workspace to nobody.
@@ -22,7 +27,7 @@ chmod 755 "$WS"
 if [ "$(id -u)" = 0 ]; then chown 65534:65534 "$WS"; fi
 trap 'rm -rf "$WS" "$OUT"' EXIT
 export AIOPS_PROFILE_PATH=$PWD/bench/profiles:$PWD/profiles
-AIOPS="$BIN/aiopsctl exec --profile restrictive --workspace $WS --"
+AIOPS="$CTL exec --profile restrictive --workspace $WS --"
 # bwrap with the closest equivalent of the restrictive profile.
 BWRAP="bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --clearenv \
   --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib \
@@ -32,6 +37,7 @@ BWRAP="bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --clea
 echo "== spawn: /bin/true, $RUNS runs each"
 hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/spawn.json" \
   -n bare "/bin/true" \
+  -n floor "$FLOOR /bin/true" \
   -n aiopsctl "$AIOPS /bin/true" \
   -n bwrap "$BWRAP /bin/true" \
   -n unshare "unshare -Urnmpf /bin/true" >/dev/null
@@ -40,7 +46,7 @@ echo "== throughput: 2 GiB of stdout"
 SIZE=$((2 << 30))
 hyperfine --warmup 1 --runs 5 --export-json "$OUT/tput.json" \
   -n bare "head -c $SIZE /dev/zero | wc -c" \
-  -n aiopsctl "AIOPS_PROFILE_PATH=$AIOPS_PROFILE_PATH $BIN/aiopsctl exec --profile bench --workspace $WS -- head -c $SIZE /dev/zero | wc -c" \
+  -n aiopsctl "AIOPS_PROFILE_PATH=$AIOPS_PROFILE_PATH $CTL exec --profile bench --workspace $WS -- head -c $SIZE /dev/zero | wc -c" \
   >/dev/null
 
 echo "== memory: one jail holding sleep"
@@ -76,7 +82,7 @@ s = load("spawn")
 print("\n| spawn /bin/true | median ms | p95 ms | vs bwrap |")
 print("|---|---:|---:|---:|")
 bw = st.median(s["bwrap"])
-for k in ["bare", "aiopsctl", "bwrap", "unshare"]:
+for k in ["bare", "floor", "aiopsctl", "bwrap", "unshare"]:
     m = st.median(s[k])
     print(f"| {k} | {m*1e3:.2f} | {p95(s[k])*1e3:.2f} | {m/bw:.2f}x |")
 t = load("tput")
@@ -93,6 +99,7 @@ print(f"| aiops: jailer + agentd (per-jail overhead) | {j_rss} | {j_pss} |")
 print(f"| aiops: with the aiopsctl client | {a_rss} | {a_pss} |")
 print(f"| bwrap processes | {b_rss} | {b_pss} |")
 print(f"\naiopsctl exec / bwrap median spawn: {st.median(s['aiopsctl'])/bw:.2f}x (target <= 0.6x)")
+print(f"floor (namespaces + id maps + exec only) / bwrap: {st.median(s['floor'])/bw:.2f}x")
 print(f"byte counting vs bare reader: {tb/st.median(t['aiopsctl']):.2f}x (target >= 0.9x)")
 print(f"per-jail overhead PSS: {j_pss/1024:.2f} MB (target <= 1.5 MB)")
 PY

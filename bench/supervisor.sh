@@ -42,7 +42,7 @@ TOML
     printf '\n[[node]]\nid = "n%d"\nkind = "agent"\nargv = ["/bin/true"]\nprofile = "restrictive"\n' "$i"
   done
 } > "$T/flow.toml"
-ctl() { local cmd=$1; shift; "$BIN/aiopsctl" "$cmd" --config "$T/supervisor.toml" "$@"; }
+ctl() { local cmd=$1; shift; "$CTL" "$cmd" --config "$T/supervisor.toml" "$@"; }
 rss() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 
 "$BIN/aiops-supervisor" --config "$T/supervisor.toml" 2>"$T/daemon.log" & D=$!
@@ -75,7 +75,7 @@ WS=$T/peer-ws
 mkdir -m 755 "$WS"
 if [ "$(id -u)" = 0 ]; then chown 65534:65534 "$WS"; fi
 EXEC_START=$EPOCHREALTIME
-seq "$N" | xargs -P2 -I{} "$BIN/aiopsctl" exec --profile restrictive --workspace "$WS" -- /bin/true
+seq "$N" | xargs -P2 -I{} "$CTL" exec --profile restrictive --workspace "$WS" -- /bin/true
 EXEC_SECS=$(python3 -c "print($EPOCHREALTIME - $EXEC_START)")
 BWRAP="bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --clearenv \
   --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib \

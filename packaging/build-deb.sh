@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build the aiops Debian package: `packaging/build-deb.sh` from anywhere in
 # the tree. Needs cargo-deb (`cargo install cargo-deb`) and the Rust std for
-# <arch>-unknown-linux-musl (added with rustup when missing). Builds the
-# release binaries (the jailer and agentd static), generates the man pages
-# and completions from aiopsctl, then packs everything listed in supervisor/Cargo.toml [package.metadata.deb].
+# <arch>-unknown-linux-musl (added with rustup when missing) with musl-gcc
+# (musl-tools). Builds the release binaries (aiopsctl, the jailer and agentd
+# static), generates the man pages and completions from aiopsctl, then packs
+# everything listed in supervisor/Cargo.toml [package.metadata.deb].
 # Prints the path of the .deb; `lintian` on it must report no errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,11 +15,12 @@ target=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 gen=$target/release/pkg
 rm -rf "$gen" && mkdir -p "$gen"
-ctl=$target/release/aiopsctl
-# The jailer and agentd ship as static musl builds: each jail execs both,
-# and these start ~0.5 ms faster each than dynamic glibc ones.
-helpers=$(bash packaging/static-helpers.sh)
-cp "$helpers/aiops-jailer" "$helpers/aiops-agentd" "$gen/"
+# aiopsctl, the jailer and agentd ship as static musl builds: every
+# `aiopsctl exec` starts all three, and each starts ~0.5 ms faster than a
+# dynamic glibc build. The daemon stays the glibc build (NSS for groups).
+static=$(bash packaging/static-build.sh)
+cp "$static/aiopsctl" "$static/aiops-jailer" "$static/aiops-agentd" "$gen/"
+ctl=$gen/aiopsctl
 "$ctl" man | gzip -9n >"$gen/aiopsctl.1.gz"
 gzip -9n <packaging/man/aiops-supervisor.8 >"$gen/aiops-supervisor.8.gz"
 "$ctl" completions bash >"$gen/aiopsctl.bash"

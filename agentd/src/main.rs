@@ -23,7 +23,7 @@ mod spawn;
 #[allow(unsafe_code)] // all FFI is here; see the header comment of sys.rs
 mod sys;
 
-/// The static musl build's allocator (packaging/static-helpers.sh): musl's
+/// The static musl build's allocator (packaging/static-build.sh): musl's
 /// mallocng returns a group to the kernel as soon as its last slot is
 /// freed, so this process's short-lived allocations cost an mmap and a
 /// munmap each (~0.3 ms per jail); TLSF keeps what it mapped.

@@ -115,10 +115,22 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// The `aiopsctl` under test: `$AIOPS_TEST_AIOPSCTL` when set (CI's second
+/// pass runs the static build the package ships, packaging/static-build.sh),
+/// else the debug build.
 pub fn aiopsctl() -> PathBuf {
     static READY: OnceLock<PathBuf> = OnceLock::new();
     READY
         .get_or_init(|| {
+            if let Some(p) = std::env::var_os("AIOPS_TEST_AIOPSCTL") {
+                let p = PathBuf::from(p);
+                assert!(
+                    p.is_file(),
+                    "AIOPS_TEST_AIOPSCTL={} is not a file",
+                    p.display()
+                );
+                return p;
+            }
             // The helpers must exist next to aiopsctl; check all three once.
             bin("aiops-jailer");
             bin("aiops-agentd");

@@ -2,11 +2,18 @@
 #![forbid(unsafe_code)]
 use aiops_supervisor::cli::{self, Cli};
 use aiops_supervisor::error::EXIT_USAGE;
-use clap::Parser;
 use std::process::ExitCode;
 
+/// The static musl build's allocator (packaging/static-build.sh): musl's
+/// mallocng returns a group to the kernel as soon as its last slot is
+/// freed, so `aiopsctl exec`'s short-lived allocations each cost an mmap
+/// and a munmap; TLSF keeps what it mapped.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: rlsf::GlobalTlsf = rlsf::GlobalTlsf::new();
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_args() {
         Ok(c) => c,
         Err(e) => {
             // --help and --version are not errors; anything else is a usage error (64, not clap's 2).

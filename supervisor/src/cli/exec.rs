@@ -55,24 +55,67 @@ fn allowlist_refusal(profile: &str) -> SupervisorError {
     }
 }
 
-/// Linux: compile a JailPlan and run it through aiops-jailer; for
-/// `allowlist`, with the egress proxy running in this process.
+/// Linux: load the profile and compile the plan, then run it through
+/// aiops-jailer; for `allowlist`, with the egress proxy running in this
+/// process.
 #[cfg(target_os = "linux")]
-fn run_node(
-    (pending, egress): (exec::PendingJail, crate::egress::EgressChannel),
-    args: &ExecArgs,
-    profile: &aiops_policy::Profile,
-    caps: &NodeCaps,
-) -> Result<exec::ExecReport, SupervisorError> {
-    let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
-    let facts = facts::facts_for(profile);
-    let plan = aiops_policy::compile(profile, caps, &facts, &ctx).map_err(refused)?;
+fn run_linux(args: &ExecArgs) -> Result<exec::ExecReport, SupervisorError> {
+    // The jailer is started first so that its exec and start-up overlap
+    // the compile below; if we refuse, dropping it kills it before it has
+    // read a request. (Compiling on a second thread meanwhile was slower:
+    // thread start, join and cross-CPU TLB flushes cost more than the
+    // ~0.15 ms the vfork parent waits for the jailer's exec.)
+    let (pending, egress) = start_jailer()?;
+    let plan = compile_plan(args)?;
     warn_if_root_owned_workspace(&plan);
     tracing::info!(target: "aiops::exec", profile = %plan.profile, net = %plan.net.mode, "exec");
     let proxy = egress.start_for(&plan)?;
     let mut report = pending.run(&args.argv, &plan)?;
     report.egress = proxy.map(crate::egress::EgressHandle::finish);
     Ok(report)
+}
+
+/// The jailer, waiting for its request, and the egress channel it is
+/// offered: the plan, not yet compiled, decides whether the jailer keeps
+/// its end (one socketpair).
+#[cfg(target_os = "linux")]
+fn start_jailer() -> Result<(exec::PendingJail, crate::egress::EgressChannel), SupervisorError> {
+    let jailer = locate::JAILER
+        .find()
+        .map_err(|e| SupervisorError::Refused {
+            reason: e.to_string(),
+        })?;
+    let (egress, jail_end) = crate::egress::channel()?;
+    let fds = exec::JailerFds {
+        egress: Some(jail_end),
+    };
+    let pending = exec::spawn_jailer_with_fds(&jailer.path, exec::JailStdio::Inherit, fds)?;
+    Ok((pending, egress))
+}
+
+/// The profile, narrowed by `--node-caps` and `--timeout`, compiled for
+/// this host and invocation.
+#[cfg(target_os = "linux")]
+fn compile_plan(args: &ExecArgs) -> Result<aiops_policy::JailPlan, SupervisorError> {
+    let (profile, caps) = profile_and_caps(args)?;
+    let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
+    let facts = facts::facts_for(&profile);
+    aiops_policy::compile(&profile, &caps, &facts, &ctx).map_err(refused)
+}
+
+fn profile_and_caps(args: &ExecArgs) -> Result<(aiops_policy::Profile, NodeCaps), SupervisorError> {
+    let profile = locate::profile_loader()
+        .load(&args.profile)
+        .map_err(refused)?;
+    let mut caps = match &args.node_caps {
+        Some(f) => NodeCaps::from_toml_file(f).map_err(refused)?,
+        None => NodeCaps::default(),
+    };
+    if let Some(t) = args.timeout {
+        // Checked against the profile's ceiling like any node limit.
+        caps.limits.get_or_insert_with(Default::default).timeout = Some(t);
+    }
+    Ok((profile, caps))
 }
 
 /// macOS: compile SBPL from the same profile and caps and run the node
@@ -131,42 +174,13 @@ fn refused(e: impl std::error::Error) -> SupervisorError {
 }
 
 pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError> {
-    // Linux: the jailer is started first so its start-up overlaps the
-    // compile below; if we refuse, dropping it kills it before it has read
-    // a request.
     #[cfg(target_os = "linux")]
-    let pending = {
-        let jailer = locate::JAILER
-            .find()
-            .map_err(|e| SupervisorError::Refused {
-                reason: e.to_string(),
-            })?;
-        // Every jail is offered the egress socket: the plan, not yet
-        // compiled, decides whether the jailer keeps it (one socketpair).
-        let (egress, jail_end) = crate::egress::channel()?;
-        let fds = exec::JailerFds {
-            egress: Some(jail_end),
-        };
-        (
-            exec::spawn_jailer_with_fds(&jailer.path, exec::JailStdio::Inherit, fds)?,
-            egress,
-        )
-    };
-    let profile = locate::profile_loader()
-        .load(&args.profile)
-        .map_err(refused)?;
-    let mut caps = match &args.node_caps {
-        Some(f) => NodeCaps::from_toml_file(f).map_err(refused)?,
-        None => NodeCaps::default(),
-    };
-    if let Some(t) = args.timeout {
-        // Checked against the profile's ceiling like any node limit.
-        caps.limits.get_or_insert_with(Default::default).timeout = Some(t);
-    }
-    #[cfg(target_os = "linux")]
-    let report = run_node(pending, args, &profile, &caps)?;
+    let report = run_linux(args)?;
     #[cfg(target_os = "macos")]
-    let report = run_node(args, &profile, &caps)?;
+    let report = {
+        let (profile, caps) = profile_and_caps(args)?;
+        run_node(args, &profile, &caps)?
+    };
     let mut err = std::io::stderr().lock();
     match args.report {
         ReportFormat::None => {
