@@ -10,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-deb >/dev/null || { echo "build-deb: needs cargo-deb (cargo install cargo-deb)" >&2; exit 1; }
 
+# A package build never searches the source tree's profiles/ (see
+# supervisor/src/locate.rs): the installed binaries must not look for
+# profiles under the path they were built at.
+export AIOPS_PACKAGE_BUILD=1
 cargo build --release --locked --workspace --bins
 target=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')

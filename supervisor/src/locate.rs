@@ -110,8 +110,15 @@ impl Helper {
     }
 }
 
-/// The source tree's `profiles/`, only when it still exists (a development build).
+/// The source tree's `profiles/`, only when it still exists (a development
+/// build), and never in a package build (`AIOPS_PACKAGE_BUILD` set at
+/// compile time by packaging/build-deb.sh): an installed binary must not
+/// look for profiles under the path it was built at, which someone else
+/// may be able to create on the host it runs on.
 pub fn dev_profiles_dir() -> Option<PathBuf> {
+    if option_env!("AIOPS_PACKAGE_BUILD").is_some() {
+        return None;
+    }
     let d = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles"));
     d.is_dir()
         .then(|| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()))
