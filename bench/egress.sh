@@ -8,7 +8,8 @@
 #      in aiopsctl ("proxy"), plain HTTP and CONNECT;
 #   2. connection set-up: time to the first byte of a tiny response, N times,
 #      direct vs through the proxy (in one jail, so jail start-up is not counted).
-# Needs root, ip, python3, curl; uses release binaries.
+# Needs root, ip, python3, curl; uses the static release builds the package
+# ships (bench/helpers.sh; AIOPS_BENCH_BUILD=dynamic for the glibc ones).
 #
 # Usage: sudo bench/egress.sh [SIZE_MIB=1024] [RUNS=3] [N=50]
 set -euo pipefail
@@ -19,7 +20,11 @@ n=${3:-50}
 [ "$(id -u)" = 0 ] || { echo "egress.sh: needs root (ip netns)" >&2; exit 1; }
 
 cargo build --release -q -p aiops-supervisor -p aiops-jailer -p aiops-agentd
-ctl=$PWD/target/release/aiopsctl
+# shellcheck disable=SC2034  # read by bench/helpers.sh
+BIN=$PWD/target/release
+# shellcheck source=bench/helpers.sh
+source bench/helpers.sh
+ctl=$CTL
 
 id=$(( $$ % 200 + 20 ))
 ns=aiops-egb-$$
