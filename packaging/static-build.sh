@@ -29,8 +29,11 @@ target=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 dir=$target/$triple/release
 for b in aiopsctl aiops-jailer aiops-agentd; do
-  # Static: no PT_INTERP (a dynamic loader) in the program headers.
-  if LC_ALL=C readelf -lW "$dir/$b" | grep -q 'INTERP'; then
+  # Static: no PT_INTERP (a dynamic loader) in the program headers. Read
+  # whole first: `readelf | grep -q` can end in SIGPIPE under pipefail.
+  headers=$(LC_ALL=C readelf -lW "$dir/$b") ||
+    { echo "static-build: cannot read $dir/$b" >&2; exit 1; }
+  if [[ $headers == *INTERP* ]]; then
     echo "static-build: $dir/$b is not static" >&2
     exit 1
   fi

@@ -64,7 +64,7 @@ fn run_linux(args: &ExecArgs) -> Result<exec::ExecReport, SupervisorError> {
     // the compile below; if we refuse, dropping it kills it before it has
     // read a request. (Compiling on a second thread meanwhile was slower:
     // thread start, join and cross-CPU TLB flushes cost more than the
-    // ~0.15 ms the vfork parent waits for the jailer's exec.)
+    // ~0.12 ms the vfork parent waits for the jailer's exec.)
     let (pending, egress) = start_jailer()?;
     let plan = compile_plan(args)?;
     warn_if_root_owned_workspace(&plan);
