@@ -132,14 +132,10 @@ pub enum ExecCmd {
     Exec(exec::ExecArgs),
 }
 
-/// `aiopsctl` knowing only `exec`, with `Cli`'s top-level attributes.
+/// `aiopsctl` knowing only `exec`. `Cli`'s top-level texts are left out:
+/// nothing printed for `exec` shows them (the test below compares).
 #[derive(Debug, Parser)]
-#[command(
-    name = "aiopsctl",
-    version,
-    about,
-    after_help = "Exit codes and environment: see --help.",
-    after_long_help = concat!(exit_codes!(), "\n\n", environment!()))]
+#[command(name = "aiopsctl")]
 struct ExecCli {
     #[command(subcommand)]
     command: ExecCmd,
