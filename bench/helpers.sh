@@ -2,9 +2,11 @@
 # as the package ships them, static musl builds (see
 # packaging/static-build.sh), with CTL set to that aiopsctl;
 # AIOPS_BENCH_BUILD=dynamic measures the glibc builds in $BIN instead.
-# shellcheck shell=bash disable=SC2034  # CTL is used by the scripts that source this
+# STATIC is the static builds' directory either way (bench/run.sh builds
+# its floor example there).
+# shellcheck shell=bash disable=SC2034  # CTL and STATIC are used by the scripts that source this
+STATIC=$(bash packaging/static-build.sh)
 if [ "${AIOPS_BENCH_BUILD:-static}" = static ]; then
-  STATIC=$(bash packaging/static-build.sh)
   export AIOPS_JAILER=$STATIC/aiops-jailer AIOPS_AGENTD=$STATIC/aiops-agentd
   CTL=$STATIC/aiopsctl
   echo "== builds: static musl aiopsctl and helpers in $STATIC"

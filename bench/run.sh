@@ -17,14 +17,8 @@ BIN=$PWD/target/release
 source bench/helpers.sh
 # The floor: a static program that only creates the jail's namespaces and
 # id maps, then runs the command (jailer/examples/floor.rs).
-triple="$(uname -m)-unknown-linux-musl"
-if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$triple"; then
-  rustup target add "$triple"
-fi
-cargo build --release --quiet --target "$triple" -p aiops-jailer --example floor
-target=$(cargo metadata --format-version 1 --no-deps |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-FLOOR=$target/$triple/release/examples/floor
+cargo build --release --quiet --target "$(uname -m)-unknown-linux-musl" -p aiops-jailer --example floor
+FLOOR=$STATIC/examples/floor
 WS=$(mktemp -d)
 OUT=$(mktemp -d)
 # A jail never runs as host root: as root, give the workspace to nobody.
