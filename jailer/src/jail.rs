@@ -3,11 +3,11 @@
 use crate::error::JailError;
 use crate::exec::{execve_agentd, ReportFd};
 use crate::{caps, idmap, landlock, limits, mounts, net, ns, seccomp, secrets, sys};
-use aiops_policy::facts::LayerReq;
-use aiops_policy::net::NetMode;
-use aiops_policy::plan::{Mount, Namespace, AGENTD_IN_JAIL};
-use aiops_policy::proto::{AgentSpec, JailRequest, MAX_REQUEST_BYTES, PROTO_VERSION};
-use aiops_policy::AbsPath;
+use aiops_proto::facts::LayerReq;
+use aiops_proto::net::NetMode;
+use aiops_proto::plan::{Mount, Namespace, AGENTD_IN_JAIL};
+use aiops_proto::{ids, AbsPath};
+use aiops_proto::{AgentSpec, JailRequest, MAX_REQUEST_BYTES, PROTO_VERSION};
 use std::convert::Infallible;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -189,28 +189,12 @@ fn close_fds(
     ns::close_fds_except(3, &keep).map_err(|source| JailError::CloseFds { source })
 }
 
-/// Step 3's ids: the owner of the first writable bind (see `owner_ids`).
+/// Step 3's ids: the owner of the first writable bind, never host root
+/// (`aiops_proto::ids`, the one rule for the jailer, aiopsctl and the engine).
 fn jail_ids(req: &JailRequest) -> (u32, u32) {
-    let owner = req.plan.mounts.iter().find_map(|m| match m {
-        Mount::Bind {
-            src,
-            writable: true,
-            ..
-        } => std::fs::metadata(src.as_path()).ok(),
-        _ => None,
-    });
-    owner_ids(owner.map(|m| (m.uid(), m.gid())))
-}
-
-/// The owner's uid and gid, except that neither may be root's: a root-owned
-/// workspace gives nobody/nogroup, and a workspace of a user whose group is
-/// root (gid 0) gives the user with nogroup. Host gid 0 would let the node
-/// read what root's group may read and leave root-group files behind.
-fn owner_ids(owner: Option<(u32, u32)>) -> (u32, u32) {
-    match owner {
-        Some((uid, gid)) if uid != 0 => (uid, if gid == 0 { ns::NOBODY } else { gid }),
-        _ => (ns::NOBODY, ns::NOBODY),
-    }
+    let owner =
+        ids::identity_sources(&req.plan).find_map(|src| std::fs::metadata(src.as_path()).ok());
+    ids::jail_ids(owner.map(|m| (m.uid(), m.gid())))
 }
 
 fn ns_layer(ns: Namespace) -> &'static str {
@@ -388,15 +372,6 @@ mod tests {
             .map(|(i, s)| (i + 1, s.to_string()))
             .collect();
         assert_eq!(documented_steps(), want);
-    }
-
-    #[test]
-    fn the_jail_never_gets_roots_uid_or_gid() {
-        assert_eq!(owner_ids(Some((1000, 1000))), (1000, 1000));
-        assert_eq!(owner_ids(Some((1000, 0))), (1000, ns::NOBODY));
-        assert_eq!(owner_ids(Some((0, 1000))), (ns::NOBODY, ns::NOBODY));
-        assert_eq!(owner_ids(Some((0, 0))), (ns::NOBODY, ns::NOBODY));
-        assert_eq!(owner_ids(None), (ns::NOBODY, ns::NOBODY));
     }
 
     #[test]

@@ -31,7 +31,7 @@ mod sys;
 #[global_allocator]
 static ALLOCATOR: rlsf::GlobalTlsf = rlsf::GlobalTlsf::new();
 
-use aiops_policy::proto::{exit, Report};
+use aiops_proto::{exit, Report};
 use error::JailError;
 use exec::ReportFd;
 use nix::sys::socket::{getsockopt, sockopt, SockType};

@@ -464,7 +464,7 @@ fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
 }
 
 /// The loopback port the in-jail end of the egress proxy listens on.
-pub const ALLOWLIST_PROXY_PORT: u16 = 3128;
+pub use aiops_proto::net::ALLOWLIST_PROXY_PORT;
 
 fn build_seccomp(eff: &Effective) -> SeccompPlan {
     let mut deny = baseline_deny();
