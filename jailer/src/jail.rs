@@ -4,6 +4,7 @@ use crate::error::JailError;
 use crate::exec::{execve_agentd, ReportFd};
 use crate::{caps, idmap, landlock, limits, mounts, net, ns, seccomp, secrets, sys};
 use aiops_proto::facts::LayerReq;
+use aiops_proto::locate::{self, Search};
 use aiops_proto::net::NetMode;
 use aiops_proto::plan::{Mount, Namespace, AGENTD_IN_JAIL};
 use aiops_proto::{ids, AbsPath};
@@ -55,7 +56,7 @@ impl HostEnv {
         HostEnv {
             secrets_dir: std::env::var_os(var).map(PathBuf::from),
             secrets_origin,
-            agentd: std::env::var_os("AIOPS_AGENTD").map(PathBuf::from),
+            agentd: std::env::var_os(locate::AGENTD.env).map(PathBuf::from),
             parent: nix::unistd::getppid(),
         }
     }
@@ -137,17 +138,27 @@ fn check_required_layers(req: &JailRequest) -> Result<(), JailError> {
     Ok(())
 }
 
-/// The host path of agentd: `$AIOPS_AGENTD`, else `aiops-agentd` next to us.
+/// The host path of agentd, by `aiops_proto::locate`'s rule: `$AIOPS_AGENTD`,
+/// else next to us, else the package's libexec dir (the jailer itself is
+/// there in a package, so the two agree). Checked by the bind at step 7.
 fn agentd_host_path(env: &HostEnv) -> Result<PathBuf, JailError> {
-    if let Some(p) = &env.agentd {
-        return Ok(p.clone());
+    let me = std::fs::read_link("/proc/self/exe").ok();
+    let search = locate::AGENTD.search(
+        env.agentd.clone(),
+        me.as_deref()
+            .and_then(std::path::Path::parent)
+            .map(|d| (d, "next to the jailer")),
+        std::path::Path::new(locate::LIBEXEC_DIR),
+    );
+    match search {
+        Search::Override { path, .. } => Ok(path),
+        Search::Candidates(c) => {
+            let found = c.iter().find(|(p, _)| p.is_file()).or(c.first());
+            found
+                .map(|(p, _)| p.clone())
+                .ok_or_else(|| refused("no place to look for aiops-agentd"))
+        }
     }
-    let me = std::fs::read_link("/proc/self/exe")
-        .map_err(|e| refused(format!("/proc/self/exe: {e}")))?;
-    let dir = me
-        .parent()
-        .ok_or_else(|| refused("/proc/self/exe has no parent directory"))?;
-    Ok(dir.join("aiops-agentd"))
 }
 
 /// A confined plan must bind exactly this jailer's agentd at AGENTD_IN_JAIL.

@@ -19,6 +19,7 @@ pub mod error;
 pub mod exit;
 pub mod facts;
 pub mod ids;
+pub mod locate;
 pub mod net;
 pub mod path;
 pub mod plan;

@@ -215,14 +215,7 @@ fn warn_if_root_owned_workspace(plan: &aiops_policy::JailPlan) {
     if plan.unconfined || !nix::unistd::geteuid().is_root() {
         return;
     }
-    let first_rw = plan.mounts.iter().find_map(|m| match m {
-        aiops_policy::plan::Mount::Bind {
-            src,
-            writable: true,
-            ..
-        } => Some(src),
-        _ => None,
-    });
+    let first_rw = aiops_proto::ids::identity_sources(plan).next();
     if let Some(src) = first_rw {
         // Only when nobody can enter but not write: if it cannot enter at
         // all, the jailer refuses with its own message.

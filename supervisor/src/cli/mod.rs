@@ -339,4 +339,58 @@ mod tests {
             }
         }
     }
+
+    /// Every status a help text or docs/operations.md names is one of
+    /// `aiops_proto::exit`'s (the one table), the step range or a signal;
+    /// the generated table in docs/operations.md is the table itself.
+    #[test]
+    fn help_and_docs_take_their_exit_codes_from_the_one_table() {
+        use aiops_proto::exit;
+        let known = |c: i32| {
+            c == 0 || exit::lookup(c).is_some() || aiops_proto::Step::from_exit_code(c).is_some()
+        };
+        for text in [EXIT_CODES, lint::EXIT_HELP] {
+            for line in text.lines().skip(1) {
+                let code: i32 = line
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .unwrap_or(-1);
+                assert!(
+                    known(code),
+                    "{line:?} names a status not in aiops_proto::exit"
+                );
+            }
+        }
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/operations.md"
+        ))
+        .unwrap_or_default();
+        let (begin, end) = ("<!-- BEGIN EXIT TABLE -->\n", "<!-- END EXIT TABLE -->");
+        let section = doc
+            .split_once(begin)
+            .and_then(|(_, rest)| rest.split_once(end))
+            .map(|(s, _)| s.to_string());
+        let mut want = String::from("| status | name | meaning |\n|---|---|---|\n");
+        want.push_str("| 0 | | success |\n");
+        for e in exit::TABLE {
+            want.push_str(&format!("| {} | `{}` | {} |\n", e.code, e.name, e.meaning));
+        }
+        want.push_str(&format!(
+            "| {}–{} | | jailer/agentd set-up failed at step N (80 `read_request` … 101 `spawn_node`) |\n",
+            exit::STEP_BASE,
+            aiops_proto::Step::SpawnNode.exit_code()
+        ));
+        want.push_str(&format!(
+            "| {}+N | | killed by signal N |\n",
+            exit::SIGNAL_BASE
+        ));
+        assert_eq!(
+            section.as_deref(),
+            Some(want.as_str()),
+            "docs/operations.md's exit table (between {begin:?} and {end:?}) should read:\n{want}"
+        );
+    }
 }

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `aiopsctl run` exit codes beyond 0 (succeeded) and 1 (failed).
-pub const EXIT_PAUSED: i32 = 75;
-pub const EXIT_CANCELLED: i32 = 4;
+pub const EXIT_PAUSED: i32 = aiops_proto::exit::PAUSED;
+pub const EXIT_CANCELLED: i32 = aiops_proto::exit::CANCELLED;
 
 #[derive(Debug, Args)]
 pub struct Common {

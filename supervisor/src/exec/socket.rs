@@ -13,8 +13,9 @@
 use super::linux::{finish, read_reports, JailStdio, JailerFds};
 use super::{stamps, ExecReport, Stamp};
 use crate::error::SupervisorError;
-use aiops_policy::proto::{exit, MAX_REQUEST_BYTES};
 use aiops_policy::JailPlan;
+use aiops_proto::exit;
+use aiops_proto::request::frame;
 use nix::sys::socket::{
     sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
 };
@@ -64,15 +65,9 @@ pub fn start(
     plan: &JailPlan,
 ) -> Result<SocketJail, SupervisorError> {
     let body = super::linux::request_body(node_id, argv, plan)?;
-    let len = u32::try_from(body.len())
-        .ok()
-        .filter(|_| body.len() <= MAX_REQUEST_BYTES)
-        .ok_or_else(|| SupervisorError::Refused {
-            reason: format!(
-                "jail request of {} bytes exceeds {MAX_REQUEST_BYTES}",
-                body.len()
-            ),
-        })?;
+    let head = frame::encode_len(body.len()).map_err(|e| SupervisorError::Refused {
+        reason: e.to_string(),
+    })?;
     let (reports, rep_child) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -87,7 +82,6 @@ pub fn start(
     let mut conn = UnixStream::connect(socket).map_err(js)?;
     // Nothing runs in the jail before the request is sent.
     let before = stamps(&plan.protected);
-    let head = len.to_le_bytes();
     let mut fds: Vec<RawFd> = vec![
         rep_child.as_raw_fd(),
         stdio[0].as_raw_fd(),
@@ -176,7 +170,7 @@ impl SocketJail {
         // No status (EOF): the jailer failed before the jail existed, or was
         // killed; the reports, if any, say more.
         let status = match self.conn.read_exact(&mut raw) {
-            Ok(()) => ExitStatus::from_raw(i32::from_le_bytes(raw)),
+            Ok(()) => ExitStatus::from_raw(frame::decode_status(raw)),
             Err(_) => ExitStatus::from_raw(exit::INTERNAL << 8),
         };
         Ok(finish(&self.plan, self.before, &status, reports))
