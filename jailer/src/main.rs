@@ -20,6 +20,7 @@ mod ns;
 mod probe;
 mod seccomp;
 mod secrets;
+mod steps;
 #[allow(unsafe_code)] // all FFI is here; see the header comment of sys.rs
 mod sys;
 
