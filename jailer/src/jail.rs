@@ -290,6 +290,7 @@ pub fn run_with(
     sys.check_reachable(uid, plan.cwd.as_path())?;
     // agentd too: as root, a checkout under /root is out of the jail uid's reach.
     sys.check_reachable(uid, &agentd)?;
+    let git_env = git_safe_directories(plan, uid);
     if !plan.unconfined {
         // 4. 5.
         sys.unshare_namespaces(&plan.namespaces)?;
@@ -337,6 +338,7 @@ pub fn run_with(
             .env
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(git_env)
             .collect(),
         secrets,
         timeout_ms: plan.run.timeout_ms,
@@ -350,6 +352,43 @@ pub fn run_with(
         PathBuf::from(AGENTD_IN_JAIL)
     };
     sys.execve_agentd(&target, &spec, report)
+}
+
+/// git refuses a repository another uid owns ("detected dubious
+/// ownership"). In system mode the workspace belongs to the supervisor's
+/// user and shows as the overflow uid in the jail, yet it is the node's to
+/// use: each writable bind another uid owns is named in `safe.directory`,
+/// in git's command-line scope (GIT_CONFIG_COUNT), which git honours for
+/// it. Nothing is added to a plan that sets GIT_CONFIG_COUNT itself.
+fn git_safe_directories(plan: &aiops_proto::JailPlan, uid: u32) -> Vec<(String, String)> {
+    if plan.unconfined || plan.env.contains_key("GIT_CONFIG_COUNT") {
+        return vec![];
+    }
+    let dirs: Vec<String> = plan
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Bind {
+                src,
+                dst,
+                writable: true,
+                ..
+            } => std::fs::metadata(src.as_path())
+                .ok()
+                .filter(|md| md.uid() != uid)
+                .map(|_| dst.to_string()),
+            _ => None,
+        })
+        .collect();
+    if dirs.is_empty() {
+        return vec![];
+    }
+    let mut env = vec![("GIT_CONFIG_COUNT".to_string(), dirs.len().to_string())];
+    for (i, d) in dirs.into_iter().enumerate() {
+        env.push((format!("GIT_CONFIG_KEY_{i}"), "safe.directory".to_string()));
+        env.push((format!("GIT_CONFIG_VALUE_{i}"), d));
+    }
+    env
 }
 
 #[cfg(test)]

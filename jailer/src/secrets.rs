@@ -13,6 +13,10 @@ use std::path::Path;
 /// A larger file is refused: a secret is a token, not a payload.
 pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
 const GROUP_OTHER: u32 = 0o077;
+/// systemd names the credentials of a directory `LoadCredential=ID:DIR`
+/// `ID_<file>`; aiops-jailer@.service uses ID `aiops`. A credential named
+/// exactly `NAME` (a drop-in's `LoadCredential=NAME:...`) is read first.
+pub const CREDENTIAL_PREFIX: &str = "aiops_";
 
 fn bad(name: &str, reason: impl Into<String>) -> JailError {
     JailError::Secrets {
@@ -118,12 +122,22 @@ pub fn read_secrets(
     let mut out = Vec::with_capacity(names.len());
     for n in names {
         let name = n.as_str();
-        let fd = openat(
-            &dfd,
-            name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
+        let open_name = |file: &str| {
+            openat(
+                &dfd,
+                file,
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+        };
+        let fd = match open_name(name) {
+            // The unit's `LoadCredential=aiops:/etc/aiops/credentials` loads
+            // each file of that directory as `aiops_<file>`.
+            Err(nix::errno::Errno::ENOENT) if origin == Origin::Credentials => {
+                open_name(&format!("{CREDENTIAL_PREFIX}{name}"))
+            }
+            r => r,
+        }
         .map_err(|e| bad(name, format!("open: {e}")))?;
         check_private(&fd, origin, name, "the secret file", SFlag::S_IFREG)?;
         let mut buf = String::new();
@@ -202,6 +216,17 @@ mod tests {
         assert!(read_secrets(Some(d.path()), Origin::Credentials, &names(&["TOKEN"])).is_err());
         let e = read_secrets(None, Origin::Credentials, &names(&["TOKEN"])).unwrap_err();
         assert!(e.chain().contains("CREDENTIALS_DIRECTORY"), "{}", e.chain());
+    }
+
+    #[test]
+    fn credentials_of_the_units_directory_load_carry_its_prefix() {
+        // LoadCredential=aiops:/etc/aiops/credentials names them aiops_<file>.
+        let d = dir_with(0o700, 0o600);
+        std::fs::rename(d.path().join("TOKEN"), d.path().join("aiops_TOKEN")).unwrap();
+        let got = read_secrets(Some(d.path()), Origin::Credentials, &names(&["TOKEN"])).unwrap();
+        assert_eq!(got, vec![("TOKEN".to_string(), Secret("s3cret".into()))]);
+        // Only systemd's credentials directory has that naming.
+        assert!(read_secrets(Some(d.path()), Origin::SecretsDir, &names(&["TOKEN"])).is_err());
     }
 
     #[test]

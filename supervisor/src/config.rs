@@ -138,7 +138,28 @@ impl Config {
                 ..ConfigFile::default()
             },
         };
-        Ok(Self::resolve(chosen, file))
+        let mut cfg = Self::resolve(chosen, file);
+        if path.is_none() && cfg.source.is_some() {
+            cfg.as_client_of_the_daemon();
+        }
+        Ok(cfg)
+    }
+
+    /// The system configuration, read by someone other than the daemon's
+    /// user (or root): its state directory is the daemon's, not theirs.
+    /// The daemon is still reached on `api_socket`; when it does not serve
+    /// this user, `aiopsctl run` runs locally as in local mode: the user's
+    /// own state directory and workspaces, the jailer exec'd directly.
+    fn as_client_of_the_daemon(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let euid = nix::unistd::geteuid();
+        let theirs = std::fs::metadata(&self.state_dir).is_ok_and(|m| m.uid() != euid.as_raw());
+        if euid.is_root() || !theirs {
+            return;
+        }
+        self.state_dir = default_state_dir();
+        self.workspace_root = self.state_dir.join("workspaces");
+        self.jailer_mode = JailerMode::Exec;
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, SupervisorError> {

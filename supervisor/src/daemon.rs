@@ -54,7 +54,7 @@ fn check_profiles() -> Vec<String> {
 
 pub fn main(args: DaemonArgs) -> Result<i32, SupervisorError> {
     let cfg = Config::load(args.config.as_deref())?;
-    crate::logging::init();
+    crate::logging::init_with_default(crate::logging::DAEMON_DEFAULT);
     let bad_profiles = check_profiles();
     for b in &bad_profiles {
         tracing::error!(profile = %b, "profile does not load; nodes naming it will be refused");
@@ -87,7 +87,13 @@ fn share_socket(cfg: &Config) {
         return;
     };
     if let Err(e) = nix::unistd::chown(&cfg.api_socket, None, Some(group.gid)) {
-        tracing::warn!(group = %cfg.admin_group, error = %e, "could not give the API socket to the admin group");
+        if std::env::var_os("INVOCATION_ID").is_some() && e == nix::errno::Errno::EPERM {
+            // systemd: the packaged unit's filter denies chown(2); its
+            // ExecStartPost= gives the socket to the group instead.
+            tracing::debug!(group = %cfg.admin_group, error = %e, "API socket's group left to the unit");
+        } else {
+            tracing::warn!(group = %cfg.admin_group, error = %e, "could not give the API socket to the admin group");
+        }
     }
 }
 

@@ -86,6 +86,7 @@ fn probe_host_with(cgroup: bool) -> HostProbe {
         unprivileged_userns_clone: read("/proc/sys/kernel/unprivileged_userns_clone"),
         apparmor_restrict: read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
         root: nix::unistd::geteuid().is_root(),
+        proc_sys_hidden: !Path::new("/proc/sys").exists() && Path::new("/proc/self").exists(),
     });
     let netns = userns && Path::new("/proc/self/ns/net").exists();
     let (cgroup_v2, cg) = if cgroup {
@@ -244,6 +245,9 @@ pub struct UsernsSysctls {
     /// Ubuntu 23.10+ with AppArmor.
     pub apparmor_restrict: Option<String>,
     pub root: bool,
+    /// /proc shows processes only (systemd's `ProcSubset=pid`, as in the
+    /// packaged supervisor unit): the sysctls cannot be read here.
+    pub proc_sys_hidden: bool,
 }
 
 pub const APPARMOR_FIX: &str = "load the AppArmor profile that allows user namespaces for the jailer only: the aiops package installs /etc/apparmor.d/aiops-jailer (a copy of /usr/share/aiops/apparmor/aiops-jailer, made by postinst where AppArmor 4 is present); run `apparmor_parser -r /etc/apparmor.d/aiops-jailer`. Without the package, copy packaging/apparmor/aiops-jailer there and put your jailer's real path on its `profile` line. See docs/operations.md, \"Troubleshooting denials\"";
@@ -256,6 +260,19 @@ fn userns_check(s: &UsernsSysctls) -> (bool, Check) {
     };
     let what = "user namespaces";
     match val(&s.max_user_namespaces) {
+        // Not a weaker plan: every confined plan starts with a user
+        // namespace (false only refuses), and the jailer, which creates it
+        // and sees /proc/sys, fails closed at `unshare` when it cannot.
+        None if s.proc_sys_hidden => {
+            return (
+                true,
+                Check::new(
+                    Status::Unknown,
+                    what,
+                    "/proc/sys is hidden from this process (ProcSubset=pid); the jailer checks when it creates the namespace",
+                ),
+            )
+        }
         None => {
             return (
                 false,
@@ -420,6 +437,13 @@ mod tests {
         assert!(!ok);
         assert!(c.fix.unwrap().contains("apparmor_parser -r"));
         assert!(!userns_check(&UsernsSysctls::default()).0);
+        // The supervisor unit's ProcSubset=pid: left to the jailer.
+        let (ok, c) = userns_check(&UsernsSysctls {
+            proc_sys_hidden: true,
+            ..Default::default()
+        });
+        assert!(ok);
+        assert_eq!(c.status, Status::Unknown);
     }
 
     const MOUNTINFO: &str = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\

@@ -9,10 +9,19 @@ use tracing_subscriber::EnvFilter;
 pub const LOG_ENV: &str = "AIOPS_LOG";
 
 pub fn init() {
+    init_with_default("warn");
+}
+
+/// The daemon's default: warnings, plus its own start, drain and stop
+/// lines (info, daemon.rs), which an operator looks for in the journal.
+pub const DAEMON_DEFAULT: &str = "warn,aiops_supervisor::daemon=info";
+
+/// `init` with another default filter (used when `AIOPS_LOG` is unset or bad).
+pub fn init_with_default(default: &str) {
     let (filter, bad_filter) = match EnvFilter::try_from_env(LOG_ENV) {
         Ok(f) => (f, false),
         // Unset is the normal case; a value that does not parse is worth a warning.
-        Err(_) => (EnvFilter::new("warn"), std::env::var_os(LOG_ENV).is_some()),
+        Err(_) => (EnvFilter::new(default), std::env::var_os(LOG_ENV).is_some()),
     };
     let journald = std::env::var_os("JOURNAL_STREAM")
         .is_some()
@@ -38,6 +47,6 @@ pub fn init() {
     };
     if inited.is_ok() && bad_filter {
         // The value itself is not logged: it came from the environment.
-        tracing::warn!(var = LOG_ENV, "ignoring unparsable log filter; using warn");
+        tracing::warn!(var = LOG_ENV, default, "ignoring unparsable log filter; using the default");
     }
 }

@@ -269,4 +269,34 @@ pub trait Backend: Send + Sync + 'static {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event>;
     /// Prometheus text exposition.
     fn metrics(&self) -> String;
+    /// The audit log's records matching `q` (`GET /api/v1/audit`): in
+    /// system mode the files are the daemon's alone.
+    fn audit(&self, q: crate::audit::Query) -> Result<Vec<crate::audit::AuditRecord>, ApiFailure> {
+        let _ = q;
+        Err(ApiFailure::NotFound("this backend keeps no audit log".into()))
+    }
+    /// Remove (or list) workspaces and output of long-finished runs
+    /// (`POST /api/v1/gc`).
+    fn gc(&self, req: GcRequest) -> Result<Vec<GcEntry>, ApiFailure> {
+        let _ = req;
+        Err(ApiFailure::NotFound("this backend collects nothing".into()))
+    }
+}
+
+/// `POST /api/v1/gc`: runs that ended more than `older_than_ms` ago.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcRequest {
+    pub older_than_ms: u64,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One workspace `gc` looked at: `result` is `removed`, `would_remove` or
+/// `failed` (with `error`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcEntry {
+    pub workspace: String,
+    pub result: String,
+    pub error: Option<String>,
 }

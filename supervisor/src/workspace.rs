@@ -47,6 +47,11 @@ use git::{open_source, populate, refuse_escaping_symlinks, resolve_commit};
 const NAME_MAX: usize = 255;
 const ROOT_MODE: u32 = 0o700;
 const DIR_MODE: u32 = 0o755;
+/// Under a group-shared root (system mode): the umask (the unit's 0007)
+/// and the root's setgid bit, which new directories inherit, make these
+/// 2770 without a chmod that names the setgid bit (systemd's
+/// RestrictSUIDSGID= forbids that one).
+const SHARED_DIR_MODE: u32 = 0o770;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
@@ -119,6 +124,8 @@ pub enum WorkspaceError {
 #[derive(Debug, Clone)]
 pub struct WorkspaceRoot {
     root: PathBuf,
+    /// Mode of the directories made here: DIR_MODE, or SHARED_DIR_MODE.
+    dir_mode: u32,
 }
 
 /// A checked-out workspace.
@@ -199,7 +206,10 @@ impl WorkspaceRoot {
         }
         // Fail here, once, rather than on every node's workspace.
         git2::Config::open_default().map_err(|source| WorkspaceError::GitConfig { source })?;
-        Ok(WorkspaceRoot { root: canonical })
+        Ok(WorkspaceRoot {
+            root: canonical,
+            dir_mode: if group_shared { SHARED_DIR_MODE } else { DIR_MODE },
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -231,7 +241,7 @@ impl WorkspaceRoot {
 
         let flow_dir = self.root.join(flow);
         let made_flow_dir = self.ensure_flow_dir(&flow_dir)?;
-        if let Err(source) = DirBuilder::new().mode(DIR_MODE).create(&target) {
+        if let Err(source) = DirBuilder::new().mode(self.dir_mode).create(&target) {
             if made_flow_dir {
                 let _ = fs::remove_dir(&flow_dir);
             }
@@ -244,7 +254,7 @@ impl WorkspaceRoot {
                 }
             });
         }
-        match populate(&src, repo, commit, &target) {
+        match populate(&src, repo, commit, &target, self.dir_mode) {
             Ok(()) => Ok(Workspace {
                 path: target,
                 commit: sha,
@@ -264,7 +274,7 @@ impl WorkspaceRoot {
     /// Make `<root>/<flow>` if missing; refuse a symlink or anything that is
     /// not a directory inside the root. Returns whether it was made here.
     fn ensure_flow_dir(&self, flow_dir: &Path) -> Result<bool, WorkspaceError> {
-        let made = match DirBuilder::new().mode(DIR_MODE).create(flow_dir) {
+        let made = match DirBuilder::new().mode(self.dir_mode).create(flow_dir) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
             Err(source) => {

@@ -231,6 +231,40 @@ impl Client {
         self.json(Method::POST, &path, None, "run").await
     }
 
+    /// `GET /api/v1/audit`.
+    pub async fn audit(
+        &self,
+        since_ms: Option<u64>,
+        run: Option<&str>,
+    ) -> Result<Vec<crate::audit::AuditRecord>, ApiError> {
+        let mut q = vec![];
+        if let Some(ms) = since_ms {
+            q.push(format!("since_ms={ms}"));
+        }
+        if let Some(r) = run {
+            q.push(format!("run={}", percent_encode(r)));
+        }
+        let path = if q.is_empty() {
+            "/api/v1/audit".to_string()
+        } else {
+            format!("/api/v1/audit?{}", q.join("&"))
+        };
+        self.json(Method::GET, &path, None, "audit records").await
+    }
+
+    /// `POST /api/v1/gc`.
+    pub async fn gc(
+        &self,
+        req: &crate::model::GcRequest,
+    ) -> Result<Vec<crate::model::GcEntry>, ApiError> {
+        let body = serde_json::to_vec(req).map_err(|source| ApiError::Decode {
+            what: "gc request",
+            source,
+        })?;
+        self.json(Method::POST, "/api/v1/gc", Some(body), "gc result")
+            .await
+    }
+
     pub async fn metrics(&self) -> Result<String, ApiError> {
         let resp = self.send(Method::GET, "/metrics", None).await?;
         let target = self.describe();

@@ -61,8 +61,34 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>) -> Re
         }
         Route::Output { id, node } => stream::output(shared, id, node, &query).await,
         Route::Events => stream::events(shared, req.headers(), &query),
+        Route::Audit => audit(b, &query).await,
+        Route::Gc => gc(b, req).await,
     };
     result.unwrap_or_else(|f| failure(&f))
+}
+
+/// `GET /api/v1/audit?since_ms=N&run=ID`: the matching records, oldest first.
+async fn audit(b: &Arc<dyn Backend>, query: &[(String, String)]) -> Result<Resp, ApiFailure> {
+    let since = param::<u64>(query, "since_ms")?
+        .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+    let run = param::<String>(query, "run")?;
+    let q = crate::audit::Query { since, run };
+    call(b, move |b| b.audit(q))
+        .await
+        .map(|r| body::json(StatusCode::OK, &r))
+}
+
+/// `POST /api/v1/gc` with a `GcRequest`: what was (or would be) removed.
+async fn gc(b: &Arc<dyn Backend>, req: Request<Incoming>) -> Result<Resp, ApiFailure> {
+    let bytes = match body::read_bounded(req).await {
+        Ok(b) => b,
+        Err(resp) => return Ok(resp),
+    };
+    let g: crate::model::GcRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiFailure::BadRequest(format!("request body: {e}")))?;
+    call(b, move |b| b.gc(g))
+        .await
+        .map(|r| body::json(StatusCode::OK, &r))
 }
 
 fn readyz(b: &dyn Backend) -> Resp {

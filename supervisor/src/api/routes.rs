@@ -15,6 +15,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/runs/{id}/nodes/{node}/confirm"),
     ("POST", "/api/v1/runs/{id}/nodes/{node}/cancel"),
     ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/audit"),
+    ("POST", "/api/v1/gc"),
 ];
 
 /// A matched request.
@@ -32,6 +34,8 @@ pub enum Route {
     Confirm { id: String, node: String },
     CancelNode { id: String, node: String },
     Events,
+    Audit,
+    Gc,
 }
 
 /// Why a request matched no route.
@@ -103,6 +107,8 @@ fn build(index: usize, mut p: Vec<String>) -> Route {
         "/api/v1/runs/{id}/nodes/{node}/output" => Route::Output { id, node },
         "/api/v1/runs/{id}/nodes/{node}/confirm" => Route::Confirm { id, node },
         "/api/v1/runs/{id}/nodes/{node}/cancel" => Route::CancelNode { id, node },
+        "/api/v1/audit" => Route::Audit,
+        "/api/v1/gc" => Route::Gc,
         _ => Route::Events,
     }
 }

@@ -127,4 +127,19 @@ impl Backend for RemoteBackend {
     fn metrics(&self) -> String {
         self.rt.block_on(self.client.metrics()).unwrap_or_default()
     }
+    fn audit(
+        &self,
+        q: crate::audit::Query,
+    ) -> Result<Vec<crate::audit::AuditRecord>, ApiFailure> {
+        let since_ms = q.since.map(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        });
+        self.rt
+            .block_on(self.client.audit(since_ms, q.run.as_deref()))
+            .map_err(failure)
+    }
+    fn gc(&self, req: crate::model::GcRequest) -> Result<Vec<crate::model::GcEntry>, ApiFailure> {
+        self.rt.block_on(self.client.gc(&req)).map_err(failure)
+    }
 }

@@ -694,7 +694,11 @@ pub fn audit(args: &AuditArgs, out: &mut dyn Write) -> Result<i32, SupervisorErr
         since: args.since.as_deref().map(parse_when).transpose()?,
         run: args.run.clone(),
     };
-    let recs = crate::audit::read(&cfg.state_dir.join("audit"), &q)?;
+    // The daemon's log is its own (0600 in system mode): read through it.
+    let recs = match daemon(&cfg) {
+        Some(d) => d.audit(q).map_err(api_err)?,
+        None => crate::audit::read(&cfg.state_dir.join("audit"), &q)?,
+    };
     if args.common.json {
         for r in &recs {
             let s = serde_json::to_string(r).map_err(|source| SupervisorError::Json {
@@ -746,67 +750,42 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         reason: format!("{:?}: {e}", args.older_than),
     })?;
     let before = crate::store::now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-    if !cfg.state_dir.join(crate::store::DB_FILE).exists() {
-        if args.common.json {
-            print_json(out, "gc result", &Vec::<serde_json::Value>::new())?;
-        } else {
-            writeln!(out, "nothing to collect in {}", cfg.state_dir.display()).map_err(out_err)?;
-        }
-        return Ok(0);
-    }
-    let finished: std::collections::HashSet<(String, String)> = Store::open(&cfg.state_dir)?
-        .finished_before(before)?
-        .into_iter()
-        .collect();
-    crate::sys::isolate_libgit2();
-    let root = crate::workspace::WorkspaceRoot::open(&cfg.workspace_root).map_err(|e| {
-        SupervisorError::StateDir {
-            path: cfg.workspace_root.clone(),
-            source: std::io::Error::other(error_chain(&e)),
-        }
-    })?;
-    let doomed: Vec<_> = root
-        .list()
-        .map_err(|e| SupervisorError::StateDir {
-            path: cfg.workspace_root.clone(),
-            source: std::io::Error::other(error_chain(&e)),
-        })?
-        .into_iter()
-        .filter(|e| finished.contains(&(e.flow.clone(), e.run.clone())))
-        .collect();
-    // (workspace, what happened, why it failed)
-    let mut done: Vec<(String, &'static str, Option<String>)> = vec![];
-    for e in &doomed {
-        let path = e.path.display().to_string();
-        if args.dry_run {
-            done.push((path, "would_remove", None));
-            continue;
-        }
-        match root.remove(&e.flow, &e.run) {
-            Ok(()) => {
-                let _ = std::fs::remove_dir_all(cfg.state_dir.join("runs").join(&e.run));
-                done.push((path, "removed", None));
-            }
-            Err(err) => done.push((path, "failed", Some(error_chain(&err)))),
-        }
-    }
-    let failed = done.iter().filter(|d| d.1 == "failed").count();
-    if args.common.json {
-        let v: Vec<serde_json::Value> = done
-            .iter()
-            .map(|(p, what, why)| serde_json::json!({"workspace": p, "result": what, "error": why}))
-            .collect();
-        print_json(out, "gc result", &v)?;
+    // The daemon's workspaces are not an admin's to remove: it collects them.
+    let done = if let Some(d) = daemon(&cfg) {
+        d.gc(crate::model::GcRequest {
+            older_than_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+            dry_run: args.dry_run,
+        })
+        .map_err(api_err)?
     } else {
-        for (p, what, why) in &done {
-            let line = match (*what, why) {
-                ("would_remove", _) => format!("would remove {p}"),
-                ("removed", _) => format!("removed {p}"),
-                (_, why) => format!("could not remove {p}: {}", why.as_deref().unwrap_or("")),
+        if !cfg.state_dir.join(crate::store::DB_FILE).exists() {
+            if args.common.json {
+                print_json(out, "gc result", &Vec::<serde_json::Value>::new())?;
+            } else {
+                writeln!(out, "nothing to collect in {}", cfg.state_dir.display())
+                    .map_err(out_err)?;
+            }
+            return Ok(0);
+        }
+        crate::gc::collect(&cfg.state_dir, &cfg.workspace_root, before, args.dry_run)?
+    };
+    let failed = done.iter().filter(|d| d.result == "failed").count();
+    if args.common.json {
+        print_json(out, "gc result", &done)?;
+    } else {
+        for d in &done {
+            let p = &d.workspace;
+            let line = match d.result.as_str() {
+                "would_remove" => format!("would remove {p}"),
+                "removed" => format!("removed {p}"),
+                _ => format!(
+                    "could not remove {p}: {}",
+                    d.error.as_deref().unwrap_or("")
+                ),
             };
             writeln!(out, "{line}").map_err(out_err)?;
         }
-        if doomed.is_empty() {
+        if done.is_empty() {
             writeln!(out, "nothing older than {} to collect", args.older_than).map_err(out_err)?;
         }
     }

@@ -546,6 +546,23 @@ impl Backend for Engine {
     fn metrics(&self) -> String {
         sched::metrics(&self.shared)
     }
+
+    fn audit(&self, q: crate::audit::Query) -> Result<Vec<crate::audit::AuditRecord>, ApiFailure> {
+        self.flush_audit();
+        crate::audit::read(&self.audit_dir(), &q).map_err(|e| internal(&e))
+    }
+
+    fn gc(&self, req: crate::model::GcRequest) -> Result<Vec<crate::model::GcEntry>, ApiFailure> {
+        let age = i64::try_from(req.older_than_ms).unwrap_or(i64::MAX);
+        let cfg = &self.shared.cfg;
+        crate::gc::collect(
+            &cfg.state_dir,
+            &cfg.workspace_root,
+            crate::store::now_ms().saturating_sub(age),
+            req.dry_run,
+        )
+        .map_err(|e| internal(&e))
+    }
 }
 
 /// System mode: the jail runs as another user (`aiops-jail`) in the
@@ -553,9 +570,9 @@ impl Backend for Engine {
 /// group on what the node creates), files gain group read/write (and
 /// execute where the owner has it). Symlinks are left alone.
 pub(crate) fn share_with_group(root: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let mut stack = vec![root.to_path_buf()];
-    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o2770))?;
+    chmod_if_needed(root, &std::fs::symlink_metadata(root)?, 0o2770)?;
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
@@ -571,20 +588,31 @@ pub(crate) fn share_with_group(root: &Path) -> std::io::Result<()> {
                 let m = meta.mode() & 0o777;
                 (m | 0o060 | ((m & 0o100) >> 3)) & 0o770
             };
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+            chmod_if_needed(&p, &meta, mode)?;
         }
     }
     Ok(())
 }
 
+/// chmod only when the mode differs. System mode's unit (RestrictSUIDSGID=)
+/// refuses any chmod naming the setgid bit, even one that changes nothing;
+/// directories made there already are 2770 (inherited setgid, UMask=0007,
+/// workspace.rs's SHARED_DIR_MODE).
+fn chmod_if_needed(p: &Path, meta: &std::fs::Metadata, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if meta.mode() & 0o7777 == mode {
+        return Ok(());
+    }
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+}
+
 pub(crate) fn set_mode(p: &Path, mode: u32) -> Result<(), SupervisorError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|source| {
-        SupervisorError::StateDir {
+    std::fs::symlink_metadata(p)
+        .and_then(|meta| chmod_if_needed(p, &meta, mode))
+        .map_err(|source| SupervisorError::StateDir {
             path: p.to_path_buf(),
             source,
-        }
-    })
+        })
 }
 
 /// The uid a root-started engine hands workspaces to: jails never run as

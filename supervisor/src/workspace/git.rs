@@ -47,6 +47,7 @@ pub(super) fn populate(
     repo: &Path,
     commit: Oid,
     target: &Path,
+    dir_mode: u32,
 ) -> Result<(), WorkspaceError> {
     let mut opts = RepositoryInitOptions::new();
     // Built-in template only: no hooks from the user's init.templateDir. An
@@ -92,7 +93,7 @@ pub(super) fn populate(
         source,
     };
     dst.set_head_detached(commit).map_err(checkout_err)?;
-    dst.checkout_head(Some(CheckoutBuilder::new().force()))
+    dst.checkout_head(Some(CheckoutBuilder::new().force().dir_perm(dir_mode as i32)))
         .map_err(checkout_err)
 }
 
