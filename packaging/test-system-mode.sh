@@ -108,6 +108,18 @@ timeout = "60s"
 [node.caps]
 secrets = ["ANTHROPIC_API_KEY"]
 TOML
+cat >"$root/srv/aiops/fail.toml" <<'TOML'
+schema = 1
+name = "failing"
+[workspace]
+repo = "quickstart/repo"
+ref = "main"
+[[node]]
+id = "no"
+kind = "shell"
+run = "echo failing on purpose; exit 3"
+profile = "restrictive"
+TOML
 cat >"$root/srv/aiops/sleep.toml" <<'TOML'
 schema = 1
 name = "sleeper"
@@ -133,7 +145,7 @@ boot() {
   local _ p
   for _ in $(seq 1 100); do
     # The container's PID 1 (systemd) is a descendant of nspawn.
-    for p in $(ps -e -o pid= --ppid "$nspawn_pid" 2>/dev/null); do
+    for p in $(ps -o pid= --ppid "$nspawn_pid" 2>/dev/null); do
       [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd ] && pid1=$p
     done
     [ -n "$pid1" ] && break
@@ -233,12 +245,16 @@ quickstart() { # $1: ct or ops
   ok "every node succeeded, git included ($who)"
   check "status as $who" "$who" aiopsctl status "$run"
   check "logs as $who" "$who" aiopsctl logs "$run" test
-  check "audit as $who" "$who" aiopsctl audit --run "$run"
+  "$who" aiopsctl audit --run "$run" | grep -q "node_end $run clean succeeded" ||
+    fail "audit as $who" "$("$who" aiopsctl audit --run "$run" 2>&1 | tail -n 5)"
+  ok "audit as $who"
   last_run=$run
 }
 quickstart ct
 quickstart ops
-check "gc as ops" ops aiopsctl gc --older-than 0s
+ops aiopsctl gc --older-than 0s | grep -q "^removed /var/lib/aiops/workspaces/quickstart/$last_run" ||
+  fail "gc as ops" "$(ops aiopsctl gc --older-than 0s 2>&1 | tail -n 5)"
+ok "gc as ops (removed the workspace)"
 
 # --- a secret from /etc/aiops/credentials: injected, redacted; egress ----
 secret=aiops-systest-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
@@ -260,6 +276,12 @@ printf '%s\n' "$sout" | grep -q egress-refused || fail "egress refused" "$sout"
 ct aiopsctl audit --json --run "$srun" | grep -q 'evil.test' ||
   fail "egress denial in the audit" "$(ct aiopsctl audit --json --run "$srun" 2>&1 | tail -n 5)"
 ok "egress denial in the audit"
+
+# --- a node that fails leaves no failed jailer instance -----------------
+rc=0; ct aiopsctl run /srv/aiops/fail.toml >/dev/null 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "failing node fails the run" "exit $rc"
+ok "failing node fails the run (exit 1)"
+check "no failed jailer instance after a failing node" sh -c "! nsenter --target $pid1 --all systemctl list-units --failed --no-legend 'aiops-jailer@*' | grep -q ."
 
 # --- restart mid-run drains; kill -9 marks lost, leaves no jail --------
 ct aiopsctl submit --detach /srv/aiops/sleep.toml >/dev/null || fail "submit" "sleep flow"
@@ -297,6 +319,8 @@ ok "plain user's local aiopsctl run pauses at the gate"
 # --- status with the daemon stopped; a reboot keeps state --------------
 ct systemctl stop aiops-supervisor.service
 check "status as root with the daemon stopped" ct aiopsctl status "$last_run"
+check "logs and audit as root with the daemon stopped" ct sh -c "aiopsctl logs $last_run test >/dev/null && aiopsctl audit --run $last_run | grep -q node_end"
+check "daemon's files still its own" ct sh -c '! find /var/lib/aiops -user root | grep -q .'
 ct systemctl poweroff || true
 for _ in $(seq 1 60); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.5; done
 wait "$nspawn_pid" 2>/dev/null || true

@@ -145,6 +145,35 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Root reading the daemon's state while no daemon answers (`status`,
+    /// `logs`, `audit`): the files are the daemon user's, 0600, and root
+    /// must not create root-owned ones among them (SQLite's -wal/-shm), so
+    /// this process becomes that user first. Nothing happens unless we are
+    /// root and the state directory belongs to another uid.
+    pub fn read_as_state_owner(&self) -> Result<(), SupervisorError> {
+        use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(());
+        }
+        let Ok(meta) = std::fs::metadata(&self.state_dir) else {
+            return Ok(());
+        };
+        if meta.uid() == 0 {
+            return Ok(());
+        }
+        let (uid, gid) = (Uid::from_raw(meta.uid()), Gid::from_raw(meta.gid()));
+        setgroups(&[])
+            .and_then(|()| setresgid(gid, gid, gid))
+            .and_then(|()| setresuid(uid, uid, uid))
+            .map_err(|e| SupervisorError::StateDir {
+                path: self.state_dir.clone(),
+                source: std::io::Error::other(format!(
+                    "become its owner (uid {uid}) to read it: {e}"
+                )),
+            })
+    }
+
     /// The system configuration, read by someone other than the daemon's
     /// user (or root): its state directory is the daemon's, not theirs.
     /// The daemon is still reached on `api_socket`; when it does not serve

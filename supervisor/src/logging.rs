@@ -47,6 +47,10 @@ pub fn init_with_default(default: &str) {
     };
     if inited.is_ok() && bad_filter {
         // The value itself is not logged: it came from the environment.
-        tracing::warn!(var = LOG_ENV, default, "ignoring unparsable log filter; using the default");
+        tracing::warn!(
+            var = LOG_ENV,
+            default,
+            "ignoring unparsable log filter; using the default"
+        );
     }
 }

@@ -273,7 +273,9 @@ pub trait Backend: Send + Sync + 'static {
     /// system mode the files are the daemon's alone.
     fn audit(&self, q: crate::audit::Query) -> Result<Vec<crate::audit::AuditRecord>, ApiFailure> {
         let _ = q;
-        Err(ApiFailure::NotFound("this backend keeps no audit log".into()))
+        Err(ApiFailure::NotFound(
+            "this backend keeps no audit log".into(),
+        ))
     }
     /// Remove (or list) workspaces and output of long-finished runs
     /// (`POST /api/v1/gc`).

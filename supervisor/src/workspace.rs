@@ -208,7 +208,11 @@ impl WorkspaceRoot {
         git2::Config::open_default().map_err(|source| WorkspaceError::GitConfig { source })?;
         Ok(WorkspaceRoot {
             root: canonical,
-            dir_mode: if group_shared { SHARED_DIR_MODE } else { DIR_MODE },
+            dir_mode: if group_shared {
+                SHARED_DIR_MODE
+            } else {
+                DIR_MODE
+            },
         })
     }
 

@@ -127,10 +127,7 @@ impl Backend for RemoteBackend {
     fn metrics(&self) -> String {
         self.rt.block_on(self.client.metrics()).unwrap_or_default()
     }
-    fn audit(
-        &self,
-        q: crate::audit::Query,
-    ) -> Result<Vec<crate::audit::AuditRecord>, ApiFailure> {
+    fn audit(&self, q: crate::audit::Query) -> Result<Vec<crate::audit::AuditRecord>, ApiFailure> {
         let since_ms = q.since.map(|t| {
             t.duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

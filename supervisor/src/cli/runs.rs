@@ -3,8 +3,8 @@
 //! that change state start an in-process engine on the same state
 //! directory (holding its lock, so two engines never share a run), and the
 //! ones that only read go to the store and files directly.
+use super::print_json;
 use super::table::Table;
-use super::{print_json, profile::error_chain};
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{out_err, SupervisorError};
@@ -451,6 +451,7 @@ fn read_runs(
             None => Ok(vec![]),
         };
     }
+    cfg.read_as_state_owner()?;
     let store = Store::open(&cfg.state_dir)?;
     match run {
         Some(id) => store
@@ -555,6 +556,7 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
             .map_err(api_err)?;
         return Ok(0);
     }
+    cfg.read_as_state_owner()?;
     let path = cfg.state_dir.join("runs").join(&args.run).join(format!(
         "{}.{}",
         args.node,
@@ -697,7 +699,10 @@ pub fn audit(args: &AuditArgs, out: &mut dyn Write) -> Result<i32, SupervisorErr
     // The daemon's log is its own (0600 in system mode): read through it.
     let recs = match daemon(&cfg) {
         Some(d) => d.audit(q).map_err(api_err)?,
-        None => crate::audit::read(&cfg.state_dir.join("audit"), &q)?,
+        None => {
+            cfg.read_as_state_owner()?;
+            crate::audit::read(&cfg.state_dir.join("audit"), &q)?
+        }
     };
     if args.common.json {
         for r in &recs {
@@ -778,10 +783,7 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
             let line = match d.result.as_str() {
                 "would_remove" => format!("would remove {p}"),
                 "removed" => format!("removed {p}"),
-                _ => format!(
-                    "could not remove {p}: {}",
-                    d.error.as_deref().unwrap_or("")
-                ),
+                _ => format!("could not remove {p}: {}", d.error.as_deref().unwrap_or("")),
             };
             writeln!(out, "{line}").map_err(out_err)?;
         }

@@ -93,8 +93,10 @@ pub(super) fn populate(
         source,
     };
     dst.set_head_detached(commit).map_err(checkout_err)?;
-    dst.checkout_head(Some(CheckoutBuilder::new().force().dir_perm(dir_mode as i32)))
-        .map_err(checkout_err)
+    dst.checkout_head(Some(
+        CheckoutBuilder::new().force().dir_perm(dir_mode as i32),
+    ))
+    .map_err(checkout_err)
 }
 
 /// One tree entry as the checkout would write it.
