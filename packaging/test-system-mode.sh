@@ -248,6 +248,17 @@ quickstart() { # $1: ct or ops
   "$who" aiopsctl audit --run "$run" | grep -q "node_end $run clean succeeded" ||
     fail "audit as $who" "$("$who" aiopsctl audit --run "$run" 2>&1 | tail -n 5)"
   ok "audit as $who"
+  # Every layer, as in local mode: nothing ran weaker under systemd.
+  layers=$("$who" aiopsctl audit --json --run "$run" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    if r.get("kind") == "node_end" and r.get("node") == "clean":
+        print(" ".join(r.get("layers", [])))')
+  for want in userns mountns pidns netns pivot_root "landlock:v" "fully enforced" seccomp no_new_privs "caps: none"; do
+    case $layers in *"$want"*) ;; *) fail "jail layers as $who" "no '$want' in: $layers" ;; esac
+  done
+  ok "jail layers as $who: $layers"
   last_run=$run
 }
 quickstart ct
