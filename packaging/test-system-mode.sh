@@ -267,6 +267,17 @@ ops aiopsctl gc --older-than 0s | grep -q "^removed /var/lib/aiops/workspaces/qu
   fail "gc as ops" "$(ops aiopsctl gc --older-than 0s 2>&1 | tail -n 5)"
 ok "gc as ops (removed the workspace)"
 
+# --- a repository under /root: the daemon cannot see it (ProtectHome=) --
+ct sh -c 'mkdir -p /root/qs && cp -r /srv/aiops/quickstart/repo /srv/aiops/quickstart/flow.toml /root/qs/'
+check "a flow under /root lints" ct aiopsctl lint /root/qs/flow.toml
+rc=0; ct aiopsctl run /root/qs/flow.toml >/dev/null 2>&1 || rc=$?
+hrun=$(ct aiopsctl status --json --limit 1 | json 'd[0]["id"] if isinstance(d, list) else d["runs"][0]["id"]')
+hstatus=$(ct aiopsctl status "$hrun" 2>&1)
+if [ "$rc" != 1 ] || ! printf '%s\n' "$hstatus" | grep -q workspace_failed; then
+  fail "a repository under /root fails closed in the daemon (documented)" "exit $rc: $hstatus"
+fi
+ok "a repository under /root fails closed in the daemon (workspace_failed, documented)"
+
 # --- a secret from /etc/aiops/credentials: injected, redacted; egress ----
 secret=aiops-systest-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 printf '%s\n' "$secret" >"$root/etc/aiops/credentials/ANTHROPIC_API_KEY"

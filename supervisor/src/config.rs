@@ -150,6 +150,13 @@ impl Config {
     /// must not create root-owned ones among them (SQLite's -wal/-shm), so
     /// this process becomes that user first. Nothing happens unless we are
     /// root and the state directory belongs to another uid.
+    #[cfg(not(target_os = "linux"))]
+    pub fn read_as_state_owner(&self) -> Result<(), SupervisorError> {
+        Ok(())
+    }
+
+    /// (Linux: see above.)
+    #[cfg(target_os = "linux")]
     pub fn read_as_state_owner(&self) -> Result<(), SupervisorError> {
         use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
         use std::os::unix::fs::MetadataExt;
