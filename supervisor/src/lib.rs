@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod facts;
+#[cfg(target_os = "linux")]
 pub mod gc;
 pub mod live;
 pub mod locate;

@@ -271,6 +271,7 @@ pub trait Backend: Send + Sync + 'static {
     fn metrics(&self) -> String;
     /// The audit log's records matching `q` (`GET /api/v1/audit`): in
     /// system mode the files are the daemon's alone.
+    #[cfg(target_os = "linux")]
     fn audit(&self, q: crate::audit::Query) -> Result<Vec<crate::audit::AuditRecord>, ApiFailure> {
         let _ = q;
         Err(ApiFailure::NotFound(

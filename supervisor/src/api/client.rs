@@ -232,6 +232,7 @@ impl Client {
     }
 
     /// `GET /api/v1/audit`.
+    #[cfg(target_os = "linux")]
     pub async fn audit(
         &self,
         since_ms: Option<u64>,

@@ -68,6 +68,13 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>) -> Re
 }
 
 /// `GET /api/v1/audit?since_ms=N&run=ID`: the matching records, oldest first.
+#[cfg(not(target_os = "linux"))]
+async fn audit(_: &Arc<dyn Backend>, _: &[(String, String)]) -> Result<Resp, ApiFailure> {
+    Err(ApiFailure::NotFound("no audit log on this platform".into()))
+}
+
+/// (Linux: see above.)
+#[cfg(target_os = "linux")]
 async fn audit(b: &Arc<dyn Backend>, query: &[(String, String)]) -> Result<Resp, ApiFailure> {
     let since = param::<u64>(query, "since_ms")?
         .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
