@@ -524,6 +524,47 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_workspace_another_uid_owns_is_a_git_safe_directory() {
+        use aiops_policy::{CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader};
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+        let profile = ProfileLoader::standard(None, Some(&repo))
+            .load("restrictive")
+            .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let ws = AbsPath::new(d.path().to_str().unwrap()).unwrap();
+        let ctx = CompileContext {
+            vars: PathVars {
+                workspace: Some(ws.clone()),
+                home: None,
+                tmpdir: None,
+            },
+            cwd: ws.clone(),
+            host_env: Default::default(),
+            agentd: AbsPath::new("/opt/aiops/aiops-agentd").unwrap(),
+        };
+        let plan =
+            aiops_policy::compile(&profile, &NodeCaps::default(), &HostFacts::linux(7), &ctx)
+                .unwrap();
+        let owner = std::fs::metadata(d.path()).unwrap().uid();
+        // Ours (local mode, or root's hand-over): git needs nothing.
+        assert!(git_safe_directories(&plan, owner).is_empty());
+        // System mode: the supervisor's user owns it, the jail's uid is another.
+        let env = git_safe_directories(&plan, owner.wrapping_add(1));
+        assert_eq!(
+            env,
+            vec![
+                ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
+                ("GIT_CONFIG_KEY_0".to_string(), "safe.directory".to_string()),
+                ("GIT_CONFIG_VALUE_0".to_string(), ws.to_string()),
+            ]
+        );
+        // A plan that configures git itself is left alone.
+        let mut own = plan.clone();
+        own.env.insert("GIT_CONFIG_COUNT".into(), "0".into());
+        assert!(git_safe_directories(&own, owner.wrapping_add(1)).is_empty());
+    }
+
     /// The calls `run()` makes for a confined plan started as root, in order.
     fn recorded_calls(profile: &str) -> Vec<&'static str> {
         use aiops_policy::{CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader};
