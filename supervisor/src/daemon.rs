@@ -3,9 +3,9 @@
 //! lock and store (restart recovery happens here), profiles, the API bind,
 //! then the scheduler and READY=1. SIGTERM/SIGINT drain: no new nodes, the
 //! running ones get `drain_grace`, then they are stopped.
-use crate::cli::profile::error_chain;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::error::error_chain;
 use crate::error::SupervisorError;
 use std::path::PathBuf;
 

@@ -4,6 +4,10 @@
 use aiops_policy::PolicyError;
 use std::path::PathBuf;
 
+/// An error and its sources on one line, for logs, audit lines and API
+/// answers (the policy crate's, so every front end words it the same).
+pub use aiops_policy::error::error_chain;
+
 /// sysexits(3) EX_USAGE: bad flags or arguments.
 pub const EXIT_USAGE: i32 = 64;
 /// sysexits(3) EX_UNAVAILABLE: a required layer is missing on this host.

@@ -1,6 +1,6 @@
 //! `aiopsctl exec`: one node in one jail, no daemon, no database.
-use super::profile::error_chain;
 use crate::context::host_context;
+use crate::error::error_chain;
 use crate::error::SupervisorError;
 use crate::{exec, facts, locate};
 use aiops_policy::units::Dur;

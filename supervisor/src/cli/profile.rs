@@ -22,7 +22,7 @@ pub fn run(cmd: ProfileCmd, out: &mut dyn Write) -> Result<i32, SupervisorError>
     }
 }
 
-pub use aiops_policy::error::error_chain;
+use crate::error::error_chain;
 
 #[derive(Serialize)]
 struct Listed {

@@ -3,10 +3,11 @@
 //! that change state start an in-process engine on the same state
 //! directory (holding its lock, so two engines never share a run), and the
 //! ones that only read go to the store and files directly.
+use super::print_json;
 use super::table::Table;
-use super::{print_json, profile::error_chain};
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
+use crate::error::error_chain;
 use crate::error::{out_err, SupervisorError};
 use crate::model::{ApiFailure, Backend, NodeState, RunRecord, RunState, Stream, SubmitRequest};
 use crate::store::Store;

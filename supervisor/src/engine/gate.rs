@@ -2,7 +2,7 @@
 //! flow parses, every node's profile loads and its capabilities fit inside
 //! that profile, and `policy::lint` says which nodes pause at the gate.
 use super::{NodeMem, RunMem, Shared, Ws};
-use crate::cli::profile::error_chain;
+use crate::error::error_chain;
 use crate::model::{NodeState, RunState, SubmitRequest};
 use aiops_policy::flow::Flow;
 use aiops_policy::lint::LintContext;
@@ -129,7 +129,7 @@ impl Prepared {
                     confirmed: false,
                     findings: self.findings.get(&id).cloned().unwrap_or_default(),
                     dispatched: false,
-                    handle: None,
+                    attempt: None,
                     cancel: false,
                     slot_freed: false,
                     pos,

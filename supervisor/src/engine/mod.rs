@@ -5,6 +5,7 @@
 //! by `aiopsctl run` when no daemon answers.
 //!
 //! Locks: `inner`, then `store`, then `audit`, never held across an await.
+mod attempt;
 mod gate;
 pub(crate) mod output;
 pub(crate) mod runner;
@@ -59,24 +60,6 @@ pub enum JailerTarget {
     Socket(PathBuf),
 }
 
-/// How to stop a running jail from outside the thread that waits for it.
-#[derive(Clone)]
-pub(crate) enum JailHandle {
-    /// Our unreaped jailer child: SIGTERM, then SIGKILL.
-    Pid(u32),
-    /// The connection to a socket-activated jailer: closing it kills the jail.
-    Socket(Arc<crate::exec::socket::Canceller>),
-}
-
-impl std::fmt::Debug for JailHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            JailHandle::Pid(p) => write!(f, "Pid({p})"),
-            JailHandle::Socket(_) => f.write_str("Socket"),
-        }
-    }
-}
-
 /// A node as the scheduler tracks it.
 #[derive(Debug, Clone)]
 pub(crate) struct NodeMem {
@@ -90,7 +73,8 @@ pub(crate) struct NodeMem {
     pub findings: Vec<String>,
     /// Set while it is in the ready queue, so it is queued once.
     pub dispatched: bool,
-    pub handle: Option<JailHandle>,
+    /// The attempt running now (from `make_job` to its `Done`).
+    pub attempt: Option<Arc<attempt::Attempt>>,
     pub cancel: bool,
     /// Its slot was given back when agentd reported its end, before the
     /// jail was torn down (so the next node's set-up overlaps that).
@@ -300,7 +284,7 @@ impl Engine {
         let workspaces =
             WorkspaceRoot::open(&cfg.workspace_root).map_err(|e| SupervisorError::StateDir {
                 path: cfg.workspace_root.clone(),
-                source: std::io::Error::other(crate::cli::profile::error_chain(&e)),
+                source: std::io::Error::other(crate::error::error_chain(&e)),
             })?;
         if nix::unistd::geteuid().is_root() {
             // Jails never run as root: the nobody-owned workspaces below
@@ -321,7 +305,7 @@ impl Engine {
             let on_synced: crate::audit::OnSynced = Box::new(move |keys| {
                 if let Some(sh) = weak.upgrade() {
                     if let Err(e) = sh.store().mark_audited(keys) {
-                        tracing::warn!(error = %crate::cli::profile::error_chain(&e), "could not record audit lines as written");
+                        tracing::warn!(error = %crate::error::error_chain(&e), "could not record audit lines as written");
                     }
                 }
             });
@@ -398,7 +382,7 @@ impl Engine {
 }
 
 fn internal(e: &SupervisorError) -> ApiFailure {
-    ApiFailure::Internal(crate::cli::profile::error_chain(e))
+    ApiFailure::Internal(crate::error::error_chain(e))
 }
 
 impl Backend for Engine {

@@ -4,6 +4,7 @@
 //! thread that started it: a spare's is the starter thread, which lives
 //! as long as the process; one started here is waited for by this same
 //! thread. Either way it fires only if the supervisor itself dies.
+use super::attempt::Attempt;
 use crate::error::SupervisorError;
 use crate::exec::{self, ExecReport, JailStdio};
 use crate::model::NodeState;
@@ -11,8 +12,10 @@ use aiops_policy::proto::ExitReport;
 use aiops_policy::{HostFacts, NodeCaps, Profile};
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
 
 pub struct NodeJob {
+    pub run: String,
     pub node: String,
     pub argv: Vec<String>,
     pub profile: Arc<Profile>,
@@ -26,18 +29,23 @@ pub struct NodeJob {
     pub facts: HostFacts,
     /// Where stdout/stderr go: `<out>.stdout`, `<out>.stderr`.
     pub out: PathBuf,
-    /// Signalled once the node is stored as `running`. No request leaves
-    /// before: a supervisor that dies after a request was sent must find
-    /// the node `running` on restart (and mark it lost), never queued.
-    /// `false` (or the sender dropped) means the store refused the write.
-    pub recorded: Option<std::sync::mpsc::Receiver<bool>>,
+    /// Shared with the scheduler: the `running` record, cancellation.
+    pub attempt: Arc<Attempt>,
+    /// Where the runner reports to the scheduler.
+    pub events: UnboundedSender<RunnerEvent>,
 }
 
-impl NodeJob {
-    /// Wait until the node is stored as `running`; false if it was not.
-    fn wait_recorded(&self) -> bool {
-        self.recorded.as_ref().is_none_or(|r| r.recv() == Ok(true))
-    }
+/// What a runner tells the scheduler, in this order.
+pub(crate) enum RunnerEvent {
+    /// agentd reported the node's end: its slot may go to the next ready
+    /// node while this jail is torn down.
+    Exited { run: String, node: String },
+    /// The attempt is over.
+    Done {
+        run: String,
+        node: String,
+        result: Box<NodeResult>,
+    },
 }
 
 /// What the scheduler records about an attempt.
@@ -85,16 +93,10 @@ fn caps_summary(eff: &aiops_policy::caps::Effective) -> serde_json::Value {
     })
 }
 
-/// Run `job`. `started(handle)` is called once the jailer exists and before
-/// the request is sent; if it returns false (cancelled meanwhile) the jail
-/// is dropped unrun. `exited` is called when agentd reports the node's
-/// end, while the jail is still torn down.
-pub fn run_node(
-    job: &NodeJob,
-    started: impl FnOnce(super::JailHandle) -> bool,
-    exited: impl FnOnce(),
-    before_reap: impl FnOnce(),
-) -> NodeResult {
+/// Run `job`: the jail is attached to the attempt once it exists (a cancel
+/// before that keeps it from running), and `RunnerEvent::Exited` is sent
+/// when agentd reports the node's end.
+pub fn run_node(job: &NodeJob) -> NodeResult {
     // Only `JailerTarget::Exec` has spares (`warm` is None otherwise).
     let (ready, capture) = match job.warm.as_ref().and_then(|w| w.claim()) {
         Some(s) => match s.output.bind(&job.out) {
@@ -106,7 +108,8 @@ pub fn run_node(
             Err(e) => return Failure::Internal(e).into_result(),
         },
     };
-    let result = try_run(job, ready, started, exited, before_reap);
+    let result = try_run(job, ready);
+    job.attempt.detach();
     // Every process of the jail is gone once the jailer is reaped, so the
     // pipes are at EOF, unless a set-up error left no jail at all.
     let failures = capture.finish();
@@ -148,7 +151,7 @@ impl Failure {
             ),
             Failure::Internal(e) => NodeResult::not_run(
                 NodeState::Failed,
-                format!("supervisor: {}", crate::cli::profile::error_chain(&e)),
+                format!("supervisor: {}", crate::error::error_chain(&e)),
             ),
         }
     }
@@ -196,8 +199,7 @@ impl PlanMemo {
         }) {
             return Ok((m.eff.clone(), m.plan.clone()));
         }
-        let refuse =
-            |e: &dyn std::error::Error| Failure::Refused(crate::cli::profile::error_chain(e));
+        let refuse = |e: &dyn std::error::Error| Failure::Refused(crate::error::error_chain(e));
         let eff = Arc::new(
             aiops_policy::caps::effective(profile, caps, &ctx.vars).map_err(|e| refuse(&e))?,
         );
@@ -242,13 +244,7 @@ impl From<SupervisorError> for Failure {
     }
 }
 
-fn try_run(
-    job: &NodeJob,
-    ready: Ready,
-    started: impl FnOnce(super::JailHandle) -> bool,
-    exited: impl FnOnce(),
-    before_reap: impl FnOnce(),
-) -> Result<NodeResult, Failure> {
+fn try_run(job: &NodeJob, ready: Ready) -> Result<NodeResult, Failure> {
     // Local mode starts the jailer first (or found one started), so its
     // start-up overlaps the compile.
     let (egress, launch) = match ready {
@@ -276,47 +272,44 @@ fn try_run(
     let (eff, plan) = job
         .plans
         .get_or_compile(&job.profile, &job.caps, &job.facts, ctx)?;
-    if !job.wait_recorded() {
+    if !job.attempt.wait_recorded() {
         return Err(Failure::NotRecorded);
     }
     // The egress proxy runs in the supervisor's process tree, outside the jail.
-    let mut report = match launch {
+    let (jail, proxy) = match launch {
         Launch::Child(pending) => {
-            if !started(super::JailHandle::Pid(pending.pid())) {
-                before_reap();
+            // Attached before the request is sent: a cancel from here on
+            // stops the jailer, one before it leaves the jail unrun.
+            if !job.attempt.attach(pending.stopper()) {
                 return Err(Failure::Cancelled);
             }
             let proxy = egress.start_for(&plan)?;
-            let mut report =
-                pending.run_node_then(&job.node, &job.argv, &plan, exited, before_reap)?;
-            report.egress = proxy.map(crate::egress::EgressHandle::finish);
-            report
+            (pending.start(&job.node, &job.argv, &plan)?, proxy)
         }
         Launch::Socket(socket, stdio, fds) => {
             let jail = exec::socket::start_with(socket, &stdio, &fds, &job.node, &job.argv, &plan)?;
             // The jailer has its copies now.
             drop((stdio, fds));
-            let canceller = std::sync::Arc::new(jail.canceller()?);
-            if !started(super::JailHandle::Socket(canceller)) {
-                before_reap();
+            if !job.attempt.attach(jail.stopper()) {
                 jail.kill();
                 return Err(Failure::CancelledAtStart);
             }
-            let proxy = match egress.start_for(&plan) {
-                Ok(p) => p,
+            match egress.start_for(&plan) {
+                Ok(proxy) => (jail, proxy),
                 Err(e) => {
-                    before_reap();
                     jail.kill();
                     return Err(e.into());
                 }
-            };
-            let report = jail.wait_then(exited);
-            before_reap();
-            let mut report = report?;
-            report.egress = proxy.map(crate::egress::EgressHandle::finish);
-            report
+            }
         }
     };
+    let mut report = jail.wait_with(|exec::JailEvent::Exited| {
+        let _ = job.events.send(RunnerEvent::Exited {
+            run: job.run.clone(),
+            node: job.node.clone(),
+        });
+    })?;
+    report.egress = proxy.map(crate::egress::EgressHandle::finish);
     report.cwd = plan.cwd.to_string();
     Ok(classify(&report, caps_summary(&eff)))
 }

@@ -3,16 +3,17 @@
 //! State changes are written to the store first, then published and
 //! audited (after the in-memory lock is released: an fsync must not stall
 //! the API).
-use super::runner::{self, NodeJob, NodeResult};
+use super::attempt::Attempt;
+use super::runner::{self, NodeJob, NodeResult, RunnerEvent};
 use super::{gate, lock, RunMem, Shared, Ws};
 use crate::audit::AuditRecord;
 use crate::error::SupervisorError;
+use crate::exec::JailStop;
 use crate::model::{ApiFailure, NodeState, RunState};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 
 /// Audit lines a state change produced, handed to the writer once the
@@ -31,21 +32,15 @@ impl Out {
     }
 }
 
-enum Done {
-    Workspace {
-        run: String,
-        result: Result<PathBuf, String>,
-    },
-    Node {
-        run: String,
-        node: String,
-        result: Box<NodeResult>,
-    },
+/// A workspace made (or not) for a run.
+struct WorkspaceDone {
+    run: String,
+    result: Result<PathBuf, String>,
 }
 
 fn log_store_error(e: &SupervisorError) {
     STORE_ERRORS.fetch_add(1, Ordering::Relaxed);
-    tracing::error!(error = %crate::cli::profile::error_chain(e), "state store write failed");
+    tracing::error!(error = %crate::error::error_chain(e), "state store write failed");
 }
 
 /// Failed state writes (a full disk, a broken database), for /metrics:
@@ -350,27 +345,33 @@ pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
 }
 
 pub(crate) async fn scheduler(shared: Arc<Shared>) {
-    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let mut workspaces: JoinSet<WorkspaceDone> = JoinSet::new();
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     loop {
-        start_workspaces(&shared, &mut tasks);
-        dispatch(&shared, &mut tasks);
-        let done = tokio::select! {
-            () = shared.wake.notified() => None,
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => Some(done),
-        };
-        match done {
-            None => {}
-            Some(Ok(Done::Workspace { run, result })) => workspace_done(&shared, &run, result),
-            Some(Ok(Done::Node { run, node, result })) => {
-                // Free the slot (unless the node's end already did) and start
-                // the next ready node before this one's bookkeeping: its
-                // jailer starts while we write.
-                free_slot(&shared, &run, &node, false);
-                dispatch(&shared, &mut tasks);
-                node_done(&shared, &run, &node, *result);
-                shared.inner().settling -= 1;
-            }
-            Some(Err(e)) => tracing::error!(error = %e, "a scheduler task failed"),
+        start_workspaces(&shared, &mut workspaces);
+        dispatch(&shared, &events_tx);
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            Some(done) = workspaces.join_next(), if !workspaces.is_empty() => match done {
+                Ok(WorkspaceDone { run, result }) => workspace_done(&shared, &run, result),
+                Err(e) => tracing::error!(error = %e, "a scheduler task failed"),
+            },
+            Some(ev) = events.recv() => match ev {
+                // The node has ended: its slot goes to the next ready node
+                // while this jail is torn down.
+                RunnerEvent::Exited { run, node } => {
+                    free_slot(&shared, &run, &node, true);
+                }
+                RunnerEvent::Done { run, node, result } => {
+                    // Free the slot (unless the node's end already did) and
+                    // start the next ready node before this one's
+                    // bookkeeping: its jailer starts while we write.
+                    free_slot(&shared, &run, &node, false);
+                    dispatch(&shared, &events_tx);
+                    node_done(&shared, &run, &node, *result);
+                    shared.inner().settling -= 1;
+                }
+            },
         }
     }
 }
@@ -393,7 +394,7 @@ fn free_slot(shared: &Shared, run: &str, node: &str, early: bool) -> bool {
     true
 }
 
-fn start_workspaces(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
+fn start_workspaces(shared: &Arc<Shared>, tasks: &mut JoinSet<WorkspaceDone>) {
     if shared.draining.load(Ordering::SeqCst) {
         return;
     }
@@ -413,7 +414,7 @@ fn start_workspaces(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             let result = tokio::task::spawn_blocking(move || make_workspace(&sh, &flow, &run2))
                 .await
                 .unwrap_or_else(|e| Err(format!("workspace task: {e}")));
-            Done::Workspace { run, result }
+            WorkspaceDone { run, result }
         });
     }
 }
@@ -425,7 +426,7 @@ fn make_workspace(
     run: &str,
 ) -> Result<PathBuf, String> {
     let aiops_policy::flow::RepoSource::Path(repo) = flow.resolve_repo();
-    let chain = |e: &dyn std::error::Error| crate::cli::profile::error_chain(e);
+    let chain = |e: &dyn std::error::Error| crate::error::error_chain(e);
     // Only called for a run with no recorded workspace: anything already
     // at its path is a half-made one from a crash, so start again.
     let path = shared
@@ -511,12 +512,12 @@ fn workspace_done(shared: &Shared, run_id: &str, result: Result<PathBuf, String>
     out.flush(shared);
 }
 
-fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
+fn dispatch(shared: &Arc<Shared>, events: &UnboundedSender<RunnerEvent>) {
     if shared.draining.load(Ordering::SeqCst) {
         return;
     }
     loop {
-        let mut job = {
+        let job = {
             let mut inner = shared.inner();
             if inner.running >= shared.cfg.parallelism.max(1) {
                 return;
@@ -541,72 +542,39 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             let Some((run_id, node)) = inner.ready.remove(pos) else {
                 return;
             };
-            let Some(job) = make_job(shared, &mut inner, &run_id, &node) else {
+            let Some(job) = make_job(shared, &mut inner, &run_id, &node, events) else {
                 continue;
             };
             inner.running += 1;
             job
         };
-        let (recorded, wait_recorded) = std::sync::mpsc::sync_channel(1);
-        job.1.recorded = Some(wait_recorded);
-        let (rec_run, rec_node) = (job.0.clone(), job.1.node.clone());
-        let sh = shared.clone();
-        let node = job.1.node.clone();
-        tasks.spawn(async move {
-            let (run_id, job) = job;
-            let sh2 = sh.clone();
-            let (r2, n2) = (run_id.clone(), job.node.clone());
-            let sh3 = sh.clone();
-            let (r3, n3) = (run_id.clone(), job.node.clone());
-            let result = tokio::task::spawn_blocking(move || {
-                runner::run_node(
-                    &job,
-                    |handle| {
-                        let mut inner = sh2.inner();
-                        match inner.runs.get_mut(&r2).and_then(|r| r.nodes.get_mut(&n2)) {
-                            Some(n) if !n.cancel => {
-                                n.handle = Some(handle);
-                                true
-                            }
-                            _ => false,
-                        }
-                    },
-                    // The node has ended: its slot goes to the next ready
-                    // node while this jail is torn down.
-                    || {
-                        if free_slot(&sh3, &r3, &n3, true) {
-                            sh3.wake.notify_one();
-                        }
-                    },
-                    // Before the jailer is reaped: from here its pid may be reused.
-                    || {
-                        let mut inner = sh2.inner();
-                        if let Some(n) = inner.runs.get_mut(&r2).and_then(|r| r.nodes.get_mut(&n2))
-                        {
-                            n.handle = None;
-                        }
-                    },
-                )
-            })
-            .await
-            .unwrap_or_else(|e| NodeResult {
-                state: NodeState::Failed,
-                reason: Some(format!("supervisor: node task: {e}")),
-                outcome: None,
-                cwd: None,
-                capabilities: None,
-                limit_hits: vec![],
-                egress: None,
-            });
-            Done::Node {
-                run: run_id,
+        let attempt = job.attempt.clone();
+        let (run, node) = (job.run.clone(), job.node.clone());
+        let events = events.clone();
+        tokio::spawn(async move {
+            let (run, node) = (job.run.clone(), job.node.clone());
+            let events = job.events.clone();
+            let result = tokio::task::spawn_blocking(move || runner::run_node(&job))
+                .await
+                .unwrap_or_else(|e| NodeResult {
+                    state: NodeState::Failed,
+                    reason: Some(format!("supervisor: node task: {e}")),
+                    outcome: None,
+                    cwd: None,
+                    capabilities: None,
+                    limit_hits: vec![],
+                    egress: None,
+                });
+            let _ = events.send(RunnerEvent::Done {
+                run,
                 node,
                 result: Box::new(result),
-            }
+            });
         });
+        drop(events);
         // Stored while the runner claims its jailer and compiles the plan;
-        // it sends no request before this (see `NodeJob::recorded`).
-        let _ = recorded.send(record_running(shared, &rec_run, &rec_node));
+        // it sends no request before this (see `Attempt::wait_recorded`).
+        attempt.set_recorded(record_running(shared, &run, &node));
     }
 }
 
@@ -634,7 +602,8 @@ fn make_job(
     inner: &mut super::Inner,
     run_id: &str,
     node: &str,
-) -> Option<(String, NodeJob)> {
+    events: &UnboundedSender<RunnerEvent>,
+) -> Option<NodeJob> {
     let r = inner.runs.get_mut(run_id)?;
     let n = r.nodes.get(node)?;
     if n.state != NodeState::Queued || !n.dispatched || n.cancel {
@@ -664,29 +633,30 @@ fn make_job(
             Err(e) => log_store_error(&e),
         }
     }
+    let attempt = Arc::new(Attempt::default());
     if let Some(n) = r.nodes.get_mut(node) {
+        n.attempt = Some(attempt.clone());
         // A retry runs in a slot of its own.
         n.slot_freed = false;
         // Stored by `dispatch` once the job is on its way (`record_running`).
         n.state = NodeState::Running;
         n.attempts += 1;
     }
-    Some((
-        run_id.to_string(),
-        NodeJob {
-            node: node.to_string(),
-            argv: fnode.argv(),
-            profile,
-            caps: fnode.caps(),
-            workspace: ws,
-            jailer: shared.cfg.jailer.clone(),
-            warm: shared.warm.clone(),
-            plans: shared.plans.clone(),
-            facts,
-            out: dir.join(node),
-            recorded: None,
-        },
-    ))
+    Some(NodeJob {
+        run: run_id.to_string(),
+        node: node.to_string(),
+        argv: fnode.argv(),
+        profile,
+        caps: fnode.caps(),
+        workspace: ws,
+        jailer: shared.cfg.jailer.clone(),
+        warm: shared.warm.clone(),
+        plans: shared.plans.clone(),
+        facts,
+        out: dir.join(node),
+        attempt,
+        events: events.clone(),
+    })
 }
 
 fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
@@ -699,7 +669,7 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     let Some(n) = r.nodes.get_mut(node) else {
         return;
     };
-    n.handle = None;
+    n.attempt = None;
     n.dispatched = false;
     let (cancelled, attempts, retries) = (n.cancel, n.attempts, n.retries);
     if cancelled && res.state != NodeState::Succeeded {
@@ -800,7 +770,7 @@ fn runnable<'a>(
         return Err(match shared.store().run(run_id) {
             Ok(Some(r)) => ApiFailure::Conflict(format!("run {run_id} is already {}", r.state)),
             Ok(None) => ApiFailure::NotFound(format!("no run {run_id:?}")),
-            Err(e) => ApiFailure::Internal(crate::cli::profile::error_chain(&e)),
+            Err(e) => ApiFailure::Internal(crate::error::error_chain(&e)),
         });
     }
     inner
@@ -844,8 +814,8 @@ pub(crate) fn cancel(
         };
         n.cancel = true;
         if n.state == NodeState::Running {
-            if let Some(h) = n.handle.clone() {
-                stop_jail(shared, run_id, &id, h);
+            if let Some(stop) = n.attempt.as_ref().and_then(|a| a.cancel()) {
+                stop_jail(shared, stop);
             }
         } else {
             n.dispatched = false;
@@ -870,37 +840,19 @@ pub(crate) fn cancel(
 
 /// SIGTERM to the jailer (it passes it to agentd and the node), SIGKILL
 /// after the grace period (the jail dies with the jailer through
-/// PR_SET_PDEATHSIG). Called with `inner` held and the node's pid set:
-/// the runner clears the pid under the same lock before it reaps the
-/// jailer, so a pid seen here is still our unreaped child.
-fn stop_jail(shared: &Arc<Shared>, run: &str, node: &str, handle: super::JailHandle) {
-    let pid = match handle {
-        super::JailHandle::Pid(pid) => pid,
-        // The socket-activated jailer kills the whole jail when its
-        // connection closes; there is no gentler signal to send first.
-        super::JailHandle::Socket(c) => {
-            c.cancel();
-            return;
-        }
-    };
-    let Ok(raw) = i32::try_from(pid) else { return };
-    let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+/// PR_SET_PDEATHSIG). `JailStop` signals only a jailer not yet reaped, so
+/// the late SIGKILL never reaches a reused pid.
+fn stop_jail(shared: &Shared, stop: JailStop) {
+    if !stop.stop() {
+        return;
+    }
     let Ok(h) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let (sh, run, node) = (shared.clone(), run.to_string(), node.to_string());
+    let grace = shared.cfg.kill_grace;
     h.spawn(async move {
-        tokio::time::sleep(sh.cfg.kill_grace).await;
-        let inner = sh.inner();
-        let same = inner
-            .runs
-            .get(&run)
-            .and_then(|r| r.nodes.get(&node))
-            .is_some_and(|n| matches!(n.handle, Some(super::JailHandle::Pid(p)) if p == pid));
-        if same {
-            let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
-        }
-        drop(inner);
+        tokio::time::sleep(grace).await;
+        stop.kill();
     });
 }
 
@@ -910,9 +862,9 @@ pub(crate) fn kill_running(shared: &Arc<Shared>, why: &str) {
         for (id, n) in &mut r.nodes {
             if n.state == NodeState::Running {
                 n.cancel = true;
-                if let Some(h) = n.handle.clone() {
+                if let Some(stop) = n.attempt.as_ref().and_then(|a| a.cancel()) {
                     tracing::warn!(run = %run_id, node = %id, why, "stopping a running jail");
-                    stop_jail(shared, run_id, id, h);
+                    stop_jail(shared, stop);
                 }
             }
         }
