@@ -12,6 +12,8 @@ pub mod filters;
 pub mod lint;
 pub mod profile;
 #[cfg(target_os = "linux")]
+pub mod records;
+#[cfg(target_os = "linux")]
 pub mod remote;
 #[cfg(target_os = "linux")]
 pub mod runs;
@@ -101,10 +103,10 @@ pub enum Command {
     Cancel(runs::CancelArgs),
     /// Read the audit log.
     #[cfg(target_os = "linux")]
-    Audit(runs::AuditArgs),
+    Audit(records::AuditArgs),
     /// Remove workspaces and output of runs that ended long ago.
     #[cfg(target_os = "linux")]
-    Gc(runs::GcArgs),
+    Gc(records::GcArgs),
     /// Check a flow file without running it: syntax, the needs graph, each
     /// node's profile and capabilities, and a lint of each command saying
     /// which nodes will pause for confirmation.
@@ -246,9 +248,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         #[cfg(target_os = "linux")]
         Command::Cancel(args) => runs::cancel(&args, out),
         #[cfg(target_os = "linux")]
-        Command::Audit(args) => runs::audit(&args, out),
+        Command::Audit(args) => records::audit(&args, out),
         #[cfg(target_os = "linux")]
-        Command::Gc(args) => runs::gc(&args, out),
+        Command::Gc(args) => records::gc(&args, out),
         Command::Lint { flow, json } => lint::run(&flow, json, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", out);

@@ -1,4 +1,4 @@
-//! `aiopsctl run|submit|status|logs|confirm|cancel|audit|gc`. Each talks to
+//! `aiopsctl run|submit|status|logs|confirm|cancel`. Each talks to
 //! the daemon when one answers on the API socket; otherwise the commands
 //! that change state start an in-process engine on the same state
 //! directory (holding its lock, so two engines never share a run), and the
@@ -6,14 +6,12 @@
 use super::print_json;
 use super::table::Table;
 use crate::config::Config;
-use crate::engine::{Engine, EngineConfig};
-use crate::error::error_chain;
+use crate::engine::LocalEngine;
 use crate::error::{out_err, SupervisorError};
 use crate::model::{ApiFailure, Backend, NodeState, RunRecord, RunState, Stream, SubmitRequest};
 use crate::store::Store;
 use clap::Args;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,30 +89,6 @@ pub struct CancelArgs {
     pub common: Common,
 }
 
-#[derive(Debug, Args)]
-pub struct AuditArgs {
-    /// Only lines newer than this: a duration (`1h`, `2d`) or an RFC 3339 time.
-    #[arg(long, value_name = "WHEN")]
-    pub since: Option<String>,
-    /// Only this run's lines.
-    #[arg(long)]
-    pub run: Option<String>,
-    #[command(flatten)]
-    pub common: Common,
-}
-
-#[derive(Debug, Args)]
-pub struct GcArgs {
-    /// Remove workspaces and output of runs that ended longer ago than this.
-    #[arg(long, value_name = "DUR", default_value = "7d")]
-    pub older_than: String,
-    /// Say what would be removed; remove nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    #[command(flatten)]
-    pub common: Common,
-}
-
 fn api_err(e: ApiFailure) -> SupervisorError {
     let (what, reason) = match e {
         ApiFailure::BadRequest(r) => ("refused", r),
@@ -127,92 +101,6 @@ fn api_err(e: ApiFailure) -> SupervisorError {
         what: what.into(),
         reason,
     }
-}
-
-/// An engine running in this process on the local state directory.
-pub struct LocalEngine {
-    pub engine: Engine,
-    rt: tokio::runtime::Runtime,
-    grace: Duration,
-    _lock: nix::fcntl::Flock<std::fs::File>,
-}
-
-impl Drop for LocalEngine {
-    fn drop(&mut self) {
-        // Nodes this process started (it may have picked up other runs'
-        // queued work) finish, or are stopped and recorded, before it
-        // exits; then every audit line is on disk.
-        self.rt.block_on(self.engine.drain(self.grace));
-        self.engine.flush_audit();
-    }
-}
-
-/// Hold the state directory's engine lock: one engine (daemon or
-/// in-process) per state directory.
-pub fn engine_lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, SupervisorError> {
-    crate::store::private_dir(state_dir)?;
-    let path = state_dir.join("engine.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|source| SupervisorError::StateDir {
-            path: path.clone(),
-            source,
-        })?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        SupervisorError::Usage {
-            what: path.display().to_string(),
-            reason: format!(
-                "another aiops engine (the daemon, or an aiopsctl run/confirm) is using {}: {e}",
-                state_dir.display()
-            ),
-        }
-    })
-}
-
-/// `local`: the in-process engine of `aiopsctl`, whose user is the
-/// operator (profiles by path and `unconfined` are theirs to use).
-pub fn engine_config(cfg: &Config, local: bool) -> Result<EngineConfig, SupervisorError> {
-    // In system mode the jails come from the shared jailer service: an
-    // in-process engine there keeps the daemon's rules.
-    let local = local && cfg.jailer_mode == crate::config::JailerMode::Exec;
-    let jailer = match cfg.jailer_mode {
-        crate::config::JailerMode::Socket => {
-            crate::engine::JailerTarget::Socket(cfg.jailer_socket.clone())
-        }
-        crate::config::JailerMode::Exec => crate::engine::JailerTarget::Exec(
-            crate::locate::JAILER
-                .find()
-                .map_err(|e| SupervisorError::Refused {
-                    reason: e.to_string(),
-                })?
-                .path,
-        ),
-    };
-    Ok(EngineConfig {
-        state_dir: cfg.state_dir.clone(),
-        workspace_root: cfg.workspace_root.clone(),
-        parallelism: cfg.parallelism,
-        jailer,
-        kill_grace: Duration::from_secs(5),
-        profile_paths: local,
-        allow_unconfined: local || cfg.allow_unconfined,
-    })
-}
-
-/// The engine's runtime: two workers (jails run on blocking threads).
-pub fn engine_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, SupervisorError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| SupervisorError::StateDir {
-            path: cfg.state_dir.clone(),
-            source,
-        })
 }
 
 /// The flow file's absolute path and text.
@@ -228,27 +116,6 @@ fn read_flow(flow: &Path) -> Result<(PathBuf, String), SupervisorError> {
     Ok((path, text))
 }
 
-pub fn local_engine(cfg: &Config) -> Result<LocalEngine, SupervisorError> {
-    let lock = engine_lock(&cfg.state_dir)?;
-    let rt = engine_runtime(cfg)?;
-    let engine = Engine::open(engine_config(cfg, true)?)?;
-    Ok(LocalEngine {
-        engine,
-        rt,
-        grace: cfg.drain_grace,
-        _lock: lock,
-    })
-}
-
-impl LocalEngine {
-    /// Start scheduling. Callers act first (cancel, confirm, submit) so
-    /// that nothing is dispatched that the action was about to stop.
-    pub fn start(&self) {
-        let _guard = self.rt.enter();
-        self.engine.start();
-    }
-}
-
 /// The daemon, if one answers on the configured socket.
 fn daemon(cfg: &Config) -> Option<Arc<dyn Backend>> {
     super::remote::RemoteBackend::connect(&cfg.api_socket)
@@ -262,11 +129,11 @@ fn writer(cfg: &Config) -> Result<(Arc<dyn Backend>, Option<LocalEngine>), Super
     if let Some(d) = daemon(cfg) {
         return Ok((d, None));
     }
-    let local = local_engine(cfg)?;
-    Ok((local.engine.backend(), Some(local)))
+    let local = LocalEngine::open(cfg)?;
+    Ok((local.engine().backend(), Some(local)))
 }
 
-fn load_cfg(c: &Common) -> Result<Config, SupervisorError> {
+pub(super) fn load_cfg(c: &Common) -> Result<Config, SupervisorError> {
     Config::load(c.config.as_deref())
 }
 
@@ -666,150 +533,4 @@ pub fn cancel(args: &CancelArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
         writeln!(out, "run {} {}", r.id, r.state).map_err(out_err)?;
     }
     Ok(0)
-}
-
-fn parse_when(s: &str) -> Result<std::time::SystemTime, SupervisorError> {
-    let bad = |reason: String| SupervisorError::Usage {
-        what: "--since".into(),
-        reason,
-    };
-    let t = match humantime::parse_duration(s) {
-        Ok(d) => std::time::SystemTime::now()
-            .checked_sub(d)
-            .ok_or_else(|| bad(format!("{s:?} reaches back before 1970")))?,
-        Err(_) => humantime::parse_rfc3339_weak(s).map_err(|e| {
-            bad(format!(
-                "{s:?} is neither a duration (1h, 2d) nor an RFC 3339 time: {e}"
-            ))
-        })?,
-    };
-    if t < std::time::UNIX_EPOCH {
-        return Err(bad(format!("{s:?} reaches back before 1970")));
-    }
-    Ok(t)
-}
-
-pub fn audit(args: &AuditArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
-    let cfg = load_cfg(&args.common)?;
-    let q = crate::audit::Query {
-        since: args.since.as_deref().map(parse_when).transpose()?,
-        run: args.run.clone(),
-    };
-    let recs = crate::audit::read(&cfg.state_dir.join("audit"), &q)?;
-    if args.common.json {
-        for r in &recs {
-            let s = serde_json::to_string(r).map_err(|source| SupervisorError::Json {
-                what: "audit record",
-                source,
-            })?;
-            writeln!(out, "{s}").map_err(out_err)?;
-        }
-        return Ok(0);
-    }
-    for r in &recs {
-        let mut head = format!(
-            "{} {} {} {} {}",
-            r.time,
-            r.kind,
-            r.run.as_deref().unwrap_or("-"),
-            r.node.as_deref().unwrap_or("-"),
-            r.state.as_deref().unwrap_or("-")
-        );
-        if r.kind == "node_end" {
-            match (r.exit_code, r.signal) {
-                (Some(c), _) => head += &format!(" · exit {c}"),
-                (None, Some(s)) => head += &format!(" · signal {s}"),
-                _ => {}
-            }
-            head += &format!(" · out {} B · err {} B", r.stdout_bytes, r.stderr_bytes);
-            if let Some(d) = r.duration_ms {
-                head += &format!(" · {:.1}s", d as f64 / 1000.0);
-            }
-            if !r.limit_hits.is_empty() {
-                head += &format!(" · limits hit: {}", r.limit_hits.join(", "));
-            }
-        }
-        writeln!(out, "{head}").map_err(out_err)?;
-        if let Some(reason) = &r.reason {
-            writeln!(out, "    reason: {reason}").map_err(out_err)?;
-        }
-        if !r.layers.is_empty() {
-            writeln!(out, "    layers: {}", r.layers.join(", ")).map_err(out_err)?;
-        }
-    }
-    Ok(0)
-}
-
-pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
-    let cfg = load_cfg(&args.common)?;
-    let age = humantime::parse_duration(&args.older_than).map_err(|e| SupervisorError::Usage {
-        what: "--older-than".into(),
-        reason: format!("{:?}: {e}", args.older_than),
-    })?;
-    let before = crate::store::now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-    if !cfg.state_dir.join(crate::store::DB_FILE).exists() {
-        if args.common.json {
-            print_json(out, "gc result", &Vec::<serde_json::Value>::new())?;
-        } else {
-            writeln!(out, "nothing to collect in {}", cfg.state_dir.display()).map_err(out_err)?;
-        }
-        return Ok(0);
-    }
-    let finished: std::collections::HashSet<(String, String)> = Store::open(&cfg.state_dir)?
-        .finished_before(before)?
-        .into_iter()
-        .collect();
-    crate::sys::isolate_libgit2();
-    let root = crate::workspace::WorkspaceRoot::open(&cfg.workspace_root).map_err(|e| {
-        SupervisorError::StateDir {
-            path: cfg.workspace_root.clone(),
-            source: std::io::Error::other(error_chain(&e)),
-        }
-    })?;
-    let doomed: Vec<_> = root
-        .list()
-        .map_err(|e| SupervisorError::StateDir {
-            path: cfg.workspace_root.clone(),
-            source: std::io::Error::other(error_chain(&e)),
-        })?
-        .into_iter()
-        .filter(|e| finished.contains(&(e.flow.clone(), e.run.clone())))
-        .collect();
-    // (workspace, what happened, why it failed)
-    let mut done: Vec<(String, &'static str, Option<String>)> = vec![];
-    for e in &doomed {
-        let path = e.path.display().to_string();
-        if args.dry_run {
-            done.push((path, "would_remove", None));
-            continue;
-        }
-        match root.remove(&e.flow, &e.run) {
-            Ok(()) => {
-                let _ = std::fs::remove_dir_all(cfg.state_dir.join("runs").join(&e.run));
-                done.push((path, "removed", None));
-            }
-            Err(err) => done.push((path, "failed", Some(error_chain(&err)))),
-        }
-    }
-    let failed = done.iter().filter(|d| d.1 == "failed").count();
-    if args.common.json {
-        let v: Vec<serde_json::Value> = done
-            .iter()
-            .map(|(p, what, why)| serde_json::json!({"workspace": p, "result": what, "error": why}))
-            .collect();
-        print_json(out, "gc result", &v)?;
-    } else {
-        for (p, what, why) in &done {
-            let line = match (*what, why) {
-                ("would_remove", _) => format!("would remove {p}"),
-                ("removed", _) => format!("removed {p}"),
-                (_, why) => format!("could not remove {p}: {}", why.as_deref().unwrap_or("")),
-            };
-            writeln!(out, "{line}").map_err(out_err)?;
-        }
-        if doomed.is_empty() {
-            writeln!(out, "nothing older than {} to collect", args.older_than).map_err(out_err)?;
-        }
-    }
-    Ok(i32::from(failed > 0))
 }

@@ -5,12 +5,15 @@
 //! by `aiopsctl run` when no daemon answers.
 //!
 //! Locks: `inner`, then `store`, then `audit`, never held across an await.
+mod admission;
 mod attempt;
-mod gate;
+mod bootstrap;
 pub(crate) mod output;
 pub(crate) mod runner;
 mod sched;
 mod warm;
+
+pub use bootstrap::{BootedEngine, Caller, LocalEngine};
 
 use crate::audit::{AuditLog, AuditRecord, AuditSink};
 use crate::error::SupervisorError;
@@ -439,7 +442,7 @@ impl Backend for Engine {
             ));
         }
         let id = new_run_id();
-        let prepared = gate::prepare(&self.shared, &id, &req).map_err(|e| {
+        let admitted = admission::admit(&self.shared, &id, &req).map_err(|e| {
             // A refusal before anything exists still leaves an audit line.
             self.shared.audit(AuditRecord {
                 kind: "refusal".into(),
@@ -451,12 +454,12 @@ impl Backend for Engine {
         })?;
         let new = NewRun {
             id: id.clone(),
-            flow: prepared.flow.name.to_string(),
+            flow: admitted.flow.name.to_string(),
             flow_path: req.flow_path.clone(),
-            flow_json: serde_json::to_string(&*prepared.flow)
+            flow_json: serde_json::to_string(&*admitted.flow)
                 .map_err(|e| ApiFailure::Internal(e.to_string()))?,
             pre_approved: req.yes,
-            nodes: prepared
+            nodes: admitted
                 .flow
                 .nodes
                 .iter()
@@ -465,7 +468,7 @@ impl Backend for Engine {
                     needs: n.needs.iter().map(ToString::to_string).collect(),
                     profile: n.profile.clone(),
                     argv: n.argv(),
-                    findings: prepared
+                    findings: admitted
                         .findings
                         .get(n.id.as_str())
                         .cloned()
@@ -481,7 +484,7 @@ impl Backend for Engine {
                 .insert_run(&new)
                 .map_err(|e| internal(&e))?;
             inner.submitted += 1;
-            inner.runs.insert(id.clone(), prepared.into_mem(req.yes));
+            inner.runs.insert(id.clone(), admitted.into_mem(req.yes));
             inner.ws_queue.push_back(id.clone());
             self.shared.publish(ev);
             drop(inner);

@@ -5,7 +5,7 @@
 //! the API).
 use super::attempt::Attempt;
 use super::runner::{self, NodeJob, NodeResult, RunnerEvent};
-use super::{gate, lock, RunMem, Shared, Ws};
+use super::{admission, lock, RunMem, Shared, Ws};
 use crate::audit::AuditRecord;
 use crate::error::SupervisorError;
 use crate::exec::JailStop;
@@ -278,8 +278,8 @@ pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
         }
         let flow: Result<aiops_policy::flow::Flow, String> =
             serde_json::from_str(&flow_json).map_err(|e| format!("stored flow: {e}"));
-        let prepared = flow.and_then(|f| gate::build(shared, &rec.id, f));
-        let mut mem = match prepared {
+        let admitted = flow.and_then(|f| admission::check_flow(shared, &rec.id, f));
+        let mut mem = match admitted {
             Ok(p) => p.into_mem(rec.pre_approved),
             Err(reason) => {
                 // The flow no longer checks out (a profile was removed or

@@ -1,6 +1,7 @@
-//! Everything decided when a run is submitted, before anything runs: the
-//! flow parses, every node's profile loads and its capabilities fit inside
-//! that profile, and `policy::lint` says which nodes pause at the gate.
+//! Admission: everything decided when a run is submitted (or reloaded
+//! after a restart), before anything runs: the flow parses, every node's
+//! profile loads and its capabilities fit inside that profile, and
+//! `policy::lint` says which nodes pause at the destructive-operation gate.
 use super::{NodeMem, RunMem, Shared, Ws};
 use crate::error::error_chain;
 use crate::model::{NodeState, RunState, SubmitRequest};
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
-pub(crate) struct Prepared {
+pub(crate) struct Admitted {
     pub flow: Arc<Flow>,
     pub profiles: HashMap<String, Arc<Profile>>,
     pub findings: HashMap<String, Vec<String>>,
@@ -20,7 +21,7 @@ pub(crate) struct Prepared {
 }
 
 /// Parse and check a submitted flow. The error is the message for the user.
-pub(crate) fn prepare(shared: &Shared, run: &str, req: &SubmitRequest) -> Result<Prepared, String> {
+pub(crate) fn admit(shared: &Shared, run: &str, req: &SubmitRequest) -> Result<Admitted, String> {
     let origin = Path::new(&req.flow_path);
     if !origin.is_absolute() {
         return Err(format!(
@@ -29,11 +30,11 @@ pub(crate) fn prepare(shared: &Shared, run: &str, req: &SubmitRequest) -> Result
         ));
     }
     let flow = Flow::from_toml_str(origin, &req.flow).map_err(|e| error_chain(&e))?;
-    build(shared, run, flow)
+    check_flow(shared, run, flow)
 }
 
 /// Check a parsed flow (also used when reloading a stored run).
-pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, String> {
+pub(crate) fn check_flow(shared: &Shared, run: &str, flow: Flow) -> Result<Admitted, String> {
     if flow.nodes.len() > super::MAX_NODES {
         return Err(format!(
             "flow {} has {} nodes; at most {} are allowed",
@@ -101,7 +102,7 @@ pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, 
         gated.insert(n.id.to_string(), n.confirm.pauses(&found));
         findings.insert(n.id.to_string(), texts);
     }
-    Ok(Prepared {
+    Ok(Admitted {
         flow: Arc::new(flow),
         profiles,
         findings,
@@ -109,7 +110,7 @@ pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, 
     })
 }
 
-impl Prepared {
+impl Admitted {
     pub(crate) fn into_mem(self, pre_approved: bool) -> RunMem {
         let mut nodes = BTreeMap::new();
         let mut order = vec![];
