@@ -7,7 +7,7 @@ use crate::error::error_chain;
 use crate::model::{NodeState, RunState, SubmitRequest};
 use aiops_policy::flow::Flow;
 use aiops_policy::lint::LintContext;
-use aiops_policy::{AbsPath, PathVars, Profile};
+use aiops_policy::{AbsPath, Effective, NodeCaps, PathVars, Profile};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,10 @@ pub(crate) struct Admitted {
     pub profiles: HashMap<String, Arc<Profile>>,
     pub findings: HashMap<String, Vec<String>>,
     pub gated: HashMap<String, bool>,
+    /// Each node's effective capabilities, computed here for the lint and
+    /// reused by its runner when its context has these same `vars`.
+    pub effective: HashMap<String, Arc<Effective>>,
+    pub vars: Arc<PathVars>,
 }
 
 /// Parse and check a submitted flow. The error is the message for the user.
@@ -54,6 +58,9 @@ pub(crate) fn check_flow(shared: &Shared, run: &str, flow: Flow) -> Result<Admit
     let mut profiles: HashMap<String, Arc<Profile>> = HashMap::new();
     let mut findings = HashMap::new();
     let mut gated = HashMap::new();
+    let mut effective = HashMap::new();
+    // Nodes in a row mostly share a profile and capabilities: one result.
+    let mut last: Option<(Arc<Profile>, NodeCaps, Arc<Effective>)> = None;
     for n in &flow.nodes {
         // Relative profile paths were made absolute when the flow was parsed.
         let key = n.profile.clone();
@@ -87,8 +94,17 @@ pub(crate) fn check_flow(shared: &Shared, run: &str, flow: Flow) -> Result<Admit
                 n.id, n.profile
             ));
         }
-        let eff = aiops_policy::caps::effective(&profile, &n.caps(), &vars)
-            .map_err(|e| format!("node {:?}: {}", n.id, error_chain(&e)))?;
+        let caps = n.caps();
+        let eff = match &last {
+            Some((p, c, e)) if Arc::ptr_eq(p, &profile) && *c == caps => e.clone(),
+            _ => {
+                let e = aiops_policy::caps::effective(&profile, &caps, &vars)
+                    .map_err(|e| format!("node {:?}: {}", n.id, error_chain(&e)))?;
+                let e = Arc::new(e);
+                last = Some((profile.clone(), caps, e.clone()));
+                e
+            }
+        };
         let ctx = LintContext {
             workspace: Some(&ws),
             readable: &eff.read,
@@ -101,12 +117,15 @@ pub(crate) fn check_flow(shared: &Shared, run: &str, flow: Flow) -> Result<Admit
             .collect();
         gated.insert(n.id.to_string(), n.confirm.pauses(&found));
         findings.insert(n.id.to_string(), texts);
+        effective.insert(n.id.to_string(), eff);
     }
     Ok(Admitted {
         flow: Arc::new(flow),
         profiles,
         findings,
         gated,
+        effective,
+        vars: Arc::new(vars),
     })
 }
 
@@ -129,6 +148,7 @@ impl Admitted {
                     gated: self.gated.get(&id).copied().unwrap_or(true),
                     confirmed: false,
                     findings: self.findings.get(&id).cloned().unwrap_or_default(),
+                    effective: self.effective.get(&id).cloned(),
                     dispatched: false,
                     attempt: None,
                     cancel: false,
@@ -144,6 +164,7 @@ impl Admitted {
             nodes,
             order,
             profiles: self.profiles,
+            vars: self.vars,
             state: RunState::Queued,
             dir_ready: false,
         }

@@ -88,6 +88,8 @@ pub(crate) struct NodeMem {
     pub gated: bool,
     pub confirmed: bool,
     pub findings: Vec<String>,
+    /// Computed at admission (see `admission::Admitted::effective`).
+    pub effective: Option<Arc<aiops_policy::Effective>>,
     /// Set while it is in the ready queue, so it is queued once.
     pub dispatched: bool,
     /// The attempt running now (from `make_job` to its `Done`).
@@ -114,6 +116,8 @@ pub(crate) struct RunMem {
     pub nodes: BTreeMap<String, NodeMem>,
     pub order: Vec<String>,
     pub profiles: HashMap<String, Arc<Profile>>,
+    /// The path variables admission computed `NodeMem::effective` with.
+    pub vars: Arc<aiops_policy::PathVars>,
     pub state: RunState,
     /// Its output directory was made (once per run, not per node).
     pub dir_ready: bool,

@@ -9,7 +9,7 @@ use crate::error::SupervisorError;
 use crate::exec::{self, ExecReport, JailStdio};
 use crate::model::NodeState;
 use aiops_policy::proto::ExitReport;
-use aiops_policy::{HostFacts, NodeCaps, Profile};
+use aiops_policy::{HostFacts, NodeCaps, PathVars, Profile};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
@@ -20,6 +20,8 @@ pub struct NodeJob {
     pub argv: Vec<String>,
     pub profile: Arc<Profile>,
     pub caps: NodeCaps,
+    /// What admission computed from `profile` and `caps`, if anything.
+    pub admitted: Option<AdmittedCaps>,
     pub workspace: PathBuf,
     pub jailer: super::JailerTarget,
     /// Where a started jailer may be waiting (`JailerTarget::Exec`).
@@ -33,6 +35,15 @@ pub struct NodeJob {
     pub attempt: Arc<Attempt>,
     /// Where the runner reports to the scheduler.
     pub events: UnboundedSender<RunnerEvent>,
+}
+
+/// A node's effective capabilities as admission computed them, and the
+/// path variables it used: the runner reuses them when its own context
+/// has the same variables (it does unless `$TMPDIR` is set, or the
+/// workspace root's path resolves to another).
+pub struct AdmittedCaps {
+    pub vars: Arc<PathVars>,
+    pub effective: Arc<aiops_policy::caps::Effective>,
 }
 
 /// What a runner tells the scheduler, in this order.
@@ -182,12 +193,15 @@ type Compiled = (
 );
 
 impl PlanMemo {
+    /// The plan for these inputs: the memo's, else one compile from the
+    /// effective capabilities (admission's when `admitted` fits `ctx`).
     fn get_or_compile(
         &self,
         profile: &Arc<Profile>,
         caps: &NodeCaps,
         facts: &HostFacts,
         ctx: aiops_policy::CompileContext,
+        admitted: Option<&AdmittedCaps>,
     ) -> Result<Compiled, Failure> {
         let lock = || {
             self.last
@@ -200,11 +214,15 @@ impl PlanMemo {
             return Ok((m.eff.clone(), m.plan.clone()));
         }
         let refuse = |e: &dyn std::error::Error| Failure::Refused(crate::error::error_chain(e));
-        let eff = Arc::new(
-            aiops_policy::caps::effective(profile, caps, &ctx.vars).map_err(|e| refuse(&e))?,
+        let eff = match admitted.filter(|a| *a.vars == ctx.vars) {
+            Some(a) => a.effective.clone(),
+            None => Arc::new(
+                aiops_policy::caps::effective(profile, caps, &ctx.vars).map_err(|e| refuse(&e))?,
+            ),
+        };
+        let plan = Arc::new(
+            aiops_policy::compile::compile_effective(&eff, facts, &ctx).map_err(|e| refuse(&e))?,
         );
-        let plan =
-            Arc::new(aiops_policy::compile(profile, caps, facts, &ctx).map_err(|e| refuse(&e))?);
         *lock() = Some(Memo {
             profile: profile.clone(),
             caps: caps.clone(),
@@ -269,9 +287,13 @@ fn try_run(job: &NodeJob, ready: Ready) -> Result<NodeResult, Failure> {
         }
     };
     let ctx = crate::context::host_context(Some(&job.workspace), Some(&job.workspace))?;
-    let (eff, plan) = job
-        .plans
-        .get_or_compile(&job.profile, &job.caps, &job.facts, ctx)?;
+    let (eff, plan) = job.plans.get_or_compile(
+        &job.profile,
+        &job.caps,
+        &job.facts,
+        ctx,
+        job.admitted.as_ref(),
+    )?;
     if !job.attempt.wait_recorded() {
         return Err(Failure::NotRecorded);
     }
@@ -406,6 +428,7 @@ mod tests {
             c,
             f,
             ctx.clone(),
+            None,
         ) {
             Ok((_, plan)) => plan,
             Err(_) => panic!("compile failed"),
@@ -420,10 +443,48 @@ mod tests {
         assert_ne!(b.landlock.as_ref().unwrap().abi, 7);
         let mut other = ctx.clone();
         other.host_env.insert("AIOPS_MEMO_TEST".into(), "1".into());
-        let c = match memo.get_or_compile(&reloaded, &caps, &older, other) {
+        let c = match memo.get_or_compile(&reloaded, &caps, &older, other, None) {
             Ok((_, plan)) => plan,
             Err(_) => panic!("compile failed"),
         };
         assert!(!Arc::ptr_eq(&b, &c));
+    }
+
+    /// Admission's effective capabilities are compiled from when the
+    /// runner's path variables are the ones admission used, else
+    /// recomputed from the runner's.
+    #[test]
+    fn the_runner_compiles_from_admissions_capabilities_only_for_the_same_vars() {
+        let loader = aiops_policy::ProfileLoader::standard(
+            None,
+            crate::locate::dev_profiles_dir().as_deref(),
+        );
+        let profile = Arc::new(loader.load("restrictive").unwrap());
+        let caps = NodeCaps::default();
+        let facts = HostFacts::linux(7);
+        let ctx = crate::context::neutral_context().unwrap();
+        let admitted = AdmittedCaps {
+            vars: Arc::new(ctx.vars.clone()),
+            effective: Arc::new(aiops_policy::caps::effective(&profile, &caps, &ctx.vars).unwrap()),
+        };
+        let eff = |ctx: &aiops_policy::CompileContext| match PlanMemo::default().get_or_compile(
+            &profile,
+            &caps,
+            &facts,
+            ctx.clone(),
+            Some(&admitted),
+        ) {
+            Ok((eff, _)) => eff,
+            Err(_) => panic!("compile failed"),
+        };
+        assert!(Arc::ptr_eq(&eff(&ctx), &admitted.effective));
+        let mut elsewhere = ctx.clone();
+        elsewhere.vars.tmpdir = Some(aiops_policy::AbsPath::new("/var/tmp").unwrap());
+        let fresh = eff(&elsewhere);
+        assert!(!Arc::ptr_eq(&fresh, &admitted.effective));
+        assert_eq!(
+            *fresh,
+            aiops_policy::caps::effective(&profile, &caps, &elsewhere.vars).unwrap()
+        );
     }
 }

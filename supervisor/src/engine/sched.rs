@@ -298,6 +298,15 @@ fn make_job(
     };
     let fnode = r.flow.node(node)?.clone();
     let profile = r.profiles.get(&fnode.profile)?.clone();
+    let admitted = r
+        .nodes
+        .get(node)?
+        .effective
+        .clone()
+        .map(|effective| runner::AdmittedCaps {
+            vars: r.vars.clone(),
+            effective,
+        });
     let facts = {
         let cg = profile
             .require
@@ -332,6 +341,7 @@ fn make_job(
         argv: fnode.argv(),
         profile,
         caps: fnode.caps(),
+        admitted,
         workspace: ws,
         jailer: shared.cfg.jailer.clone(),
         warm: shared.warm.clone(),
