@@ -236,6 +236,6 @@ fn compile_sbpl(
     caps: &NodeCaps,
     ctx: &CompileContext,
 ) -> Result<(String, Vec<(String, String)>), SupervisorError> {
-    let plan = aiops_policy::sbpl::compile_sbpl_for(profile, caps, ctx)?;
+    let plan = aiops_policy::sbpl::compile_sbpl_for(profile, caps, ctx)?.sbpl;
     Ok((plan.text, plan.params))
 }
