@@ -10,6 +10,8 @@ pub mod exec;
 pub mod explain;
 pub mod filters;
 pub mod lint;
+#[cfg(target_os = "linux")]
+pub mod logs;
 pub mod profile;
 #[cfg(target_os = "linux")]
 pub mod records;
@@ -94,7 +96,7 @@ pub enum Command {
     Status(runs::StatusArgs),
     /// A node's captured stdout (or --stderr).
     #[cfg(target_os = "linux")]
-    Logs(runs::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Let a node waiting at the gate run, and follow the run.
     #[cfg(target_os = "linux")]
     Confirm(runs::ConfirmArgs),
@@ -242,7 +244,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         #[cfg(target_os = "linux")]
         Command::Status(args) => runs::status(&args, out),
         #[cfg(target_os = "linux")]
-        Command::Logs(args) => runs::logs(&args, out),
+        Command::Logs(args) => logs::logs(&args, out),
         #[cfg(target_os = "linux")]
         Command::Confirm(args) => runs::confirm(&args, out),
         #[cfg(target_os = "linux")]

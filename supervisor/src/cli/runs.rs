@@ -1,4 +1,4 @@
-//! `aiopsctl run|submit|status|logs|confirm|cancel`. Each talks to
+//! `aiopsctl run|submit|status|confirm|cancel`. Each talks to
 //! the daemon when one answers on the API socket; otherwise the commands
 //! that change state start an in-process engine on the same state
 //! directory (holding its lock, so two engines never share a run), and the
@@ -8,10 +8,10 @@ use super::table::Table;
 use crate::config::Config;
 use crate::engine::LocalEngine;
 use crate::error::{out_err, SupervisorError};
-use crate::model::{ApiFailure, Backend, NodeState, RunRecord, RunState, Stream, SubmitRequest};
+use crate::model::{ApiFailure, Backend, NodeState, RunRecord, RunState, SubmitRequest};
 use crate::store::Store;
 use clap::Args;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,20 +56,6 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LogsArgs {
-    pub run: String,
-    pub node: String,
-    /// Keep printing as output arrives, until the node ends.
-    #[arg(short, long)]
-    pub follow: bool,
-    /// Show stderr instead of stdout.
-    #[arg(long)]
-    pub stderr: bool,
-    #[command(flatten)]
-    pub common: Common,
-}
-
-#[derive(Debug, Args)]
 pub struct ConfirmArgs {
     pub run: String,
     pub node: String,
@@ -89,7 +75,7 @@ pub struct CancelArgs {
     pub common: Common,
 }
 
-fn api_err(e: ApiFailure) -> SupervisorError {
+pub(super) fn api_err(e: ApiFailure) -> SupervisorError {
     let (what, reason) = match e {
         ApiFailure::BadRequest(r) => ("refused", r),
         ApiFailure::NotFound(r) => ("not found", r),
@@ -302,7 +288,7 @@ pub fn submit(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorErro
 
 /// Read-only access: the daemon, else the store itself (no engine lock,
 /// no recovery: another engine may be running these nodes right now).
-fn read_runs(
+pub(super) fn read_runs(
     cfg: &Config,
     run: Option<&str>,
     limit: usize,
@@ -409,89 +395,6 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
     }
     write!(out, "{}", t.render()).map_err(out_err)?;
     Ok(0)
-}
-
-pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
-    let cfg = load_cfg(&args.common)?;
-    let stream = if args.stderr {
-        Stream::Stderr
-    } else {
-        Stream::Stdout
-    };
-    if let Ok(d) = super::remote::RemoteBackend::connect(&cfg.api_socket) {
-        d.copy_output(&args.run, &args.node, stream, args.follow, out)
-            .map_err(api_err)?;
-        return Ok(0);
-    }
-    let path = cfg.state_dir.join("runs").join(&args.run).join(format!(
-        "{}.{}",
-        args.node,
-        stream.as_str()
-    ));
-    // Names come from the command line: only plain names reach the path.
-    let plain = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    };
-    if !plain(&args.run) || !plain(&args.node) {
-        return Err(api_err(ApiFailure::BadRequest(
-            "run and node are plain names".into(),
-        )));
-    }
-    read_runs(&cfg, Some(&args.run), 1)?
-        .first()
-        .and_then(|r| r.nodes.iter().find(|n| n.id == args.node))
-        .ok_or_else(|| {
-            api_err(ApiFailure::NotFound(format!(
-                "run {} has no node {:?}",
-                args.run, args.node
-            )))
-        })?;
-    let mut f = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !args.follow => return Ok(0),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // Not started yet: wait for it.
-            loop {
-                std::thread::sleep(Duration::from_millis(200));
-                if let Ok(f) = std::fs::File::open(&path) {
-                    break f;
-                }
-                if node_final(&cfg, &args.run, &args.node)? {
-                    return Ok(0);
-                }
-            }
-        }
-        Err(source) => return Err(SupervisorError::Read { path, source }),
-    };
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf).map_err(|source| SupervisorError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        if n > 0 {
-            out.write_all(&buf[..n]).map_err(out_err)?;
-            continue;
-        }
-        out.flush().map_err(out_err)?;
-        if !args.follow || node_final(&cfg, &args.run, &args.node)? {
-            // One last read: the node may have written as it ended.
-            let mut rest = vec![];
-            let _ = f.read_to_end(&mut rest);
-            out.write_all(&rest).map_err(out_err)?;
-            return Ok(0);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn node_final(cfg: &Config, run: &str, node: &str) -> Result<bool, SupervisorError> {
-    Ok(read_runs(cfg, Some(run), 1)?
-        .first()
-        .and_then(|r| r.nodes.iter().find(|n| n.id == node))
-        .is_none_or(|n| n.state.is_final()))
 }
 
 pub fn confirm(args: &ConfirmArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
