@@ -104,10 +104,28 @@ fn caps_summary(eff: &aiops_policy::caps::Effective) -> serde_json::Value {
     })
 }
 
+/// Run `job` on a blocking thread; its events, then `RunnerEvent::Done`,
+/// go to the scheduler on `job.events`.
+pub(crate) fn spawn(job: NodeJob) {
+    tokio::spawn(async move {
+        let (run, node, events) = (job.run.clone(), job.node.clone(), job.events.clone());
+        let result = tokio::task::spawn_blocking(move || run_node(&job))
+            .await
+            .unwrap_or_else(|e| {
+                NodeResult::not_run(NodeState::Failed, format!("supervisor: node task: {e}"))
+            });
+        let _ = events.send(RunnerEvent::Done {
+            run,
+            node,
+            result: Box::new(result),
+        });
+    });
+}
+
 /// Run `job`: the jail is attached to the attempt once it exists (a cancel
 /// before that keeps it from running), and `RunnerEvent::Exited` is sent
 /// when agentd reports the node's end.
-pub fn run_node(job: &NodeJob) -> NodeResult {
+fn run_node(job: &NodeJob) -> NodeResult {
     // Only `JailerTarget::Exec` has spares (`warm` is None otherwise).
     let (ready, capture) = match job.warm.as_ref().and_then(|w| w.claim()) {
         Some(s) => match s.output.bind(&job.out) {

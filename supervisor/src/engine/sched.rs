@@ -180,20 +180,19 @@ pub(crate) async fn scheduler(shared: Arc<Shared>) {
 
 /// Give back a running node's slot, once: at agentd's report of the node's
 /// end, or when its task completes without one. Until the node is recorded
-/// it is `settling`, which a drain still waits for. True if this call freed it.
-fn free_slot(shared: &Shared, run: &str, node: &str, early: bool) -> bool {
+/// it is `settling`, which a drain still waits for.
+fn free_slot(shared: &Shared, run: &str, node: &str, early: bool) {
     let mut inner = shared.inner();
     let n = inner.runs.get_mut(run).and_then(|r| r.nodes.get_mut(node));
     match n {
-        Some(n) if n.slot_freed => return false,
+        Some(n) if n.slot_freed => return,
         Some(n) => n.slot_freed = true,
         // Untracked: only the task's end, which always comes, frees it.
-        None if early => return false,
+        None if early => return,
         None => {}
     }
     inner.running = inner.running.saturating_sub(1);
     inner.settling += 1;
-    true
 }
 
 fn dispatch(shared: &Arc<Shared>, events: &UnboundedSender<RunnerEvent>) {
@@ -234,28 +233,7 @@ fn dispatch(shared: &Arc<Shared>, events: &UnboundedSender<RunnerEvent>) {
         };
         let attempt = job.attempt.clone();
         let (run, node) = (job.run.clone(), job.node.clone());
-        let events = events.clone();
-        tokio::spawn(async move {
-            let (run, node) = (job.run.clone(), job.node.clone());
-            let events = job.events.clone();
-            let result = tokio::task::spawn_blocking(move || runner::run_node(&job))
-                .await
-                .unwrap_or_else(|e| NodeResult {
-                    state: NodeState::Failed,
-                    reason: Some(format!("supervisor: node task: {e}")),
-                    outcome: None,
-                    cwd: None,
-                    capabilities: None,
-                    limit_hits: vec![],
-                    egress: None,
-                });
-            let _ = events.send(RunnerEvent::Done {
-                run,
-                node,
-                result: Box::new(result),
-            });
-        });
-        drop(events);
+        runner::spawn(job);
         // Stored while the runner claims its jailer and compiles the plan;
         // it sends no request before this (see `Attempt::wait_recorded`).
         attempt.set_recorded(record_running(shared, &run, &node));
