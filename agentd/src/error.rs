@@ -1,7 +1,7 @@
 //! One error per step agentd can fail at. Set-up errors map to a protocol
 //! `Step`, an errno and a distinct exit code; the rest are reported as
 //! internal errors after the node has started.
-use aiops_policy::proto::{exit, Step};
+use aiops_proto::{exit, Step};
 use nix::errno::Errno;
 use std::io;
 
@@ -11,10 +11,10 @@ pub enum AgentError {
     ReadSpec { fd: i32, source: Errno },
     #[error("agent spec of {len} bytes exceeds {max}")]
     SpecTooLarge { len: usize, max: usize },
-    #[error("parse agent spec")]
-    ParseSpec { source: serde_json::Error },
-    #[error("agent spec proto_version {got} (this agentd speaks {want})")]
-    ProtoVersion { got: u32, want: u32 },
+    /// Not JSON of the right shape, another version, or a rule broken
+    /// (`AgentSpec::decode`, the one definition of a valid spec).
+    #[error("agent spec")]
+    Spec { source: aiops_proto::ProtoError },
     #[error("agent spec {field}: {reason}")]
     InvalidSpec { field: &'static str, reason: String },
     #[error("block signals and open signalfd")]
@@ -52,8 +52,7 @@ impl AgentError {
         match self {
             AgentError::ReadSpec { .. }
             | AgentError::SpecTooLarge { .. }
-            | AgentError::ParseSpec { .. }
-            | AgentError::ProtoVersion { .. }
+            | AgentError::Spec { .. }
             | AgentError::InvalidSpec { .. } => Step::AgentSpec,
             _ => Step::SpawnNode,
         }
@@ -75,9 +74,7 @@ impl AgentError {
             AgentError::NotFound { .. } => Errno::ENOENT as i32,
             AgentError::Pump { source, .. } => source.raw_os_error().unwrap_or(0),
             AgentError::SpecTooLarge { .. } => Errno::E2BIG as i32,
-            AgentError::ParseSpec { .. }
-            | AgentError::ProtoVersion { .. }
-            | AgentError::InvalidSpec { .. } => Errno::EINVAL as i32,
+            AgentError::Spec { .. } | AgentError::InvalidSpec { .. } => Errno::EINVAL as i32,
         }
     }
 
@@ -97,6 +94,6 @@ impl AgentError {
 
     /// The chain as one line, for the report and the single stderr line.
     pub fn chain(&self) -> String {
-        aiops_policy::error::error_chain(self)
+        aiops_proto::error_chain(self)
     }
 }

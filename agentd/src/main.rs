@@ -34,9 +34,8 @@ mod sys;
 #[global_allocator]
 static ALLOCATOR: rlsf::GlobalTlsf = rlsf::GlobalTlsf::new();
 
-use aiops_policy::proto::{
-    exit, AgentSpec, ExitReport, Stream, AGENT_SPEC_FD, MAX_REQUEST_BYTES, PROTO_VERSION,
-};
+use aiops_proto::agent::MAX_SPEC_BYTES;
+use aiops_proto::{exit, AgentSpec, ExitReport, Stream, AGENT_SPEC_FD};
 use error::AgentError;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -325,27 +324,13 @@ fn read_spec() -> Result<AgentSpec, AgentError> {
                 })
             }
         }
-        if buf.len() > MAX_REQUEST_BYTES {
+        if buf.len() > MAX_SPEC_BYTES {
             return Err(AgentError::SpecTooLarge {
                 len: buf.len(),
-                max: MAX_REQUEST_BYTES,
+                max: MAX_SPEC_BYTES,
             });
         }
     }
     drop(fd);
-    let spec: AgentSpec =
-        serde_json::from_slice(&buf).map_err(|source| AgentError::ParseSpec { source })?;
-    if spec.proto_version != PROTO_VERSION {
-        return Err(AgentError::ProtoVersion {
-            got: spec.proto_version,
-            want: PROTO_VERSION,
-        });
-    }
-    if spec.timeout_ms == 0 || spec.output_bytes == 0 {
-        return Err(AgentError::InvalidSpec {
-            field: "timeout_ms/output_bytes",
-            reason: "must be positive".into(),
-        });
-    }
-    Ok(spec)
+    AgentSpec::decode(&buf).map_err(|source| AgentError::Spec { source })
 }

@@ -19,7 +19,7 @@
 //! consumer that stopped reading cannot keep a timed-out jail alive.
 use crate::redact::Redactor;
 use crate::sys;
-use aiops_policy::proto::Stream;
+use aiops_proto::Stream;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd;

@@ -5,7 +5,7 @@
 //! the outcome to the jailer.
 use crate::error::AgentError;
 use crate::sys;
-use aiops_policy::proto::{ExitReport, Report, Step, Stream, AGENT_REPORT_FD};
+use aiops_proto::{ExitReport, Report, Step, Stream, AGENT_REPORT_FD};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::socket::{send, MsgFlags};
 use std::os::fd::{AsRawFd, OwnedFd};

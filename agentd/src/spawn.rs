@@ -5,7 +5,7 @@
 use crate::error::AgentError;
 use crate::signals::Signals;
 use crate::sys;
-use aiops_policy::proto::AgentSpec;
+use aiops_proto::AgentSpec;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::{self, ForkResult, Pid};

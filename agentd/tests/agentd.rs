@@ -2,8 +2,8 @@
 //! SOCK_SEQPACKET report socket at fd 4, as the jailer does.
 #![allow(clippy::unwrap_used)]
 
-use aiops_policy::path::AbsPath;
-use aiops_policy::proto::{exit, AgentSpec, ExitReport, Report, Secret, Step};
+use aiops_proto::AbsPath;
+use aiops_proto::{exit, AgentSpec, ExitReport, Report, Secret, Step};
 use aiops_testkit::{queued_frames, require, scratch_dir_named, seqpacket_pair, userns_with_pidns};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -15,7 +15,7 @@ const AGENTD: &str = env!("CARGO_BIN_EXE_aiops-agentd");
 
 fn spec(argv: &[&str]) -> AgentSpec {
     AgentSpec {
-        proto_version: aiops_policy::proto::PROTO_VERSION,
+        proto_version: aiops_proto::PROTO_VERSION,
         argv: argv.iter().map(|s| s.to_string()).collect(),
         cwd: AbsPath::new("/").unwrap(),
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],

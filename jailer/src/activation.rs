@@ -14,7 +14,7 @@
 use crate::error::JailError;
 use crate::exec::ReportFd;
 use crate::sys;
-use aiops_policy::proto::MAX_REQUEST_BYTES;
+use aiops_proto::request::frame;
 use nix::sys::socket::{
     getsockopt, recvmsg, sockopt, ControlMessageOwned, MsgFlags, SockType, UnixAddr,
 };
@@ -108,7 +108,7 @@ fn check_peer(conn: &OwnedFd, spec: Option<&str>) -> Result<(), JailError> {
 /// The first message: the 4-byte length and exactly `PASSED_FDS` fds.
 fn receive_head(conn: &OwnedFd) -> Result<(usize, Vec<OwnedFd>), JailError> {
     let mut head = [0u8; 4];
-    let mut cmsg = nix::cmsg_space!([RawFd; PASSED_FDS + 2]);
+    let mut cmsg = nix::cmsg_space!([RawFd; frame::MAX_PASSED_FDS + 1]);
     let mut iov = [IoSliceMut::new(&mut head)];
     let msg = recvmsg::<UnixAddr>(
         conn.as_raw_fd(),
@@ -130,7 +130,7 @@ fn receive_head(conn: &OwnedFd) -> Result<(usize, Vec<OwnedFd>), JailError> {
         }
     }
     // Too many fds (cut short) or too few: refuse; the ones received close here.
-    let counts = PASSED_FDS..=PASSED_FDS + 1;
+    let counts = PASSED_FDS..=frame::MAX_PASSED_FDS;
     if msg.flags.contains(MsgFlags::MSG_CTRUNC) || !counts.contains(&fds.len()) {
         return Err(ae(
             "the first message must carry 4 fds (report, stdin, stdout, stderr) and optionally the egress socket",
@@ -143,10 +143,8 @@ fn receive_head(conn: &OwnedFd) -> Result<(usize, Vec<OwnedFd>), JailError> {
             libc::EPROTO,
         ));
     }
-    let len = u32::from_le_bytes(head) as usize;
-    if len > MAX_REQUEST_BYTES {
-        return Err(ae("request longer than MAX_REQUEST_BYTES", libc::EMSGSIZE));
-    }
+    let len = frame::decode_len(head)
+        .map_err(|_| ae("request longer than MAX_REQUEST_BYTES", libc::EMSGSIZE))?;
     Ok((len, fds))
 }
 
@@ -216,7 +214,8 @@ pub fn accept(env: [Option<String>; 3]) -> Result<Received, JailError> {
 
 /// Step 6's parent, when the jail ends: the wait status to the supervisor.
 pub fn send_status(conn: &OwnedFd, raw: i32) {
-    let _ = nix::sys::socket::send(conn.as_raw_fd(), &raw.to_le_bytes(), MsgFlags::MSG_NOSIGNAL);
+    let status = frame::encode_status(raw);
+    let _ = nix::sys::socket::send(conn.as_raw_fd(), &status, MsgFlags::MSG_NOSIGNAL);
 }
 
 #[cfg(test)]

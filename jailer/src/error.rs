@@ -1,7 +1,7 @@
 //! One error enum for the jailer; every variant names the step that failed
 //! and maps to the `Step` sent in `Report::SetupFailed`.
-use aiops_policy::proto::Step;
-use aiops_policy::PolicyError;
+use aiops_proto::ProtoError;
+use aiops_proto::Step;
 use std::io;
 use std::path::PathBuf;
 
@@ -10,9 +10,9 @@ pub enum JailError {
     #[error("read request from fd {fd}")]
     ReadRequest { fd: i32, source: io::Error },
     #[error("decode request")]
-    DecodeRequest { source: PolicyError },
+    DecodeRequest { source: ProtoError },
     #[error("validate request")]
-    Validate { source: PolicyError },
+    Validate { source: ProtoError },
     #[error("refuse request: {reason}")]
     Refused { reason: String },
     #[error("socket activation: {what}")]
@@ -174,6 +174,6 @@ impl JailError {
 
     /// The message and its sources, joined as `a: b: c`.
     pub fn chain(&self) -> String {
-        aiops_policy::error::error_chain(self)
+        aiops_proto::error_chain(self)
     }
 }

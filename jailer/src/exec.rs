@@ -3,7 +3,7 @@
 //! environment (agentd gets the node's env from the spec).
 use crate::error::JailError;
 use crate::sys;
-use aiops_policy::proto::{AgentSpec, AGENT_REPORT_FD, AGENT_SPEC_FD};
+use aiops_proto::{AgentSpec, AGENT_REPORT_FD, AGENT_SPEC_FD};
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use std::convert::Infallible;

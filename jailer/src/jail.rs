@@ -1,13 +1,15 @@
 //! The jailer's steps, in order. Numbered as in docs/jailer.md; the
 //! `steps_match_docs` test fails if the two differ.
 use crate::error::JailError;
-use crate::exec::{execve_agentd, ReportFd};
-use crate::{caps, idmap, landlock, limits, mounts, net, ns, seccomp, secrets, sys};
-use aiops_policy::facts::LayerReq;
-use aiops_policy::net::NetMode;
-use aiops_policy::plan::{Mount, Namespace, AGENTD_IN_JAIL};
-use aiops_policy::proto::{AgentSpec, JailRequest, MAX_REQUEST_BYTES, PROTO_VERSION};
-use aiops_policy::AbsPath;
+use crate::exec::ReportFd;
+use crate::steps::{Kernel, Sys};
+use crate::{landlock, limits, net, ns, seccomp, secrets, sys};
+use aiops_proto::facts::LayerReq;
+use aiops_proto::locate::{self, Search};
+use aiops_proto::net::NetMode;
+use aiops_proto::plan::{Mount, Namespace, AGENTD_IN_JAIL};
+use aiops_proto::{ids, AbsPath};
+use aiops_proto::{AgentSpec, JailRequest, MAX_REQUEST_BYTES, PROTO_VERSION};
 use std::convert::Infallible;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -55,7 +57,7 @@ impl HostEnv {
         HostEnv {
             secrets_dir: std::env::var_os(var).map(PathBuf::from),
             secrets_origin,
-            agentd: std::env::var_os("AIOPS_AGENTD").map(PathBuf::from),
+            agentd: std::env::var_os(locate::AGENTD.env).map(PathBuf::from),
             parent: nix::unistd::getppid(),
         }
     }
@@ -137,17 +139,27 @@ fn check_required_layers(req: &JailRequest) -> Result<(), JailError> {
     Ok(())
 }
 
-/// The host path of agentd: `$AIOPS_AGENTD`, else `aiops-agentd` next to us.
+/// The host path of agentd, by `aiops_proto::locate`'s rule: `$AIOPS_AGENTD`,
+/// else next to us, else the package's libexec dir (the jailer itself is
+/// there in a package, so the two agree). Checked by the bind at step 7.
 fn agentd_host_path(env: &HostEnv) -> Result<PathBuf, JailError> {
-    if let Some(p) = &env.agentd {
-        return Ok(p.clone());
+    let me = std::fs::read_link("/proc/self/exe").ok();
+    let search = locate::AGENTD.search(
+        env.agentd.clone(),
+        me.as_deref()
+            .and_then(std::path::Path::parent)
+            .map(|d| (d, "next to the jailer")),
+        std::path::Path::new(locate::LIBEXEC_DIR),
+    );
+    match search {
+        Search::Override { path, .. } => Ok(path),
+        Search::Candidates(c) => {
+            let found = c.iter().find(|(p, _)| p.is_file()).or(c.first());
+            found
+                .map(|(p, _)| p.clone())
+                .ok_or_else(|| refused("no place to look for aiops-agentd"))
+        }
     }
-    let me = std::fs::read_link("/proc/self/exe")
-        .map_err(|e| refused(format!("/proc/self/exe: {e}")))?;
-    let dir = me
-        .parent()
-        .ok_or_else(|| refused("/proc/self/exe has no parent directory"))?;
-    Ok(dir.join("aiops-agentd"))
 }
 
 /// A confined plan must bind exactly this jailer's agentd at AGENTD_IN_JAIL.
@@ -178,7 +190,7 @@ fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
 
 /// Step 2 (first part): every fd ≥ 3 but the report and egress sockets
 /// (and, in socket mode, the supervisor's connection).
-fn close_fds(
+pub(crate) fn close_fds(
     report: &ReportFd,
     egress: Option<&OwnedFd>,
     conn: Option<&OwnedFd>,
@@ -189,28 +201,12 @@ fn close_fds(
     ns::close_fds_except(3, &keep).map_err(|source| JailError::CloseFds { source })
 }
 
-/// Step 3's ids: the owner of the first writable bind (see `owner_ids`).
+/// Step 3's ids: the owner of the first writable bind, never host root
+/// (`aiops_proto::ids`, the one rule for the jailer, aiopsctl and the engine).
 fn jail_ids(req: &JailRequest) -> (u32, u32) {
-    let owner = req.plan.mounts.iter().find_map(|m| match m {
-        Mount::Bind {
-            src,
-            writable: true,
-            ..
-        } => std::fs::metadata(src.as_path()).ok(),
-        _ => None,
-    });
-    owner_ids(owner.map(|m| (m.uid(), m.gid())))
-}
-
-/// The owner's uid and gid, except that neither may be root's: a root-owned
-/// workspace gives nobody/nogroup, and a workspace of a user whose group is
-/// root (gid 0) gives the user with nogroup. Host gid 0 would let the node
-/// read what root's group may read and leave root-group files behind.
-fn owner_ids(owner: Option<(u32, u32)>) -> (u32, u32) {
-    match owner {
-        Some((uid, gid)) if uid != 0 => (uid, if gid == 0 { ns::NOBODY } else { gid }),
-        _ => (ns::NOBODY, ns::NOBODY),
-    }
+    let owner =
+        ids::identity_sources(&req.plan).find_map(|src| std::fs::metadata(src.as_path()).ok());
+    ids::jail_ids(owner.map(|m| (m.uid(), m.gid())))
 }
 
 fn ns_layer(ns: Namespace) -> &'static str {
@@ -226,7 +222,10 @@ fn ns_layer(ns: Namespace) -> &'static str {
 }
 
 /// Step 8.
-fn sethostname_and_lo_up(req: &JailRequest, egress: Option<OwnedFd>) -> Result<(), JailError> {
+pub(crate) fn sethostname_and_lo_up(
+    req: &JailRequest,
+    egress: Option<OwnedFd>,
+) -> Result<(), JailError> {
     let p = &req.plan;
     if let (Some(h), true) = (&p.hostname, p.namespaces.contains(&Namespace::Uts)) {
         net::sethostname(h)?;
@@ -248,8 +247,20 @@ pub fn run(
     egress: Option<OwnedFd>,
     env: &HostEnv,
 ) -> Result<Infallible, JailError> {
+    run_with(&mut Kernel, source, report, egress, env)
+}
+
+/// The steps in order, each state-changing call through `sys` (the tests
+/// record them; `steps_match_docs`).
+pub fn run_with(
+    sys: &mut impl Sys,
+    source: Source,
+    report: &mut ReportFd,
+    egress: Option<OwnedFd>,
+    env: &HostEnv,
+) -> Result<Infallible, JailError> {
     // 1. Read and validate; everything decidable without changing state is decided here.
-    let (req, conn) = read_request(source, egress.is_some())?;
+    let (req, conn) = sys.read_request(source, egress.is_some())?;
     // Offered to every jail by aiopsctl; only a confined allowlist keeps it.
     let egress = egress.filter(|_| needs_egress(&req));
     let plan = &req.plan;
@@ -261,79 +272,60 @@ pub fn run(
     }
     // 2. Close inherited fds, read secrets. The environment was captured in
     // HostEnv and is never passed on.
-    close_fds(report, egress.as_ref(), conn.as_ref())?;
-    let secrets = secrets::read_secrets(
-        env.secrets_dir.as_deref(),
-        env.secrets_origin,
-        &plan.secrets,
-    )?;
+    sys.close_fds(report, egress.as_ref(), conn.as_ref())?;
+    let secrets = sys.read_secrets(env, &plan.secrets)?;
     let mut layers: Vec<String> = vec![];
     if plan.unconfined {
         layers.push("unconfined".into());
     }
     // 3. Host root becomes an unprivileged uid before any namespace exists.
-    if nix::unistd::geteuid().is_root() {
+    if sys.is_root() {
         let (uid, gid) = jail_ids(&req);
-        ns::setresuid_to_jail_uid(uid, gid)?;
+        sys.setresuid_to_jail_uid(uid, gid)?;
         layers.push(format!("uid {uid} (dropped from root)"));
     }
-    let (uid, gid) = (
-        nix::unistd::geteuid().as_raw(),
-        nix::unistd::getegid().as_raw(),
-    );
+    let (uid, gid) = sys.ids();
     // The kernel's own answer (ACLs included), before anything is built:
     // otherwise the failure would surface later as a confusing mount error.
-    nix::unistd::access(plan.cwd.as_path(), nix::unistd::AccessFlags::X_OK).map_err(|e| {
-        JailError::Unreachable {
-            uid,
-            path: plan.cwd.as_path().to_path_buf(),
-            source: e.into(),
-        }
-    })?;
+    sys.check_reachable(uid, plan.cwd.as_path())?;
     // agentd too: as root, a checkout under /root is out of the jail uid's reach.
-    nix::unistd::access(agentd.as_path(), nix::unistd::AccessFlags::X_OK).map_err(|e| {
-        JailError::Unreachable {
-            uid,
-            path: agentd.clone(),
-            source: e.into(),
-        }
-    })?;
+    sys.check_reachable(uid, &agentd)?;
     if !plan.unconfined {
         // 4. 5.
-        ns::unshare_namespaces(&plan.namespaces)?;
-        idmap::write_id_maps(uid, gid)?;
+        sys.unshare_namespaces(&plan.namespaces)?;
+        sys.write_id_maps(uid, gid)?;
         layers.extend(plan.namespaces.iter().map(|n| ns_layer(*n).to_string()));
     }
     // 6. (Unconfined too: the fork makes setsid possible even for a group leader.)
-    ns::fork_into_pid_ns(env.parent, conn)?;
+    sys.fork_into_pid_ns(env.parent, conn)?;
     if !plan.unconfined {
         // 7. 8.
-        mounts::pivot_root_into(&plan.mounts)?;
+        sys.pivot_root_into(&plan.mounts)?;
         layers.push("pivot_root".into());
-        sethostname_and_lo_up(&req, egress)?;
+        sys.sethostname_and_lo_up(&req, egress)?;
     }
     // 9.
-    limits::setrlimits(&plan.rlimits)?;
+    sys.setrlimits(&plan.rlimits)?;
     layers.push("rlimits".into());
     if !plan.unconfined {
         layers.push(cgroup);
     }
     // 10.
-    caps::setsid()?;
+    sys.setsid()?;
     if plan.unconfined {
-        caps::set_no_new_privs()?;
+        sys.set_no_new_privs()?;
     } else {
-        caps::drop_caps_and_set_nnp()?;
+        sys.drop_caps_and_set_nnp()?;
         layers.push("caps: none".into());
     }
     layers.push("no_new_privs".into());
     // 11. 12. Landlock after every mount (a domain forbids mount), seccomp last.
     if let Some(ll) = &plan.landlock {
-        landlock::landlock_restrict_self(ll)?;
+        sys.landlock_restrict_self(ll)?;
         layers.push(landlock::layer_name(ll));
     }
     if let Some(f) = &filters {
-        seccomp::seccomp_install(f)?;
+        sys.seccomp_install(f)?;
         layers.push(f.layer_name());
     }
     // 13.
@@ -357,7 +349,7 @@ pub fn run(
     } else {
         PathBuf::from(AGENTD_IN_JAIL)
     };
-    execve_agentd(&target, &spec, report)
+    sys.execve_agentd(&target, &spec, report)
 }
 
 #[cfg(test)]
@@ -380,6 +372,172 @@ mod tests {
             .collect()
     }
 
+    /// Records the calls `run_with` makes, in order, and changes nothing.
+    /// Step 1 is the real one (a received request is decoded in memory).
+    #[derive(Default)]
+    struct Recorder {
+        calls: Vec<&'static str>,
+    }
+
+    impl Sys for Recorder {
+        fn read_request(
+            &mut self,
+            source: Source,
+            has_egress: bool,
+        ) -> Result<(JailRequest, Option<OwnedFd>), JailError> {
+            self.calls.push("read_request");
+            read_request(source, has_egress)
+        }
+        fn close_fds(
+            &mut self,
+            _: &ReportFd,
+            _: Option<&OwnedFd>,
+            _: Option<&OwnedFd>,
+        ) -> Result<(), JailError> {
+            self.calls.push("close_fds");
+            Ok(())
+        }
+        fn read_secrets(
+            &mut self,
+            _: &HostEnv,
+            _: &[aiops_proto::EnvName],
+        ) -> Result<Vec<(String, aiops_proto::Secret)>, JailError> {
+            self.calls.push("read_secrets");
+            Ok(vec![])
+        }
+        fn is_root(&mut self) -> bool {
+            true
+        }
+        fn setresuid_to_jail_uid(&mut self, _: u32, _: u32) -> Result<(), JailError> {
+            self.calls.push("setresuid_to_jail_uid");
+            Ok(())
+        }
+        fn ids(&mut self) -> (u32, u32) {
+            (ids::NOBODY, ids::NOBODY)
+        }
+        fn check_reachable(&mut self, _: u32, _: &Path) -> Result<(), JailError> {
+            self.calls.push("check_reachable");
+            Ok(())
+        }
+        fn unshare_namespaces(&mut self, _: &[Namespace]) -> Result<(), JailError> {
+            self.calls.push("unshare_namespaces");
+            Ok(())
+        }
+        fn write_id_maps(&mut self, _: u32, _: u32) -> Result<(), JailError> {
+            self.calls.push("write_id_maps");
+            Ok(())
+        }
+        fn fork_into_pid_ns(
+            &mut self,
+            _: nix::unistd::Pid,
+            _: Option<OwnedFd>,
+        ) -> Result<(), JailError> {
+            self.calls.push("fork_into_pid_ns");
+            Ok(())
+        }
+        fn pivot_root_into(&mut self, _: &[Mount]) -> Result<(), JailError> {
+            self.calls.push("pivot_root_into");
+            Ok(())
+        }
+        fn sethostname_and_lo_up(
+            &mut self,
+            _: &JailRequest,
+            _: Option<OwnedFd>,
+        ) -> Result<(), JailError> {
+            self.calls.push("sethostname_and_lo_up");
+            Ok(())
+        }
+        fn setrlimits(&mut self, _: &[aiops_proto::plan::RlimitPlan]) -> Result<(), JailError> {
+            self.calls.push("setrlimits");
+            Ok(())
+        }
+        fn setsid(&mut self) -> Result<(), JailError> {
+            self.calls.push("setsid");
+            Ok(())
+        }
+        fn set_no_new_privs(&mut self) -> Result<(), JailError> {
+            self.calls.push("set_no_new_privs");
+            Ok(())
+        }
+        fn drop_caps_and_set_nnp(&mut self) -> Result<(), JailError> {
+            self.calls.push("drop_caps_and_set_nnp");
+            Ok(())
+        }
+        fn landlock_restrict_self(
+            &mut self,
+            _: &aiops_proto::plan::LandlockPlan,
+        ) -> Result<(), JailError> {
+            self.calls.push("landlock_restrict_self");
+            Ok(())
+        }
+        fn seccomp_install(&mut self, _: &seccomp::Filters) -> Result<(), JailError> {
+            self.calls.push("seccomp_install");
+            Ok(())
+        }
+        fn execve_agentd(
+            &mut self,
+            _: &Path,
+            _: &AgentSpec,
+            _: &mut ReportFd,
+        ) -> Result<Infallible, JailError> {
+            self.calls.push("execve_agentd");
+            Err(refused("recorded"))
+        }
+    }
+
+    /// The calls `run()` makes for a confined plan started as root, in order.
+    fn recorded_calls(profile: &str) -> Vec<&'static str> {
+        use aiops_policy::{CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader};
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+        let profile = ProfileLoader::standard(None, Some(&repo))
+            .load(profile)
+            .unwrap();
+        let ws = AbsPath::new("/w").unwrap();
+        let agentd = AbsPath::new("/opt/aiops/aiops-agentd").unwrap();
+        let ctx = CompileContext {
+            vars: PathVars {
+                workspace: Some(ws.clone()),
+                home: None,
+                tmpdir: None,
+            },
+            cwd: ws,
+            host_env: Default::default(),
+            agentd: agentd.clone(),
+        };
+        let plan =
+            aiops_policy::compile(&profile, &NodeCaps::default(), &HostFacts::linux(7), &ctx)
+                .unwrap();
+        let req = JailRequest {
+            proto_version: PROTO_VERSION,
+            node: aiops_proto::NodeSpec {
+                id: "t".into(),
+                argv: vec!["/bin/true".into()],
+            },
+            plan,
+        };
+        let env = HostEnv {
+            secrets_dir: None,
+            secrets_origin: secrets::Origin::SecretsDir,
+            agentd: Some(agentd.as_path().to_path_buf()),
+            parent: nix::unistd::Pid::this(),
+        };
+        let conn = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let source = Source::Received {
+            request: serde_json::to_vec(&req).unwrap(),
+            conn,
+        };
+        let mut rec = Recorder::default();
+        let end = run_with(&mut rec, source, &mut ReportFd(-1), None, &env);
+        assert!(
+            matches!(&end, Err(JailError::Refused { reason }) if reason == "recorded"),
+            "{:?}",
+            end.err().map(|e| e.chain())
+        );
+        rec.calls
+    }
+
+    /// docs/jailer.md numbers the steps; `run()` must make its calls in
+    /// that order. Swap two calls in `run_with` and this fails.
     #[test]
     fn steps_match_docs() {
         let want: Vec<(usize, String)> = STEPS
@@ -388,15 +546,36 @@ mod tests {
             .map(|(i, s)| (i + 1, s.to_string()))
             .collect();
         assert_eq!(documented_steps(), want);
-    }
-
-    #[test]
-    fn the_jail_never_gets_roots_uid_or_gid() {
-        assert_eq!(owner_ids(Some((1000, 1000))), (1000, 1000));
-        assert_eq!(owner_ids(Some((1000, 0))), (1000, ns::NOBODY));
-        assert_eq!(owner_ids(Some((0, 1000))), (ns::NOBODY, ns::NOBODY));
-        assert_eq!(owner_ids(Some((0, 0))), (ns::NOBODY, ns::NOBODY));
-        assert_eq!(owner_ids(None), (ns::NOBODY, ns::NOBODY));
+        let calls = recorded_calls("restrictive");
+        let steps: Vec<&str> = calls
+            .iter()
+            .copied()
+            .filter(|c| STEPS.contains(c))
+            .collect();
+        assert_eq!(steps, STEPS, "the order of run()'s calls");
+        // And the calls inside a step stay in it.
+        assert_eq!(
+            calls,
+            [
+                "read_request",
+                "close_fds",
+                "read_secrets",
+                "setresuid_to_jail_uid",
+                "check_reachable",
+                "check_reachable",
+                "unshare_namespaces",
+                "write_id_maps",
+                "fork_into_pid_ns",
+                "pivot_root_into",
+                "sethostname_and_lo_up",
+                "setrlimits",
+                "setsid",
+                "drop_caps_and_set_nnp",
+                "landlock_restrict_self",
+                "seccomp_install",
+                "execve_agentd",
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Step 11: Landlock from `plan.landlock`, as a hard requirement: any right
 //! the kernel cannot enforce refuses the node instead of weakening it.
 use crate::error::JailError;
-use aiops_policy::plan::{FsAccess, LandlockPlan, Scope as PlanScope};
+use aiops_proto::plan::{FsAccess, LandlockPlan, Scope as PlanScope};
 use landlock::{
     AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
     RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,

@@ -6,8 +6,8 @@
 //! The layer string says which case holds; a profile that `require`s
 //! `cgroup` is refused at this step instead of running weaker.
 use crate::error::JailError;
-use aiops_policy::facts::LayerReq;
-use aiops_policy::plan::{Rlimit, RlimitPlan};
+use aiops_proto::facts::LayerReq;
+use aiops_proto::plan::{Rlimit, RlimitPlan};
 use nix::sys::resource::{setrlimit, Resource};
 use std::fs;
 use std::path::PathBuf;

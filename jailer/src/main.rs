@@ -23,6 +23,7 @@ mod ns;
 mod probe;
 mod seccomp;
 mod secrets;
+mod steps;
 #[allow(unsafe_code)] // all FFI is here; see the header comment of sys.rs
 mod sys;
 
@@ -34,7 +35,7 @@ mod sys;
 #[global_allocator]
 static ALLOCATOR: rlsf::GlobalTlsf = rlsf::GlobalTlsf::new();
 
-use aiops_policy::proto::{exit, Report};
+use aiops_proto::{exit, Report};
 use error::JailError;
 use exec::ReportFd;
 use nix::sys::socket::{getsockopt, sockopt, SockType};

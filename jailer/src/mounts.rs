@@ -6,7 +6,7 @@
 //! tmpfs at `/newroot`. Then the host root is detached and `/newroot` entered.
 use crate::error::JailError;
 use crate::sys;
-use aiops_policy::plan::Mount;
+use aiops_proto::plan::Mount;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::statvfs::FsFlags;
 use std::fs;

@@ -5,7 +5,7 @@
 //! node's traffic is copied inside the jail.
 use crate::error::JailError;
 use crate::sys;
-use aiops_policy::compile::ALLOWLIST_PROXY_PORT;
+use aiops_proto::net::ALLOWLIST_PROXY_PORT;
 use nix::sys::socket::{
     sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
 };

@@ -2,7 +2,7 @@
 //! fork the child that becomes PID 1 of the new pid namespace.
 use crate::error::JailError;
 use crate::sys;
-use aiops_policy::plan::Namespace;
+use aiops_proto::plan::Namespace;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
@@ -12,9 +12,6 @@ use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use std::convert::Infallible;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-
-/// The uid/gid nobody owns on a stock Linux host.
-pub const NOBODY: u32 = 65534;
 
 /// Step 3: as host root, become `uid`/`gid` before any namespace exists, so
 /// that nothing the jail does can be host root. Then mark the process
@@ -130,7 +127,7 @@ pub fn fork_into_pid_ns(starter: Pid, conn: Option<OwnedFd>) -> Result<(), JailE
                 || nix::unistd::getppid() != starter
             {
                 let _ = kill(child, Signal::SIGKILL);
-                exit_now(aiops_policy::proto::exit::INTERNAL);
+                exit_now(aiops_proto::exit::INTERNAL);
             }
             // Nothing the node could use stays open here: not the request,
             // not the report socket, not stdio (the child has its own copies).
@@ -142,7 +139,7 @@ pub fn fork_into_pid_ns(starter: Pid, conn: Option<OwnedFd>) -> Result<(), JailE
             aiops_memtrim::release_idle_memory();
             match mirror_child(child, &set, conn.as_ref()) {
                 Ok(never) => match never {},
-                Err(_) => exit_now(aiops_policy::proto::exit::INTERNAL),
+                Err(_) => exit_now(aiops_proto::exit::INTERNAL),
             }
         }
         ForkResult::Child => {

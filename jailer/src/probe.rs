@@ -2,11 +2,11 @@
 //! each made for real (in a throw-away child when it changes process
 //! state), printed as one JSON object for `aiopsctl doctor`.
 use crate::{limits, sys};
+use aiops_proto::probe::{ProbeCheck, ProbeReport};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::ForkResult;
-use serde_json::{json, Value};
 use std::io;
 
 /// Run `f` in a forked child; its errno comes back as the exit code.
@@ -33,10 +33,10 @@ fn exit_child(code: i32) -> ! {
     std::process::exit(code)
 }
 
-fn entry(r: Result<(), String>) -> Value {
+fn entry(r: Result<(), String>) -> ProbeCheck {
     match r {
-        Ok(()) => json!({ "ok": true, "detail": "works" }),
-        Err(e) => json!({ "ok": false, "detail": e }),
+        Ok(()) => ProbeCheck::ok("works"),
+        Err(e) => ProbeCheck::failed(e),
     }
 }
 
@@ -79,12 +79,15 @@ fn proc_probe() -> io::Result<()> {
     .map_err(io::Error::other)
 }
 
-/// The keys `aiopsctl doctor` reads (supervisor/src/live.rs): `landlock_abi`,
-/// then `{ "ok": bool, "detail": str }` for each live check.
-pub fn probe() -> Value {
+/// The report `aiopsctl doctor` reads (`aiops_proto::probe`).
+pub fn probe() -> ProbeReport {
     let (landlock_abi, landlock) = match sys::landlock_abi_version() {
-        Ok(abi) => (abi, json!({ "ok": true, "detail": format!("ABI {abi}") })),
-        Err(e) => (0, json!({ "ok": false, "detail": e.to_string() })),
+        // Saturates: an ABI past 255 is still "at least what we know".
+        Ok(abi) => (
+            u8::try_from(abi).unwrap_or(u8::MAX),
+            ProbeCheck::ok(format!("ABI {abi}")),
+        ),
+        Err(e) => (0, ProbeCheck::failed(e.to_string())),
     };
     let userns = in_child(|| Ok(unshare(CloneFlags::CLONE_NEWUSER)?));
     let netns = in_child(|| {
@@ -94,24 +97,27 @@ pub fn probe() -> Value {
     });
     let apparmor =
         match std::fs::read_to_string("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") {
-            Ok(v) => json!({ "ok": v.trim() != "1", "detail": format!("sysctl is {}", v.trim()) }),
+            Ok(v) => ProbeCheck {
+                ok: v.trim() != "1",
+                detail: format!("sysctl is {}", v.trim()),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                json!({ "ok": true, "detail": "no such sysctl (not Ubuntu's AppArmor)" })
+                ProbeCheck::ok("no such sysctl (not Ubuntu's AppArmor)")
             }
-            Err(e) => json!({ "ok": false, "detail": e.to_string() }),
+            Err(e) => ProbeCheck::failed(e.to_string()),
         };
-    let cgroup = match limits::delegated_cgroup() {
-        Ok(dir) => json!({ "ok": true, "detail": dir }),
-        Err(e) => json!({ "ok": false, "detail": e }),
+    let cgroup_v2 = match limits::delegated_cgroup() {
+        Ok(dir) => ProbeCheck::ok(dir.display().to_string()),
+        Err(e) => ProbeCheck::failed(e),
     };
-    json!({
-        "landlock_abi": landlock_abi,
-        "landlock": landlock,
-        "seccomp": entry(in_child(seccomp_probe)),
-        "userns": entry(userns),
-        "netns": entry(netns),
-        "proc_mount": entry(in_child(proc_probe)),
-        "apparmor_restrict_unprivileged_userns": apparmor,
-        "cgroup_v2": cgroup,
-    })
+    ProbeReport {
+        landlock_abi,
+        landlock,
+        seccomp: entry(in_child(seccomp_probe)),
+        userns: entry(userns),
+        netns: entry(netns),
+        proc_mount: entry(in_child(proc_probe)),
+        apparmor_restrict_unprivileged_userns: apparmor,
+        cgroup_v2,
+    }
 }

@@ -9,8 +9,8 @@
 //!    cover those, and seccompiler cannot express a range.
 //! Both kill a foreign architecture.
 use crate::error::JailError;
-use aiops_policy::plan::SeccompPlan;
-use aiops_policy::syscalls::{ArgCond, ArgOp, SyscallRule};
+use aiops_proto::plan::SeccompPlan;
+use aiops_proto::syscalls::{ArgCond, ArgOp, SyscallRule};
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
     SeccompFilter, SeccompRule, TargetArch,

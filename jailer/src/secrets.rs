@@ -2,8 +2,8 @@
 //! or, socket-activated, from systemd's `$CREDENTIALS_DIRECTORY`.
 //! Values go only into `AgentSpec.secrets`; nothing here prints a value.
 use crate::error::JailError;
-use aiops_policy::proto::Secret;
-use aiops_policy::EnvName;
+use aiops_proto::EnvName;
+use aiops_proto::Secret;
 use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use std::io::Read;

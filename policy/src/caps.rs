@@ -15,14 +15,18 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeCaps {
+    #[schemars(with = "Option<crate::schema::NetMode>")]
     pub net: Option<NetMode>,
+    #[schemars(with = "Option<Vec<crate::schema::HostPort>>")]
     pub net_allow: Option<Vec<HostPort>>,
     pub read_paths: Option<Vec<PathSpec>>,
     pub write_paths: Option<Vec<PathSpec>>,
     pub exec_paths: Option<Vec<PathSpec>>,
     /// Host variables to pass; each must match the profile's env allow-list.
+    #[schemars(with = "Option<Vec<crate::schema::EnvName>>")]
     pub env: Option<Vec<EnvName>>,
     /// Secret names to inject; each must be listed by the profile.
+    #[schemars(with = "Option<Vec<crate::schema::EnvName>>")]
     pub secrets: Option<Vec<EnvName>>,
     pub limits: Option<LimitsSection>,
 }

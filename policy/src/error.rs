@@ -1,5 +1,6 @@
 //! The one error enum of the policy crate. Every variant names the step or
 //! the field that failed, so the edge can print a single actionable line.
+use aiops_proto::exit;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,17 +83,17 @@ impl PolicyError {
     /// Distinct exit codes per failure class, documented in docs/operations.md.
     pub fn exit_code(&self) -> i32 {
         match self {
-            PolicyError::Read { .. } => 66,  // EX_NOINPUT
-            PolicyError::Parse { .. } => 65, // EX_DATAERR
-            PolicyError::ProfileNotFound { .. } => 66,
-            PolicyError::ExtendsCycle { .. } | PolicyError::ExtendsTooDeep { .. } => 65,
-            PolicyError::NameMismatch { .. } => 65,
-            PolicyError::OutsideProfile { .. } => 77, // EX_NOPERM
-            PolicyError::Refused { .. } => 69,        // EX_UNAVAILABLE
-            PolicyError::UnboundVariable { .. } => 78, // EX_CONFIG
-            PolicyError::InvalidPlan { .. } | PolicyError::Invalid { .. } => 65,
-            PolicyError::Protocol { .. } => 76, // EX_PROTOCOL
-            PolicyError::FlowInvalid { .. } | PolicyError::NeedsCycle { .. } => 65,
+            PolicyError::Read { .. } => exit::NOINPUT,
+            PolicyError::Parse { .. } => exit::DATAERR,
+            PolicyError::ProfileNotFound { .. } => exit::NOINPUT,
+            PolicyError::ExtendsCycle { .. } | PolicyError::ExtendsTooDeep { .. } => exit::DATAERR,
+            PolicyError::NameMismatch { .. } => exit::DATAERR,
+            PolicyError::OutsideProfile { .. } => exit::NOPERM,
+            PolicyError::Refused { .. } => exit::UNAVAILABLE,
+            PolicyError::UnboundVariable { .. } => exit::CONFIG,
+            PolicyError::InvalidPlan { .. } | PolicyError::Invalid { .. } => exit::DATAERR,
+            PolicyError::Protocol { .. } => exit::PROTOCOL,
+            PolicyError::FlowInvalid { .. } | PolicyError::NeedsCycle { .. } => exit::DATAERR,
         }
     }
 }
@@ -141,14 +142,19 @@ fn toml_error(file: &std::path::Path, src: &str, e: &toml::de::Error, field: &st
     }
 }
 
-/// `error: cause: cause`, as the edge prints every error (one line).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
+pub use aiops_proto::error_chain;
+
+/// A plan or message that proto refused keeps its class (and exit code).
+impl From<aiops_proto::ProtoError> for PolicyError {
+    fn from(e: aiops_proto::ProtoError) -> Self {
+        use aiops_proto::ProtoError as P;
+        match e {
+            P::InvalidPlan { field, reason } => PolicyError::InvalidPlan { field, reason },
+            P::InvalidSpec { field, reason } => PolicyError::Invalid {
+                what: format!("agent spec {field}"),
+                reason,
+            },
+            P::Protocol { reason } => PolicyError::Protocol { reason },
+        }
     }
-    s
 }

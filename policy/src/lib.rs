@@ -1,22 +1,33 @@
 //! aiops policy: pure data and functions. Profiles and node capabilities go
 //! in, a `JailPlan` (Linux) or `SbplPlan` (macOS) comes out; no syscalls, no
-//! async, no I/O beyond reading the policy files it is pointed at.
+//! async, no I/O beyond reading the policy files it is pointed at. The plan
+//! and the wire types are `aiops-proto`'s.
 #![forbid(unsafe_code)]
 
 pub mod caps;
 pub mod compile;
 pub mod error;
-pub mod facts;
 pub mod flow;
 pub mod lint;
-pub mod net;
 pub mod path;
-pub mod plan;
 pub mod profile;
-pub mod proto;
 pub mod sbpl;
+pub(crate) mod schema;
 pub mod syscalls;
 pub mod units;
+
+// What crosses a process boundary lives in aiops-proto (the jailer and
+// agentd link only that); policy compiles into those types and re-exports
+// them under the paths its callers have always used.
+pub use aiops_proto::{facts, net, plan, EnvName};
+
+/// The wire protocol (`aiops_proto`'s request, agent spec and report).
+pub mod proto {
+    pub use aiops_proto::agent::*;
+    pub use aiops_proto::report::*;
+    pub use aiops_proto::request::*;
+    pub use aiops_proto::{exit, ids, probe, PROTO_VERSION};
+}
 
 pub use caps::{Effective, NodeCaps};
 pub use compile::{compile, CompileContext};
@@ -29,45 +40,6 @@ pub use plan::JailPlan;
 pub use profile::{Profile, ProfileFile, ProfileLoader};
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
-
-/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct EnvName(String);
-
-impl EnvName {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let mut b = s.bytes();
-        let ok = matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
-            && b.all(|c| c.is_ascii_alphanumeric() || c == b'_');
-        if ok {
-            Ok(EnvName(s.into()))
-        } else {
-            Err(format!("{s:?} is not an environment variable name"))
-        }
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-impl TryFrom<String> for EnvName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        EnvName::parse(&s)
-    }
-}
-impl From<EnvName> for String {
-    fn from(n: EnvName) -> String {
-        n.0
-    }
-}
-impl fmt::Display for EnvName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-path::string_schema!(EnvName, "EnvName", "An environment variable name");
 
 /// An env allow-list entry: a name, or a glob with `*` (`LC_*`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

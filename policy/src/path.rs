@@ -3,7 +3,9 @@
 //! relative path is refused, so later code never has to ask.
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
+
+pub use aiops_proto::path::{normal_components, AbsPath, RelPath};
 
 /// Variables a profile path may start with.
 pub const VARIABLES: &[&str] = &["WORKSPACE", "HOME", "TMPDIR"];
@@ -23,94 +25,6 @@ pub struct PathVars {
     pub workspace: Option<AbsPath>,
     pub home: Option<AbsPath>,
     pub tmpdir: Option<AbsPath>,
-}
-
-/// An absolute, normalised path (no `.`/`..`, no trailing slash).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "PathBuf", into = "PathBuf")]
-pub struct AbsPath(PathBuf);
-
-fn normal_components(s: &str, what: &str) -> Result<Vec<String>, String> {
-    if s.contains('\0') {
-        return Err(format!("{what} {s:?} contains a NUL byte"));
-    }
-    let mut out = Vec::new();
-    for c in Path::new(s).components() {
-        match c {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(n) => out.push(
-                n.to_str()
-                    .ok_or_else(|| format!("{what} {s:?} is not UTF-8"))?
-                    .to_string(),
-            ),
-            Component::ParentDir => return Err(format!("{what} {s:?} contains `..`")),
-            Component::Prefix(_) => return Err(format!("{what} {s:?} has a prefix")),
-        }
-    }
-    Ok(out)
-}
-
-impl AbsPath {
-    pub fn new(p: impl AsRef<Path>) -> Result<Self, String> {
-        let p = p.as_ref();
-        let s = p
-            .to_str()
-            .ok_or_else(|| format!("path {p:?} is not UTF-8"))?;
-        if !s.starts_with('/') {
-            return Err(format!("path {s:?} is not absolute"));
-        }
-        let comps = normal_components(s, "path")?;
-        let mut buf = PathBuf::from("/");
-        buf.extend(comps);
-        Ok(AbsPath(buf))
-    }
-    pub fn as_path(&self) -> &Path {
-        &self.0
-    }
-    pub fn join(&self, rel: &RelPath) -> AbsPath {
-        AbsPath(self.0.join(&rel.0))
-    }
-    /// Component-wise prefix test: `/usr` contains `/usr/lib` but not `/usrx`.
-    pub fn contains(&self, other: &AbsPath) -> bool {
-        other.0.starts_with(&self.0)
-    }
-    pub fn depth(&self) -> usize {
-        self.0.components().count()
-    }
-}
-
-/// Already what `AbsPath::new` would make of it: absolute, no empty, `.`
-/// or `..` component, no trailing slash, no NUL.
-fn is_normal(s: &str) -> bool {
-    s == "/"
-        || (s.starts_with('/')
-            && !s.ends_with('/')
-            && !s.contains('\0')
-            && s[1..]
-                .split('/')
-                .all(|c| !c.is_empty() && c != "." && c != ".."))
-}
-
-impl TryFrom<PathBuf> for AbsPath {
-    type Error = String;
-    /// Keeps the buffer of a path already in normal form: every plan the
-    /// jailer decodes is full of them (see `JailRequest::decode`).
-    fn try_from(p: PathBuf) -> Result<Self, String> {
-        if p.to_str().is_some_and(is_normal) {
-            return Ok(AbsPath(p));
-        }
-        AbsPath::new(p)
-    }
-}
-impl From<AbsPath> for PathBuf {
-    fn from(p: AbsPath) -> PathBuf {
-        p.0
-    }
-}
-impl fmt::Display for AbsPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.display().fmt(f)
-    }
 }
 
 impl PathSpec {
@@ -158,7 +72,7 @@ impl PathSpec {
                     _ => &vars.tmpdir,
                 };
                 match val {
-                    Some(p) => p.0.clone(),
+                    Some(p) => p.as_path().to_path_buf(),
                     None => {
                         return Err(crate::PolicyError::UnboundVariable {
                             field: field.into(),
@@ -170,7 +84,11 @@ impl PathSpec {
         };
         let mut p = base;
         p.extend(&self.rest);
-        Ok(AbsPath(p))
+        // Normal by construction: the base is an AbsPath, the rest normalised components.
+        AbsPath::try_from(p).map_err(|reason| crate::PolicyError::Invalid {
+            what: field.into(),
+            reason,
+        })
     }
 }
 
@@ -199,45 +117,6 @@ impl fmt::Display for PathSpec {
     }
 }
 
-/// A path relative to a writable root (protected paths such as `.git/hooks`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct RelPath(PathBuf);
-
-impl RelPath {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        if s.starts_with('/') || s.starts_with('$') {
-            return Err(format!(
-                "protected path {s:?} must be relative to a writable root"
-            ));
-        }
-        let comps = normal_components(s, "protected path")?;
-        if comps.is_empty() {
-            return Err(format!("protected path {s:?} is empty"));
-        }
-        Ok(RelPath(comps.iter().collect()))
-    }
-    pub fn as_path(&self) -> &Path {
-        &self.0
-    }
-}
-impl TryFrom<String> for RelPath {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        RelPath::parse(&s)
-    }
-}
-impl From<RelPath> for String {
-    fn from(p: RelPath) -> String {
-        p.0.display().to_string()
-    }
-}
-impl fmt::Display for RelPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.display().fmt(f)
-    }
-}
-
 macro_rules! string_schema {
     ($t:ty, $name:literal, $desc:literal) => {
         impl schemars::JsonSchema for $t {
@@ -256,50 +135,11 @@ string_schema!(
     "PathSpec",
     "An absolute path, or one starting with $WORKSPACE, $HOME or $TMPDIR; `..` is refused"
 );
-string_schema!(
-    RelPath,
-    "RelPath",
-    "A path relative to each writable root, such as .git/hooks; `..` is refused"
-);
-string_schema!(AbsPath, "AbsPath", "An absolute, normalised path");
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    /// The fast path of `TryFrom<PathBuf>` agrees with `AbsPath::new`.
-    #[test]
-    fn abs_path_from_a_buffer_is_new() {
-        for s in [
-            "/",
-            "/usr",
-            "/usr/lib",
-            "//usr",
-            "/usr/",
-            "/usr//lib",
-            "/./usr",
-            "/usr/.",
-            "/usr/..",
-            "/a/../b",
-            "/a/.b/..c",
-            "/...",
-            "usr",
-            "",
-            "/a\0b",
-            "/\u{e9}t\u{e9}",
-        ] {
-            let via_buf = AbsPath::try_from(PathBuf::from(s));
-            assert_eq!(via_buf, AbsPath::new(s), "{s:?}");
-        }
-        assert!(AbsPath::try_from(PathBuf::from("/a/../b")).is_err());
-        assert_eq!(
-            AbsPath::try_from(PathBuf::from("/usr//lib/"))
-                .unwrap()
-                .to_string(),
-            "/usr/lib"
-        );
-    }
 
     #[test]
     fn normalises_absolute_and_variable_paths() {

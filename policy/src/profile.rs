@@ -97,6 +97,7 @@ pub struct ProfileFile {
     /// Layers the host must provide, or the node is refused: userns, mountns, pidns,
     /// netns, ipcns, utsns, cgroupns, seccomp, landlock, landlock>=N, rlimits, cgroup.
     /// Unioned along the extends chain.
+    #[schemars(with = "Option<Vec<crate::schema::LayerReq>>")]
     pub require: Option<Vec<LayerReq>>,
     /// Run without any jail. Never inherited silently: a child must restate it.
     pub unconfined: Option<bool>,
@@ -129,8 +130,10 @@ pub struct FsSection {
 #[serde(deny_unknown_fields)]
 pub struct NetSection {
     /// none, loopback, allowlist or host.
+    #[schemars(with = "Option<crate::schema::NetMode>")]
     pub mode: Option<NetMode>,
     /// host:port entries reachable in `allowlist` mode.
+    #[schemars(with = "Option<Vec<crate::schema::HostPort>>")]
     pub allow: Option<Vec<HostPort>>,
     /// Address blocks the egress proxy may connect to although they are
     /// loopback, link-local, private, multicast or unspecified (refused otherwise).
@@ -158,6 +161,7 @@ pub struct EgressLimitsSection {
 #[serde(deny_unknown_fields)]
 pub struct PrivateRange {
     /// The block, e.g. 10.77.0.0/24.
+    #[schemars(with = "crate::schema::Cidr")]
     pub cidr: Cidr,
     /// Why (required).
     pub reason: Reason,
@@ -169,8 +173,10 @@ pub struct EnvSection {
     /// Host variables passed through (globs with `*`); everything else is dropped.
     pub allow: Option<Vec<EnvPattern>>,
     /// Fixed values set inside the jail.
+    #[schemars(with = "Option<BTreeMap<crate::schema::EnvName, String>>")]
     pub set: Option<BTreeMap<EnvName, String>>,
     /// Secret names (never values) a node may ask to have injected.
+    #[schemars(with = "Option<Vec<crate::schema::EnvName>>")]
     pub secrets: Option<Vec<EnvName>>,
 }
 
@@ -215,6 +221,7 @@ pub struct SeccompDeny {
 pub struct ProtectedSection {
     /// More paths, relative to every writable root, kept read-only.
     #[serde(default)]
+    #[schemars(with = "Vec<crate::schema::RelPath>")]
     pub add: Vec<RelPath>,
     /// Default protected paths this profile lets nodes write, each with a reason.
     #[serde(default)]
@@ -225,6 +232,7 @@ pub struct ProtectedSection {
 #[serde(deny_unknown_fields)]
 pub struct Unprotect {
     /// A protected path (default or added by a parent) made writable again.
+    #[schemars(with = "crate::schema::RelPath")]
     pub path: RelPath,
     /// Why (required).
     pub reason: Reason,

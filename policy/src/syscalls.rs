@@ -2,36 +2,8 @@
 //! jailer resolves names to numbers for the running architecture and the
 //! escape suite issues each syscall to prove the table holds.
 use serde::{Deserialize, Serialize};
-use std::str::FromStr;
 
-/// One condition on a syscall argument (all conditions of a rule must hold).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArgCond {
-    /// Argument index, 0-5.
-    pub arg: u8,
-    pub op: ArgOp,
-    pub value: u64,
-    /// Compare only the low 32 bits (for `int`/`unsigned int` arguments).
-    pub dword: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ArgOp {
-    Eq,
-    Ne,
-    /// `(arg & mask) == value`
-    MaskedEq(u64),
-}
-
-/// Deny `syscall` (with EPERM) when every condition holds; no condition means always.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyscallRule {
-    pub syscall: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub when: Vec<ArgCond>,
-    pub reason: String,
-}
+pub use aiops_proto::syscalls::{is_known_syscall, ArgCond, ArgOp, SyscallRule};
 
 /// A syscall name valid on at least one architecture we build for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -68,11 +40,6 @@ crate::path::string_schema!(
     "SyscallName",
     "A Linux syscall name, such as io_uring_setup"
 );
-
-pub fn is_known_syscall(name: &str) -> bool {
-    syscalls::x86_64::Sysno::from_str(name).is_ok()
-        || syscalls::aarch64::Sysno::from_str(name).is_ok()
-}
 
 // Constants from the uapi headers (linux/sched.h, asm-generic/ioctls.h, linux/stat.h,
 // linux/personality.h); policy is pure so it does not link libc.

@@ -2,18 +2,18 @@
 //! that failed; `exit_code` keeps the policy crate's codes so scripts see
 //! the same number whichever front end reported the failure.
 use aiops_policy::PolicyError;
+use aiops_proto::exit;
 use std::path::PathBuf;
 
-/// sysexits(3) EX_USAGE: bad flags or arguments.
-pub const EXIT_USAGE: i32 = 64;
-/// sysexits(3) EX_UNAVAILABLE: a required layer is missing on this host.
-pub const EXIT_UNAVAILABLE: i32 = 69;
-/// sysexits(3) EX_SOFTWARE: an internal failure (serialisation, a broken pipe is not one).
-pub const EXIT_SOFTWARE: i32 = 70;
-/// sysexits(3) EX_OSERR: the host refused something we asked of it.
-pub const EXIT_OSERR: i32 = 71;
-/// sysexits(3) EX_IOERR: writing the output failed.
-pub const EXIT_IOERR: i32 = 74;
+// The numbers and their meanings are `aiops_proto::exit`'s (one table).
+pub use aiops_proto::exit::{
+    IOERR as EXIT_IOERR, OSERR as EXIT_OSERR, SOFTWARE as EXIT_SOFTWARE,
+    UNAVAILABLE as EXIT_UNAVAILABLE, USAGE as EXIT_USAGE,
+};
+
+/// An error and its sources on one line, for logs, audit lines and API
+/// answers (proto's, so every binary words it the same).
+pub use aiops_proto::error_chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -98,19 +98,19 @@ impl SupervisorError {
             SupervisorError::Usage { .. } => EXIT_USAGE,
             SupervisorError::Json { .. } => EXIT_SOFTWARE,
             SupervisorError::Output { .. } => EXIT_IOERR,
-            SupervisorError::Read { .. } | SupervisorError::Workspace { .. } => 66,
-            SupervisorError::Refused { .. } => aiops_policy::proto::exit::REFUSED,
+            SupervisorError::Read { .. } | SupervisorError::Workspace { .. } => exit::NOINPUT,
+            SupervisorError::Refused { .. } => exit::REFUSED,
             SupervisorError::Channel { .. }
             | SupervisorError::Spawn { .. }
             | SupervisorError::JailerSocket { .. }
             | SupervisorError::ReadReport { .. }
             | SupervisorError::Wait { .. }
-            | SupervisorError::EgressThread { .. } => aiops_policy::proto::exit::INTERNAL,
+            | SupervisorError::EgressThread { .. } => exit::INTERNAL,
             #[cfg(target_os = "linux")]
             SupervisorError::Store { .. } => EXIT_IOERR,
             SupervisorError::StateDir { .. } | SupervisorError::Audit { .. } => EXIT_IOERR,
             SupervisorError::SchemaTooNew { .. } => EXIT_SOFTWARE,
-            SupervisorError::NoSuchNode { .. } => 66,
+            SupervisorError::NoSuchNode { .. } => exit::NOINPUT,
         }
     }
 

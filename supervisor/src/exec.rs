@@ -6,7 +6,11 @@ use serde::Serialize;
 use std::path::Path;
 
 #[cfg(target_os = "linux")]
+mod jail;
+#[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "linux")]
+pub use jail::{Jail, JailEvent, JailStop};
 #[cfg(target_os = "linux")]
 pub use linux::{
     run, spawn_jailer, spawn_jailer_with, spawn_jailer_with_fds, JailStdio, JailerFds, PendingJail,

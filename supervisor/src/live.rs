@@ -4,6 +4,7 @@
 //! it cannot read is "unknown", never "ok".
 use crate::facts::{Check, Status};
 use aiops_policy::HostFacts;
+use aiops_proto::probe;
 use serde_json::Value;
 use std::io::Read;
 use std::path::Path;
@@ -15,13 +16,14 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// More output than this is not a probe report.
 const MAX_PROBE_BYTES: u64 = 64 * 1024;
 
-/// The keys `<jailer> probe` reports, in display order, with their doctor labels.
+/// The keys `<jailer> probe` reports (`aiops_proto::probe::LIVE_KEYS`), in
+/// display order, with their doctor labels.
 pub const LIVE_KEYS: &[(&str, &str)] = &[
-    ("userns", "user namespaces (live)"),
-    ("netns", "network namespace"),
-    ("proc_mount", "fresh /proc mount"),
-    ("seccomp", "seccomp (live)"),
-    ("cgroup_v2", "cgroup v2 (live)"),
+    (probe::LIVE_KEYS[0], "user namespaces (live)"),
+    (probe::LIVE_KEYS[1], "network namespace"),
+    (probe::LIVE_KEYS[2], "fresh /proc mount"),
+    (probe::LIVE_KEYS[3], "seccomp (live)"),
+    (probe::LIVE_KEYS[4], "cgroup v2 (live)"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +234,32 @@ mod tests {
         assert_eq!(p.get("seccomp"), None);
         assert!(parse_probe("[1]").is_err());
         assert!(parse_probe("not json").is_err());
+    }
+
+    /// What the jailer prints (`aiops_proto::probe::ProbeReport`) reads in full.
+    #[test]
+    fn reads_every_key_the_jailer_reports() {
+        use aiops_proto::probe::{ProbeCheck, ProbeReport};
+        let c = |ok| ProbeCheck {
+            ok,
+            detail: "d".into(),
+        };
+        let r = ProbeReport {
+            landlock_abi: 6,
+            landlock: c(true),
+            seccomp: c(true),
+            userns: c(false),
+            netns: c(true),
+            proc_mount: c(true),
+            apparmor_restrict_unprivileged_userns: c(true),
+            cgroup_v2: c(false),
+        };
+        let p = parse_probe(&serde_json::to_string_pretty(&r).unwrap()).unwrap();
+        assert_eq!(p.landlock_abi, Some(6));
+        assert_eq!(p.results.len(), LIVE_KEYS.len());
+        assert_eq!(p.get("userns").map(|r| r.ok), Some(false));
+        assert_eq!(p.get("cgroup_v2").map(|r| r.ok), Some(false));
+        assert_eq!(p.get("seccomp").map(|r| r.ok), Some(true));
     }
 
     #[test]

@@ -7,21 +7,22 @@ use aiops_policy::ProfileLoader;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Where the distro package installs the helpers.
-pub const LIBEXEC_DIR: &str = "/usr/libexec/aiops";
-pub const JAILER: Helper = Helper {
-    name: "aiops-jailer",
-    env: "AIOPS_JAILER",
-};
-pub const AGENTD: Helper = Helper {
-    name: "aiops-agentd",
-    env: "AIOPS_AGENTD",
-};
+// The search order is `aiops_proto::locate`'s, shared with the jailer.
+pub use aiops_proto::locate::LIBEXEC_DIR;
+use aiops_proto::locate::{self, Search};
 
+pub const JAILER: Helper = Helper(locate::JAILER);
+pub const AGENTD: Helper = Helper(locate::AGENTD);
+
+/// A helper executable (`name`, `env`), found by `find`.
 #[derive(Debug, Clone, Copy)]
-pub struct Helper {
-    pub name: &'static str,
-    pub env: &'static str,
+pub struct Helper(locate::Helper);
+
+impl std::ops::Deref for Helper {
+    type Target = locate::Helper;
+    fn deref(&self) -> &locate::Helper {
+        &self.0
+    }
 }
 
 /// A helper binary and how it was found.
@@ -78,36 +79,45 @@ impl Helper {
         exe_dir: Option<&Path>,
         libexec: &Path,
     ) -> Result<Located, NotFound> {
-        if let Some(p) = env_value {
-            // An explicit override wins or fails; falling back would run a binary the operator did not pick.
-            return match executable(&p) {
-                Ok(()) => Ok(Located {
-                    path: p,
-                    via: format!("${}", self.env),
-                }),
+        find_in(
+            self,
+            env_value,
+            exe_dir.map(|d| (d, "next to aiopsctl")),
+            libexec,
+        )
+    }
+}
+
+fn find_in(
+    helper: &Helper,
+    env_value: Option<PathBuf>,
+    exe_dir: Option<(&Path, &'static str)>,
+    libexec: &Path,
+) -> Result<Located, NotFound> {
+    let candidates = match helper.search(env_value, exe_dir, libexec) {
+        Search::Override { path, via } => {
+            return match executable(&path) {
+                Ok(()) => Ok(Located { path, via }),
                 Err(why) => Err(NotFound {
-                    tried: vec![(p, why)],
+                    tried: vec![(path, why)],
                 }),
-            };
-        }
-        let mut tried = vec![];
-        let candidates = exe_dir
-            .map(|d| (d.join(self.name), "next to aiopsctl"))
-            .into_iter()
-            .chain([(libexec.join(self.name), LIBEXEC_DIR)]);
-        for (p, via) in candidates {
-            match executable(&p) {
-                Ok(()) => {
-                    return Ok(Located {
-                        path: p,
-                        via: via.into(),
-                    })
-                }
-                Err(why) => tried.push((p, why)),
             }
         }
-        Err(NotFound { tried })
+        Search::Candidates(c) => c,
+    };
+    let mut tried = vec![];
+    for (p, via) in candidates {
+        match executable(&p) {
+            Ok(()) => {
+                return Ok(Located {
+                    path: p,
+                    via: via.into(),
+                })
+            }
+            Err(why) => tried.push((p, why)),
+        }
     }
+    Err(NotFound { tried })
 }
 
 /// The source tree's `profiles/`, only when it still exists (a development

@@ -3,8 +3,8 @@
 //! against that profile, and its command linted, saying which nodes will
 //! pause at the destructive-operation gate.
 use super::print_json;
-use super::profile::error_chain;
 use crate::context::neutral_context;
+use crate::error::error_chain;
 use crate::error::{out_err, SupervisorError};
 use crate::locate;
 use aiops_policy::flow::{Confirm, Flow, FlowNode, NodeKind, RepoSource};
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// Exit status when the flow is valid but a command tries to reach past the
 /// sandbox (secrets, host sockets, privileges): distinct from data errors
 /// (64-78) so CI can refuse such flows outright.
-pub const EXIT_ESCAPE: i32 = 3;
+pub const EXIT_ESCAPE: i32 = aiops_proto::exit::ESCAPE;
 
 pub const EXIT_HELP: &str = "Exit codes:
   0   the flow is valid (findings are warnings: those nodes pause for confirmation)

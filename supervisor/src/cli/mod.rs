@@ -10,7 +10,11 @@ pub mod exec;
 pub mod explain;
 pub mod filters;
 pub mod lint;
+#[cfg(target_os = "linux")]
+pub mod logs;
 pub mod profile;
+#[cfg(target_os = "linux")]
+pub mod records;
 #[cfg(target_os = "linux")]
 pub mod remote;
 #[cfg(target_os = "linux")]
@@ -92,7 +96,7 @@ pub enum Command {
     Status(runs::StatusArgs),
     /// A node's captured stdout (or --stderr).
     #[cfg(target_os = "linux")]
-    Logs(runs::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Let a node waiting at the gate run, and follow the run.
     #[cfg(target_os = "linux")]
     Confirm(runs::ConfirmArgs),
@@ -101,10 +105,10 @@ pub enum Command {
     Cancel(runs::CancelArgs),
     /// Read the audit log.
     #[cfg(target_os = "linux")]
-    Audit(runs::AuditArgs),
+    Audit(records::AuditArgs),
     /// Remove workspaces and output of runs that ended long ago.
     #[cfg(target_os = "linux")]
-    Gc(runs::GcArgs),
+    Gc(records::GcArgs),
     /// Check a flow file without running it: syntax, the needs graph, each
     /// node's profile and capabilities, and a lint of each command saying
     /// which nodes will pause for confirmation.
@@ -240,15 +244,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         #[cfg(target_os = "linux")]
         Command::Status(args) => runs::status(&args, out),
         #[cfg(target_os = "linux")]
-        Command::Logs(args) => runs::logs(&args, out),
+        Command::Logs(args) => logs::logs(&args, out),
         #[cfg(target_os = "linux")]
         Command::Confirm(args) => runs::confirm(&args, out),
         #[cfg(target_os = "linux")]
         Command::Cancel(args) => runs::cancel(&args, out),
         #[cfg(target_os = "linux")]
-        Command::Audit(args) => runs::audit(&args, out),
+        Command::Audit(args) => records::audit(&args, out),
         #[cfg(target_os = "linux")]
-        Command::Gc(args) => runs::gc(&args, out),
+        Command::Gc(args) => records::gc(&args, out),
         Command::Lint { flow, json } => lint::run(&flow, json, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", out);
@@ -338,5 +342,59 @@ mod tests {
                 (a, b) => panic!("{case:?}: full {a:?}, exec alone {b:?}"),
             }
         }
+    }
+
+    /// Every status a help text or docs/operations.md names is one of
+    /// `aiops_proto::exit`'s (the one table), the step range or a signal;
+    /// the generated table in docs/operations.md is the table itself.
+    #[test]
+    fn help_and_docs_take_their_exit_codes_from_the_one_table() {
+        use aiops_proto::exit;
+        let known = |c: i32| {
+            c == 0 || exit::lookup(c).is_some() || aiops_proto::Step::from_exit_code(c).is_some()
+        };
+        for text in [EXIT_CODES, lint::EXIT_HELP] {
+            for line in text.lines().skip(1) {
+                let code: i32 = line
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .unwrap_or(-1);
+                assert!(
+                    known(code),
+                    "{line:?} names a status not in aiops_proto::exit"
+                );
+            }
+        }
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/operations.md"
+        ))
+        .unwrap_or_default();
+        let (begin, end) = ("<!-- BEGIN EXIT TABLE -->\n", "<!-- END EXIT TABLE -->");
+        let section = doc
+            .split_once(begin)
+            .and_then(|(_, rest)| rest.split_once(end))
+            .map(|(s, _)| s.to_string());
+        let mut want = String::from("| status | name | meaning |\n|---|---|---|\n");
+        want.push_str("| 0 | | success |\n");
+        for e in exit::TABLE {
+            want.push_str(&format!("| {} | `{}` | {} |\n", e.code, e.name, e.meaning));
+        }
+        want.push_str(&format!(
+            "| {}–{} | | jailer/agentd set-up failed at step N (80 `read_request` … 101 `spawn_node`) |\n",
+            exit::STEP_BASE,
+            aiops_proto::Step::SpawnNode.exit_code()
+        ));
+        want.push_str(&format!(
+            "| {}+N | | killed by signal N |\n",
+            exit::SIGNAL_BASE
+        ));
+        assert_eq!(
+            section.as_deref(),
+            Some(want.as_str()),
+            "docs/operations.md's exit table (between {begin:?} and {end:?}) should read:\n{want}"
+        );
     }
 }

@@ -1,10 +1,11 @@
 //! `JailPlan`: the compiled, kernel-ready description of one jail. Pure data
 //! (no fds, no closures), `Serialize + Eq`, so it is tested as golden files
 //! and re-validated by the jailer as if it came from a stranger.
-use crate::net::{HostPort, NetMode};
+use crate::error::ProtoError;
+use crate::net::{Cidr, HostPort, NetMode};
 use crate::path::AbsPath;
 use crate::syscalls::{is_known_syscall, SyscallRule};
-use crate::{EnvName, LayerReq, PolicyError};
+use crate::{EnvName, LayerReq};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -221,7 +222,7 @@ pub struct NetPlan {
     pub allow: Vec<HostPort>,
     /// `allowlist`: blocks the egress proxy may reach although private.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allow_private: Vec<crate::net::Cidr>,
+    pub allow_private: Vec<Cidr>,
     /// `allowlist`: the egress proxy's fixed name answers, used instead of DNS.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hosts: BTreeMap<String, std::net::IpAddr>,
@@ -379,8 +380,8 @@ pub struct RunLimits {
     pub output_bytes: u64,
 }
 
-fn bad(field: impl Into<String>, reason: impl Into<String>) -> PolicyError {
-    PolicyError::InvalidPlan {
+fn bad(field: impl Into<String>, reason: impl Into<String>) -> ProtoError {
+    ProtoError::InvalidPlan {
         field: field.into(),
         reason: reason.into(),
     }
@@ -389,7 +390,7 @@ fn bad(field: impl Into<String>, reason: impl Into<String>) -> PolicyError {
 impl JailPlan {
     /// Structural re-validation, run by the jailer on every request before
     /// the first syscall. Types already guarantee absolute normalised paths.
-    pub fn validate(&self) -> Result<(), PolicyError> {
+    pub fn validate(&self) -> Result<(), ProtoError> {
         if self.plan_version != PLAN_VERSION {
             return Err(bad(
                 "plan_version",

@@ -2,11 +2,14 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Where, inside an `allowlist` jail's own network namespace, the egress
+/// proxy listens (127.0.0.1): the jailer binds it, the plan points
+/// `HTTP(S)_PROXY` and Landlock's TCP rule at it.
+pub const ALLOWLIST_PROXY_PORT: u16 = 3128;
+
 /// Ordered from least to most reach: a node may ask for a mode at or below
 /// its profile's.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetMode {
     /// An empty network namespace: no interfaces at all (lo stays down).
@@ -208,18 +211,6 @@ impl fmt::Display for Cidr {
         write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
-crate::path::string_schema!(
-    Cidr,
-    "Cidr",
-    "An address block such as 10.77.0.0/24 or fd00::/8; a bare address is a single host"
-);
-
-crate::path::string_schema!(
-    HostPort,
-    "HostPort",
-    "host:port with a required port; a leading *. matches any subdomain; IPv6 as [addr]:port"
-);
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

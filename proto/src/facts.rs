@@ -159,8 +159,3 @@ impl From<LayerReq> for String {
         l.to_string()
     }
 }
-crate::path::string_schema!(
-    LayerReq,
-    "LayerReq",
-    "userns, mountns, pidns, netns, ipcns, utsns, cgroupns, seccomp, landlock, landlock>=N, rlimits or cgroup"
-);

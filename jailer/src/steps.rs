@@ -1,0 +1,182 @@
+//! The seam between `jail::run()`'s order of steps and the calls that change
+//! process or kernel state. `Kernel` makes the calls; the tests put a
+//! recorder in its place, so `steps_match_docs` checks the order `run()`
+//! really makes its calls in, not a list of names beside it. Decisions stay
+//! in `jail.rs`; each method here is one call, no logic.
+use crate::error::JailError;
+use crate::exec::ReportFd;
+use crate::jail::{HostEnv, Source};
+use crate::seccomp::Filters;
+use crate::{caps, idmap, landlock, limits, mounts, ns, seccomp, secrets};
+use aiops_proto::plan::{LandlockPlan, Mount, Namespace, RlimitPlan};
+use aiops_proto::{AgentSpec, EnvName, JailRequest, Secret};
+use std::convert::Infallible;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+/// One method per state-changing call of `run()`, named as the step it is
+/// (docs/jailer.md numbers them).
+pub trait Sys {
+    /// Step 1.
+    fn read_request(
+        &mut self,
+        source: Source,
+        has_egress: bool,
+    ) -> Result<(JailRequest, Option<OwnedFd>), JailError>;
+    /// Step 2.
+    fn close_fds(
+        &mut self,
+        report: &ReportFd,
+        egress: Option<&OwnedFd>,
+        conn: Option<&OwnedFd>,
+    ) -> Result<(), JailError>;
+    /// Step 2, once no other fd is open.
+    fn read_secrets(
+        &mut self,
+        env: &HostEnv,
+        names: &[EnvName],
+    ) -> Result<Vec<(String, Secret)>, JailError>;
+    fn is_root(&mut self) -> bool;
+    /// Step 3.
+    fn setresuid_to_jail_uid(&mut self, uid: u32, gid: u32) -> Result<(), JailError>;
+    /// The effective (uid, gid) after step 3.
+    fn ids(&mut self) -> (u32, u32);
+    /// Step 3: the kernel's own answer (ACLs included) on whether `uid` may
+    /// enter or execute `path`.
+    fn check_reachable(&mut self, uid: u32, path: &Path) -> Result<(), JailError>;
+    /// Step 4.
+    fn unshare_namespaces(&mut self, nss: &[Namespace]) -> Result<(), JailError>;
+    /// Step 5.
+    fn write_id_maps(&mut self, uid: u32, gid: u32) -> Result<(), JailError>;
+    /// Step 6: returns in the child only.
+    fn fork_into_pid_ns(
+        &mut self,
+        parent: nix::unistd::Pid,
+        conn: Option<OwnedFd>,
+    ) -> Result<(), JailError>;
+    /// Step 7.
+    fn pivot_root_into(&mut self, mounts: &[Mount]) -> Result<(), JailError>;
+    /// Step 8.
+    fn sethostname_and_lo_up(
+        &mut self,
+        req: &JailRequest,
+        egress: Option<OwnedFd>,
+    ) -> Result<(), JailError>;
+    /// Step 9.
+    fn setrlimits(&mut self, plan: &[RlimitPlan]) -> Result<(), JailError>;
+    /// Step 10.
+    fn setsid(&mut self) -> Result<(), JailError>;
+    /// Step 10, unconfined plans: no_new_privs without dropping caps.
+    fn set_no_new_privs(&mut self) -> Result<(), JailError>;
+    /// Step 10.
+    fn drop_caps_and_set_nnp(&mut self) -> Result<(), JailError>;
+    /// Step 11.
+    fn landlock_restrict_self(&mut self, plan: &LandlockPlan) -> Result<(), JailError>;
+    /// Step 12.
+    fn seccomp_install(&mut self, filters: &Filters) -> Result<(), JailError>;
+    /// Step 13: returns only on failure.
+    fn execve_agentd(
+        &mut self,
+        target: &Path,
+        spec: &AgentSpec,
+        report: &mut ReportFd,
+    ) -> Result<Infallible, JailError>;
+}
+
+/// The real calls.
+pub struct Kernel;
+
+impl Sys for Kernel {
+    fn read_request(
+        &mut self,
+        source: Source,
+        has_egress: bool,
+    ) -> Result<(JailRequest, Option<OwnedFd>), JailError> {
+        crate::jail::read_request(source, has_egress)
+    }
+    fn close_fds(
+        &mut self,
+        report: &ReportFd,
+        egress: Option<&OwnedFd>,
+        conn: Option<&OwnedFd>,
+    ) -> Result<(), JailError> {
+        crate::jail::close_fds(report, egress, conn)
+    }
+    fn read_secrets(
+        &mut self,
+        env: &HostEnv,
+        names: &[EnvName],
+    ) -> Result<Vec<(String, Secret)>, JailError> {
+        secrets::read_secrets(env.secrets_dir.as_deref(), env.secrets_origin, names)
+    }
+    fn is_root(&mut self) -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+    fn setresuid_to_jail_uid(&mut self, uid: u32, gid: u32) -> Result<(), JailError> {
+        ns::setresuid_to_jail_uid(uid, gid)
+    }
+    fn ids(&mut self) -> (u32, u32) {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    }
+    fn check_reachable(&mut self, uid: u32, path: &Path) -> Result<(), JailError> {
+        nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).map_err(|e| {
+            JailError::Unreachable {
+                uid,
+                path: path.to_path_buf(),
+                source: e.into(),
+            }
+        })
+    }
+    fn unshare_namespaces(&mut self, nss: &[Namespace]) -> Result<(), JailError> {
+        ns::unshare_namespaces(nss)
+    }
+    fn write_id_maps(&mut self, uid: u32, gid: u32) -> Result<(), JailError> {
+        idmap::write_id_maps(uid, gid)
+    }
+    fn fork_into_pid_ns(
+        &mut self,
+        parent: nix::unistd::Pid,
+        conn: Option<OwnedFd>,
+    ) -> Result<(), JailError> {
+        ns::fork_into_pid_ns(parent, conn)
+    }
+    fn pivot_root_into(&mut self, m: &[Mount]) -> Result<(), JailError> {
+        mounts::pivot_root_into(m).map(drop)
+    }
+    fn sethostname_and_lo_up(
+        &mut self,
+        req: &JailRequest,
+        egress: Option<OwnedFd>,
+    ) -> Result<(), JailError> {
+        crate::jail::sethostname_and_lo_up(req, egress)
+    }
+    fn setrlimits(&mut self, plan: &[RlimitPlan]) -> Result<(), JailError> {
+        limits::setrlimits(plan)
+    }
+    fn setsid(&mut self) -> Result<(), JailError> {
+        caps::setsid()
+    }
+    fn set_no_new_privs(&mut self) -> Result<(), JailError> {
+        caps::set_no_new_privs()
+    }
+    fn drop_caps_and_set_nnp(&mut self) -> Result<(), JailError> {
+        caps::drop_caps_and_set_nnp()
+    }
+    fn landlock_restrict_self(&mut self, plan: &LandlockPlan) -> Result<(), JailError> {
+        landlock::landlock_restrict_self(plan)
+    }
+    fn seccomp_install(&mut self, filters: &Filters) -> Result<(), JailError> {
+        seccomp::seccomp_install(filters)
+    }
+    fn execve_agentd(
+        &mut self,
+        target: &Path,
+        spec: &AgentSpec,
+        report: &mut ReportFd,
+    ) -> Result<Infallible, JailError> {
+        crate::exec::execve_agentd(target, spec, report)
+    }
+}
