@@ -3,7 +3,7 @@
 //! the audit log, failure propagation, a repo that cannot be checked out,
 //! and the daemon: kill -9 mid-run, cancel, and the API's peer check.
 #![allow(clippy::unwrap_used)]
-use aiops_tests::{aiopsctl, bin, is_root, must_work, scratch_dir, skip, GIT, NOBODY};
+use aiops_tests::{aiopsctl, as_nobody, bin, is_root, must_work, scratch_dir, skip, GIT};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -439,14 +439,7 @@ fn the_api_answers_its_owner_and_refuses_another_user() {
     let sock = e.root.join("api.sock");
     let curl = |setpriv: bool, path: &str| {
         let mut c = if setpriv {
-            let mut c = Command::new("setpriv");
-            c.args([
-                format!("--reuid={NOBODY}"),
-                format!("--regid={NOBODY}"),
-                "--clear-groups".into(),
-                "/usr/bin/curl".into(),
-            ]);
-            c
+            as_nobody("/usr/bin/curl")
         } else {
             Command::new("/usr/bin/curl")
         };
