@@ -5,8 +5,10 @@
 //! probes, and report sockets. Nothing here knows about the aiops crates themselves.
 #![forbid(unsafe_code)]
 
+#[cfg(target_os = "linux")]
 use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use std::ffi::OsStr;
+#[cfg(target_os = "linux")]
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -87,10 +89,17 @@ pub fn have_program(test: &str, path: &str) -> bool {
 // ---- who we are --------------------------------------------------------
 
 /// Effective uid of this test process (the owner of `/proc/self`).
+#[cfg(target_os = "linux")]
 pub fn euid() -> u32 {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(u32::MAX)
+}
+
+/// Effective uid of this test process (no /proc here).
+#[cfg(not(target_os = "linux"))]
+pub fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
 }
 
 pub fn is_root() -> bool {
@@ -118,6 +127,7 @@ pub fn userns_with_pidns() -> Result<(), String> {
 
 // ---- report sockets ----------------------------------------------------
 
+#[cfg(target_os = "linux")]
 /// A close-on-exec SOCK_SEQPACKET pair, as the report socket between
 /// agentd, the jailer and the supervisor is.
 pub fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
@@ -130,6 +140,7 @@ pub fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
     .expect("socketpair(AF_UNIX, SOCK_SEQPACKET)")
 }
 
+#[cfg(target_os = "linux")]
 /// Every frame queued on `sock` now, without waiting (each at most 64 KiB,
 /// more than any report may be), until it is empty or closed.
 pub fn queued_frames(sock: &OwnedFd) -> Vec<Vec<u8>> {
@@ -317,6 +328,7 @@ mod tests {
         assert!(SETPRIV_NOBODY[1].ends_with(&NOBODY.to_string()));
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn queued_frames_keeps_message_boundaries_and_stops_when_empty() {
         let (a, b) = seqpacket_pair();
