@@ -9,7 +9,7 @@ use aiops_supervisor::model::{
     ApiFailure, Backend, Event, NodeRecord, NodeState, RunRecord, RunState, ServiceState, Stream,
     SubmitRequest,
 };
-use aiops_testkit::{as_nobody, is_root, require, skip_needs_root};
+use aiops_testkit::{as_nobody, curl_status, is_root, require, skip_needs_root};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -920,20 +920,10 @@ async fn tcp_needs_the_right_bearer_token() {
 
 /// `curl` as uid/gid 65534 (via setpriv) against the socket: the HTTP status.
 fn curl_as_nobody(sock: &Path) -> Option<u16> {
-    let out = as_nobody("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--unix-socket",
-        ])
-        .arg(sock)
-        .arg("http://localhost/api/v1/state")
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    curl_status(as_nobody("curl"), sock, "http://localhost/api/v1/state")
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn peer_test_prereqs() -> Result<(), String> {

@@ -35,6 +35,25 @@ pub fn as_nobody(program: impl AsRef<OsStr>) -> Command {
     c
 }
 
+/// The HTTP status `curl` (e.g. `Command::new("curl")` or
+/// `as_nobody("curl")`) gets for `url` over the unix socket `sock`: what
+/// `-w %{http_code}` prints, empty when curl could not run.
+pub fn curl_status(mut curl: Command, sock: &Path, url: &str) -> String {
+    curl.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--unix-socket",
+    ])
+    .arg(sock)
+    .arg(url)
+    .output()
+    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    .unwrap_or_default()
+}
+
 // ---- skipping ----------------------------------------------------------
 
 /// `AIOPS_MUST_WORK=1`: a skip is a failure.
