@@ -487,34 +487,15 @@ mod tests {
 
     /// The calls `run()` makes for a confined plan started as root, in order.
     fn recorded_calls(profile: &str) -> Vec<&'static str> {
-        use aiops_policy::{CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader};
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
-        let profile = ProfileLoader::standard(None, Some(&repo))
-            .load(profile)
-            .unwrap();
-        let ws = AbsPath::new("/w").unwrap();
         let agentd = AbsPath::new("/opt/aiops/aiops-agentd").unwrap();
-        let ctx = CompileContext {
-            vars: PathVars {
-                workspace: Some(ws.clone()),
-                home: None,
-                tmpdir: None,
-            },
-            cwd: ws,
-            host_env: Default::default(),
-            agentd: agentd.clone(),
-        };
-        let plan =
-            aiops_policy::compile(&profile, &NodeCaps::default(), &HostFacts::linux(7), &ctx)
-                .unwrap();
-        let req = JailRequest {
-            proto_version: PROTO_VERSION,
-            node: aiops_proto::NodeSpec {
-                id: "t".into(),
-                argv: vec!["/bin/true".into()],
-            },
-            plan,
-        };
+        let req = aiops_testkit::jail_request(
+            profile,
+            7,
+            Path::new("/w"),
+            agentd.as_path(),
+            Default::default(),
+            &["/bin/true"],
+        );
         let env = HostEnv {
             secrets_dir: None,
             secrets_origin: secrets::Origin::SecretsDir,

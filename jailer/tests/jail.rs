@@ -7,8 +7,8 @@
 //! As root, every case also runs as nobody through `setpriv`.
 #![allow(clippy::unwrap_used)]
 
-use aiops_policy::proto::{JailRequest, NodeSpec, Report, Step, PROTO_VERSION};
-use aiops_policy::{AbsPath, CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader};
+use aiops_proto::AbsPath;
+use aiops_proto::{JailRequest, Report, Step};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -109,36 +109,8 @@ fn request(fx: &Fixture, abi: u8) -> JailRequest {
 }
 
 fn request_for(fx: &Fixture, abi: u8, profile: &str) -> JailRequest {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let profile = ProfileLoader::standard(None, Some(&repo.join("profiles")))
-        .load(profile)
-        .unwrap();
-    let ws = AbsPath::new(&fx.ws).unwrap();
-    let ctx = CompileContext {
-        vars: PathVars {
-            workspace: Some(ws.clone()),
-            home: None,
-            tmpdir: None,
-        },
-        cwd: ws,
-        host_env: BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]),
-        agentd: AbsPath::new(&fx.script).unwrap(),
-    };
-    let plan = aiops_policy::compile(
-        &profile,
-        &NodeCaps::default(),
-        &HostFacts::linux(abi.min(7)),
-        &ctx,
-    )
-    .unwrap();
-    JailRequest {
-        proto_version: PROTO_VERSION,
-        node: NodeSpec {
-            id: "t".into(),
-            argv: vec!["/bin/true".into()],
-        },
-        plan,
-    }
+    let env = BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]);
+    aiops_testkit::jail_request(profile, abi, &fx.ws, &fx.script, env, &["/bin/true"])
 }
 
 /// A fd the child inherits (CLOEXEC cleared), ours closed after spawn.
@@ -390,7 +362,7 @@ fn allowlist_net_without_an_egress_fd_is_refused() {
     };
     let fx = fixture(65534);
     let mut req = request(&fx, abi);
-    req.plan.net.mode = aiops_policy::NetMode::Allowlist;
+    req.plan.net.mode = aiops_proto::NetMode::Allowlist;
     let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
     assert_eq!(run.out.status.code(), Some(Step::Validate.exit_code()));
     let stderr = String::from_utf8_lossy(&run.out.stderr);
@@ -504,8 +476,8 @@ fn plan_binding_another_agentd_is_refused() {
     let fx = fixture(65534);
     let mut req = request(&fx, abi);
     for m in req.plan.mounts.iter_mut() {
-        if let aiops_policy::plan::Mount::Bind { src, dst, .. } = m {
-            if dst.as_path() == Path::new(aiops_policy::plan::AGENTD_IN_JAIL) {
+        if let aiops_proto::plan::Mount::Bind { src, dst, .. } = m {
+            if dst.as_path() == Path::new(aiops_proto::plan::AGENTD_IN_JAIL) {
                 *src = AbsPath::new("/bin/sh").unwrap();
             }
         }

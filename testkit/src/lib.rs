@@ -321,6 +321,48 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
+/// A `JailRequest` running `argv` under the shipped profile `profile`,
+/// compiled for a Linux host at Landlock ABI `abi` (capped at what this
+/// build knows), with `ws` as the workspace and cwd and `agentd` as the
+/// host path of agentd. Panics on any error: a test's set-up.
+pub fn jail_request(
+    profile: &str,
+    abi: u8,
+    ws: &Path,
+    agentd: &Path,
+    host_env: std::collections::BTreeMap<String, String>,
+    argv: &[&str],
+) -> aiops_proto::JailRequest {
+    use aiops_policy::{CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader};
+    use aiops_proto::{facts::LANDLOCK_ABI_MAX, AbsPath};
+    let profile = ProfileLoader::standard(None, Some(&repo_root().join("profiles")))
+        .load(profile)
+        .unwrap_or_else(|e| panic!("profile {profile}: {e}"));
+    let abs = |p: &Path| AbsPath::new(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let ws = abs(ws);
+    let ctx = CompileContext {
+        vars: PathVars {
+            workspace: Some(ws.clone()),
+            home: None,
+            tmpdir: None,
+        },
+        cwd: ws,
+        host_env,
+        agentd: abs(agentd),
+    };
+    let facts = HostFacts::linux(abi.min(LANDLOCK_ABI_MAX));
+    let plan = aiops_policy::compile(&profile, &NodeCaps::default(), &facts, &ctx)
+        .unwrap_or_else(|e| panic!("compile: {e}"));
+    aiops_proto::JailRequest {
+        proto_version: aiops_proto::PROTO_VERSION,
+        node: aiops_proto::NodeSpec {
+            id: "t".into(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+        },
+        plan,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
