@@ -2,7 +2,7 @@
 //! validates these as if from a stranger (it runs with more privilege than
 //! the sender), so any error is fine and a panic is a bug.
 #![no_main]
-use aiops_policy::proto::{JailRequest, MAX_REQUEST_BYTES};
+use aiops_proto::{JailRequest, MAX_REQUEST_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {

@@ -486,3 +486,31 @@ fn plan_binding_another_agentd_is_refused() {
     assert_eq!(run.out.status.code(), Some(Step::Validate.exit_code()));
     assert!(run.out.stdout.is_empty());
 }
+
+/// A second bind at agentd's path, after the one the jailer checks, would
+/// make another program PID 1 (no timeout, cap, redaction or report):
+/// every mount is checked, so the jail is refused before anything runs.
+#[test]
+fn plan_hiding_agentd_under_a_second_bind_is_refused() {
+    let Some(abi) = need_kernel("plan_hiding_agentd_under_a_second_bind_is_refused") else {
+        return;
+    };
+    let fx = fixture(65534);
+    // Control: the same request without the second bind runs the fixture's agentd.
+    let req = request(&fx, abi);
+    let control = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
+    assert_eq!(control.out.status.code(), Some(0), "{:?}", control.out);
+    let mut req = req;
+    req.plan.mounts.push(aiops_proto::plan::Mount::Bind {
+        src: AbsPath::new("/bin/sh").unwrap(),
+        dst: AbsPath::new(aiops_proto::plan::AGENTD_IN_JAIL).unwrap(),
+        writable: false,
+        exec: true,
+        optional: false,
+    });
+    let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
+    assert_eq!(run.out.status.code(), Some(Step::Validate.exit_code()));
+    assert!(run.out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&run.out.stderr);
+    assert!(err.contains("only one read-only bind"), "{err}");
+}

@@ -1,7 +1,7 @@
 //! Running one node: on Linux through `aiops-jailer` (`linux.rs`), on macOS
 //! under `sandbox-exec` (`sandbox_exec.rs`). Both end in an `ExecReport`.
-use aiops_policy::proto::{ExitReport, Step};
 use aiops_policy::{AbsPath, NetMode};
+use aiops_proto::{ExitReport, Step};
 use serde::Serialize;
 use std::path::Path;
 

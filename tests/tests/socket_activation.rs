@@ -7,8 +7,8 @@
 //! AIOPS_SUPERVISOR_USER) and the jail's tie to the supervisor's connection.
 #![allow(clippy::unwrap_used)]
 
-use aiops_policy::proto::Step;
 use aiops_policy::{AbsPath, JailPlan, NodeCaps};
+use aiops_proto::Step;
 use aiops_supervisor::exec::socket;
 use aiops_supervisor::exec::{Jail, JailStdio, JailerFds};
 use aiops_supervisor::{context, facts, locate};
@@ -188,7 +188,7 @@ fn a_peer_with_another_uid_is_refused_and_nothing_runs() {
         report.exit.is_none() && report.setup_failed.is_none(),
         "{report:?}"
     );
-    assert_eq!(report.status, aiops_policy::proto::exit::INTERNAL);
+    assert_eq!(report.status, aiops_proto::exit::INTERNAL);
     let mut stdout = String::new();
     out.read_to_string(&mut stdout).unwrap();
     assert_eq!(stdout, "");

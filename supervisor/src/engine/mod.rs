@@ -30,7 +30,6 @@ mod warm;
 mod workspace_prep;
 
 pub use bootstrap::{BootedEngine, Caller, LocalEngine};
-pub use workspace_prep::JAIL_NOBODY;
 
 use crate::audit::{AuditLog, AuditRecord, AuditSink};
 use crate::error::SupervisorError;

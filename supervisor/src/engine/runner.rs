@@ -8,8 +8,8 @@ use super::attempt::Attempt;
 use crate::error::SupervisorError;
 use crate::exec::{self, ExecReport, JailStdio};
 use crate::model::NodeState;
-use aiops_policy::proto::ExitReport;
 use aiops_policy::{HostFacts, NodeCaps, PathVars, Profile};
+use aiops_proto::ExitReport;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
@@ -370,7 +370,7 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
     }
     if let Some(f) = &r.setup_failed {
         // A layer the host cannot give is a refusal; anything later is a failure.
-        if f.step == aiops_policy::proto::Step::Validate {
+        if f.step == aiops_proto::Step::Validate {
             res.state = NodeState::Refused;
         }
         res.reason = Some(format!(

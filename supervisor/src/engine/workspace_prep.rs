@@ -177,7 +177,7 @@ pub(super) fn set_mode(p: &Path, mode: u32) -> Result<(), SupervisorError> {
 /// The uid a root-started engine hands workspaces to: jails never run as
 /// root, and the jailer runs a node as its workspace's owner
 /// (`aiops_proto::ids`, the one rule).
-pub const JAIL_NOBODY: u32 = aiops_proto::ids::NOBODY;
+const JAIL_NOBODY: u32 = aiops_proto::ids::NOBODY;
 
 /// `lchown -R` without following symlinks (a symlink in the checkout must
 /// not hand out a file outside it).

@@ -111,7 +111,13 @@ impl Jail {
             Via::Child { forward, .. } => forward.as_ref(),
             Via::Socket { .. } => None,
         };
-        let reports = read_reports(&self.reports, forward, &mut || events(JailEvent::Exited));
+        // Once: agentd sends one `Exited`, but the reader must not trust that.
+        let mut exited = false;
+        let reports = read_reports(&self.reports, forward, &mut || {
+            if !std::mem::replace(&mut exited, true) {
+                events(JailEvent::Exited)
+            }
+        });
         // The reports are over: from here a child's pid may be reaped and
         // reused, so the stopper must not signal it any more.
         self.stop.detach();

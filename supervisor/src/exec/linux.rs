@@ -6,10 +6,10 @@ use super::jail::{Jail, JailStop, PlanSummary, Via};
 use super::{ExecReport, SetupFailure};
 use crate::error::SupervisorError;
 use crate::signals::Forwarder;
-use aiops_policy::proto::{
+use aiops_policy::JailPlan;
+use aiops_proto::{
     exit, ExitReport, JailRequest, NodeSpec, Report, Step, MAX_REPORT_BYTES, PROTO_VERSION,
 };
-use aiops_policy::JailPlan;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
@@ -151,10 +151,12 @@ impl Drop for PendingJail {
 }
 
 impl PendingJail {
-    /// The jailer's pid: signal it to stop the jail (it forwards SIGTERM to
-    /// agentd; SIGKILL takes the whole jail down through PR_SET_PDEATHSIG).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+    /// The waiting jailer's pid (`None` once `start` took it): signal it to
+    /// stop the jail (it forwards SIGTERM to agentd; SIGKILL takes the whole
+    /// jail down through PR_SET_PDEATHSIG). Never 0, which would signal our
+    /// own process group.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Still waiting for its request (a spare may have been killed meanwhile).

@@ -11,8 +11,8 @@
 //! mechanics are tested on Linux with a stand-in for `sandbox-exec`.
 use super::ExecReport;
 use crate::error::SupervisorError;
-use aiops_policy::proto::{exit, ExitReport};
 use aiops_policy::sbpl::{SandboxExecPlan, SbplPlan};
+use aiops_proto::{exit, ExitReport};
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
