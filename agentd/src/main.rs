@@ -12,6 +12,9 @@
 //! or `exit::TIMEOUT` when agentd killed the jail for a limit; a set-up
 //! failure's own code (127 not found, 126 not executable, else the step's).
 #![deny(unsafe_code)]
+// Not in [lints] (which is `workspace = true`): only these two crates
+// deny it. A failure here is a reported step error, never a panic.
+#![deny(clippy::expect_used)]
 
 mod error;
 mod pump;

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use aiops_proto::AbsPath;
-use aiops_proto::{exit, AgentSpec, ExitReport, Report, Secret, Step, MAX_REPORT_BYTES};
-use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use aiops_proto::{exit, AgentSpec, ExitReport, Report, Secret, Step};
+use aiops_testkit::{queued_frames, require, scratch_dir_named, seqpacket_pair, userns_with_pidns};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -97,25 +97,11 @@ fn wire(cmd: &mut Command, spec_fd: RawFd, sock_fd: RawFd) {
     }
 }
 
-fn report_pair() -> (OwnedFd, OwnedFd) {
-    socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap()
-}
-
 fn read_reports(sock: &OwnedFd) -> Vec<Report> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; MAX_REPORT_BYTES + 1];
-    loop {
-        match recv(sock.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-            Ok(0) | Err(_) => return out,
-            Ok(n) => out.push(Report::decode(&buf[..n]).unwrap()),
-        }
-    }
+    queued_frames(sock)
+        .iter()
+        .map(|f| Report::decode(f).unwrap())
+        .collect()
 }
 
 fn run_raw(
@@ -125,7 +111,7 @@ fn run_raw(
     tweak: impl FnOnce(&mut Command),
 ) -> Outcome {
     let spec_fd = memfd(spec_bytes);
-    let (ours, theirs) = report_pair();
+    let (ours, theirs) = seqpacket_pair();
     let mut cmd = match prefix.split_first() {
         Some((first, rest)) => {
             let mut c = Command::new(first);
@@ -274,7 +260,7 @@ fn signal_death_is_128_plus_signal() {
 #[test]
 fn forwards_sigterm_to_the_node() {
     let spec_fd = memfd(&serde_json::to_vec(&sh("exec sleep 100")).unwrap());
-    let (ours, theirs) = report_pair();
+    let (ours, theirs) = seqpacket_pair();
     let mut cmd = Command::new(AGENTD);
     cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::null());
     wire(&mut cmd, spec_fd.as_raw_fd(), theirs.as_raw_fd());
@@ -291,7 +277,8 @@ fn forwards_sigterm_to_the_node() {
 
 #[test]
 fn timeout_kills_node_and_a_grandchild_that_ignores_sigterm() {
-    let dir = tempdir();
+    let tmp = scratch_dir_named("agentd-", None);
+    let dir = tmp.path().display();
     let pidfile = format!("{dir}/grandchild.pid");
     let mut s = sh(&format!(
         "sh -c 'trap \"\" TERM; echo $$ > {pidfile}; exec sleep 100' & exec sleep 100"
@@ -313,7 +300,8 @@ fn timeout_kills_node_and_a_grandchild_that_ignores_sigterm() {
 
 #[test]
 fn leftovers_die_when_the_node_exits() {
-    let dir = tempdir();
+    let tmp = scratch_dir_named("agentd-", None);
+    let dir = tmp.path().display();
     let pidfile = format!("{dir}/daemon.pid");
     // setsid: the daemon leaves the node's process group; it is still killed.
     let o = run(&sh(&format!(
@@ -403,7 +391,8 @@ fn not_found_is_127_and_setup_failed() {
 
 #[test]
 fn not_executable_is_126() {
-    let dir = tempdir();
+    let tmp = scratch_dir_named("agentd-", None);
+    let dir = tmp.path().display();
     let path = format!("{dir}/script");
     std::fs::write(&path, "#!/bin/sh\necho hi\n").unwrap();
     let o = run(&spec(&[&path]));
@@ -459,7 +448,7 @@ fn garbage_spec_is_setup_failed_not_a_panic() {
 
 #[test]
 fn missing_spec_fd_is_setup_failed() {
-    let (ours, theirs) = report_pair();
+    let (ours, theirs) = seqpacket_pair();
     let sock = theirs.as_raw_fd();
     let mut cmd = Command::new(AGENTD);
     cmd.env_clear().stdout(Stdio::null()).stderr(Stdio::null());
@@ -577,7 +566,8 @@ fn closed_stdio_is_filled_with_dev_null() {
 
 #[test]
 fn append_only_stdout_falls_back_from_splice() {
-    let dir = tempdir();
+    let tmp = scratch_dir_named("agentd-", None);
+    let dir = tmp.path().display();
     let path = format!("{dir}/out");
     std::fs::write(&path, "start\n").unwrap();
     let f = std::fs::OpenOptions::new()
@@ -598,15 +588,8 @@ fn append_only_stdout_falls_back_from_splice() {
 
 #[test]
 fn as_pid1_in_a_pid_namespace_kills_leftovers_and_exits() {
-    let probe = Command::new("unshare")
-        .args(["-Upf", "--map-current-user", "true"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var("AIOPS_MUST_WORK").as_deref() != Ok("1"),
-            "unshare -Upf unavailable and AIOPS_MUST_WORK=1"
-        );
-        eprintln!("skipping: unshare -Upf --map-current-user does not work here");
+    let test = "as_pid1_in_a_pid_namespace_kills_leftovers_and_exits";
+    if require(test, userns_with_pidns()).is_none() {
         return;
     }
     let marker = format!("{}.{}", 100, std::process::id());
@@ -640,16 +623,4 @@ fn as_pid1_in_a_pid_namespace_kills_leftovers_and_exits() {
         .filter(|c| String::from_utf8_lossy(c).contains(&marker))
         .collect();
     assert!(left.is_empty(), "{} process(es) outlived PID 1", left.len());
-}
-
-fn tempdir() -> String {
-    let base = std::env::var("CARGO_TARGET_TMPDIR").unwrap_or_else(|_| "/tmp".into());
-    let dir = format!(
-        "{base}/agentd-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    );
-    let dir = dir.replace(['(', ')'], "");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

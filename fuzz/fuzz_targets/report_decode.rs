@@ -4,10 +4,10 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|frame: &[u8]| {
-    if let Ok(report) = aiops_policy::proto::Report::decode(frame) {
+    if let Ok(report) = aiops_proto::Report::decode(frame) {
         // What decodes must re-encode (bounded) and decode to the same value.
         if let Ok(bytes) = report.encode() {
-            assert_eq!(aiops_policy::proto::Report::decode(&bytes).ok(), Some(report));
+            assert_eq!(aiops_proto::Report::decode(&bytes).ok(), Some(report));
         }
     }
 });

@@ -9,8 +9,8 @@
 //! BENCH_PROFILE picks the profile (default restrictive); BENCH_JAILER picks another jailer build; BENCH_AGENTD / BENCH_ARGV set agentd's host path and the node's argv.
 #![allow(clippy::unwrap_used)]
 
-use aiops_policy::proto::{JailRequest, NodeSpec, PROTO_VERSION};
 use aiops_policy::{AbsPath, CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader};
+use aiops_proto::{JailRequest, NodeSpec, PROTO_VERSION};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use std::io::Write;

@@ -26,7 +26,7 @@ use std::os::unix::net::UnixStream;
 const LISTEN_FDS_START: RawFd = 3;
 /// The fds the first message always carries: report socket, stdin, stdout,
 /// stderr. The egress socket may follow.
-pub const PASSED_FDS: usize = 4;
+pub const PASSED_FDS: usize = frame::PASSED_FDS;
 /// The unit names the one user allowed to connect (a name or a uid).
 pub const SUPERVISOR_USER_ENV: &str = "AIOPS_SUPERVISOR_USER";
 

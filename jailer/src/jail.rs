@@ -5,7 +5,7 @@ use crate::exec::ReportFd;
 use crate::steps::{Kernel, Sys};
 use crate::{landlock, limits, net, ns, seccomp, secrets, sys};
 use aiops_proto::facts::LayerReq;
-use aiops_proto::locate::{self, Search};
+use aiops_proto::locate;
 use aiops_proto::net::NetMode;
 use aiops_proto::plan::{Mount, Namespace, AGENTD_IN_JAIL};
 use aiops_proto::{ids, AbsPath};
@@ -139,36 +139,38 @@ fn check_required_layers(req: &JailRequest) -> Result<(), JailError> {
     Ok(())
 }
 
-/// The host path of agentd, by `aiops_proto::locate`'s rule: `$AIOPS_AGENTD`,
-/// else next to us, else the package's libexec dir (the jailer itself is
-/// there in a package, so the two agree). Checked by the bind at step 7.
+/// The host path of agentd: `$AIOPS_AGENTD`, else `aiops-agentd` next to
+/// us. That is `aiops_proto::locate`'s rule without its last fallback: the
+/// package installs both helpers in its libexec dir, and a development
+/// jailer must not pick up a packaged agentd of another version. The bind
+/// at step 7 fails if nothing is there.
 fn agentd_host_path(env: &HostEnv) -> Result<PathBuf, JailError> {
-    let me = std::fs::read_link("/proc/self/exe").ok();
-    let search = locate::AGENTD.search(
-        env.agentd.clone(),
-        me.as_deref()
-            .and_then(std::path::Path::parent)
-            .map(|d| (d, "next to the jailer")),
-        std::path::Path::new(locate::LIBEXEC_DIR),
-    );
-    match search {
-        Search::Override { path, .. } => Ok(path),
-        Search::Candidates(c) => {
-            let found = c.iter().find(|(p, _)| p.is_file()).or(c.first());
-            found
-                .map(|(p, _)| p.clone())
-                .ok_or_else(|| refused("no place to look for aiops-agentd"))
-        }
+    if let Some(p) = &env.agentd {
+        return Ok(p.clone());
     }
+    let me = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| refused(format!("/proc/self/exe: {e}")))?;
+    let dir = me
+        .parent()
+        .ok_or_else(|| refused("/proc/self/exe has no parent directory"))?;
+    Ok(dir.join(locate::AGENTD.name))
 }
 
-/// A confined plan must bind exactly this jailer's agentd at AGENTD_IN_JAIL.
+/// A confined plan must bind exactly this jailer's agentd at AGENTD_IN_JAIL,
+/// once: every mount is checked, not only the first that matches (a later
+/// bind at the same place would hide the checked one; `JailPlan::validate`
+/// refuses a second one too).
 fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
     let want = AbsPath::new(host).map_err(|e| refused(format!("agentd path: {e}")))?;
-    let bound = req.plan.mounts.iter().find_map(|m| match m {
-        Mount::Bind { src, dst, .. } if dst.as_path() == Path::new(AGENTD_IN_JAIL) => Some(src),
-        _ => None,
-    });
+    let at_agentd: Vec<&Mount> = req
+        .plan
+        .mounts
+        .iter()
+        .filter(|m| {
+            m.dst()
+                .is_some_and(|d| d.as_path() == Path::new(AGENTD_IN_JAIL))
+        })
+        .collect();
     // The same file, however either side spelled its path (symlinks included).
     let same = |src: &AbsPath| {
         *src == want
@@ -177,13 +179,17 @@ fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
                 (Ok(a), Ok(b)) if a == b
             )
     };
-    match bound {
-        Some(src) if same(src) => Ok(()),
-        Some(src) => Err(refused(format!(
+    match at_agentd.as_slice() {
+        [Mount::Bind { src, .. }] if same(src) => Ok(()),
+        [Mount::Bind { src, .. }] => Err(refused(format!(
             "the plan binds {src} at {AGENTD_IN_JAIL}; this jailer's agentd is {want}"
         ))),
-        None => Err(refused(format!(
+        [] => Err(refused(format!(
             "the plan does not bind agentd at {AGENTD_IN_JAIL}"
+        ))),
+        more => Err(refused(format!(
+            "the plan mounts {} times at {AGENTD_IN_JAIL}; only this jailer's agentd may be there",
+            more.len()
         ))),
     }
 }
@@ -413,8 +419,9 @@ mod tests {
 
     /// Records the calls `run_with` makes, in order, and changes nothing.
     /// Step 1 is the real one (a received request is decoded in memory).
-    #[derive(Default)]
     struct Recorder {
+        /// What `is_root` answers: root drops to the jail's uid at step 3.
+        root: bool,
         calls: Vec<&'static str>,
     }
 
@@ -445,7 +452,7 @@ mod tests {
             Ok(vec![])
         }
         fn is_root(&mut self) -> bool {
-            true
+            self.root
         }
         fn setresuid_to_jail_uid(&mut self, _: u32, _: u32) -> Result<(), JailError> {
             self.calls.push("setresuid_to_jail_uid");
@@ -565,36 +572,17 @@ mod tests {
         assert!(git_safe_directories(&own, owner.wrapping_add(1)).is_empty());
     }
 
-    /// The calls `run()` makes for a confined plan started as root, in order.
-    fn recorded_calls(profile: &str) -> Vec<&'static str> {
-        use aiops_policy::{CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader};
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
-        let profile = ProfileLoader::standard(None, Some(&repo))
-            .load(profile)
-            .unwrap();
-        let ws = AbsPath::new("/w").unwrap();
+    /// The calls `run()` makes for `profile`'s plan, started as root or not, in order.
+    fn recorded_calls(profile: &str, root: bool) -> Vec<&'static str> {
         let agentd = AbsPath::new("/opt/aiops/aiops-agentd").unwrap();
-        let ctx = CompileContext {
-            vars: PathVars {
-                workspace: Some(ws.clone()),
-                home: None,
-                tmpdir: None,
-            },
-            cwd: ws,
-            host_env: Default::default(),
-            agentd: agentd.clone(),
-        };
-        let plan =
-            aiops_policy::compile(&profile, &NodeCaps::default(), &HostFacts::linux(7), &ctx)
-                .unwrap();
-        let req = JailRequest {
-            proto_version: PROTO_VERSION,
-            node: aiops_proto::NodeSpec {
-                id: "t".into(),
-                argv: vec!["/bin/true".into()],
-            },
-            plan,
-        };
+        let req = aiops_testkit::jail_request(
+            profile,
+            7,
+            Path::new("/w"),
+            agentd.as_path(),
+            Default::default(),
+            &["/bin/true"],
+        );
         let env = HostEnv {
             secrets_dir: None,
             secrets_origin: secrets::Origin::SecretsDir,
@@ -606,7 +594,10 @@ mod tests {
             request: serde_json::to_vec(&req).unwrap(),
             conn,
         };
-        let mut rec = Recorder::default();
+        let mut rec = Recorder {
+            root,
+            calls: vec![],
+        };
         let end = run_with(&mut rec, source, &mut ReportFd(-1), None, &env);
         assert!(
             matches!(&end, Err(JailError::Refused { reason }) if reason == "recorded"),
@@ -626,7 +617,7 @@ mod tests {
             .map(|(i, s)| (i + 1, s.to_string()))
             .collect();
         assert_eq!(documented_steps(), want);
-        let calls = recorded_calls("restrictive");
+        let calls = recorded_calls("restrictive", true);
         let steps: Vec<&str> = calls
             .iter()
             .copied()
@@ -653,6 +644,30 @@ mod tests {
                 "drop_caps_and_set_nnp",
                 "landlock_restrict_self",
                 "seccomp_install",
+                "execve_agentd",
+            ]
+        );
+    }
+
+    /// Not root: no uid change. Unconfined: no namespaces, mounts, Landlock
+    /// or seccomp, and no_new_privs without dropping caps.
+    #[test]
+    fn unprivileged_and_unconfined_runs_skip_their_steps() {
+        let calls = recorded_calls("restrictive", false);
+        assert!(!calls.contains(&"setresuid_to_jail_uid"), "{calls:?}");
+        assert_eq!(calls.len(), 16, "{calls:?}");
+        assert_eq!(
+            recorded_calls("unconfined", false),
+            [
+                "read_request",
+                "close_fds",
+                "read_secrets",
+                "check_reachable",
+                "check_reachable",
+                "fork_into_pid_ns",
+                "setrlimits",
+                "setsid",
+                "set_no_new_privs",
                 "execve_agentd",
             ]
         );

@@ -5,6 +5,9 @@
 //! Usage: `aiops-jailer --request-fd N --report-fd M [--egress-fd E]` |
 //! `aiops-jailer --socket-activated` | `aiops-jailer probe`
 #![deny(unsafe_code)]
+// Not in [lints] (which is `workspace = true`): only these two crates
+// deny it. A failure here is a reported step error, never a panic.
+#![deny(clippy::expect_used)]
 
 mod activation;
 mod caps;

@@ -7,10 +7,9 @@
 //! As root, every case also runs as nobody through `setpriv`.
 #![allow(clippy::unwrap_used)]
 
-use aiops_policy::proto::{JailRequest, NodeSpec, Report, Step, PROTO_VERSION};
-use aiops_policy::{AbsPath, CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader};
+use aiops_proto::AbsPath;
+use aiops_proto::{JailRequest, Report, Step};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -18,6 +17,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
+
+use aiops_testkit::{
+    as_nobody as as_nobody_cmd, chown_tree, is_root, queued_frames, require, scratch_dir_named,
+    seqpacket_pair, skip_needs_root,
+};
 
 const JAILER: &str = env!("CARGO_BIN_EXE_aiops-jailer");
 /// Spawns are serialised so no child inherits another test's pipe ends.
@@ -71,46 +75,20 @@ fn probe_ok() -> Result<u8, String> {
 }
 
 /// Skip (or fail under AIOPS_MUST_WORK=1) when the kernel cannot jail.
-fn need_kernel() -> Option<u8> {
-    match probe_ok() {
-        Ok(abi) => Some(abi),
-        Err(why) if std::env::var("AIOPS_MUST_WORK").as_deref() == Ok("1") => panic!("{why}"),
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            None
-        }
-    }
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+fn need_kernel(test: &str) -> Option<u8> {
+    require(test, probe_ok())
 }
 
 fn fixture(ws_owner: u32) -> Fixture {
-    let ws = tempfile::Builder::new()
-        .prefix("aiops-ws-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let bin = tempfile::Builder::new()
-        .prefix("aiops-bin-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    // Under the shared test temp dir, which nobody can traverse: the jail
+    // runs as the workspace owner (as root) or as nobody.
+    let ws = scratch_dir_named("aiops-ws-", Some(ws_owner));
+    let bin = scratch_dir_named("aiops-bin-", None);
     std::fs::create_dir_all(ws.path().join(".git/hooks")).unwrap();
-    for p in [
-        ws.path().to_path_buf(),
-        ws.path().join(".git"),
-        ws.path().join(".git/hooks"),
-        bin.path().to_path_buf(),
-    ] {
+    for p in [ws.path().join(".git"), ws.path().join(".git/hooks")] {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        if is_root() {
-            let o = Some(nix::unistd::Uid::from_raw(ws_owner));
-            let g = Some(nix::unistd::Gid::from_raw(ws_owner));
-            if p.starts_with(ws.path()) {
-                nix::unistd::chown(&p, o, g).unwrap();
-            }
-        }
     }
+    chown_tree(ws.path(), Some(ws_owner));
     let script = bin.path().join("jailcheck.sh");
     // The workspace path is baked in: agentd's argv is fixed by the contract.
     std::fs::write(
@@ -131,36 +109,8 @@ fn request(fx: &Fixture, abi: u8) -> JailRequest {
 }
 
 fn request_for(fx: &Fixture, abi: u8, profile: &str) -> JailRequest {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let profile = ProfileLoader::standard(None, Some(&repo.join("profiles")))
-        .load(profile)
-        .unwrap();
-    let ws = AbsPath::new(&fx.ws).unwrap();
-    let ctx = CompileContext {
-        vars: PathVars {
-            workspace: Some(ws.clone()),
-            home: None,
-            tmpdir: None,
-        },
-        cwd: ws,
-        host_env: BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]),
-        agentd: AbsPath::new(&fx.script).unwrap(),
-    };
-    let plan = aiops_policy::compile(
-        &profile,
-        &NodeCaps::default(),
-        &HostFacts::linux(abi.min(7)),
-        &ctx,
-    )
-    .unwrap();
-    JailRequest {
-        proto_version: PROTO_VERSION,
-        node: NodeSpec {
-            id: "t".into(),
-            argv: vec!["/bin/true".into()],
-        },
-        plan,
-    }
+    let env = BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]);
+    aiops_testkit::jail_request(profile, abi, &fx.ws, &fx.script, env, &["/bin/true"])
 }
 
 /// A fd the child inherits (CLOEXEC cleared), ours closed after spawn.
@@ -176,13 +126,7 @@ struct Run {
 fn spawn_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> (std::process::Child, OwnedFd) {
     let guard = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
     let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap();
+    let (ours, theirs) = seqpacket_pair();
     // The whole request fits the pipe buffer, so write it before spawning
     // and no child ever holds the write end.
     std::fs::File::from(wr).write_all(body).unwrap();
@@ -190,9 +134,7 @@ fn spawn_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> (std::process::Ch
     inheritable(&theirs);
     let (req_fd, rep_fd) = (rd.as_raw_fd().to_string(), theirs.as_raw_fd().to_string());
     let mut cmd = if as_nobody {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", JAILER]);
-        c
+        as_nobody_cmd(JAILER)
     } else {
         Command::new(JAILER)
     };
@@ -211,15 +153,10 @@ fn spawn_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> (std::process::Ch
 }
 
 fn frames(ours: &OwnedFd) -> Vec<Report> {
-    let mut frames = vec![];
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match recv(ours.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => frames.push(Report::decode(&buf[..n]).unwrap()),
-        }
-    }
-    frames
+    queued_frames(ours)
+        .iter()
+        .map(|f| Report::decode(f).unwrap())
+        .collect()
 }
 
 fn run_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> Run {
@@ -245,8 +182,8 @@ fn field<'a>(stdout: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key} in:\n{stdout}"))
 }
 
-fn check_jail(as_nobody: bool) {
-    let Some(abi) = need_kernel() else { return };
+fn check_jail(test: &str, as_nobody: bool) {
+    let Some(abi) = need_kernel(test) else { return };
     // As root the jail takes the workspace owner's uid; as nobody, nobody's.
     let owner = if as_nobody { 65534 } else { 1234 };
     let fx = fixture(owner);
@@ -362,22 +299,22 @@ fn check_jail(as_nobody: bool) {
 
 #[test]
 fn jail_as_invoking_user_is_confined() {
-    check_jail(false);
+    check_jail("jail_as_invoking_user_is_confined", false);
 }
 
 #[test]
 fn jail_as_nobody_is_confined() {
     if !is_root() {
-        // Needs root, not a kernel feature: skipped even under AIOPS_MUST_WORK=1.
-        eprintln!("SKIP jail_as_nobody_is_confined: setpriv to nobody needs root");
-        return;
+        return skip_needs_root("jail_as_nobody_is_confined", "setpriv to nobody needs root");
     }
-    check_jail(true);
+    check_jail("jail_as_nobody_is_confined", true);
 }
 
 #[test]
 fn bad_plan_version_is_refused_with_a_setup_failed_frame() {
-    let Some(abi) = need_kernel() else { return };
+    let Some(abi) = need_kernel("bad_plan_version_is_refused_with_a_setup_failed_frame") else {
+        return;
+    };
     let fx = fixture(65534);
     let mut req = request(&fx, abi);
     req.plan.plan_version = 99;
@@ -420,10 +357,12 @@ fn garbage_request_fails_at_read_request() {
 
 #[test]
 fn allowlist_net_without_an_egress_fd_is_refused() {
-    let Some(abi) = need_kernel() else { return };
+    let Some(abi) = need_kernel("allowlist_net_without_an_egress_fd_is_refused") else {
+        return;
+    };
     let fx = fixture(65534);
     let mut req = request(&fx, abi);
-    req.plan.net.mode = aiops_policy::NetMode::Allowlist;
+    req.plan.net.mode = aiops_proto::NetMode::Allowlist;
     let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
     assert_eq!(run.out.status.code(), Some(Step::Validate.exit_code()));
     let stderr = String::from_utf8_lossy(&run.out.stderr);
@@ -435,7 +374,9 @@ fn allowlist_net_without_an_egress_fd_is_refused() {
 
 #[test]
 fn symlinked_protected_path_is_refused_and_nothing_runs() {
-    let Some(abi) = need_kernel() else { return };
+    let Some(abi) = need_kernel("symlinked_protected_path_is_refused_and_nothing_runs") else {
+        return;
+    };
     let fx = fixture(65534);
     std::os::unix::fs::symlink("/etc", fx.ws.join(".envrc")).unwrap();
     let req = request(&fx, abi);
@@ -458,7 +399,9 @@ fn symlinked_protected_path_is_refused_and_nothing_runs() {
 
 #[test]
 fn node_exit_code_passes_through_the_parent() {
-    let Some(abi) = need_kernel() else { return };
+    let Some(abi) = need_kernel("node_exit_code_passes_through_the_parent") else {
+        return;
+    };
     let fx = fixture(65534);
     set_script(&fx, "#!/bin/sh\nexit 7\n");
     let run = run_jailer(&fx, &serde_json::to_vec(&request(&fx, abi)).unwrap(), false);
@@ -474,7 +417,9 @@ fn node_exit_code_passes_through_the_parent() {
 #[test]
 fn sigterm_to_the_jailer_reaches_pid_1() {
     use std::io::BufRead;
-    let Some(abi) = need_kernel() else { return };
+    let Some(abi) = need_kernel("sigterm_to_the_jailer_reaches_pid_1") else {
+        return;
+    };
     let fx = fixture(65534);
     // PID 1 gets only signals it handles: the trap makes TERM count.
     set_script(
@@ -495,7 +440,9 @@ fn sigterm_to_the_jailer_reaches_pid_1() {
 
 #[test]
 fn unconfined_plan_runs_on_the_host_without_root() {
-    let Some(abi) = need_kernel() else { return };
+    let Some(abi) = need_kernel("unconfined_plan_runs_on_the_host_without_root") else {
+        return;
+    };
     let fx = fixture(65534);
     set_script(
         &fx,
@@ -523,12 +470,14 @@ fn unconfined_plan_runs_on_the_host_without_root() {
 
 #[test]
 fn plan_binding_another_agentd_is_refused() {
-    let Some(abi) = need_kernel() else { return };
+    let Some(abi) = need_kernel("plan_binding_another_agentd_is_refused") else {
+        return;
+    };
     let fx = fixture(65534);
     let mut req = request(&fx, abi);
     for m in req.plan.mounts.iter_mut() {
-        if let aiops_policy::plan::Mount::Bind { src, dst, .. } = m {
-            if dst.as_path() == Path::new(aiops_policy::plan::AGENTD_IN_JAIL) {
+        if let aiops_proto::plan::Mount::Bind { src, dst, .. } = m {
+            if dst.as_path() == Path::new(aiops_proto::plan::AGENTD_IN_JAIL) {
                 *src = AbsPath::new("/bin/sh").unwrap();
             }
         }
@@ -536,4 +485,32 @@ fn plan_binding_another_agentd_is_refused() {
     let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
     assert_eq!(run.out.status.code(), Some(Step::Validate.exit_code()));
     assert!(run.out.stdout.is_empty());
+}
+
+/// A second bind at agentd's path, after the one the jailer checks, would
+/// make another program PID 1 (no timeout, cap, redaction or report):
+/// every mount is checked, so the jail is refused before anything runs.
+#[test]
+fn plan_hiding_agentd_under_a_second_bind_is_refused() {
+    let Some(abi) = need_kernel("plan_hiding_agentd_under_a_second_bind_is_refused") else {
+        return;
+    };
+    let fx = fixture(65534);
+    // Control: the same request without the second bind runs the fixture's agentd.
+    let req = request(&fx, abi);
+    let control = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
+    assert_eq!(control.out.status.code(), Some(0), "{:?}", control.out);
+    let mut req = req;
+    req.plan.mounts.push(aiops_proto::plan::Mount::Bind {
+        src: AbsPath::new("/bin/sh").unwrap(),
+        dst: AbsPath::new(aiops_proto::plan::AGENTD_IN_JAIL).unwrap(),
+        writable: false,
+        exec: true,
+        optional: false,
+    });
+    let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
+    assert_eq!(run.out.status.code(), Some(Step::Validate.exit_code()));
+    assert!(run.out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&run.out.stderr);
+    assert!(err.contains("only one read-only bind"), "{err}");
 }

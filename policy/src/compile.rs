@@ -40,12 +40,10 @@ pub fn compile(
     compile_effective(&eff, facts, ctx)
 }
 
-pub fn compile_effective(
-    eff: &Effective,
-    facts: &HostFacts,
-    ctx: &CompileContext,
-) -> Result<JailPlan, PolicyError> {
-    for req in &eff.require {
+/// Fail closed: the first layer the profile requires (`require`) that
+/// `facts` lack refuses the node, on Linux and macOS alike.
+pub fn check_required_layers(require: &[LayerReq], facts: &HostFacts) -> Result<(), PolicyError> {
+    for req in require {
         if let Some(reason) = req.missing_on(facts) {
             return Err(PolicyError::Refused {
                 layer: req.to_string(),
@@ -53,6 +51,26 @@ pub fn compile_effective(
             });
         }
     }
+    Ok(())
+}
+
+/// The protected paths (`.git/hooks`, `.envrc`, ...) inside each writable
+/// root, except those granted writable themselves: read-only in the jail
+/// or the sandbox, and watched for changes.
+pub fn protected_paths(eff: &Effective) -> Vec<AbsPath> {
+    eff.write
+        .iter()
+        .flat_map(|w| eff.protected.iter().map(move |p| w.join(p)))
+        .filter(|p| !eff.write.contains(p))
+        .collect()
+}
+
+pub fn compile_effective(
+    eff: &Effective,
+    facts: &HostFacts,
+    ctx: &CompileContext,
+) -> Result<JailPlan, PolicyError> {
+    check_required_layers(&eff.require, facts)?;
     if eff.net == NetMode::Host && eff.require.contains(&LayerReq::NetNs) {
         return Err(PolicyError::Refused {
             layer: "netns".into(),
@@ -157,12 +175,7 @@ pub fn compile_effective(
     if eff.net != NetMode::Host {
         namespaces.push(Namespace::Net);
     }
-    let protected = eff
-        .write
-        .iter()
-        .flat_map(|w| eff.protected.iter().map(move |p| w.join(p)))
-        .filter(|p| !eff.write.contains(p))
-        .collect();
+    let protected = protected_paths(eff);
     Ok(JailPlan {
         plan_version: PLAN_VERSION,
         profile: eff.profile.clone(),

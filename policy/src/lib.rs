@@ -17,17 +17,10 @@ pub mod syscalls;
 pub mod units;
 
 // What crosses a process boundary lives in aiops-proto (the jailer and
-// agentd link only that); policy compiles into those types and re-exports
-// them under the paths its callers have always used.
+// agentd link only that); policy compiles into those types. The plan's
+// parts are re-exported because profiles and capabilities are written in
+// them; the wire messages are only `aiops_proto`'s.
 pub use aiops_proto::{facts, net, plan, EnvName};
-
-/// The wire protocol (`aiops_proto`'s request, agent spec and report).
-pub mod proto {
-    pub use aiops_proto::agent::*;
-    pub use aiops_proto::report::*;
-    pub use aiops_proto::request::*;
-    pub use aiops_proto::{exit, ids, probe, PROTO_VERSION};
-}
 
 pub use caps::{Effective, NodeCaps};
 pub use compile::{compile, CompileContext};

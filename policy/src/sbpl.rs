@@ -6,19 +6,25 @@
 //! `(param "NAME")`; the runtime passes the values with
 //! `sandbox-exec -D NAME=VALUE`, so no path can change the policy's syntax.
 //!
-//! Not checked here: the profile's `require` list. This function has no
-//! `HostFacts`; the macOS runtime refuses a node whose required layers
-//! `LayerReq::missing_on` reports absent, exactly as on Linux. Seatbelt
-//! matches resolved paths (`/tmp` is `/private/tmp`), so the runtime passes
-//! each value through realpath(3) before handing it to `-D`. There is no
-//! private tmpfs on macOS: `TMPDIR` is `ctx.vars.tmpdir` (default `/tmp`), so
-//! the runtime should make that a fresh per-run directory.
+//! `compile_sbpl_for` is the macOS entry point (`aiopsctl exec`, `profile
+//! explain --sbpl` and the golden tests): profile ∩ node → `Effective`,
+//! then the SBPL, the environment and the protected paths, from the same
+//! compile steps as a `JailPlan`. Like a `JailPlan`, the result carries the
+//! profile's `require` list; the runtime refuses a node whose required
+//! layers its host lacks with `compile::check_required_layers`, the check
+//! the Linux compile makes. Seatbelt matches resolved paths (`/tmp` is
+//! `/private/tmp`), so the runtime passes each value through realpath(3)
+//! before handing it to `-D`. There is no private tmpfs on macOS: `TMPDIR`
+//! is `ctx.vars.tmpdir` (default `/tmp`), so the runtime should make that
+//! a fresh per-run directory.
 use crate::caps::{effective, Effective};
-use crate::compile::{CompileContext, ALLOWLIST_PROXY_PORT};
+use crate::compile::{build_env, protected_paths, CompileContext, ALLOWLIST_PROXY_PORT};
 use crate::net::NetMode;
 use crate::path::AbsPath;
-use crate::{NodeCaps, PolicyError, Profile};
+use crate::plan::RunLimits;
+use crate::{LayerReq, NodeCaps, PolicyError, Profile};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// The checked-in base: `(version 1)`, `(deny default)` and what any process
@@ -70,14 +76,45 @@ impl Builder {
     }
 }
 
-/// Compile a profile and a node's declared capabilities, as `compile::compile` does for Linux.
+/// Everything `sandbox-exec` needs to run one node: the macOS counterpart
+/// of a `JailPlan`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SandboxExecPlan {
+    pub sbpl: SbplPlan,
+    pub profile: String,
+    pub net: NetMode,
+    /// The node's whole environment (`compile::build_env`).
+    pub env: BTreeMap<String, String>,
+    /// Protected paths inside writable roots (`compile::protected_paths`).
+    pub protected: Vec<AbsPath>,
+    pub run: RunLimits,
+    /// Declared secrets, by name: only aiops-jailer (Linux) injects them.
+    pub secrets: Vec<String>,
+    /// The layers the profile requires (see the module docs).
+    pub require: Vec<LayerReq>,
+}
+
+/// Compile a profile and a node's declared capabilities for `sandbox-exec`,
+/// as `compile::compile` does for Linux.
 pub fn compile_sbpl_for(
     profile: &Profile,
     node: &NodeCaps,
     ctx: &CompileContext,
-) -> Result<SbplPlan, PolicyError> {
+) -> Result<SandboxExecPlan, PolicyError> {
     let eff = effective(profile, node, &ctx.vars)?;
-    compile_sbpl(&eff, ctx)
+    Ok(SandboxExecPlan {
+        sbpl: compile_sbpl(&eff, ctx)?,
+        profile: eff.profile.clone(),
+        net: eff.net,
+        env: build_env(&eff, ctx),
+        protected: protected_paths(&eff),
+        run: RunLimits {
+            timeout_ms: eff.limits.timeout.millis(),
+            output_bytes: eff.limits.output.0,
+        },
+        secrets: eff.secrets.iter().map(|s| s.as_str().to_string()).collect(),
+        require: eff.require.clone(),
+    })
 }
 
 pub fn compile_sbpl(eff: &Effective, ctx: &CompileContext) -> Result<SbplPlan, PolicyError> {
@@ -156,12 +193,7 @@ pub fn compile_sbpl(eff: &Effective, ctx: &CompileContext) -> Result<SbplPlan, P
         "(allow process-exec file-read* file-map-executable (literal {e}))"
     ));
 
-    let protected: Vec<AbsPath> = eff
-        .write
-        .iter()
-        .flat_map(|w| eff.protected.iter().map(move |p| w.join(p)))
-        .filter(|p| !eff.write.contains(p))
-        .collect();
+    let protected = protected_paths(eff);
     if !protected.is_empty() {
         // Last of the file rules: for the same path the later rule wins, so no
         // write, exec or $TMPDIR allow above can reopen a protected path.
@@ -433,6 +465,34 @@ mod tests {
             Err(PolicyError::OutsideProfile { .. })
         ));
         let p = compile_sbpl_for(&prof, &NodeCaps::default(), &ctx("/w")).unwrap();
-        assert!(p.params.contains(&("WRITE_0".into(), "/w".into())));
+        assert!(p.sbpl.params.contains(&("WRITE_0".into(), "/w".into())));
+        // The same steps as the Linux plan: environment, protected paths, limits.
+        let eff = effective(&prof, &NodeCaps::default(), &ctx("/w").vars).unwrap();
+        assert_eq!(p.env, build_env(&eff, &ctx("/w")));
+        assert_eq!(p.protected, protected_paths(&eff));
+        assert_eq!(p.run.timeout_ms, eff.limits.timeout.millis());
+        // A profile that requires a Linux layer is refused on macOS, by the
+        // check the Linux compile makes.
+        std::fs::write(
+            &path,
+            "schema = 1\nname = \"p\"\ndescription = \"d\"\nrequire = [\"seccomp\"]\n[fs]\nread = [\"/usr\"]\nwrite = [\"$WORKSPACE\"]\n",
+        )
+        .unwrap();
+        let linux_only = crate::ProfileLoader { search: vec![] }
+            .load_path(&path)
+            .unwrap();
+        let p = compile_sbpl_for(&linux_only, &NodeCaps::default(), &ctx("/w")).unwrap();
+        let mac = crate::HostFacts {
+            os: crate::facts::Os::Macos,
+            landlock_abi: 0,
+            seccomp: false,
+            userns: false,
+            netns: false,
+            cgroup_v2: false,
+        };
+        assert!(matches!(
+            crate::compile::check_required_layers(&p.require, &mac),
+            Err(PolicyError::Refused { .. })
+        ));
     }
 }

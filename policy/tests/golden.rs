@@ -133,7 +133,8 @@ fn shipped_profiles_compile_to_their_golden_plans() {
             expected_files.insert(file);
         }
         let sbpl = compile_sbpl_for(&profile, &NodeCaps::default(), &ctx)
-            .unwrap_or_else(|e| panic!("{name}: sbpl: {e}"));
+            .unwrap_or_else(|e| panic!("{name}: sbpl: {e}"))
+            .sbpl;
         for (_, v) in &sbpl.params {
             let compiled = sbpl
                 .text

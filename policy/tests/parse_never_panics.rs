@@ -5,11 +5,11 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 
-use aiops_policy::proto::Report;
 use aiops_policy::sbpl::compile_sbpl_for;
 use aiops_policy::{
     compile, AbsPath, CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader,
 };
+use aiops_proto::Report;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 

@@ -31,12 +31,6 @@ pub fn jail_ids(owner: Option<(u32, u32)>) -> (u32, u32) {
     }
 }
 
-/// The uid a root-started engine hands a fresh workspace to, so the jail
-/// built on it runs as that uid and not as root.
-pub fn workspace_owner_for(starter_uid: u32) -> u32 {
-    jail_ids(Some((starter_uid, 0))).0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,7 +42,5 @@ mod tests {
         assert_eq!(jail_ids(Some((0, 1000))), (NOBODY, NOBODY));
         assert_eq!(jail_ids(Some((0, 0))), (NOBODY, NOBODY));
         assert_eq!(jail_ids(None), (NOBODY, NOBODY));
-        assert_eq!(workspace_owner_for(0), NOBODY);
-        assert_eq!(workspace_owner_for(1000), 1000);
     }
 }

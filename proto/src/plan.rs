@@ -113,6 +113,20 @@ enum MountKind {
     Bind,
 }
 
+impl Mount {
+    /// Where the mount lands in the jail (`None` for the root itself).
+    pub fn dst(&self) -> Option<&AbsPath> {
+        match self {
+            Mount::Root => None,
+            Mount::Bind { dst, .. }
+            | Mount::Pin { path: dst }
+            | Mount::Tmpfs { dst, .. }
+            | Mount::Proc { dst }
+            | Mount::Dev { dst } => Some(dst),
+        }
+    }
+}
+
 impl std::fmt::Display for MountKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -433,19 +447,37 @@ impl JailPlan {
         if self.mounts.first() != Some(&Mount::Root) {
             return Err(bad("mounts[0]", "the first mount must be the new root"));
         }
+        let agentd = std::path::Path::new(AGENTD_IN_JAIL);
+        let mut agentd_binds = 0;
         for (i, m) in self.mounts.iter().enumerate().skip(1) {
-            if let Mount::Root = m {
+            let Some(dst) = m.dst() else {
                 return Err(bad(format!("mounts[{i}]"), "a second root"));
+            };
+            if dst.as_path() == std::path::Path::new("/") {
+                return Err(bad(format!("mounts[{i}]"), "mounts over / after the root"));
             }
-            if let Mount::Bind { dst, .. }
-            | Mount::Pin { path: dst }
-            | Mount::Tmpfs { dst, .. }
-            | Mount::Proc { dst }
-            | Mount::Dev { dst } = m
-            {
-                if dst.as_path() == std::path::Path::new("/") {
-                    return Err(bad(format!("mounts[{i}]"), "mounts over / after the root"));
+            // agentd is PID 1: one read-only bind at its path, and nothing
+            // over that path or any directory above it but the root.
+            if dst.as_path() == agentd {
+                agentd_binds += 1;
+                let read_only_bind = matches!(
+                    m,
+                    Mount::Bind {
+                        writable: false,
+                        ..
+                    }
+                );
+                if agentd_binds > 1 || !read_only_bind {
+                    return Err(bad(
+                        format!("mounts[{i}]"),
+                        format!("only one read-only bind may land at {AGENTD_IN_JAIL}"),
+                    ));
                 }
+            } else if agentd.starts_with(dst.as_path()) {
+                return Err(bad(
+                    format!("mounts[{i}]"),
+                    format!("mounts over {dst}, which holds {AGENTD_IN_JAIL}"),
+                ));
             }
         }
         if let Some(ll) = &self.landlock {
@@ -525,6 +557,78 @@ mod tests {
         assert!(json.contains(r#"{"kind":"bind","src":"/usr""#), "{json}");
         let back: Vec<Mount> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, all);
+    }
+
+    /// A plan that hides the checked agentd under a second mount is refused.
+    #[test]
+    fn agentd_is_bound_once_and_nothing_covers_it() {
+        let bind = |src: &str, dst: &str, writable| Mount::Bind {
+            src: p(src),
+            dst: p(dst),
+            writable,
+            exec: true,
+            optional: false,
+        };
+        let plan = |mounts: Vec<Mount>| JailPlan {
+            plan_version: PLAN_VERSION,
+            profile: "t".into(),
+            unconfined: false,
+            namespaces: vec![
+                Namespace::User,
+                Namespace::Mount,
+                Namespace::Pid,
+                Namespace::Net,
+            ],
+            mounts,
+            hostname: None,
+            net: NetPlan {
+                mode: NetMode::None,
+                allow: vec![],
+                allow_private: vec![],
+                hosts: BTreeMap::new(),
+                egress: EgressLimitsPlan::default(),
+            },
+            landlock: None,
+            seccomp: None,
+            rlimits: vec![],
+            cgroup: CgroupPlan {
+                memory_max: 0,
+                pids_max: 0,
+            },
+            run: RunLimits {
+                timeout_ms: 1,
+                output_bytes: 1,
+            },
+            env: BTreeMap::new(),
+            secrets: vec![],
+            cwd: p("/"),
+            protected: vec![],
+            require: vec![],
+        };
+        let ok = vec![Mount::Root, bind("/opt/agentd", AGENTD_IN_JAIL, false)];
+        plan(ok.clone()).validate().unwrap();
+        let mut twice = ok.clone();
+        twice.push(bind("/bin/sh", AGENTD_IN_JAIL, false));
+        let e = plan(twice).validate().unwrap_err().to_string();
+        assert!(e.contains("only one read-only bind"), "{e}");
+        let e = plan(vec![Mount::Root, bind("/opt/agentd", AGENTD_IN_JAIL, true)])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only one read-only bind"), "{e}");
+        for over in [
+            bind("/tmp/x", "/.aiops", false),
+            Mount::Tmpfs {
+                dst: p("/.aiops"),
+                mode: 0o755,
+                size_bytes: 1,
+            },
+        ] {
+            let mut m = ok.clone();
+            m.push(over);
+            let e = plan(m).validate().unwrap_err().to_string();
+            assert!(e.contains("which holds /.aiops/aiops-agentd"), "{e}");
+        }
     }
 
     #[test]

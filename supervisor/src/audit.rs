@@ -269,7 +269,7 @@ impl AuditSink {
                     drop(log);
                     match result {
                         Err(e) => {
-                            tracing::error!(error = %crate::cli::profile::error_chain(&e), "audit write failed; the lines are kept and retried");
+                            tracing::error!(error = %crate::error::error_chain(&e), "audit write failed; the lines are kept and retried");
                         }
                         Ok(()) if synced && !owed.is_empty() => {
                             on_synced(&owed);
@@ -464,7 +464,7 @@ mod tests {
         )
         .unwrap();
         let e = read(d.path(), &Query::default()).err().unwrap();
-        let msg = crate::cli::profile::error_chain(&e);
+        let msg = crate::error::error_chain(&e);
         assert!(
             msg.contains("audit-2026-01-01.jsonl") && msg.contains("line 2"),
             "{msg}"

@@ -273,7 +273,7 @@ mod tests {
         let e = Config::parse(p, "schema = 1\nparallel = 2\n")
             .err()
             .unwrap();
-        let msg = crate::cli::profile::error_chain(&e);
+        let msg = crate::error::error_chain(&e);
         assert!(
             msg.contains("supervisor.toml:2") && msg.contains("parallel"),
             "{msg}"

@@ -3,9 +3,9 @@
 //! lock and store (restart recovery happens here), profiles, the API bind,
 //! then the scheduler and READY=1. SIGTERM/SIGINT drain: no new nodes, the
 //! running ones get `drain_grace`, then they are stopped.
-use crate::cli::profile::error_chain;
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{BootedEngine, Caller, Engine};
+use crate::error::error_chain;
 use crate::error::SupervisorError;
 use std::path::PathBuf;
 
@@ -71,11 +71,10 @@ pub fn main(args: DaemonArgs) -> Result<i32, SupervisorError> {
         );
         return Ok(i32::from(!bad_profiles.is_empty()));
     }
-    let lock = crate::cli::runs::engine_lock(&cfg.state_dir)?;
-    let engine = Engine::open(crate::cli::runs::engine_config(&cfg, false)?)?;
-    let rt = crate::cli::runs::engine_runtime(&cfg)?;
-    let code = rt.block_on(serve(cfg, engine))?;
-    drop(lock);
+    let booted = BootedEngine::open(&cfg, Caller::Daemon)?;
+    let engine = booted.engine.clone();
+    let code = booted.rt.block_on(serve(cfg, engine))?;
+    drop(booted);
     Ok(code)
 }
 

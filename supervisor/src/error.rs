@@ -11,6 +11,10 @@ pub use aiops_proto::exit::{
     UNAVAILABLE as EXIT_UNAVAILABLE, USAGE as EXIT_USAGE,
 };
 
+/// An error and its sources on one line, for logs, audit lines and API
+/// answers (proto's, so every binary words it the same).
+pub use aiops_proto::error_chain;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     #[error(transparent)]

@@ -1,12 +1,16 @@
 //! Running one node: on Linux through `aiops-jailer` (`linux.rs`), on macOS
 //! under `sandbox-exec` (`sandbox_exec.rs`). Both end in an `ExecReport`.
-use aiops_policy::proto::{ExitReport, Step};
 use aiops_policy::{AbsPath, NetMode};
+use aiops_proto::{ExitReport, Step};
 use serde::Serialize;
 use std::path::Path;
 
 #[cfg(target_os = "linux")]
+mod jail;
+#[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "linux")]
+pub use jail::{Jail, JailEvent, JailStop};
 #[cfg(target_os = "linux")]
 pub use linux::{
     run, spawn_jailer, spawn_jailer_with, spawn_jailer_with_fds, JailStdio, JailerFds, PendingJail,

@@ -1,8 +1,7 @@
 //! Removing the workspaces and output of runs that ended long ago: by
 //! `aiopsctl gc` in-process, or by the daemon for `POST /api/v1/gc` (in
 //! system mode its files are not an admin's to remove).
-use crate::cli::profile::error_chain;
-use crate::error::SupervisorError;
+use crate::error::{error_chain, SupervisorError};
 use crate::model::GcEntry;
 use crate::store::Store;
 use std::path::Path;

@@ -8,7 +8,7 @@
 //! which ran, and a database from a newer aiops is refused, not guessed at.
 use crate::error::SupervisorError;
 use crate::model::{Event, NodeRecord, NodeState, RunRecord, RunState};
-use aiops_policy::proto::ExitReport;
+use aiops_proto::ExitReport;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@ use aiops_supervisor::model::{
     ApiFailure, Backend, Event, NodeRecord, NodeState, RunRecord, RunState, ServiceState, Stream,
     SubmitRequest,
 };
+use aiops_testkit::{as_nobody, curl_status, is_root, require, skip_needs_root};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -308,18 +309,6 @@ fn server_status(e: ApiError) -> (u16, String) {
         ApiError::Server { status, message } => (status, message),
         other => panic!("expected a server error, got {other:?}"),
     }
-}
-
-fn must_work() -> bool {
-    std::env::var("AIOPS_MUST_WORK").is_ok_and(|v| v == "1")
-}
-
-fn skip(reason: &str) {
-    assert!(
-        !must_work(),
-        "AIOPS_MUST_WORK=1 but the test cannot run: {reason}"
-    );
-    eprintln!("skipping: {reason}");
 }
 
 // ---- routes ----------------------------------------------------------------
@@ -931,24 +920,10 @@ async fn tcp_needs_the_right_bearer_token() {
 
 /// `curl` as uid/gid 65534 (via setpriv) against the socket: the HTTP status.
 fn curl_as_nobody(sock: &Path) -> Option<u16> {
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--unix-socket",
-        ])
-        .arg(sock)
-        .arg("http://localhost/api/v1/state")
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    curl_status(as_nobody("curl"), sock, "http://localhost/api/v1/state")
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn peer_test_prereqs() -> Result<(), String> {
@@ -966,14 +941,13 @@ fn peer_test_prereqs() -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_outside_the_admin_group_gets_403_and_the_owner_200() {
-    if !nix::unistd::Uid::effective().is_root() {
-        // Needs root, not a kernel feature: skipped even under AIOPS_MUST_WORK=1,
-        // as everywhere in this repository (CI runs every test as nobody too).
-        eprintln!("SKIP a_peer_outside_the_admin_group_gets_403_and_the_owner_200: running a client as uid 65534 needs root");
-        return;
+    let test = "a_peer_outside_the_admin_group_gets_403_and_the_owner_200";
+    if !is_root() {
+        // CI runs every test as nobody too.
+        return skip_needs_root(test, "running a client as uid 65534 needs root");
     }
-    if let Err(reason) = peer_test_prereqs() {
-        return skip(&reason);
+    if require(test, peer_test_prereqs()).is_none() {
+        return;
     }
     for (group, want) in [("aiops-admin", 403), ("nogroup", 200)] {
         let h = start_with(|cfg, dir| {

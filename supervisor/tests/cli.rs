@@ -1,6 +1,7 @@
 //! Runs the real `aiopsctl` binary from the repository root, as a user would.
 #![allow(clippy::unwrap_used)]
 use aiops_policy::JailPlan;
+use aiops_testkit::skip;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -30,11 +31,10 @@ fn host_can_run_restrictive() -> bool {
     let o = aiopsctl(&["profile", "explain", "restrictive", "--json"]);
     if o.status.code() == Some(69) {
         let (_, err) = text(&o);
-        assert!(
-            std::env::var_os("AIOPS_MUST_WORK").is_none(),
-            "restrictive refused here: {err}"
+        skip(
+            "cli tests",
+            &format!("restrictive cannot run on this host: {err}"),
         );
-        eprintln!("skip: restrictive cannot run on this host: {err}");
         return false;
     }
     true
@@ -350,10 +350,10 @@ fn doctor_understands_the_real_jailers_probe() {
     let jailer =
         std::path::Path::new(env!("CARGO_BIN_EXE_aiopsctl")).with_file_name("aiops-jailer");
     if !jailer.exists() {
-        let msg = "SKIP doctor_understands_the_real_jailers_probe: aiops-jailer not built (cargo build --workspace)";
-        assert!(std::env::var_os("AIOPS_MUST_WORK").is_none(), "{msg}");
-        eprintln!("{msg}");
-        return;
+        return skip(
+            "doctor_understands_the_real_jailers_probe",
+            "aiops-jailer not built (cargo build --workspace)",
+        );
     }
     let o = Command::new(env!("CARGO_BIN_EXE_aiopsctl"))
         .args(["doctor", "--json"])

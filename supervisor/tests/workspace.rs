@@ -3,6 +3,7 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]
 use aiops_supervisor::workspace::{gc, WorkspaceError, WorkspaceRoot};
+use aiops_testkit::{is_root, skip_needs_root};
 use git2::{Oid, Repository, Signature};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -491,9 +492,11 @@ fn non_utf8_paths_check_out() {
 #[test]
 fn a_repo_owned_by_another_uid_is_read_once_isolated() {
     // Root only: never a failure unprivileged (not a kernel feature).
-    if !nix::unistd::geteuid().is_root() {
-        println!("skipped: needs root to chown the fixture to another uid");
-        return;
+    if !is_root() {
+        return skip_needs_root(
+            "a_repo_owned_by_another_uid_is_read_once_isolated",
+            "needs root to chown the fixture to another uid",
+        );
     }
     let f = fixture();
     let git_dir = f.repo.join(".git");

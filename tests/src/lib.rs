@@ -17,8 +17,14 @@ use std::time::{Duration, Instant};
 
 pub mod probes;
 
-/// The uid `as_nobody` switches to (and the owner of workspaces when root).
-pub const NOBODY: u32 = 65534;
+// The helpers every test crate shares; re-exported so the escape tests keep
+// importing `aiops_tests::*`.
+pub use aiops_testkit::{
+    as_nobody, bin, chown_to, chown_tree, curl_status, euid, have_program, host_file, is_root,
+    must_work, note, repo_root, scratch_dir, skip, skip_needs_root, test_tmp, unique, NOBODY,
+    SETPRIV_NOBODY,
+};
+
 /// Printed first by every script, so a test can tell the node really ran.
 const BEGIN: &str = "__AIOPS_BEGIN__";
 /// Fixed so that the jail and the host agree on where tools are.
@@ -27,39 +33,6 @@ const PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 pub const PYTHON: &str = "/usr/bin/python3";
 /// Under /usr, unlike /usr/local/bin/git which some hosts also have.
 pub const GIT: &str = "/usr/bin/git";
-
-/// `AIOPS_MUST_WORK=1`: a skip is a failure.
-pub fn must_work() -> bool {
-    std::env::var_os("AIOPS_MUST_WORK").is_some_and(|v| v == "1")
-}
-
-/// Print `SKIP <test>: <reason>`, or fail under `AIOPS_MUST_WORK=1`.
-pub fn skip(test: &str, reason: &str) {
-    if must_work() {
-        panic!("SKIP {test}: {reason} (AIOPS_MUST_WORK=1 turns skips into failures)");
-    }
-    eprintln!("SKIP {test}: {reason}");
-}
-
-/// Print `SKIP <test>: <reason>` for a test, or a control, that needs root
-/// when we are not root. Never a failure, even under `AIOPS_MUST_WORK=1`:
-/// that flag demands the kernel features this host has, and running
-/// unprivileged is a supported setup, not a missing feature.
-pub fn skip_needs_root(test: &str, reason: &str) {
-    assert!(!is_root(), "{test}: skip_needs_root called as root");
-    eprintln!("SKIP {test}: {reason} (not root; AIOPS_MUST_WORK covers kernel features only)");
-}
-
-/// Effective uid of this test process (the owner of `/proc/self`).
-pub fn euid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX)
-}
-
-pub fn is_root() -> bool {
-    euid() == 0
-}
 
 /// True when python3 can run probes; otherwise prints the skip.
 pub fn have_python(test: &str) -> bool {
@@ -72,47 +45,6 @@ pub fn have_python(test: &str) -> bool {
         );
         false
     }
-}
-
-pub fn have_program(test: &str, path: &str) -> bool {
-    if Path::new(path).exists() {
-        true
-    } else {
-        skip(test, &format!("{path} is missing"));
-        false
-    }
-}
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => {
-            let d = PathBuf::from(d);
-            if d.is_absolute() {
-                d
-            } else {
-                repo_root().join(d)
-            }
-        }
-        None => repo_root().join("target"),
-    }
-}
-
-/// A workspace binary from `target/debug` (built by `cargo build --workspace`).
-pub fn bin(name: &str) -> PathBuf {
-    let p = target_dir().join("debug").join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build --workspace` first",
-        p.display()
-    );
-    p
 }
 
 /// The `aiopsctl` under test: `$AIOPS_TEST_AIOPSCTL` when set (CI's second
@@ -141,95 +73,6 @@ pub fn aiopsctl() -> PathBuf {
 
 pub fn profiles_dir() -> PathBuf {
     repo_root().join("profiles")
-}
-
-/// Where workspaces and outside fixtures live: `$AIOPS_TEST_TMPDIR`, else
-/// `<target>/escape-tmp`, else `/var/tmp/aiops-escape-tests-<euid>`: the
-/// first that is not under /tmp (the jail's /tmp is private, so a workspace
-/// there is refused), that nobody can traverse (for the `as_nobody` runs),
-/// and that we can create and own (an unprivileged run may find `target/`
-/// read-only, or another uid's directory already there).
-/// Siblings of the workspace are also the sharper test of what a jail hides.
-pub fn test_tmp() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let candidates: Vec<PathBuf> = std::env::var_os("AIOPS_TEST_TMPDIR")
-            .map(PathBuf::from)
-            .into_iter()
-            .chain([
-                target_dir().join("escape-tmp"),
-                // Per uid: /var/tmp is shared, and root's 0711 dir is not ours.
-                PathBuf::from(format!("/var/tmp/aiops-escape-tests-{}", euid())),
-            ])
-            .collect();
-        candidates
-            .iter()
-            .find(|d| usable_base(d) && claim_dir(d))
-            .cloned()
-            .unwrap_or_else(|| {
-                panic!("no usable test temp dir among {candidates:?}; set AIOPS_TEST_TMPDIR")
-            })
-    })
-    .clone()
-}
-
-fn usable_base(d: &Path) -> bool {
-    if !d.is_absolute() || d.starts_with("/tmp") {
-        return false;
-    }
-    // Every existing ancestor must let others search it.
-    d.ancestors()
-        .skip(1)
-        .filter_map(|a| std::fs::metadata(a).ok())
-        .all(|m| m.permissions().mode() & 0o001 != 0)
-}
-
-/// Create `d` (or find it) as a real directory owned by us, mode 0711:
-/// traversable by nobody, but not listable or writable. False when it is
-/// not ours (e.g. a read-only source tree, or a symlink planted in /var/tmp).
-fn claim_dir(d: &Path) -> bool {
-    if std::fs::create_dir_all(d).is_err() {
-        return false;
-    }
-    let ours = std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir() && m.uid() == euid());
-    ours && std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).is_ok()
-}
-
-/// A fresh directory under [`test_tmp`], owned by `owner` when we are root
-/// (so a jail running as that uid can use it), mode 0755.
-pub fn scratch_dir(owner: Option<u32>) -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix("aiops-escape-")
-        .tempdir_in(test_tmp())
-        .expect("create a temp dir");
-    chown_to(d.path(), owner);
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod temp dir");
-    d
-}
-
-/// chown (only possible, and only needed, when we are root).
-pub fn chown_to(p: &Path, owner: Option<u32>) {
-    if let (Some(uid), true) = (owner, is_root()) {
-        std::os::unix::fs::lchown(p, Some(uid), Some(uid)).expect("chown test path");
-    }
-}
-
-/// chown -R, for trees the test made on the host before handing them over.
-pub fn chown_tree(p: &Path, owner: Option<u32>) {
-    chown_to(p, owner);
-    if p.is_dir() && !p.is_symlink() {
-        for e in std::fs::read_dir(p).expect("read dir").flatten() {
-            chown_tree(&e.path(), owner);
-        }
-    }
-}
-
-/// Write a file on the host, owned by `owner` when root, readable by all.
-pub fn host_file(p: &Path, content: &str, owner: Option<u32>) {
-    std::fs::write(p, content).expect("write host file");
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).expect("chmod host file");
-    chown_to(p, owner);
 }
 
 /// Who runs `aiopsctl`, and under which profile.
@@ -588,15 +431,7 @@ impl Jail {
             cmd_line = w;
         }
         if self.nobody {
-            let mut w: Vec<OsString> = [
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-            ]
-            .iter()
-            .map(OsString::from)
-            .collect();
+            let mut w: Vec<OsString> = SETPRIV_NOBODY.iter().map(OsString::from).collect();
             w.append(&mut cmd_line);
             cmd_line = w;
         }
@@ -955,36 +790,13 @@ impl Drop for Victim {
     }
 }
 
-/// A string unique across concurrent tests and test binaries.
-pub fn unique(tag: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{tag}-{}-{}-{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// Run `sh -c script` directly on the host (no aiops at all), as nobody when
 /// asked: the control for techniques that `unconfined` deliberately filters
 /// (environment, inherited fds) or that would harm the host under it.
 pub fn host_sh(nobody: bool, script: &str, args: &[&str], env: &[(&str, &str)]) -> Outcome {
     let mut argv: Vec<String> = vec![];
     if nobody {
-        argv.extend(
-            [
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-            ]
-            .map(String::from),
-        );
+        argv.extend(SETPRIV_NOBODY.map(String::from));
     }
     argv.extend([
         "/bin/sh".into(),
@@ -1026,11 +838,6 @@ pub fn open_dir() -> tempfile::TempDir {
     let d = scratch_dir(None);
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod 0777");
     d
-}
-
-/// Print a note about a mode that has no meaningful control here.
-pub fn note(test: &str, msg: &str) {
-    eprintln!("NOTE {test}: {msg}");
 }
 
 /// Messages the shell and coreutils print when the jail says no.

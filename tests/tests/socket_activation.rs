@@ -7,10 +7,10 @@
 //! AIOPS_SUPERVISOR_USER) and the jail's tie to the supervisor's connection.
 #![allow(clippy::unwrap_used)]
 
-use aiops_policy::proto::Step;
 use aiops_policy::{AbsPath, JailPlan, NodeCaps};
-use aiops_supervisor::exec::socket::{self, SocketJail};
-use aiops_supervisor::exec::{JailStdio, JailerFds};
+use aiops_proto::Step;
+use aiops_supervisor::exec::socket;
+use aiops_supervisor::exec::{Jail, JailStdio, JailerFds};
 use aiops_supervisor::{context, facts, locate};
 use aiops_tests::{bin, euid, is_root, must_work, scratch_dir, skip, NOBODY};
 use std::io::{BufRead, BufReader, Read};
@@ -63,7 +63,7 @@ fn activate_with(listener: &UnixListener, supervisor_user: &str, env: &[(&str, &
 
 /// Start `argv` with its stdout on a pipe (stdin and stderr /dev/null), as
 /// the daemon does with its output files; returns the pipe's read end.
-fn start(sock: &Path, plan: &JailPlan, argv: &[&str]) -> (SocketJail, std::fs::File) {
+fn start(sock: &Path, plan: &JailPlan, argv: &[&str]) -> (Jail, std::fs::File) {
     let (r, w) = std::io::pipe().unwrap();
     let null = std::fs::File::options()
         .read(true)
@@ -188,7 +188,7 @@ fn a_peer_with_another_uid_is_refused_and_nothing_runs() {
         report.exit.is_none() && report.setup_failed.is_none(),
         "{report:?}"
     );
-    assert_eq!(report.status, aiops_policy::proto::exit::INTERNAL);
+    assert_eq!(report.status, aiops_proto::exit::INTERNAL);
     let mut stdout = String::new();
     out.read_to_string(&mut stdout).unwrap();
     assert_eq!(stdout, "");
@@ -215,10 +215,10 @@ fn cancelling_the_connection_kills_the_jail() {
         panic!("the node did not start: {status:?} {err}");
     }
     // As the daemon cancels: from another thread than the one waiting.
-    let canceller = jail.canceller().unwrap();
+    let stopper = jail.stopper();
     let waiter = std::thread::spawn(move || jail.wait().unwrap());
     let t = Instant::now();
-    canceller.cancel();
+    stopper.stop();
     let status = wait_with_deadline(&mut jailer, Duration::from_secs(10)).expect("jailer exits");
     let report = waiter.join().unwrap();
     assert!(report.exit.is_none(), "{report:?}");

@@ -3,7 +3,9 @@
 //! the audit log, failure propagation, a repo that cannot be checked out,
 //! and the daemon: kill -9 mid-run, cancel, and the API's peer check.
 #![allow(clippy::unwrap_used)]
-use aiops_tests::{aiopsctl, bin, is_root, must_work, scratch_dir, skip, GIT, NOBODY};
+use aiops_tests::{
+    aiopsctl, as_nobody, bin, curl_status, is_root, must_work, scratch_dir, skip, GIT,
+};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -438,32 +440,12 @@ fn the_api_answers_its_owner_and_refuses_another_user() {
     let _d = e.daemon();
     let sock = e.root.join("api.sock");
     let curl = |setpriv: bool, path: &str| {
-        let mut c = if setpriv {
-            let mut c = Command::new("setpriv");
-            c.args([
-                format!("--reuid={NOBODY}"),
-                format!("--regid={NOBODY}"),
-                "--clear-groups".into(),
-                "/usr/bin/curl".into(),
-            ]);
-            c
+        let c = if setpriv {
+            as_nobody("/usr/bin/curl")
         } else {
             Command::new("/usr/bin/curl")
         };
-        let o = c
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--unix-socket",
-            ])
-            .arg(&sock)
-            .arg(format!("http://aiops{path}"))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).to_string()
+        curl_status(c, &sock, &format!("http://aiops{path}"))
     };
     assert_eq!(curl(false, "/api/v1/state"), "200");
     assert_eq!(curl(false, "/readyz"), "200");

@@ -2,10 +2,11 @@
 //! check, a fix for each problem, and an exit status scripts can trust:
 //! 0 when `restrictive` compiles against what was found, else its error code.
 use super::print_json;
-use super::profile::{error_chain, WIDTH};
+use super::profile::WIDTH;
 use super::table::{wrap, Table};
 use super::DoctorArgs;
 use crate::context::neutral_context;
+use crate::error::error_chain;
 use crate::error::{out_err, SupervisorError, EXIT_UNAVAILABLE};
 use crate::facts::{probe_host, Check, Status};
 use crate::live::{live_checks, run_probe};

@@ -1,6 +1,6 @@
 //! `aiopsctl exec`: one node in one jail, no daemon, no database.
-use super::profile::error_chain;
 use crate::context::host_context;
+use crate::error::error_chain;
 use crate::error::SupervisorError;
 use crate::{exec, facts, locate};
 use aiops_policy::units::Dur;
@@ -118,8 +118,9 @@ fn profile_and_caps(args: &ExecArgs) -> Result<(aiops_policy::Profile, NodeCaps)
     Ok((profile, caps))
 }
 
-/// macOS: compile SBPL from the same profile and caps and run the node
-/// under sandbox-exec. Linux-only layers a profile requires refuse it.
+/// macOS: compile the sandbox-exec plan from the same profile and caps
+/// and run the node under sandbox-exec. Linux-only layers a profile
+/// requires refuse it.
 #[cfg(target_os = "macos")]
 fn run_node(
     args: &ExecArgs,
@@ -129,40 +130,28 @@ fn run_node(
     use exec::sandbox_exec::{Run, SANDBOX_EXEC};
     let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
     let facts = facts::facts_for(profile);
-    for req in &profile.require {
-        if let Some(reason) = req.missing_on(&facts) {
-            return Err(SupervisorError::Refused {
-                reason: format!("layer {req} unavailable: {reason}"),
-            });
-        }
+    aiops_policy::compile::check_required_layers(&profile.require, &facts).map_err(
+        |e| match e {
+            aiops_policy::PolicyError::Refused { layer, reason } => SupervisorError::Refused {
+                reason: format!("layer {layer} unavailable: {reason}"),
+            },
+            e => refused(e),
+        },
+    )?;
+    let plan = aiops_policy::sbpl::compile_sbpl_for(profile, caps, &ctx).map_err(refused)?;
+    if plan.net == NetMode::Allowlist {
+        return Err(allowlist_refusal(&plan.profile));
     }
-    let eff = aiops_policy::caps::effective(profile, caps, &ctx.vars).map_err(refused)?;
-    if eff.net == NetMode::Allowlist {
-        return Err(allowlist_refusal(&eff.profile));
-    }
-    if !eff.secrets.is_empty() {
+    if !plan.secrets.is_empty() {
         return Err(SupervisorError::Refused {
             reason: "secrets are injected by aiops-jailer, which is Linux-only".into(),
         });
     }
-    let sbpl = aiops_policy::sbpl::compile_sbpl(&eff, &ctx).map_err(refused)?;
-    let env = aiops_policy::compile::build_env(&eff, &ctx);
-    let protected: Vec<aiops_policy::AbsPath> = eff
-        .write
-        .iter()
-        .flat_map(|w| eff.protected.iter().map(move |p| w.join(p)))
-        .collect();
     exec::sandbox_exec::run(&Run {
         program: std::path::Path::new(SANDBOX_EXEC),
-        sbpl: &sbpl,
+        plan: &plan,
         argv: &args.argv,
         cwd: ctx.cwd.as_path(),
-        env: &env,
-        timeout: eff.limits.timeout.as_std(),
-        output_cap: eff.limits.output.0,
-        profile: &eff.profile,
-        net: eff.net,
-        protected: &protected,
     })
 }
 

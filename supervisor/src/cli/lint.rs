@@ -3,8 +3,8 @@
 //! against that profile, and its command linted, saying which nodes will
 //! pause at the destructive-operation gate.
 use super::print_json;
-use super::profile::error_chain;
 use crate::context::neutral_context;
+use crate::error::error_chain;
 use crate::error::{out_err, SupervisorError};
 use crate::locate;
 use aiops_policy::flow::{Confirm, Flow, FlowNode, NodeKind, RepoSource};

@@ -10,7 +10,11 @@ pub mod exec;
 pub mod explain;
 pub mod filters;
 pub mod lint;
+#[cfg(target_os = "linux")]
+pub mod logs;
 pub mod profile;
+#[cfg(target_os = "linux")]
+pub mod records;
 #[cfg(target_os = "linux")]
 pub mod remote;
 #[cfg(target_os = "linux")]
@@ -92,7 +96,7 @@ pub enum Command {
     Status(runs::StatusArgs),
     /// A node's captured stdout (or --stderr).
     #[cfg(target_os = "linux")]
-    Logs(runs::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Let a node waiting at the gate run, and follow the run.
     #[cfg(target_os = "linux")]
     Confirm(runs::ConfirmArgs),
@@ -101,10 +105,10 @@ pub enum Command {
     Cancel(runs::CancelArgs),
     /// Read the audit log.
     #[cfg(target_os = "linux")]
-    Audit(runs::AuditArgs),
+    Audit(records::AuditArgs),
     /// Remove workspaces and output of runs that ended long ago.
     #[cfg(target_os = "linux")]
-    Gc(runs::GcArgs),
+    Gc(records::GcArgs),
     /// Check a flow file without running it: syntax, the needs graph, each
     /// node's profile and capabilities, and a lint of each command saying
     /// which nodes will pause for confirmation.
@@ -240,15 +244,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         #[cfg(target_os = "linux")]
         Command::Status(args) => runs::status(&args, out),
         #[cfg(target_os = "linux")]
-        Command::Logs(args) => runs::logs(&args, out),
+        Command::Logs(args) => logs::logs(&args, out),
         #[cfg(target_os = "linux")]
         Command::Confirm(args) => runs::confirm(&args, out),
         #[cfg(target_os = "linux")]
         Command::Cancel(args) => runs::cancel(&args, out),
         #[cfg(target_os = "linux")]
-        Command::Audit(args) => runs::audit(&args, out),
+        Command::Audit(args) => records::audit(&args, out),
         #[cfg(target_os = "linux")]
-        Command::Gc(args) => runs::gc(&args, out),
+        Command::Gc(args) => records::gc(&args, out),
         Command::Lint { flow, json } => lint::run(&flow, json, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", out);

@@ -22,7 +22,7 @@ pub fn run(cmd: ProfileCmd, out: &mut dyn Write) -> Result<i32, SupervisorError>
     }
 }
 
-pub use aiops_policy::error::error_chain;
+use crate::error::error_chain;
 
 #[derive(Serialize)]
 struct Listed {
@@ -236,6 +236,6 @@ fn compile_sbpl(
     caps: &NodeCaps,
     ctx: &CompileContext,
 ) -> Result<(String, Vec<(String, String)>), SupervisorError> {
-    let plan = aiops_policy::sbpl::compile_sbpl_for(profile, caps, ctx)?;
+    let plan = aiops_policy::sbpl::compile_sbpl_for(profile, caps, ctx)?.sbpl;
     Ok((plan.text, plan.params))
 }

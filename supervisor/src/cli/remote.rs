@@ -23,7 +23,7 @@ fn failure(e: ApiError) -> ApiFailure {
             503 => ApiFailure::Unavailable(message),
             _ => ApiFailure::Internal(format!("HTTP {status}: {message}")),
         },
-        other => ApiFailure::Internal(crate::cli::profile::error_chain(&other)),
+        other => ApiFailure::Internal(crate::error::error_chain(&other)),
     }
 }
 

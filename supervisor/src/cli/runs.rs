@@ -1,4 +1,4 @@
-//! `aiopsctl run|submit|status|logs|confirm|cancel|audit|gc`. Each talks to
+//! `aiopsctl run|submit|status|confirm|cancel`. Each talks to
 //! the daemon when one answers on the API socket; otherwise the commands
 //! that change state start an in-process engine on the same state
 //! directory (holding its lock, so two engines never share a run), and the
@@ -6,13 +6,12 @@
 use super::print_json;
 use super::table::Table;
 use crate::config::Config;
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::LocalEngine;
 use crate::error::{out_err, SupervisorError};
-use crate::model::{ApiFailure, Backend, NodeState, RunRecord, RunState, Stream, SubmitRequest};
+use crate::model::{ApiFailure, Backend, NodeState, RunRecord, RunState, SubmitRequest};
 use crate::store::Store;
 use clap::Args;
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,20 +56,6 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LogsArgs {
-    pub run: String,
-    pub node: String,
-    /// Keep printing as output arrives, until the node ends.
-    #[arg(short, long)]
-    pub follow: bool,
-    /// Show stderr instead of stdout.
-    #[arg(long)]
-    pub stderr: bool,
-    #[command(flatten)]
-    pub common: Common,
-}
-
-#[derive(Debug, Args)]
 pub struct ConfirmArgs {
     pub run: String,
     pub node: String,
@@ -90,31 +75,7 @@ pub struct CancelArgs {
     pub common: Common,
 }
 
-#[derive(Debug, Args)]
-pub struct AuditArgs {
-    /// Only lines newer than this: a duration (`1h`, `2d`) or an RFC 3339 time.
-    #[arg(long, value_name = "WHEN")]
-    pub since: Option<String>,
-    /// Only this run's lines.
-    #[arg(long)]
-    pub run: Option<String>,
-    #[command(flatten)]
-    pub common: Common,
-}
-
-#[derive(Debug, Args)]
-pub struct GcArgs {
-    /// Remove workspaces and output of runs that ended longer ago than this.
-    #[arg(long, value_name = "DUR", default_value = "7d")]
-    pub older_than: String,
-    /// Say what would be removed; remove nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    #[command(flatten)]
-    pub common: Common,
-}
-
-fn api_err(e: ApiFailure) -> SupervisorError {
+pub(super) fn api_err(e: ApiFailure) -> SupervisorError {
     let (what, reason) = match e {
         ApiFailure::BadRequest(r) => ("refused", r),
         ApiFailure::NotFound(r) => ("not found", r),
@@ -126,92 +87,6 @@ fn api_err(e: ApiFailure) -> SupervisorError {
         what: what.into(),
         reason,
     }
-}
-
-/// An engine running in this process on the local state directory.
-pub struct LocalEngine {
-    pub engine: Engine,
-    rt: tokio::runtime::Runtime,
-    grace: Duration,
-    _lock: nix::fcntl::Flock<std::fs::File>,
-}
-
-impl Drop for LocalEngine {
-    fn drop(&mut self) {
-        // Nodes this process started (it may have picked up other runs'
-        // queued work) finish, or are stopped and recorded, before it
-        // exits; then every audit line is on disk.
-        self.rt.block_on(self.engine.drain(self.grace));
-        self.engine.flush_audit();
-    }
-}
-
-/// Hold the state directory's engine lock: one engine (daemon or
-/// in-process) per state directory.
-pub fn engine_lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, SupervisorError> {
-    crate::store::private_dir(state_dir)?;
-    let path = state_dir.join("engine.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|source| SupervisorError::StateDir {
-            path: path.clone(),
-            source,
-        })?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        SupervisorError::Usage {
-            what: path.display().to_string(),
-            reason: format!(
-                "another aiops engine (the daemon, or an aiopsctl run/confirm) is using {}: {e}",
-                state_dir.display()
-            ),
-        }
-    })
-}
-
-/// `local`: the in-process engine of `aiopsctl`, whose user is the
-/// operator (profiles by path and `unconfined` are theirs to use).
-pub fn engine_config(cfg: &Config, local: bool) -> Result<EngineConfig, SupervisorError> {
-    // In system mode the jails come from the shared jailer service: an
-    // in-process engine there keeps the daemon's rules.
-    let local = local && cfg.jailer_mode == crate::config::JailerMode::Exec;
-    let jailer = match cfg.jailer_mode {
-        crate::config::JailerMode::Socket => {
-            crate::engine::JailerTarget::Socket(cfg.jailer_socket.clone())
-        }
-        crate::config::JailerMode::Exec => crate::engine::JailerTarget::Exec(
-            crate::locate::JAILER
-                .find()
-                .map_err(|e| SupervisorError::Refused {
-                    reason: e.to_string(),
-                })?
-                .path,
-        ),
-    };
-    Ok(EngineConfig {
-        state_dir: cfg.state_dir.clone(),
-        workspace_root: cfg.workspace_root.clone(),
-        parallelism: cfg.parallelism,
-        jailer,
-        kill_grace: Duration::from_secs(5),
-        profile_paths: local,
-        allow_unconfined: local || cfg.allow_unconfined,
-    })
-}
-
-/// The engine's runtime: two workers (jails run on blocking threads).
-pub fn engine_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, SupervisorError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| SupervisorError::StateDir {
-            path: cfg.state_dir.clone(),
-            source,
-        })
 }
 
 /// The flow file's absolute path and text.
@@ -227,29 +102,8 @@ fn read_flow(flow: &Path) -> Result<(PathBuf, String), SupervisorError> {
     Ok((path, text))
 }
 
-pub fn local_engine(cfg: &Config) -> Result<LocalEngine, SupervisorError> {
-    let lock = engine_lock(&cfg.state_dir)?;
-    let rt = engine_runtime(cfg)?;
-    let engine = Engine::open(engine_config(cfg, true)?)?;
-    Ok(LocalEngine {
-        engine,
-        rt,
-        grace: cfg.drain_grace,
-        _lock: lock,
-    })
-}
-
-impl LocalEngine {
-    /// Start scheduling. Callers act first (cancel, confirm, submit) so
-    /// that nothing is dispatched that the action was about to stop.
-    pub fn start(&self) {
-        let _guard = self.rt.enter();
-        self.engine.start();
-    }
-}
-
 /// The daemon, if one answers on the configured socket.
-fn daemon(cfg: &Config) -> Option<Arc<dyn Backend>> {
+pub(super) fn daemon(cfg: &Config) -> Option<Arc<dyn Backend>> {
     super::remote::RemoteBackend::connect(&cfg.api_socket)
         .ok()
         .map(|b| Arc::new(b) as Arc<dyn Backend>)
@@ -261,11 +115,11 @@ fn writer(cfg: &Config) -> Result<(Arc<dyn Backend>, Option<LocalEngine>), Super
     if let Some(d) = daemon(cfg) {
         return Ok((d, None));
     }
-    let local = local_engine(cfg)?;
-    Ok((local.engine.backend(), Some(local)))
+    let local = LocalEngine::open(cfg)?;
+    Ok((local.engine().backend(), Some(local)))
 }
 
-fn load_cfg(c: &Common) -> Result<Config, SupervisorError> {
+pub(super) fn load_cfg(c: &Common) -> Result<Config, SupervisorError> {
     Config::load(c.config.as_deref())
 }
 
@@ -434,7 +288,7 @@ pub fn submit(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorErro
 
 /// Read-only access: the daemon, else the store itself (no engine lock,
 /// no recovery: another engine may be running these nodes right now).
-fn read_runs(
+pub(super) fn read_runs(
     cfg: &Config,
     run: Option<&str>,
     limit: usize,
@@ -544,90 +398,6 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
     Ok(0)
 }
 
-pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
-    let cfg = load_cfg(&args.common)?;
-    let stream = if args.stderr {
-        Stream::Stderr
-    } else {
-        Stream::Stdout
-    };
-    if let Ok(d) = super::remote::RemoteBackend::connect(&cfg.api_socket) {
-        d.copy_output(&args.run, &args.node, stream, args.follow, out)
-            .map_err(api_err)?;
-        return Ok(0);
-    }
-    cfg.read_as_state_owner()?;
-    let path = cfg.state_dir.join("runs").join(&args.run).join(format!(
-        "{}.{}",
-        args.node,
-        stream.as_str()
-    ));
-    // Names come from the command line: only plain names reach the path.
-    let plain = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    };
-    if !plain(&args.run) || !plain(&args.node) {
-        return Err(api_err(ApiFailure::BadRequest(
-            "run and node are plain names".into(),
-        )));
-    }
-    read_runs(&cfg, Some(&args.run), 1)?
-        .first()
-        .and_then(|r| r.nodes.iter().find(|n| n.id == args.node))
-        .ok_or_else(|| {
-            api_err(ApiFailure::NotFound(format!(
-                "run {} has no node {:?}",
-                args.run, args.node
-            )))
-        })?;
-    let mut f = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !args.follow => return Ok(0),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // Not started yet: wait for it.
-            loop {
-                std::thread::sleep(Duration::from_millis(200));
-                if let Ok(f) = std::fs::File::open(&path) {
-                    break f;
-                }
-                if node_final(&cfg, &args.run, &args.node)? {
-                    return Ok(0);
-                }
-            }
-        }
-        Err(source) => return Err(SupervisorError::Read { path, source }),
-    };
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf).map_err(|source| SupervisorError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        if n > 0 {
-            out.write_all(&buf[..n]).map_err(out_err)?;
-            continue;
-        }
-        out.flush().map_err(out_err)?;
-        if !args.follow || node_final(&cfg, &args.run, &args.node)? {
-            // One last read: the node may have written as it ended.
-            let mut rest = vec![];
-            let _ = f.read_to_end(&mut rest);
-            out.write_all(&rest).map_err(out_err)?;
-            return Ok(0);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn node_final(cfg: &Config, run: &str, node: &str) -> Result<bool, SupervisorError> {
-    Ok(read_runs(cfg, Some(run), 1)?
-        .first()
-        .and_then(|r| r.nodes.iter().find(|n| n.id == node))
-        .is_none_or(|n| n.state.is_final()))
-}
-
 pub fn confirm(args: &ConfirmArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
     let (backend, local) = writer(&cfg)?;
@@ -667,129 +437,4 @@ pub fn cancel(args: &CancelArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
         writeln!(out, "run {} {}", r.id, r.state).map_err(out_err)?;
     }
     Ok(0)
-}
-
-fn parse_when(s: &str) -> Result<std::time::SystemTime, SupervisorError> {
-    let bad = |reason: String| SupervisorError::Usage {
-        what: "--since".into(),
-        reason,
-    };
-    let t = match humantime::parse_duration(s) {
-        Ok(d) => std::time::SystemTime::now()
-            .checked_sub(d)
-            .ok_or_else(|| bad(format!("{s:?} reaches back before 1970")))?,
-        Err(_) => humantime::parse_rfc3339_weak(s).map_err(|e| {
-            bad(format!(
-                "{s:?} is neither a duration (1h, 2d) nor an RFC 3339 time: {e}"
-            ))
-        })?,
-    };
-    if t < std::time::UNIX_EPOCH {
-        return Err(bad(format!("{s:?} reaches back before 1970")));
-    }
-    Ok(t)
-}
-
-pub fn audit(args: &AuditArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
-    let cfg = load_cfg(&args.common)?;
-    let q = crate::audit::Query {
-        since: args.since.as_deref().map(parse_when).transpose()?,
-        run: args.run.clone(),
-    };
-    // The daemon's log is its own (0600 in system mode): read through it.
-    let recs = match daemon(&cfg) {
-        Some(d) => d.audit(q).map_err(api_err)?,
-        None => {
-            cfg.read_as_state_owner()?;
-            crate::audit::read(&cfg.state_dir.join("audit"), &q)?
-        }
-    };
-    if args.common.json {
-        for r in &recs {
-            let s = serde_json::to_string(r).map_err(|source| SupervisorError::Json {
-                what: "audit record",
-                source,
-            })?;
-            writeln!(out, "{s}").map_err(out_err)?;
-        }
-        return Ok(0);
-    }
-    for r in &recs {
-        let mut head = format!(
-            "{} {} {} {} {}",
-            r.time,
-            r.kind,
-            r.run.as_deref().unwrap_or("-"),
-            r.node.as_deref().unwrap_or("-"),
-            r.state.as_deref().unwrap_or("-")
-        );
-        if r.kind == "node_end" {
-            match (r.exit_code, r.signal) {
-                (Some(c), _) => head += &format!(" · exit {c}"),
-                (None, Some(s)) => head += &format!(" · signal {s}"),
-                _ => {}
-            }
-            head += &format!(" · out {} B · err {} B", r.stdout_bytes, r.stderr_bytes);
-            if let Some(d) = r.duration_ms {
-                head += &format!(" · {:.1}s", d as f64 / 1000.0);
-            }
-            if !r.limit_hits.is_empty() {
-                head += &format!(" · limits hit: {}", r.limit_hits.join(", "));
-            }
-        }
-        writeln!(out, "{head}").map_err(out_err)?;
-        if let Some(reason) = &r.reason {
-            writeln!(out, "    reason: {reason}").map_err(out_err)?;
-        }
-        if !r.layers.is_empty() {
-            writeln!(out, "    layers: {}", r.layers.join(", ")).map_err(out_err)?;
-        }
-    }
-    Ok(0)
-}
-
-pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
-    let cfg = load_cfg(&args.common)?;
-    let age = humantime::parse_duration(&args.older_than).map_err(|e| SupervisorError::Usage {
-        what: "--older-than".into(),
-        reason: format!("{:?}: {e}", args.older_than),
-    })?;
-    let before = crate::store::now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-    // The daemon's workspaces are not an admin's to remove: it collects them.
-    let done = if let Some(d) = daemon(&cfg) {
-        d.gc(crate::model::GcRequest {
-            older_than_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
-            dry_run: args.dry_run,
-        })
-        .map_err(api_err)?
-    } else {
-        if !cfg.state_dir.join(crate::store::DB_FILE).exists() {
-            if args.common.json {
-                print_json(out, "gc result", &Vec::<serde_json::Value>::new())?;
-            } else {
-                writeln!(out, "nothing to collect in {}", cfg.state_dir.display())
-                    .map_err(out_err)?;
-            }
-            return Ok(0);
-        }
-        crate::gc::collect(&cfg.state_dir, &cfg.workspace_root, before, args.dry_run)?
-    };
-    let failed = done.iter().filter(|d| d.result == "failed").count();
-    if args.common.json {
-        print_json(out, "gc result", &done)?;
-    } else {
-        for d in &done {
-            let p = &d.workspace;
-            let line = match d.result.as_str() {
-                "would_remove" => format!("would remove {p}"),
-                "removed" => format!("removed {p}"),
-                _ => format!("could not remove {p}: {}", d.error.as_deref().unwrap_or("")),
-            };
-            writeln!(out, "{line}").map_err(out_err)?;
-        }
-        if done.is_empty() {
-            writeln!(out, "nothing older than {} to collect", args.older_than).map_err(out_err)?;
-        }
-    }
-    Ok(i32::from(failed > 0))
 }

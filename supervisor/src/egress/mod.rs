@@ -25,6 +25,11 @@ mod run;
 #[cfg(target_os = "linux")]
 mod socks;
 
+/// The request-head parser on its own, for `fuzz/` (bytes the node controls).
+#[cfg(target_os = "linux")]
+pub use check::Denial;
+#[cfg(target_os = "linux")]
+pub use proxy::{parse_head, Request};
 #[cfg(target_os = "linux")]
 pub use run::{channel, start, EgressChannel, EgressHandle};
 

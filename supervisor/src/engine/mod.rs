@@ -5,24 +5,41 @@
 //! by `aiopsctl run` when no daemon answers.
 //!
 //! Locks: `inner`, then `store`, then `audit`, never held across an await.
-mod gate;
+//!
+//! - `bootstrap`: lock, config and runtime; the daemon and aiopsctl open it there.
+//! - `backend`: the API's `Backend`; `admission` checks a submitted flow.
+//! - `sched`: the scheduler task (dispatch, a node's end, the DAG moving on);
+//!   `workspace_prep` makes each run's workspace; `recovery` reloads after a
+//!   restart; `confirm_cancel` and `stop` answer the operator and drains.
+//! - `runner` runs one attempt on a blocking thread (`warm` spares, `output`
+//!   capture) and reports back as `RunnerEvent`s; `attempt` is what the two share.
+//! - `record` writes a state change (store, event, audit); `metrics` reads.
+mod admission;
+mod attempt;
+mod backend;
+mod bootstrap;
+mod confirm_cancel;
+mod metrics;
 pub(crate) mod output;
+mod record;
+mod recovery;
 pub(crate) mod runner;
 mod sched;
+mod stop;
 mod warm;
+mod workspace_prep;
+
+pub use bootstrap::{BootedEngine, Caller, LocalEngine};
 
 use crate::audit::{AuditLog, AuditRecord, AuditSink};
 use crate::error::SupervisorError;
-use crate::model::{
-    ApiFailure, Backend, Event, NodeState, RunId, RunRecord, RunState, ServiceState, Stream,
-    SubmitRequest,
-};
-use crate::store::{NewNode, NewRun, Store};
+use crate::model::{Backend, Event, NodeState, RunId, RunState};
+use crate::store::Store;
 use crate::workspace::WorkspaceRoot;
 use aiops_policy::flow::Flow;
 use aiops_policy::{HostFacts, Profile};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -59,24 +76,6 @@ pub enum JailerTarget {
     Socket(PathBuf),
 }
 
-/// How to stop a running jail from outside the thread that waits for it.
-#[derive(Clone)]
-pub(crate) enum JailHandle {
-    /// Our unreaped jailer child: SIGTERM, then SIGKILL.
-    Pid(u32),
-    /// The connection to a socket-activated jailer: closing it kills the jail.
-    Socket(Arc<crate::exec::socket::Canceller>),
-}
-
-impl std::fmt::Debug for JailHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            JailHandle::Pid(p) => write!(f, "Pid({p})"),
-            JailHandle::Socket(_) => f.write_str("Socket"),
-        }
-    }
-}
-
 /// A node as the scheduler tracks it.
 #[derive(Debug, Clone)]
 pub(crate) struct NodeMem {
@@ -88,9 +87,12 @@ pub(crate) struct NodeMem {
     pub gated: bool,
     pub confirmed: bool,
     pub findings: Vec<String>,
+    /// Computed at admission (see `admission::Admitted::effective`).
+    pub effective: Option<Arc<aiops_policy::Effective>>,
     /// Set while it is in the ready queue, so it is queued once.
     pub dispatched: bool,
-    pub handle: Option<JailHandle>,
+    /// The attempt running now (from `make_job` to its `Done`).
+    pub attempt: Option<Arc<attempt::Attempt>>,
     pub cancel: bool,
     /// Its slot was given back when agentd reported its end, before the
     /// jail was torn down (so the next node's set-up overlaps that).
@@ -113,6 +115,8 @@ pub(crate) struct RunMem {
     pub nodes: BTreeMap<String, NodeMem>,
     pub order: Vec<String>,
     pub profiles: HashMap<String, Arc<Profile>>,
+    /// The path variables admission computed `NodeMem::effective` with.
+    pub vars: Arc<aiops_policy::PathVars>,
     pub state: RunState,
     /// Its output directory was made (once per run, not per node).
     pub dir_ready: bool,
@@ -152,95 +156,6 @@ pub(crate) struct Shared {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock must not wedge every later request.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    #[test]
-    fn a_final_node_whose_line_was_not_written_gets_it_after_a_restart() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = || EngineConfig {
-            state_dir: d.path().join("state"),
-            workspace_root: d.path().join("ws"),
-            parallelism: 1,
-            jailer: JailerTarget::Exec(PathBuf::from("/nonexistent")),
-            kill_grace: Duration::from_secs(1),
-            profile_paths: false,
-            allow_unconfined: false,
-        };
-        // What a crash leaves: the final state committed, no line yet.
-        {
-            let mut st = Store::open(&d.path().join("state")).unwrap();
-            st.insert_run(&NewRun {
-                id: "r1".into(),
-                flow: "f".into(),
-                flow_path: "/f.toml".into(),
-                flow_json: "{}".into(),
-                pre_approved: false,
-                nodes: vec![NewNode {
-                    id: "a".into(),
-                    needs: vec![],
-                    profile: "restrictive".into(),
-                    argv: vec!["true".into()],
-                    findings: vec![],
-                }],
-            })
-            .unwrap();
-            st.set_node_state("r1", "a", NodeState::Running, None)
-                .unwrap();
-            st.set_node_state("r1", "a", NodeState::Succeeded, None)
-                .unwrap();
-        }
-        let e = Engine::open(cfg()).unwrap();
-        e.flush_audit();
-        let lines = crate::audit::read(&e.audit_dir(), &crate::audit::Query::default()).unwrap();
-        let owed: Vec<_> = lines
-            .iter()
-            .filter(|l| l.node.as_deref() == Some("a"))
-            .collect();
-        assert_eq!(owed.len(), 1, "{lines:?}");
-        assert_eq!(owed[0].state.as_deref(), Some("succeeded"));
-        assert!(owed[0]
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("after a restart"));
-        // Written and recorded: a second restart owes nothing.
-        drop(e);
-        let e = Engine::open(cfg()).unwrap();
-        e.flush_audit();
-        let again = crate::audit::read(&e.audit_dir(), &crate::audit::Query::default()).unwrap();
-        assert_eq!(again.len(), lines.len());
-    }
-
-    #[test]
-    fn a_shared_workspace_is_group_writable_and_setgid() {
-        let d = tempfile::tempdir().unwrap();
-        let ws = d.path().join("ws");
-        std::fs::create_dir_all(ws.join("src/deep")).unwrap();
-        std::fs::write(ws.join("src/a.txt"), "a").unwrap();
-        std::fs::write(ws.join("run.sh"), "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(ws.join("run.sh"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
-        std::fs::set_permissions(ws.join("src/a.txt"), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", ws.join("link")).unwrap();
-        share_with_group(&ws).unwrap();
-        let mode = |p: &str| std::fs::metadata(ws.join(p)).unwrap().mode() & 0o7777;
-        assert_eq!(mode(""), 0o2770);
-        assert_eq!(mode("src/deep"), 0o2770);
-        assert_eq!(mode("src/a.txt"), 0o660);
-        assert_eq!(mode("run.sh"), 0o770);
-        // The symlink's target was not touched.
-        assert_eq!(
-            std::fs::metadata("/etc/passwd").unwrap().mode() & 0o777,
-            0o644
-        );
-    }
 }
 
 #[derive(Clone)]
@@ -300,13 +215,13 @@ impl Engine {
         let workspaces =
             WorkspaceRoot::open(&cfg.workspace_root).map_err(|e| SupervisorError::StateDir {
                 path: cfg.workspace_root.clone(),
-                source: std::io::Error::other(crate::cli::profile::error_chain(&e)),
+                source: std::io::Error::other(crate::error::error_chain(&e)),
             })?;
         if nix::unistd::geteuid().is_root() {
             // Jails never run as root: the nobody-owned workspaces below
             // must be reachable, so these two are searchable (not listable).
             for d in [&cfg.state_dir, &cfg.workspace_root] {
-                set_mode(d, 0o711)?;
+                workspace_prep::set_mode(d, 0o711)?;
             }
         }
         let lost = store.mark_lost("the supervisor stopped while it was running; not re-run")?;
@@ -321,7 +236,7 @@ impl Engine {
             let on_synced: crate::audit::OnSynced = Box::new(move |keys| {
                 if let Some(sh) = weak.upgrade() {
                     if let Err(e) = sh.store().mark_audited(keys) {
-                        tracing::warn!(error = %crate::cli::profile::error_chain(&e), "could not record audit lines as written");
+                        tracing::warn!(error = %crate::error::error_chain(&e), "could not record audit lines as written");
                     }
                 }
             });
@@ -341,7 +256,7 @@ impl Engine {
                 plans: Arc::default(),
             }
         });
-        sched::recover(&shared, &lost)?;
+        recovery::recover(&shared, &lost)?;
         Ok(Engine { shared })
     }
 
@@ -368,7 +283,7 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if busy(&self.shared) {
-            sched::kill_running(&self.shared, "the supervisor is shutting down");
+            stop::kill_running(&self.shared, "the supervisor is shutting down");
             // SIGKILL follows after kill_grace; past that, stop waiting.
             let hard = tokio::time::Instant::now() + self.shared.cfg.kill_grace * 2;
             while busy(&self.shared) && tokio::time::Instant::now() < hard {
@@ -397,254 +312,66 @@ impl Engine {
     }
 }
 
-fn internal(e: &SupervisorError) -> ApiFailure {
-    ApiFailure::Internal(crate::cli::profile::error_chain(e))
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::{NewNode, NewRun};
 
-impl Backend for Engine {
-    fn ready(&self) -> bool {
-        self.shared.ready.load(Ordering::SeqCst)
-    }
-
-    fn state(&self) -> Result<ServiceState, ApiFailure> {
-        let (running, queued, awaiting) = {
-            let inner = self.shared.inner();
-            let mut q = 0;
-            let mut a = 0;
-            for r in inner.runs.values() {
-                for n in r.nodes.values() {
-                    match n.state {
-                        NodeState::Queued => q += 1,
-                        NodeState::AwaitingConfirmation => a += 1,
-                        _ => {}
-                    }
-                }
-            }
-            (inner.running, q, a)
+    #[test]
+    fn a_final_node_whose_line_was_not_written_gets_it_after_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = || EngineConfig {
+            state_dir: d.path().join("state"),
+            workspace_root: d.path().join("ws"),
+            parallelism: 1,
+            jailer: JailerTarget::Exec(PathBuf::from("/nonexistent")),
+            kill_grace: Duration::from_secs(1),
+            profile_paths: false,
+            allow_unconfined: false,
         };
-        let runs_total = self.shared.store().count_runs().map_err(|e| internal(&e))?;
-        Ok(ServiceState {
-            version: env!("CARGO_PKG_VERSION").into(),
-            ready: self.ready(),
-            draining: self.shared.draining.load(Ordering::SeqCst),
-            parallelism: self.shared.cfg.parallelism,
-            running_nodes: running,
-            queued_nodes: queued,
-            awaiting_confirmation: awaiting,
-            runs_total,
-            state_dir: self.shared.cfg.state_dir.display().to_string(),
-        })
-    }
-
-    fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, ApiFailure> {
-        self.shared.store().runs(limit).map_err(|e| internal(&e))
-    }
-
-    fn get_run(&self, id: &str) -> Result<RunRecord, ApiFailure> {
-        self.shared
-            .store()
-            .run(id)
-            .map_err(|e| internal(&e))?
-            .ok_or_else(|| ApiFailure::NotFound(format!("no run {id:?}")))
-    }
-
-    fn submit(&self, req: SubmitRequest) -> Result<RunRecord, ApiFailure> {
-        if self.shared.draining.load(Ordering::SeqCst) {
-            return Err(ApiFailure::Unavailable(
-                "the supervisor is shutting down".into(),
-            ));
-        }
-        let id = new_run_id();
-        let prepared = gate::prepare(&self.shared, &id, &req).map_err(|e| {
-            // A refusal before anything exists still leaves an audit line.
-            self.shared.audit(AuditRecord {
-                kind: "refusal".into(),
-                flow: Some(req.flow_path.clone()),
-                reason: Some(e.clone()),
-                ..AuditRecord::default()
-            });
-            ApiFailure::BadRequest(e)
-        })?;
-        let new = NewRun {
-            id: id.clone(),
-            flow: prepared.flow.name.to_string(),
-            flow_path: req.flow_path.clone(),
-            flow_json: serde_json::to_string(&*prepared.flow)
-                .map_err(|e| ApiFailure::Internal(e.to_string()))?,
-            pre_approved: req.yes,
-            nodes: prepared
-                .flow
-                .nodes
-                .iter()
-                .map(|n| NewNode {
-                    id: n.id.to_string(),
-                    needs: n.needs.iter().map(ToString::to_string).collect(),
-                    profile: n.profile.clone(),
-                    argv: n.argv(),
-                    findings: prepared
-                        .findings
-                        .get(n.id.as_str())
-                        .cloned()
-                        .unwrap_or_default(),
-                })
-                .collect(),
-        };
+        // What a crash leaves: the final state committed, no line yet.
         {
-            let mut inner = self.shared.inner();
-            let ev = self
-                .shared
-                .store()
-                .insert_run(&new)
-                .map_err(|e| internal(&e))?;
-            inner.submitted += 1;
-            inner.runs.insert(id.clone(), prepared.into_mem(req.yes));
-            inner.ws_queue.push_back(id.clone());
-            self.shared.publish(ev);
-            drop(inner);
+            let mut st = Store::open(&d.path().join("state")).unwrap();
+            st.insert_run(&NewRun {
+                id: "r1".into(),
+                flow: "f".into(),
+                flow_path: "/f.toml".into(),
+                flow_json: "{}".into(),
+                pre_approved: false,
+                nodes: vec![NewNode {
+                    id: "a".into(),
+                    needs: vec![],
+                    profile: "restrictive".into(),
+                    argv: vec!["true".into()],
+                    findings: vec![],
+                }],
+            })
+            .unwrap();
+            st.set_node_state("r1", "a", NodeState::Running, None)
+                .unwrap();
+            st.set_node_state("r1", "a", NodeState::Succeeded, None)
+                .unwrap();
         }
-        self.shared.wake.notify_one();
-        self.get_run(&id)
+        let e = Engine::open(cfg()).unwrap();
+        e.flush_audit();
+        let lines = crate::audit::read(&e.audit_dir(), &crate::audit::Query::default()).unwrap();
+        let owed: Vec<_> = lines
+            .iter()
+            .filter(|l| l.node.as_deref() == Some("a"))
+            .collect();
+        assert_eq!(owed.len(), 1, "{lines:?}");
+        assert_eq!(owed[0].state.as_deref(), Some("succeeded"));
+        assert!(owed[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("after a restart"));
+        // Written and recorded: a second restart owes nothing.
+        drop(e);
+        let e = Engine::open(cfg()).unwrap();
+        e.flush_audit();
+        let again = crate::audit::read(&e.audit_dir(), &crate::audit::Query::default()).unwrap();
+        assert_eq!(again.len(), lines.len());
     }
-
-    fn confirm(&self, run: &str, node: &str) -> Result<(), ApiFailure> {
-        sched::confirm(&self.shared, run, node)?;
-        self.shared.wake.notify_one();
-        Ok(())
-    }
-
-    fn cancel(&self, run: &str, node: Option<&str>) -> Result<(), ApiFailure> {
-        sched::cancel(&self.shared, run, node)?;
-        self.shared.wake.notify_one();
-        Ok(())
-    }
-
-    fn output_path(&self, run: &str, node: &str, stream: Stream) -> Result<PathBuf, ApiFailure> {
-        let r = self.get_run(run)?;
-        if !r.nodes.iter().any(|n| n.id == node) {
-            return Err(ApiFailure::NotFound(format!(
-                "run {run} has no node {node:?}"
-            )));
-        }
-        // Ids were validated on submit, so these are plain names.
-        Ok(output::output_file(
-            &self.shared.run_dir(&r.id).join(node),
-            stream.as_str(),
-        ))
-    }
-
-    fn events_since(&self, after_seq: i64, limit: usize) -> Result<Vec<Event>, ApiFailure> {
-        self.shared
-            .store()
-            .events_since(after_seq, limit)
-            .map_err(|e| internal(&e))
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.shared.events.subscribe()
-    }
-
-    fn metrics(&self) -> String {
-        sched::metrics(&self.shared)
-    }
-
-    fn audit(&self, q: crate::audit::Query) -> Result<Vec<crate::audit::AuditRecord>, ApiFailure> {
-        self.flush_audit();
-        crate::audit::read(&self.audit_dir(), &q).map_err(|e| internal(&e))
-    }
-
-    fn gc(&self, req: crate::model::GcRequest) -> Result<Vec<crate::model::GcEntry>, ApiFailure> {
-        let age = i64::try_from(req.older_than_ms).unwrap_or(i64::MAX);
-        let cfg = &self.shared.cfg;
-        crate::gc::collect(
-            &cfg.state_dir,
-            &cfg.workspace_root,
-            crate::store::now_ms().saturating_sub(age),
-            req.dry_run,
-        )
-        .map_err(|e| internal(&e))
-    }
-}
-
-/// System mode: the jail runs as another user (`aiops-jail`) in the
-/// workspace root's group. Directories become 2770 (setgid keeps that
-/// group on what the node creates), files gain group read/write (and
-/// execute where the owner has it). Symlinks are left alone.
-pub(crate) fn share_with_group(root: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let mut stack = vec![root.to_path_buf()];
-    chmod_if_needed(root, &std::fs::symlink_metadata(root)?, 0o2770)?;
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let p = entry.path();
-            let meta = std::fs::symlink_metadata(&p)?;
-            if meta.file_type().is_symlink() {
-                continue;
-            }
-            let mode = if meta.is_dir() {
-                stack.push(p.clone());
-                0o2770
-            } else {
-                let m = meta.mode() & 0o777;
-                (m | 0o060 | ((m & 0o100) >> 3)) & 0o770
-            };
-            chmod_if_needed(&p, &meta, mode)?;
-        }
-    }
-    Ok(())
-}
-
-/// chmod only when the mode differs. System mode's unit (RestrictSUIDSGID=)
-/// refuses any chmod naming the setgid bit, even one that changes nothing;
-/// directories made there already are 2770 (inherited setgid, UMask=0007,
-/// workspace.rs's SHARED_DIR_MODE).
-fn chmod_if_needed(p: &Path, meta: &std::fs::Metadata, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if meta.mode() & 0o7777 == mode {
-        return Ok(());
-    }
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-}
-
-pub(crate) fn set_mode(p: &Path, mode: u32) -> Result<(), SupervisorError> {
-    std::fs::symlink_metadata(p)
-        .and_then(|meta| chmod_if_needed(p, &meta, mode))
-        .map_err(|source| SupervisorError::StateDir {
-            path: p.to_path_buf(),
-            source,
-        })
-}
-
-/// The uid a root-started engine hands workspaces to: jails never run as
-/// root, and the jailer runs a node as its workspace's owner.
-pub const JAIL_NOBODY: u32 = 65534;
-
-/// `lchown -R` without following symlinks (a symlink in the checkout must
-/// not hand out a file outside it).
-pub(crate) fn chown_tree(root: &Path, uid: u32) -> std::io::Result<()> {
-    use nix::fcntl::AtFlags;
-    use nix::unistd::{fchownat, Gid, Uid};
-    let own = |p: &Path| {
-        fchownat(
-            nix::fcntl::AT_FDCWD,
-            p,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(uid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(std::io::Error::from)
-    };
-    own(root)?;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let p = entry.path();
-            own(&p)?;
-            if entry.file_type()?.is_dir() {
-                stack.push(p);
-            }
-        }
-    }
-    Ok(())
 }

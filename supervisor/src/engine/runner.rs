@@ -4,19 +4,24 @@
 //! thread that started it: a spare's is the starter thread, which lives
 //! as long as the process; one started here is waited for by this same
 //! thread. Either way it fires only if the supervisor itself dies.
+use super::attempt::Attempt;
 use crate::error::SupervisorError;
 use crate::exec::{self, ExecReport, JailStdio};
 use crate::model::NodeState;
-use aiops_policy::proto::ExitReport;
-use aiops_policy::{HostFacts, NodeCaps, Profile};
+use aiops_policy::{HostFacts, NodeCaps, PathVars, Profile};
+use aiops_proto::ExitReport;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
 
 pub struct NodeJob {
+    pub run: String,
     pub node: String,
     pub argv: Vec<String>,
     pub profile: Arc<Profile>,
     pub caps: NodeCaps,
+    /// What admission computed from `profile` and `caps`, if anything.
+    pub admitted: Option<AdmittedCaps>,
     pub workspace: PathBuf,
     pub jailer: super::JailerTarget,
     /// Where a started jailer may be waiting (`JailerTarget::Exec`).
@@ -26,18 +31,32 @@ pub struct NodeJob {
     pub facts: HostFacts,
     /// Where stdout/stderr go: `<out>.stdout`, `<out>.stderr`.
     pub out: PathBuf,
-    /// Signalled once the node is stored as `running`. No request leaves
-    /// before: a supervisor that dies after a request was sent must find
-    /// the node `running` on restart (and mark it lost), never queued.
-    /// `false` (or the sender dropped) means the store refused the write.
-    pub recorded: Option<std::sync::mpsc::Receiver<bool>>,
+    /// Shared with the scheduler: the `running` record, cancellation.
+    pub attempt: Arc<Attempt>,
+    /// Where the runner reports to the scheduler.
+    pub events: UnboundedSender<RunnerEvent>,
 }
 
-impl NodeJob {
-    /// Wait until the node is stored as `running`; false if it was not.
-    fn wait_recorded(&self) -> bool {
-        self.recorded.as_ref().is_none_or(|r| r.recv() == Ok(true))
-    }
+/// A node's effective capabilities as admission computed them, and the
+/// path variables it used: the runner reuses them when its own context
+/// has the same variables (it does unless `$TMPDIR` is set, or the
+/// workspace root's path resolves to another).
+pub struct AdmittedCaps {
+    pub vars: Arc<PathVars>,
+    pub effective: Arc<aiops_policy::caps::Effective>,
+}
+
+/// What a runner tells the scheduler, in this order.
+pub(crate) enum RunnerEvent {
+    /// agentd reported the node's end: its slot may go to the next ready
+    /// node while this jail is torn down.
+    Exited { run: String, node: String },
+    /// The attempt is over.
+    Done {
+        run: String,
+        node: String,
+        result: Box<NodeResult>,
+    },
 }
 
 /// What the scheduler records about an attempt.
@@ -85,16 +104,28 @@ fn caps_summary(eff: &aiops_policy::caps::Effective) -> serde_json::Value {
     })
 }
 
-/// Run `job`. `started(handle)` is called once the jailer exists and before
-/// the request is sent; if it returns false (cancelled meanwhile) the jail
-/// is dropped unrun. `exited` is called when agentd reports the node's
-/// end, while the jail is still torn down.
-pub fn run_node(
-    job: &NodeJob,
-    started: impl FnOnce(super::JailHandle) -> bool,
-    exited: impl FnOnce(),
-    before_reap: impl FnOnce(),
-) -> NodeResult {
+/// Run `job` on a blocking thread; its events, then `RunnerEvent::Done`,
+/// go to the scheduler on `job.events`.
+pub(crate) fn spawn(job: NodeJob) {
+    tokio::spawn(async move {
+        let (run, node, events) = (job.run.clone(), job.node.clone(), job.events.clone());
+        let result = tokio::task::spawn_blocking(move || run_node(&job))
+            .await
+            .unwrap_or_else(|e| {
+                NodeResult::not_run(NodeState::Failed, format!("supervisor: node task: {e}"))
+            });
+        let _ = events.send(RunnerEvent::Done {
+            run,
+            node,
+            result: Box::new(result),
+        });
+    });
+}
+
+/// Run `job`: the jail is attached to the attempt once it exists (a cancel
+/// before that keeps it from running), and `RunnerEvent::Exited` is sent
+/// when agentd reports the node's end.
+fn run_node(job: &NodeJob) -> NodeResult {
     // Only `JailerTarget::Exec` has spares (`warm` is None otherwise).
     let (ready, capture) = match job.warm.as_ref().and_then(|w| w.claim()) {
         Some(s) => match s.output.bind(&job.out) {
@@ -106,7 +137,8 @@ pub fn run_node(
             Err(e) => return Failure::Internal(e).into_result(),
         },
     };
-    let result = try_run(job, ready, started, exited, before_reap);
+    let result = try_run(job, ready);
+    job.attempt.detach();
     // Every process of the jail is gone once the jailer is reaped, so the
     // pipes are at EOF, unless a set-up error left no jail at all.
     let failures = capture.finish();
@@ -148,7 +180,7 @@ impl Failure {
             ),
             Failure::Internal(e) => NodeResult::not_run(
                 NodeState::Failed,
-                format!("supervisor: {}", crate::cli::profile::error_chain(&e)),
+                format!("supervisor: {}", crate::error::error_chain(&e)),
             ),
         }
     }
@@ -179,12 +211,15 @@ type Compiled = (
 );
 
 impl PlanMemo {
+    /// The plan for these inputs: the memo's, else one compile from the
+    /// effective capabilities (admission's when `admitted` fits `ctx`).
     fn get_or_compile(
         &self,
         profile: &Arc<Profile>,
         caps: &NodeCaps,
         facts: &HostFacts,
         ctx: aiops_policy::CompileContext,
+        admitted: Option<&AdmittedCaps>,
     ) -> Result<Compiled, Failure> {
         let lock = || {
             self.last
@@ -196,13 +231,16 @@ impl PlanMemo {
         }) {
             return Ok((m.eff.clone(), m.plan.clone()));
         }
-        let refuse =
-            |e: &dyn std::error::Error| Failure::Refused(crate::cli::profile::error_chain(e));
-        let eff = Arc::new(
-            aiops_policy::caps::effective(profile, caps, &ctx.vars).map_err(|e| refuse(&e))?,
+        let refuse = |e: &dyn std::error::Error| Failure::Refused(crate::error::error_chain(e));
+        let eff = match admitted.filter(|a| *a.vars == ctx.vars) {
+            Some(a) => a.effective.clone(),
+            None => Arc::new(
+                aiops_policy::caps::effective(profile, caps, &ctx.vars).map_err(|e| refuse(&e))?,
+            ),
+        };
+        let plan = Arc::new(
+            aiops_policy::compile::compile_effective(&eff, facts, &ctx).map_err(|e| refuse(&e))?,
         );
-        let plan =
-            Arc::new(aiops_policy::compile(profile, caps, facts, &ctx).map_err(|e| refuse(&e))?);
         *lock() = Some(Memo {
             profile: profile.clone(),
             caps: caps.clone(),
@@ -242,13 +280,7 @@ impl From<SupervisorError> for Failure {
     }
 }
 
-fn try_run(
-    job: &NodeJob,
-    ready: Ready,
-    started: impl FnOnce(super::JailHandle) -> bool,
-    exited: impl FnOnce(),
-    before_reap: impl FnOnce(),
-) -> Result<NodeResult, Failure> {
+fn try_run(job: &NodeJob, ready: Ready) -> Result<NodeResult, Failure> {
     // Local mode starts the jailer first (or found one started), so its
     // start-up overlaps the compile.
     let (egress, launch) = match ready {
@@ -273,50 +305,51 @@ fn try_run(
         }
     };
     let ctx = crate::context::host_context(Some(&job.workspace), Some(&job.workspace))?;
-    let (eff, plan) = job
-        .plans
-        .get_or_compile(&job.profile, &job.caps, &job.facts, ctx)?;
-    if !job.wait_recorded() {
+    let (eff, plan) = job.plans.get_or_compile(
+        &job.profile,
+        &job.caps,
+        &job.facts,
+        ctx,
+        job.admitted.as_ref(),
+    )?;
+    if !job.attempt.wait_recorded() {
         return Err(Failure::NotRecorded);
     }
     // The egress proxy runs in the supervisor's process tree, outside the jail.
-    let mut report = match launch {
+    let (jail, proxy) = match launch {
         Launch::Child(pending) => {
-            if !started(super::JailHandle::Pid(pending.pid())) {
-                before_reap();
+            // Attached before the request is sent: a cancel from here on
+            // stops the jailer, one before it leaves the jail unrun.
+            if !job.attempt.attach(pending.stopper()) {
                 return Err(Failure::Cancelled);
             }
             let proxy = egress.start_for(&plan)?;
-            let mut report =
-                pending.run_node_then(&job.node, &job.argv, &plan, exited, before_reap)?;
-            report.egress = proxy.map(crate::egress::EgressHandle::finish);
-            report
+            (pending.start(&job.node, &job.argv, &plan)?, proxy)
         }
         Launch::Socket(socket, stdio, fds) => {
             let jail = exec::socket::start_with(socket, &stdio, &fds, &job.node, &job.argv, &plan)?;
             // The jailer has its copies now.
             drop((stdio, fds));
-            let canceller = std::sync::Arc::new(jail.canceller()?);
-            if !started(super::JailHandle::Socket(canceller)) {
-                before_reap();
+            if !job.attempt.attach(jail.stopper()) {
                 jail.kill();
                 return Err(Failure::CancelledAtStart);
             }
-            let proxy = match egress.start_for(&plan) {
-                Ok(p) => p,
+            match egress.start_for(&plan) {
+                Ok(proxy) => (jail, proxy),
                 Err(e) => {
-                    before_reap();
                     jail.kill();
                     return Err(e.into());
                 }
-            };
-            let report = jail.wait_then(exited);
-            before_reap();
-            let mut report = report?;
-            report.egress = proxy.map(crate::egress::EgressHandle::finish);
-            report
+            }
         }
     };
+    let mut report = jail.wait_with(|exec::JailEvent::Exited| {
+        let _ = job.events.send(RunnerEvent::Exited {
+            run: job.run.clone(),
+            node: job.node.clone(),
+        });
+    })?;
+    report.egress = proxy.map(crate::egress::EgressHandle::finish);
     report.cwd = plan.cwd.to_string();
     Ok(classify(&report, caps_summary(&eff)))
 }
@@ -337,7 +370,7 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
     }
     if let Some(f) = &r.setup_failed {
         // A layer the host cannot give is a refusal; anything later is a failure.
-        if f.step == aiops_policy::proto::Step::Validate {
+        if f.step == aiops_proto::Step::Validate {
             res.state = NodeState::Refused;
         }
         res.reason = Some(format!(
@@ -413,6 +446,7 @@ mod tests {
             c,
             f,
             ctx.clone(),
+            None,
         ) {
             Ok((_, plan)) => plan,
             Err(_) => panic!("compile failed"),
@@ -427,10 +461,48 @@ mod tests {
         assert_ne!(b.landlock.as_ref().unwrap().abi, 7);
         let mut other = ctx.clone();
         other.host_env.insert("AIOPS_MEMO_TEST".into(), "1".into());
-        let c = match memo.get_or_compile(&reloaded, &caps, &older, other) {
+        let c = match memo.get_or_compile(&reloaded, &caps, &older, other, None) {
             Ok((_, plan)) => plan,
             Err(_) => panic!("compile failed"),
         };
         assert!(!Arc::ptr_eq(&b, &c));
+    }
+
+    /// Admission's effective capabilities are compiled from when the
+    /// runner's path variables are the ones admission used, else
+    /// recomputed from the runner's.
+    #[test]
+    fn the_runner_compiles_from_admissions_capabilities_only_for_the_same_vars() {
+        let loader = aiops_policy::ProfileLoader::standard(
+            None,
+            crate::locate::dev_profiles_dir().as_deref(),
+        );
+        let profile = Arc::new(loader.load("restrictive").unwrap());
+        let caps = NodeCaps::default();
+        let facts = HostFacts::linux(7);
+        let ctx = crate::context::neutral_context().unwrap();
+        let admitted = AdmittedCaps {
+            vars: Arc::new(ctx.vars.clone()),
+            effective: Arc::new(aiops_policy::caps::effective(&profile, &caps, &ctx.vars).unwrap()),
+        };
+        let eff = |ctx: &aiops_policy::CompileContext| match PlanMemo::default().get_or_compile(
+            &profile,
+            &caps,
+            &facts,
+            ctx.clone(),
+            Some(&admitted),
+        ) {
+            Ok((eff, _)) => eff,
+            Err(_) => panic!("compile failed"),
+        };
+        assert!(Arc::ptr_eq(&eff(&ctx), &admitted.effective));
+        let mut elsewhere = ctx.clone();
+        elsewhere.vars.tmpdir = Some(aiops_policy::AbsPath::new("/var/tmp").unwrap());
+        let fresh = eff(&elsewhere);
+        assert!(!Arc::ptr_eq(&fresh, &admitted.effective));
+        assert_eq!(
+            *fresh,
+            aiops_policy::caps::effective(&profile, &caps, &elsewhere.vars).unwrap()
+        );
     }
 }

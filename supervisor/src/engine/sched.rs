@@ -1,96 +1,17 @@
-//! The scheduler: which node runs next, what a node's end means for the
-//! nodes that need it, the gate, cancellation and restart recovery.
-//! State changes are written to the store first, then published and
-//! audited (after the in-memory lock is released: an fsync must not stall
-//! the API).
-use super::runner::{self, NodeJob, NodeResult};
-use super::{gate, lock, RunMem, Shared, Ws};
-use crate::audit::AuditRecord;
-use crate::error::SupervisorError;
-use crate::model::{ApiFailure, NodeState, RunState};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use std::path::PathBuf;
+//! The scheduler: which node runs next, at most `parallelism` at a time,
+//! and what a node's end means for the nodes that need it. Its task waits
+//! for a wake-up (a submit, confirm or cancel), a workspace made
+//! (`workspace_prep`) or a `RunnerEvent` from a node's runner.
+use super::attempt::Attempt;
+use super::record::{log_store_error, node_audit, set_state, Out};
+use super::runner::{self, NodeJob, NodeResult, RunnerEvent};
+use super::workspace_prep::{start_workspaces, workspace_done, WorkspaceDone};
+use super::{lock, RunMem, Shared, Ws};
+use crate::model::{NodeState, RunState};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
-
-/// Audit lines a state change produced, handed to the writer once the
-/// lock is released. Events are published at once, under the lock that
-/// assigned their sequence numbers, so live readers see them in order.
-#[derive(Default)]
-pub(crate) struct Out {
-    audit: Vec<AuditRecord>,
-}
-
-impl Out {
-    fn flush(self, shared: &Shared) {
-        for rec in self.audit {
-            shared.audit(rec);
-        }
-    }
-}
-
-enum Done {
-    Workspace {
-        run: String,
-        result: Result<PathBuf, String>,
-    },
-    Node {
-        run: String,
-        node: String,
-        result: Box<NodeResult>,
-    },
-}
-
-fn log_store_error(e: &SupervisorError) {
-    STORE_ERRORS.fetch_add(1, Ordering::Relaxed);
-    tracing::error!(error = %crate::cli::profile::error_chain(e), "state store write failed");
-}
-
-/// Failed state writes (a full disk, a broken database), for /metrics:
-/// the in-memory state went on without them.
-static STORE_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// A node's record for the audit, with what the run knows about it.
-fn node_audit(run_id: &str, r: &RunMem, node: &str, kind: &str) -> AuditRecord {
-    let fnode = r.flow.node(node);
-    let mem = r.nodes.get(node);
-    AuditRecord {
-        kind: kind.into(),
-        run: Some(run_id.into()),
-        flow: Some(r.flow.name.to_string()),
-        node: Some(node.into()),
-        state: mem.map(|m| m.state.as_str().to_string()),
-        argv: fnode.map(|n| n.argv()).unwrap_or_default(),
-        profile: fnode.map(|n| n.profile.clone()),
-        attempt: mem.map(|m| m.attempts),
-        findings: mem.map(|m| m.findings.clone()).unwrap_or_default(),
-        pre_approved: r.pre_approved,
-        ..AuditRecord::default()
-    }
-}
-
-/// Set a node's state in memory and store, and publish its event.
-fn set_state(
-    shared: &Shared,
-    run_id: &str,
-    r: &mut RunMem,
-    node: &str,
-    state: NodeState,
-    reason: Option<&str>,
-) {
-    if let Some(n) = r.nodes.get_mut(node) {
-        n.state = state;
-        if state == NodeState::Running {
-            n.attempts += 1;
-        }
-    }
-    match shared.store().set_node_state(run_id, node, state, reason) {
-        Ok(ev) => shared.publish(ev),
-        Err(e) => log_store_error(&e),
-    }
-}
 
 fn derive_run_state(r: &RunMem) -> RunState {
     let states: Vec<NodeState> = r.nodes.values().map(|n| n.state).collect();
@@ -125,8 +46,8 @@ fn derive_run_state(r: &RunMem) -> RunState {
 }
 
 /// Move a run forward: skip what cannot run, gate or queue what can, and
-/// settle the run's state. Returns true if the run is final (and removed).
-fn advance(shared: &Shared, inner: &mut super::Inner, run_id: &str, out: &mut Out) {
+/// settle the run's state; a run that is final is removed.
+pub(super) fn advance(shared: &Shared, inner: &mut super::Inner, run_id: &str, out: &mut Out) {
     let Some(r) = inner.runs.get_mut(run_id) else {
         return;
     };
@@ -225,298 +146,61 @@ fn advance(shared: &Shared, inner: &mut super::Inner, run_id: &str, out: &mut Ou
     }
 }
 
-/// Restart recovery: audit the nodes `mark_lost` found, reload unfinished
-/// runs, and let queued work continue.
-pub(crate) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), SupervisorError> {
-    let unfinished = shared.store().unfinished_runs()?;
-    let mut out = Out::default();
-    // Lines owed from before a crash: the node reached its final state in
-    // the store, but its line may not have reached the disk. (The lost
-    // nodes get theirs below.) A line that did make it appears twice;
-    // better than none.
-    for (run, n) in shared.store().unaudited()? {
-        if lost.iter().any(|(r, id)| *r == run.id && *id == n.id) {
-            continue;
-        }
-        out.audit.push(AuditRecord {
-            kind: "node_end".into(),
-            run: Some(run.id.clone()),
-            flow: Some(run.flow.clone()),
-            node: Some(n.id.clone()),
-            state: Some(n.state.as_str().into()),
-            reason: Some(match &n.reason {
-                Some(r) => format!("{r} (line written after a restart)"),
-                None => "line written after a restart".into(),
-            }),
-            argv: n.argv.clone(),
-            profile: Some(n.profile.clone()),
-            layers: n.layers.clone(),
-            exit_code: n.exit_code,
-            signal: n.signal,
-            stdout_bytes: n.stdout_bytes,
-            stderr_bytes: n.stderr_bytes,
-            duration_ms: n.duration_ms,
-            attempt: Some(n.attempts),
-            findings: n.findings.clone(),
-            pre_approved: run.pre_approved,
-            ..AuditRecord::default()
-        });
-    }
-    let mut inner = shared.inner();
-    for (rec, flow_json) in unfinished {
-        // First, whatever else happens to the run: a line for each lost node.
-        for (_, node) in lost.iter().filter(|(r, _)| *r == rec.id) {
-            let n = rec.nodes.iter().find(|n| n.id == *node);
-            out.audit.push(AuditRecord {
-                kind: "node_end".into(),
-                run: Some(rec.id.clone()),
-                flow: Some(rec.flow.clone()),
-                node: Some(node.clone()),
-                state: Some("lost".into()),
-                reason: Some("the supervisor stopped while it was running; not re-run".into()),
-                argv: n.map(|n| n.argv.clone()).unwrap_or_default(),
-                profile: n.map(|n| n.profile.clone()),
-                attempt: n.map(|n| n.attempts),
-                pre_approved: rec.pre_approved,
-                ..AuditRecord::default()
-            });
-        }
-        let flow: Result<aiops_policy::flow::Flow, String> =
-            serde_json::from_str(&flow_json).map_err(|e| format!("stored flow: {e}"));
-        let prepared = flow.and_then(|f| gate::build(shared, &rec.id, f));
-        let mut mem = match prepared {
-            Ok(p) => p.into_mem(rec.pre_approved),
-            Err(reason) => {
-                // The flow no longer checks out (a profile was removed or
-                // narrowed): refuse what has not run, rather than guess.
-                let reason = format!("after restart: {reason}");
-                for n in rec.nodes.iter().filter(|n| !n.state.is_final()) {
-                    match shared.store().set_node_state(
-                        &rec.id,
-                        &n.id,
-                        NodeState::Refused,
-                        Some(&reason),
-                    ) {
-                        Ok(ev) => shared.publish(ev),
-                        Err(e) => log_store_error(&e),
-                    }
-                    out.audit.push(AuditRecord {
-                        kind: "refusal".into(),
-                        run: Some(rec.id.clone()),
-                        flow: Some(rec.flow.clone()),
-                        node: Some(n.id.clone()),
-                        state: Some("refused".into()),
-                        reason: Some(reason.clone()),
-                        argv: n.argv.clone(),
-                        profile: Some(n.profile.clone()),
-                        ..AuditRecord::default()
-                    });
-                }
-                let any_lost = rec.nodes.iter().any(|n| n.state == NodeState::Lost);
-                let st = if any_lost {
-                    RunState::Lost
-                } else {
-                    RunState::Failed
-                };
-                if let Ok(ev) = shared.store().set_run_state(&rec.id, st) {
-                    shared.publish(ev);
-                }
-                continue;
-            }
-        };
-        for n in &rec.nodes {
-            if let Some(m) = mem.nodes.get_mut(&n.id) {
-                m.attempts = n.attempts;
-                // A node still at the gate waits there; one confirmed but not
-                // yet started is queued again and asked again.
-                m.state = n.state;
-            }
-        }
-        mem.state = rec.state;
-        mem.ws = match &rec.workspace {
-            Some(p) if std::path::Path::new(p).is_dir() => Ws::Ready(PathBuf::from(p)),
-            _ => Ws::Pending,
-        };
-        let pending = matches!(mem.ws, Ws::Pending);
-        inner.runs.insert(rec.id.clone(), mem);
-        if pending {
-            inner.ws_queue.push_back(rec.id.clone());
-        }
-        advance(shared, &mut inner, &rec.id, &mut out);
-    }
-    drop(inner);
-    out.flush(shared);
-    Ok(())
-}
-
 pub(crate) async fn scheduler(shared: Arc<Shared>) {
-    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let mut workspaces: JoinSet<WorkspaceDone> = JoinSet::new();
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     loop {
-        start_workspaces(&shared, &mut tasks);
-        dispatch(&shared, &mut tasks);
-        let done = tokio::select! {
-            () = shared.wake.notified() => None,
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => Some(done),
-        };
-        match done {
-            None => {}
-            Some(Ok(Done::Workspace { run, result })) => workspace_done(&shared, &run, result),
-            Some(Ok(Done::Node { run, node, result })) => {
-                // Free the slot (unless the node's end already did) and start
-                // the next ready node before this one's bookkeeping: its
-                // jailer starts while we write.
-                free_slot(&shared, &run, &node, false);
-                dispatch(&shared, &mut tasks);
-                node_done(&shared, &run, &node, *result);
-                shared.inner().settling -= 1;
-            }
-            Some(Err(e)) => tracing::error!(error = %e, "a scheduler task failed"),
+        start_workspaces(&shared, &mut workspaces);
+        dispatch(&shared, &events_tx);
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            Some(done) = workspaces.join_next(), if !workspaces.is_empty() => match done {
+                Ok(WorkspaceDone { run, result }) => workspace_done(&shared, &run, result),
+                Err(e) => tracing::error!(error = %e, "a scheduler task failed"),
+            },
+            Some(ev) = events.recv() => match ev {
+                // The node has ended: its slot goes to the next ready node
+                // while this jail is torn down.
+                RunnerEvent::Exited { run, node } => {
+                    free_slot(&shared, &run, &node, true);
+                }
+                RunnerEvent::Done { run, node, result } => {
+                    // Free the slot (unless the node's end already did) and
+                    // start the next ready node before this one's
+                    // bookkeeping: its jailer starts while we write.
+                    free_slot(&shared, &run, &node, false);
+                    dispatch(&shared, &events_tx);
+                    node_done(&shared, &run, &node, *result);
+                    shared.inner().settling -= 1;
+                }
+            },
         }
     }
 }
 
 /// Give back a running node's slot, once: at agentd's report of the node's
 /// end, or when its task completes without one. Until the node is recorded
-/// it is `settling`, which a drain still waits for. True if this call freed it.
-fn free_slot(shared: &Shared, run: &str, node: &str, early: bool) -> bool {
+/// it is `settling`, which a drain still waits for.
+fn free_slot(shared: &Shared, run: &str, node: &str, early: bool) {
     let mut inner = shared.inner();
     let n = inner.runs.get_mut(run).and_then(|r| r.nodes.get_mut(node));
     match n {
-        Some(n) if n.slot_freed => return false,
+        Some(n) if n.slot_freed => return,
         Some(n) => n.slot_freed = true,
         // Untracked: only the task's end, which always comes, frees it.
-        None if early => return false,
+        None if early => return,
         None => {}
     }
     inner.running = inner.running.saturating_sub(1);
     inner.settling += 1;
-    true
 }
 
-fn start_workspaces(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
-    if shared.draining.load(Ordering::SeqCst) {
-        return;
-    }
-    let mut inner = shared.inner();
-    while let Some(run) = inner.ws_queue.pop_front() {
-        let Some(r) = inner.runs.get_mut(&run) else {
-            continue;
-        };
-        if !matches!(r.ws, Ws::Pending) {
-            continue;
-        }
-        r.ws = Ws::Creating;
-        let flow = r.flow.clone();
-        let sh = shared.clone();
-        tasks.spawn(async move {
-            let run2 = run.clone();
-            let result = tokio::task::spawn_blocking(move || make_workspace(&sh, &flow, &run2))
-                .await
-                .unwrap_or_else(|e| Err(format!("workspace task: {e}")));
-            Done::Workspace { run, result }
-        });
-    }
-}
-
-/// The run's git workspace; as root, handed to nobody (a jail is never root).
-fn make_workspace(
-    shared: &Shared,
-    flow: &aiops_policy::flow::Flow,
-    run: &str,
-) -> Result<PathBuf, String> {
-    let aiops_policy::flow::RepoSource::Path(repo) = flow.resolve_repo();
-    let chain = |e: &dyn std::error::Error| crate::cli::profile::error_chain(e);
-    // Only called for a run with no recorded workspace: anything already
-    // at its path is a half-made one from a crash, so start again.
-    let path = shared
-        .workspaces
-        .workspace_path(flow.name.as_str(), run)
-        .map_err(|e| chain(&e))?;
-    if std::fs::symlink_metadata(&path).is_ok() {
-        shared
-            .workspaces
-            .remove(flow.name.as_str(), run)
-            .map_err(|e| chain(&e))?;
-    }
-    let ws = shared
-        .workspaces
-        .create(
-            flow.name.as_str(),
-            run,
-            &repo,
-            flow.workspace.git_ref.as_str(),
-        )
-        .map_err(|e| chain(&e))?;
-    if nix::unistd::geteuid().is_root() {
-        if let Some(flow_dir) = ws.path.parent() {
-            super::set_mode(flow_dir, 0o711).map_err(|e| chain(&e))?;
-        }
-        super::chown_tree(&ws.path, super::JAIL_NOBODY)
-            .map_err(|e| format!("hand the workspace to uid {}: {e}", super::JAIL_NOBODY))?;
-        // Its owner (the jail's uid) only: not readable by other users.
-        super::set_mode(&ws.path, 0o700).map_err(|e| chain(&e))?;
-    }
-    if !nix::unistd::geteuid().is_root()
-        && matches!(shared.cfg.jailer, super::JailerTarget::Socket(_))
-    {
-        // The jail is another user in the root's group (system mode; as
-        // root the tree was handed to the jail's uid above instead).
-        if let Some(flow_dir) = ws.path.parent() {
-            super::set_mode(flow_dir, 0o2770).map_err(|e| chain(&e))?;
-        }
-        super::share_with_group(&ws.path)
-            .map_err(|e| format!("share the workspace with the jail's group: {e}"))?;
-    }
-    // Recorded once it is complete: a restart reuses only a finished one.
-    if let Err(e) =
-        shared
-            .store()
-            .set_run_workspace(run, &ws.path.display().to_string(), &ws.commit)
-    {
-        log_store_error(&e);
-    }
-    Ok(ws.path)
-}
-
-fn workspace_done(shared: &Shared, run_id: &str, result: Result<PathBuf, String>) {
-    let mut out = Out::default();
-    let mut inner = shared.inner();
-    let Some(r) = inner.runs.get_mut(run_id) else {
-        return;
-    };
-    match result {
-        Ok(p) => r.ws = Ws::Ready(p),
-        Err(reason) => {
-            r.ws = Ws::Pending;
-            let reason = format!("workspace_failed: {reason}");
-            for id in r.order.clone() {
-                if r.nodes.get(&id).is_some_and(|n| !n.state.is_final()) {
-                    set_state(
-                        shared,
-                        run_id,
-                        r,
-                        &id,
-                        NodeState::WorkspaceFailed,
-                        Some(&reason),
-                    );
-                    let mut rec = node_audit(run_id, r, &id, "node_end");
-                    rec.reason = Some(reason.clone());
-                    out.audit.push(rec);
-                }
-            }
-        }
-    }
-    advance(shared, &mut inner, run_id, &mut out);
-    drop(inner);
-    out.flush(shared);
-}
-
-fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
+fn dispatch(shared: &Arc<Shared>, events: &UnboundedSender<RunnerEvent>) {
     if shared.draining.load(Ordering::SeqCst) {
         return;
     }
     loop {
-        let mut job = {
+        let job = {
             let mut inner = shared.inner();
             if inner.running >= shared.cfg.parallelism.max(1) {
                 return;
@@ -541,72 +225,18 @@ fn dispatch(shared: &Arc<Shared>, tasks: &mut JoinSet<Done>) {
             let Some((run_id, node)) = inner.ready.remove(pos) else {
                 return;
             };
-            let Some(job) = make_job(shared, &mut inner, &run_id, &node) else {
+            let Some(job) = make_job(shared, &mut inner, &run_id, &node, events) else {
                 continue;
             };
             inner.running += 1;
             job
         };
-        let (recorded, wait_recorded) = std::sync::mpsc::sync_channel(1);
-        job.1.recorded = Some(wait_recorded);
-        let (rec_run, rec_node) = (job.0.clone(), job.1.node.clone());
-        let sh = shared.clone();
-        let node = job.1.node.clone();
-        tasks.spawn(async move {
-            let (run_id, job) = job;
-            let sh2 = sh.clone();
-            let (r2, n2) = (run_id.clone(), job.node.clone());
-            let sh3 = sh.clone();
-            let (r3, n3) = (run_id.clone(), job.node.clone());
-            let result = tokio::task::spawn_blocking(move || {
-                runner::run_node(
-                    &job,
-                    |handle| {
-                        let mut inner = sh2.inner();
-                        match inner.runs.get_mut(&r2).and_then(|r| r.nodes.get_mut(&n2)) {
-                            Some(n) if !n.cancel => {
-                                n.handle = Some(handle);
-                                true
-                            }
-                            _ => false,
-                        }
-                    },
-                    // The node has ended: its slot goes to the next ready
-                    // node while this jail is torn down.
-                    || {
-                        if free_slot(&sh3, &r3, &n3, true) {
-                            sh3.wake.notify_one();
-                        }
-                    },
-                    // Before the jailer is reaped: from here its pid may be reused.
-                    || {
-                        let mut inner = sh2.inner();
-                        if let Some(n) = inner.runs.get_mut(&r2).and_then(|r| r.nodes.get_mut(&n2))
-                        {
-                            n.handle = None;
-                        }
-                    },
-                )
-            })
-            .await
-            .unwrap_or_else(|e| NodeResult {
-                state: NodeState::Failed,
-                reason: Some(format!("supervisor: node task: {e}")),
-                outcome: None,
-                cwd: None,
-                capabilities: None,
-                limit_hits: vec![],
-                egress: None,
-            });
-            Done::Node {
-                run: run_id,
-                node,
-                result: Box::new(result),
-            }
-        });
+        let attempt = job.attempt.clone();
+        let (run, node) = (job.run.clone(), job.node.clone());
+        runner::spawn(job);
         // Stored while the runner claims its jailer and compiles the plan;
-        // it sends no request before this (see `NodeJob::recorded`).
-        let _ = recorded.send(record_running(shared, &rec_run, &rec_node));
+        // it sends no request before this (see `Attempt::wait_recorded`).
+        attempt.set_recorded(record_running(shared, &run, &node));
     }
 }
 
@@ -634,7 +264,8 @@ fn make_job(
     inner: &mut super::Inner,
     run_id: &str,
     node: &str,
-) -> Option<(String, NodeJob)> {
+    events: &UnboundedSender<RunnerEvent>,
+) -> Option<NodeJob> {
     let r = inner.runs.get_mut(run_id)?;
     let n = r.nodes.get(node)?;
     if n.state != NodeState::Queued || !n.dispatched || n.cancel {
@@ -645,6 +276,15 @@ fn make_job(
     };
     let fnode = r.flow.node(node)?.clone();
     let profile = r.profiles.get(&fnode.profile)?.clone();
+    let admitted = r
+        .nodes
+        .get(node)?
+        .effective
+        .clone()
+        .map(|effective| runner::AdmittedCaps {
+            vars: r.vars.clone(),
+            effective,
+        });
     let facts = {
         let cg = profile
             .require
@@ -664,29 +304,31 @@ fn make_job(
             Err(e) => log_store_error(&e),
         }
     }
+    let attempt = Arc::new(Attempt::default());
     if let Some(n) = r.nodes.get_mut(node) {
+        n.attempt = Some(attempt.clone());
         // A retry runs in a slot of its own.
         n.slot_freed = false;
         // Stored by `dispatch` once the job is on its way (`record_running`).
         n.state = NodeState::Running;
         n.attempts += 1;
     }
-    Some((
-        run_id.to_string(),
-        NodeJob {
-            node: node.to_string(),
-            argv: fnode.argv(),
-            profile,
-            caps: fnode.caps(),
-            workspace: ws,
-            jailer: shared.cfg.jailer.clone(),
-            warm: shared.warm.clone(),
-            plans: shared.plans.clone(),
-            facts,
-            out: dir.join(node),
-            recorded: None,
-        },
-    ))
+    Some(NodeJob {
+        run: run_id.to_string(),
+        node: node.to_string(),
+        argv: fnode.argv(),
+        profile,
+        caps: fnode.caps(),
+        admitted,
+        workspace: ws,
+        jailer: shared.cfg.jailer.clone(),
+        warm: shared.warm.clone(),
+        plans: shared.plans.clone(),
+        facts,
+        out: dir.join(node),
+        attempt,
+        events: events.clone(),
+    })
 }
 
 fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
@@ -699,7 +341,7 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     let Some(n) = r.nodes.get_mut(node) else {
         return;
     };
-    n.handle = None;
+    n.attempt = None;
     n.dispatched = false;
     let (cancelled, attempts, retries) = (n.cancel, n.attempts, n.retries);
     if cancelled && res.state != NodeState::Succeeded {
@@ -756,250 +398,4 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     advance(shared, &mut inner, run_id, &mut out);
     drop(inner);
     out.flush(shared);
-}
-
-pub(crate) fn confirm(shared: &Shared, run_id: &str, node: &str) -> Result<(), ApiFailure> {
-    let mut out = Out::default();
-    let mut inner = shared.inner();
-    let r = runnable(shared, &mut inner, run_id)?;
-    let n = r
-        .nodes
-        .get_mut(node)
-        .ok_or_else(|| ApiFailure::NotFound(format!("run {run_id} has no node {node:?}")))?;
-    if n.state != NodeState::AwaitingConfirmation {
-        return Err(ApiFailure::Conflict(format!(
-            "node {node} is {}, not awaiting_confirmation",
-            n.state
-        )));
-    }
-    n.confirmed = true;
-    set_state(
-        shared,
-        run_id,
-        r,
-        node,
-        NodeState::Queued,
-        Some("confirmed"),
-    );
-    let mut rec = node_audit(run_id, r, node, "gate");
-    rec.state = Some("confirmed".into());
-    out.audit.push(rec);
-    advance(shared, &mut inner, run_id, &mut out);
-    drop(inner);
-    out.flush(shared);
-    Ok(())
-}
-
-/// The in-memory run, or why it cannot be acted on.
-fn runnable<'a>(
-    shared: &Shared,
-    inner: &'a mut super::Inner,
-    run_id: &str,
-) -> Result<&'a mut RunMem, ApiFailure> {
-    if !inner.runs.contains_key(run_id) {
-        return Err(match shared.store().run(run_id) {
-            Ok(Some(r)) => ApiFailure::Conflict(format!("run {run_id} is already {}", r.state)),
-            Ok(None) => ApiFailure::NotFound(format!("no run {run_id:?}")),
-            Err(e) => ApiFailure::Internal(crate::cli::profile::error_chain(&e)),
-        });
-    }
-    inner
-        .runs
-        .get_mut(run_id)
-        .ok_or_else(|| ApiFailure::NotFound(format!("no run {run_id:?}")))
-}
-
-pub(crate) fn cancel(
-    shared: &Arc<Shared>,
-    run_id: &str,
-    node: Option<&str>,
-) -> Result<(), ApiFailure> {
-    let mut out = Out::default();
-    let mut inner = shared.inner();
-    let r = runnable(shared, &mut inner, run_id)?;
-    let targets: Vec<String> = match node {
-        Some(id) => {
-            let n = r
-                .nodes
-                .get(id)
-                .ok_or_else(|| ApiFailure::NotFound(format!("run {run_id} has no node {id:?}")))?;
-            if n.state.is_final() {
-                return Err(ApiFailure::Conflict(format!(
-                    "node {id} is already {}",
-                    n.state
-                )));
-            }
-            vec![id.to_string()]
-        }
-        None => r
-            .order
-            .iter()
-            .filter(|id| r.nodes.get(*id).is_some_and(|n| !n.state.is_final()))
-            .cloned()
-            .collect(),
-    };
-    for id in targets {
-        let Some(n) = r.nodes.get_mut(&id) else {
-            continue;
-        };
-        n.cancel = true;
-        if n.state == NodeState::Running {
-            if let Some(h) = n.handle.clone() {
-                stop_jail(shared, run_id, &id, h);
-            }
-        } else {
-            n.dispatched = false;
-            set_state(
-                shared,
-                run_id,
-                r,
-                &id,
-                NodeState::Cancelled,
-                Some("cancelled on request"),
-            );
-        }
-        let mut rec = node_audit(run_id, r, &id, "cancel");
-        rec.reason = Some("cancelled on request".into());
-        out.audit.push(rec);
-    }
-    advance(shared, &mut inner, run_id, &mut out);
-    drop(inner);
-    out.flush(shared);
-    Ok(())
-}
-
-/// SIGTERM to the jailer (it passes it to agentd and the node), SIGKILL
-/// after the grace period (the jail dies with the jailer through
-/// PR_SET_PDEATHSIG). Called with `inner` held and the node's pid set:
-/// the runner clears the pid under the same lock before it reaps the
-/// jailer, so a pid seen here is still our unreaped child.
-fn stop_jail(shared: &Arc<Shared>, run: &str, node: &str, handle: super::JailHandle) {
-    let pid = match handle {
-        super::JailHandle::Pid(pid) => pid,
-        // The socket-activated jailer kills the whole jail when its
-        // connection closes; there is no gentler signal to send first.
-        super::JailHandle::Socket(c) => {
-            c.cancel();
-            return;
-        }
-    };
-    let Ok(raw) = i32::try_from(pid) else { return };
-    let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
-    let Ok(h) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let (sh, run, node) = (shared.clone(), run.to_string(), node.to_string());
-    h.spawn(async move {
-        tokio::time::sleep(sh.cfg.kill_grace).await;
-        let inner = sh.inner();
-        let same = inner
-            .runs
-            .get(&run)
-            .and_then(|r| r.nodes.get(&node))
-            .is_some_and(|n| matches!(n.handle, Some(super::JailHandle::Pid(p)) if p == pid));
-        if same {
-            let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
-        }
-        drop(inner);
-    });
-}
-
-pub(crate) fn kill_running(shared: &Arc<Shared>, why: &str) {
-    let mut inner = shared.inner();
-    for (run_id, r) in &mut inner.runs {
-        for (id, n) in &mut r.nodes {
-            if n.state == NodeState::Running {
-                n.cancel = true;
-                if let Some(h) = n.handle.clone() {
-                    tracing::warn!(run = %run_id, node = %id, why, "stopping a running jail");
-                    stop_jail(shared, run_id, id, h);
-                }
-            }
-        }
-    }
-}
-
-pub(crate) fn metrics(shared: &Shared) -> String {
-    use std::fmt::Write;
-    let inner = shared.inner();
-    let mut s = String::new();
-    let mut gauge = |name: &str, help: &str, v: u64| {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-    };
-    let count = |st: NodeState| {
-        inner
-            .runs
-            .values()
-            .flat_map(|r| r.nodes.values())
-            .filter(|n| n.state == st)
-            .count() as u64
-    };
-    gauge(
-        "aiops_ready",
-        "1 when the supervisor accepts work",
-        u64::from(shared.ready.load(Ordering::SeqCst)),
-    );
-    gauge(
-        "aiops_nodes_running",
-        "Nodes in a jail now",
-        inner.running as u64,
-    );
-    gauge(
-        "aiops_nodes_queued",
-        "Nodes waiting to run",
-        count(NodeState::Queued),
-    );
-    gauge(
-        "aiops_nodes_awaiting_confirmation",
-        "Nodes paused at the destructive-operation gate",
-        count(NodeState::AwaitingConfirmation),
-    );
-    gauge(
-        "aiops_runs_active",
-        "Runs not yet final",
-        inner.runs.len() as u64,
-    );
-    gauge(
-        "aiops_uptime_seconds",
-        "Seconds since the engine started",
-        shared.started_at.elapsed().as_secs(),
-    );
-    let rss = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|t| {
-            t.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map_or(0, |pages| pages * 4096);
-    gauge(
-        "aiops_resident_bytes",
-        "Resident memory of the supervisor",
-        rss,
-    );
-    let _ = writeln!(
-        s,
-        "# HELP aiops_runs_submitted_total Runs accepted since start\n# TYPE aiops_runs_submitted_total counter\naiops_runs_submitted_total {}",
-        inner.submitted
-    );
-    let _ = writeln!(s, "# HELP aiops_nodes_finished_total Nodes that reached a final state since start\n# TYPE aiops_nodes_finished_total counter");
-    let mut fin: Vec<_> = inner.finished.iter().collect();
-    fin.sort();
-    for (state, n) in fin {
-        let _ = writeln!(s, "aiops_nodes_finished_total{{state=\"{state}\"}} {n}");
-    }
-    drop(inner);
-    let (write_errors, pending) = shared.audit.health();
-    let _ = writeln!(
-        s,
-        "# HELP aiops_store_write_errors_total Failed state database writes\n# TYPE aiops_store_write_errors_total counter\naiops_store_write_errors_total {}",
-        STORE_ERRORS.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        s,
-        "# HELP aiops_audit_write_errors_total Failed audit appends (lines are kept and retried)\n# TYPE aiops_audit_write_errors_total counter\naiops_audit_write_errors_total {}\n# HELP aiops_audit_pending_lines Audit lines not yet on disk\n# TYPE aiops_audit_pending_lines gauge\naiops_audit_pending_lines {}",
-        write_errors,
-        pending
-    );
-    s
 }

@@ -195,7 +195,7 @@ mod tests {
         // Kill the waiting one: the next claim must not hand it out.
         {
             let spares = super::super::lock(&w.spares);
-            let pid = spares[0].pending.pid();
+            let pid = spares[0].pending.pid().expect("a waiting spare has a pid");
             nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,

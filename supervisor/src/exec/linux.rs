@@ -1,14 +1,15 @@
 //! Running one compiled plan through `aiops-jailer`: the request goes over a
 //! pipe, agentd's reports come back on a SOCK_SEQPACKET socket, and
-//! stdin/stdout/stderr are inherited untouched. Used by `aiopsctl exec`
-//! (and, later, by the supervisor's scheduler).
+//! stdin/stdout/stderr are inherited untouched (`aiopsctl exec`) or go to
+//! the node's output files (the engine). The running jail is a `jail::Jail`.
+use super::jail::{Jail, JailStop, PlanSummary, Via};
 use super::{ExecReport, SetupFailure};
 use crate::error::SupervisorError;
 use crate::signals::Forwarder;
-use aiops_policy::proto::{
+use aiops_policy::JailPlan;
+use aiops_proto::{
     exit, ExitReport, JailRequest, NodeSpec, Report, Step, MAX_REPORT_BYTES, PROTO_VERSION,
 };
-use aiops_policy::JailPlan;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
@@ -31,16 +32,17 @@ pub fn run(jailer: &Path, argv: &[String], plan: &JailPlan) -> Result<ExecReport
 
 /// A jailer started before its plan is known, so that its start-up (exec,
 /// dynamic linking, runtime set-up) overlaps loading and compiling the
-/// profile. Until `run` writes the request it only blocks reading it, so a
-/// `PendingJail` dropped unused is killed and reaped having done nothing.
+/// profile. Until `start` writes the request it only blocks reading it, so
+/// a `PendingJail` dropped unused is killed and reaped having done nothing.
 pub struct PendingJail {
-    child: Child,
+    /// Taken by `start`.
+    child: Option<Child>,
     req_w: Option<OwnedFd>,
-    rep_parent: OwnedFd,
+    rep_parent: Option<OwnedFd>,
     /// `aiopsctl exec` passes its own termination signals on; the daemon
     /// does not (it cancels jails itself).
     forward: Option<Forwarder>,
-    ran: bool,
+    stop: JailStop,
 }
 
 /// Where a jail's stdio goes: inherited (`aiopsctl exec`) or, for the
@@ -130,85 +132,81 @@ pub fn spawn_jailer_with_fds(
     drop(fds);
     let forward = forwarding.then(|| crate::signals::forward_to(child.id()));
     Ok(PendingJail {
-        child,
+        stop: JailStop::pid(child.id()),
+        child: Some(child),
         req_w: Some(req_w),
-        rep_parent,
+        rep_parent: Some(rep_parent),
         forward,
-        ran: false,
     })
 }
 
 impl Drop for PendingJail {
     fn drop(&mut self) {
-        if !self.ran {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            self.stop.detach();
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
 
 impl PendingJail {
-    /// The jailer's pid: signal it to stop the jail (it forwards SIGTERM to
-    /// agentd; SIGKILL takes the whole jail down through PR_SET_PDEATHSIG).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// The waiting jailer's pid (`None` once `start` took it): signal it to
+    /// stop the jail (it forwards SIGTERM to agentd; SIGKILL takes the whole
+    /// jail down through PR_SET_PDEATHSIG). Never 0, which would signal our
+    /// own process group.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Still waiting for its request (a spare may have been killed meanwhile).
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Stops the jail this becomes, from before its request is sent.
+    pub fn stopper(&self) -> JailStop {
+        self.stop.clone()
     }
 
     /// Send the request for `argv` in `plan` and follow the jail to its end.
     pub fn run(self, argv: &[String], plan: &JailPlan) -> Result<ExecReport, SupervisorError> {
-        self.run_node("exec", argv, plan)
+        self.start("exec", argv, plan)?.wait()
     }
 
-    /// `run`, naming the node in the request (the daemon's node id).
-    pub fn run_node(
-        self,
-        node_id: &str,
-        argv: &[String],
-        plan: &JailPlan,
-    ) -> Result<ExecReport, SupervisorError> {
-        self.run_node_then(node_id, argv, plan, || {}, || {})
-    }
-
-    /// `run_node`, calling `on_exited` when agentd reports the node's end
-    /// (the jail is still being torn down), and `before_reap` once the
-    /// jail's reports are over and before the jailer is reaped: until then
-    /// its pid cannot be reused, so whoever may still signal it can stop
-    /// doing so there.
-    pub fn run_node_then(
+    /// Send the request for node `node_id` running `argv` in `plan`.
+    pub fn start(
         mut self,
         node_id: &str,
         argv: &[String],
         plan: &JailPlan,
-        on_exited: impl FnOnce(),
-        before_reap: impl FnOnce(),
-    ) -> Result<ExecReport, SupervisorError> {
+    ) -> Result<Jail, SupervisorError> {
+        let body = request_body(node_id, argv, plan)?;
         // Nothing runs in the jail before the request is written.
         let before = super::stamps(&plan.protected);
-        let body = request_body(node_id, argv, plan)?;
-        self.ran = true;
+        let (Some(child), Some(reports)) = (self.child.take(), self.rep_parent.take()) else {
+            return Err(SupervisorError::Wait {
+                source: std::io::Error::other("the jailer was already started"),
+            });
+        };
         if let Some(req_w) = self.req_w.take() {
             let mut w = std::fs::File::from(req_w);
             // EPIPE means the jailer died early; its report or exit status says why.
             let _ = w.write_all(&body);
         }
-        let mut on_exited = Some(on_exited);
-        let reports = read_reports(&self.rep_parent, self.forward.as_ref(), &mut || {
-            if let Some(f) = on_exited.take() {
-                f()
-            }
-        });
-        before_reap();
-        let reports = reports?;
-        let status = self
-            .child
-            .wait()
-            .map_err(|source| SupervisorError::Wait { source })?;
-        Ok(finish(plan, before, &status, reports))
+        let via = Via::Child {
+            child,
+            forward: self.forward.take(),
+        };
+        Ok(Jail::new(
+            via,
+            reports,
+            PlanSummary::of(plan),
+            before,
+            self.stop.clone(),
+        ))
     }
 }
 
@@ -233,7 +231,7 @@ pub(super) fn request_body(
 }
 
 pub(super) fn finish(
-    plan: &JailPlan,
+    plan: &PlanSummary,
     before: Vec<Option<super::Stamp>>,
     status: &ExitStatus,
     reports: Reports,
@@ -242,8 +240,8 @@ pub(super) fn finish(
     let status_code = status_code(status, &reports);
     ExecReport {
         profile: plan.profile.clone(),
-        cwd: plan.cwd.to_string(),
-        net: plan.net.mode,
+        cwd: plan.cwd.clone(),
+        net: plan.net,
         setup_failed: reports.failed,
         exit: reports.exited,
         protected_created,

@@ -11,10 +11,8 @@
 //! mechanics are tested on Linux with a stand-in for `sandbox-exec`.
 use super::ExecReport;
 use crate::error::SupervisorError;
-use aiops_policy::proto::{exit, ExitReport};
-use aiops_policy::sbpl::SbplPlan;
-use aiops_policy::{AbsPath, NetMode};
-use std::collections::BTreeMap;
+use aiops_policy::sbpl::{SandboxExecPlan, SbplPlan};
+use aiops_proto::{exit, ExitReport};
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -28,17 +26,13 @@ pub const SANDBOX_EXEC: &str = "/usr/bin/sandbox-exec";
 /// How often the wait loop looks at the output cap.
 const CAP_POLL: Duration = Duration::from_millis(20);
 
+/// One node to run: `plan` is what `aiops_policy::sbpl::compile_sbpl_for`
+/// compiled for it.
 pub struct Run<'a> {
     pub program: &'a Path,
-    pub sbpl: &'a SbplPlan,
+    pub plan: &'a SandboxExecPlan,
     pub argv: &'a [String],
     pub cwd: &'a Path,
-    pub env: &'a BTreeMap<String, String>,
-    pub timeout: Duration,
-    pub output_cap: u64,
-    pub profile: &'a str,
-    pub net: NetMode,
-    pub protected: &'a [AbsPath],
 }
 
 fn refused(reason: impl Into<String>) -> SupervisorError {
@@ -124,19 +118,20 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         )));
     }
     let tmp = RunTmp::create()?;
-    let mut params = realpath_params(&r.sbpl.params);
+    let timeout = Duration::from_millis(r.plan.run.timeout_ms);
+    let mut params = realpath_params(&r.plan.sbpl.params);
     for (k, v) in params.iter_mut() {
         if k == "TMPDIR" {
             *v = tmp.0.display().to_string();
         }
     }
-    let mut env = r.env.clone();
+    let mut env = r.plan.env.clone();
     env.insert("TMPDIR".into(), tmp.0.display().to_string());
     let plan = SbplPlan {
-        text: r.sbpl.text.clone(),
+        text: r.plan.sbpl.text.clone(),
         params,
     };
-    let before = super::stamps(r.protected);
+    let before = super::stamps(&r.plan.protected);
     let start = Instant::now();
     let mut child = Command::new(r.program)
         .args(plan.sandbox_exec_args())
@@ -160,7 +155,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
     let total = Arc::new(AtomicU64::new(0));
     let capped = Arc::new(AtomicBool::new(false));
     let spawn_pump = |from: Box<dyn Read + Send>, to: Box<dyn Write + Send>| {
-        let (total, capped, cap) = (total.clone(), capped.clone(), r.output_cap);
+        let (total, capped, cap) = (total.clone(), capped.clone(), r.plan.run.output_bytes);
         std::thread::spawn(move || pump(from, to, &total, cap, &capped))
     };
     let out = child
@@ -176,7 +171,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    let deadline = start + r.timeout;
+    let deadline = start + timeout;
     let mut timed_out = false;
     let status = loop {
         let now = Instant::now();
@@ -206,7 +201,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
     kill_group();
     let stdout_bytes = out.and_then(|h| h.join().ok()).unwrap_or(0);
     let stderr_bytes = err.and_then(|h| h.join().ok()).unwrap_or(0);
-    let (protected_created, protected_changed) = super::protected_diff(r.protected, before);
+    let (protected_created, protected_changed) = super::protected_diff(&r.plan.protected, before);
     let output_capped = capped.load(Ordering::SeqCst);
     let report = ExitReport {
         code: status.code(),
@@ -239,9 +234,9 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         }
     };
     Ok(ExecReport {
-        profile: r.profile.into(),
+        profile: r.plan.profile.clone(),
         cwd: r.cwd.display().to_string(),
-        net: r.net,
+        net: r.plan.net,
         setup_failed: None,
         exit: Some(report),
         protected_created,
@@ -273,34 +268,42 @@ mod tests {
         p
     }
 
-    fn plan(ws: &Path) -> SbplPlan {
-        SbplPlan {
-            text:
-                "(version 1)\n(deny default)\n(allow file-write* (subpath (param \"WRITE_0\")))\n"
-                    .into(),
-            params: vec![
-                ("WRITE_0".into(), ws.display().to_string()),
-                ("TMPDIR".into(), "/tmp".into()),
-            ],
+    fn plan(ws: &Path, env: &[(&str, &str)], timeout: Duration, cap: u64) -> SandboxExecPlan {
+        SandboxExecPlan {
+            sbpl: SbplPlan {
+                text:
+                    "(version 1)\n(deny default)\n(allow file-write* (subpath (param \"WRITE_0\")))\n"
+                        .into(),
+                params: vec![
+                    ("WRITE_0".into(), ws.display().to_string()),
+                    ("TMPDIR".into(), "/tmp".into()),
+                ],
+            },
+            profile: "test".into(),
+            net: aiops_policy::NetMode::None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            protected: vec![],
+            run: aiops_policy::plan::RunLimits {
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap(),
+                output_bytes: cap,
+            },
+            secrets: vec![],
+            require: vec![],
         }
     }
 
     fn go(dir: &Path, argv: &[&str], timeout: Duration, cap: u64) -> ExecReport {
         let prog = stand_in(dir);
-        let sbpl = plan(dir);
+        let plan = plan(dir, &[("PATH", "/usr/bin:/bin")], timeout, cap);
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-        let env = BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]);
         run(&Run {
             program: &prog,
-            sbpl: &sbpl,
+            plan: &plan,
             argv: &argv,
             cwd: dir,
-            env: &env,
-            timeout,
-            output_cap: cap,
-            profile: "test",
-            net: NetMode::None,
-            protected: &[],
         })
         .unwrap()
     }
@@ -368,20 +371,13 @@ mod tests {
     fn a_command_that_looks_like_an_option_is_refused() {
         let d = tempfile::tempdir().unwrap();
         let prog = stand_in(d.path());
-        let sbpl = plan(d.path());
+        let plan = plan(d.path(), &[], Duration::from_secs(1), 1);
         let argv = vec!["-p".to_string()];
-        let env = BTreeMap::new();
         let r = run(&Run {
             program: &prog,
-            sbpl: &sbpl,
+            plan: &plan,
             argv: &argv,
             cwd: d.path(),
-            env: &env,
-            timeout: Duration::from_secs(1),
-            output_cap: 1,
-            profile: "test",
-            net: NetMode::None,
-            protected: &[],
         });
         assert!(matches!(r, Err(SupervisorError::Refused { .. })));
     }

@@ -10,52 +10,30 @@
 //! The connection stays open while the jail should live; closing it kills
 //! the jail. At the end the jailer writes the jail's wait status (4 bytes,
 //! little-endian `i32`).
-use super::linux::{finish, read_reports, JailStdio, JailerFds};
-use super::{stamps, ExecReport, Stamp};
+use super::jail::{Jail, JailStop, PlanSummary, Via};
+use super::linux::{JailStdio, JailerFds};
+use super::stamps;
 use crate::error::SupervisorError;
 use aiops_policy::JailPlan;
-use aiops_proto::exit;
 use aiops_proto::request::frame;
 use nix::sys::socket::{
     sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
 };
-use std::io::{IoSlice, Read, Write};
-use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::io::{IoSlice, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::ExitStatus;
-
-/// One jail being run by a socket-activated jailer. Dropping it closes the
-/// connection, which kills the jail (if it still runs) and everything in it.
-pub struct SocketJail {
-    conn: UnixStream,
-    reports: OwnedFd,
-    plan: JailPlan,
-    before: Vec<Option<Stamp>>,
-}
 
 fn channel(what: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
     move |source| SupervisorError::Channel { what, source }
-}
-
-/// Ends a jail from another thread than the one in `SocketJail::wait`.
-pub struct Canceller(UnixStream);
-
-impl Canceller {
-    /// Shut the connection down both ways: the jailer sees the hang-up and
-    /// kills the jail; `wait` then returns its report.
-    pub fn cancel(&self) {
-        let _ = self.0.shutdown(Shutdown::Both);
-    }
 }
 
 /// Connect to the jailer at `socket` and send node `node_id` (`argv`) to
 /// run in `plan`, with `stdio` (stdin, stdout, stderr) as the node's fds
 /// 0-2 and `egress` as the egress proxy's socket (as `--egress-fd`); the
 /// caller may close its copies once this returns. Returns once the request
-/// is sent; the jail is being built.
+/// is sent; the jail is being built. Dropping the `Jail` closes the
+/// connection, which kills the jail (if it still runs) and everything in it.
 pub fn start(
     socket: &Path,
     stdio: [BorrowedFd<'_>; 3],
@@ -63,7 +41,7 @@ pub fn start(
     node_id: &str,
     argv: &[String],
     plan: &JailPlan,
-) -> Result<SocketJail, SupervisorError> {
+) -> Result<Jail, SupervisorError> {
     let body = super::linux::request_body(node_id, argv, plan)?;
     let head = frame::encode_len(body.len()).map_err(|e| SupervisorError::Refused {
         reason: e.to_string(),
@@ -103,12 +81,14 @@ pub fn start(
     let _ = conn.write_all(&body);
     // Our copy would keep the report socket from reaching EOF.
     drop(rep_child);
-    Ok(SocketJail {
-        conn,
+    let stop = JailStop::socket(conn.try_clone().map_err(js)?);
+    Ok(Jail::new(
+        Via::Socket { conn },
         reports,
-        plan: plan.clone(),
+        PlanSummary::of(plan),
         before,
-    })
+        stop,
+    ))
 }
 
 /// `start` with a `JailStdio` and `JailerFds`, as `spawn_jailer_with_fds`
@@ -121,7 +101,7 @@ pub fn start_with(
     node_id: &str,
     argv: &[String],
     plan: &JailPlan,
-) -> Result<SocketJail, SupervisorError> {
+) -> Result<Jail, SupervisorError> {
     let null = std::fs::File::open("/dev/null").map_err(|source| SupervisorError::Read {
         path: "/dev/null".into(),
         source,
@@ -133,52 +113,4 @@ pub fn start_with(
     };
     let egress = extra.egress.as_ref().map(AsFd::as_fd);
     start(socket, fds, egress, node_id, argv, plan)
-}
-
-impl SocketJail {
-    /// The report socket (`SOCK_SEQPACKET`), to poll beside other work;
-    /// `wait` reads it.
-    pub fn reports(&self) -> BorrowedFd<'_> {
-        self.reports.as_fd()
-    }
-
-    /// A handle that can end this jail while another thread waits on it.
-    pub fn canceller(&self) -> Result<Canceller, SupervisorError> {
-        self.conn
-            .try_clone()
-            .map(Canceller)
-            .map_err(|source| SupervisorError::Read {
-                path: "jailer connection".into(),
-                source,
-            })
-    }
-
-    /// Read the reports until the jail ends, then the jailer's wait status.
-    pub fn wait(self) -> Result<ExecReport, SupervisorError> {
-        self.wait_then(|| {})
-    }
-
-    /// `wait`, calling `on_exited` when agentd reports the node's end.
-    pub fn wait_then(mut self, on_exited: impl FnOnce()) -> Result<ExecReport, SupervisorError> {
-        let mut on_exited = Some(on_exited);
-        let reports = read_reports(&self.reports, None, &mut || {
-            if let Some(f) = on_exited.take() {
-                f()
-            }
-        })?;
-        let mut raw = [0u8; 4];
-        // No status (EOF): the jailer failed before the jail existed, or was
-        // killed; the reports, if any, say more.
-        let status = match self.conn.read_exact(&mut raw) {
-            Ok(()) => ExitStatus::from_raw(frame::decode_status(raw)),
-            Err(_) => ExitStatus::from_raw(exit::INTERNAL << 8),
-        };
-        Ok(finish(&self.plan, self.before, &status, reports))
-    }
-
-    /// Kill the jail now: the jailer's waiting parent sees the connection
-    /// close and SIGKILLs the jail's PID 1 (and so its pid namespace).
-    pub fn kill(self) {
-        drop(self)
-    }
 }

@@ -1,26 +1,31 @@
-//! Everything decided when a run is submitted, before anything runs: the
-//! flow parses, every node's profile loads and its capabilities fit inside
-//! that profile, and `policy::lint` says which nodes pause at the gate.
+//! Admission: everything decided when a run is submitted (or reloaded
+//! after a restart), before anything runs: the flow parses, every node's
+//! profile loads and its capabilities fit inside that profile, and
+//! `policy::lint` says which nodes pause at the destructive-operation gate.
 use super::{NodeMem, RunMem, Shared, Ws};
-use crate::cli::profile::error_chain;
+use crate::error::error_chain;
 use crate::model::{NodeState, RunState, SubmitRequest};
 use aiops_policy::flow::Flow;
 use aiops_policy::lint::LintContext;
-use aiops_policy::{AbsPath, PathVars, Profile};
+use aiops_policy::{AbsPath, Effective, NodeCaps, PathVars, Profile};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
-pub(crate) struct Prepared {
+pub(crate) struct Admitted {
     pub flow: Arc<Flow>,
     pub profiles: HashMap<String, Arc<Profile>>,
     pub findings: HashMap<String, Vec<String>>,
     pub gated: HashMap<String, bool>,
+    /// Each node's effective capabilities, computed here for the lint and
+    /// reused by its runner when its context has these same `vars`.
+    pub effective: HashMap<String, Arc<Effective>>,
+    pub vars: Arc<PathVars>,
 }
 
 /// Parse and check a submitted flow. The error is the message for the user.
-pub(crate) fn prepare(shared: &Shared, run: &str, req: &SubmitRequest) -> Result<Prepared, String> {
+pub(crate) fn admit(shared: &Shared, run: &str, req: &SubmitRequest) -> Result<Admitted, String> {
     let origin = Path::new(&req.flow_path);
     if !origin.is_absolute() {
         return Err(format!(
@@ -29,11 +34,11 @@ pub(crate) fn prepare(shared: &Shared, run: &str, req: &SubmitRequest) -> Result
         ));
     }
     let flow = Flow::from_toml_str(origin, &req.flow).map_err(|e| error_chain(&e))?;
-    build(shared, run, flow)
+    check_flow(shared, run, flow)
 }
 
 /// Check a parsed flow (also used when reloading a stored run).
-pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, String> {
+pub(crate) fn check_flow(shared: &Shared, run: &str, flow: Flow) -> Result<Admitted, String> {
     if flow.nodes.len() > super::MAX_NODES {
         return Err(format!(
             "flow {} has {} nodes; at most {} are allowed",
@@ -53,6 +58,9 @@ pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, 
     let mut profiles: HashMap<String, Arc<Profile>> = HashMap::new();
     let mut findings = HashMap::new();
     let mut gated = HashMap::new();
+    let mut effective = HashMap::new();
+    // Nodes in a row mostly share a profile and capabilities: one result.
+    let mut last: Option<(Arc<Profile>, NodeCaps, Arc<Effective>)> = None;
     for n in &flow.nodes {
         // Relative profile paths were made absolute when the flow was parsed.
         let key = n.profile.clone();
@@ -86,8 +94,17 @@ pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, 
                 n.id, n.profile
             ));
         }
-        let eff = aiops_policy::caps::effective(&profile, &n.caps(), &vars)
-            .map_err(|e| format!("node {:?}: {}", n.id, error_chain(&e)))?;
+        let caps = n.caps();
+        let eff = match &last {
+            Some((p, c, e)) if Arc::ptr_eq(p, &profile) && *c == caps => e.clone(),
+            _ => {
+                let e = aiops_policy::caps::effective(&profile, &caps, &vars)
+                    .map_err(|e| format!("node {:?}: {}", n.id, error_chain(&e)))?;
+                let e = Arc::new(e);
+                last = Some((profile.clone(), caps, e.clone()));
+                e
+            }
+        };
         let ctx = LintContext {
             workspace: Some(&ws),
             readable: &eff.read,
@@ -100,16 +117,19 @@ pub(crate) fn build(shared: &Shared, run: &str, flow: Flow) -> Result<Prepared, 
             .collect();
         gated.insert(n.id.to_string(), n.confirm.pauses(&found));
         findings.insert(n.id.to_string(), texts);
+        effective.insert(n.id.to_string(), eff);
     }
-    Ok(Prepared {
+    Ok(Admitted {
         flow: Arc::new(flow),
         profiles,
         findings,
         gated,
+        effective,
+        vars: Arc::new(vars),
     })
 }
 
-impl Prepared {
+impl Admitted {
     pub(crate) fn into_mem(self, pre_approved: bool) -> RunMem {
         let mut nodes = BTreeMap::new();
         let mut order = vec![];
@@ -128,8 +148,9 @@ impl Prepared {
                     gated: self.gated.get(&id).copied().unwrap_or(true),
                     confirmed: false,
                     findings: self.findings.get(&id).cloned().unwrap_or_default(),
+                    effective: self.effective.get(&id).cloned(),
                     dispatched: false,
-                    handle: None,
+                    attempt: None,
                     cancel: false,
                     slot_freed: false,
                     pos,
@@ -143,6 +164,7 @@ impl Prepared {
             nodes,
             order,
             profiles: self.profiles,
+            vars: self.vars,
             state: RunState::Queued,
             dir_ready: false,
         }

@@ -1,0 +1,146 @@
+//! Opening the engine for a `supervisor.toml`: the state directory's lock,
+//! the engine's config and its runtime. The daemon (`daemon.rs`) and the
+//! in-process engine of `aiopsctl run|confirm|cancel` both start here, and
+//! differ only in what `Caller` says.
+use super::{Engine, EngineConfig, JailerTarget};
+use crate::config::{Config, JailerMode};
+use crate::error::SupervisorError;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+/// Who runs the engine, which decides what it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// `aiops-supervisor`: its API clients are not the operator.
+    Daemon,
+    /// `aiopsctl` in-process, whose user is the operator (profiles by path
+    /// and `unconfined` are theirs to use).
+    Aiopsctl,
+}
+
+/// An opened engine with the lock and runtime it runs under. The lock is
+/// held until this is dropped.
+pub struct BootedEngine {
+    pub engine: Engine,
+    pub rt: tokio::runtime::Runtime,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl BootedEngine {
+    /// Lock the state directory, then open the engine (restart recovery
+    /// happens here). Nothing is scheduled until `Engine::start`.
+    pub fn open(cfg: &Config, caller: Caller) -> Result<BootedEngine, SupervisorError> {
+        let lock = engine_lock(&cfg.state_dir)?;
+        let rt = engine_runtime(cfg)?;
+        let engine = Engine::open(engine_config(cfg, caller)?)?;
+        Ok(BootedEngine {
+            engine,
+            rt,
+            _lock: lock,
+        })
+    }
+}
+
+/// Hold the state directory's engine lock: one engine (daemon or
+/// in-process) per state directory.
+fn engine_lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, SupervisorError> {
+    crate::store::private_dir(state_dir)?;
+    let path = state_dir.join("engine.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| SupervisorError::StateDir {
+            path: path.clone(),
+            source,
+        })?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        SupervisorError::Usage {
+            what: path.display().to_string(),
+            reason: format!(
+                "another aiops engine (the daemon, or an aiopsctl run/confirm) is using {}: {e}",
+                state_dir.display()
+            ),
+        }
+    })
+}
+
+fn engine_config(cfg: &Config, caller: Caller) -> Result<EngineConfig, SupervisorError> {
+    // In system mode the jails come from the shared jailer service: an
+    // in-process engine there keeps the daemon's rules.
+    let local = caller == Caller::Aiopsctl && cfg.jailer_mode == JailerMode::Exec;
+    let jailer = match cfg.jailer_mode {
+        JailerMode::Socket => JailerTarget::Socket(cfg.jailer_socket.clone()),
+        JailerMode::Exec => JailerTarget::Exec(
+            crate::locate::JAILER
+                .find()
+                .map_err(|e| SupervisorError::Refused {
+                    reason: e.to_string(),
+                })?
+                .path,
+        ),
+    };
+    Ok(EngineConfig {
+        state_dir: cfg.state_dir.clone(),
+        workspace_root: cfg.workspace_root.clone(),
+        parallelism: cfg.parallelism,
+        jailer,
+        kill_grace: Duration::from_secs(5),
+        profile_paths: local,
+        allow_unconfined: local || cfg.allow_unconfined,
+    })
+}
+
+/// The engine's runtime: two workers (jails run on blocking threads).
+fn engine_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, SupervisorError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| SupervisorError::StateDir {
+            path: cfg.state_dir.clone(),
+            source,
+        })
+}
+
+/// The in-process engine of `aiopsctl`, on the local state directory.
+/// Dropped, it lets the nodes it started finish (or stops and records
+/// them) within `drain_grace`, then flushes the audit.
+pub struct LocalEngine {
+    booted: BootedEngine,
+    grace: Duration,
+}
+
+impl LocalEngine {
+    pub fn open(cfg: &Config) -> Result<LocalEngine, SupervisorError> {
+        Ok(LocalEngine {
+            booted: BootedEngine::open(cfg, Caller::Aiopsctl)?,
+            grace: cfg.drain_grace,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.booted.engine
+    }
+
+    /// Start scheduling. Callers act first (cancel, confirm, submit) so
+    /// that nothing is dispatched that the action was about to stop.
+    pub fn start(&self) {
+        let _guard = self.booted.rt.enter();
+        self.booted.engine.start();
+    }
+}
+
+impl Drop for LocalEngine {
+    fn drop(&mut self) {
+        // Nodes this process started (it may have picked up other runs'
+        // queued work) finish, or are stopped and recorded, before it
+        // exits; then every audit line is on disk.
+        let engine = &self.booted.engine;
+        self.booted.rt.block_on(engine.drain(self.grace));
+        engine.flush_audit();
+    }
+}

@@ -1,0 +1,135 @@
+//! Restart recovery: the nodes that were running when the supervisor
+//! stopped are `lost` (never re-run silently), audit lines owed from
+//! before a crash are written, and unfinished runs are reloaded.
+use super::admission;
+use super::record::{log_store_error, Out};
+use super::sched::advance;
+use super::{Shared, Ws};
+use crate::audit::AuditRecord;
+use crate::error::SupervisorError;
+use crate::model::{NodeState, RunState};
+use std::path::PathBuf;
+
+/// Restart recovery: audit the nodes `mark_lost` found, reload unfinished
+/// runs, and let queued work continue.
+pub(super) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), SupervisorError> {
+    let unfinished = shared.store().unfinished_runs()?;
+    let mut out = Out::default();
+    // Lines owed from before a crash: the node reached its final state in
+    // the store, but its line may not have reached the disk. (The lost
+    // nodes get theirs below.) A line that did make it appears twice;
+    // better than none.
+    for (run, n) in shared.store().unaudited()? {
+        if lost.iter().any(|(r, id)| *r == run.id && *id == n.id) {
+            continue;
+        }
+        out.audit.push(AuditRecord {
+            kind: "node_end".into(),
+            run: Some(run.id.clone()),
+            flow: Some(run.flow.clone()),
+            node: Some(n.id.clone()),
+            state: Some(n.state.as_str().into()),
+            reason: Some(match &n.reason {
+                Some(r) => format!("{r} (line written after a restart)"),
+                None => "line written after a restart".into(),
+            }),
+            argv: n.argv.clone(),
+            profile: Some(n.profile.clone()),
+            layers: n.layers.clone(),
+            exit_code: n.exit_code,
+            signal: n.signal,
+            stdout_bytes: n.stdout_bytes,
+            stderr_bytes: n.stderr_bytes,
+            duration_ms: n.duration_ms,
+            attempt: Some(n.attempts),
+            findings: n.findings.clone(),
+            pre_approved: run.pre_approved,
+            ..AuditRecord::default()
+        });
+    }
+    let mut inner = shared.inner();
+    for (rec, flow_json) in unfinished {
+        // First, whatever else happens to the run: a line for each lost node.
+        for (_, node) in lost.iter().filter(|(r, _)| *r == rec.id) {
+            let n = rec.nodes.iter().find(|n| n.id == *node);
+            out.audit.push(AuditRecord {
+                kind: "node_end".into(),
+                run: Some(rec.id.clone()),
+                flow: Some(rec.flow.clone()),
+                node: Some(node.clone()),
+                state: Some("lost".into()),
+                reason: Some("the supervisor stopped while it was running; not re-run".into()),
+                argv: n.map(|n| n.argv.clone()).unwrap_or_default(),
+                profile: n.map(|n| n.profile.clone()),
+                attempt: n.map(|n| n.attempts),
+                pre_approved: rec.pre_approved,
+                ..AuditRecord::default()
+            });
+        }
+        let flow: Result<aiops_policy::flow::Flow, String> =
+            serde_json::from_str(&flow_json).map_err(|e| format!("stored flow: {e}"));
+        let admitted = flow.and_then(|f| admission::check_flow(shared, &rec.id, f));
+        let mut mem = match admitted {
+            Ok(p) => p.into_mem(rec.pre_approved),
+            Err(reason) => {
+                // The flow no longer checks out (a profile was removed or
+                // narrowed): refuse what has not run, rather than guess.
+                let reason = format!("after restart: {reason}");
+                for n in rec.nodes.iter().filter(|n| !n.state.is_final()) {
+                    match shared.store().set_node_state(
+                        &rec.id,
+                        &n.id,
+                        NodeState::Refused,
+                        Some(&reason),
+                    ) {
+                        Ok(ev) => shared.publish(ev),
+                        Err(e) => log_store_error(&e),
+                    }
+                    out.audit.push(AuditRecord {
+                        kind: "refusal".into(),
+                        run: Some(rec.id.clone()),
+                        flow: Some(rec.flow.clone()),
+                        node: Some(n.id.clone()),
+                        state: Some("refused".into()),
+                        reason: Some(reason.clone()),
+                        argv: n.argv.clone(),
+                        profile: Some(n.profile.clone()),
+                        ..AuditRecord::default()
+                    });
+                }
+                let any_lost = rec.nodes.iter().any(|n| n.state == NodeState::Lost);
+                let st = if any_lost {
+                    RunState::Lost
+                } else {
+                    RunState::Failed
+                };
+                if let Ok(ev) = shared.store().set_run_state(&rec.id, st) {
+                    shared.publish(ev);
+                }
+                continue;
+            }
+        };
+        for n in &rec.nodes {
+            if let Some(m) = mem.nodes.get_mut(&n.id) {
+                m.attempts = n.attempts;
+                // A node still at the gate waits there; one confirmed but not
+                // yet started is queued again and asked again.
+                m.state = n.state;
+            }
+        }
+        mem.state = rec.state;
+        mem.ws = match &rec.workspace {
+            Some(p) if std::path::Path::new(p).is_dir() => Ws::Ready(PathBuf::from(p)),
+            _ => Ws::Pending,
+        };
+        let pending = matches!(mem.ws, Ws::Pending);
+        inner.runs.insert(rec.id.clone(), mem);
+        if pending {
+            inner.ws_queue.push_back(rec.id.clone());
+        }
+        advance(shared, &mut inner, &rec.id, &mut out);
+    }
+    drop(inner);
+    out.flush(shared);
+    Ok(())
+}
