@@ -14,18 +14,19 @@ RUNS=${RUNS:-300}
 for t in hyperfine bwrap python3; do
   command -v "$t" >/dev/null || { echo "bench: $t is missing" >&2; exit 1; }
 done
+BIN=$PWD/target/release
+# shellcheck source=bench/helpers.sh
+source bench/helpers.sh
+NEW=$STATIC
+# helpers.sh points both at the new builds; each aiopsctl must use its own.
 unset AIOPS_JAILER AIOPS_AGENTD
-NEW=$(bash packaging/static-build.sh)
 WS=$(mktemp -d)
 OUT=$(mktemp -d)
 chmod 755 "$WS"
 if [ "$(id -u)" = 0 ]; then chown 65534:65534 "$WS"; fi
 trap 'rm -rf "$WS" "$OUT"' EXIT
 export AIOPS_PROFILE_PATH=$PWD/bench/profiles:$PWD/profiles
-BWRAP="bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --clearenv \
-  --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib \
-  --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --proc /proc --dev /dev \
-  --tmpfs /tmp --bind $WS $WS --chdir $WS --setenv PATH /usr/bin:/bin --"
+BWRAP=$(bwrap_restrictive "$WS")
 echo "== spawn /bin/true, $RUNS runs each: before ($BASE), after ($NEW), bwrap"
 hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/ab.json" \
   -n before "$BASE/aiopsctl exec --profile restrictive --workspace $WS -- /bin/true" \

@@ -14,3 +14,12 @@ else
   CTL=$BIN/aiopsctl
   echo "== builds: dynamic glibc builds in $BIN"
 fi
+
+# bwrap with the closest equivalent of the restrictive profile, for the
+# workspace $1 (bench/run.sh and bench/ab.sh measure against it).
+bwrap_restrictive() {
+  echo "bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --clearenv \
+  --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib \
+  --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --proc /proc --dev /dev \
+  --tmpfs /tmp --bind $1 $1 --chdir $1 --setenv PATH /usr/bin:/bin --"
+}

@@ -27,11 +27,7 @@ if [ "$(id -u)" = 0 ]; then chown 65534:65534 "$WS"; fi
 trap 'rm -rf "$WS" "$OUT"' EXIT
 export AIOPS_PROFILE_PATH=$PWD/bench/profiles:$PWD/profiles
 AIOPS="$CTL exec --profile restrictive --workspace $WS --"
-# bwrap with the closest equivalent of the restrictive profile.
-BWRAP="bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --clearenv \
-  --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib \
-  --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --proc /proc --dev /dev \
-  --tmpfs /tmp --bind $WS $WS --chdir $WS --setenv PATH /usr/bin:/bin --"
+BWRAP=$(bwrap_restrictive "$WS")
 
 echo "== spawn: /bin/true, $RUNS runs each"
 hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/spawn.json" \

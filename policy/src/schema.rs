@@ -4,17 +4,11 @@
 //! these stand-ins with `#[schemars(with = ...)]`. Each keeps the schema
 //! name and text the type had, so docs/*.schema.json do not change.
 
+/// A unit type whose schema is the string schema a proto type had.
 macro_rules! stand_in {
     ($t:ident, $name:literal, $desc:literal) => {
         pub struct $t;
-        impl schemars::JsonSchema for $t {
-            fn schema_name() -> std::borrow::Cow<'static, str> {
-                $name.into()
-            }
-            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                schemars::json_schema!({ "type": "string", "description": $desc })
-            }
-        }
+        crate::path::string_schema!($t, $name, $desc);
     };
 }
 
