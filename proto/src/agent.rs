@@ -61,8 +61,7 @@ impl AgentSpec {
         if self.timeout_ms == 0 || self.output_bytes == 0 {
             return Err(invalid("timeout_ms/output_bytes", "must be positive"));
         }
-        // An empty argv[0] is left to the spawn, which answers 127 like a shell.
-        if self.argv.is_empty() {
+        if self.argv.first().is_none_or(|a| a.is_empty()) {
             return Err(invalid("argv", "empty command"));
         }
         if self.argv.iter().any(|a| a.contains('\0')) {
