@@ -7,26 +7,37 @@ use crate::path::{AbsPath, PathSpec, PathVars, RelPath};
 use crate::profile::{Limits, LimitsSection, Profile};
 use crate::syscalls::SyscallRule;
 use crate::{EnvName, EnvPattern};
+#[cfg(feature = "schema")]
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What a node declares (in a flow, or a `--node-caps` file).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NodeCaps {
-    #[schemars(with = "Option<crate::schema::NetMode>")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::NetMode>"))]
     pub net: Option<NetMode>,
-    #[schemars(with = "Option<Vec<crate::schema::HostPort>>")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<Vec<crate::schema::HostPort>>")
+    )]
     pub net_allow: Option<Vec<HostPort>>,
     pub read_paths: Option<Vec<PathSpec>>,
     pub write_paths: Option<Vec<PathSpec>>,
     pub exec_paths: Option<Vec<PathSpec>>,
     /// Host variables to pass; each must match the profile's env allow-list.
-    #[schemars(with = "Option<Vec<crate::schema::EnvName>>")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<Vec<crate::schema::EnvName>>")
+    )]
     pub env: Option<Vec<EnvName>>,
     /// Secret names to inject; each must be listed by the profile.
-    #[schemars(with = "Option<Vec<crate::schema::EnvName>>")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<Vec<crate::schema::EnvName>>")
+    )]
     pub secrets: Option<Vec<EnvName>>,
     pub limits: Option<LimitsSection>,
 }

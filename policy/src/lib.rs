@@ -2,16 +2,26 @@
 //! in, a `JailPlan` (Linux) or `SbplPlan` (macOS) comes out; no syscalls, no
 //! async, no I/O beyond reading the policy files it is pointed at. The plan
 //! and the wire types are `aiops-proto`'s.
+//!
+//! The jailer, the most trusted binary, links only the profile compiler
+//! (profile, caps, compile): it depends on this crate with
+//! `default-features = false`. The default feature `full` adds the shell
+//! linter, flows, the macOS SBPL compiler and (`schema`) the JSON Schemas
+//! with schemars; docs/jailer.md explains why.
 #![forbid(unsafe_code)]
 
 pub mod caps;
 pub mod compile;
 pub mod error;
+#[cfg(feature = "full")]
 pub mod flow;
+#[cfg(feature = "full")]
 pub mod lint;
 pub mod path;
 pub mod profile;
+#[cfg(feature = "full")]
 pub mod sbpl;
+#[cfg(feature = "schema")]
 pub(crate) mod schema;
 pub mod syscalls;
 pub mod units;
@@ -26,6 +36,7 @@ pub use caps::{Effective, NodeCaps};
 pub use compile::{compile, CompileContext};
 pub use error::PolicyError;
 pub use facts::{HostFacts, LayerReq};
+#[cfg(feature = "full")]
 pub use flow::{Flow, FlowNode, RepoSource};
 pub use net::{HostPort, NetMode};
 pub use path::{AbsPath, PathSpec, PathVars, RelPath};
@@ -73,6 +84,7 @@ impl From<EnvPattern> for String {
         n.0
     }
 }
+#[cfg(feature = "schema")]
 path::string_schema!(
     EnvPattern,
     "EnvPattern",
@@ -103,4 +115,5 @@ impl From<Reason> for String {
         r.0
     }
 }
+#[cfg(feature = "schema")]
 path::string_schema!(Reason, "Reason", "Why this entry exists");

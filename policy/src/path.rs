@@ -117,6 +117,9 @@ impl fmt::Display for PathSpec {
     }
 }
 
+/// `impl JsonSchema` for a type serialised as a string (only with the
+/// `schema` feature, like every invocation).
+#[cfg(feature = "schema")]
 macro_rules! string_schema {
     ($t:ty, $name:literal, $desc:literal) => {
         impl schemars::JsonSchema for $t {
@@ -129,7 +132,9 @@ macro_rules! string_schema {
         }
     };
 }
+#[cfg(feature = "schema")]
 pub(crate) use string_schema;
+#[cfg(feature = "schema")]
 string_schema!(
     PathSpec,
     "PathSpec",

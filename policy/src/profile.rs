@@ -7,6 +7,7 @@ use crate::path::{PathSpec, RelPath};
 use crate::syscalls::{SyscallName, SyscallRule};
 use crate::units::{Bytes, Dur};
 use crate::{EnvName, EnvPattern, LayerReq, Reason};
+#[cfg(feature = "schema")]
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ impl From<SchemaVersion> for i64 {
         1
     }
 }
+#[cfg(feature = "schema")]
 impl JsonSchema for SchemaVersion {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "SchemaVersion".into()
@@ -76,6 +78,7 @@ impl From<ProfileName> for String {
         n.0
     }
 }
+#[cfg(feature = "schema")]
 crate::path::string_schema!(
     ProfileName,
     "ProfileName",
@@ -83,7 +86,8 @@ crate::path::string_schema!(
 );
 
 /// `profiles/*.toml` as written.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProfileFile {
     /// Must be 1.
@@ -97,7 +101,10 @@ pub struct ProfileFile {
     /// Layers the host must provide, or the node is refused: userns, mountns, pidns,
     /// netns, ipcns, utsns, cgroupns, seccomp, landlock, landlock>=N, rlimits, cgroup.
     /// Unioned along the extends chain.
-    #[schemars(with = "Option<Vec<crate::schema::LayerReq>>")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<Vec<crate::schema::LayerReq>>")
+    )]
     pub require: Option<Vec<LayerReq>>,
     /// Run without any jail. Never inherited silently: a child must restate it.
     pub unconfined: Option<bool>,
@@ -115,7 +122,8 @@ pub struct ProfileFile {
     pub protected: Option<ProtectedSection>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FsSection {
     /// Mounted read-only (a missing path is skipped).
@@ -126,14 +134,18 @@ pub struct FsSection {
     pub exec: Option<Vec<PathSpec>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NetSection {
     /// none, loopback, allowlist or host.
-    #[schemars(with = "Option<crate::schema::NetMode>")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::NetMode>"))]
     pub mode: Option<NetMode>,
     /// host:port entries reachable in `allowlist` mode.
-    #[schemars(with = "Option<Vec<crate::schema::HostPort>>")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<Vec<crate::schema::HostPort>>")
+    )]
     pub allow: Option<Vec<HostPort>>,
     /// Address blocks the egress proxy may connect to although they are
     /// loopback, link-local, private, multicast or unspecified (refused otherwise).
@@ -145,7 +157,8 @@ pub struct NetSection {
     pub egress: Option<EgressLimitsSection>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EgressLimitsSection {
     /// Connections open at once; more are answered 503.
@@ -157,30 +170,39 @@ pub struct EgressLimitsSection {
     pub idle: Option<Dur>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PrivateRange {
     /// The block, e.g. 10.77.0.0/24.
-    #[schemars(with = "crate::schema::Cidr")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Cidr"))]
     pub cidr: Cidr,
     /// Why (required).
     pub reason: Reason,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnvSection {
     /// Host variables passed through (globs with `*`); everything else is dropped.
     pub allow: Option<Vec<EnvPattern>>,
     /// Fixed values set inside the jail.
-    #[schemars(with = "Option<BTreeMap<crate::schema::EnvName, String>>")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<BTreeMap<crate::schema::EnvName, String>>")
+    )]
     pub set: Option<BTreeMap<EnvName, String>>,
     /// Secret names (never values) a node may ask to have injected.
-    #[schemars(with = "Option<Vec<crate::schema::EnvName>>")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<Vec<crate::schema::EnvName>>")
+    )]
     pub secrets: Option<Vec<EnvName>>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     /// Wall-clock limit; the whole jail is killed when it passes.
@@ -199,7 +221,8 @@ pub struct LimitsSection {
     pub open_files: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SeccompSection {
     /// Syscalls denied in addition to the baseline table.
@@ -207,7 +230,8 @@ pub struct SeccompSection {
     pub deny: Vec<SeccompDeny>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SeccompDeny {
     /// A syscall name known on x86_64 or aarch64; denied with EPERM.
@@ -216,23 +240,25 @@ pub struct SeccompDeny {
     pub reason: Reason,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProtectedSection {
     /// More paths, relative to every writable root, kept read-only.
     #[serde(default)]
-    #[schemars(with = "Vec<crate::schema::RelPath>")]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<crate::schema::RelPath>"))]
     pub add: Vec<RelPath>,
     /// Default protected paths this profile lets nodes write, each with a reason.
     #[serde(default)]
     pub unprotect: Vec<Unprotect>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Unprotect {
     /// A protected path (default or added by a parent) made writable again.
-    #[schemars(with = "crate::schema::RelPath")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::RelPath"))]
     pub path: RelPath,
     /// Why (required).
     pub reason: Reason,

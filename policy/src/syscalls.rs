@@ -35,6 +35,7 @@ impl From<SyscallName> for String {
         s.0
     }
 }
+#[cfg(feature = "schema")]
 crate::path::string_schema!(
     SyscallName,
     "SyscallName",

@@ -155,6 +155,7 @@ impl From<Bytes> for String {
     }
 }
 
+#[cfg(feature = "schema")]
 impl schemars::JsonSchema for Dur {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Duration".into()
@@ -167,6 +168,7 @@ impl schemars::JsonSchema for Dur {
         })
     }
 }
+#[cfg(feature = "schema")]
 impl schemars::JsonSchema for Bytes {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "ByteSize".into()

@@ -1,5 +1,6 @@
 //! The flow JSON Schema is generated from the parser's types and checked in;
 //! docs/flows.md documents every key it has. `UPDATE_GOLDEN=1` rewrites the schema.
+#![cfg(feature = "full")]
 #![allow(clippy::unwrap_used)]
 mod common;
 

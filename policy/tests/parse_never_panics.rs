@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 
+#[cfg(feature = "full")]
 use aiops_policy::sbpl::compile_sbpl_for;
 use aiops_policy::{
     compile, AbsPath, CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader,
@@ -245,6 +246,7 @@ fn mutated_profiles_never_panic_the_parser_or_compilers() {
                     let node = NodeCaps::default();
                     let _ = compile(&p, &node, &HostFacts::linux(7), &ctx);
                     let _ = compile(&p, &node, &HostFacts::linux(3), &ctx);
+                    #[cfg(feature = "full")]
                     let _ = compile_sbpl_for(&p, &node, &ctx);
                     compiled += 1;
                 }
@@ -282,6 +284,7 @@ fn mutated_node_caps_never_panic() {
             {
                 parsed += 1;
                 let _ = compile(&profile, &node, &HostFacts::linux(7), &ctx);
+                #[cfg(feature = "full")]
                 let _ = compile_sbpl_for(&profile, &node, &ctx);
             }
         });
