@@ -89,6 +89,17 @@ fn allowed_uid(spec: Option<&str>) -> Result<u32, JailError> {
     }
 }
 
+/// The home directory of `$AIOPS_SUPERVISOR_USER` (what systemd gives the
+/// supervisor as `$HOME`): jailer.toml's default `home`.
+pub fn supervisor_home() -> Option<std::path::PathBuf> {
+    let spec = std::env::var(SUPERVISOR_USER_ENV).ok()?;
+    let user = match spec.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+        Err(_) => nix::unistd::User::from_name(&spec),
+    };
+    user.ok().flatten().map(|u| u.dir)
+}
+
 /// SO_PEERCRED: the socket's 0660 mode lets a group in; only one uid gets a jail.
 fn check_peer(conn: &OwnedFd, spec: Option<&str>) -> Result<(), JailError> {
     let allowed = allowed_uid(spec)?;

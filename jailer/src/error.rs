@@ -15,6 +15,10 @@ pub enum JailError {
     Validate { source: ProtoError },
     #[error("refuse request: {reason}")]
     Refused { reason: String },
+    #[error("refuse request: outside the ceiling: {field}: {reason}")]
+    Ceiling { field: String, reason: String },
+    #[error("jailer config {}: {reason}", .path.display())]
+    Config { path: PathBuf, reason: String },
     #[error("socket activation: {what}")]
     Activation {
         what: &'static str,
@@ -114,7 +118,7 @@ impl JailError {
             | EgressFd { .. }
             | Activation { .. }
             | Peer { .. } => Step::ReadRequest,
-            Validate { .. } | Refused { .. } => Step::Validate,
+            Validate { .. } | Refused { .. } | Ceiling { .. } | Config { .. } => Step::Validate,
             CloseFds { .. } => Step::CloseFds,
             Secrets { .. } | SecretsIo { .. } => Step::Secrets,
             DropRoot { .. } | Unreachable { .. } => Step::DropRoot,
@@ -166,6 +170,8 @@ impl JailError {
             DecodeRequest { .. }
             | Validate { .. }
             | Refused { .. }
+            | Ceiling { .. }
+            | Config { .. }
             | Secrets { .. }
             | Cgroup { .. }
             | DropCaps { .. } => 0,

@@ -1,9 +1,10 @@
 //! The jailer's steps, in order. Numbered as in docs/jailer.md; the
 //! `steps_match_docs` test fails if the two differ.
+use crate::ceiling::Ceiling;
 use crate::error::JailError;
 use crate::exec::ReportFd;
 use crate::steps::{Kernel, Sys};
-use crate::{landlock, limits, net, ns, seccomp, secrets, sys};
+use crate::{ceiling, config, landlock, limits, net, ns, seccomp, secrets, sys};
 use aiops_proto::facts::LayerReq;
 use aiops_proto::locate;
 use aiops_proto::net::NetMode;
@@ -43,6 +44,8 @@ pub struct HostEnv {
     pub agentd: Option<PathBuf>,
     /// Who started us: the jail must not outlive it (see step 6).
     pub parent: nix::unistd::Pid,
+    /// Where the plan's ceiling comes from (step 1, `ceiling.rs`).
+    pub ceiling: Ceiling,
 }
 
 impl HostEnv {
@@ -54,11 +57,22 @@ impl HostEnv {
         } else {
             ("AIOPS_SECRETS_DIR", secrets::Origin::SecretsDir)
         };
+        let ceiling = if socket_activated {
+            Ceiling::System {
+                config: std::env::var_os(config::PATH_ENV)
+                    .map_or_else(|| PathBuf::from(config::DEFAULT_PATH), PathBuf::from),
+            }
+        } else {
+            Ceiling::Local {
+                profile_path: std::env::var("AIOPS_PROFILE_PATH").ok(),
+            }
+        };
         HostEnv {
             secrets_dir: std::env::var_os(var).map(PathBuf::from),
             secrets_origin,
             agentd: std::env::var_os(locate::AGENTD.env).map(PathBuf::from),
             parent: nix::unistd::getppid(),
+            ceiling,
         }
     }
 }
@@ -207,6 +221,24 @@ pub(crate) fn close_fds(
     ns::close_fds_except(3, &keep).map_err(|source| JailError::CloseFds { source })
 }
 
+/// Root hands a jail to another uid (the workspace's owner, or nobody):
+/// every process of that uid could read the node's environment, so no
+/// secret goes there (docs/security-model.md).
+fn secrets_to_another_uid(req: &JailRequest, uid: u32) -> JailError {
+    let owner = ids::identity_sources(&req.plan)
+        .next()
+        .map_or("no writable path".into(), |p| p.to_string());
+    refused(format!(
+        "secrets {}: run as root, this jail would run as uid {uid} (from {owner}), and every process of that uid could read them from the node's environment; run aiopsctl as uid {uid} itself, or in system mode, to pass secrets",
+        req.plan
+            .secrets
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 /// Step 3's ids: the owner of the first writable bind, never host root
 /// (`aiops_proto::ids`, the one rule for the jailer, aiopsctl and the engine).
 fn jail_ids(req: &JailRequest) -> (u32, u32) {
@@ -276,17 +308,22 @@ pub fn run_with(
     if !plan.unconfined {
         check_agentd_bind(&req, &agentd)?;
     }
-    // 2. Close inherited fds, read secrets. The environment was captured in
-    // HostEnv and is never passed on.
+    // The plan must be exactly what its profile yields (the ceiling).
+    ceiling::check(&req, &env.ceiling, &agentd)?;
+    let drop_to = sys.is_root().then(|| jail_ids(&req));
+    if let Some((uid, _)) = drop_to.filter(|_| !plan.secrets.is_empty()) {
+        return Err(secrets_to_another_uid(&req, uid));
+    }
+    // 2. Close inherited fds, open the secrets (read only in the jail, step
+    // 6). The environment was captured in HostEnv and is never passed on.
     sys.close_fds(report, egress.as_ref(), conn.as_ref())?;
-    let secrets = sys.read_secrets(env, &plan.secrets)?;
+    let secrets = sys.open_secrets(env, &plan.secrets)?;
     let mut layers: Vec<String> = vec![];
     if plan.unconfined {
         layers.push("unconfined".into());
     }
     // 3. Host root becomes an unprivileged uid before any namespace exists.
-    if sys.is_root() {
-        let (uid, gid) = jail_ids(&req);
+    if let Some((uid, gid)) = drop_to {
         sys.setresuid_to_jail_uid(uid, gid)?;
         layers.push(format!("uid {uid} (dropped from root)"));
     }
@@ -305,9 +342,11 @@ pub fn run_with(
     }
     // 6. (Unconfined too: the fork makes setsid possible even for a group leader.)
     sys.fork_into_pid_ns(env.parent, conn)?;
+    // Only the jail's PID 1 reads the values; the waiting parent closed the fds.
+    let secrets = secrets::read_opened(secrets)?;
     if !plan.unconfined {
         // 7. 8.
-        sys.pivot_root_into(&plan.mounts)?;
+        sys.pivot_root_into(&plan.mounts, env.secrets_dir.as_deref())?;
         layers.push("pivot_root".into());
         sys.sethostname_and_lo_up(&req, egress)?;
     }
@@ -443,12 +482,12 @@ mod tests {
             self.calls.push("close_fds");
             Ok(())
         }
-        fn read_secrets(
+        fn open_secrets(
             &mut self,
             _: &HostEnv,
             _: &[aiops_proto::EnvName],
-        ) -> Result<Vec<(String, aiops_proto::Secret)>, JailError> {
-            self.calls.push("read_secrets");
+        ) -> Result<Vec<(String, OwnedFd)>, JailError> {
+            self.calls.push("open_secrets");
             Ok(vec![])
         }
         fn is_root(&mut self) -> bool {
@@ -481,7 +520,7 @@ mod tests {
             self.calls.push("fork_into_pid_ns");
             Ok(())
         }
-        fn pivot_root_into(&mut self, _: &[Mount]) -> Result<(), JailError> {
+        fn pivot_root_into(&mut self, _: &[Mount], _: Option<&Path>) -> Result<(), JailError> {
             self.calls.push("pivot_root_into");
             Ok(())
         }
@@ -588,6 +627,7 @@ mod tests {
             secrets_origin: secrets::Origin::SecretsDir,
             agentd: Some(agentd.as_path().to_path_buf()),
             parent: nix::unistd::Pid::this(),
+            ceiling: Ceiling::Local { profile_path: None },
         };
         let conn = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
         let source = Source::Received {
@@ -630,7 +670,7 @@ mod tests {
             [
                 "read_request",
                 "close_fds",
-                "read_secrets",
+                "open_secrets",
                 "setresuid_to_jail_uid",
                 "check_reachable",
                 "check_reachable",
@@ -661,7 +701,7 @@ mod tests {
             [
                 "read_request",
                 "close_fds",
-                "read_secrets",
+                "open_secrets",
                 "check_reachable",
                 "check_reachable",
                 "fork_into_pid_ns",

@@ -11,6 +11,8 @@
 
 mod activation;
 mod caps;
+mod ceiling;
+mod config;
 mod error;
 mod exec;
 mod idmap;

@@ -43,8 +43,11 @@ fn under(base: &str, p: &Path) -> PathBuf {
 
 /// Build the root from `mounts` (mounts[0] is Mount::Root, checked by
 /// `JailPlan::validate`) and pivot into it. Returns the binds skipped
-/// because their optional source was missing.
-pub fn pivot_root_into(mounts: &[Mount]) -> Result<Vec<PathBuf>, JailError> {
+/// because their optional source was missing. `hide` (the secrets or
+/// credentials directory) is covered by an empty read-only tmpfs first, in
+/// this mount namespace only: however a bind source is spelled, or swapped
+/// for a symlink meanwhile, it cannot reach the files there.
+pub fn pivot_root_into(mounts: &[Mount], hide: Option<&Path>) -> Result<Vec<PathBuf>, JailError> {
     // Keep every mount below from propagating back to the host.
     mount(
         None::<&str>,
@@ -54,6 +57,11 @@ pub fn pivot_root_into(mounts: &[Mount]) -> Result<Vec<PathBuf>, JailError> {
         None::<&str>,
     )
     .map_err(nix_err("make rprivate", "/"))?;
+    if let Some(h) = hide.filter(|h| h.is_dir()) {
+        let fl = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        mount(Some("tmpfs"), h, Some("tmpfs"), fl, Some("mode=0,size=4k"))
+            .map_err(nix_err("cover the secrets directory", h))?;
+    }
     stage_root()?;
     let mut skipped = vec![];
     // Jail paths backed by the host or the kernel: never create anything below them.

@@ -134,6 +134,11 @@ pub fn fork_into_pid_ns(starter: Pid, conn: Option<OwnedFd>) -> Result<(), JailE
             let mut keep = vec![alive_w.as_raw_fd()];
             keep.extend(conn.as_ref().map(AsRawFd::as_raw_fd));
             let _ = close_fds_except(0, &keep);
+            // Not dumpable: no process of our uid may ptrace this one or read
+            // its memory (it never held a secret's value, step 6 reads them
+            // in the child, but it held the request). The id maps that
+            // needed it dumpable are written.
+            let _ = nix::sys::prctl::set_dumpable(false);
             // From here this process only waits: most of its resident
             // memory (code run once, freed heap) counts against each jail.
             aiops_memtrim::release_idle_memory();

@@ -99,11 +99,12 @@ fn check_private(
     Ok(())
 }
 
-pub fn read_secrets(
+/// Open and check each named secret; nothing is read yet.
+pub fn open_secrets(
     dir: Option<&Path>,
     origin: Origin,
     names: &[EnvName],
-) -> Result<Vec<(String, Secret)>, JailError> {
+) -> Result<Vec<(String, OwnedFd)>, JailError> {
     if names.is_empty() {
         return Ok(vec![]);
     }
@@ -140,6 +141,16 @@ pub fn read_secrets(
         }
         .map_err(|e| bad(name, format!("open: {e}")))?;
         check_private(&fd, origin, name, "the secret file", SFlag::S_IFREG)?;
+        out.push((name.to_string(), fd));
+    }
+    Ok(out)
+}
+
+/// Read what `open_secrets` opened (in the jail's PID 1, after the fork).
+pub fn read_opened(opened: Vec<(String, OwnedFd)>) -> Result<Vec<(String, Secret)>, JailError> {
+    let mut out = Vec::with_capacity(opened.len());
+    for (name, fd) in opened {
+        let name = name.as_str();
         let mut buf = String::new();
         std::fs::File::from(fd)
             .take(MAX_SECRET_BYTES + 1)
@@ -157,6 +168,16 @@ pub fn read_secrets(
         out.push((name.to_string(), Secret(buf)));
     }
     Ok(out)
+}
+
+/// Both halves at once, as the tests want them.
+#[cfg(test)]
+fn read_secrets(
+    dir: Option<&Path>,
+    origin: Origin,
+    names: &[EnvName],
+) -> Result<Vec<(String, Secret)>, JailError> {
+    read_opened(open_secrets(dir, origin, names)?)
 }
 
 #[cfg(test)]

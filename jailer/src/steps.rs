@@ -9,7 +9,7 @@ use crate::jail::{HostEnv, Source};
 use crate::seccomp::Filters;
 use crate::{caps, idmap, landlock, limits, mounts, ns, seccomp, secrets};
 use aiops_proto::plan::{LandlockPlan, Mount, Namespace, RlimitPlan};
-use aiops_proto::{AgentSpec, EnvName, JailRequest, Secret};
+use aiops_proto::{AgentSpec, EnvName, JailRequest};
 use std::convert::Infallible;
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -30,12 +30,13 @@ pub trait Sys {
         egress: Option<&OwnedFd>,
         conn: Option<&OwnedFd>,
     ) -> Result<(), JailError>;
-    /// Step 2, once no other fd is open.
-    fn read_secrets(
+    /// Step 2, once no other fd is open: opened and checked here, read by
+    /// the jail's PID 1 only (step 6), so the waiting parent never holds a value.
+    fn open_secrets(
         &mut self,
         env: &HostEnv,
         names: &[EnvName],
-    ) -> Result<Vec<(String, Secret)>, JailError>;
+    ) -> Result<Vec<(String, OwnedFd)>, JailError>;
     fn is_root(&mut self) -> bool;
     /// Step 3.
     fn setresuid_to_jail_uid(&mut self, uid: u32, gid: u32) -> Result<(), JailError>;
@@ -55,7 +56,7 @@ pub trait Sys {
         conn: Option<OwnedFd>,
     ) -> Result<(), JailError>;
     /// Step 7.
-    fn pivot_root_into(&mut self, mounts: &[Mount]) -> Result<(), JailError>;
+    fn pivot_root_into(&mut self, mounts: &[Mount], hide: Option<&Path>) -> Result<(), JailError>;
     /// Step 8.
     fn sethostname_and_lo_up(
         &mut self,
@@ -102,12 +103,12 @@ impl Sys for Kernel {
     ) -> Result<(), JailError> {
         crate::jail::close_fds(report, egress, conn)
     }
-    fn read_secrets(
+    fn open_secrets(
         &mut self,
         env: &HostEnv,
         names: &[EnvName],
-    ) -> Result<Vec<(String, Secret)>, JailError> {
-        secrets::read_secrets(env.secrets_dir.as_deref(), env.secrets_origin, names)
+    ) -> Result<Vec<(String, OwnedFd)>, JailError> {
+        secrets::open_secrets(env.secrets_dir.as_deref(), env.secrets_origin, names)
     }
     fn is_root(&mut self) -> bool {
         nix::unistd::geteuid().is_root()
@@ -143,8 +144,8 @@ impl Sys for Kernel {
     ) -> Result<(), JailError> {
         ns::fork_into_pid_ns(parent, conn)
     }
-    fn pivot_root_into(&mut self, m: &[Mount]) -> Result<(), JailError> {
-        mounts::pivot_root_into(m).map(drop)
+    fn pivot_root_into(&mut self, m: &[Mount], hide: Option<&Path>) -> Result<(), JailError> {
+        mounts::pivot_root_into(m, hide).map(drop)
     }
     fn sethostname_and_lo_up(
         &mut self,

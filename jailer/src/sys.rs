@@ -26,6 +26,15 @@ pub(crate) fn mount_flags(path: &std::path::Path) -> io::Result<libc::c_ulong> {
     Ok(unsafe { st.assume_init() }.f_flag)
 }
 
+/// Whether this kernel takes seccomp filters: PR_GET_SECCOMP answers 0
+/// (none yet) or 2 (filters, which ours stack on); EINVAL without
+/// CONFIG_SECCOMP. (In strict mode 1 the call itself would kill us.)
+pub(crate) fn seccomp_filters_available() -> bool {
+    // SAFETY: PR_GET_SECCOMP takes no pointer arguments and changes nothing.
+    let rc = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
+    rc == 0 || rc == 2
+}
+
 /// Take ownership of an inherited fd number named on our command line.
 /// Fails with EBADF when the number is not open.
 pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {

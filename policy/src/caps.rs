@@ -72,6 +72,8 @@ impl EnvFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Effective {
     pub profile: String,
+    /// The inputs the jailer compiles the plan again from.
+    pub source: crate::plan::PlanSource,
     pub unconfined: bool,
     pub require: Vec<crate::LayerReq>,
     pub read: Vec<AbsPath>,
@@ -232,8 +234,19 @@ pub fn effective(
         file_size: narrow_limit(nl.file_size, pl.file_size, "file_size", name)?,
         open_files: narrow_limit(nl.open_files, pl.open_files, "open_files", name)?,
     };
+    let source = crate::plan::PlanSource {
+        profile_file: profile.source.clone(),
+        caps: serde_json::to_value(node).map_err(|e| PolicyError::Invalid {
+            what: "node capabilities".into(),
+            reason: e.to_string(),
+        })?,
+        workspace: vars.workspace.clone(),
+        home: vars.home.clone(),
+        tmpdir: vars.tmpdir.clone(),
+    };
     Ok(Effective {
         profile: name.into(),
+        source,
         unconfined: profile.unconfined,
         require: profile.require.clone(),
         read,

@@ -22,9 +22,9 @@ pub struct CompileContext {
     pub agentd: AbsPath,
 }
 
-/// Paths the jailer builds itself; profiles may not bind over them.
-/// Nothing may be bound inside these.
-const SPECIAL: &[&str] = &["/proc", "/dev", "/.aiops"];
+/// Paths the jailer builds itself (and /sys, which no jail has); profiles
+/// may not bind over them or inside them (`JailPlan::validate` agrees).
+const SPECIAL: &[&str] = &["/proc", "/dev", "/sys", "/.aiops"];
 /// The private tmpfs: binds below it layer on top (workspaces in /tmp are
 /// common), but it cannot itself be replaced by a host bind.
 const PRIVATE_TMP: &str = "/tmp";
@@ -141,6 +141,7 @@ pub fn compile_effective(
             cwd: ctx.cwd.clone(),
             protected: vec![],
             require: eff.require.clone(),
+            source: eff.source.clone(),
         });
     }
     if !facts.userns {
@@ -194,6 +195,7 @@ pub fn compile_effective(
         cwd: ctx.cwd.clone(),
         protected,
         require: eff.require.clone(),
+        source: eff.source.clone(),
     })
 }
 

@@ -442,6 +442,12 @@ impl ProfileLoader {
 
     pub fn load_path(&self, path: &Path) -> Result<Profile, PolicyError> {
         let mut files: Vec<(PathBuf, ProfileFile)> = Vec::new();
+        // Absolute, so a plan names its profile file whatever the reader's
+        // cwd (`PlanSource::profile_file`).
+        let path = &std::path::absolute(path).map_err(|source| PolicyError::Read {
+            path: path.into(),
+            source,
+        })?;
         let mut next = Some(path.to_path_buf());
         while let Some(p) = next.take() {
             if files.len() >= MAX_EXTENDS_DEPTH {

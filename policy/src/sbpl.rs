@@ -283,6 +283,13 @@ mod tests {
     fn eff(ws: &str, net: NetMode) -> Effective {
         Effective {
             profile: "t".into(),
+            source: crate::plan::PlanSource {
+                profile_file: "/p/t.toml".into(),
+                caps: serde_json::Value::Null,
+                workspace: Some(abs(ws)),
+                home: None,
+                tmpdir: None,
+            },
             unconfined: false,
             require: vec![],
             read: vec![abs("/usr"), abs("/opt/homebrew"), abs(ws)],

@@ -9,10 +9,32 @@ use crate::{EnvName, LayerReq};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const PLAN_VERSION: u32 = 1;
+/// 2: plans carry their `source`, which the jailer compiles again.
+pub const PLAN_VERSION: u32 = 2;
 /// Where agentd's binary is bound inside the jail.
 pub const AGENTD_IN_JAIL: &str = "/.aiops/aiops-agentd";
 pub const HOSTNAME: &str = "aiops";
+const AGENT_DIR_IN_JAIL: &str = "/.aiops";
+
+/// In-jail paths the jailer builds itself, each with the one mount that may
+/// land there. Nothing may be mounted inside them or over a directory above
+/// them (the jail has no /sys at all).
+const PRIVATE_DSTS: [(&str, fn(&Mount) -> bool); 5] = [
+    // agentd's directory: agentd's bind (below) is the only mount inside.
+    (AGENT_DIR_IN_JAIL, |_| false),
+    (AGENTD_IN_JAIL, |m| {
+        matches!(
+            m,
+            Mount::Bind {
+                writable: false,
+                ..
+            }
+        )
+    }),
+    ("/proc", |m| matches!(m, Mount::Proc { .. })),
+    ("/dev", |m| matches!(m, Mount::Dev { .. })),
+    ("/sys", |_| false),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +65,30 @@ pub struct JailPlan {
     pub protected: Vec<AbsPath>,
     /// The profile's required layers, checked again by the jailer.
     pub require: Vec<LayerReq>,
+    /// What the plan was compiled from. The jailer compiles it again from
+    /// these, its own copy of the profile and its own host facts, and
+    /// refuses a plan that differs (docs/jailer.md, "The ceiling").
+    pub source: PlanSource,
+}
+
+/// The compiler's inputs that are not the profile or the host: the node's
+/// capabilities as declared and the path variables. The cwd and the
+/// environment are the plan's own `cwd` and `env` (compiling is idempotent
+/// on them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSource {
+    /// The profile file the compiler read (absolute; the first of its
+    /// `extends` chain). System mode ignores it: the jailer finds the
+    /// profile named `JailPlan::profile` in its own root-owned directories.
+    pub profile_file: std::path::PathBuf,
+    /// The node's capabilities as declared: policy's `NodeCaps` as JSON,
+    /// decoded strictly by the jailer (this crate does not know its shape).
+    pub caps: serde_json::Value,
+    /// `$WORKSPACE`, `$HOME`, `$TMPDIR` as the compiler resolved them.
+    pub workspace: Option<AbsPath>,
+    pub home: Option<AbsPath>,
+    pub tmpdir: Option<AbsPath>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +160,17 @@ enum MountKind {
 }
 
 impl Mount {
+    fn kind(&self) -> MountKind {
+        match self {
+            Mount::Root => MountKind::Root,
+            Mount::Tmpfs { .. } => MountKind::Tmpfs,
+            Mount::Proc { .. } => MountKind::Proc,
+            Mount::Dev { .. } => MountKind::Dev,
+            Mount::Pin { .. } => MountKind::Pin,
+            Mount::Bind { .. } => MountKind::Bind,
+        }
+    }
+
     /// Where the mount lands in the jail (`None` for the root itself).
     pub fn dst(&self) -> Option<&AbsPath> {
         match self {
@@ -447,37 +504,49 @@ impl JailPlan {
         if self.mounts.first() != Some(&Mount::Root) {
             return Err(bad("mounts[0]", "the first mount must be the new root"));
         }
-        let agentd = std::path::Path::new(AGENTD_IN_JAIL);
         let mut agentd_binds = 0;
         for (i, m) in self.mounts.iter().enumerate().skip(1) {
             let Some(dst) = m.dst() else {
                 return Err(bad(format!("mounts[{i}]"), "a second root"));
             };
+            let field = || format!("mounts[{i}]");
             if dst.as_path() == std::path::Path::new("/") {
-                return Err(bad(format!("mounts[{i}]"), "mounts over / after the root"));
+                return Err(bad(field(), "mounts over / after the root"));
             }
-            // agentd is PID 1: one read-only bind at its path, and nothing
-            // over that path or any directory above it but the root.
-            if dst.as_path() == agentd {
-                agentd_binds += 1;
-                let read_only_bind = matches!(
-                    m,
-                    Mount::Bind {
-                        writable: false,
-                        ..
+            // Every mount is checked, not the first that matches: a later one
+            // at the same place would hide the one checked.
+            for (private, own) in PRIVATE_DSTS {
+                let at = dst.as_path() == std::path::Path::new(private);
+                let inside = !at
+                    && dst.as_path().starts_with(private)
+                    && dst.as_path() != std::path::Path::new(AGENTD_IN_JAIL);
+                let covers = !at && std::path::Path::new(private).starts_with(dst.as_path());
+                let own_mount = at && own(m);
+                if own_mount && private == AGENTD_IN_JAIL {
+                    agentd_binds += 1;
+                    if agentd_binds > 1 {
+                        return Err(bad(
+                            field(),
+                            format!("only one read-only bind may land at {AGENTD_IN_JAIL}"),
+                        ));
                     }
-                );
-                if agentd_binds > 1 || !read_only_bind {
+                }
+                if (at && !own_mount) || inside || covers {
+                    let what = if covers {
+                        "over a directory above"
+                    } else if inside {
+                        "inside"
+                    } else {
+                        "at"
+                    };
                     return Err(bad(
-                        format!("mounts[{i}]"),
-                        format!("only one read-only bind may land at {AGENTD_IN_JAIL}"),
+                        field(),
+                        format!(
+                            "{} mounts {what} {private}, which only the jailer builds",
+                            m.kind()
+                        ),
                     ));
                 }
-            } else if agentd.starts_with(dst.as_path()) {
-                return Err(bad(
-                    format!("mounts[{i}]"),
-                    format!("mounts over {dst}, which holds {AGENTD_IN_JAIL}"),
-                ));
             }
         }
         if let Some(ll) = &self.landlock {
@@ -604,8 +673,20 @@ mod tests {
             cwd: p("/"),
             protected: vec![],
             require: vec![],
+            source: PlanSource {
+                profile_file: "/p/t.toml".into(),
+                caps: serde_json::Value::Null,
+                workspace: None,
+                home: None,
+                tmpdir: None,
+            },
         };
-        let ok = vec![Mount::Root, bind("/opt/agentd", AGENTD_IN_JAIL, false)];
+        let ok = vec![
+            Mount::Root,
+            Mount::Proc { dst: p("/proc") },
+            Mount::Dev { dst: p("/dev") },
+            bind("/opt/agentd", AGENTD_IN_JAIL, false),
+        ];
         plan(ok.clone()).validate().unwrap();
         let mut twice = ok.clone();
         twice.push(bind("/bin/sh", AGENTD_IN_JAIL, false));
@@ -615,7 +696,28 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string();
-        assert!(e.contains("only one read-only bind"), "{e}");
+        assert!(e.contains("bind mounts at /.aiops/aiops-agentd"), "{e}");
+        // Over the jail's own /proc and /dev, inside them, and at /sys:
+        // each refused wherever it comes in the list.
+        for (bad_mount, says) in [
+            (bind("/proc", "/proc", false), "bind mounts at /proc"),
+            (bind("/tmp/p", "/proc/1", false), "inside /proc"),
+            (bind("/dev", "/dev", true), "bind mounts at /dev"),
+            (Mount::Proc { dst: p("/dev") }, "proc mounts at /dev"),
+            (bind("/sys", "/sys", false), "bind mounts at /sys"),
+            (bind("/sys/fs", "/sys/fs", false), "inside /sys"),
+            (
+                bind("/run/credentials", "/.aiops/creds", false),
+                "inside /.aiops",
+            ),
+        ] {
+            for at in [1, 4] {
+                let mut m = ok.clone();
+                m.insert(at, bad_mount.clone());
+                let e = plan(m).validate().unwrap_err().to_string();
+                assert!(e.contains(says), "{bad_mount:?} at {at}: {e}");
+            }
+        }
         for over in [
             bind("/tmp/x", "/.aiops", false),
             Mount::Tmpfs {
@@ -627,7 +729,10 @@ mod tests {
             let mut m = ok.clone();
             m.push(over);
             let e = plan(m).validate().unwrap_err().to_string();
-            assert!(e.contains("which holds /.aiops/aiops-agentd"), "{e}");
+            assert!(
+                e.contains("mounts at /.aiops, which only the jailer builds"),
+                "{e}"
+            );
         }
     }
 

@@ -321,6 +321,66 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
+/// System mode's ceiling for socket-activated tests: the shipped profiles
+/// copied into a root-owned directory and a root-owned `jailer.toml`
+/// allowing `profiles`, with [`test_tmp`] as the workspace root and `$HOME`
+/// as home. The jailer refuses a ceiling root does not own, so this needs
+/// root: `None` otherwise.
+pub struct SystemCeiling {
+    _dir: tempfile::TempDir,
+    /// Pass as `AIOPS_JAILER_CONFIG`.
+    pub config: PathBuf,
+    /// The copied profiles (root-owned, 0755).
+    pub profile_dir: PathBuf,
+}
+
+impl SystemCeiling {
+    pub fn new(profiles: &[&str], extra: &str) -> Option<SystemCeiling> {
+        if !is_root() {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("aiops-ceiling-")
+            .tempdir_in(test_tmp())
+            .expect("ceiling dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod ceiling dir");
+        let profile_dir = dir.path().join("profiles");
+        std::fs::create_dir(&profile_dir).expect("mkdir profiles");
+        std::fs::set_permissions(&profile_dir, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod profiles");
+        for e in std::fs::read_dir(repo_root().join("profiles"))
+            .expect("read profiles")
+            .flatten()
+        {
+            let to = profile_dir.join(e.file_name());
+            std::fs::copy(e.path(), &to).expect("copy profile");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644))
+                .expect("chmod profile");
+        }
+        let home = std::env::var("HOME").map_or(String::new(), |h| format!("home = {h:?}\n"));
+        let list: Vec<String> = profiles.iter().map(|p| format!("{p:?}")).collect();
+        let config = dir.path().join("jailer.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "schema = 1\nprofiles = [{}]\nprofile_dirs = [{:?}]\nworkspace_root = {:?}\n{home}{extra}",
+                list.join(", "),
+                profile_dir,
+                std::fs::canonicalize(test_tmp()).expect("test tmp"),
+            ),
+        )
+        .expect("write jailer.toml");
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod jailer.toml");
+        Some(SystemCeiling {
+            _dir: dir,
+            config,
+            profile_dir,
+        })
+    }
+}
+
 /// A `JailRequest` running `argv` under the shipped profile `profile`,
 /// compiled for a Linux host at Landlock ABI `abi` (capped at what this
 /// build knows), with `ws` as the workspace and cwd and `agentd` as the

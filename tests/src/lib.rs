@@ -21,8 +21,8 @@ pub mod probes;
 // importing `aiops_tests::*`.
 pub use aiops_testkit::{
     as_nobody, bin, chown_to, chown_tree, curl_status, euid, have_program, host_file, is_root,
-    must_work, note, repo_root, scratch_dir, skip, skip_needs_root, test_tmp, unique, NOBODY,
-    SETPRIV_NOBODY,
+    must_work, note, repo_root, scratch_dir, skip, skip_needs_root, test_tmp, unique,
+    SystemCeiling, NOBODY, SETPRIV_NOBODY,
 };
 
 /// Printed first by every script, so a test can tell the node really ran.
