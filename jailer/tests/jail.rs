@@ -124,6 +124,15 @@ struct Run {
 }
 
 fn spawn_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> (std::process::Child, OwnedFd) {
+    spawn_jailer_env(fx, body, as_nobody, &[])
+}
+
+fn spawn_jailer_env(
+    fx: &Fixture,
+    body: &[u8],
+    as_nobody: bool,
+    env: &[(&str, &Path)],
+) -> (std::process::Child, OwnedFd) {
     let guard = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
     let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
     let (ours, theirs) = seqpacket_pair();
@@ -140,7 +149,8 @@ fn spawn_jailer(fx: &Fixture, body: &[u8], as_nobody: bool) -> (std::process::Ch
     };
     cmd.args(["--request-fd", &req_fd, "--report-fd", &rep_fd])
         .env_clear()
-        .env("AIOPS_AGENTD", &fx.script);
+        .env("AIOPS_AGENTD", &fx.script)
+        .envs(env.iter().copied());
     let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -513,4 +523,79 @@ fn plan_hiding_agentd_under_a_second_bind_is_refused() {
     assert!(run.out.stdout.is_empty());
     let err = String::from_utf8_lossy(&run.out.stderr);
     assert!(err.contains("only one read-only bind"), "{err}");
+}
+
+/// Local mode as root: the jail runs as the workspace's owner (or nobody),
+/// and every process of that uid could read the node's environment, so a
+/// plan with secrets is refused before any secret is opened, saying why
+/// and what to do. The control: the same profile without secrets runs, as
+/// that uid.
+#[test]
+fn root_never_hands_secrets_to_another_uid() {
+    let test = "root_never_hands_secrets_to_another_uid";
+    if !is_root() {
+        skip_needs_root(test, "only root hands a jail to another uid");
+        return;
+    }
+    let Some(abi) = need_kernel(test) else {
+        return;
+    };
+    let fx = fixture(aiops_testkit::NOBODY);
+    let dir = scratch_dir_named("aiops-prof-", None);
+    let profile = dir.path().join("with-secret.toml");
+    std::fs::write(
+        &profile,
+        "schema = 1\nname = \"with-secret\"\ndescription = \"restrictive with a secret\"\n\
+         extends = \"restrictive\"\n[env]\nallow = [\"PATH\"]\nsecrets = [\"TOKEN\"]\n",
+    )
+    .unwrap();
+    let secrets = scratch_dir_named("aiops-sec-", None);
+    std::fs::set_permissions(secrets.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(secrets.path().join("TOKEN"), "tok-root-only").unwrap();
+    std::fs::set_permissions(
+        secrets.path().join("TOKEN"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let env = BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]);
+    let caps: aiops_policy::NodeCaps =
+        serde_json::from_value(serde_json::json!({"secrets": ["TOKEN"]})).unwrap();
+    let profile = profile.to_str().unwrap();
+    let with = aiops_testkit::jail_request_with_caps(
+        profile, &caps, abi, &fx.ws, &fx.script, env.clone(), &["/bin/true"],
+    );
+    let run = |req: &JailRequest| {
+        let body = serde_json::to_vec(req).unwrap();
+        let (child, ours) =
+            spawn_jailer_env(&fx, &body, false, &[("AIOPS_SECRETS_DIR", secrets.path())]);
+        let out = child.wait_with_output().unwrap();
+        (out, frames(&ours))
+    };
+    let (out, frames) = run(&with);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(Step::Validate.exit_code()), "{stderr}");
+    assert!(
+        stderr.contains("secrets TOKEN: run as root, this jail would run as uid 65534")
+            && stderr.contains("run aiopsctl as uid 65534 itself, or in system mode"),
+        "{stderr}"
+    );
+    assert!(
+        matches!(frames.as_slice(), [Report::SetupFailed { step: Step::Validate, .. }]),
+        "{frames:?}"
+    );
+    assert!(!fx.ws.join("created-inside").exists(), "nothing ran");
+    // Control: no secrets, and the jail runs as the workspace's owner.
+    let without = aiops_testkit::jail_request_with_caps(
+        profile,
+        &aiops_policy::NodeCaps::default(),
+        abi,
+        &fx.ws,
+        &fx.script,
+        env,
+        &["/bin/true"],
+    );
+    let (out, _) = run(&without);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("id=65534:65534"), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(fx.ws.join("created-inside").exists());
 }

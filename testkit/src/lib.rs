@@ -393,7 +393,22 @@ pub fn jail_request(
     host_env: std::collections::BTreeMap<String, String>,
     argv: &[&str],
 ) -> aiops_proto::JailRequest {
-    use aiops_policy::{CompileContext, HostFacts, NodeCaps, PathVars, ProfileLoader};
+    let caps = aiops_policy::NodeCaps::default();
+    jail_request_with_caps(profile, &caps, abi, ws, agentd, host_env, argv)
+}
+
+/// [`jail_request`] for a node declaring `caps`; `profile` may also be a
+/// profile file's path (its `extends` found among the shipped profiles).
+pub fn jail_request_with_caps(
+    profile: &str,
+    caps: &aiops_policy::NodeCaps,
+    abi: u8,
+    ws: &Path,
+    agentd: &Path,
+    host_env: std::collections::BTreeMap<String, String>,
+    argv: &[&str],
+) -> aiops_proto::JailRequest {
+    use aiops_policy::{CompileContext, HostFacts, PathVars, ProfileLoader};
     use aiops_proto::{facts::LANDLOCK_ABI_MAX, AbsPath};
     let profile = ProfileLoader::standard(None, Some(&repo_root().join("profiles")))
         .load(profile)
@@ -411,7 +426,7 @@ pub fn jail_request(
         agentd: abs(agentd),
     };
     let facts = HostFacts::linux(abi.min(LANDLOCK_ABI_MAX));
-    let plan = aiops_policy::compile(&profile, &NodeCaps::default(), &facts, &ctx)
+    let plan = aiops_policy::compile(&profile, caps, &facts, &ctx)
         .unwrap_or_else(|e| panic!("compile: {e}"));
     aiops_proto::JailRequest {
         proto_version: aiops_proto::PROTO_VERSION,

@@ -100,7 +100,15 @@ impl Env {
     }
 
     fn daemon(&self) -> Daemon {
-        let child = Command::new(bin("aiops-supervisor"))
+        self.daemon_with(&mut Command::new(bin("aiops-supervisor")))
+    }
+
+    fn daemon_without_tmpdir(&self) -> Daemon {
+        self.daemon_with(Command::new(bin("aiops-supervisor")).env_remove("TMPDIR"))
+    }
+
+    fn daemon_with(&self, cmd: &mut Command) -> Daemon {
+        let child = cmd
             .arg("--config")
             .arg(&self.config)
             .env("AIOPS_PROFILE_PATH", aiops_tests::profiles_dir())
@@ -692,7 +700,11 @@ fn yes_pre_approves_the_gate_and_cancel_at_the_gate_skips_dependants() {
 
 /// systemd's part for `aiops-jailer.socket` (`Accept=yes`): every
 /// connection gets a fresh jailer with it as fd 3 and LISTEN_* set.
-fn socket_activator(path: &Path) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+fn socket_activator(
+    path: &Path,
+    ceiling: &aiops_tests::SystemCeiling,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let config = ceiling.config.clone();
     use std::os::unix::net::UnixListener;
     let listener = UnixListener::bind(path).unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -721,6 +733,7 @@ fn socket_activator(path: &Path) -> std::sync::Arc<std::sync::atomic::AtomicBool
                         .arg(&jailer)
                         .env("PATH", "/usr/bin:/bin")
                         .env("AIOPS_SUPERVISOR_USER", aiops_tests::euid().to_string())
+                        .env("AIOPS_JAILER_CONFIG", &config)
                         .stdin(Stdio::from(std::os::fd::OwnedFd::from(conn)))
                         .stdout(Stdio::null())
                         .spawn()
@@ -737,11 +750,17 @@ fn socket_activator(path: &Path) -> std::sync::Arc<std::sync::atomic::AtomicBool
 
 #[test]
 fn in_system_mode_the_daemon_asks_the_socket_activated_jailer() {
-    let Some(e) = env("in_system_mode_the_daemon_asks_the_socket_activated_jailer") else {
+    let test = "in_system_mode_the_daemon_asks_the_socket_activated_jailer";
+    let Some(e) = env(test) else {
+        return;
+    };
+    // The jailer's ceiling must be root's (docs/jailer.md, "The ceiling").
+    let Some(ceiling) = aiops_tests::SystemCeiling::new(&["restrictive"], "") else {
+        aiops_tests::skip_needs_root(test, "system mode's jailer.toml must be owned by root");
         return;
     };
     let jsock = e.root.join("jailer.sock");
-    let stop = socket_activator(&jsock);
+    let stop = socket_activator(&jsock, &ceiling);
     std::fs::write(
         &e.config,
         format!(
@@ -759,7 +778,8 @@ fn in_system_mode_the_daemon_asks_the_socket_activated_jailer() {
              [[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"{tag}\"\nprofile = \"restrictive\"\nneeds = [\"write\"]\n"
         ),
     );
-    let _d = e.daemon();
+    // As under systemd, no TMPDIR: system-mode jails use their own /tmp.
+    let _d = e.daemon_without_tmpdir();
     let o = e.ctl(&["submit", flow.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
