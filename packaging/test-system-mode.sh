@@ -369,7 +369,10 @@ TOML
 rc=0; out=$(ct runuser -u aiops -- env AIOPS_PROFILE_PATH=/srv/evil aiopsctl run /srv/aiops/escape.toml 2>&1) || rc=$?
 [ "$rc" != 0 ] || fail "a wider plan from the supervisor's uid is refused" "exit 0: $out"
 check "the wider plan did not run (no file in the workspace root)" ct sh -c '! test -e /var/lib/aiops/workspaces/pwned'
-check "the jailer named the field it refused" sh -c "nsenter --target $pid1 --all journalctl --no-pager -o cat -u 'aiops-jailer@*' | grep 'outside the ceiling: plan.mounts' | grep -q 'profile restrictive yields'"
+jlog=$(nsenter --target "$pid1" --all journalctl --no-pager -o cat -u 'aiops-jailer@*' 2>&1 | grep 'outside the ceiling' | tail -n 3)
+printf '%s\n' "$jlog" | grep 'outside the ceiling: plan.mounts' | grep -q 'profile restrictive yields' ||
+  fail "the jailer named the field it refused" "run: $out; jailer journal: $jlog"
+ok "the jailer named the field it refused"
 ok "a wider plan from the supervisor's uid is refused (exit $rc)"
 # Control: the same flow under the installed profile runs (the jail blocks the write) ...
 rc=0; out=$(ct runuser -u aiops -- aiopsctl run --json /srv/aiops/escape.toml 2>&1) || rc=$?

@@ -562,7 +562,13 @@ fn root_never_hands_secrets_to_another_uid() {
         serde_json::from_value(serde_json::json!({"secrets": ["TOKEN"]})).unwrap();
     let profile = profile.to_str().unwrap();
     let with = aiops_testkit::jail_request_with_caps(
-        profile, &caps, abi, &fx.ws, &fx.script, env.clone(), &["/bin/true"],
+        profile,
+        &caps,
+        abi,
+        &fx.ws,
+        &fx.script,
+        env.clone(),
+        &["/bin/true"],
     );
     let run = |req: &JailRequest| {
         let body = serde_json::to_vec(req).unwrap();
@@ -573,14 +579,24 @@ fn root_never_hands_secrets_to_another_uid() {
     };
     let (out, frames) = run(&with);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(Step::Validate.exit_code()), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(Step::Validate.exit_code()),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("secrets TOKEN: run as root, this jail would run as uid 65534")
             && stderr.contains("run aiopsctl as uid 65534 itself, or in system mode"),
         "{stderr}"
     );
     assert!(
-        matches!(frames.as_slice(), [Report::SetupFailed { step: Step::Validate, .. }]),
+        matches!(
+            frames.as_slice(),
+            [Report::SetupFailed {
+                step: Step::Validate,
+                ..
+            }]
+        ),
         "{frames:?}"
     );
     assert!(!fx.ws.join("created-inside").exists(), "nothing ran");
@@ -596,6 +612,10 @@ fn root_never_hands_secrets_to_another_uid() {
     );
     let (out, _) = run(&without);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("id=65534:65534"), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("id=65534:65534"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(fx.ws.join("created-inside").exists());
 }

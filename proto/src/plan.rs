@@ -19,7 +19,8 @@ const AGENT_DIR_IN_JAIL: &str = "/.aiops";
 /// In-jail paths the jailer builds itself, each with the one mount that may
 /// land there. Nothing may be mounted inside them or over a directory above
 /// them (the jail has no /sys at all).
-const PRIVATE_DSTS: [(&str, fn(&Mount) -> bool); 5] = [
+type OwnMount = fn(&Mount) -> bool;
+const PRIVATE_DSTS: [(&str, OwnMount); 5] = [
     // agentd's directory: agentd's bind (below) is the only mount inside.
     (AGENT_DIR_IN_JAIL, |_| false),
     (AGENTD_IN_JAIL, |m| {
