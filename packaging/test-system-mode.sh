@@ -343,10 +343,50 @@ ct systemctl stop aiops-supervisor.service
 check "status as root with the daemon stopped" ct aiopsctl status "$last_run"
 check "logs and audit as root with the daemon stopped" ct sh -c "aiopsctl logs $last_run test >/dev/null && aiopsctl audit --run $last_run | grep -q node_end"
 check "daemon's files still its own" ct sh -c '! find /var/lib/aiops -user root | grep -q .'
-# --- the jailer's ceiling: installed root-owned (the attack through the
-# real unit is tests/tests/socket_activation.rs's, emulated; issue 15 note)
+# --- the jailer's ceiling: the supervisor's uid gets no more than jailer.toml's profiles ---
+# As the supervisor's uid (aiops), with its own profile search path: a
+# "restrictive" that also grants every run's workspace read-write. The
+# engine compiles the wider plan and sends it through the real socket; the
+# jailer compiles its own copy of restrictive and refuses the difference.
 # shellcheck disable=SC2016 # expanded in the container
 check "jailer.toml installed root-owned" ct sh -c '[ "$(stat -c %U:%a /etc/aiops/jailer.toml)" = root:644 ]'
+mkdir -p "$root/srv/evil"
+# shellcheck disable=SC2016 # $WORKSPACE is the profile's own variable
+sed 's|^write = \["\$WORKSPACE"\]|write = ["$WORKSPACE", "/var/lib/aiops/workspaces"]|' \
+  "$root/usr/share/aiops/profiles/restrictive.toml" >"$root/srv/evil/restrictive.toml"
+grep -q '"/var/lib/aiops/workspaces"' "$root/srv/evil/restrictive.toml" ||
+  fail "make the wider profile" "$(grep -n '^write' "$root/srv/evil/restrictive.toml")"
+cat >"$root/srv/aiops/escape.toml" <<'TOML'
+schema = 1
+name = "escape"
+[workspace]
+repo = "quickstart/repo"
+ref = "main"
+[[node]]
+id = "escape"
+kind = "shell"
+run = "touch /var/lib/aiops/workspaces/pwned && echo escaped || echo blocked-by-jail"
+profile = "restrictive"
+TOML
+rc=0; out=$(ct runuser -u aiops -- env AIOPS_PROFILE_PATH=/srv/evil aiopsctl run /srv/aiops/escape.toml 2>&1) || rc=$?
+[ "$rc" != 0 ] || fail "a wider plan from the supervisor's uid is refused" "exit 0: $out"
+check "the wider plan did not run (no file in the workspace root)" ct sh -c '! test -e /var/lib/aiops/workspaces/pwned'
+# The run shows the jailer's refusal: the first field that differs.
+printf '%s\n' "$out" | grep 'outside the ceiling: plan\.' | grep -q 'profile restrictive yields' ||
+  fail "the jailer named the field it refused" "$out"
+ok "the jailer named the field it refused"
+ok "a wider plan from the supervisor's uid is refused (exit $rc)"
+# Control: the same flow under the installed profile runs (the jail blocks the write) ...
+rc=0; out=$(ct runuser -u aiops -- aiopsctl run --json /srv/aiops/escape.toml 2>&1) || rc=$?
+[ "$rc" = 0 ] || fail "the same flow under the installed profile runs" "exit $rc: $out"
+erun=$(ct runuser -u aiops -- aiopsctl status --json --limit 1 | json 'd[0]["id"] if isinstance(d, list) else d["runs"][0]["id"]')
+check "the installed profile's jail blocked the write" sh -c "nsenter --target $pid1 --all runuser -u aiops -- aiopsctl logs $erun escape | grep -qx blocked-by-jail"
+# ... and the wider profile does what it says where the operator allows it
+# (root's local exec on a workspace aiops owns): the attack is real.
+ws=$(ct sh -c 'ls -d /var/lib/aiops/workspaces/*/ | head -n 1')
+check "the wider profile writes the workspace root when allowed (control)" \
+  ct aiopsctl exec --profile /srv/evil/restrictive.toml --workspace "$ws" -- touch /var/lib/aiops/workspaces/pwned
+ct rm -f /var/lib/aiops/workspaces/pwned
 
 ct systemctl poweroff || true
 for _ in $(seq 1 60); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.5; done

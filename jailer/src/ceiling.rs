@@ -14,7 +14,6 @@ use crate::config::{check_root_owned, JailerConfig};
 use crate::error::JailError;
 use aiops_policy::{CompileContext, HostFacts, NodeCaps, PathVars, Profile, ProfileLoader};
 use aiops_proto::facts::LANDLOCK_ABI_MAX;
-use aiops_proto::plan::{Mount, AGENTD_IN_JAIL};
 use aiops_proto::{AbsPath, JailRequest};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -36,17 +35,6 @@ fn outside(field: impl Into<String>, reason: impl Into<String>) -> JailError {
     }
 }
 
-/// The source tree's `profiles/` in a development build, as aiopsctl's
-/// loader has it (`supervisor::locate::dev_profiles_dir`).
-fn dev_profiles_dir() -> Option<PathBuf> {
-    if option_env!("AIOPS_PACKAGE_BUILD") == Some("1") {
-        return None;
-    }
-    let d = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles"));
-    d.is_dir()
-        .then(|| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()))
-}
-
 /// What this kernel provides, asked here rather than believed from the
 /// request: a plan compiled for an older Landlock, or for a host "without"
 /// seccomp, would be a weaker jail. Namespaces are assumed: creating them
@@ -63,7 +51,7 @@ fn own_facts() -> HostFacts {
 }
 
 /// Refuse `req.plan` unless it equals what its profile yields. `agentd` is
-/// this jailer's agentd (the plan's bind of it was checked already).
+/// this jailer's agentd as the plan spells it (`check_agentd_bind`).
 pub fn check(req: &JailRequest, ceiling: &Ceiling, agentd: &Path) -> Result<(), JailError> {
     let plan = &req.plan;
     let src = &plan.source;
@@ -71,8 +59,10 @@ pub fn check(req: &JailRequest, ceiling: &Ceiling, agentd: &Path) -> Result<(), 
         .map_err(|e| outside("source.caps", e.to_string()))?;
     let (profile, vars) = match ceiling {
         Ceiling::Local { profile_path } => {
-            let loader =
-                ProfileLoader::standard(profile_path.as_deref(), dev_profiles_dir().as_deref());
+            let loader = ProfileLoader::standard(
+                profile_path.as_deref(),
+                aiops_policy::profile::dev_profiles_dir().as_deref(),
+            );
             let profile = loader
                 .load_path(&src.profile_file)
                 .map_err(|e| outside("source.profile_file", aiops_proto::error_chain(&e)))?;
@@ -99,12 +89,11 @@ pub fn check(req: &JailRequest, ceiling: &Ceiling, agentd: &Path) -> Result<(), 
             (profile, system_vars(&cfg, src)?)
         }
     };
-    let agentd = agentd_bound(plan).unwrap_or_else(|| agentd.to_path_buf());
     let ctx = CompileContext {
         vars,
         cwd: plan.cwd.clone(),
         host_env: plan.env.clone(),
-        agentd: AbsPath::new(&agentd).map_err(|e| outside("agentd", e))?,
+        agentd: AbsPath::new(agentd).map_err(|e| outside("agentd", e))?,
     };
     let mut want = aiops_policy::compile(&profile, &caps, &own_facts(), &ctx).map_err(|e| {
         outside(
@@ -216,17 +205,6 @@ fn system_vars(
         workspace: Some(ws.clone()),
         home: src.home.clone(),
         tmpdir: src.tmpdir.clone(),
-    })
-}
-
-/// The host path the plan binds at agentd's place (checked to be this
-/// jailer's agentd before this runs), so both spell it alike.
-fn agentd_bound(plan: &aiops_proto::JailPlan) -> Option<PathBuf> {
-    plan.mounts.iter().find_map(|m| match m {
-        Mount::Bind { src, dst, .. } if dst.as_path() == Path::new(AGENTD_IN_JAIL) => {
-            Some(src.as_path().to_path_buf())
-        }
-        _ => None,
     })
 }
 

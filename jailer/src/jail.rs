@@ -174,7 +174,8 @@ fn agentd_host_path(env: &HostEnv) -> Result<PathBuf, JailError> {
 /// once: every mount is checked, not only the first that matches (a later
 /// bind at the same place would hide the checked one; `JailPlan::validate`
 /// refuses a second one too).
-fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
+/// Returns the plan's spelling of that path, which its ceiling compiles with.
+fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<PathBuf, JailError> {
     let want = AbsPath::new(host).map_err(|e| refused(format!("agentd path: {e}")))?;
     let at_agentd: Vec<&Mount> = req
         .plan
@@ -194,7 +195,7 @@ fn check_agentd_bind(req: &JailRequest, host: &Path) -> Result<(), JailError> {
             )
     };
     match at_agentd.as_slice() {
-        [Mount::Bind { src, .. }] if same(src) => Ok(()),
+        [Mount::Bind { src, .. }] if same(src) => Ok(src.as_path().to_path_buf()),
         [Mount::Bind { src, .. }] => Err(refused(format!(
             "the plan binds {src} at {AGENTD_IN_JAIL}; this jailer's agentd is {want}"
         ))),
@@ -305,11 +306,13 @@ pub fn run_with(
     let agentd = agentd_host_path(env)?;
     let filters = plan.seccomp.as_ref().map(seccomp::compile).transpose()?;
     let cgroup = limits::cgroup_layer(&plan.require)?;
-    if !plan.unconfined {
-        check_agentd_bind(&req, &agentd)?;
-    }
+    let bound = if plan.unconfined {
+        agentd.clone()
+    } else {
+        check_agentd_bind(&req, &agentd)?
+    };
     // The plan must be exactly what its profile yields (the ceiling).
-    ceiling::check(&req, &env.ceiling, &agentd)?;
+    ceiling::check(&req, &env.ceiling, &bound)?;
     let drop_to = sys.is_root().then(|| jail_ids(&req));
     if let Some((uid, _)) = drop_to.filter(|_| !plan.secrets.is_empty()) {
         return Err(secrets_to_another_uid(&req, uid));

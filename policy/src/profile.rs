@@ -366,6 +366,20 @@ pub struct Profile {
 
 const MAX_EXTENDS_DEPTH: usize = 8;
 
+/// The source tree's `profiles/`, only when it still exists (a development
+/// build), and never in a package build (`AIOPS_PACKAGE_BUILD=1` at
+/// compile time, from packaging/build-deb.sh): an installed binary must not
+/// look for profiles under the path it was built at, which someone else
+/// may be able to create on the host it runs on.
+pub fn dev_profiles_dir() -> Option<PathBuf> {
+    if option_env!("AIOPS_PACKAGE_BUILD") == Some("1") {
+        return None;
+    }
+    let d = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles"));
+    d.is_dir()
+        .then(|| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()))
+}
+
 /// Finds profiles by name along a search path, or reads one by path.
 #[derive(Debug, Clone)]
 pub struct ProfileLoader {

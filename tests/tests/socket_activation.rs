@@ -416,6 +416,8 @@ fn hostile_requests_from_the_supervisor_uid_are_refused_by_the_ceiling() {
     // Another run's workspace, which this node must not touch.
     let other = scratch_dir(owner());
     std::fs::write(other.path().join("victim"), "original\n").unwrap();
+    // Writable by the jail's uid, so only the jail's layers stand in the way.
+    aiops_tests::chown_to(&other.path().join("victim"), owner());
     let marker = ws.path().join("ran");
     let script = format!(
         "echo ran > {m}; echo \"token=${{AIOPS_TEST_TOKEN:-}} other=${{AIOPS_OTHER:-}}\"; \
@@ -630,5 +632,70 @@ fn hostile_requests_from_the_supervisor_uid_are_refused_by_the_ceiling() {
     assert_eq!(
         std::fs::read_to_string(other.path().join("victim")).unwrap(),
         "original\n"
+    );
+    // The attack's control: where root's own ceiling is that wider profile,
+    // the same request runs and does write the other workspace.
+    let lax = SystemCeiling::new(&["restrictive"], "").unwrap();
+    std::fs::copy(&wide, lax.profile_dir.join("restrictive.toml")).unwrap();
+    let got = send(&lax, creds.path(), &plan, &argv);
+    assert_eq!(got.report.status, 0, "{:?} {}", got.report, got.err);
+    assert_eq!(
+        std::fs::read_to_string(other.path().join("victim")).unwrap(),
+        "hacked\n",
+        "the wider plan, once allowed, reaches the other workspace"
+    );
+}
+
+/// The credentials directory is covered in every jail's mount namespace:
+/// even a profile root allows that lists it (an operator's mistake) binds
+/// an empty directory. The control: the same plan from a jailer with no
+/// credentials directory set (nothing to cover) prints the files, so the
+/// bind itself reaches them.
+#[test]
+fn a_profile_that_lists_the_credentials_directory_sees_it_empty() {
+    let test = "a_profile_that_lists_the_credentials_directory_sees_it_empty";
+    let Some(c) = ceiling(test, &["leaky"]) else {
+        return;
+    };
+    let creds = credentials(&[("AIOPS_TEST_TOKEN", "tok-leaked")]);
+    aiops_tests::write_profile(
+        &c.profile_dir,
+        "leaky",
+        &format!(
+            "schema = 1\nname = \"leaky\"\ndescription = \"restrictive that also reads the credentials\"\n\
+             extends = \"restrictive\"\n[fs]\nread = [\"/usr\", \"/bin\", \"/sbin\", \"/lib\", \"/lib32\", \"/lib64\", \"/etc\", {:?}]\n",
+            creds.path()
+        ),
+    );
+    let ws = scratch_dir(owner());
+    let plan = plan_with(
+        ws.path(),
+        c.profile_dir.join("leaky.toml").to_str().unwrap(),
+        &NodeCaps::default(),
+    );
+    let script = format!("cat {}/* 2>&1; true", creds.path().display());
+    let argv = ["/bin/sh", "-c", script.as_str()];
+    let covered = send(&c, creds.path(), &plan, &argv);
+    if layer_missing(test, &covered.report) {
+        return;
+    }
+    assert_eq!(
+        covered.report.status, 0,
+        "{:?} {}",
+        covered.report, covered.err
+    );
+    assert!(!covered.stdout.contains("tok-leaked"), "{}", covered.stdout);
+    // Control: no credentials directory for this jailer, nothing covered.
+    let (_d, sock, l) = listener();
+    let (jail, mut out) = start(&sock, &plan, &argv);
+    let mut jailer = activate(&l, &euid().to_string(), &c);
+    let report = jail.wait().unwrap();
+    wait_with_deadline(&mut jailer, Duration::from_secs(10)).expect("jailer exits");
+    let mut stdout = String::new();
+    out.read_to_string(&mut stdout).unwrap();
+    assert_eq!(report.status, 0, "{report:?} {}", stderr_of(&mut jailer));
+    assert_eq!(
+        stdout, "tok-leaked",
+        "the bind reaches the files when nothing covers them"
     );
 }
