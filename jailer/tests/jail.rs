@@ -619,3 +619,127 @@ fn root_never_hands_secrets_to_another_uid() {
     );
     assert!(fx.ws.join("created-inside").exists());
 }
+
+/// Every readable mapping of `pid`'s memory, as one buffer; `Err` when the
+/// kernel refuses to open it (a non-dumpable process of our uid, unless we
+/// have CAP_SYS_PTRACE).
+fn process_memory(pid: u32) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem"))?;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let mut all = vec![];
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (b - a) as usize];
+        if mem.seek(SeekFrom::Start(a)).is_ok() && mem.read_exact(&mut buf).is_ok() {
+            all.extend_from_slice(&buf);
+        }
+    }
+    Ok(all)
+}
+
+/// The jailer's waiting parent lives as long as the jail, as the jail's
+/// uid. It must never hold a secret's value (only the jail's PID 1 reads
+/// them) and must not be dumpable. Judged from outside: as root (which
+/// may read any process's memory) the parent's whole memory is searched
+/// for the value; unprivileged, opening its memory must fail. Control:
+/// the jail's PID 1 does hold the value (its spec, fd 3), and is readable.
+#[test]
+fn the_waiting_parent_never_holds_a_secret() {
+    let test = "the_waiting_parent_never_holds_a_secret";
+    let Some(abi) = need_kernel(test) else {
+        return;
+    };
+    let root = is_root();
+    // As root the jailer runs as nobody (root refuses secrets for another uid).
+    let jail_uid = if root {
+        aiops_testkit::NOBODY
+    } else {
+        nix::unistd::geteuid().as_raw()
+    };
+    let fx = fixture(jail_uid);
+    set_script(&fx, "#!/bin/sh\nexec /bin/sleep 30\n");
+    let dir = scratch_dir_named("aiops-prof-", None);
+    let profile = dir.path().join("with-secret.toml");
+    std::fs::write(
+        &profile,
+        "schema = 1\nname = \"with-secret\"\ndescription = \"restrictive with a secret\"\n\
+         extends = \"restrictive\"\n[env]\nallow = [\"PATH\"]\nsecrets = [\"TOKEN\"]\n",
+    )
+    .unwrap();
+    let value = format!("tok-in-memory-{}-{}", std::process::id(), abi);
+    let secrets = scratch_dir_named("aiops-sec-", Some(jail_uid));
+    std::fs::set_permissions(secrets.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let file = secrets.path().join("TOKEN");
+    std::fs::write(&file, &value).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    chown_tree(secrets.path(), Some(jail_uid));
+    let caps: aiops_policy::NodeCaps =
+        serde_json::from_value(serde_json::json!({"secrets": ["TOKEN"]})).unwrap();
+    let env = BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]);
+    let req = aiops_testkit::jail_request_with_caps(
+        profile.to_str().unwrap(),
+        &caps,
+        abi,
+        &fx.ws,
+        &fx.script,
+        env,
+        &["/bin/true"],
+    );
+    let body = serde_json::to_vec(&req).unwrap();
+    let (mut child, _ours) =
+        spawn_jailer_env(&fx, &body, root, &[("AIOPS_SECRETS_DIR", secrets.path())]);
+    // The waiting parent is the process we started (through setpriv's exec
+    // as root); the jail's PID 1 is its only child once it runs `sleep`.
+    let parent = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pid1 = loop {
+        let kids = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        if let Some(k) = kids.split_whitespace().next() {
+            let k: u32 = k.parse().unwrap();
+            if std::fs::read_link(format!("/proc/{k}/exe")).is_ok_and(|e| e.ends_with("sleep")) {
+                break k;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the jail did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // Control: the value is in the jail, on PID 1's spec fd.
+    let spec = std::fs::read_to_string(format!("/proc/{pid1}/fd/3"));
+    let parent_mem = process_memory(parent);
+    let _ = child.kill();
+    let _ = child.wait();
+    let spec = spec.unwrap();
+    assert!(
+        spec.contains(&value),
+        "the control: the jail's PID 1 holds the secret"
+    );
+    if root {
+        let mem = parent_mem.expect("root reads any process's memory");
+        assert!(!mem.is_empty());
+        assert!(
+            !mem.windows(value.len()).any(|w| w == value.as_bytes()),
+            "the waiting parent's memory holds the secret"
+        );
+    } else {
+        let e = parent_mem.expect_err("the waiting parent must not be dumpable");
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    }
+}
