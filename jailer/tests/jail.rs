@@ -640,11 +640,11 @@ fn process_memory(pid: u32) -> std::io::Result<Vec<u8>> {
             continue;
         };
         let (a, b) = (
-            u64::from_str_radix(a, 16).unwrap(),
-            u64::from_str_radix(b, 16).unwrap(),
+            usize::from_str_radix(a, 16).unwrap(),
+            usize::from_str_radix(b, 16).unwrap(),
         );
-        let mut buf = vec![0u8; (b - a) as usize];
-        if mem.seek(SeekFrom::Start(a)).is_ok() && mem.read_exact(&mut buf).is_ok() {
+        let mut buf = vec![0u8; b - a];
+        if mem.seek(SeekFrom::Start(a as u64)).is_ok() && mem.read_exact(&mut buf).is_ok() {
             all.extend_from_slice(&buf);
         }
     }
