@@ -743,3 +743,63 @@ fn the_waiting_parent_never_holds_a_secret() {
         assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
     }
 }
+
+/// Local mode checks the plan against its profile too (the search path the
+/// invoking user trusts): a plan with one seccomp rule dropped or a
+/// writable bind the profile does not list is refused, naming the field.
+/// The control: the same request unchanged runs (every test above).
+#[test]
+fn local_mode_refuses_a_plan_its_profile_does_not_yield() {
+    let Some(abi) = need_kernel("local_mode_refuses_a_plan_its_profile_does_not_yield") else {
+        return;
+    };
+    let owner = if is_root() {
+        aiops_testkit::NOBODY
+    } else {
+        nix::unistd::geteuid().as_raw()
+    };
+    let fx = fixture(owner);
+    let ok = run_jailer(&fx, &serde_json::to_vec(&request(&fx, abi)).unwrap(), false);
+    assert!(
+        ok.out.status.success(),
+        "control: {}",
+        String::from_utf8_lossy(&ok.out.stderr)
+    );
+    type Attack = fn(&mut JailRequest);
+    let attacks: [(Attack, &str); 2] = [
+        (
+            |r| {
+                r.plan.seccomp.as_mut().unwrap().deny_eperm.pop();
+            },
+            "outside the ceiling: plan.seccomp.deny_eperm[",
+        ),
+        (
+            |r| {
+                r.plan.mounts.push(aiops_proto::plan::Mount::Bind {
+                    src: AbsPath::new("/var/tmp").unwrap(),
+                    dst: AbsPath::new("/var/tmp").unwrap(),
+                    writable: true,
+                    exec: false,
+                    optional: false,
+                })
+            },
+            "outside the ceiling: plan.mounts[",
+        ),
+    ];
+    for (attack, says) in attacks {
+        let mut req = request(&fx, abi);
+        attack(&mut req);
+        let run = run_jailer(&fx, &serde_json::to_vec(&req).unwrap(), false);
+        let stderr = String::from_utf8_lossy(&run.out.stderr);
+        assert_eq!(
+            run.out.status.code(),
+            Some(Step::Validate.exit_code()),
+            "{stderr}"
+        );
+        assert!(stderr.contains(says), "{says}: {stderr}");
+        assert!(
+            String::from_utf8_lossy(&run.out.stdout).is_empty(),
+            "nothing ran"
+        );
+    }
+}

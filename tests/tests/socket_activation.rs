@@ -699,3 +699,78 @@ fn a_profile_that_lists_the_credentials_directory_sees_it_empty() {
         "the bind reaches the files when nothing covers them"
     );
 }
+
+/// The ceiling itself must be root's: a profile file others may write, or
+/// that another uid owns, and jailer.toml the same, refuse every request,
+/// naming the path. The control: the untouched ceiling runs the node.
+#[test]
+fn a_ceiling_that_is_not_roots_alone_is_refused_naming_the_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "a_ceiling_that_is_not_roots_alone_is_refused_naming_the_path";
+    let Some(c) = ceiling(test, &["restrictive"]) else {
+        return;
+    };
+    let ws = scratch_dir(owner());
+    let plan = plan_for(ws.path());
+    let argv = ["/bin/sh", "-c", "echo ran"];
+    let creds = credentials(&[]);
+    let ok = send(&c, creds.path(), &plan, &argv);
+    if layer_missing(test, &ok.report) {
+        return;
+    }
+    assert_eq!(
+        ok.stdout, "ran\n",
+        "the control: {:?} {}",
+        ok.report, ok.err
+    );
+    let profile = c.profile_dir.join("restrictive.toml");
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    type Tamper = Box<dyn Fn(bool)>;
+    let (p1, p2, p3, cfg) = (
+        profile.clone(),
+        profile.clone(),
+        c.profile_dir.clone(),
+        c.config.clone(),
+    );
+    let cases: Vec<(Tamper, String)> = vec![
+        (
+            Box::new(move |on| mode(&p1, if on { 0o666 } else { 0o644 })),
+            format!(
+                "{} has mode 666: group or others may write it",
+                profile.display()
+            ),
+        ),
+        (
+            Box::new(move |on| {
+                let uid = nix::unistd::Uid::from_raw(if on { NOBODY } else { 0 });
+                nix::unistd::chown(&p2, Some(uid), None).unwrap();
+            }),
+            format!("{} is owned by uid {NOBODY}, not root", profile.display()),
+        ),
+        (
+            Box::new(move |on| mode(&p3, if on { 0o775 } else { 0o755 })),
+            format!("{} has mode 775", c.profile_dir.display()),
+        ),
+        (
+            Box::new(move |on| mode(&cfg, if on { 0o664 } else { 0o644 })),
+            format!("{} has mode 664", c.config.display()),
+        ),
+    ];
+    for (tamper, says) in &cases {
+        tamper(true);
+        let got = send(&c, creds.path(), &plan, &argv);
+        tamper(false);
+        let msg = got
+            .report
+            .setup_failed
+            .map(|f| f.message)
+            .unwrap_or_default();
+        assert!(
+            msg.contains(says.as_str()),
+            "want {says:?}, got {msg:?} {}",
+            got.err
+        );
+        assert_eq!(got.stdout, "", "{says}: the node ran");
+    }
+}
