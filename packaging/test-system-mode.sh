@@ -376,8 +376,10 @@ printf '%s\n' "$out" | grep 'outside the ceiling: plan\.' | grep -q 'profile res
   fail "the jailer named the field it refused" "$out"
 ok "the jailer named the field it refused"
 ok "a wider plan from the supervisor's uid is refused (exit $rc)"
-# Control: the same flow under the installed profile runs (the jail blocks the write) ...
-rc=0; out=$(ct runuser -u aiops -- aiopsctl run --json /srv/aiops/escape.toml 2>&1) || rc=$?
+# Control: the same flow under the installed profile runs (the jail blocks
+# the write; the lint's gate flags the path outside the node's reach, so
+# approve it in advance) ...
+rc=0; out=$(ct runuser -u aiops -- aiopsctl run --yes --json /srv/aiops/escape.toml 2>&1) || rc=$?
 [ "$rc" = 0 ] || fail "the same flow under the installed profile runs" "exit $rc: $out"
 erun=$(ct runuser -u aiops -- aiopsctl status --json --limit 1 | json 'd[0]["id"] if isinstance(d, list) else d["runs"][0]["id"]')
 check "the installed profile's jail blocked the write" sh -c "nsenter --target $pid1 --all runuser -u aiops -- aiopsctl logs $erun escape | grep -qx blocked-by-jail"
