@@ -368,7 +368,10 @@ kind = "shell"
 run = "touch /var/lib/aiops/workspaces/pwned && echo escaped || echo blocked-by-jail"
 profile = "restrictive"
 TOML
-rc=0; out=$(ct runuser -u aiops -- env AIOPS_PROFILE_PATH=/srv/evil aiopsctl run /srv/aiops/escape.toml 2>&1) || rc=$?
+# As the supervisor's unit runs: uid aiops, group aiops-work, umask 0007.
+# shellcheck disable=SC2016 # "$@" expands in the container's sh
+as_aiops() { ct runuser -u aiops -G aiops-work -- sh -c 'umask 0007; exec "$@"' sh "$@"; }
+rc=0; out=$(as_aiops env AIOPS_PROFILE_PATH=/srv/evil aiopsctl run /srv/aiops/escape.toml 2>&1) || rc=$?
 [ "$rc" != 0 ] || fail "a wider plan from the supervisor's uid is refused" "exit 0: $out"
 check "the wider plan did not run (no file in the workspace root)" ct sh -c '! test -e /var/lib/aiops/workspaces/pwned'
 # The run shows the jailer's refusal: the first field that differs.
@@ -379,9 +382,10 @@ ok "a wider plan from the supervisor's uid is refused (exit $rc)"
 # Control: the same flow under the installed profile runs (the jail blocks
 # the write; the lint's gate flags the path outside the node's reach, so
 # approve it in advance) ...
-rc=0; out=$(ct runuser -u aiops -- aiopsctl run --yes --json /srv/aiops/escape.toml 2>&1) || rc=$?
+rc=0; out=$(as_aiops aiopsctl run --yes --json /srv/aiops/escape.toml 2>&1) || rc=$?
 [ "$rc" = 0 ] || fail "the same flow under the installed profile runs" "exit $rc: $out"
-erun=$(ct runuser -u aiops -- aiopsctl status --json --limit 1 | json 'd[0]["id"] if isinstance(d, list) else d["runs"][0]["id"]')
+ok "the same flow under the installed profile runs"
+erun=$(as_aiops aiopsctl status --json --limit 1 | json 'd[0]["id"] if isinstance(d, list) else d["runs"][0]["id"]')
 check "the installed profile's jail blocked the write" sh -c "nsenter --target $pid1 --all runuser -u aiops -- aiopsctl logs $erun escape | grep -qx blocked-by-jail"
 # ... and the wider profile does what it says where the operator allows it
 # (root's local exec on a workspace aiops owns): the attack is real.
