@@ -370,7 +370,7 @@ profile = "restrictive"
 TOML
 # As the supervisor's unit runs: uid aiops, group aiops-work, umask 0007.
 # shellcheck disable=SC2016 # "$@" expands in the container's sh
-as_aiops() { ct runuser -u aiops -G aiops-work -- sh -c 'umask 0007; exec "$@"' sh "$@"; }
+as_aiops() { ct runuser -u aiops -g aiops -G aiops-work -- sh -c 'umask 0007; exec "$@"' sh "$@"; }
 rc=0; out=$(as_aiops env AIOPS_PROFILE_PATH=/srv/evil aiopsctl run /srv/aiops/escape.toml 2>&1) || rc=$?
 [ "$rc" != 0 ] || fail "a wider plan from the supervisor's uid is refused" "exit 0: $out"
 check "the wider plan did not run (no file in the workspace root)" ct sh -c '! test -e /var/lib/aiops/workspaces/pwned'
