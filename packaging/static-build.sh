@@ -23,8 +23,12 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "
 fi
 command -v musl-gcc >/dev/null ||
   { echo "static-build: needs musl-gcc (apt-get install musl-tools)" >&2; exit 1; }
+# The jailer on its own: built with the supervisor, cargo would unify
+# aiops-policy's features and link the shell linter, flows and schemas
+# into the most trusted binary (docs/jailer.md, "The ceiling").
+cargo build --release --locked --quiet --target "$triple" -p aiops-jailer --bin aiops-jailer >&2
 cargo build --release --locked --quiet --target "$triple" \
-  -p aiops-jailer -p aiops-agentd -p aiops-supervisor --bin aiops-jailer --bin aiops-agentd --bin aiopsctl >&2
+  -p aiops-agentd -p aiops-supervisor --bin aiops-agentd --bin aiopsctl >&2
 target=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 dir=$target/$triple/release

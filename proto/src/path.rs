@@ -50,8 +50,19 @@ impl AbsPath {
         AbsPath(self.0.join(&rel.0))
     }
     /// Component-wise prefix test: `/usr` contains `/usr/lib` but not `/usrx`.
+    /// `other` is this path or below it. Both are normal (`new`), so a
+    /// byte prefix ending at a separator is the same answer as
+    /// `Path::starts_with`, without walking components (the compiler asks
+    /// this a few hundred times per plan).
     pub fn contains(&self, other: &AbsPath) -> bool {
-        other.0.starts_with(&self.0)
+        let (me, it) = (
+            self.0.as_os_str().as_encoded_bytes(),
+            other.0.as_os_str().as_encoded_bytes(),
+        );
+        me == b"/"
+            || it
+                .strip_prefix(me)
+                .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
     }
     pub fn depth(&self) -> usize {
         self.0.components().count()
@@ -135,6 +146,24 @@ impl fmt::Display for RelPath {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// `contains` answers as `Path::starts_with` on every pair.
+    #[test]
+    fn contains_is_path_starts_with() {
+        let all = [
+            "/", "/a", "/a/b", "/a-b", "/ab", "/a/b/c", "/a/bc", "/b", "/tmp", "/tmp/x", "/tmpx",
+        ];
+        for a in all {
+            for b in all {
+                let (pa, pb) = (AbsPath::new(a).unwrap(), AbsPath::new(b).unwrap());
+                assert_eq!(
+                    pa.contains(&pb),
+                    Path::new(b).starts_with(a),
+                    "{a} contains {b}"
+                );
+            }
+        }
+    }
 
     /// The fast path of `TryFrom<PathBuf>` agrees with `AbsPath::new`.
     #[test]
