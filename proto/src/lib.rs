@@ -8,9 +8,10 @@
 //! - every binary's exit status: `exit`;
 //! - who a jail runs as: `ids`.
 //!
-//! The jailer and agentd link this crate (and memtrim), not the policy
-//! compiler: no TOML, schemars, shell lint, flows or SBPL. Pure data and
-//! functions: no syscalls, no I/O.
+//! agentd links this crate (and memtrim), not the policy compiler; the
+//! jailer adds only policy's profile compiler (no shell lint, flows, SBPL
+//! or schemars) to compile each plan again. Pure data and functions: no
+//! syscalls, no I/O.
 #![forbid(unsafe_code)]
 
 pub mod agent;
