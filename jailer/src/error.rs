@@ -68,6 +68,8 @@ pub enum JailError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error("search the writable roots")]
+    Guard { source: aiops_guard::GuardError },
     #[error("pivot_root: {what}")]
     PivotRoot {
         what: &'static str,
@@ -125,7 +127,7 @@ impl JailError {
             Unshare { .. } => Step::Unshare,
             IdMaps { .. } => Step::IdMaps,
             Fork { .. } => Step::Fork,
-            Mount { .. } => Step::Mounts,
+            Mount { .. } | Guard { .. } => Step::Mounts,
             PivotRoot { .. } => Step::PivotRoot,
             Hostname { .. } => Step::Hostname,
             Loopback { .. } | EgressListener { .. } => Step::Loopback,
@@ -166,6 +168,10 @@ impl JailError {
             | AgentSpec { source, .. }
             | ExecAgentd { source, .. } => source.raw_os_error().unwrap_or(0),
             Landlock { errno, .. } | Seccomp { errno, .. } => *errno,
+            Guard { source } => match source {
+                aiops_guard::GuardError::Io { source, .. } => source.raw_os_error().unwrap_or(0),
+                _ => 0,
+            },
             Peer { .. } => libc::EACCES,
             DecodeRequest { .. }
             | Validate { .. }

@@ -337,6 +337,16 @@ pub fn run_with(
     // agentd too: as root, a checkout under /root is out of the jail uid's reach.
     sys.check_reachable(uid, &agentd)?;
     let git_env = git_safe_directories(plan, uid);
+    // Before any namespace, as the jail's uid: what the node must not
+    // rewrite in its writable roots, made read-only in step 7.
+    let home = plan.source.home.as_ref().map(|h| h.as_path());
+    let found = if plan.unconfined {
+        aiops_guard::Found::default()
+    } else {
+        sys.search_writable_roots(&plan.guard, home)?
+    };
+    let roots: Vec<PathBuf> = plan.guard.roots.iter().map(|r| r.as_path().into()).collect();
+    let guard = found.mounts(&roots);
     if !plan.unconfined {
         // 4. 5.
         sys.unshare_namespaces(&plan.namespaces)?;
@@ -349,8 +359,11 @@ pub fn run_with(
     let secrets = secrets::read_opened(secrets)?;
     if !plan.unconfined {
         // 7. 8.
-        sys.pivot_root_into(&plan.mounts, env.secrets_dir.as_deref())?;
+        sys.pivot_root_into(&plan.mounts, &guard, env.secrets_dir.as_deref())?;
         layers.push("pivot_root".into());
+        if !roots.is_empty() {
+            layers.push(found.summary());
+        }
         sys.sethostname_and_lo_up(&req, egress)?;
     }
     // 9.
@@ -523,7 +536,20 @@ mod tests {
             self.calls.push("fork_into_pid_ns");
             Ok(())
         }
-        fn pivot_root_into(&mut self, _: &[Mount], _: Option<&Path>) -> Result<(), JailError> {
+        fn search_writable_roots(
+            &mut self,
+            _: &aiops_proto::plan::GuardPlan,
+            _: Option<&Path>,
+        ) -> Result<aiops_guard::Found, JailError> {
+            self.calls.push("search_writable_roots");
+            Ok(aiops_guard::Found::default())
+        }
+        fn pivot_root_into(
+            &mut self,
+            _: &[Mount],
+            _: &[(PathBuf, bool)],
+            _: Option<&Path>,
+        ) -> Result<(), JailError> {
             self.calls.push("pivot_root_into");
             Ok(())
         }
@@ -677,6 +703,7 @@ mod tests {
                 "setresuid_to_jail_uid",
                 "check_reachable",
                 "check_reachable",
+                "search_writable_roots",
                 "unshare_namespaces",
                 "write_id_maps",
                 "fork_into_pid_ns",
@@ -698,7 +725,7 @@ mod tests {
     fn unprivileged_and_unconfined_runs_skip_their_steps() {
         let calls = recorded_calls("restrictive", false);
         assert!(!calls.contains(&"setresuid_to_jail_uid"), "{calls:?}");
-        assert_eq!(calls.len(), 16, "{calls:?}");
+        assert_eq!(calls.len(), 17, "{calls:?}");
         assert_eq!(
             recorded_calls("unconfined", false),
             [

@@ -47,7 +47,11 @@ fn under(base: &str, p: &Path) -> PathBuf {
 /// credentials directory) is covered by an empty read-only tmpfs first, in
 /// this mount namespace only: however a bind source is spelled, or swapped
 /// for a symlink meanwhile, it cannot reach the files there.
-pub fn pivot_root_into(mounts: &[Mount], hide: Option<&Path>) -> Result<Vec<PathBuf>, JailError> {
+pub fn pivot_root_into(
+    mounts: &[Mount],
+    guard: &[(PathBuf, bool)],
+    hide: Option<&Path>,
+) -> Result<Vec<PathBuf>, JailError> {
     // Keep every mount below from propagating back to the host.
     mount(
         None::<&str>,
@@ -132,8 +136,48 @@ pub fn pivot_root_into(mounts: &[Mount], hide: Option<&Path>) -> Result<Vec<Path
             }
         }
     }
+    for (p, read_only) in guard.iter().filter(|g| !made_by_plan(mounts, g)) {
+        guard_bind(&under(NEWROOT, p), *read_only)?;
+    }
     enter_new_root()?;
     Ok(skipped)
+}
+
+/// The plan already made this guard mount (the workspace root's `.git`
+/// pin and its default protected paths): one mount, not two.
+fn made_by_plan(mounts: &[Mount], (p, read_only): &(PathBuf, bool)) -> bool {
+    mounts.iter().any(|m| match m {
+        Mount::Pin { path } => !read_only && path.as_path() == p,
+        Mount::Bind { dst, writable, .. } => !writable && dst.as_path() == p,
+        _ => false,
+    })
+}
+
+/// A guard path (aiops-guard: a directory above a protected path, pinned,
+/// or the protected path, read-only) bound recursively onto itself in the
+/// new tree. Recursive, so it carries the mounts already below it; onto
+/// itself, so it keeps its mount's flags and can only take rights away,
+/// wherever the path resolves. Changed since the search (gone, or now a
+/// symlink): refused, as the host changed the tree under the jailer.
+fn guard_bind(t: &Path, read_only: bool) -> Result<(), JailError> {
+    let changed = |e: io::Error| JailError::Mount {
+        what: "a protected path changed between the search and the mount:",
+        path: t.into(),
+        source: e,
+    };
+    match fs::symlink_metadata(t) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(changed(io::Error::from_raw_os_error(libc::ELOOP)))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(changed(e)),
+    }
+    let fl = MsFlags::MS_BIND | MsFlags::MS_REC;
+    mount(Some(t), t, None::<&str>, fl, None::<&str>).map_err(nix_err("bind onto itself", t))?;
+    if read_only {
+        remount(t, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY)?;
+    }
+    Ok(())
 }
 
 /// Mount the staging tmpfs over /tmp and pivot into it, the host root at /oldroot.
@@ -302,7 +346,11 @@ fn bind(
 ) -> Result<Bound, JailError> {
     let smeta = match fs::symlink_metadata(s) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Bound::Missing),
+        // NotADirectory: `.git/hooks` where `.git` is a file (a linked
+        // worktree or a submodule), which is protected by its own search.
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+            return Ok(Bound::Missing)
+        }
         Err(e) => return Err(err("stat bind source", s)(e)),
     };
     if below_any(t, no_create) {
@@ -310,7 +358,9 @@ fn bind(
         // mountpoint must already exist on the host and nothing is created.
         let tmeta = match fs::symlink_metadata(t) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Bound::Missing),
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+                return Ok(Bound::Missing)
+            }
             Err(e) => return Err(err("stat mountpoint", t)(e)),
         };
         if smeta.file_type().is_symlink() || tmeta.file_type().is_symlink() {

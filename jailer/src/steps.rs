@@ -8,11 +8,11 @@ use crate::exec::ReportFd;
 use crate::jail::{HostEnv, Source};
 use crate::seccomp::Filters;
 use crate::{caps, idmap, landlock, limits, mounts, ns, seccomp, secrets};
-use aiops_proto::plan::{LandlockPlan, Mount, Namespace, RlimitPlan};
+use aiops_proto::plan::{GuardPlan, LandlockPlan, Mount, Namespace, RlimitPlan};
 use aiops_proto::{AgentSpec, EnvName, JailRequest};
 use std::convert::Infallible;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One method per state-changing call of `run()`, named as the step it is
 /// (docs/jailer.md numbers them).
@@ -55,8 +55,20 @@ pub trait Sys {
         parent: nix::unistd::Pid,
         conn: Option<OwnedFd>,
     ) -> Result<(), JailError>;
-    /// Step 7.
-    fn pivot_root_into(&mut self, mounts: &[Mount], hide: Option<&Path>) -> Result<(), JailError>;
+    /// Step 3, as the jail's uid before any namespace: every git directory
+    /// and outside hard link in the writable roots (aiops-guard).
+    fn search_writable_roots(
+        &mut self,
+        plan: &GuardPlan,
+        home: Option<&Path>,
+    ) -> Result<aiops_guard::Found, JailError>;
+    /// Step 7; `guard` is `Found::mounts`.
+    fn pivot_root_into(
+        &mut self,
+        mounts: &[Mount],
+        guard: &[(PathBuf, bool)],
+        hide: Option<&Path>,
+    ) -> Result<(), JailError>;
     /// Step 8.
     fn sethostname_and_lo_up(
         &mut self,
@@ -144,8 +156,20 @@ impl Sys for Kernel {
     ) -> Result<(), JailError> {
         ns::fork_into_pid_ns(parent, conn)
     }
-    fn pivot_root_into(&mut self, m: &[Mount], hide: Option<&Path>) -> Result<(), JailError> {
-        mounts::pivot_root_into(m, hide).map(drop)
+    fn search_writable_roots(
+        &mut self,
+        plan: &GuardPlan,
+        home: Option<&Path>,
+    ) -> Result<aiops_guard::Found, JailError> {
+        aiops_guard::search(plan, home, true).map_err(|source| JailError::Guard { source })
+    }
+    fn pivot_root_into(
+        &mut self,
+        m: &[Mount],
+        guard: &[(PathBuf, bool)],
+        hide: Option<&Path>,
+    ) -> Result<(), JailError> {
+        mounts::pivot_root_into(m, guard, hide).map(drop)
     }
     fn sethostname_and_lo_up(
         &mut self,

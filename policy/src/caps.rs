@@ -93,6 +93,8 @@ pub struct Effective {
     pub limits: Limits,
     pub seccomp_deny: Vec<SyscallRule>,
     pub protected: Vec<RelPath>,
+    /// The jailer's search of the writable roots (`write`).
+    pub guard: crate::plan::GuardPlan,
 }
 
 fn resolve_all(
@@ -244,6 +246,10 @@ pub fn effective(
         home: vars.home.clone(),
         tmpdir: vars.tmpdir.clone(),
     };
+    let guard = crate::plan::GuardPlan {
+        roots: write.clone(),
+        ..profile.search.clone()
+    };
     Ok(Effective {
         profile: name.into(),
         source,
@@ -267,5 +273,6 @@ pub fn effective(
         limits,
         seccomp_deny: profile.seccomp_deny.clone(),
         protected: profile.protected.clone(),
+        guard,
     })
 }

@@ -142,6 +142,10 @@ pub fn compile_effective(
             cwd: ctx.cwd.clone(),
             protected: vec![],
             require: eff.require.clone(),
+            guard: GuardPlan {
+                roots: vec![],
+                ..eff.guard.clone()
+            },
             source: eff.source.clone(),
         });
     }
@@ -196,6 +200,7 @@ pub fn compile_effective(
         cwd: ctx.cwd.clone(),
         protected,
         require: eff.require.clone(),
+        guard: eff.guard.clone(),
         source: eff.source.clone(),
     })
 }

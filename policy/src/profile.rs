@@ -4,6 +4,7 @@
 use crate::error::{from_toml, PolicyError};
 use crate::net::{Cidr, HostPort, NetMode};
 use crate::path::{PathSpec, RelPath};
+use crate::plan::GuardPlan;
 use crate::syscalls::{SyscallName, SyscallRule};
 use crate::units::{Bytes, Dur};
 use crate::{EnvName, EnvPattern, LayerReq, Reason};
@@ -251,6 +252,24 @@ pub struct ProtectedSection {
     /// Default protected paths this profile lets nodes write, each with a reason.
     #[serde(default)]
     pub unprotect: Vec<Unprotect>,
+    /// Bounds of the jailer's search of the writable roots for git
+    /// directories and outside hard links; past one the node is refused.
+    pub search: Option<SearchSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SearchSection {
+    /// Directory levels below a writable root (default 64).
+    pub depth: Option<u32>,
+    /// Directories searched, all writable roots together (default 200000).
+    pub dirs: Option<u32>,
+    /// Git directories found (default 1000); each costs a few mounts.
+    pub repositories: Option<u32>,
+    /// Files hard-linked to a path outside the writable roots, each kept
+    /// read-only with one mount (default 4096).
+    pub linked_files: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -362,6 +381,8 @@ pub struct Profile {
     pub seccomp_deny: Vec<SyscallRule>,
     pub protected: Vec<RelPath>,
     pub unprotected: Vec<(RelPath, String)>,
+    /// The search's bounds (its roots are the node's writable paths).
+    pub search: GuardPlan,
 }
 
 const MAX_EXTENDS_DEPTH: usize = 8;
@@ -581,6 +602,7 @@ fn resolve(files: Vec<(PathBuf, ProfileFile)>) -> Profile {
             .filter_map(|s| RelPath::parse(s).ok())
             .collect(),
         unprotected: vec![],
+        search: GuardPlan::DEFAULT,
     };
     for (_, f) in files.iter().rev() {
         for r in f.require.iter().flatten() {
@@ -652,6 +674,13 @@ fn resolve(files: Vec<(PathBuf, ProfileFile)>) -> Profile {
                 p.protected.retain(|x| x != &u.path);
                 p.unprotected
                     .push((u.path.clone(), u.reason.as_str().into()));
+            }
+            if let Some(b) = &pr.search {
+                let g = &mut p.search;
+                g.max_depth = b.depth.unwrap_or(g.max_depth);
+                g.max_dirs = b.dirs.unwrap_or(g.max_dirs);
+                g.max_repos = b.repositories.unwrap_or(g.max_repos);
+                g.max_linked = b.linked_files.unwrap_or(g.max_linked);
             }
         }
     }

@@ -309,6 +309,10 @@ mod tests {
                 RelPath::parse(".git/hooks").unwrap(),
                 RelPath::parse(".envrc").unwrap(),
             ],
+            guard: crate::plan::GuardPlan {
+                roots: vec![abs(ws)],
+                ..crate::plan::GuardPlan::DEFAULT
+            },
         }
     }
 

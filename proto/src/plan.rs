@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// 2: plans carry their `source`, which the jailer compiles again.
-pub const PLAN_VERSION: u32 = 2;
+/// 3: plans carry `guard`, the jailer's search of the writable roots.
+pub const PLAN_VERSION: u32 = 3;
 /// Where agentd's binary is bound inside the jail.
 pub const AGENTD_IN_JAIL: &str = "/.aiops/aiops-agentd";
 pub const HOSTNAME: &str = "aiops";
@@ -66,6 +67,9 @@ pub struct JailPlan {
     pub protected: Vec<AbsPath>,
     /// The profile's required layers, checked again by the jailer.
     pub require: Vec<LayerReq>,
+    /// Where the jailer looks for git directories and outside hard links
+    /// before the jail starts, and how far (aiops-guard).
+    pub guard: GuardPlan,
     /// What the plan was compiled from. The jailer compiles it again from
     /// these, its own copy of the profile and its own host facts, and
     /// refuses a plan that differs (docs/jailer.md, "The ceiling").
@@ -438,6 +442,34 @@ pub struct RlimitPlan {
     pub hard: u64,
 }
 
+/// The writable roots the jailer searches before the jail starts, and its
+/// bounds: past one the node is refused (a search that stopped early
+/// would leave the rest unprotected). Defaults in `GuardPlan::DEFAULT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardPlan {
+    /// Every writable bind's destination; empty when unconfined.
+    pub roots: Vec<AbsPath>,
+    /// Directory levels below a root.
+    pub max_depth: u32,
+    /// Directories searched, all roots together.
+    pub max_dirs: u32,
+    /// Git directories (each costs a few mounts).
+    pub max_repos: u32,
+    /// Files hard-linked outside the writable roots (one mount each).
+    pub max_linked: u32,
+}
+
+impl GuardPlan {
+    pub const DEFAULT: GuardPlan = GuardPlan {
+        roots: vec![],
+        max_depth: 64,
+        max_dirs: 200_000,
+        max_repos: 1000,
+        max_linked: 4096,
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CgroupPlan {
@@ -481,6 +513,7 @@ impl JailPlan {
         if self.unconfined {
             if !self.namespaces.is_empty()
                 || !self.mounts.is_empty()
+                || !self.guard.roots.is_empty()
                 || self.landlock.is_some()
                 || self.seccomp.is_some()
             {
@@ -549,6 +582,26 @@ impl JailPlan {
                     ));
                 }
             }
+        }
+        // The jailer searches exactly the writable binds: one left out would
+        // keep its git directories and outside hard links writable.
+        let writable: Vec<&AbsPath> = self
+            .mounts
+            .iter()
+            .filter_map(|m| match m {
+                Mount::Bind {
+                    dst,
+                    writable: true,
+                    ..
+                } => Some(dst),
+                _ => None,
+            })
+            .collect();
+        if let Some(w) = writable.iter().find(|w| !self.guard.roots.contains(w)) {
+            return Err(bad("guard.roots", format!("{w} is writable but not searched")));
+        }
+        if let Some(r) = self.guard.roots.iter().find(|r| !writable.contains(r)) {
+            return Err(bad("guard.roots", format!("{r} is not a writable bind")));
         }
         if let Some(ll) = &self.landlock {
             if ll.abi == 0 || ll.abi > crate::facts::LANDLOCK_ABI_MAX {
@@ -640,6 +693,20 @@ mod tests {
             optional: false,
         };
         let plan = |mounts: Vec<Mount>| JailPlan {
+            guard: GuardPlan {
+                roots: mounts
+                    .iter()
+                    .filter_map(|m| match m {
+                        Mount::Bind {
+                            dst,
+                            writable: true,
+                            ..
+                        } => Some(dst.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+                ..GuardPlan::DEFAULT
+            },
             plan_version: PLAN_VERSION,
             profile: "t".into(),
             unconfined: false,
