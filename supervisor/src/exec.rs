@@ -83,8 +83,92 @@ fn stamp(p: &Path) -> Option<Stamp> {
 }
 
 /// Stamps of `paths` before a run.
-pub fn stamps(paths: &[AbsPath]) -> Vec<Option<Stamp>> {
+pub fn stamps_of(paths: &[AbsPath]) -> Vec<Option<Stamp>> {
     paths.iter().map(|p| stamp(p.as_path())).collect()
+}
+
+/// What a node could plant for the host to run, noted before it starts:
+/// the plan's protected paths, and every git directory, `.git` file and
+/// protected path aiops-guard finds in the writable roots (the jailer keeps
+/// those read-only; this is the report, not the enforcement).
+pub struct Watch {
+    protected: Vec<AbsPath>,
+    protected_before: Vec<Option<Stamp>>,
+    guard: aiops_proto::plan::GuardPlan,
+    home: Option<std::path::PathBuf>,
+    found: Result<aiops_guard::Found, String>,
+    stamps: Vec<(std::path::PathBuf, Option<Stamp>)>,
+}
+
+impl Watch {
+    /// Before anything runs in the jail.
+    pub fn before(plan: &aiops_proto::plan::JailPlan) -> Watch {
+        let home = plan.source.home.as_ref().map(|h| h.as_path().to_path_buf());
+        let found = aiops_guard::search(&plan.guard, home.as_deref(), false).map_err(|e| e.to_string());
+        let stamps = found
+            .iter()
+            .flat_map(|f| f.read_only.iter().chain(&f.git_files))
+            .map(|p| (p.clone(), stamp(p)))
+            .collect();
+        Watch {
+            protected: plan.protected.clone(),
+            protected_before: stamps_of(&plan.protected),
+            guard: plan.guard.clone(),
+            home,
+            found,
+            stamps,
+        }
+    }
+
+    /// After the run: (created, changed). Created: protected paths, git
+    /// directories and `.git` files that appeared anywhere in the writable
+    /// roots (a new repository is named once, not with its hooks). Changed:
+    /// read-only paths that changed anyway, an alarm.
+    pub fn diff(self) -> (Vec<String>, Vec<String>) {
+        let (mut created, mut changed) = protected_diff(&self.protected, self.protected_before);
+        for (p, was) in &self.stamps {
+            if stamp(p) != *was && !changed.contains(&p.display().to_string()) {
+                changed.push(p.display().to_string());
+            }
+        }
+        if self.guard.roots.is_empty() {
+            return (created, changed);
+        }
+        let before = match self.found {
+            Ok(f) => f,
+            Err(e) => {
+                created.push(format!("(not known: the search before the run failed: {e})"));
+                return (created, changed);
+            }
+        };
+        let after = match aiops_guard::search(&self.guard, self.home.as_deref(), false) {
+            Ok(f) => f,
+            Err(e) => {
+                created.push(format!("(not known: the search after the run failed: {e})"));
+                return (created, changed);
+            }
+        };
+        let new_repos: Vec<&std::path::PathBuf> = after.repos.difference(&before.repos).collect();
+        let in_new_repo = |p: &std::path::Path| new_repos.iter().any(|r| p.starts_with(r));
+        let appeared = new_repos
+            .iter()
+            .map(|p| p.to_path_buf())
+            .chain(after.git_files.difference(&before.git_files).cloned())
+            .chain(
+                after
+                    .read_only
+                    .difference(&before.read_only)
+                    .filter(|p| !in_new_repo(p))
+                    .cloned(),
+            );
+        for p in appeared {
+            let s = p.display().to_string();
+            if !created.contains(&s) {
+                created.push(s);
+            }
+        }
+        (created, changed)
+    }
 }
 
 /// (created, changed) protected paths after a run.
@@ -172,13 +256,28 @@ impl ExecReport {
                 "aiopsctl: output cap reached after {} bytes; the jail was killed",
                 e.stdout_bytes + e.stderr_bytes
             ))
-        } else if !self.protected_changed.is_empty() {
-            Some(format!(
-                "aiopsctl: ALARM: read-only protected paths changed: {}",
-                self.protected_changed.join(", ")
-            ))
         } else {
             None
         }
+    }
+
+    /// Protected paths changed (an alarm) or created (git directories,
+    /// hooks, `.git` files): printed whatever `--report` says, since the
+    /// host may run them the next time someone types `git status`.
+    pub fn protected_lines(&self) -> Vec<String> {
+        let mut out = vec![];
+        if !self.protected_changed.is_empty() {
+            out.push(format!(
+                "aiopsctl: ALARM: read-only protected paths changed: {}",
+                self.protected_changed.join(", ")
+            ));
+        }
+        if !self.protected_created.is_empty() {
+            out.push(format!(
+                "aiopsctl: warning: the node created protected paths the host may run (check them before using git there): {}",
+                self.protected_created.join(", ")
+            ));
+        }
+        out
     }
 }

@@ -524,3 +524,37 @@ fn a_group_writable_root_must_be_setgid_and_closed_to_others() {
     fs::set_permissions(root.path(), fs::Permissions::from_mode(0o2772)).unwrap();
     assert!(WorkspaceRoot::open(root.path()).is_err());
 }
+
+/// A workspace shares no inode with its source: a write inside a jail
+/// never reaches the source repository through a hard link (as a local
+/// `git clone` without --no-hardlinks would allow). Control: the source's
+/// objects are plain files a hard-linking clone would share.
+#[test]
+fn a_workspace_shares_no_inode_with_its_source() {
+    use std::collections::HashSet;
+    use std::os::unix::fs::MetadataExt;
+    fn files(dir: &Path, out: &mut Vec<(PathBuf, fs::Metadata)>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let m = fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                files(&e.path(), out);
+            } else if m.is_file() {
+                out.push((e.path(), m));
+            }
+        }
+    }
+    let f = fixture();
+    let ws = f.root.create("flow", "r", &f.repo, "main").unwrap();
+    let mut src = vec![];
+    files(&f.repo.join(".git/objects"), &mut src);
+    assert!(src.len() >= 5, "the source has loose objects: {src:?}");
+    let src_inodes: HashSet<(u64, u64)> = src.iter().map(|(_, m)| (m.dev(), m.ino())).collect();
+    let mut mine = vec![];
+    files(&ws.path, &mut mine);
+    assert!(mine.iter().any(|(p, _)| p.starts_with(ws.path.join(".git/objects"))));
+    for (p, m) in &mine {
+        assert_eq!(m.nlink(), 1, "{} is hard-linked", p.display());
+        assert!(!src_inodes.contains(&(m.dev(), m.ino())), "{} shares an inode", p.display());
+    }
+}

@@ -4,10 +4,10 @@
 //! gives a handle that stops the jail from another thread, `wait_with`
 //! passes the jail's events on as they arrive and returns its report.
 use super::linux::{finish, read_reports};
-use super::{ExecReport, Stamp};
+use super::{ExecReport, Watch};
 use crate::error::SupervisorError;
 use crate::signals::Forwarder;
-use aiops_policy::{AbsPath, JailPlan, NetMode};
+use aiops_policy::{JailPlan, NetMode};
 use aiops_proto::exit;
 use aiops_proto::request::frame;
 use nix::sys::signal::{kill, Signal};
@@ -33,7 +33,6 @@ pub(super) struct PlanSummary {
     pub profile: String,
     pub cwd: String,
     pub net: NetMode,
-    pub protected: Vec<AbsPath>,
 }
 
 impl PlanSummary {
@@ -42,7 +41,6 @@ impl PlanSummary {
             profile: plan.profile.clone(),
             cwd: plan.cwd.to_string(),
             net: plan.net.mode,
-            protected: plan.protected.clone(),
         }
     }
 }
@@ -53,7 +51,7 @@ pub struct Jail {
     via: Via,
     reports: OwnedFd,
     summary: PlanSummary,
-    before: Vec<Option<Stamp>>,
+    before: Option<Watch>,
     stop: JailStop,
 }
 
@@ -74,14 +72,14 @@ impl Jail {
         via: Via,
         reports: OwnedFd,
         summary: PlanSummary,
-        before: Vec<Option<Stamp>>,
+        before: Watch,
         stop: JailStop,
     ) -> Jail {
         Jail {
             via,
             reports,
             summary,
-            before,
+            before: Some(before),
             stop,
         }
     }
@@ -136,7 +134,7 @@ impl Jail {
                 }
             }
         };
-        let before = std::mem::take(&mut self.before);
+        let before = self.before.take();
         Ok(finish(&self.summary, before, &status, reports))
     }
 

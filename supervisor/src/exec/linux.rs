@@ -185,7 +185,7 @@ impl PendingJail {
     ) -> Result<Jail, SupervisorError> {
         let body = request_body(node_id, argv, plan)?;
         // Nothing runs in the jail before the request is written.
-        let before = super::stamps(&plan.protected);
+        let before = super::Watch::before(plan);
         let (Some(child), Some(reports)) = (self.child.take(), self.rep_parent.take()) else {
             return Err(SupervisorError::Wait {
                 source: std::io::Error::other("the jailer was already started"),
@@ -232,11 +232,11 @@ pub(super) fn request_body(
 
 pub(super) fn finish(
     plan: &PlanSummary,
-    before: Vec<Option<super::Stamp>>,
+    before: Option<super::Watch>,
     status: &ExitStatus,
     reports: Reports,
 ) -> ExecReport {
-    let (protected_created, protected_changed) = super::protected_diff(&plan.protected, before);
+    let (protected_created, protected_changed) = before.map(super::Watch::diff).unwrap_or_default();
     let status_code = status_code(status, &reports);
     ExecReport {
         profile: plan.profile.clone(),

@@ -131,7 +131,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         text: r.plan.sbpl.text.clone(),
         params,
     };
-    let before = super::stamps(&r.plan.protected);
+    let before = super::stamps_of(&r.plan.protected);
     let start = Instant::now();
     let mut child = Command::new(r.program)
         .args(plan.sandbox_exec_args())

@@ -12,7 +12,7 @@
 //! little-endian `i32`).
 use super::jail::{Jail, JailStop, PlanSummary, Via};
 use super::linux::{JailStdio, JailerFds};
-use super::stamps;
+use super::Watch;
 use crate::error::SupervisorError;
 use aiops_policy::JailPlan;
 use aiops_proto::request::frame;
@@ -59,7 +59,7 @@ pub fn start(
     };
     let mut conn = UnixStream::connect(socket).map_err(js)?;
     // Nothing runs in the jail before the request is sent.
-    let before = stamps(&plan.protected);
+    let before = Watch::before(plan);
     let mut fds: Vec<RawFd> = vec![
         rep_child.as_raw_fd(),
         stdio[0].as_raw_fd(),
