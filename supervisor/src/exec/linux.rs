@@ -236,7 +236,13 @@ pub(super) fn finish(
     status: &ExitStatus,
     reports: Reports,
 ) -> ExecReport {
-    let (protected_created, protected_changed) = before.map(super::Watch::diff).unwrap_or_default();
+    // A node that never started created nothing (and the search that
+    // refused it need not be repeated).
+    let started = reports.exited.is_some() || reports.failed.is_none();
+    let (protected_created, protected_changed) = before
+        .filter(|_| started)
+        .map(super::Watch::diff)
+        .unwrap_or_default();
     let status_code = status_code(status, &reports);
     ExecReport {
         profile: plan.profile.clone(),
