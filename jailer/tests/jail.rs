@@ -766,7 +766,7 @@ fn local_mode_refuses_a_plan_its_profile_does_not_yield() {
         String::from_utf8_lossy(&ok.out.stderr)
     );
     type Attack = fn(&mut JailRequest);
-    let attacks: [(Attack, &str); 2] = [
+    let attacks: [(Attack, &str); 4] = [
         (
             |r| {
                 r.plan.seccomp.as_mut().unwrap().deny_eperm.pop();
@@ -781,9 +781,20 @@ fn local_mode_refuses_a_plan_its_profile_does_not_yield() {
                     writable: true,
                     exec: false,
                     optional: false,
-                })
+                });
+                r.plan.guard.roots.push(AbsPath::new("/var/tmp").unwrap());
             },
-            "outside the ceiling: plan.mounts[",
+            // (The JSON paths compare in name order: guard before mounts.)
+            "outside the ceiling: plan.guard.roots[1]",
+        ),
+        // A wider search bound (or none) would let a tree go unsearched.
+        (
+            |r| r.plan.guard.max_depth = u32::MAX,
+            "outside the ceiling: plan.guard.max_depth",
+        ),
+        (
+            |r| r.plan.guard.roots.clear(),
+            "guard.roots: ",
         ),
     ];
     for (attack, says) in attacks {
