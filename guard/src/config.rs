@@ -47,7 +47,8 @@ pub fn parse(text: &str, file: &Path, out: &mut Vec<Entry>) {
                 section = header(&mut chars);
             }
             Some(_) => {
-                let name: String = take_while(&mut chars, |c| c.is_ascii_alphanumeric() || c == '-');
+                let name: String =
+                    take_while(&mut chars, |c| c.is_ascii_alphanumeric() || c == '-');
                 skip_blank(&mut chars);
                 let value = match chars.peek() {
                     Some('=') => {
@@ -75,7 +76,10 @@ pub fn parse(text: &str, file: &Path, out: &mut Vec<Entry>) {
 type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
 
 fn skip_blank(c: &mut Chars) {
-    while c.peek().is_some_and(|&x| x == ' ' || x == '\t' || x == '\r') {
+    while c
+        .peek()
+        .is_some_and(|&x| x == ' ' || x == '\t' || x == '\r')
+    {
         c.next();
     }
 }
@@ -205,5 +209,36 @@ mod tests {
                 ("core.x.fsmonitor".into(), "evil".into()),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod never_panics {
+    #![allow(clippy::cast_possible_truncation)]
+    use super::*;
+
+    /// Arbitrary text from git-config's special characters never panics
+    /// the parser (it reads configs a previous node may have written).
+    #[test]
+    fn on_any_mix_of_special_characters() {
+        const ALPHA: &[char] = &[
+            '[', ']', '"', '\\', '\n', '\r', '\t', ' ', '=', '#', ';', '.', 'a', 'é', '\0', 'b',
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 64) as usize;
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.push(ALPHA[(x % ALPHA.len() as u64) as usize]);
+            }
+            let mut out = vec![];
+            parse(&s, Path::new("/c"), &mut out);
+        }
     }
 }

@@ -138,9 +138,7 @@ impl Found {
             .map(|p| (p, false))
             .chain(self.read_only.iter().map(|p| (p.clone(), true)))
             .collect();
-        all.sort_by(|a, b| {
-            (a.0.components().count(), &a.0).cmp(&(b.0.components().count(), &b.0))
-        });
+        all.sort_by(|a, b| (a.0.components().count(), &a.0).cmp(&(b.0.components().count(), &b.0)));
         all
     }
 
@@ -334,7 +332,9 @@ impl Walker<'_> {
         for e in entries {
             let rel_to = match e.key.as_str() {
                 "core.hookspath" => base.to_path_buf(),
-                k if k == "include.path" || (k.starts_with("includeif.") && k.ends_with(".path")) => {
+                k if k == "include.path"
+                    || (k.starts_with("includeif.") && k.ends_with(".path")) =>
+                {
                     e.file.parent().map(Path::to_path_buf).unwrap_or_default()
                 }
                 _ => continue,

@@ -1,16 +1,28 @@
+#![allow(clippy::unwrap_used)]
 use super::*;
 use aiops_proto::path::AbsPath;
 use std::process::Command;
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
-        .args(["-c", "protocol.file.allow=always", "-c", "user.name=t", "-c", "user.email=t@t"])
+        .args([
+            "-c",
+            "protocol.file.allow=always",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+        ])
         .args(["-c", "init.defaultBranch=main"])
         .args(args)
         .current_dir(dir)
         .output()
         .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn plan(roots: &[&Path]) -> GuardPlan {
@@ -36,7 +48,10 @@ fn finds_nested_repositories_submodules_and_worktrees() {
     repo(&ws);
     repo(&lib);
     repo(&ws.join("vendor/inner"));
-    git(&ws, &["submodule", "add", "-q", lib.to_str().unwrap(), "sub"]);
+    git(
+        &ws,
+        &["submodule", "add", "-q", lib.to_str().unwrap(), "sub"],
+    );
     git(&ws, &["worktree", "add", "-q", "wt"]);
     let f = search(&plan(&[&ws]), None, true).unwrap();
     let g = ws.join(".git");
@@ -59,19 +74,33 @@ fn finds_nested_repositories_submodules_and_worktrees() {
         ws.join("sub/.git"),
         ws.join("wt/.git"),
     ] {
-        assert!(f.read_only.contains(&p), "{p:?} read-only: {:?}", f.read_only);
+        assert!(
+            f.read_only.contains(&p),
+            "{p:?} read-only: {:?}",
+            f.read_only
+        );
     }
     assert!(f.git_files.contains(&ws.join("sub/.git")));
     assert!(f.absent.contains(&g.join("commondir")));
     // Objects, refs, HEAD and the index stay writable.
-    assert!(!f.read_only.iter().any(|p| p.ends_with("HEAD") || p.ends_with("index")));
-    let pins = f.pins(&[ws.clone()]);
-    for p in [ws.join("vendor"), ws.join("vendor/inner"), g.clone(), g.join("modules"), g.join("modules/sub"), ws.join("sub")] {
+    assert!(!f
+        .read_only
+        .iter()
+        .any(|p| p.ends_with("HEAD") || p.ends_with("index")));
+    let pins = f.pins(std::slice::from_ref(&ws));
+    for p in [
+        ws.join("vendor"),
+        ws.join("vendor/inner"),
+        g.clone(),
+        g.join("modules"),
+        g.join("modules/sub"),
+        ws.join("sub"),
+    ] {
         assert!(pins.contains(&p), "{p:?} pinned: {pins:?}");
     }
     assert!(!pins.contains(&ws));
     // Shallow first: a pin is made before what lies below it.
-    let m = f.mounts(&[ws.clone()]);
+    let m = f.mounts(std::slice::from_ref(&ws));
     let at = |p: &Path| m.iter().position(|(x, _)| x == p).unwrap();
     assert!(at(&g) < at(&g.join("hooks")));
     assert!(at(&ws.join("vendor")) < at(&ws.join("vendor/inner/.git")));
@@ -88,12 +117,22 @@ fn hook_paths_and_includes_named_by_a_config_are_protected() {
     git(&ws, &["config", "include.path", "../shared.cfg"]);
     git(&ws, &["config", "--add", "include.path", "/elsewhere/cfg"]);
     let f = search(&plan(&[&ws]), None, false).unwrap();
-    assert!(f.read_only.contains(&ws.join(".husky/_")), "{:?}", f.read_only);
+    assert!(
+        f.read_only.contains(&ws.join(".husky/_")),
+        "{:?}",
+        f.read_only
+    );
     assert!(f.read_only.contains(&ws.join("shared.cfg")));
     // Named by the included file, relative to the worktree; missing: watched.
     assert!(f.absent.contains(&ws.join("more-hooks")), "{:?}", f.absent);
-    assert!(!f.absent.iter().chain(&f.read_only).any(|p| p.starts_with("/elsewhere")));
-    assert!(f.pins(&[ws.clone()]).contains(&ws.join(".husky")));
+    assert!(!f
+        .absent
+        .iter()
+        .chain(&f.read_only)
+        .any(|p| p.starts_with("/elsewhere")));
+    assert!(f
+        .pins(std::slice::from_ref(&ws))
+        .contains(&ws.join(".husky")));
 }
 
 #[test]
@@ -108,9 +147,12 @@ fn only_links_that_leave_the_writable_roots_are_kept_read_only() {
     let f = search(&plan(&[&ws]), None, true).unwrap();
     assert_eq!(f.linked, BTreeSet::from([ws.join("d/out-link")]));
     assert!(f.read_only.contains(&ws.join("d/out-link")));
-    assert!(f.pins(&[ws.clone()]).contains(&ws.join("d")));
+    assert!(f.pins(std::slice::from_ref(&ws)).contains(&ws.join("d")));
     // Without `links` (the supervisor's report) nothing is stat'ed.
-    assert!(search(&plan(&[&ws]), None, false).unwrap().linked.is_empty());
+    assert!(search(&plan(&[&ws]), None, false)
+        .unwrap()
+        .linked
+        .is_empty());
     // Both roots writable: the link stays inside them.
     let out = t.path().join("o2");
     fs::create_dir_all(&out).unwrap();
@@ -128,11 +170,22 @@ fn a_local_clone_shares_objects_and_is_caught() {
     let ws = t.path().join("ws");
     let f = search(&plan(&[&ws]), None, true).unwrap();
     assert!(
-        f.linked.iter().any(|p| p.starts_with(ws.join(".git/objects"))),
+        f.linked
+            .iter()
+            .any(|p| p.starts_with(ws.join(".git/objects"))),
         "{:?}",
         f.linked
     );
-    git(t.path(), &["clone", "-q", "--no-hardlinks", src.to_str().unwrap(), "ws2"]);
+    git(
+        t.path(),
+        &[
+            "clone",
+            "-q",
+            "--no-hardlinks",
+            src.to_str().unwrap(),
+            "ws2",
+        ],
+    );
     let f = search(&plan(&[&t.path().join("ws2")]), None, true).unwrap();
     assert!(f.linked.is_empty(), "{:?}", f.linked);
 }
@@ -142,25 +195,47 @@ fn every_bound_refuses_naming_itself() {
     let t = tempfile::tempdir().unwrap();
     let ws = t.path().join("ws");
     fs::create_dir_all(ws.join("a/b/c/d")).unwrap();
-    let p = GuardPlan { max_depth: 3, ..plan(&[&ws]) };
+    let p = GuardPlan {
+        max_depth: 3,
+        ..plan(&[&ws])
+    };
     let e = search(&p, None, true).unwrap_err().to_string();
-    assert!(e.contains("more than 3 directory levels") && e.contains("a/b/c/d"), "{e}");
-    let p = GuardPlan { max_dirs: 4, ..plan(&[&ws]) };
+    assert!(
+        e.contains("more than 3 directory levels") && e.contains("a/b/c/d"),
+        "{e}"
+    );
+    let p = GuardPlan {
+        max_dirs: 4,
+        ..plan(&[&ws])
+    };
     let e = search(&p, None, true).unwrap_err().to_string();
     assert!(e.contains("more than 4 directories"), "{e}");
     repo(&ws.join("r1"));
     repo(&ws.join("r2"));
-    let p = GuardPlan { max_repos: 1, ..plan(&[&ws]) };
+    let p = GuardPlan {
+        max_repos: 1,
+        ..plan(&[&ws])
+    };
     let e = search(&p, None, true).unwrap_err().to_string();
     assert!(e.contains("more than 1 git directories"), "{e}");
     fs::write(t.path().join("o"), "o").unwrap();
     fs::hard_link(t.path().join("o"), ws.join("l1")).unwrap();
     fs::hard_link(t.path().join("o"), ws.join("l2")).unwrap();
-    let p = GuardPlan { max_linked: 1, ..plan(&[&ws]) };
+    let p = GuardPlan {
+        max_linked: 1,
+        ..plan(&[&ws])
+    };
     let e = search(&p, None, true).unwrap_err().to_string();
-    assert!(e.contains("2 files in the writable roots are hard-linked") && e.contains("--no-hardlinks"), "{e}");
+    assert!(
+        e.contains("2 files in the writable roots are hard-linked") && e.contains("--no-hardlinks"),
+        "{e}"
+    );
     // At the bounds, it passes.
-    let p = GuardPlan { max_linked: 2, max_repos: 2, ..plan(&[&ws]) };
+    let p = GuardPlan {
+        max_linked: 2,
+        max_repos: 2,
+        ..plan(&[&ws])
+    };
     search(&p, None, true).unwrap();
 }
 
@@ -180,11 +255,17 @@ fn bare_repositories_count_and_a_git_symlink_is_refused() {
     fs::remove_dir_all(ws.join("x.git/hooks")).unwrap();
     std::os::unix::fs::symlink("/tmp", ws.join("x.git/hooks")).unwrap();
     let e = search(&plan(&[&ws]), None, false).unwrap_err().to_string();
-    assert!(e.contains("x.git/hooks: a symlink where a protected path"), "{e}");
+    assert!(
+        e.contains("x.git/hooks: a symlink where a protected path"),
+        "{e}"
+    );
 }
 
 #[test]
 fn normalize_is_lexical() {
-    assert_eq!(normalize(Path::new("/a/b/../c/./d")), PathBuf::from("/a/c/d"));
+    assert_eq!(
+        normalize(Path::new("/a/b/../c/./d")),
+        PathBuf::from("/a/c/d")
+    );
     assert_eq!(normalize(Path::new("/a/../../b")), PathBuf::from("/b"));
 }

@@ -345,7 +345,12 @@ pub fn run_with(
     } else {
         sys.search_writable_roots(&plan.guard, home)?
     };
-    let roots: Vec<PathBuf> = plan.guard.roots.iter().map(|r| r.as_path().into()).collect();
+    let roots: Vec<PathBuf> = plan
+        .guard
+        .roots
+        .iter()
+        .map(|r| r.as_path().into())
+        .collect();
     let guard = found.mounts(&roots);
     if !plan.unconfined {
         // 4. 5.

@@ -175,7 +175,10 @@ fn guard_bind(t: &Path, read_only: bool) -> Result<(), JailError> {
     let fl = MsFlags::MS_BIND | MsFlags::MS_REC;
     mount(Some(t), t, None::<&str>, fl, None::<&str>).map_err(nix_err("bind onto itself", t))?;
     if read_only {
-        remount(t, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY)?;
+        remount(
+            t,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY,
+        )?;
     }
     Ok(())
 }
@@ -348,7 +351,12 @@ fn bind(
         Ok(m) => m,
         // NotADirectory: `.git/hooks` where `.git` is a file (a linked
         // worktree or a submodule), which is protected by its own search.
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Ok(Bound::Missing)
         }
         Err(e) => return Err(err("stat bind source", s)(e)),
@@ -358,7 +366,12 @@ fn bind(
         // mountpoint must already exist on the host and nothing is created.
         let tmeta = match fs::symlink_metadata(t) {
             Ok(m) => m,
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
                 return Ok(Bound::Missing)
             }
             Err(e) => return Err(err("stat mountpoint", t)(e)),

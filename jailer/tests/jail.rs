@@ -792,10 +792,7 @@ fn local_mode_refuses_a_plan_its_profile_does_not_yield() {
             |r| r.plan.guard.max_depth = u32::MAX,
             "outside the ceiling: plan.guard.max_depth",
         ),
-        (
-            |r| r.plan.guard.roots.clear(),
-            "guard.roots: ",
-        ),
+        (|r| r.plan.guard.roots.clear(), "guard.roots: "),
     ];
     for (attack, says) in attacks {
         let mut req = request(&fx, abi);

@@ -598,7 +598,10 @@ impl JailPlan {
             })
             .collect();
         if let Some(w) = writable.iter().find(|w| !self.guard.roots.contains(w)) {
-            return Err(bad("guard.roots", format!("{w} is writable but not searched")));
+            return Err(bad(
+                "guard.roots",
+                format!("{w} is writable but not searched"),
+            ));
         }
         if let Some(r) = self.guard.roots.iter().find(|r| !writable.contains(r)) {
             return Err(bad("guard.roots", format!("{r} is not a writable bind")));

@@ -104,7 +104,8 @@ impl Watch {
     /// Before anything runs in the jail.
     pub fn before(plan: &aiops_proto::plan::JailPlan) -> Watch {
         let home = plan.source.home.as_ref().map(|h| h.as_path().to_path_buf());
-        let found = aiops_guard::search(&plan.guard, home.as_deref(), false).map_err(|e| e.to_string());
+        let found =
+            aiops_guard::search(&plan.guard, home.as_deref(), false).map_err(|e| e.to_string());
         let stamps = found
             .iter()
             .flat_map(|f| f.read_only.iter().chain(&f.git_files))
@@ -137,7 +138,9 @@ impl Watch {
         let before = match self.found {
             Ok(f) => f,
             Err(e) => {
-                created.push(format!("(not known: the search before the run failed: {e})"));
+                created.push(format!(
+                    "(not known: the search before the run failed: {e})"
+                ));
                 return (created, changed);
             }
         };

@@ -552,9 +552,15 @@ fn a_workspace_shares_no_inode_with_its_source() {
     let src_inodes: HashSet<(u64, u64)> = src.iter().map(|(_, m)| (m.dev(), m.ino())).collect();
     let mut mine = vec![];
     files(&ws.path, &mut mine);
-    assert!(mine.iter().any(|(p, _)| p.starts_with(ws.path.join(".git/objects"))));
+    assert!(mine
+        .iter()
+        .any(|(p, _)| p.starts_with(ws.path.join(".git/objects"))));
     for (p, m) in &mine {
         assert_eq!(m.nlink(), 1, "{} is hard-linked", p.display());
-        assert!(!src_inodes.contains(&(m.dev(), m.ino())), "{} shares an inode", p.display());
+        assert!(
+            !src_inodes.contains(&(m.dev(), m.ino())),
+            "{} shares an inode",
+            p.display()
+        );
     }
 }

@@ -15,8 +15,20 @@ const SAFE: &str = "GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory GIT_CONFI
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new(GIT)
-        .args(["-c", "safe.directory=*", "-c", "protocol.file.allow=always", "-c", "user.name=t"])
-        .args(["-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "safe.directory=*",
+            "-c",
+            "protocol.file.allow=always",
+            "-c",
+            "user.name=t",
+        ])
+        .args([
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .current_dir(dir)
         .env("HOME", dir)
@@ -45,7 +57,10 @@ fn host_tree(ws: &Path, src: &Path, owner: Option<u32>) {
     repo_with_commit(src);
     repo_with_commit(ws);
     repo_with_commit(&ws.join("vendor/inner"));
-    git(ws, &["submodule", "add", "-q", src.to_str().unwrap(), "sub"]);
+    git(
+        ws,
+        &["submodule", "add", "-q", src.to_str().unwrap(), "sub"],
+    );
     git(ws, &["worktree", "add", "-q", "wt"]);
     std::fs::create_dir_all(ws.join(".husky/_")).unwrap();
     git(ws, &["config", "core.hooksPath", ".husky/_"]);
@@ -146,15 +161,27 @@ fn git_plants_anywhere_in_the_tree() {
             let ws = j.ws().to_path_buf();
             let src = scratch_dir(j.ws_owner());
             host_tree(&ws, src.path(), j.ws_owner());
-            let o = j.env("HOME", "/tmp").run_sh(&format!(
-                "export HOME=/tmp {SAFE}; {script}; echo rc=$?"
-            ));
+            let o = j
+                .env("HOME", "/tmp")
+                .run_sh(&format!("export HOME=/tmp {SAFE}; {script}; echo rc=$?"));
             o.assert_ran();
             if m.is_control() {
-                assert!(planted(&ws), "control could not plant {name}\n{}", o.describe());
+                assert!(
+                    planted(&ws),
+                    "control could not plant {name}\n{}",
+                    o.describe()
+                );
             } else {
-                assert!(!planted(&ws), "planted {name} through the jail\n{}", o.describe());
-                assert!(!o.stdout.contains("rc=0"), "{name}: reported success\n{}", o.describe());
+                assert!(
+                    !planted(&ws),
+                    "planted {name} through the jail\n{}",
+                    o.describe()
+                );
+                assert!(
+                    !o.stdout.contains("rc=0"),
+                    "{name}: reported success\n{}",
+                    o.describe()
+                );
                 let r = o.assert_report();
                 let changed = r.get("protected_changed").and_then(|v| v.as_array());
                 assert!(changed.is_none_or(|a| a.is_empty()), "{name}: {r}");
@@ -216,10 +243,17 @@ fn new_repositories_and_git_files_are_reported() {
         let created = o.protected_created();
         for p in ["deep/er/new/.git", "deep/.git", "old/.git/hooks"] {
             let want = ws.join(p).display().to_string();
-            assert!(created.contains(&want), "{want} not in {created:?}\n{}", o.describe());
+            assert!(
+                created.contains(&want),
+                "{want} not in {created:?}\n{}",
+                o.describe()
+            );
         }
         // A new repository is named once, not with each of its files.
-        assert!(!created.iter().any(|c| c.ends_with("new/.git/hooks")), "{created:?}");
+        assert!(
+            !created.iter().any(|c| c.ends_with("new/.git/hooks")),
+            "{created:?}"
+        );
         // --report none still says it.
         let mut cmd = Command::new(aiopsctl());
         if m.nobody() {
@@ -257,14 +291,21 @@ fn a_workspace_whose_git_is_a_file_runs() {
         let ws = j.ws().to_path_buf();
         let main = scratch_dir(j.ws_owner());
         repo_with_commit(&main.path().join("m"));
-        git(&main.path().join("m"), &["worktree", "add", "-q", "--force", ws.to_str().unwrap()]);
+        git(
+            &main.path().join("m"),
+            &["worktree", "add", "-q", "--force", ws.to_str().unwrap()],
+        );
         chown_tree(&ws, j.ws_owner());
         chown_tree(main.path(), j.ws_owner());
         let before = read(&ws.join(".git"));
         assert!(before.starts_with("gitdir: "), "{before}");
         let o = j.run_sh("echo ran; printf 'gitdir: /tmp/evil\\n' > .git; echo rc=$?");
         o.assert_ran().assert_code(0);
-        assert!(o.stdout.contains("ran") && !o.stdout.contains("rc=0"), "{}", o.describe());
+        assert!(
+            o.stdout.contains("ran") && !o.stdout.contains("rc=0"),
+            "{}",
+            o.describe()
+        );
         assert_eq!(read(&ws.join(".git")), before);
     });
 }
@@ -291,7 +332,15 @@ fn writes_through_preexisting_hard_links() {
         // A local clone: git hard-links the source's object files.
         let src = outside.path().join("src");
         repo_with_commit(&src);
-        git(outside.path(), &["clone", "-q", src.to_str().unwrap(), ws.join("clone").to_str().unwrap()]);
+        git(
+            outside.path(),
+            &[
+                "clone",
+                "-q",
+                src.to_str().unwrap(),
+                ws.join("clone").to_str().unwrap(),
+            ],
+        );
         let objects = |root: &Path| -> Vec<(PathBuf, Vec<u8>)> {
             let mut v = vec![];
             let mut stack = vec![root.join(".git/objects")];
@@ -321,8 +370,17 @@ fn writes_through_preexisting_hard_links() {
             assert_ne!(objects(&src), src_before, "control\n{}", o.describe());
         } else {
             assert_eq!(read(&victim), "original\n", "{}", o.describe());
-            assert_eq!(objects(&src), src_before, "the source repository changed\n{}", o.describe());
-            assert!(o.stdout.contains("a=1") || o.stdout.contains("a=2"), "{}", o.describe());
+            assert_eq!(
+                objects(&src),
+                src_before,
+                "the source repository changed\n{}",
+                o.describe()
+            );
+            assert!(
+                o.stdout.contains("a=1") || o.stdout.contains("a=2"),
+                "{}",
+                o.describe()
+            );
             let layers = o.assert_report()["exit"]["layers"].to_string();
             assert!(layers.contains("outside-linked file(s)"), "{layers}");
         }
@@ -356,7 +414,10 @@ fn a_search_past_its_bound_refuses_the_node() {
         );
         // Within the bound it runs.
         std::fs::remove_dir_all(ws.join("a/b/c")).unwrap();
-        let o = m.jail_with(p.to_str().unwrap()).workspace(wsd).run_sh("touch ran");
+        let o = m
+            .jail_with(p.to_str().unwrap())
+            .workspace(wsd)
+            .run_sh("touch ran");
         o.assert_ran().assert_code(0);
         assert!(ws.join("ran").exists());
     });
