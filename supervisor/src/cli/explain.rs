@@ -408,6 +408,18 @@ fn protected(s: &mut String, plan: &JailPlan) {
         }
     }
     s.push_str(&t.render());
+    let g = &plan.guard;
+    if !g.roots.is_empty() {
+        let _ = writeln!(
+            s,
+            "  and in every git directory below them (nested, bare, submodules, linked worktrees):\n  \
+             hooks, config, info, commondir, gitdir, config.worktree; .git files; hook paths and\n  \
+             include files their configs name; files hard-linked outside the writable roots.\n  \
+             Searched before each node, at most {} levels, {} directories, {} git directories,\n  \
+             {} outside-linked files ([protected.search]); past a bound the node is refused.",
+            g.max_depth, g.max_dirs, g.max_repos, g.max_linked
+        );
+    }
 }
 
 #[cfg(test)]
