@@ -134,7 +134,15 @@ fn ports(p: &[u16]) -> String {
 fn is_mode_syscall(name: &str) -> bool {
     matches!(
         name,
-        "chmod" | "fchmod" | "fchmodat" | "fchmodat2" | "mknod" | "mknodat"
+        "chmod"
+            | "fchmod"
+            | "fchmodat"
+            | "fchmodat2"
+            | "mknod"
+            | "mknodat"
+            | "open"
+            | "openat"
+            | "creat"
     )
 }
 
@@ -173,7 +181,7 @@ pub fn seccomp(s: &mut String, plan: &JailPlan) {
         let _ = writeln!(s, "  not applied: this host has no seccomp filters");
         return;
     };
-    let n = sc.deny_eperm.len() + sc.deny_enosys.len();
+    let n = sc.deny_eperm.len() + sc.deny_enosys.len() + sc.deny_eafnosupport.len();
     let x32 = if sc.block_x32 {
         "; x32 syscall numbers killed"
     } else {
@@ -187,7 +195,8 @@ pub fn seccomp(s: &mut String, plan: &JailPlan) {
         .deny_eperm
         .iter()
         .map(|r| (r, "EPERM"))
-        .chain(sc.deny_enosys.iter().map(|r| (r, "ENOSYS")));
+        .chain(sc.deny_enosys.iter().map(|r| (r, "ENOSYS")))
+        .chain(sc.deny_eafnosupport.iter().map(|r| (r, "EAFNOSUPPORT")));
     let mut last_reason: Option<&str> = None;
     for (r, action) in rows {
         // A ditto mark keeps runs of one reason (11 mount calls) from drowning the table.
