@@ -146,6 +146,22 @@ fn is_mode_syscall(name: &str) -> bool {
     )
 }
 
+fn is_open(name: &str) -> bool {
+    matches!(name, "open" | "openat" | "creat")
+}
+
+/// open(2)'s flag and mode bits the baseline tests (asm-generic/fcntl.h,
+/// linux/stat.h; `__O_TMPFILE` shown as O_TMPFILE, whose defining bit it is).
+fn open_bit(v: u64) -> Option<&'static str> {
+    match v {
+        0o100 => Some("O_CREAT"),
+        0o20_000_000 => Some("O_TMPFILE"),
+        0o4000 => Some("S_ISUID"),
+        0o2000 => Some("S_ISGID"),
+        _ => None,
+    }
+}
+
 fn num(v: u64, octal: bool) -> String {
     match v {
         TIOCSTI if !octal => "TIOCSTI".into(),
@@ -162,15 +178,43 @@ pub fn render_condition(rule: &SyscallRule) -> String {
         return "always".into();
     }
     let octal = is_mode_syscall(&rule.syscall);
-    let one = |c: &ArgCond| match &c.op {
-        ArgOp::Eq => format!("arg{} == {}", c.arg, num(c.value, octal)),
-        ArgOp::Ne => format!("arg{} != {}", c.arg, num(c.value, octal)),
-        ArgOp::MaskedEq(m) => format!(
-            "arg{} & {} == {}",
-            c.arg,
-            num(*m, octal),
-            num(c.value, octal)
-        ),
+    let decimal = matches!(rule.syscall.as_str(), "socket" | "socketpair");
+    let num = |v: u64, octal: bool| {
+        if decimal {
+            v.to_string()
+        } else {
+            num(v, octal)
+        }
+    };
+    // An allow-list (socket families): `arg0 not in {1, 2, 10, 16}`.
+    if let [first, rest @ ..] = rule.when.as_slice() {
+        let all_ne = rule
+            .when
+            .iter()
+            .all(|c| c.op == ArgOp::Ne && c.arg == first.arg);
+        if all_ne && rest.len() >= 2 {
+            let vals: Vec<String> = rule.when.iter().map(|c| num(c.value, octal)).collect();
+            return format!("arg{} not in {{{}}}", first.arg, vals.join(", "));
+        }
+    }
+    let named = |c: &ArgCond| match c.op {
+        // A single flag or mode bit of open(2) by its name: `arg1 & O_CREAT`.
+        ArgOp::MaskedEq(m) if m == c.value && is_open(&rule.syscall) => {
+            open_bit(m).map(|name| format!("arg{} & {name}", c.arg))
+        }
+        _ => None,
+    };
+    let one = |c: &ArgCond| {
+        named(c).unwrap_or_else(|| match &c.op {
+            ArgOp::Eq => format!("arg{} == {}", c.arg, num(c.value, octal)),
+            ArgOp::Ne => format!("arg{} != {}", c.arg, num(c.value, octal)),
+            ArgOp::MaskedEq(m) => format!(
+                "arg{} & {} == {}",
+                c.arg,
+                num(*m, octal),
+                num(c.value, octal)
+            ),
+        })
     };
     rule.when.iter().map(one).collect::<Vec<_>>().join(" && ")
 }
@@ -216,7 +260,7 @@ pub fn seccomp(s: &mut String, plan: &JailPlan) {
     s.push_str(&t.render());
 }
 
-const SECCOMP_WIDTH: usize = 116;
+const SECCOMP_WIDTH: usize = 120;
 
 #[cfg(test)]
 mod tests {
@@ -248,6 +292,13 @@ mod tests {
             render_condition(&rule("mknod")),
             "arg1 & 0o170000 == 0o20000"
         );
+        assert_eq!(
+            render_condition(&rule("openat")),
+            "arg2 & O_CREAT && arg3 & S_ISUID"
+        );
+        let sockets = aiops_policy::syscalls::baseline_eafnosupport();
+        assert_eq!(render_condition(&sockets[0]), "arg0 not in {1, 2, 10, 16}");
+        assert_eq!(render_condition(&sockets[1]), "arg0 == 16 && arg2 != 0");
     }
 
     #[test]
