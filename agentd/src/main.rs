@@ -21,6 +21,7 @@ mod pump;
 mod reaper;
 mod redact;
 mod report;
+mod rss;
 mod signals;
 mod spawn;
 #[allow(unsafe_code)] // all FFI is here; see the header comment of sys.rs
@@ -45,6 +46,7 @@ use nix::unistd;
 use pump::{Pipe, Pump};
 use reaper::Reaper;
 use report::ReportTx;
+use rss::JailRss;
 use signals::Signals;
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -116,6 +118,7 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
         timed_out: false,
         progress: spec.stream_reports.then(|| Progress::new(start)),
         release_at: Some(start + RELEASE_AFTER),
+        rss: JailRss::new(pid1, start),
     };
     let looped = supervise(&signals, &mut reaper, &mut pump, deadline, &mut run, tx);
     if let Err(e) = &looped {
@@ -128,9 +131,12 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
         // Take the terminal back from the dead node's group (no-op otherwise).
         let _ = sys::tcsetpgrp(sys::stdio(0), unistd::getpgrp());
     }
-    let peak_rss_kib = getrusage(UsageWho::RUSAGE_CHILDREN)
+    // The largest single process (rusage) or the largest sampled total of
+    // the jail, whichever is more.
+    let largest_one = getrusage(UsageWho::RUSAGE_CHILDREN)
         .map(|u| u64::try_from(u.max_rss()).unwrap_or(0))
         .unwrap_or(0);
+    let peak_rss_kib = largest_one.max(run.rss.as_ref().map_or(0, |r| r.peak_kib));
     let (code, signal) = match reaper.node_status {
         Some(WaitStatus::Exited(_, c)) => (Some(c), None),
         Some(WaitStatus::Signaled(_, s, _)) => (None, Some(s as i32)),
@@ -170,6 +176,8 @@ struct Run {
     progress: Option<Progress>,
     /// When to give back start-up memory; `None` once done.
     release_at: Option<Instant>,
+    /// The jail's summed resident set (PID 1 only).
+    rss: Option<JailRss>,
 }
 
 impl Run {
@@ -213,7 +221,11 @@ fn supervise(
             }
             None => deadline,
         };
+        if let Some(r) = &mut run.rss {
+            r.tick(now);
+        }
         let wake = run.release_at.map_or(wake, |t| wake.min(t));
+        let wake = run.rss.as_ref().map_or(wake, |r| wake.min(r.due()));
         let timeout = PollTimeout::try_from(wake - now).unwrap_or(PollTimeout::MAX);
         let mut fds = [
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),

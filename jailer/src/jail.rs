@@ -305,7 +305,7 @@ pub fn run_with(
     let plan = &req.plan;
     let agentd = agentd_host_path(env)?;
     let filters = plan.seccomp.as_ref().map(seccomp::compile).transpose()?;
-    let cgroup = limits::cgroup_layer(&plan.require)?;
+    let cgroup = limits::cgroup_layer(&plan.require, &plan.rlimits)?;
     let bound = if plan.unconfined {
         agentd.clone()
     } else {

@@ -6,6 +6,7 @@
 //! The layer string says which case holds; a profile that `require`s
 //! `cgroup` is refused at this step instead of running weaker.
 use crate::error::JailError;
+use aiops_policy::units::Bytes;
 use aiops_proto::facts::LayerReq;
 use aiops_proto::plan::{Rlimit, RlimitPlan};
 use nix::sys::resource::{setrlimit, Resource};
@@ -57,19 +58,28 @@ pub fn delegated_cgroup() -> Result<PathBuf, String> {
 }
 
 /// The cgroup layer string; refuses when the profile requires cgroup limits.
-/// Must run before the mount namespace hides /sys.
-pub fn cgroup_layer(require: &[LayerReq]) -> Result<String, JailError> {
+/// Must run before the mount namespace hides /sys. Without a cgroup the
+/// jail's memory has no total: the string says what bounds it instead.
+pub fn cgroup_layer(require: &[LayerReq], rlimits: &[RlimitPlan]) -> Result<String, JailError> {
     if require.contains(&LayerReq::Cgroup) {
         return Err(JailError::Cgroup {
             reason: "the profile requires cgroup limits and this jailer applies rlimits only"
                 .into(),
         });
     }
+    let limit = |which| rlimits.iter().find(|r| r.resource == which).map(|r| r.hard);
+    let bound = match (limit(Rlimit::As), limit(Rlimit::Nproc)) {
+        (Some(each), Some(procs)) => format!(
+            "memory per process: RLIMIT_AS {} each, at most {procs} processes (RLIMIT_NPROC)",
+            Bytes(each)
+        ),
+        _ => "memory per process (rlimits)".into(),
+    };
     Ok(match delegated_cgroup() {
         Ok(dir) => format!(
-            "cgroup: none (delegated subtree {} unused; limits by rlimits)",
+            "cgroup: none (delegated subtree {} unused; {bound})",
             dir.display()
         ),
-        Err(_) => "cgroup: none (no delegated cgroup v2 subtree; limits by rlimits)".into(),
+        Err(_) => format!("cgroup: none (no delegated cgroup v2 subtree; {bound})"),
     })
 }

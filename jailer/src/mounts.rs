@@ -83,10 +83,11 @@ pub fn pivot_root_into(
                 dst,
                 mode,
                 size_bytes,
+                inodes,
             } => {
                 let t = under(NEWROOT, dst.as_path());
                 make_dir_mountpoint(&t, &no_create)?;
-                let data = format!("mode={mode:o},size={size_bytes}");
+                let data = format!("mode={mode:o},size={size_bytes},nr_inodes={inodes}");
                 mount(
                     Some("tmpfs"),
                     &t,
@@ -102,10 +103,14 @@ pub fn pivot_root_into(
                 mount_proc(&t)?;
                 no_create.push(t);
             }
-            Mount::Dev { dst } => {
+            Mount::Dev {
+                dst,
+                shm_bytes,
+                shm_inodes,
+            } => {
                 let t = under(NEWROOT, dst.as_path());
                 make_dir_mountpoint(&t, &no_create)?;
-                mount_dev(&t)?;
+                mount_dev(&t, *shm_bytes, *shm_inodes)?;
                 no_create.push(t);
             }
             Mount::Bind {
@@ -258,7 +263,9 @@ fn mount_proc(t: &Path) -> Result<(), JailError> {
     .map_err(nix_err("mount proc on", t))
 }
 
-fn mount_dev(t: &Path) -> Result<(), JailError> {
+/// `/dev` and its `shm` tmpfs, sized by the plan: an unsized tmpfs may
+/// fill half of the host's RAM.
+fn mount_dev(t: &Path, shm_bytes: u64, shm_inodes: u32) -> Result<(), JailError> {
     let fl = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     mount(
         Some("tmpfs"),
@@ -298,7 +305,7 @@ fn mount_dev(t: &Path) -> Result<(), JailError> {
         &shm,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777"),
+        Some(format!("mode=1777,size={shm_bytes},nr_inodes={shm_inodes}").as_str()),
     )
     .map_err(nix_err("mount tmpfs on", &shm))
 }

@@ -6,8 +6,11 @@
 //!    clone(2) whose namespace flags A can see), preceded on x86_64 by a
 //!    six-instruction guard that answers every x32 syscall number
 //!    (nr | 0x40000000) with ENOSYS: a table keyed by x86_64 numbers cannot
-//!    cover those, and seccompiler cannot express a range.
-//! Both kill a foreign architecture.
+//!    cover those, and seccompiler cannot express a range;
+//! C: the `deny_eafnosupport` table → EAFNOSUPPORT (socket families
+//!    outside the allow-list).
+//! Each kills a foreign architecture (i386 on x86_64 too, so the 32-bit
+//! `socketcall` and `open` numbers, which no table is keyed by, never run).
 use crate::error::JailError;
 use aiops_proto::plan::SeccompPlan;
 use aiops_proto::syscalls::{ArgCond, ArgOp, SyscallRule};
@@ -263,6 +266,7 @@ fn x32_guard() -> [sock_filter; 6] {
 pub fn compile(plan: &SeccompPlan) -> Result<Filters, JailError> {
     let (eperm, n1) = table(&plan.deny_eperm)?;
     let (enosys, n2) = table(&plan.deny_enosys)?;
+    let (eafnosupport, n3) = table(&plan.deny_eafnosupport)?;
     let x32_denied = plan.block_x32 && cfg!(target_arch = "x86_64");
     let mut programs = vec![filter(eperm, libc::EPERM)?];
     if !enosys.is_empty() || x32_denied {
@@ -272,9 +276,12 @@ pub fn compile(plan: &SeccompPlan) -> Result<Filters, JailError> {
         }
         programs.push(b);
     }
+    if !eafnosupport.is_empty() {
+        programs.push(filter(eafnosupport, libc::EAFNOSUPPORT)?);
+    }
     Ok(Filters {
         programs,
-        rules: n1 + n2,
+        rules: n1 + n2 + n3,
         x32_denied,
     })
 }
@@ -298,7 +305,7 @@ pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::sys;
-    use aiops_policy::syscalls::{baseline_deny, baseline_enosys};
+    use aiops_policy::syscalls::{baseline_deny, baseline_eafnosupport, baseline_enosys};
     use nix::sys::wait::{waitpid, WaitStatus};
     use nix::unistd::ForkResult;
 
@@ -306,6 +313,7 @@ pub(crate) mod tests {
         SeccompPlan {
             deny_eperm: baseline_deny(),
             deny_enosys: baseline_enosys(),
+            deny_eafnosupport: baseline_eafnosupport(),
             block_x32: true,
         }
     }
@@ -401,6 +409,7 @@ pub(crate) mod tests {
         for (rules, errno) in [
             (&plan.deny_eperm, libc::EPERM),
             (&plan.deny_enosys, libc::ENOSYS),
+            (&plan.deny_eafnosupport, libc::EAFNOSUPPORT),
         ] {
             let tree = filter(table(rules).unwrap().0, errno).unwrap();
             let linear = BpfProgram::try_from(
@@ -475,6 +484,82 @@ pub(crate) mod tests {
                     {
                         let r = sys::raw_syscall2(libc::SYS_getpid | 0x4000_0000, 0, 0);
                         (r == Err(libc::ENOSYS)).then_some(()).ok_or(21)?;
+                    }
+                    // openat2: ENOSYS, so libc falls back to openat(2).
+                    let r = sys::raw_syscall2(libc::SYS_openat2, -1, 0);
+                    (r == Err(libc::ENOSYS)).then_some(()).ok_or(22)?;
+                    let r = sys::raw_syscall2(libc::SYS_memfd_secret, 0, 0);
+                    (r == Err(libc::EPERM)).then_some(()).ok_or(23)?;
+                    // Socket families: an allow-list (unfiltered, a null
+                    // address for socketpair's fds: EFAULT or EOPNOTSUPP).
+                    let r = sys::raw_syscall4(
+                        libc::SYS_socket,
+                        libc::AF_VSOCK.into(),
+                        libc::SOCK_STREAM.into(),
+                        0,
+                        0,
+                    );
+                    (r == Err(libc::EAFNOSUPPORT)).then_some(()).ok_or(24)?;
+                    let r = sys::raw_syscall4(
+                        libc::SYS_socket,
+                        libc::AF_PACKET.into(),
+                        libc::SOCK_RAW.into(),
+                        0,
+                        0,
+                    );
+                    (r == Err(libc::EAFNOSUPPORT)).then_some(()).ok_or(25)?;
+                    // NETLINK_AUDIT (9): refused; NETLINK_ROUTE: allowed.
+                    let r = sys::raw_syscall4(
+                        libc::SYS_socket,
+                        libc::AF_NETLINK.into(),
+                        libc::SOCK_RAW.into(),
+                        9,
+                        0,
+                    );
+                    (r == Err(libc::EAFNOSUPPORT)).then_some(()).ok_or(26)?;
+                    let r = sys::raw_syscall4(
+                        libc::SYS_socket,
+                        libc::AF_NETLINK.into(),
+                        libc::SOCK_RAW.into(),
+                        0,
+                        0,
+                    );
+                    r.map_err(|_| 27)?;
+                    let r = sys::raw_syscall4(
+                        libc::SYS_socket,
+                        libc::AF_UNIX.into(),
+                        libc::SOCK_STREAM.into(),
+                        0,
+                        0,
+                    );
+                    r.map_err(|_| 28)?;
+                    let r = sys::raw_syscall4(
+                        libc::SYS_socketpair,
+                        libc::AF_VSOCK.into(),
+                        libc::SOCK_STREAM.into(),
+                        0,
+                        0,
+                    );
+                    (r == Err(libc::EAFNOSUPPORT)).then_some(()).ok_or(29)?;
+                    // open/openat/creat with set-id bits: refused only when creating.
+                    let r =
+                        sys::raw_syscall4(libc::SYS_openat, -1, 0, libc::O_CREAT.into(), 0o4755);
+                    (r == Err(libc::EPERM)).then_some(()).ok_or(30)?;
+                    let r =
+                        sys::raw_syscall4(libc::SYS_openat, -1, 0, libc::O_TMPFILE.into(), 0o2755);
+                    (r == Err(libc::EPERM)).then_some(()).ok_or(31)?;
+                    let r = sys::raw_syscall4(libc::SYS_openat, -1, 0, libc::O_CREAT.into(), 0o755);
+                    (r == Err(libc::EFAULT)).then_some(()).ok_or(32)?;
+                    let r =
+                        sys::raw_syscall4(libc::SYS_openat, -1, 0, libc::O_RDONLY.into(), 0o4755);
+                    (r == Err(libc::EFAULT)).then_some(()).ok_or(33)?;
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        let r = sys::raw_syscall2(libc::SYS_creat, 0, 0o6755);
+                        (r == Err(libc::EPERM)).then_some(()).ok_or(34)?;
+                        let r =
+                            sys::raw_syscall4(libc::SYS_open, 0, libc::O_CREAT.into(), 0o4700, 0);
+                        (r == Err(libc::EPERM)).then_some(()).ok_or(35)?;
                     }
                     // Allowed.
                     sys::raw_syscall2(libc::SYS_getpid, 0, 0).map_err(|_| 15)?;

@@ -176,3 +176,22 @@ pub(crate) fn raw_syscall2(
         Ok(rc)
     }
 }
+
+/// `raw_syscall2` with four integer arguments.
+#[cfg(test)]
+pub(crate) fn raw_syscall4(
+    nr: libc::c_long,
+    a0: libc::c_long,
+    a1: libc::c_long,
+    a2: libc::c_long,
+    a3: libc::c_long,
+) -> Result<libc::c_long, i32> {
+    // SAFETY: as in raw_syscall2: integer or NULL arguments only, so the
+    // kernel reads no memory of ours (a NULL path fails with EFAULT).
+    let rc = unsafe { libc::syscall(nr, a0, a1, a2, a3) };
+    if rc < 0 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(rc)
+    }
+}

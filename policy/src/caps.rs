@@ -6,6 +6,7 @@ use crate::net::{HostPort, NetMode};
 use crate::path::{AbsPath, PathSpec, PathVars, RelPath};
 use crate::profile::{Limits, LimitsSection, Profile};
 use crate::syscalls::SyscallRule;
+use crate::units::Bytes;
 use crate::{EnvName, EnvPattern};
 #[cfg(feature = "schema")]
 use schemars::JsonSchema;
@@ -235,6 +236,18 @@ pub fn effective(
         cpu: narrow_limit(nl.cpu, pl.cpu, "cpu", name)?,
         file_size: narrow_limit(nl.file_size, pl.file_size, "file_size", name)?,
         open_files: narrow_limit(nl.open_files, pl.open_files, "open_files", name)?,
+        // Unset, a derived size follows the node's (narrowed) memory, which
+        // is at most the profile's, so it stays within the profile's too.
+        tmpfs: match nl.tmpfs {
+            None => pl.tmpfs,
+            Some(v) => Some(narrow_limit(
+                Some(v),
+                Bytes(pl.tmpfs_bytes()),
+                "tmpfs",
+                name,
+            )?),
+        },
+        tmpfs_inodes: narrow_limit(nl.tmpfs_inodes, pl.tmpfs_inodes, "tmpfs_inodes", name)?,
     };
     let source = crate::plan::PlanSource {
         profile_file: profile.source.clone(),

@@ -5,7 +5,7 @@ use crate::net::NetMode;
 use crate::path::{AbsPath, PathVars};
 use crate::plan::*;
 use crate::profile::Profile;
-use crate::syscalls::{baseline_deny, baseline_enosys};
+use crate::syscalls::{baseline_deny, baseline_eafnosupport, baseline_enosys};
 use crate::{NodeCaps, PolicyError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,7 +29,6 @@ const SPECIAL: &[&str] = &["/proc", "/dev", "/sys", "/.aiops"];
 /// The private tmpfs: binds below it layer on top (workspaces in /tmp are
 /// common), but it cannot itself be replaced by a host bind.
 const PRIVATE_TMP: &str = "/tmp";
-const TMP_SIZE: u64 = 1 << 30;
 
 pub fn compile(
     profile: &Profile,
@@ -297,11 +296,19 @@ fn build_mounts(eff: &Effective, ctx: &CompileContext) -> Result<Vec<Mount>, Pol
     let mut mounts = vec![
         Mount::Root,
         Mount::Proc { dst: abs("/proc") },
-        Mount::Dev { dst: abs("/dev") },
+        // /tmp and /dev/shm: each `limits.tmpfs` bytes and `tmpfs_inodes`
+        // inodes, so what the jail can park in memory outside its
+        // processes (which RLIMIT_AS does not see) is bounded.
+        Mount::Dev {
+            dst: abs("/dev"),
+            shm_bytes: eff.limits.tmpfs_bytes(),
+            shm_inodes: eff.limits.tmpfs_inodes.get(),
+        },
         Mount::Tmpfs {
             dst: abs("/tmp"),
             mode: 0o1777,
-            size_bytes: TMP_SIZE.min(eff.limits.memory.0),
+            size_bytes: eff.limits.tmpfs_bytes(),
+            inodes: eff.limits.tmpfs_inodes.get(),
         },
     ];
     mounts.extend(keyed.into_iter().map(|k| k.3));
@@ -496,6 +503,7 @@ fn build_seccomp(eff: &Effective) -> SeccompPlan {
     SeccompPlan {
         deny_eperm: deny,
         deny_enosys: baseline_enosys(),
+        deny_eafnosupport: baseline_eafnosupport(),
         block_x32: true,
     }
 }

@@ -210,10 +210,18 @@ pub struct LimitsSection {
     pub timeout: Option<Dur>,
     /// Cap on stdout+stderr bytes; the jail is killed when it is reached.
     pub output: Option<Bytes>,
-    /// Address-space limit (RLIMIT_AS) or cgroup memory.max.
+    /// Address-space limit of each process (RLIMIT_AS): the jail's total is
+    /// bounded only by memory × pids (cgroup limits are not applied).
     pub memory: Option<Bytes>,
-    /// Process limit (RLIMIT_NPROC, per host uid) or cgroup pids.max.
+    /// Process limit (RLIMIT_NPROC, per host uid).
     pub pids: Option<u32>,
+    /// Size of each of the jail's two tmpfs, /tmp and /dev/shm (their pages
+    /// count against no rlimit, so together they may hold twice this).
+    /// Default: memory / 4, at most 1GiB.
+    pub tmpfs: Option<Bytes>,
+    /// Inodes (files, directories, symlinks) in each of /tmp and /dev/shm. Default: 65536.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub tmpfs_inodes: Option<std::num::NonZeroU32>,
     /// CPU time (RLIMIT_CPU).
     pub cpu: Option<Dur>,
     /// Largest file the node may write (RLIMIT_FSIZE).
@@ -313,7 +321,21 @@ pub struct Limits {
     pub cpu: Dur,
     pub file_size: Bytes,
     pub open_files: u32,
+    /// `None`: derived from `memory` (`tmpfs_bytes`).
+    pub tmpfs: Option<Bytes>,
+    pub tmpfs_inodes: std::num::NonZeroU32,
 }
+
+/// The largest default tmpfs (each of /tmp and /dev/shm).
+pub const TMPFS_DEFAULT_MAX: u64 = 1 << 30;
+/// A default tmpfs is this fraction of `memory`, so /tmp and /dev/shm
+/// together hold at most half of it.
+pub const TMPFS_DEFAULT_MEMORY_DIVISOR: u64 = 4;
+/// Inodes in each of /tmp and /dev/shm unless the profile says otherwise.
+pub const TMPFS_INODES_DEFAULT: std::num::NonZeroU32 = match std::num::NonZeroU32::new(65536) {
+    Some(n) => n,
+    None => panic!("nonzero"),
+};
 
 impl Default for Limits {
     fn default() -> Self {
@@ -325,6 +347,8 @@ impl Default for Limits {
             cpu: Dur(30 * 60_000),
             file_size: Bytes(4 << 30),
             open_files: 1024,
+            tmpfs: None,
+            tmpfs_inodes: TMPFS_INODES_DEFAULT,
         }
     }
 }
@@ -352,7 +376,21 @@ impl Limits {
         if let Some(v) = s.open_files {
             self.open_files = v;
         }
+        if let Some(v) = s.tmpfs {
+            self.tmpfs = Some(v);
+        }
+        if let Some(v) = s.tmpfs_inodes {
+            self.tmpfs_inodes = v;
+        }
         self
+    }
+
+    /// Bytes of each of /tmp and /dev/shm: `tmpfs`, else memory / 4 up to 1GiB.
+    pub fn tmpfs_bytes(&self) -> u64 {
+        self.tmpfs.map_or_else(
+            || (self.memory.0 / TMPFS_DEFAULT_MEMORY_DIVISOR).clamp(1, TMPFS_DEFAULT_MAX),
+            |b| b.0,
+        )
     }
 }
 

@@ -43,7 +43,8 @@ crate::path::string_schema!(
 );
 
 // Constants from the uapi headers (linux/sched.h, asm-generic/ioctls.h, linux/stat.h,
-// linux/personality.h); policy is pure so it does not link libc.
+// linux/personality.h, asm-generic/fcntl.h, linux/socket.h, linux/netlink.h);
+// policy is pure so it does not link libc.
 const CLONE_NEWNS: u64 = 0x0002_0000;
 const CLONE_NEWCGROUP: u64 = 0x0200_0000;
 const CLONE_NEWUTS: u64 = 0x0400_0000;
@@ -59,6 +60,18 @@ const S_ISGID: u64 = 0o2000;
 const S_IFMT: u64 = 0o170000;
 const S_IFCHR: u64 = 0o020000;
 const S_IFBLK: u64 = 0o060000;
+/// Same value on x86_64 and aarch64 (both use asm-generic/fcntl.h for it).
+const O_CREAT: u64 = 0o100;
+/// The bit that makes O_TMPFILE (`__O_TMPFILE | O_DIRECTORY`). O_DIRECTORY
+/// differs between x86_64 (0o200000) and aarch64 (0o40000), `__O_TMPFILE`
+/// does not, and the kernel refuses `__O_TMPFILE` without O_DIRECTORY, so
+/// testing this one bit catches every O_TMPFILE open on both.
+const O_TMPFILE_BIT: u64 = 0o20_000_000;
+const AF_UNIX: u64 = 1;
+const AF_INET: u64 = 2;
+const AF_INET6: u64 = 10;
+const AF_NETLINK: u64 = 16;
+const NETLINK_ROUTE: u64 = 0;
 const PER_LINUX: u64 = 0;
 const PERSONALITY_QUERY: u64 = 0xffff_ffff;
 
@@ -86,10 +99,55 @@ fn masked(syscall: &str, arg: u8, mask: u64, value: u64, reason: &str) -> Syscal
 /// Syscalls answered with ENOSYS instead of EPERM: libc falls back to an
 /// older call whose arguments seccomp can inspect.
 pub fn baseline_enosys() -> Vec<SyscallRule> {
-    vec![always(
-        "clone3",
-        "its flags live in memory seccomp cannot read; ENOSYS makes libc fall back to clone(2), whose namespace flags are filtered",
-    )]
+    vec![
+        always(
+            "clone3",
+            "its flags live in memory seccomp cannot read; ENOSYS makes libc fall back to clone(2), whose namespace flags are filtered",
+        ),
+        always(
+            "openat2",
+            "its flags and mode live in memory seccomp cannot read; ENOSYS makes libc fall back to openat(2), whose set-id mode bits are filtered",
+        ),
+    ]
+}
+
+/// Socket families outside the allow-list, answered with EAFNOSUPPORT so a
+/// program falls back as on a kernel built without them. The jail needs
+/// unix, IPv4 and IPv6 sockets (its own network namespace decides where
+/// they reach) and `NETLINK_ROUTE`, which glibc and musl use to list
+/// interfaces (getifaddrs, getaddrinfo's AI_ADDRCONFIG) and which sees only
+/// the jail's namespace. Everything else is refused: AF_VSOCK is not
+/// namespaced (a jail with `net = "none"` could bind a port for the whole
+/// VM), AF_PACKET, AF_ALG, AF_BLUETOOTH and the rest are kernel attack
+/// surface no build needs, other netlink protocols (audit, uevents,
+/// sock_diag) read or reach host-wide state.
+pub fn baseline_eafnosupport() -> Vec<SyscallRule> {
+    let dword = |arg, op, value| ArgCond {
+        arg,
+        op,
+        value,
+        dword: true,
+    };
+    let mut t = vec![];
+    for s in ["socket", "socketpair"] {
+        t.push(SyscallRule {
+            syscall: s.into(),
+            when: [AF_UNIX, AF_INET, AF_INET6, AF_NETLINK]
+                .into_iter()
+                .map(|af| dword(0, ArgOp::Ne, af))
+                .collect(),
+            reason: "only unix, inet, inet6 and netlink sockets: other families (vsock, packet, alg, ...) are not namespaced or are kernel attack surface".into(),
+        });
+        t.push(SyscallRule {
+            syscall: s.into(),
+            when: vec![
+                dword(0, ArgOp::Eq, AF_NETLINK),
+                dword(2, ArgOp::Ne, NETLINK_ROUTE),
+            ],
+            reason: "netlink only for NETLINK_ROUTE (interface lists, in the jail's own network namespace)".into(),
+        });
+    }
+    t
 }
 
 /// The baseline deny table (EPERM), in a stable order.
@@ -164,6 +222,10 @@ pub fn baseline_deny() -> Vec<SyscallRule> {
     t.push(always(
         "userfaultfd",
         "stalls kernel threads at will; a common exploit primitive",
+    ));
+    t.push(always(
+        "memfd_secret",
+        "memory the kernel itself cannot read (nor inspect for the host); no build needs it",
     ));
     for s in [
         "kexec_load",
@@ -248,6 +310,47 @@ pub fn baseline_deny() -> Vec<SyscallRule> {
             ));
         }
     }
+    // A new file's mode comes from open's mode argument, not only from
+    // chmod: open(O_CREAT, 06755) plants a set-id file as surely. The mode
+    // is looked at only when the flags create a file (it is ignored otherwise).
+    for (s, flags, mode) in [
+        ("open", Some(1), 2),
+        ("openat", Some(2), 3),
+        ("creat", None, 1),
+    ] {
+        for bit in [S_ISUID, S_ISGID] {
+            let mode_has = ArgCond {
+                arg: mode,
+                op: ArgOp::MaskedEq(bit),
+                value: bit,
+                dword: true,
+            };
+            let creating: &[u64] = if flags.is_some() {
+                &[O_CREAT, O_TMPFILE_BIT]
+            } else {
+                &[0] // creat(2) always creates
+            };
+            for &flag in creating {
+                let mut when = vec![];
+                if let Some(arg) = flags {
+                    when.push(ArgCond {
+                        arg,
+                        op: ArgOp::MaskedEq(flag),
+                        value: flag,
+                        dword: true,
+                    });
+                }
+                when.push(mode_has.clone());
+                t.push(SyscallRule {
+                    syscall: s.into(),
+                    when,
+                    reason:
+                        "a file created with setuid/setgid bits would plant privilege for the host"
+                            .into(),
+                });
+            }
+        }
+    }
     for (s, arg) in [("mknod", 1), ("mknodat", 2)] {
         for kind in [S_IFCHR, S_IFBLK] {
             t.push(masked(
@@ -277,7 +380,8 @@ mod tests {
 
     #[test]
     fn every_baseline_syscall_is_known_and_has_a_reason() {
-        for r in baseline_deny().iter().chain(baseline_enosys().iter()) {
+        let all = [baseline_deny(), baseline_enosys(), baseline_eafnosupport()];
+        for r in all.iter().flatten() {
             assert!(is_known_syscall(&r.syscall), "{}", r.syscall);
             assert!(!r.reason.is_empty(), "{}", r.syscall);
         }

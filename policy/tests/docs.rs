@@ -6,8 +6,13 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 
-use aiops_policy::profile::{Limits, DEFAULT_ENV_ALLOW, DEFAULT_PROTECTED};
-use aiops_policy::syscalls::{baseline_deny, baseline_enosys, ArgOp, SyscallRule};
+use aiops_policy::profile::{
+    Limits, DEFAULT_ENV_ALLOW, DEFAULT_PROTECTED, TMPFS_DEFAULT_MAX, TMPFS_DEFAULT_MEMORY_DIVISOR,
+};
+use aiops_policy::syscalls::{
+    baseline_deny, baseline_eafnosupport, baseline_enosys, ArgOp, SyscallRule,
+};
+use aiops_policy::units::Bytes;
 use aiops_policy::ProfileFile;
 use common::{check_golden, repo_root, report, updating};
 use serde_json::Value;
@@ -205,7 +210,11 @@ fn cond(r: &SyscallRule) -> String {
                 ArgOp::Eq => format!("arg{} == {:#x}{w}", c.arg, c.value),
                 ArgOp::Ne => format!("arg{} != {:#x}{w}", c.arg, c.value),
                 // File modes read best in octal, flags in hex.
-                ArgOp::MaskedEq(m) if r.syscall.contains("mod") => {
+                ArgOp::MaskedEq(m)
+                    if r.syscall.contains("mod")
+                        || r.syscall.starts_with("open")
+                        || r.syscall == "creat" =>
+                {
                     format!("arg{} & {m:#o} == {:#o}{w}", c.arg, c.value)
                 }
                 ArgOp::MaskedEq(m) => format!("arg{} & {m:#x} == {:#x}{w}", c.arg, c.value),
@@ -229,6 +238,14 @@ fn generated() -> String {
         ("cpu", l.cpu.to_string()),
         ("file_size", l.file_size.to_string()),
         ("open_files", l.open_files.to_string()),
+        (
+            "tmpfs",
+            format!(
+                "memory / {TMPFS_DEFAULT_MEMORY_DIVISOR}, at most {}",
+                Bytes(TMPFS_DEFAULT_MAX)
+            ),
+        ),
+        ("tmpfs_inodes", l.tmpfs_inodes.to_string()),
     ] {
         let _ = writeln!(out, "| `{k}` | `{v}` |");
     }
@@ -242,7 +259,11 @@ fn generated() -> String {
     }
 
     out.push_str("\n### Baseline seccomp table\n\nApplied to every confined node; `seccomp.deny` adds to it, nothing removes from it. The default action is allow.\n\n| Syscall | When | Result | Why |\n|---|---|---|---|\n");
-    for (rules, result) in [(baseline_deny(), "EPERM"), (baseline_enosys(), "ENOSYS")] {
+    for (rules, result) in [
+        (baseline_deny(), "EPERM"),
+        (baseline_enosys(), "ENOSYS"),
+        (baseline_eafnosupport(), "EAFNOSUPPORT"),
+    ] {
         for r in rules {
             let _ = writeln!(
                 out,

@@ -505,3 +505,42 @@ fn node_caps_files_are_strict_too() {
         "write_path: unknown field `write_path`, expected one of `net`, `net_allow`, `read_paths`, `write_paths`, `exec_paths`, `env`, `secrets`, `limits`"
     );
 }
+
+/// 0 would mean "no limit" to tmpfs; a node may only shrink the tmpfs, and
+/// an unset size follows the (node's) memory: memory / 4, at most 1GiB.
+#[test]
+fn tmpfs_limits_are_positive_narrowed_and_derived_from_memory() {
+    parse_err(
+        "[limits]\ntmpfs_inodes = 0\n",
+        5,
+        16,
+        "limits.tmpfs_inodes",
+        "nonzero",
+    );
+    parse_err(
+        "[limits]\ntmpfs = \"0MiB\"\n",
+        5,
+        9,
+        "limits.tmpfs",
+        "greater than zero",
+    );
+    refused(
+        "restrictive",
+        "[limits]\ntmpfs = \"2GiB\"",
+        "limits.tmpfs 2GiB > 1GiB: outside profile \"restrictive\"",
+    );
+    refused(
+        "restrictive",
+        "[limits]\ntmpfs_inodes = 100000",
+        "limits.tmpfs_inodes 100000 > 65536: outside profile \"restrictive\"",
+    );
+    let eff = |caps: &str| effective(&shipped("restrictive"), &node(caps), &vars()).unwrap();
+    assert_eq!(eff("").limits.tmpfs_bytes(), 1 << 30);
+    assert_eq!(
+        eff("[limits]\nmemory = \"512MiB\"").limits.tmpfs_bytes(),
+        128 << 20
+    );
+    let small = eff("[limits]\ntmpfs = \"16MiB\"\ntmpfs_inodes = 64");
+    assert_eq!(small.limits.tmpfs_bytes(), 16 << 20);
+    assert_eq!(small.limits.tmpfs_inodes.get(), 64);
+}

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// 2: plans carry their `source`, which the jailer compiles again.
-/// 3: plans carry `guard`, the jailer's search of the writable roots.
+/// 3: plans carry `guard`, the jailer's search of the writable roots;
+/// tmpfs mounts carry an inode count, `/dev` its /dev/shm's size and
+/// inodes; seccomp has an EAFNOSUPPORT table.
 pub const PLAN_VERSION: u32 = 3;
 /// Where agentd's binary is bound inside the jail.
 pub const AGENTD_IN_JAIL: &str = "/.aiops/aiops-agentd";
@@ -122,18 +124,24 @@ pub enum Namespace {
 pub enum Mount {
     /// The new root: an empty tmpfs, made read-only once populated.
     Root,
+    /// `size_bytes` and `inodes` are the tmpfs `size=` and `nr_inodes=`
+    /// (both positive: 0 would mean unlimited to the kernel).
     Tmpfs {
         dst: AbsPath,
         mode: u32,
         size_bytes: u64,
+        inodes: u32,
     },
     Proc {
         dst: AbsPath,
     },
     /// A tmpfs with null, zero, full, random, urandom, tty bound from the host,
-    /// /dev/fd and std* symlinks, and a private /dev/shm.
+    /// /dev/fd and std* symlinks, and a private /dev/shm tmpfs of
+    /// `shm_bytes` and `shm_inodes` (both positive).
     Dev {
         dst: AbsPath,
+        shm_bytes: u64,
+        shm_inodes: u32,
     },
     /// Bind an existing path onto itself so the node cannot rename or remove
     /// it (a mountpoint is busy) and so cannot swap in a fresh `.git` with
@@ -184,7 +192,7 @@ impl Mount {
             | Mount::Pin { path: dst }
             | Mount::Tmpfs { dst, .. }
             | Mount::Proc { dst }
-            | Mount::Dev { dst } => Some(dst),
+            | Mount::Dev { dst, .. } => Some(dst),
         }
     }
 }
@@ -210,6 +218,9 @@ struct MountWire {
     dst: Option<AbsPath>,
     mode: Option<u32>,
     size_bytes: Option<u64>,
+    inodes: Option<u32>,
+    shm_bytes: Option<u64>,
+    shm_inodes: Option<u32>,
     path: Option<AbsPath>,
     src: Option<AbsPath>,
     writable: Option<bool>,
@@ -225,6 +236,9 @@ impl TryFrom<MountWire> for Mount {
             ("dst", w.dst.is_some()),
             ("mode", w.mode.is_some()),
             ("size_bytes", w.size_bytes.is_some()),
+            ("inodes", w.inodes.is_some()),
+            ("shm_bytes", w.shm_bytes.is_some()),
+            ("shm_inodes", w.shm_inodes.is_some()),
             ("path", w.path.is_some()),
             ("src", w.src.is_some()),
             ("writable", w.writable.is_some()),
@@ -247,10 +261,12 @@ impl TryFrom<MountWire> for Mount {
                 take("dst")?;
                 take("mode")?;
                 take("size_bytes")?;
+                take("inodes")?;
                 Mount::Tmpfs {
                     dst: w.dst.ok_or("dst")?,
                     mode: w.mode.unwrap_or_default(),
                     size_bytes: w.size_bytes.unwrap_or_default(),
+                    inodes: w.inodes.unwrap_or_default(),
                 }
             }
             MountKind::Proc => {
@@ -261,8 +277,12 @@ impl TryFrom<MountWire> for Mount {
             }
             MountKind::Dev => {
                 take("dst")?;
+                take("shm_bytes")?;
+                take("shm_inodes")?;
                 Mount::Dev {
                     dst: w.dst.ok_or("dst")?,
+                    shm_bytes: w.shm_bytes.unwrap_or_default(),
+                    shm_inodes: w.shm_inodes.unwrap_or_default(),
                 }
             }
             MountKind::Pin => {
@@ -419,6 +439,9 @@ pub struct SeccompPlan {
     pub deny_eperm: Vec<SyscallRule>,
     /// These get ENOSYS (so libc falls back to a filterable call).
     pub deny_enosys: Vec<SyscallRule>,
+    /// These get EAFNOSUPPORT (socket families outside the allow-list, so
+    /// programs fall back as on a kernel without them).
+    pub deny_eafnosupport: Vec<SyscallRule>,
     /// On x86_64, refuse x32-ABI syscall numbers (nr | 0x40000000).
     pub block_x32: bool,
 }
@@ -544,6 +567,24 @@ impl JailPlan {
                 return Err(bad(format!("mounts[{i}]"), "a second root"));
             };
             let field = || format!("mounts[{i}]");
+            let sized = match m {
+                Mount::Tmpfs {
+                    size_bytes, inodes, ..
+                } => Some((*size_bytes, *inodes)),
+                Mount::Dev {
+                    shm_bytes,
+                    shm_inodes,
+                    ..
+                } => Some((*shm_bytes, *shm_inodes)),
+                _ => None,
+            };
+            if sized.is_some_and(|(bytes, inodes)| bytes == 0 || inodes == 0) {
+                // tmpfs reads size=0 and nr_inodes=0 as "no limit".
+                return Err(bad(
+                    field(),
+                    "a tmpfs needs a positive size and inode count",
+                ));
+            }
             if dst.as_path() == std::path::Path::new("/") {
                 return Err(bad(field(), "mounts over / after the root"));
             }
@@ -633,6 +674,7 @@ impl JailPlan {
                 .deny_eperm
                 .iter()
                 .chain(sc.deny_enosys.iter())
+                .chain(sc.deny_eafnosupport.iter())
                 .enumerate()
             {
                 if !is_known_syscall(&r.syscall) {
@@ -667,9 +709,14 @@ mod tests {
                 dst: p("/tmp"),
                 mode: 0o1777,
                 size_bytes: 1 << 20,
+                inodes: 64,
             },
             Mount::Proc { dst: p("/proc") },
-            Mount::Dev { dst: p("/dev") },
+            Mount::Dev {
+                dst: p("/dev"),
+                shm_bytes: 1 << 20,
+                shm_inodes: 64,
+            },
             Mount::Pin { path: p("/w/.git") },
             Mount::Bind {
                 src: p("/usr"),
@@ -755,7 +802,11 @@ mod tests {
         let ok = vec![
             Mount::Root,
             Mount::Proc { dst: p("/proc") },
-            Mount::Dev { dst: p("/dev") },
+            Mount::Dev {
+                dst: p("/dev"),
+                shm_bytes: 1 << 20,
+                shm_inodes: 64,
+            },
             bind("/opt/agentd", AGENTD_IN_JAIL, false),
         ];
         plan(ok.clone()).validate().unwrap();
@@ -775,6 +826,24 @@ mod tests {
             (bind("/tmp/p", "/proc/1", false), "inside /proc"),
             (bind("/dev", "/dev", true), "bind mounts at /dev"),
             (Mount::Proc { dst: p("/dev") }, "proc mounts at /dev"),
+            (
+                Mount::Tmpfs {
+                    dst: p("/var/x"),
+                    mode: 0o755,
+                    size_bytes: 0,
+                    inodes: 1,
+                },
+                "positive size and inode count",
+            ),
+            (
+                Mount::Tmpfs {
+                    dst: p("/var/x"),
+                    mode: 0o755,
+                    size_bytes: 1,
+                    inodes: 0,
+                },
+                "positive size and inode count",
+            ),
             (bind("/sys", "/sys", false), "bind mounts at /sys"),
             (bind("/sys/fs", "/sys/fs", false), "inside /sys"),
             (
@@ -795,6 +864,7 @@ mod tests {
                 dst: p("/.aiops"),
                 mode: 0o755,
                 size_bytes: 1,
+                inodes: 1,
             },
         ] {
             let mut m = ok.clone();
@@ -820,7 +890,11 @@ mod tests {
         assert!(e.contains("unknown field `hidepid`"), "{e}");
         let e = err(r#"{"kind":"overlay","dst":"/"}"#);
         assert!(e.contains("unknown variant `overlay`"), "{e}");
-        let e = err(r#"{"kind":"tmpfs","dst":"relative","mode":1,"size_bytes":1}"#);
+        let e = err(r#"{"kind":"dev","dst":"/dev"}"#);
+        assert!(e.contains("missing field `shm_bytes`"), "{e}");
+        let e = err(r#"{"kind":"tmpfs","dst":"/t","mode":1,"size_bytes":1}"#);
+        assert!(e.contains("missing field `inodes`"), "{e}");
+        let e = err(r#"{"kind":"tmpfs","dst":"relative","mode":1,"size_bytes":1,"inodes":1}"#);
         assert!(e.contains("not absolute"), "{e}");
     }
 }

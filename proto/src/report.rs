@@ -100,7 +100,10 @@ pub struct ExitReport {
     pub duration_ms: u64,
     pub timed_out: bool,
     pub output_capped: bool,
-    /// Largest resident set of the node's process tree, KiB (getrusage).
+    /// Peak memory of the jail, KiB: in a jail, the largest sum of the
+    /// resident sets of all its processes, which agentd samples every 100 ms
+    /// (a sample: a shorter spike can be missed), or the largest single
+    /// process (getrusage) if that is more; unconfined, only the latter.
     pub peak_rss_kib: u64,
     pub layers: Vec<String>,
 }

@@ -349,7 +349,7 @@ fn cgroup_check(
     writable: WritableFn<'_>,
 ) -> (bool, Check) {
     let what = "cgroup v2";
-    let fallback = "limits fall back to rlimits";
+    let fallback = "limits fall back to rlimits: `memory` is an RLIMIT_AS per process and `pids` (RLIMIT_NPROC) how many processes, so a jail may hold up to memory × pids";
     let delegate_fix = "run under a delegated unit, e.g. `systemd-run --user --scope -p Delegate=yes aiopsctl ...`, or Delegate=yes in the service";
     let Some(dir) = own_cgroup_dir(proc_cgroup.unwrap_or(""), mountinfo.unwrap_or("")) else {
         return (
@@ -385,7 +385,10 @@ fn cgroup_check(
         Check::new(
             Status::Ok,
             what,
-            format!("{} delegated (memory, pids)", dir.display()),
+            format!(
+                "{} delegated (memory, pids), but the jailer applies no cgroup limits yet: `memory` is an RLIMIT_AS per process, up to `pids` processes (RLIMIT_NPROC)",
+                dir.display()
+            ),
         ),
     )
 }

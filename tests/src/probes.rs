@@ -9,9 +9,11 @@ libc.syscall.restype = ctypes.c_long
 # Syscall numbers without a libc wrapper (asm/unistd_64.h, asm-generic/unistd.h).
 NR = {
     "x86_64": dict(add_key=248, keyctl=250, bpf=321, perf_event_open=298,
-                   io_uring_setup=425, userfaultfd=323, personality=135),
+                   io_uring_setup=425, userfaultfd=323, personality=135,
+                   openat2=437, memfd_secret=447),
     "aarch64": dict(add_key=217, keyctl=219, bpf=280, perf_event_open=241,
-                    io_uring_setup=425, userfaultfd=282, personality=92),
+                    io_uring_setup=425, userfaultfd=282, personality=92,
+                    openat2=437, memfd_secret=447),
 }[platform.machine()]
 
 def err(e):

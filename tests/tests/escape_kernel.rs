@@ -514,3 +514,238 @@ fn dev_has_only_the_minimal_set() {
         }
     });
 }
+
+/// Stopped by: seccomp (socket families are an allow-list: unix, inet,
+/// inet6, netlink route; the rest get EAFNOSUPPORT). AF_VSOCK is not
+/// namespaced, netlink sock_diag lists the host's sockets under `net =
+/// "host"`, AF_PACKET and AF_ALG are kernel attack surface. Controls:
+/// unconfined creates the vsock and sock_diag sockets (any user may).
+/// The jail keeps what builds need: unix, inet, NETLINK_ROUTE.
+#[test]
+fn socket_families_outside_the_allow_list() {
+    if !have_python("socket_families_outside_the_allow_list") {
+        return;
+    }
+    let host = host_py(
+        false,
+        r#"probe("vsock", lambda: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM).close())"#,
+        &[],
+    );
+    if host.probe("vsock").as_deref() != Some("ok") {
+        skip(
+            "socket_families_outside_the_allow_list",
+            &format!("this kernel has no AF_VSOCK ({:?})", host.probe("vsock")),
+        );
+        return;
+    }
+    let code = r#"
+def sock(*a):
+    return lambda: socket.socket(*a).close()
+probe("vsock", sock(socket.AF_VSOCK, socket.SOCK_STREAM))
+probe("vsock_pair", lambda: [s.close() for s in socket.socketpair(socket.AF_VSOCK, socket.SOCK_STREAM)] and None)
+probe("packet", sock(socket.AF_PACKET, socket.SOCK_DGRAM))
+probe("alg", sock(socket.AF_ALG, socket.SOCK_SEQPACKET))
+probe("sock_diag", sock(socket.AF_NETLINK, socket.SOCK_RAW, 4))
+probe("route", sock(socket.AF_NETLINK, socket.SOCK_RAW, 0))
+probe("unix", sock(socket.AF_UNIX, socket.SOCK_STREAM))
+probe("inet6", sock(socket.AF_INET6, socket.SOCK_DGRAM))
+probe("pair", lambda: [s.close() for s in socket.socketpair()] and None)
+"#;
+    each_mode(&all_modes(), |m| {
+        let o = m.jail().run_py(code, &[]);
+        o.assert_ran();
+        if m.is_control() {
+            o.assert_probe_ok("vsock");
+            o.assert_probe_ok("sock_diag");
+        } else {
+            for n in ["vsock", "vsock_pair", "packet", "alg", "sock_diag"] {
+                o.assert_probe_err(n, &["EAFNOSUPPORT"]);
+            }
+        }
+        for n in ["route", "unix", "inet6", "pair"] {
+            o.assert_probe_ok(n);
+        }
+    });
+}
+
+/// Stopped by: seccomp (AF_VSOCK refused). Judged on the host: while the
+/// node holds what it got, the host binds the same vsock port. The
+/// control (unconfined) holds it, so the host's bind fails with
+/// EADDRINUSE: a jail with `net = "none"` could have served the whole VM.
+#[test]
+fn vsock_port_is_not_bound_from_the_jail() {
+    let test = "vsock_port_is_not_bound_from_the_jail";
+    if !have_python(test) {
+        return;
+    }
+    let port = 20000 + (std::process::id() % 20000);
+    let host_bind = format!(
+        r#"
+s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+probe("host_bind", lambda: s.bind((socket.VMADDR_CID_ANY, {port})))
+"#
+    );
+    if host_py(false, &host_bind, &[])
+        .probe("host_bind")
+        .as_deref()
+        != Some("ok")
+    {
+        skip(test, "this kernel has no AF_VSOCK, or the port is taken");
+        return;
+    }
+    // The node tries, says so in the workspace, and holds whatever it got
+    // until the host has looked (or 10 s pass).
+    let node = format!(
+        r#"
+import time
+ws = sys.argv[1]
+s = None
+def bind():
+    global s
+    s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    s.bind((socket.VMADDR_CID_ANY, {port}))
+    s.listen()
+probe("bind", bind)
+open(os.path.join(ws, "tried"), "w").close()
+end = time.time() + 10
+while time.time() < end and not os.path.exists(os.path.join(ws, "looked")):
+    time.sleep(0.02)
+"#
+    );
+    // One mode at a time: they share the port.
+    for m in all_modes() {
+        let j = m.jail();
+        let ws = j.ws().to_path_buf();
+        let ws_arg = ws.to_str().unwrap().to_string();
+        let (host_bind, ws2) = (host_bind.clone(), ws.clone());
+        let looker = std::thread::spawn(move || {
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !ws2.join("tried").exists() && std::time::Instant::now() < end {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let seen = host_py(false, &host_bind, &[]).probe("host_bind");
+            // The node waits for this file; as root the workspace is nobody's.
+            let _ = std::fs::write(ws2.join("looked"), b"");
+            seen
+        });
+        let o = j.run_py(&node, &[&ws_arg]);
+        let seen = looker.join().unwrap();
+        o.assert_ran();
+        if m.is_control() {
+            o.assert_probe_ok("bind");
+            assert_eq!(
+                seen.as_deref(),
+                Some("EADDRINUSE"),
+                "[{m:?}] control: the host could bind the port the node held\n{}",
+                o.describe()
+            );
+        } else {
+            o.assert_probe_err("bind", &["EAFNOSUPPORT"]);
+            assert_eq!(
+                seen.as_deref(),
+                Some("ok"),
+                "[{m:?}] the host could not bind the vsock port\n{}",
+                o.describe()
+            );
+        }
+    }
+}
+
+/// Stopped by: seccomp (open/openat/creat with S_ISUID or S_ISGID in the
+/// mode while creating: O_CREAT or O_TMPFILE). Judged on the host: no file
+/// in the workspace carries a set-id bit. The control (unconfined) creates
+/// `suid` with the bit (umask 0, which masks only the 0777 bits anyway).
+#[test]
+fn setid_file_created_by_open() {
+    use std::os::unix::fs::PermissionsExt;
+    if !have_python("setid_file_created_by_open") {
+        return;
+    }
+    let code = r#"
+os.umask(0)
+ws = sys.argv[1]
+def creat(name, mode):
+    return lambda: os.close(check(libc.creat(os.path.join(ws, name).encode(), mode)))
+probe("open_creat", lambda: os.close(os.open(os.path.join(ws, "suid"), os.O_CREAT | os.O_WRONLY, 0o6755)))
+probe("creat", creat("creat_sgid", 0o2755))
+def tmpfile():
+    fd = os.open(ws, os.O_TMPFILE | os.O_WRONLY, 0o4755)
+    os.link("/proc/self/fd/%d" % fd, os.path.join(ws, "linked"))
+probe("tmpfile", tmpfile)
+probe("plain", lambda: os.close(os.open(os.path.join(ws, "plain"), os.O_CREAT | os.O_WRONLY, 0o755)))
+probe("existing", lambda: os.close(os.open(os.path.join(ws, "plain"), os.O_WRONLY, 0o4755)))
+"#;
+    each_mode(&all_modes(), |m| {
+        let j = m.jail();
+        let ws = j.ws().to_path_buf();
+        let o = j.run_py(code, &[ws.to_str().unwrap()]);
+        o.assert_ran();
+        let mode = |n: &str| {
+            std::fs::metadata(ws.join(n))
+                .ok()
+                .map(|md| md.permissions().mode())
+        };
+        o.assert_probe_ok("plain");
+        o.assert_probe_ok("existing");
+        if m.is_control() {
+            o.assert_probe_ok("open_creat");
+            assert!(
+                mode("suid").is_some_and(|md| md & 0o4000 != 0),
+                "control: no setuid file ({:?})\n{}",
+                mode("suid").map(|md| format!("{md:o}")),
+                o.describe()
+            );
+        } else {
+            for n in ["open_creat", "creat", "tmpfile"] {
+                o.assert_probe_err(n, &["EPERM"]);
+            }
+            for n in ["suid", "creat_sgid", "linked", "plain"] {
+                assert!(
+                    mode(n).is_none_or(|md| md & 0o6000 == 0),
+                    "{n} planted with mode {:o}\n{}",
+                    mode(n).unwrap_or(0),
+                    o.describe()
+                );
+            }
+        }
+    });
+}
+
+/// Stopped by: seccomp (openat2 answers ENOSYS: its how struct is out of
+/// seccomp's sight, and libc then falls back to openat, which is
+/// filtered; memfd_secret is refused). Control: both work unconfined.
+#[test]
+fn openat2_and_memfd_secret() {
+    let code = r#"
+class How(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+how = How(0, 0, 0)
+probe("openat2", lambda: os.close(sc("openat2", -100, b"/etc/hostname", ctypes.byref(how), 24)))
+probe("memfd_secret", lambda: os.close(sc("memfd_secret", 0)))
+"#;
+    if !have_python("openat2_and_memfd_secret") {
+        return;
+    }
+    let host = host_py(false, code, &[]);
+    let mut control_ok = vec!["openat2"];
+    if host.probe("memfd_secret").as_deref() == Some("ok") {
+        control_ok.push("memfd_secret");
+    } else {
+        note(
+            "openat2_and_memfd_secret",
+            "memfd_secret is off in this kernel (secretmem): only the jail's refusal is checked",
+        );
+    }
+    each_mode(&all_modes(), |m| {
+        let o = m.jail().run_py(code, &[]);
+        o.assert_ran();
+        if m.is_control() {
+            for n in &control_ok {
+                o.assert_probe_ok(n);
+            }
+        } else {
+            o.assert_probe_err("openat2", &["ENOSYS"]);
+            o.assert_probe_err("memfd_secret", &["EPERM"]);
+        }
+    });
+}

@@ -228,3 +228,115 @@ fn output_cap_kills_the_jail() {
         );
     });
 }
+
+/// `restrictive` with `[limits] tmpfs` and `tmpfs_inodes` set.
+fn tmpfs_profile(name: &str, tmpfs: &str, inodes: u32) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = scratch_dir(None);
+    let p = write_profile(
+        d.path(),
+        name,
+        &format!(
+            r#"schema = 1
+name = "{name}"
+description = "restrictive with sized tmpfs"
+extends = "restrictive"
+
+[limits]
+tmpfs = "{tmpfs}"
+tmpfs_inodes = {inodes}
+"#
+        ),
+    );
+    (d, p)
+}
+
+/// Stopped by: the tmpfs `size=` and `nr_inodes=` of /tmp and /dev/shm
+/// (`limits.tmpfs = "16MiB"`, `tmpfs_inodes = 256`): filling either past
+/// them fails with ENOSPC; /dev/shm used to be an unsized tmpfs (half of
+/// the host's RAM). Control: the same writes pass under a profile with
+/// `tmpfs = "64MiB"` and `tmpfs_inodes = 4096`.
+#[test]
+fn tmpfs_is_sized_by_the_profile() {
+    if !have_python("tmpfs_is_sized_by_the_profile") {
+        return;
+    }
+    let _g = serial();
+    let (_d1, small) = tmpfs_profile("small-tmpfs", "16MiB", 256);
+    let (_d2, large) = tmpfs_profile("large-tmpfs", "64MiB", 4096);
+    let code = r#"
+def fill(path):
+    def f():
+        with open(path, "wb") as fh:
+            for _ in range(24):
+                fh.write(b"x" * (1 << 20))
+                fh.flush()
+    return f
+def files(d):
+    def f():
+        os.makedirs(d)
+        for i in range(400):
+            open(os.path.join(d, str(i)), "w").close()
+    return f
+probe("tmp_bytes", fill("/tmp/fill"))
+probe("shm_bytes", fill("/dev/shm/fill"))
+probe("tmp_inodes", files("/tmp/many"))
+os.remove("/dev/shm/fill")
+def shm_files():
+    for i in range(400):
+        open("/dev/shm/f%d" % i, "w").close()
+probe("shm_inodes", shm_files)
+"#;
+    for m in attacks() {
+        for (profile, fits) in [(&small, false), (&large, true)] {
+            let o = m.jail_with(profile.to_str().unwrap()).run_py(code, &[]);
+            o.assert_ran();
+            for n in ["tmp_bytes", "shm_bytes", "tmp_inodes", "shm_inodes"] {
+                if fits {
+                    o.assert_probe_ok(n);
+                } else {
+                    o.assert_probe_err(n, &["ENOSPC"]);
+                }
+            }
+        }
+    }
+}
+
+/// The report's peak is the jail's total: four processes each touching
+/// 100 MiB at once show as at least ~350 MiB (agentd sums every process's
+/// resident set each 100 ms), where getrusage alone knows one process
+/// (~110 MiB). Bounded above so a garbage figure fails too.
+#[test]
+fn peak_memory_counts_every_process_of_the_jail() {
+    if !have_python("peak_memory_counts_every_process_of_the_jail") {
+        return;
+    }
+    let _g = serial();
+    let code = r#"
+import time
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        b = b"x" * (100 << 20)
+        time.sleep(1.5)
+        os._exit(len(b) and 0)
+    kids.append(pid)
+probe("wait", lambda: [os.waitpid(k, 0) for k in kids] and None)
+"#;
+    for m in attacks() {
+        let o = m.jail().run_py(code, &[]);
+        o.assert_ran();
+        o.assert_report();
+        o.assert_probe_ok("wait");
+        let kib = o
+            .exit_field("peak_rss_kib")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        assert!(
+            (350 << 10..1 << 20).contains(&kib),
+            "[{m:?}] peak {kib} KiB for 4 × 100 MiB at once\n{}",
+            o.describe()
+        );
+        eprintln!("[{m:?}] peak {} MiB", kib >> 10);
+    }
+}

@@ -111,9 +111,9 @@ fn required(s: &mut String, e: &Explained<'_>) {
         .any(|r| matches!(r, aiops_policy::LayerReq::Cgroup))
     {
         let cg = if e.facts.cgroup_v2 {
-            "delegated: memory.max and pids.max apply"
+            "a delegated subtree exists, but the jailer applies no cgroup limits: rlimits bound each process"
         } else {
-            "not delegated here: rlimits bound the node"
+            "not delegated here: rlimits bound each process"
         };
         t.row(["cgroup (optional)".into(), cg.to_string()]);
     }
@@ -157,21 +157,32 @@ fn mounts(s: &mut String, plan: &JailPlan) {
                 "-".into(),
                 "fresh proc (own pid namespace)".into(),
             ],
-            Mount::Dev { dst } => [
+            Mount::Dev {
+                dst,
+                shm_bytes,
+                shm_inodes,
+            } => [
                 dst.to_string(),
                 "-".into(),
                 "-".into(),
-                "minimal /dev, private shm".into(),
+                format!(
+                    "minimal /dev; private shm: tmpfs {}, {shm_inodes} inodes",
+                    human_bytes(*shm_bytes)
+                ),
             ],
             Mount::Tmpfs {
                 dst,
                 mode,
                 size_bytes,
+                inodes,
             } => [
                 dst.to_string(),
                 "rw".into(),
                 "-".into(),
-                format!("tmpfs {}, mode {mode:o}", human_bytes(*size_bytes)),
+                format!(
+                    "tmpfs {}, {inodes} inodes, mode {mode:o}",
+                    human_bytes(*size_bytes)
+                ),
             ],
             Mount::Pin { path } => [
                 path.to_string(),
@@ -236,7 +247,7 @@ fn limits(s: &mut String, e: &Explained<'_>) {
     let mut t = Table::new(2).wrap_total(WIDTH);
     for r in &plan.rlimits {
         let (name, what, show): (&str, &str, fn(u64) -> String) = match r.resource {
-            Rlimit::As => ("RLIMIT_AS", "address space", human_bytes),
+            Rlimit::As => ("RLIMIT_AS", "address space of each process", human_bytes),
             Rlimit::Nproc => ("RLIMIT_NPROC", "processes, counted per host uid", |v| {
                 v.to_string()
             }),
@@ -255,12 +266,58 @@ fn limits(s: &mut String, e: &Explained<'_>) {
         };
         t.row([name.to_string(), value, what.to_string()]);
     }
-    let cg = &plan.cgroup;
-    let applied = if e.facts.cgroup_v2 {
-        "applied in a delegated cgroup"
-    } else {
-        "not applied: no delegated cgroup here"
+    let limit = |which| {
+        plan.rlimits
+            .iter()
+            .find(|r| r.resource == which)
+            .map(|r| r.hard)
     };
+    if let (Some(each), Some(procs)) = (limit(Rlimit::As), limit(Rlimit::Nproc)) {
+        t.row([
+            "memory in total".to_string(),
+            human_bytes(each.saturating_mul(procs)),
+            format!(
+                "no cgroup bounds the jail: memory is per process, so up to {procs} processes × {}",
+                human_bytes(each)
+            ),
+        ]);
+    }
+    let tmpfs: Vec<(String, u64, u32)> = plan
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Tmpfs {
+                dst,
+                size_bytes,
+                inodes,
+                ..
+            } => Some((dst.to_string(), *size_bytes, *inodes)),
+            Mount::Dev {
+                dst,
+                shm_bytes,
+                shm_inodes,
+            } => Some((format!("{dst}/shm"), *shm_bytes, *shm_inodes)),
+            _ => None,
+        })
+        .collect();
+    if !tmpfs.is_empty() {
+        let names: Vec<&str> = tmpfs.iter().map(|(d, _, _)| d.as_str()).collect();
+        let total: u64 = tmpfs.iter().map(|(_, b, _)| b).sum();
+        t.row([
+            format!("tmpfs {}", names.join(" + ")),
+            human_bytes(total),
+            "in memory, on top of the processes' (each mount: limits.tmpfs, tmpfs_inodes)"
+                .to_string(),
+        ]);
+    }
+    t.row([
+        "workspace".to_string(),
+        "-".to_string(),
+        "the host filesystem: bounded only by its free space and quotas (RLIMIT_FSIZE caps one file)"
+            .to_string(),
+    ]);
+    let cg = &plan.cgroup;
+    let applied = "not applied: the jailer sets rlimits only";
     t.row([
         "cgroup memory.max".to_string(),
         human_bytes(cg.memory_max),

@@ -134,8 +134,32 @@ fn ports(p: &[u16]) -> String {
 fn is_mode_syscall(name: &str) -> bool {
     matches!(
         name,
-        "chmod" | "fchmod" | "fchmodat" | "fchmodat2" | "mknod" | "mknodat"
+        "chmod"
+            | "fchmod"
+            | "fchmodat"
+            | "fchmodat2"
+            | "mknod"
+            | "mknodat"
+            | "open"
+            | "openat"
+            | "creat"
     )
+}
+
+fn is_open(name: &str) -> bool {
+    matches!(name, "open" | "openat" | "creat")
+}
+
+/// open(2)'s flag and mode bits the baseline tests (asm-generic/fcntl.h,
+/// linux/stat.h; `__O_TMPFILE` shown as O_TMPFILE, whose defining bit it is).
+fn open_bit(v: u64) -> Option<&'static str> {
+    match v {
+        0o100 => Some("O_CREAT"),
+        0o20_000_000 => Some("O_TMPFILE"),
+        0o4000 => Some("S_ISUID"),
+        0o2000 => Some("S_ISGID"),
+        _ => None,
+    }
 }
 
 fn num(v: u64, octal: bool) -> String {
@@ -154,15 +178,43 @@ pub fn render_condition(rule: &SyscallRule) -> String {
         return "always".into();
     }
     let octal = is_mode_syscall(&rule.syscall);
-    let one = |c: &ArgCond| match &c.op {
-        ArgOp::Eq => format!("arg{} == {}", c.arg, num(c.value, octal)),
-        ArgOp::Ne => format!("arg{} != {}", c.arg, num(c.value, octal)),
-        ArgOp::MaskedEq(m) => format!(
-            "arg{} & {} == {}",
-            c.arg,
-            num(*m, octal),
-            num(c.value, octal)
-        ),
+    let decimal = matches!(rule.syscall.as_str(), "socket" | "socketpair");
+    let num = |v: u64, octal: bool| {
+        if decimal {
+            v.to_string()
+        } else {
+            num(v, octal)
+        }
+    };
+    // An allow-list (socket families): `arg0 not in {1, 2, 10, 16}`.
+    if let [first, rest @ ..] = rule.when.as_slice() {
+        let all_ne = rule
+            .when
+            .iter()
+            .all(|c| c.op == ArgOp::Ne && c.arg == first.arg);
+        if all_ne && rest.len() >= 2 {
+            let vals: Vec<String> = rule.when.iter().map(|c| num(c.value, octal)).collect();
+            return format!("arg{} not in {{{}}}", first.arg, vals.join(", "));
+        }
+    }
+    let named = |c: &ArgCond| match c.op {
+        // A single flag or mode bit of open(2) by its name: `arg1 & O_CREAT`.
+        ArgOp::MaskedEq(m) if m == c.value && is_open(&rule.syscall) => {
+            open_bit(m).map(|name| format!("arg{} & {name}", c.arg))
+        }
+        _ => None,
+    };
+    let one = |c: &ArgCond| {
+        named(c).unwrap_or_else(|| match &c.op {
+            ArgOp::Eq => format!("arg{} == {}", c.arg, num(c.value, octal)),
+            ArgOp::Ne => format!("arg{} != {}", c.arg, num(c.value, octal)),
+            ArgOp::MaskedEq(m) => format!(
+                "arg{} & {} == {}",
+                c.arg,
+                num(*m, octal),
+                num(c.value, octal)
+            ),
+        })
     };
     rule.when.iter().map(one).collect::<Vec<_>>().join(" && ")
 }
@@ -173,7 +225,7 @@ pub fn seccomp(s: &mut String, plan: &JailPlan) {
         let _ = writeln!(s, "  not applied: this host has no seccomp filters");
         return;
     };
-    let n = sc.deny_eperm.len() + sc.deny_enosys.len();
+    let n = sc.deny_eperm.len() + sc.deny_enosys.len() + sc.deny_eafnosupport.len();
     let x32 = if sc.block_x32 {
         "; x32 syscall numbers killed"
     } else {
@@ -187,7 +239,8 @@ pub fn seccomp(s: &mut String, plan: &JailPlan) {
         .deny_eperm
         .iter()
         .map(|r| (r, "EPERM"))
-        .chain(sc.deny_enosys.iter().map(|r| (r, "ENOSYS")));
+        .chain(sc.deny_enosys.iter().map(|r| (r, "ENOSYS")))
+        .chain(sc.deny_eafnosupport.iter().map(|r| (r, "EAFNOSUPPORT")));
     let mut last_reason: Option<&str> = None;
     for (r, action) in rows {
         // A ditto mark keeps runs of one reason (11 mount calls) from drowning the table.
@@ -207,7 +260,7 @@ pub fn seccomp(s: &mut String, plan: &JailPlan) {
     s.push_str(&t.render());
 }
 
-const SECCOMP_WIDTH: usize = 116;
+const SECCOMP_WIDTH: usize = 120;
 
 #[cfg(test)]
 mod tests {
@@ -239,6 +292,13 @@ mod tests {
             render_condition(&rule("mknod")),
             "arg1 & 0o170000 == 0o20000"
         );
+        assert_eq!(
+            render_condition(&rule("openat")),
+            "arg2 & O_CREAT && arg3 & S_ISUID"
+        );
+        let sockets = aiops_policy::syscalls::baseline_eafnosupport();
+        assert_eq!(render_condition(&sockets[0]), "arg0 not in {1, 2, 10, 16}");
+        assert_eq!(render_condition(&sockets[1]), "arg0 == 16 && arg2 != 0");
     }
 
     #[test]
