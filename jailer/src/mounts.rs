@@ -336,6 +336,15 @@ fn pin(
     bind(s, t, *writable && !is_file, *exec, no_create).map(|_| ())
 }
 
+/// Not there. NotADirectory: `.git/hooks` where `.git` is a file (a linked
+/// worktree or a submodule checkout), which the guard protects instead.
+fn absent(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
 enum Bound {
     Mounted,
     Symlink,
@@ -356,16 +365,7 @@ fn bind(
 ) -> Result<Bound, JailError> {
     let smeta = match fs::symlink_metadata(s) {
         Ok(m) => m,
-        // NotADirectory: `.git/hooks` where `.git` is a file (a linked
-        // worktree or a submodule), which is protected by its own search.
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok(Bound::Missing)
-        }
+        Err(e) if absent(&e) => return Ok(Bound::Missing),
         Err(e) => return Err(err("stat bind source", s)(e)),
     };
     if below_any(t, no_create) {
@@ -373,14 +373,7 @@ fn bind(
         // mountpoint must already exist on the host and nothing is created.
         let tmeta = match fs::symlink_metadata(t) {
             Ok(m) => m,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Ok(Bound::Missing)
-            }
+            Err(e) if absent(&e) => return Ok(Bound::Missing),
             Err(e) => return Err(err("stat mountpoint", t)(e)),
         };
         if smeta.file_type().is_symlink() || tmeta.file_type().is_symlink() {

@@ -515,6 +515,21 @@ fn bad(field: impl Into<String>, reason: impl Into<String>) -> ProtoError {
 }
 
 impl JailPlan {
+    /// The destinations of the writable binds.
+    pub fn writable_roots(&self) -> Vec<&AbsPath> {
+        self.mounts
+            .iter()
+            .filter_map(|m| match m {
+                Mount::Bind {
+                    dst,
+                    writable: true,
+                    ..
+                } => Some(dst),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Structural re-validation, run by the jailer on every request before
     /// the first syscall. Types already guarantee absolute normalised paths.
     pub fn validate(&self) -> Result<(), ProtoError> {
@@ -626,18 +641,7 @@ impl JailPlan {
         }
         // The jailer searches exactly the writable binds: one left out would
         // keep its git directories and outside hard links writable.
-        let writable: Vec<&AbsPath> = self
-            .mounts
-            .iter()
-            .filter_map(|m| match m {
-                Mount::Bind {
-                    dst,
-                    writable: true,
-                    ..
-                } => Some(dst),
-                _ => None,
-            })
-            .collect();
+        let writable = self.writable_roots();
         if let Some(w) = writable.iter().find(|w| !self.guard.roots.contains(w)) {
             return Err(bad(
                 "guard.roots",

@@ -439,18 +439,7 @@ fn protected(s: &mut String, plan: &JailPlan) {
         "Protected paths",
         "read-only inside writable roots: the host runs or trusts them later",
     );
-    let roots: Vec<&AbsPath> = plan
-        .mounts
-        .iter()
-        .filter_map(|m| match m {
-            Mount::Bind {
-                dst,
-                writable: true,
-                ..
-            } => Some(dst),
-            _ => None,
-        })
-        .collect();
+    let roots = plan.writable_roots();
     let mut t = Table::new(2).wrap_total(WIDTH);
     for root in &roots {
         let rel: Vec<String> = plan
