@@ -16,10 +16,16 @@
 mod config;
 
 use aiops_proto::plan::GuardPlan;
+use nix::dir::{Dir, Type};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode};
 use std::collections::{BTreeSet, HashMap};
-use std::ffi::OsString;
+use std::ffi::{CStr, CString, OsStr};
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -200,34 +206,35 @@ impl Walker<'_> {
                     max: self.plan.max_dirs,
                 });
             }
-            let Some(entries) = self.list(&dir)? else {
+            let Some(listing) = self.list(&dir)? else {
                 continue;
             };
-            if is_gitdir(&entries) {
+            if listing.is_gitdir() {
                 self.gitdir(&dir, None)?;
             }
-            for (name, ft) in entries {
-                let p = dir.join(&name);
-                if name == ".git" {
-                    if ft.is_dir() {
-                        self.gitdir(&p, Some(&dir))?;
-                    } else if ft.is_file() {
-                        self.git_file(&p)?;
-                    } else if ft.is_symlink() {
-                        return Err(GuardError::Unprotectable {
-                            path: p,
-                            what: "a .git symlink, which the jail could point at a git directory of its own; replace it with a `gitdir:` file",
-                        });
+            for (name, ty) in &listing.entries {
+                let p = dir.join(OsStr::from_bytes(name.to_bytes()));
+                if name.to_bytes() == b".git" {
+                    match ty {
+                        Kind::Dir => self.gitdir(&p, Some(&dir))?,
+                        Kind::File => self.git_file(&p)?,
+                        Kind::Symlink => {
+                            return Err(GuardError::Unprotectable {
+                                path: p,
+                                what: "a .git symlink, which the jail could point at a git directory of its own; replace it with a `gitdir:` file",
+                            })
+                        }
+                        Kind::Other => {}
                     }
                 }
-                if ft.is_dir() {
-                    let m = match fs::symlink_metadata(&p) {
-                        Ok(m) => m,
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(io_err(&p)(e)),
+                if *ty == Kind::Dir {
+                    // Relative to the open directory: one path component
+                    // to resolve, not the whole path.
+                    let Some(st) = stat_at(&listing.fd, name, &p)? else {
+                        continue;
                     };
                     // Another mount: not in the jail, whose binds are not recursive.
-                    if m.dev() != root_dev {
+                    if st.st_dev != root_dev {
                         continue;
                     }
                     if depth + 1 > self.plan.max_depth {
@@ -238,31 +245,21 @@ impl Walker<'_> {
                         });
                     }
                     stack.push((p, depth + 1));
-                } else if ft.is_file() && self.links {
-                    let m = match fs::symlink_metadata(&p) {
-                        Ok(m) => m,
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(io_err(&p)(e)),
-                    };
-                    if m.nlink() > 1 {
-                        self.inodes
-                            .entry((m.dev(), m.ino()))
-                            .or_insert_with(|| (m.nlink(), vec![]))
-                            .1
-                            .push(p);
-                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// The entries of `dir`, or None for a directory nobody can write into
-    /// that this uid cannot read either (the jail cannot write there).
-    fn list(&self, dir: &Path) -> Result<Option<Vec<(OsString, fs::FileType)>>, GuardError> {
-        let rd = match fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+    /// What of `dir` the search needs (its subdirectories, `.git`, the
+    /// names that make a git directory; with `links`, its regular files'
+    /// link counts go straight into `inodes`), or None for a directory nobody can write into that this uid
+    /// cannot read either (the jail cannot write there).
+    fn list(&mut self, dir: &Path) -> Result<Option<Listing>, GuardError> {
+        let fl = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match nix::fcntl::open(dir, fl, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::EACCES) => {
                 let m = fs::symlink_metadata(dir).map_err(io_err(dir))?;
                 if m.mode() & 0o022 == 0 {
                     return Ok(None);
@@ -272,16 +269,53 @@ impl Walker<'_> {
                     what: "a directory the jail may write into but that cannot be searched for git directories; make it readable or move it out of the writable root",
                 });
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(dir)(e)),
+            // Gone or swapped for a symlink since its parent was read.
+            Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => return Ok(None),
+            Err(e) => return Err(io_err(dir)(e.into())),
         };
-        let mut out = vec![];
-        for e in rd {
-            let e = e.map_err(io_err(dir))?;
-            let ft = e.file_type().map_err(io_err(&e.path()))?;
-            out.push((e.file_name(), ft));
+        let dup = fd.try_clone().map_err(io_err(dir))?;
+        let d = Dir::from_fd(dup).map_err(|e| io_err(dir)(e.into()))?;
+        let mut entries = vec![];
+        let mut marks = 0u8;
+        for e in d {
+            let e = e.map_err(|e| io_err(dir)(e.into()))?;
+            let name = e.file_name();
+            let b = name.to_bytes();
+            if b == b"." || b == b".." {
+                continue;
+            }
+            let ty = match e.file_type() {
+                Some(t) => Kind::of(t),
+                // DT_UNKNOWN (some filesystems): ask.
+                None => match fstatat(&fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                    Ok(st) => Kind::of_mode(st.st_mode),
+                    Err(_) => continue,
+                },
+            };
+            marks |= match (b, ty) {
+                (b"HEAD", Kind::File) => 1,
+                (b"objects", Kind::Dir) => 2,
+                (b"refs", Kind::Dir) => 4,
+                (b"commondir", Kind::File) => 8,
+                _ => 0,
+            };
+            if ty == Kind::File && self.links && b != b".git" {
+                // Inline, with no allocation unless the file has links.
+                let Ok(st) = fstatat(&fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
+                    continue; // gone meanwhile
+                };
+                if st.st_nlink > 1 {
+                    self.inodes
+                        .entry((st.st_dev, st.st_ino))
+                        .or_insert_with(|| (st.st_nlink, vec![]))
+                        .1
+                        .push(dir.join(OsStr::from_bytes(b)));
+                }
+            } else if ty == Kind::Dir || b == b".git" {
+                entries.push((name.to_owned(), ty));
+            }
         }
-        Ok(Some(out))
+        Ok(Some(Listing { fd, entries, marks }))
     }
 
     fn inside_roots(&self, p: &Path) -> bool {
@@ -426,15 +460,69 @@ impl Walker<'_> {
     }
 }
 
-/// A git directory as git recognises one: HEAD, and objects and refs, or
-/// commondir (a linked worktree's admin directory).
-fn is_gitdir(entries: &[(OsString, fs::FileType)]) -> bool {
-    let has = |n: &str, dir: bool| {
-        entries
-            .iter()
-            .any(|(name, ft)| name == n && if dir { ft.is_dir() } else { ft.is_file() })
-    };
-    has("HEAD", false) && ((has("objects", true) && has("refs", true)) || has("commondir", false))
+/// A directory entry's type, as far as the search cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+    Symlink,
+    Other,
+}
+
+impl Kind {
+    fn of(t: Type) -> Kind {
+        match t {
+            Type::Directory => Kind::Dir,
+            Type::File => Kind::File,
+            Type::Symlink => Kind::Symlink,
+            _ => Kind::Other,
+        }
+    }
+
+    fn of_mode(mode: u32) -> Kind {
+        match mode & libc_mode::S_IFMT {
+            libc_mode::S_IFDIR => Kind::Dir,
+            libc_mode::S_IFREG => Kind::File,
+            libc_mode::S_IFLNK => Kind::Symlink,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// The file-type bits of st_mode (inode(7)), the same on every Linux arch.
+mod libc_mode {
+    pub const S_IFMT: u32 = 0o170000;
+    pub const S_IFDIR: u32 = 0o040000;
+    pub const S_IFREG: u32 = 0o100000;
+    pub const S_IFLNK: u32 = 0o120000;
+}
+
+struct Listing {
+    fd: OwnedFd,
+    entries: Vec<(CString, Kind)>,
+    /// HEAD (1), objects (2), refs (4), commondir (8) seen.
+    marks: u8,
+}
+
+impl Listing {
+    /// A git directory as git recognises one: HEAD, and objects and refs,
+    /// or commondir (a linked worktree's admin directory).
+    fn is_gitdir(&self) -> bool {
+        self.marks & 1 != 0 && (self.marks & 6 == 6 || self.marks & 8 != 0)
+    }
+}
+
+/// lstat of `name` in the open directory `dir`; None when it is gone.
+fn stat_at(
+    dir: &OwnedFd,
+    name: &CStr,
+    path: &Path,
+) -> Result<Option<nix::sys::stat::FileStat>, GuardError> {
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(io_err(path)(e.into())),
+    }
 }
 
 /// Lexical normalisation (`.` and `..`), as git itself joins these paths.

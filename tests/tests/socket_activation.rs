@@ -550,7 +550,9 @@ fn hostile_requests_from_the_supervisor_uid_are_refused_by_the_ceiling() {
             Box::new(move |p| {
                 p.mounts.push(bind(&other_ws, &other_ws, true));
                 // Searched too, or validate refuses it before the ceiling.
-                p.guard.roots.push(aiops_policy::AbsPath::new(&other_ws).unwrap());
+                p.guard
+                    .roots
+                    .push(aiops_policy::AbsPath::new(&other_ws).unwrap());
             }),
             "outside the ceiling: plan.guard.roots[1]",
         ),
@@ -559,7 +561,9 @@ fn hostile_requests_from_the_supervisor_uid_are_refused_by_the_ceiling() {
             Box::new(move |p| {
                 p.mounts.push(bind(&creds_dir, &creds_dir, true));
                 // Searched too, or validate refuses it before the ceiling.
-                p.guard.roots.push(aiops_policy::AbsPath::new(&creds_dir).unwrap());
+                p.guard
+                    .roots
+                    .push(aiops_policy::AbsPath::new(&creds_dir).unwrap());
             }),
             "outside the ceiling: plan.guard.roots[1]",
         ),
