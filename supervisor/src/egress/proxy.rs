@@ -14,8 +14,6 @@ use tokio::net::TcpStream;
 
 /// A request head larger than this is refused (431).
 const MAX_HEAD: usize = 16 * 1024;
-/// The client must have sent its whole request within this.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Not an answer anyone sees: marks a client that left on its own (nginx's 499).
 const CLIENT_GONE: u16 = 499;
 
@@ -24,7 +22,63 @@ pub struct Shared {
     pub checker: Checker,
     pub limits: EgressLimits,
     pub total_bytes: AtomicU64,
-    pub active: AtomicUsize,
+    /// Accepted client sockets open now (being read, refused or copied).
+    pub open: AtomicUsize,
+    /// The most that were open at once.
+    pub peak_open: AtomicUsize,
+    /// Refused connections (over the limit included), counted as they end.
+    pub denied: AtomicU64,
+    /// Accepts over `limits.max_connections`, closed at once.
+    pub over_limit: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(checker: Checker, limits: EgressLimits) -> Shared {
+        Shared {
+            checker,
+            limits,
+            total_bytes: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
+            peak_open: AtomicUsize::new(0),
+            denied: AtomicU64::new(0),
+            over_limit: AtomicU64::new(0),
+        }
+    }
+
+    /// A slot for one accepted socket, or `None` when the node already
+    /// holds `max_connections`; the slot is given back when dropped.
+    pub fn slot(self: &Arc<Self>) -> Option<Slot> {
+        let max = self.limits.max_connections;
+        let mut now = self.open.load(Ordering::Relaxed);
+        loop {
+            if now >= max {
+                return None;
+            }
+            match self
+                .open
+                .compare_exchange(now, now + 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(n) => now = n,
+            }
+        }
+        self.peak_open.fetch_max(now + 1, Ordering::Relaxed);
+        Some(Slot(self.clone()))
+    }
+
+    fn refused(&self, status: u16) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        super::TOTALS.refused(status);
+    }
+}
+
+/// One accepted client socket counted against the node's limit.
+pub struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One connection's audit state, readable while the task still runs (or
@@ -81,39 +135,40 @@ pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// How long a connection over the limit is kept to deliver its 503.
-const REFUSAL_LINGER: Duration = Duration::from_secs(1);
-
-/// Answer a connection over the concurrency limit: 503, then discard what
-/// the client sent until it closes or `REFUSAL_LINGER` passes (closing with
-/// unread bytes would reset the connection and lose the answer).
-pub async fn refuse_over_limit(mut client: TcpStream, conn: Arc<Conn>, max: usize) {
-    let reason = format!("connection limit: {max} open connections per node");
-    conn.set(|r| {
-        r.verdict = Verdict::Denied;
-        r.reason = reason.clone();
-    });
-    conn.end();
-    let answer = http_denial(&Denial::new(503, reason));
-    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-        client.write_all(&answer).await?;
-        client.shutdown().await?;
+/// Close a connection over the node's limit here and now: one
+/// non-blocking write of the 503, discard what already arrived (so the
+/// close is a FIN, not a reset that could lose the answer), close. Nothing
+/// waits on the client, so a flood of connections holds no descriptors.
+pub fn refuse_over_limit(client: TcpStream, sh: &Shared) {
+    let max = sh.limits.max_connections;
+    sh.over_limit.fetch_add(1, Ordering::Relaxed);
+    sh.refused(503);
+    let answer = http_denial(&Denial::new(
+        503,
+        format!("connection limit: {max} open connections per node"),
+    ));
+    // Deregistered from tokio: plain non-blocking calls, no readiness wait.
+    if let Ok(s) = client.into_std() {
+        use std::io::{Read, Write};
+        let _ = (&s).write(&answer);
         let mut sink = [0u8; 4096];
-        while client.read(&mut sink).await? > 0 {}
-        Ok::<(), std::io::Error>(())
-    })
-    .await;
+        while matches!((&s).read(&mut sink), Ok(n) if n > 0) {}
+    }
 }
 
 pub async fn serve(client: TcpStream, sh: Arc<Shared>, conn: Arc<Conn>) {
     let _ = client.set_nodelay(true);
+    // One deadline from the accept for every read of the head, so a client
+    // trickling a byte at a time (slowloris) holds its slot no longer.
+    let head_by = tokio::time::Instant::now() + sh.limits.head_timeout;
     let mut rd = BufReader::with_capacity(MAX_HEAD, client);
-    let outcome = match tokio::time::timeout(HEAD_TIMEOUT, rd.fill_buf()).await {
-        Ok(Ok([0x05, ..])) => super::socks::socks5(rd, &sh, &conn).await,
+    let outcome = match tokio::time::timeout_at(head_by, rd.fill_buf()).await {
+        Ok(Ok([0x05, ..])) => super::socks::socks5(rd, &sh, &conn, head_by).await,
         Ok(Ok([])) | Ok(Err(_)) => Err(Denial::new(CLIENT_GONE, "closed before a request")),
-        Ok(Ok(_)) => http(rd, &sh, &conn).await,
-        Err(_) => Err(Denial::new(408, "no request within 30 s")),
+        Ok(Ok(_)) => http(rd, &sh, &conn, head_by).await,
+        Err(_) => Err(Denial::new(408, head_late(&sh))),
     };
+    let mut refused = None;
     conn.set(|r| match outcome {
         Ok(end) => r.reason = end,
         // Allowed, then the client left before the tunnel was up.
@@ -121,11 +176,23 @@ pub async fn serve(client: TcpStream, sh: Arc<Shared>, conn: Arc<Conn>) {
         // Connected and closed without asking for anything.
         Err(d) if d.status == CLIENT_GONE => r.reason = d.reason,
         Err(d) => {
+            refused = Some(d.status);
             r.verdict = Verdict::Denied;
             r.reason = d.reason;
         }
     });
+    if let Some(status) = refused {
+        sh.refused(status);
+    }
     conn.end();
+}
+
+/// The reason of a 408.
+pub fn head_late(sh: &Shared) -> String {
+    format!(
+        "no complete request within {:?} of connecting",
+        sh.limits.head_timeout
+    )
 }
 
 /// The client asked for `target`: record it, check it, connect.
@@ -159,10 +226,15 @@ pub async fn open(
     Err(Denial::new(502, last))
 }
 
-async fn http(mut rd: BufReader<TcpStream>, sh: &Shared, conn: &Conn) -> Result<String, Denial> {
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut rd)).await {
+async fn http(
+    mut rd: BufReader<TcpStream>,
+    sh: &Shared,
+    conn: &Conn,
+    head_by: tokio::time::Instant,
+) -> Result<String, Denial> {
+    let head = match tokio::time::timeout_at(head_by, read_head(&mut rd)).await {
         Ok(r) => r,
-        Err(_) => Err(Denial::new(408, "incomplete request head after 30 s")),
+        Err(_) => Err(Denial::new(408, head_late(sh))),
     };
     let req = match head.and_then(|h| parse_head(&h)) {
         Ok(r) => r,
@@ -191,50 +263,128 @@ async fn http(mut rd: BufReader<TcpStream>, sh: &Shared, conn: &Conn) -> Result<
     Ok(super::copy::splice_both(client, upstream, first, sh, conn).await)
 }
 
+/// Answer a refusal and close at once: the answer is small and the send
+/// buffer empty, so the write does not wait in practice (and is bounded if
+/// it would); bytes the client already sent are discarded first, so the
+/// close is a FIN and the answer arrives.
 async fn deny(client: &mut TcpStream, conn: &Conn, d: Denial) -> Result<String, Denial> {
     conn.set(|r| {
         if r.protocol.is_empty() {
             r.protocol = "http".into();
         }
     });
-    let _ = tokio::time::timeout(Duration::from_secs(5), client.write_all(&http_denial(&d))).await;
+    let _ = tokio::time::timeout(REFUSAL_WRITE, client.write_all(&http_denial(&d))).await;
+    let mut sink = [0u8; 4096];
+    while matches!(client.try_read(&mut sink), Ok(n) if n > 0) {}
     let _ = client.shutdown().await;
     Err(d)
 }
 
+/// The most a refusal's answer may take to write.
+const REFUSAL_WRITE: Duration = Duration::from_secs(1);
+
+/// Read up to the empty line that ends the head, refusing bad framing as
+/// soon as its line arrives (`check_line`).
 async fn read_head(rd: &mut BufReader<TcpStream>) -> Result<Vec<u8>, Denial> {
     let mut head = Vec::new();
     loop {
-        let left = MAX_HEAD.saturating_sub(head.len()) as u64;
-        let n = (&mut *rd)
+        let start = head.len();
+        let left = MAX_HEAD.saturating_sub(start) as u64;
+        (&mut *rd)
             .take(left)
             .read_until(b'\n', &mut head)
             .await
             .map_err(|e| Denial::new(400, format!("read request: {e}")))?;
-        if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
-            return Ok(head);
+        let line = &head[start..];
+        if line.ends_with(b"\n") {
+            check_line(line, start == 0)?;
+            if line == b"\r\n" {
+                return Ok(head);
+            }
+            continue;
         }
-        if n == 0 {
-            return Err(if left == 0 {
-                Denial::new(431, "request head over 16 KiB")
-            } else {
-                Denial::new(400, "closed inside the request head")
-            });
-        }
+        // read_until stops short of a newline only at the end of the
+        // stream or of the size budget.
+        return Err(if head.len() >= MAX_HEAD {
+            Denial::new(431, "request head over 16 KiB")
+        } else {
+            Denial::new(400, "closed inside the request head")
+        });
     }
+}
+
+/// One line of a request head, with its line ending. Only CRLF ends a
+/// line: a bare LF, a CR anywhere else, an obs-fold continuation (a line
+/// starting with a space or tab) or another control character is refused,
+/// since a server behind us may split or join lines differently than we did.
+fn check_line(line: &[u8], first: bool) -> Result<(), Denial> {
+    let bad = |why: &str| Err(Denial::new(400, why.to_string()));
+    let Some(body) = line.strip_suffix(b"\r\n") else {
+        return bad(if line.ends_with(b"\n") {
+            "a line of the request head ends in a bare LF (only CRLF ends a line)"
+        } else {
+            "a line of the request head without its CRLF"
+        });
+    };
+    if body.contains(&b'\r') {
+        return bad("a bare CR inside a line of the request head");
+    }
+    if body.contains(&b'\n') {
+        return bad("a bare LF inside a line of the request head");
+    }
+    if !first && body.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+        return bad("an obs-fold continuation line in the request head");
+    }
+    if body
+        .iter()
+        .any(|b| (*b < 0x20 && *b != b'\t') || *b == 0x7f)
+    {
+        return bad("a control character in the request head");
+    }
+    Ok(())
+}
+
+/// A header name is an RFC 9110 token (no space before the colon either).
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 pub struct Request {
     pub target: HostPort,
     /// Absolute-form HTTP: the head to send upstream instead (origin form,
-    /// hop-by-hop and proxy headers dropped, `Connection: close`). Empty for CONNECT.
+    /// `Host:` set to the checked authority, hop-by-hop and proxy headers
+    /// dropped, `Connection: close`). `None` for CONNECT.
     pub forward: Option<Vec<u8>>,
+}
+
+/// The authority of `target` as a `Host:` value (port 80 left out).
+fn host_header(target: &HostPort) -> String {
+    let host = if target.host.contains(':') {
+        format!("[{}]", target.host)
+    } else {
+        target.host.clone()
+    };
+    if target.port == 80 {
+        host
+    } else {
+        format!("{host}:{}", target.port)
+    }
 }
 
 pub fn parse_head(head: &[u8]) -> Result<Request, Denial> {
     let bad = |why: &str| Denial::new(400, why.to_string());
-    let text = std::str::from_utf8(head).map_err(|_| bad("request head is not UTF-8"))?;
-    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    // The same framing rules as `read_head`, for callers handing us a head.
+    for (i, l) in head.split_inclusive(|b| *b == b'\n').enumerate() {
+        check_line(l, i == 0)?;
+    }
+    let Some(body) = head.strip_suffix(b"\r\n\r\n") else {
+        return Err(bad("the request head does not end with an empty CRLF line"));
+    };
+    let text = std::str::from_utf8(body).map_err(|_| bad("request head is not UTF-8"))?;
+    let mut lines = text.split("\r\n");
     let line = lines.next().unwrap_or_default();
     let mut parts = line.split(' ');
     let (Some(method), Some(uri), Some(version), None) =
@@ -244,6 +394,16 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Denial> {
     };
     if !version.starts_with("HTTP/1.") {
         return Err(bad("only HTTP/1.x proxy requests are understood"));
+    }
+    let mut headers = vec![];
+    for h in lines {
+        let Some((name, _)) = h.split_once(':') else {
+            return Err(bad("a header line without a colon"));
+        };
+        if !is_token(name) {
+            return Err(bad("a header name that is not a token"));
+        }
+        headers.push((name.to_ascii_lowercase(), h));
     }
     let target = |authority: &str| {
         HostPort::parse(authority).map_err(|e| Denial::new(400, format!("bad target: {e}")))
@@ -278,25 +438,22 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Denial> {
         p if p.starts_with('/') => p.to_string(),
         p => format!("/{p}"),
     };
-    let mut out = format!("{method} {path} {version}\r\n");
-    let mut has_host = false;
-    for h in lines.filter(|l| !l.is_empty()) {
-        let name = h
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+    // The upstream learns which site is meant from `Host:` alone, so it is
+    // the authority the allow-list check approved, whatever the client
+    // sent: another virtual host on an allowed address stays out of reach.
+    let mut out = format!(
+        "{method} {path} {version}\r\nHost: {}\r\n",
+        host_header(&target)
+    );
+    for (name, h) in headers {
         match name.as_str() {
-            "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive" => continue,
-            "host" => has_host = true,
+            "host" | "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive" => {
+                continue
+            }
             _ => {}
         }
         out.push_str(h);
         out.push_str("\r\n");
-    }
-    if !has_host {
-        out.push_str(&format!("Host: {authority}\r\n"));
     }
     // One request per upstream connection: a kept-alive client connection
     // could otherwise carry a second request to another host unchecked.
@@ -381,6 +538,91 @@ mod tests {
                 Err(d) => assert!(d.status == 400 && d.reason.contains(why), "{d:?}"),
                 Ok(_) if head.starts_with(b"CONNECT *.") => {} // refused by the checker
                 Ok(_) => panic!("accepted {}", String::from_utf8_lossy(head)),
+            }
+        }
+    }
+
+    fn forwarded(head: &[u8]) -> String {
+        String::from_utf8(parse_head(head).unwrap().forward.unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_upstream_gets_the_checked_authority_as_host() {
+        // Another virtual host named in Host:, twice, in any case: replaced.
+        let f = forwarded(
+            b"GET http://web.test/x HTTP/1.1\r\nHost: other.test\r\nAccept: a\r\n\
+              HOST: admin.internal\r\n\r\n",
+        );
+        assert_eq!(
+            f,
+            "GET /x HTTP/1.1\r\nHost: web.test\r\nAccept: a\r\nConnection: close\r\n\r\n"
+        );
+        // None sent: inserted; a port other than 80 is kept.
+        let f = forwarded(b"GET http://web.test:8080/ HTTP/1.0\r\n\r\n");
+        assert!(
+            f.starts_with("GET / HTTP/1.0\r\nHost: web.test:8080\r\n"),
+            "{f}"
+        );
+        // Control: a Host: that agrees is the same line either way.
+        let f = forwarded(b"GET http://web.test/x HTTP/1.1\r\nHost: web.test\r\n\r\n");
+        assert_eq!(
+            f,
+            "GET /x HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn only_crlf_ends_a_line_of_the_head() {
+        let ok = b"GET http://web.test/ HTTP/1.1\r\nHost: web.test\r\nAccept: a\r\n\r\n";
+        // Control: the well-formed head is forwarded.
+        assert!(parse_head(ok).is_ok());
+        for (head, why) in [
+            // A header split by a bare CR: some servers end the line there.
+            (
+                &b"GET http://web.test/ HTTP/1.1\r\nAccept: a\rHost: other.test\r\n\r\n"[..],
+                "bare CR",
+            ),
+            (
+                b"GET http://web.test/ HTTP/1.1\rHost: other.test\r\n\r\n",
+                "bare CR",
+            ),
+            (
+                b"GET http://web.test/ HTTP/1.1\nHost: other.test\r\n\r\n",
+                "bare LF",
+            ),
+            (
+                b"GET http://web.test/ HTTP/1.1\r\nAccept: a\nHost: other\r\n\r\n",
+                "bare LF",
+            ),
+            (b"GET http://web.test/ HTTP/1.1\n\n", "bare LF"),
+            (
+                b"GET http://web.test/ HTTP/1.1\r\nAccept: a\r\n Host: other\r\n\r\n",
+                "obs-fold",
+            ),
+            (
+                b"GET http://web.test/ HTTP/1.1\r\nAccept: a\r\n\tb\r\n\r\n",
+                "obs-fold",
+            ),
+            (
+                b"GET http://web.test/ HTTP/1.1\r\nAccept: a\x00b\r\n\r\n",
+                "control character",
+            ),
+            (
+                b"GET http://web.test/ HTTP/1.1\r\nHost : other\r\n\r\n",
+                "not a token",
+            ),
+            (
+                b"GET http://web.test/ HTTP/1.1\r\nno colon\r\n\r\n",
+                "without a colon",
+            ),
+        ] {
+            match parse_head(head) {
+                Err(d) => assert!(
+                    d.status == 400 && d.reason.contains(why),
+                    "{d:?} for {}",
+                    String::from_utf8_lossy(head)
+                ),
+                Ok(_) => panic!("accepted {:?}", String::from_utf8_lossy(head)),
             }
         }
     }
