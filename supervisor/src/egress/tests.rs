@@ -567,3 +567,29 @@ fn a_flood_over_the_limit_is_closed_at_once_and_a_slow_head_times_out() {
     assert!(sum.records.len() < MAX + 10, "{}", sum.records.len());
     assert!(TOTALS.refused_for("over_limit") >= before + FLOOD as u64);
 }
+
+#[test]
+fn refusals_are_counted_by_cause_for_metrics() {
+    let t = EgressTotals::new();
+    for status in [503, 503, 400, 431, 408, 403, 502, 504, 418] {
+        t.refused(status);
+    }
+    t.accepted();
+    t.accept_failed();
+    let mut out = String::new();
+    t.render(&mut out);
+    for line in [
+        "aiops_egress_connections_total 1\n",
+        "aiops_egress_refused_total{cause=\"over_limit\"} 2\n",
+        "aiops_egress_refused_total{cause=\"bad_request\"} 2\n",
+        "aiops_egress_refused_total{cause=\"head_timeout\"} 1\n",
+        "aiops_egress_refused_total{cause=\"policy\"} 1\n",
+        "aiops_egress_refused_total{cause=\"upstream\"} 2\n",
+        "aiops_egress_refused_total{cause=\"other\"} 1\n",
+        "aiops_egress_accept_errors_total 1\n",
+        "# TYPE aiops_egress_refused_total counter\n",
+    ] {
+        assert!(out.contains(line), "{line:?} not in\n{out}");
+    }
+    assert_eq!(t.refused_for("over_limit"), 2);
+}
