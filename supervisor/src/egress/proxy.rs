@@ -638,8 +638,9 @@ mod tests {
 
     #[test]
     fn mutated_request_heads_never_panic() {
-        let seeds: [&[u8]; 3] = [
+        let seeds: [&[u8]; 4] = [
             b"GET http://web.test:8080/a?b HTTP/1.1\r\nHost: web.test\r\n\r\n",
+            b"GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\nhost: c\r\nAccept: x\r\n\r\n",
             b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n",
             b"POST http://x.test HTTP/1.0\r\nProxy-Connection: x\r\n\r\n",
         ];
@@ -667,7 +668,24 @@ mod tests {
                         v.push(b'G');
                     }
                 }
-                let _ = parse_head(&v);
+                let Ok(Request {
+                    forward: Some(fwd), ..
+                }) = parse_head(&v)
+                else {
+                    continue;
+                };
+                // What goes upstream has only CRLF line ends and one Host.
+                let text = String::from_utf8(fwd).unwrap();
+                let body = text.strip_suffix("\r\n\r\n").unwrap();
+                assert!(
+                    !body.split("\r\n").any(|l| l.contains(['\r', '\n'])),
+                    "{text:?}"
+                );
+                let hosts = body
+                    .split("\r\n")
+                    .filter(|l| l.to_ascii_lowercase().starts_with("host:"))
+                    .count();
+                assert_eq!(hosts, 1, "{text:?}");
             }
         }
     }
