@@ -24,6 +24,17 @@ fn policy(allow: &[String], private: &[&str], hosts: &[(&str, &str)]) -> EgressP
     }
 }
 
+/// `name:port` allowed, and answered by 127.0.0.1 (allowed as private).
+fn loopback_target(name: &str, port: u16) -> (String, EgressPolicy) {
+    let target = format!("{name}:{port}");
+    let p = policy(
+        std::slice::from_ref(&target),
+        &["127.0.0.0/8"],
+        &[(name, "127.0.0.1")],
+    );
+    (target, p)
+}
+
 /// Start the proxy and hand it a listener the way the jailer does.
 fn start_proxy(p: EgressPolicy, resolve: Option<check::ResolveFn>) -> (EgressHandle, SocketAddr) {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
@@ -75,12 +86,7 @@ fn connect(proxy: SocketAddr, target: &str) -> (String, String, TcpStream) {
 #[test]
 fn a_connect_tunnel_reaches_the_checked_address_and_counts_payload() {
     let (port, server) = peer(1000, 5000);
-    let target = format!("up.test:{port}");
-    let p = policy(
-        std::slice::from_ref(&target),
-        &["127.0.0.0/8"],
-        &[("up.test", "127.0.0.1")],
-    );
+    let (target, p) = loopback_target("up.test", port);
     let (h, proxy) = start_proxy(p, None);
     let (status, _, mut s) = connect(proxy, &target);
     assert_eq!(status, "HTTP/1.1 200 Connection established");
@@ -185,12 +191,7 @@ fn plain_http_is_forwarded_in_origin_form_and_socks5_works() {
         }
         heads
     });
-    let target = format!("web.test:{port}");
-    let p = policy(
-        std::slice::from_ref(&target),
-        &["127.0.0.0/8"],
-        &[("web.test", "127.0.0.1")],
-    );
+    let (target, p) = loopback_target("web.test", port);
     let (h, proxy) = start_proxy(p, None);
     let mut s = TcpStream::connect(proxy).unwrap();
     write!(s, "GET http://{target}/x?y HTTP/1.1\r\nHost: {target}\r\nProxy-Connection: keep-alive\r\n\r\n").unwrap();
@@ -306,12 +307,7 @@ fn finish_cuts_a_connection_whose_ends_stay_open() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let held = std::thread::spawn(move || l.accept().unwrap());
-    let target = format!("stuck.test:{port}");
-    let p = policy(
-        std::slice::from_ref(&target),
-        &["127.0.0.0/8"],
-        &[("stuck.test", "127.0.0.1")],
-    );
+    let (target, p) = loopback_target("stuck.test", port);
     let (h, proxy) = start_proxy(p, None);
     let (status, _, client) = connect(proxy, &target);
     assert_eq!(status, "HTTP/1.1 200 Connection established");
@@ -401,12 +397,7 @@ fn plain_http_carries_the_checked_authority_as_host() {
         "{direct}"
     );
     heads.recv().unwrap();
-    let target = format!("web.test:{port}");
-    let p = policy(
-        std::slice::from_ref(&target),
-        &["127.0.0.0/8"],
-        &[("web.test", "127.0.0.1")],
-    );
+    let (target, p) = loopback_target("web.test", port);
     let (h, proxy) = start_proxy(p, None);
     // The allowed name in the URL, the other virtual host in Host:.
     let got = exchange(
@@ -431,12 +422,7 @@ fn plain_http_carries_the_checked_authority_as_host() {
 #[test]
 fn bare_cr_bare_lf_and_folded_heads_are_refused_before_any_upstream() {
     let (port, heads) = vhost_server();
-    let target = format!("web.test:{port}");
-    let p = policy(
-        std::slice::from_ref(&target),
-        &["127.0.0.0/8"],
-        &[("web.test", "127.0.0.1")],
-    );
+    let (target, p) = loopback_target("web.test", port);
     let before = TOTALS.refused_for("bad_request");
     let (h, proxy) = start_proxy(p, None);
     let bad = [
@@ -502,12 +488,7 @@ fn a_flood_over_the_limit_is_closed_at_once_and_a_slow_head_times_out() {
     const MAX: usize = 4;
     const FLOOD: usize = 300;
     let port = holding_peer(MAX);
-    let target = format!("hold.test:{port}");
-    let mut p = policy(
-        std::slice::from_ref(&target),
-        &["127.0.0.0/8"],
-        &[("hold.test", "127.0.0.1")],
-    );
+    let (target, mut p) = loopback_target("hold.test", port);
     p.limits.max_connections = MAX;
     p.limits.head_timeout = Duration::from_millis(400);
     let before = TOTALS.refused_for("over_limit");
