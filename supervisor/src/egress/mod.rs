@@ -19,6 +19,8 @@ mod check;
 #[cfg(target_os = "linux")]
 mod copy;
 #[cfg(target_os = "linux")]
+mod head;
+#[cfg(target_os = "linux")]
 mod proxy;
 #[cfg(target_os = "linux")]
 mod run;
@@ -29,7 +31,7 @@ mod socks;
 #[cfg(target_os = "linux")]
 pub use check::Denial;
 #[cfg(target_os = "linux")]
-pub use proxy::{parse_head, Request};
+pub use head::{parse_head, Request};
 #[cfg(target_os = "linux")]
 pub use run::{channel, start, EgressChannel, EgressHandle};
 
