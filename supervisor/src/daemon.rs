@@ -71,11 +71,32 @@ pub fn main(args: DaemonArgs) -> Result<i32, SupervisorError> {
         );
         return Ok(i32::from(!bad_profiles.is_empty()));
     }
+    raise_fd_limit();
     let booted = BootedEngine::open(&cfg, Caller::Daemon)?;
     let engine = booted.engine.clone();
     let code = booted.rt.block_on(serve(cfg, engine))?;
     drop(booted);
     Ok(code)
+}
+
+/// Raise the soft RLIMIT_NOFILE to the hard one, as many daemons do: the
+/// daemon holds the API's connections and every allowlist node's egress
+/// connections (each proxy bounded by its profile's `connections`), and
+/// the soft default of 1024 is a limit for select(2) users, not for us. The
+/// packaged unit sets both with LimitNOFILE=, so there nothing changes (and
+/// its filter would refuse setrlimit(2): @resources).
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "could not raise the open-file limit")
+            }
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "read the open-file limit"),
+    }
 }
 
 /// The API socket belongs to the admin group, so its members can open it

@@ -208,8 +208,30 @@ impl TestNet {
              s.bind(('{host}', 5353))\nwhile True:\n    d,a=s.recvfrom(100); s.sendto(b'pong', a)\n"
         );
         self.spawn_in_ns(&[PYTHON, "-c", &udp]);
+        // Two virtual hosts on one address: answers `site=<Host>` and logs
+        // every head it read, one Python repr a line, to vhost.log.
+        let vhost = format!(
+            "import socket\n\
+             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('{host}', 8080)); s.listen(16)\n\
+             while True:\n\
+             \x20   c,_=s.accept(); c.settimeout(5); head=b''\n\
+             \x20   try:\n\
+             \x20       while b'\\r\\n\\r\\n' not in head:\n\
+             \x20           b=c.recv(4096)\n\
+             \x20           if not b: break\n\
+             \x20           head+=b\n\
+             \x20   except OSError: pass\n\
+             \x20   with open('vhost.log', 'a') as f: f.write(repr(head)+'\\n')\n\
+             \x20   hs=[l[6:] for l in head.split(b'\\r\\n') if l.lower().startswith(b'host: ')]\n\
+             \x20   body=b'site='+(hs[0] if hs else b'-')+b'\\n'\n\
+             \x20   try: c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n' % len(body) + body)\n\
+             \x20   except OSError: pass\n\
+             \x20   c.close()\n"
+        );
+        self.spawn_in_ns(&[PYTHON, "-c", &vhost]);
         let until = Instant::now() + Duration::from_secs(10);
-        for port in [80, 443, 9000] {
+        for port in [80, 443, 9000, 8080] {
             let addr = format!("{host}:{port}").parse().unwrap();
             while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
                 assert!(
@@ -242,8 +264,9 @@ impl TestNet {
             "schema = 1\nname = \"{name}\"\ndescription = \"egress test\"\nextends = \"agent\"\n\
              [net]\nmode = \"{mode}\"\n\
              allow = [\"web.test:80\", \"tls.test:443\", \"bytes.test:9000\", \"loop.test:80\", \
-             \"meta.test:80\", \"meta6.test:80\"]\n{private}\
+             \"meta.test:80\", \"meta6.test:80\", \"vhost.test:8080\"]\n{private}\
              hosts = {{ \"web.test\" = \"{h}\", \"tls.test\" = \"{h}\", \"bytes.test\" = \"{h}\", \
+             \"vhost.test\" = \"{h}\", \
              \"loop.test\" = \"127.0.0.1\", \"meta.test\" = \"169.254.169.254\", \
              \"meta6.test\" = \"fd00:ec2::254\" }}\n{extra}",
             h = self.host
@@ -687,4 +710,130 @@ fn a_flow_node_on_the_allowlist_is_proxied_and_its_connections_are_in_the_audit(
     };
     assert_eq!(verdict("web.test"), "allowed");
     assert_eq!(verdict("evil.test"), "denied");
+}
+
+/// The heads the vhost server read, in order (not the empty connections
+/// that checked it was up).
+fn vhost_log(net: &TestNet) -> Vec<String> {
+    std::fs::read_to_string(net.path("vhost.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| *l != "b''")
+        .map(str::to_string)
+        .collect()
+}
+
+/// A GET to the vhost server from the host, naming `host` in Host:.
+fn ask_vhost_directly(net: &TestNet, host: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(format!("{}:8080", net.host)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /direct HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    got
+}
+
+/// The proxy (plain HTTP) sends the authority it checked as `Host:`, so a
+/// node cannot reach another virtual host on an allowed address by naming
+/// it in `Host:`. Judged by the upstream server's own log.
+#[test]
+fn plain_http_carries_the_checked_authority_as_host() {
+    let Some(net) = TestNet::up("plain_http_carries_the_checked_authority_as_host") else {
+        return;
+    };
+    // Control: the other virtual host exists; asked directly, it answers.
+    let direct = ask_vhost_directly(&net, "other.test");
+    assert!(direct.ends_with("site=other.test\n"), "{direct}");
+    let p = net.profile("egress-vhost", "allowlist", true);
+    let o = net.jail(&p).run_sh(&format!(
+        "{CURL} -sS -H 'Host: other.test' http://vhost.test:8080/a; \
+         {CURL} -sS -H 'Host: vhost.test:8080' http://vhost.test:8080/b"
+    ));
+    o.assert_ran().assert_code(0);
+    // The node got the allowed site, never the other.
+    assert_eq!(
+        o.stdout.matches("site=vhost.test:8080").count(),
+        2,
+        "{}",
+        o.describe()
+    );
+    assert!(!o.stdout.contains("site=other.test"), "{}", o.describe());
+    let log = vhost_log(&net);
+    assert_eq!(log.len(), 3, "{log:?}");
+    for (line, path) in log[1..].iter().zip(["/a", "/b"]) {
+        assert!(
+            line.starts_with(&format!("b'GET {path} HTTP/1.1\\r\\n")),
+            "{log:?}"
+        );
+        assert!(
+            line.contains("\\r\\nHost: vhost.test:8080\\r\\n"),
+            "{log:?}"
+        );
+        assert!(!line.contains("other.test"), "{log:?}");
+        assert_eq!(
+            line.to_ascii_lowercase().matches("host:").count(),
+            1,
+            "{log:?}"
+        );
+    }
+}
+
+/// A header line split by a bare CR or a bare LF, or folded onto the line
+/// before (obs-fold), is answered 400 and audited as a refusal; the
+/// upstream never sees it. Control: the same request, well formed, in the
+/// same jail, reaches the upstream, and it is the only head it read.
+#[test]
+fn bare_cr_bare_lf_and_folded_heads_are_refused_before_the_upstream() {
+    let Some(net) = TestNet::up("bare_cr_bare_lf_and_folded_heads_are_refused_before_the_upstream")
+    else {
+        return;
+    };
+    let p = net.profile("egress-framing", "allowlist", true);
+    let client = r#"import socket
+def ask(name, head):
+    s = socket.create_connection(('127.0.0.1', 3128)); s.sendall(head); d = b''
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b: break
+            d += b
+    except OSError:
+        pass
+    print('PROBE', name, (d.split(b'\r\n')[0].decode() or 'none').replace(' ', '_'), flush=True)
+u = b'GET http://vhost.test:8080/'
+ask('cr', u + b'cr HTTP/1.1\r\nAccept: a\rHost: other.test\r\n\r\n')
+ask('lf', u + b'lf HTTP/1.1\r\nAccept: a\nHost: other.test\r\n\r\n')
+ask('lflf', u + b'lflf HTTP/1.1\nHost: other.test\n\n')
+ask('fold', u + b'fold HTTP/1.1\r\nAccept: a\r\n Host: other.test\r\n\r\n')
+ask('ok', u + b'ok HTTP/1.1\r\nAccept: a\r\n\r\n')
+"#;
+    let o = net.jail(&p).run_py(client, &[]);
+    o.assert_ran().assert_code(0);
+    for name in ["cr", "lf", "lflf", "fold"] {
+        assert_eq!(
+            o.probe_value(name),
+            "HTTP/1.1_400_Bad_Request",
+            "{name}: {}",
+            o.describe()
+        );
+    }
+    assert_eq!(o.probe_value("ok"), "HTTP/1.1_200_OK", "{}", o.describe());
+    let log = vhost_log(&net);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].starts_with("b'GET /ok HTTP/1.1\\r\\n"), "{log:?}");
+    let recs = records(&o);
+    let denied: Vec<&str> = recs
+        .iter()
+        .filter(|r| r["verdict"] == "denied")
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(denied.len(), 4, "{recs:?}");
+    for (r, why) in denied
+        .iter()
+        .zip(["bare CR", "bare LF", "bare LF", "obs-fold"])
+    {
+        assert!(r.contains(why), "{denied:?}");
+    }
+    assert_eq!(o.report.as_ref().unwrap()["egress"]["denied"], 4);
 }

@@ -16,6 +16,8 @@ struct Env {
     root: PathBuf,
     config: PathBuf,
     repo: PathBuf,
+    /// `AIOPS_PROFILE_PATH` for aiopsctl and the daemon.
+    profile_path: String,
 }
 
 fn git(repo: &Path, args: &[&str]) {
@@ -62,6 +64,7 @@ fn env(test: &str) -> Option<Env> {
         root,
         config,
         repo,
+        profile_path: aiops_tests::profiles_dir().display().to_string(),
     })
 }
 
@@ -84,7 +87,7 @@ impl Env {
             .args(args)
             .arg("--config")
             .arg(&self.config)
-            .env("AIOPS_PROFILE_PATH", aiops_tests::profiles_dir())
+            .env("AIOPS_PROFILE_PATH", &self.profile_path)
             .env_remove("AIOPS_API_SOCKET")
             .stdin(Stdio::null())
             .output()
@@ -111,7 +114,7 @@ impl Env {
         let child = cmd
             .arg("--config")
             .arg(&self.config)
-            .env("AIOPS_PROFILE_PATH", aiops_tests::profiles_dir())
+            .env("AIOPS_PROFILE_PATH", &self.profile_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -836,4 +839,268 @@ fn gc_removes_workspaces_of_finished_runs_only() {
     assert!(!ws(&finished).exists());
     // The run waiting at the gate keeps its workspace.
     assert!(ws(&waiting).is_dir());
+}
+
+/// The flooding node: `PROCS` processes connect to the egress proxy as
+/// fast as they can for `argv[1]` seconds, never sending a byte, each
+/// holding up to `HOLD` sockets (closing only those the proxy closed).
+const FLOOD_PY: &str = r#"import os, select, socket, sys, time
+T = float(sys.argv[1]); PROCS = 4; HOLD = 200
+def flood():
+    held = []; made = 0; closed = 0; failed = 0
+    end = time.time() + T
+    while time.time() < end:
+        try:
+            s = socket.socket(); s.settimeout(1); s.connect(('127.0.0.1', 3128))
+            made += 1; held.append(s)
+        except OSError:
+            failed += 1; time.sleep(0.001)
+        if len(held) >= HOLD:
+            r, _, _ = select.select(held, [], [], 0)
+            for s in r:
+                held.remove(s); s.close(); closed += 1
+            if len(held) >= HOLD:
+                time.sleep(0.01)
+    print('PROBE flood made=%d closed=%d failed=%d' % (made, closed, failed), flush=True)
+pids = []
+for _ in range(PROCS):
+    pid = os.fork()
+    if pid == 0:
+        flood(); os._exit(0)
+    pids.append(pid)
+for p in pids:
+    os.waitpid(p, 0)
+"#;
+
+/// What one flood run left on the host.
+struct FloodRun {
+    run: serde_json::Value,
+    /// The flooder's egress summary from its audit line.
+    egress: serde_json::Value,
+    fetch_log: String,
+    api_polls: usize,
+    api_failures: usize,
+    /// The slowest API answer (informational: timing is not judged).
+    api_slowest: Duration,
+    metrics: String,
+    /// `Max open files` of the daemon, from /proc.
+    nofile: String,
+}
+
+impl FloodRun {
+    /// The run's node states and the flooder's counters (not its records).
+    fn describe(&self) -> String {
+        let mut egress = self.egress.clone();
+        if let Some(o) = egress.as_object_mut() {
+            o.remove("records");
+        }
+        let nodes: Vec<String> = self.run["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| format!("{}={} ({})", n["id"], n["state"], n["reason"]))
+            .collect();
+        format!(
+            "nodes {nodes:?}\nflooder egress {egress}\nfetch log {:?}\napi {}/{} failed, slowest {:?}",
+            self.fetch_log, self.api_failures, self.api_polls, self.api_slowest
+        )
+    }
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// A daemon started with RLIMIT_NOFILE soft 128, hard 256 (it raises the
+/// soft one itself); a flow with the flooder (profile `flooder`) and
+/// `fetch`, which asks the loopback upstream three times through its own
+/// proxy while the flood runs; the API asked every 250 ms throughout.
+fn flood_run(e: &Env, flooder: &str, port: u16) -> FloodRun {
+    let mut sh = Command::new("/bin/sh");
+    sh.args([
+        "-c",
+        "ulimit -Sn 128 && ulimit -Hn 256 && exec \"$0\" \"$@\"",
+    ])
+    .arg(bin("aiops-supervisor"));
+    let d = e.daemon_with(&mut sh);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.child.id())).unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let flow = e.root.join(format!("{flooder}.flow.toml"));
+    std::fs::write(
+        &flow,
+        format!(
+            "schema = 1\nname = \"{flooder}\"\nparallelism = 2\n[workspace]\nrepo = \"{}\"\nref = \"main\"\n\n\
+             [[node]]\nid = \"flood\"\nkind = \"shell\"\nprofile = \"{flooder}\"\nconfirm = \"never\"\n\
+             run = \"python3 flood.py 6\"\n\n\
+             [[node]]\nid = \"fetch\"\nkind = \"shell\"\nprofile = \"egress-bounded\"\nconfirm = \"never\"\n\
+             run = \"sleep 1.5; for i in 1 2 3; do curl -sSf -m 20 http://up.test:{port}/hello || exit 1; sleep 1; done\"\n",
+            e.repo.display()
+        ),
+    )
+    .unwrap();
+    let o = e.ctl(&["submit", flow.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let (mut api_polls, mut api_failures, mut api_slowest) = (0, 0, Duration::ZERO);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        let asked = Instant::now();
+        let o = e.ctl(&["status", &id, "--json"]);
+        api_slowest = api_slowest.max(asked.elapsed());
+        api_polls += 1;
+        match serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+            Ok(run) if o.status.success() => {
+                if ["succeeded", "failed"].contains(&run["state"].as_str().unwrap_or("")) {
+                    break run;
+                }
+            }
+            _ => api_failures += 1,
+        }
+        assert!(Instant::now() < deadline, "the flood run did not end");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let fetch_log = String::from_utf8_lossy(&e.ctl(&["logs", &id, "fetch"]).stdout).into_owned();
+    let o = e.ctl(&["audit", "--run", &id, "--json"]);
+    let egress = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["kind"] == "node_end" && l["node"] == "flood")
+        .map(|l| l["egress"].clone())
+        .unwrap_or_else(|| panic!("no node_end line for the flooder: {}", text(&o)));
+    let metrics = Command::new("/usr/bin/curl")
+        .args(["-sS", "--unix-socket"])
+        .arg(e.root.join("api.sock"))
+        .arg("http://aiops/metrics")
+        .output()
+        .unwrap();
+    drop(d);
+    FloodRun {
+        run,
+        egress,
+        fetch_log,
+        api_polls,
+        api_failures,
+        api_slowest,
+        metrics: String::from_utf8_lossy(&metrics.stdout).into_owned(),
+        nofile,
+    }
+}
+
+/// One allowlist node opening connections to its egress proxy as fast as
+/// it can, far past its profile's `connections` and past the daemon's
+/// descriptor limit, fails neither another node's egress nor the API: the
+/// proxy closes accepts over the bound at once. Judged on the host: the
+/// upstream's own count, the other node's state and log, the API's
+/// answers, the flooder's audited counters. Control: the same flood with
+/// a bound above the daemon's limit runs the daemon out of descriptors.
+#[test]
+fn one_flooding_allowlist_node_fails_neither_another_node_nor_the_api() {
+    let test = "one_flooding_allowlist_node_fails_neither_another_node_nor_the_api";
+    if !aiops_tests::have_python(test) || !aiops_tests::have_program(test, "/usr/bin/curl") {
+        return;
+    }
+    let Some(mut e) = env(test) else { return };
+    // The upstream, on host loopback: counts the requests it answered.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = served.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let body = "hello from upstream\n";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let profiles = e.root.join("profiles");
+    std::fs::create_dir(&profiles).unwrap();
+    for (name, connections) in [("egress-bounded", 16), ("egress-unbounded", 100_000)] {
+        std::fs::write(
+            profiles.join(format!("{name}.toml")),
+            format!(
+                "schema = 1\nname = \"{name}\"\ndescription = \"egress flood test\"\nextends = \"agent\"\n\
+                 [net]\nmode = \"allowlist\"\nallow = [\"up.test:{port}\"]\n\
+                 allow_private = [{{ cidr = \"127.0.0.0/8\", reason = \"the test's upstream\" }}]\n\
+                 hosts = {{ \"up.test\" = \"127.0.0.1\" }}\n\
+                 egress = {{ connections = {connections} }}\n\
+                 # The jail cannot be given more than the daemon's hard limit.\n\
+                 [limits]\nopen_files = 256\n"
+            ),
+        )
+        .unwrap();
+    }
+    e.profile_path = format!("{}:{}", profiles.display(), e.profile_path);
+    std::fs::write(e.repo.join("flood.py"), FLOOD_PY).unwrap();
+    git(&e.repo, &["add", "flood.py"]);
+    git(&e.repo, &["commit", "-q", "-m", "flood"]);
+
+    let f = flood_run(&e, "egress-bounded", port);
+    let why = f.describe();
+    // The daemon raised its soft limit to the hard one, and no further.
+    assert_eq!(f.nofile, "256 256", "{why}");
+    // The flood went far past the bound and the daemon's limit ...
+    let over = f.egress["over_limit"].as_u64().unwrap();
+    assert!(over > 256, "{why}");
+    assert!(f.egress["connections"].as_u64().unwrap() > 256, "{why}");
+    // ... yet the proxy never held more than the bound, nor ran out.
+    assert!(f.egress["peak_open"].as_u64().unwrap() <= 16, "{why}");
+    assert_eq!(f.egress["accept_errors"], 0, "{why}");
+    assert!(
+        metric(
+            &f.metrics,
+            "aiops_egress_refused_total{cause=\"over_limit\"}"
+        ) >= over
+    );
+    assert_eq!(metric(&f.metrics, "aiops_egress_accept_errors_total"), 0);
+    // Both nodes ran to success (the daemon stored all they wrote) ...
+    assert_eq!(f.run["state"], "succeeded", "{why}");
+    // ... the other node's egress worked, seen by the upstream itself ...
+    assert_eq!(node(&f.run, "fetch")["state"], "succeeded", "{why}");
+    assert_eq!(
+        f.fetch_log.matches("hello from upstream").count(),
+        3,
+        "{why}"
+    );
+    assert!(
+        served.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "{why}"
+    );
+    // ... and the API answered every time it was asked during the flood.
+    assert!(f.api_polls >= 8 && f.api_failures == 0, "{why}");
+
+    eprintln!("{test}: with the bound: {why}");
+
+    // Control: the same flood with a bound above the daemon's limit.
+    let c = flood_run(&e, "egress-unbounded", port);
+    let why = c.describe();
+    assert!(c.egress["accept_errors"].as_u64().unwrap() > 0, "{why}");
+    assert!(c.egress["peak_open"].as_u64().unwrap() > 16, "{why}");
+    assert!(
+        metric(&c.metrics, "aiops_egress_accept_errors_total") > 0,
+        "{why}"
+    );
+    // What else failed while the daemon was out of descriptors varies with
+    // timing (typically the flooder's own output could not be stored).
+    eprintln!("{test}: without the bound: {why}");
 }

@@ -19,6 +19,8 @@ mod check;
 #[cfg(target_os = "linux")]
 mod copy;
 #[cfg(target_os = "linux")]
+mod head;
+#[cfg(target_os = "linux")]
 mod proxy;
 #[cfg(target_os = "linux")]
 mod run;
@@ -29,7 +31,7 @@ mod socks;
 #[cfg(target_os = "linux")]
 pub use check::Denial;
 #[cfg(target_os = "linux")]
-pub use proxy::{parse_head, Request};
+pub use head::{parse_head, Request};
 #[cfg(target_os = "linux")]
 pub use run::{channel, start, EgressChannel, EgressHandle};
 
@@ -38,17 +40,103 @@ use aiops_policy::JailPlan;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Every proxy of this process together, for the daemon's /metrics.
+pub static TOTALS: EgressTotals = EgressTotals::new();
+
+/// Causes of a refusal, as /metrics labels them, and the HTTP statuses
+/// (SOCKS5 refusals carry the same) that fall under each.
+const CAUSES: [(&str, &[u16]); 6] = [
+    ("over_limit", &[503]),
+    ("bad_request", &[400, 431]),
+    ("head_timeout", &[408]),
+    ("policy", &[403]),
+    ("upstream", &[502, 504]),
+    ("other", &[]),
+];
+
+/// Process-wide egress counters (monotonic, never reset).
+pub struct EgressTotals {
+    connections: AtomicU64,
+    refused: [AtomicU64; CAUSES.len()],
+    accept_errors: AtomicU64,
+}
+
+impl EgressTotals {
+    const fn new() -> EgressTotals {
+        EgressTotals {
+            connections: AtomicU64::new(0),
+            refused: [const { AtomicU64::new(0) }; CAUSES.len()],
+            accept_errors: AtomicU64::new(0),
+        }
+    }
+
+    pub fn accepted(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn accept_failed(&self) {
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self, status: u16) {
+        let i = CAUSES
+            .iter()
+            .position(|(_, s)| s.contains(&status))
+            .unwrap_or(CAUSES.len() - 1);
+        self.refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refusals so far with this /metrics cause.
+    pub fn refused_for(&self, cause: &str) -> u64 {
+        CAUSES
+            .iter()
+            .position(|(c, _)| *c == cause)
+            .map_or(0, |i| self.refused[i].load(Ordering::Relaxed))
+    }
+
+    /// Prometheus text, appended to `out`.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP aiops_egress_connections_total Connections the egress proxies accepted from allowlist nodes\n\
+             # TYPE aiops_egress_connections_total counter\naiops_egress_connections_total {}",
+            self.connections.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aiops_egress_refused_total Egress connections refused and closed, by cause\n\
+             # TYPE aiops_egress_refused_total counter"
+        );
+        for (i, (cause, _)) in CAUSES.iter().enumerate() {
+            let n = self.refused[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "aiops_egress_refused_total{{cause=\"{cause}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aiops_egress_accept_errors_total Failed accepts of egress connections (EMFILE and the like)\n\
+             # TYPE aiops_egress_accept_errors_total counter\naiops_egress_accept_errors_total {}",
+            self.accept_errors.load(Ordering::Relaxed)
+        );
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressLimits {
-    /// Connections open at once; more are answered 503.
+    /// Client connections open at once (from the accept, whether being
+    /// read, refused or copied); more are answered 503 and closed at once.
     pub max_connections: usize,
     /// Bytes up plus down over all connections of the node.
     pub max_bytes: u64,
     /// A connection with no byte either way for this long is closed.
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The whole request head (or SOCKS5 request) must arrive within this
+    /// of the accept, or the connection is answered 408 and closed.
+    pub head_timeout: Duration,
 }
 
 impl Default for EgressLimits {
@@ -58,6 +146,7 @@ impl Default for EgressLimits {
             max_bytes: 64 << 30,
             idle_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
+            head_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -76,6 +165,7 @@ impl EgressLimits {
                 .idle_timeout_ms
                 .map_or(d.idle_timeout, Duration::from_millis),
             connect_timeout: d.connect_timeout,
+            head_timeout: d.head_timeout,
         }
     }
 }
@@ -147,7 +237,15 @@ pub struct EgressSummary {
     pub listening: bool,
     pub connections: u64,
     pub allowed: u64,
+    /// Refused connections, all of them (also those past `MAX_RECORDS`).
     pub denied: u64,
+    /// Of `denied`: accepts over the node's connection limit, closed at
+    /// once without a record each.
+    pub over_limit: u64,
+    /// The most client connections the node held open at once.
+    pub peak_open: u64,
+    /// accept(2) failures (the process out of descriptors, say).
+    pub accept_errors: u64,
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub records: Vec<EgressRecord>,
@@ -164,6 +262,9 @@ impl EgressSummary {
             "aiops: egress: {} connections ({} allowed, {} denied) · up {} B · down {} B\n",
             self.connections, self.allowed, self.denied, self.bytes_up, self.bytes_down
         );
+        if let Some(l) = self.over_limit_line() {
+            s += &format!("aiops: egress: {l}\n");
+        }
         for r in &self.records {
             let target = if r.host.is_empty() {
                 "-".to_string()
@@ -195,8 +296,20 @@ impl EgressSummary {
         s
     }
 
+    fn over_limit_line(&self) -> Option<String> {
+        (self.over_limit > 0).then(|| {
+            format!(
+                "{} connections over the limit closed at once (at most {} open)",
+                self.over_limit, self.peak_open
+            )
+        })
+    }
+
     /// One line per denied attempt, printed even with `--report none`.
     pub fn denial_lines(&self) -> Vec<String> {
+        let over = self
+            .over_limit_line()
+            .map(|l| format!("aiopsctl: egress denied: {l}"));
         self.records
             .iter()
             .filter(|r| r.verdict == Verdict::Denied)
@@ -211,6 +324,7 @@ impl EgressSummary {
                     format!("aiopsctl: egress denied: {t}: {}", r.reason)
                 }
             })
+            .chain(over)
             .collect()
     }
 }

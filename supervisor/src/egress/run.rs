@@ -7,7 +7,7 @@ use crate::error::SupervisorError;
 use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 const FINISH_GRACE: Duration = Duration::from_secs(2);
 /// Records kept per node; later connections are only counted.
 const MAX_RECORDS: usize = 4096;
-/// Accept failures (EMFILE, ENOBUFS) back off this long instead of spinning.
+/// Accept failures (EMFILE, ENOBUFS) back off this long instead of
+/// spinning; the connection waits in the jail's listen backlog (bounded by
+/// the kernel), holding none of our descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The proxy's end of the egress socket, before the policy is known (so the
@@ -159,17 +161,15 @@ async fn serve_node(
         }
     };
     summary.listening = true;
-    let sh = Arc::new(Shared {
-        checker: Checker {
+    let sh = Arc::new(Shared::new(
+        Checker {
             allow: policy.allow,
             allow_private: policy.allow_private,
             hosts: policy.hosts,
             resolve,
         },
-        limits: policy.limits,
-        total_bytes: AtomicU64::new(0),
-        active: AtomicUsize::new(0),
-    });
+        policy.limits,
+    ));
     let mut conns: Vec<Arc<Conn>> = vec![];
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -177,27 +177,34 @@ async fn serve_node(
             _ = &mut stop => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => {
-                let Ok((client, _)) = accepted else {
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
+                let client = match accepted {
+                    Ok((client, _)) => client,
+                    Err(_) => {
+                        summary.accept_errors += 1;
+                        super::TOTALS.accept_failed();
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
                 };
                 summary.connections += 1;
+                super::TOTALS.accepted();
+                // Every accepted socket holds a slot until it is closed,
+                // also while its head is read or its refusal written; one
+                // over the limit is closed here, before the next accept.
+                let Some(slot) = sh.slot() else {
+                    proxy::refuse_over_limit(client, &sh);
+                    continue;
+                };
                 let conn = Arc::new(Conn::new());
                 if conns.len() < MAX_RECORDS {
                     conns.push(conn.clone());
                 } else {
                     summary.records_dropped += 1;
                 }
-                let max = sh.limits.max_connections;
-                if sh.active.load(Ordering::Relaxed) >= max {
-                    tasks.spawn(proxy::refuse_over_limit(client, conn, max));
-                    continue;
-                }
-                sh.active.fetch_add(1, Ordering::Relaxed);
                 let sh2 = sh.clone();
                 tasks.spawn(async move {
-                    proxy::serve(client, sh2.clone(), conn).await;
-                    sh2.active.fetch_sub(1, Ordering::Relaxed);
+                    proxy::serve(client, sh2, conn).await;
+                    drop(slot);
                 });
             }
         }
@@ -211,12 +218,13 @@ async fn serve_node(
     .await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    summary.denied = sh.denied.load(Ordering::Relaxed);
+    summary.over_limit = sh.over_limit.load(Ordering::Relaxed);
+    summary.peak_open = sh.peak_open.load(Ordering::Relaxed) as u64;
     for c in &conns {
         let r = c.snapshot();
-        match r.verdict {
-            Verdict::Allowed => summary.allowed += 1,
-            Verdict::Denied => summary.denied += 1,
-            Verdict::Incomplete => {}
+        if r.verdict == Verdict::Allowed {
+            summary.allowed += 1;
         }
         summary.bytes_up += r.bytes_up;
         summary.bytes_down += r.bytes_down;

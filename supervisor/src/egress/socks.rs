@@ -2,7 +2,7 @@
 //! names resolved by the proxy like every other request.
 use super::check::Denial;
 use super::copy::splice_both;
-use super::proxy::{open, Conn, Shared, HEAD_TIMEOUT};
+use super::proxy::{head_late, open, Conn, Shared};
 use aiops_policy::net::HostPort;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -17,12 +17,13 @@ pub async fn socks5(
     mut rd: BufReader<TcpStream>,
     sh: &Shared,
     conn: &Conn,
+    head_by: tokio::time::Instant,
 ) -> Result<String, Denial> {
     conn.set(|r| r.protocol = "socks5".into());
     let io = |e: std::io::Error| Denial::new(400, format!("socks5: {e}"));
-    let head = tokio::time::timeout(HEAD_TIMEOUT, socks5_request(&mut rd))
+    let head = tokio::time::timeout_at(head_by, socks5_request(&mut rd))
         .await
-        .map_err(|_| Denial::new(408, "socks5: incomplete request after 30 s"))?;
+        .map_err(|_| Denial::new(408, format!("socks5: {}", head_late(sh))))?;
     let target = match head {
         Ok(t) => t,
         Err((code, d)) => {

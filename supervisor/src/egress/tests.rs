@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn policy(allow: &[String], private: &[&str], hosts: &[(&str, &str)]) -> EgressPolicy {
     EgressPolicy {
@@ -21,6 +22,17 @@ fn policy(allow: &[String], private: &[&str], hosts: &[(&str, &str)]) -> EgressP
             .collect(),
         limits: EgressLimits::default(),
     }
+}
+
+/// `name:port` allowed, and answered by 127.0.0.1 (allowed as private).
+fn loopback_target(name: &str, port: u16) -> (String, EgressPolicy) {
+    let target = format!("{name}:{port}");
+    let p = policy(
+        std::slice::from_ref(&target),
+        &["127.0.0.0/8"],
+        &[(name, "127.0.0.1")],
+    );
+    (target, p)
 }
 
 /// Start the proxy and hand it a listener the way the jailer does.
@@ -74,12 +86,7 @@ fn connect(proxy: SocketAddr, target: &str) -> (String, String, TcpStream) {
 #[test]
 fn a_connect_tunnel_reaches_the_checked_address_and_counts_payload() {
     let (port, server) = peer(1000, 5000);
-    let target = format!("up.test:{port}");
-    let p = policy(
-        std::slice::from_ref(&target),
-        &["127.0.0.0/8"],
-        &[("up.test", "127.0.0.1")],
-    );
+    let (target, p) = loopback_target("up.test", port);
     let (h, proxy) = start_proxy(p, None);
     let (status, _, mut s) = connect(proxy, &target);
     assert_eq!(status, "HTTP/1.1 200 Connection established");
@@ -184,12 +191,7 @@ fn plain_http_is_forwarded_in_origin_form_and_socks5_works() {
         }
         heads
     });
-    let target = format!("web.test:{port}");
-    let p = policy(
-        std::slice::from_ref(&target),
-        &["127.0.0.0/8"],
-        &[("web.test", "127.0.0.1")],
-    );
+    let (target, p) = loopback_target("web.test", port);
     let (h, proxy) = start_proxy(p, None);
     let mut s = TcpStream::connect(proxy).unwrap();
     write!(s, "GET http://{target}/x?y HTTP/1.1\r\nHost: {target}\r\nProxy-Connection: keep-alive\r\n\r\n").unwrap();
@@ -285,10 +287,9 @@ fn limits_cut_idle_and_greedy_connections_and_refuse_extra_ones() {
     };
     assert!(reason("idle.test").contains("idle"), "{sum:?}");
     assert!(reason("sink.test").contains("byte limit"), "{sum:?}");
-    assert!(sum
-        .records
-        .iter()
-        .any(|r| r.reason.contains("connection limit")));
+    // Counted, not listed: a flood would otherwise fill the records.
+    assert_eq!((sum.over_limit, sum.peak_open), (1, 2), "{sum:?}");
+    assert!(sum.denied >= 1, "{sum:?}");
     assert!(sum.bytes_up <= 10_000);
 }
 
@@ -306,12 +307,7 @@ fn finish_cuts_a_connection_whose_ends_stay_open() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let held = std::thread::spawn(move || l.accept().unwrap());
-    let target = format!("stuck.test:{port}");
-    let p = policy(
-        std::slice::from_ref(&target),
-        &["127.0.0.0/8"],
-        &[("stuck.test", "127.0.0.1")],
-    );
+    let (target, p) = loopback_target("stuck.test", port);
     let (h, proxy) = start_proxy(p, None);
     let (status, _, client) = connect(proxy, &target);
     assert_eq!(status, "HTTP/1.1 200 Connection established");
@@ -339,6 +335,242 @@ fn profile_limits_override_the_defaults_field_by_field() {
             max_bytes: d.max_bytes,
             idle_timeout: Duration::from_millis(1500),
             connect_timeout: d.connect_timeout,
+            head_timeout: d.head_timeout,
         }
     );
+}
+
+/// A loopback server with two virtual hosts on one address: it answers
+/// `site=<Host>` and hands back every head it read, in order.
+fn vhost_server() -> (u16, std::sync::mpsc::Receiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let host = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Host: "))
+                .unwrap_or("-")
+                .to_string();
+            let body = format!("site={host}");
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if tx.send(head).is_err() {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn plain_http_carries_the_checked_authority_as_host() {
+    let (port, heads) = vhost_server();
+    let upstream: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Control: the other virtual host exists and answers when asked directly.
+    let direct = exchange(
+        upstream,
+        format!("GET / HTTP/1.1\r\nHost: admin.internal:{port}\r\n\r\n").as_bytes(),
+    );
+    assert!(
+        direct.ends_with(&format!("site=admin.internal:{port}")),
+        "{direct}"
+    );
+    heads.recv().unwrap();
+    let (target, p) = loopback_target("web.test", port);
+    let (h, proxy) = start_proxy(p, None);
+    // The allowed name in the URL, the other virtual host in Host:.
+    let got = exchange(
+        proxy,
+        format!(
+            "GET http://{target}/x HTTP/1.1\r\nHost: admin.internal:{port}\r\n\
+             host: admin.internal\r\nAccept: */*\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert!(got.ends_with(&format!("site={target}")), "{got}");
+    // Judged where it matters: what the upstream server read.
+    let seen = heads.recv().unwrap();
+    assert_eq!(
+        seen,
+        format!("GET /x HTTP/1.1\r\nHost: {target}\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+    );
+    let sum = h.finish();
+    assert_eq!((sum.allowed, sum.denied), (1, 0), "{sum:?}");
+}
+
+#[test]
+fn bare_cr_bare_lf_and_folded_heads_are_refused_before_any_upstream() {
+    let (port, heads) = vhost_server();
+    let (target, p) = loopback_target("web.test", port);
+    let before = TOTALS.refused_for("bad_request");
+    let (h, proxy) = start_proxy(p, None);
+    let bad = [
+        format!("GET http://{target}/cr HTTP/1.1\r\nAccept: a\rHost: admin.internal\r\n\r\n"),
+        format!("GET http://{target}/lf HTTP/1.1\r\nAccept: a\nHost: admin.internal\r\n\r\n"),
+        format!("GET http://{target}/lflf HTTP/1.1\nHost: admin.internal\n\n"),
+        format!("GET http://{target}/fold HTTP/1.1\r\nAccept: a\r\n Host: admin.internal\r\n\r\n"),
+    ];
+    for req in &bad {
+        let got = exchange(proxy, req.as_bytes());
+        assert!(
+            got.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{req:?}: {got}"
+        );
+    }
+    // Control: the same request, well formed, reaches the upstream, and
+    // it is the first and only head the upstream ever read.
+    let ok = format!("GET http://{target}/ok HTTP/1.1\r\nAccept: a\r\n\r\n");
+    let got = exchange(proxy, ok.as_bytes());
+    assert!(got.ends_with(&format!("site={target}")), "{got}");
+    let first = heads.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(first.starts_with("GET /ok HTTP/1.1\r\n"), "{first}");
+    let sum = h.finish();
+    assert!(heads.try_recv().is_err());
+    assert_eq!(
+        (sum.connections, sum.allowed, sum.denied),
+        (5, 1, 4),
+        "{sum:?}"
+    );
+    let reasons: Vec<&str> = sum
+        .records
+        .iter()
+        .filter(|r| r.verdict == Verdict::Denied)
+        .map(|r| r.reason.as_str())
+        .collect();
+    for (r, why) in reasons
+        .iter()
+        .zip(["bare CR", "bare LF", "bare LF", "obs-fold"])
+    {
+        assert!(r.contains(why), "{reasons:?}");
+    }
+    assert!(TOTALS.refused_for("bad_request") >= before + 4);
+}
+
+/// A peer that takes `n` connections and holds each until the proxy closes it.
+fn holding_peer(n: usize) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(n) {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut v = vec![];
+                let _ = s.read_to_end(&mut v);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_flood_over_the_limit_is_closed_at_once_and_a_slow_head_times_out() {
+    const MAX: usize = 4;
+    const FLOOD: usize = 300;
+    let port = holding_peer(MAX);
+    let (target, mut p) = loopback_target("hold.test", port);
+    p.limits.max_connections = MAX;
+    p.limits.head_timeout = Duration::from_millis(400);
+    let before = TOTALS.refused_for("over_limit");
+    let (h, proxy) = start_proxy(p, None);
+    // The node's whole budget, held open by established tunnels.
+    let tunnels: Vec<TcpStream> = (0..MAX)
+        .map(|_| {
+            let (status, _, s) = connect(proxy, &target);
+            assert_eq!(status, "HTTP/1.1 200 Connection established");
+            s
+        })
+        .collect();
+    // Every further connection is closed by the proxy without waiting for
+    // the client: each read ends (503 or a reset) while all are still open.
+    let flood: Vec<TcpStream> = (0..FLOOD)
+        .map(|_| TcpStream::connect(proxy).unwrap())
+        .collect();
+    for mut s in flood {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        match s.read_to_end(&mut got) {
+            Ok(_) => assert!(
+                got.is_empty() || got.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"),
+                "{}",
+                String::from_utf8_lossy(&got)
+            ),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+    drop(tunnels);
+    // Slots come back as the tunnels close; then a client that sends half
+    // a head gets 408 at the head deadline and is closed (slowloris).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let slow = loop {
+        let got = exchange(proxy, b"GET http://hold.test/ HTTP/1.1\r\nAcc");
+        if !got.contains(" 503 ") || std::time::Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        slow.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{slow}"
+    );
+    let sum = h.finish();
+    assert!(sum.over_limit >= FLOOD as u64, "{sum:?}");
+    assert_eq!(sum.peak_open, MAX as u64, "{sum:?}");
+    assert!(
+        sum.denied > sum.over_limit,
+        "the 408 is a refusal too: {sum:?}"
+    );
+    assert!(sum
+        .records
+        .iter()
+        .any(|r| r.reason.contains("no complete request within 400ms")));
+    // Over-limit refusals are counted, not listed.
+    assert!(sum.records.len() < MAX + 10, "{}", sum.records.len());
+    assert!(TOTALS.refused_for("over_limit") >= before + FLOOD as u64);
+}
+
+#[test]
+fn refusals_are_counted_by_cause_for_metrics() {
+    let t = EgressTotals::new();
+    for status in [503, 503, 400, 431, 408, 403, 502, 504, 418] {
+        t.refused(status);
+    }
+    t.accepted();
+    t.accept_failed();
+    let mut out = String::new();
+    t.render(&mut out);
+    for line in [
+        "aiops_egress_connections_total 1\n",
+        "aiops_egress_refused_total{cause=\"over_limit\"} 2\n",
+        "aiops_egress_refused_total{cause=\"bad_request\"} 2\n",
+        "aiops_egress_refused_total{cause=\"head_timeout\"} 1\n",
+        "aiops_egress_refused_total{cause=\"policy\"} 1\n",
+        "aiops_egress_refused_total{cause=\"upstream\"} 2\n",
+        "aiops_egress_refused_total{cause=\"other\"} 1\n",
+        "aiops_egress_accept_errors_total 1\n",
+        "# TYPE aiops_egress_refused_total counter\n",
+    ] {
+        assert!(out.contains(line), "{line:?} not in\n{out}");
+    }
+    assert_eq!(t.refused_for("over_limit"), 2);
 }

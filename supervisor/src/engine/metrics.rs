@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text from the scheduler's counters, the
-//! store's write failures and the audit writer's health.
+//! store's write failures, the audit writer's health and the egress
+//! proxies' connection and refusal counters.
 use super::Shared;
 use crate::model::NodeState;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,5 +91,6 @@ pub(super) fn metrics(shared: &Shared) -> String {
         write_errors,
         pending
     );
+    crate::egress::TOTALS.render(&mut s);
     s
 }
