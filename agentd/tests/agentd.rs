@@ -24,6 +24,7 @@ fn spec(argv: &[&str]) -> AgentSpec {
         output_bytes: 1 << 40,
         stream_reports: false,
         layers: vec!["test-layer".into()],
+        tty: false,
     }
 }
 

@@ -393,6 +393,7 @@ pub fn run_with(
         output_bytes: plan.run.output_bytes,
         stream_reports: false,
         layers,
+        tty: req.node.tty,
     };
     let target = if plan.unconfined {
         agentd

@@ -241,6 +241,7 @@ fn mount_dev(t: &Path) -> Result<(), JailError> {
     for (name, target) in DEV_LINKS {
         symlink(target, t.join(name)).map_err(err("symlink", t.join(name)))?;
     }
+    mount_devpts(t)?;
     let shm = t.join("shm");
     fs::DirBuilder::new()
         .mode(0o755)
@@ -254,6 +255,28 @@ fn mount_dev(t: &Path) -> Result<(), JailError> {
         Some("mode=1777"),
     )
     .map_err(nix_err("mount tmpfs on", &shm))
+}
+
+/// The jail's own devpts instance at /dev/pts, with /dev/ptmx pointing into
+/// it: agentd allocates the node's pty here (agentd/src/tty.rs), so no pty
+/// of the host's, and none of another jail's, is reachable. `newinstance`
+/// is implied since Linux 4.7 and spelled out for older ones; a user
+/// namespace may mount devpts. No `gid=`: the jail maps one gid, not tty's.
+fn mount_devpts(t: &Path) -> Result<(), JailError> {
+    let pts = t.join("pts");
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&pts)
+        .map_err(err("mkdir", &pts))?;
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(nix_err("mount devpts on", &pts))?;
+    symlink("pts/ptmx", t.join("ptmx")).map_err(err("symlink", t.join("ptmx")))
 }
 
 /// Bind an existing path inside an earlier bind onto itself, so the node

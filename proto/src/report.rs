@@ -103,6 +103,10 @@ pub struct ExitReport {
     /// Largest resident set of the node's process tree, KiB (getrusage).
     pub peak_rss_kib: u64,
     pub layers: Vec<String>,
+    /// The node ran on a pty of the jail's own (agentd relayed it); its
+    /// output was counted as `stdout_bytes`.
+    #[serde(default)]
+    pub pty: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -284,6 +284,8 @@ pub struct Jail {
     deadline: Duration,
     on_spawn: Option<SpawnHook>,
     stdin: Option<Vec<u8>>,
+    /// Extra `aiopsctl exec` flags, before `--`.
+    flags: Vec<String>,
     /// Run the command directly on the host instead (see [`Mode::Host`]).
     host: bool,
 }
@@ -303,8 +305,15 @@ impl Jail {
             deadline: Duration::from_secs(90),
             on_spawn: None,
             stdin: None,
+            flags: vec![],
             host: false,
         }
+    }
+
+    /// Pass `flag` to `aiopsctl exec` (e.g. `-t`).
+    pub fn flag(mut self, flag: &str) -> Self {
+        self.flags.push(flag.into());
+        self
     }
 
     /// Run `aiopsctl` as uid/gid 65534 through `setpriv` (root only).
@@ -414,6 +423,7 @@ impl Jail {
         }
         cmd_line.push("--report".into());
         cmd_line.push("json".into());
+        cmd_line.extend(self.flags.iter().map(OsString::from));
         cmd_line.push("--".into());
         cmd_line.extend(argv.iter().map(OsString::from));
         if self.host {

@@ -221,6 +221,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
             "private TMPDIR".into(),
             "absent on macOS: namespaces, landlock, seccomp, rlimits".into(),
         ],
+        pty: false,
     };
     let status = if timed_out {
         exit::TIMEOUT
