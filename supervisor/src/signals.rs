@@ -32,22 +32,33 @@ const fn sent_by_a_process(si_code: i32) -> bool {
 
 pub struct Forwarder {
     fd: Option<SignalFd>,
-    old_mask: SigSet,
+    /// Which of `CAUGHT` were blocked before (bit i for `CAUGHT[i]`): a
+    /// byte, not the 128-byte old mask, since only these four change.
+    was_blocked: u8,
     target: Pid,
-    /// When the first stop signal was forwarded.
-    stopping_since: Cell<Option<Instant>>,
-    /// The jailer was SIGKILLed: nothing more to wait for.
-    killed: Cell<bool>,
+    stop: Cell<Stop>,
 }
+
+/// Where a forwarded stop stands.
+#[derive(Clone, Copy)]
+enum Stop {
+    None,
+    /// The first stop signal was forwarded then.
+    Since(Instant),
+    /// The jailer was SIGKILLed: nothing more to wait for.
+    Killed,
+}
+
+const CAUGHT: [Signal; 4] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
 fn caught() -> SigSet {
     let mut s = SigSet::empty();
-    for sig in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
+    for sig in CAUGHT {
         s.add(sig);
     }
     s
@@ -61,25 +72,27 @@ pub fn forward_to(pid: u32) -> Forwarder {
     let target = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
     let set = caught();
     let mut old_mask = SigSet::empty();
-    let stopping_since = Cell::new(None);
-    if nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old_mask))
-        .is_err()
-    {
+    let blocked =
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old_mask));
+    let was_blocked = CAUGHT
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| old_mask.contains(**s))
+        .fold(0u8, |acc, (i, _)| acc | 1 << i);
+    if blocked.is_err() {
         return Forwarder {
             fd: None,
-            old_mask,
+            was_blocked,
             target,
-            stopping_since,
-            killed: Cell::new(false),
+            stop: Cell::new(Stop::None),
         };
     }
     let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok();
     let f = Forwarder {
         fd,
-        old_mask,
+        was_blocked,
         target,
-        stopping_since,
-        killed: Cell::new(false),
+        stop: Cell::new(Stop::None),
     };
     if f.fd.is_none() {
         f.restore_mask();
@@ -111,8 +124,8 @@ impl Forwarder {
             };
             if let Some(s) = forward {
                 let _ = kill(self.target, s);
-                if self.stopping_since.get().is_none() {
-                    self.stopping_since.set(Some(Instant::now()));
+                if matches!(self.stop.get(), Stop::None) {
+                    self.stop.set(Stop::Since(Instant::now()));
                 }
             }
         }
@@ -121,25 +134,28 @@ impl Forwarder {
     /// How long the report loop may wait before `kill_if_overdue` must run;
     /// None while no stop was forwarded.
     pub fn until_overdue(&self) -> Option<Duration> {
-        if self.killed.get() {
-            return None;
+        match self.stop.get() {
+            Stop::Since(t) => Some((t + STOP_GRACE).saturating_duration_since(Instant::now())),
+            Stop::None | Stop::Killed => None,
         }
-        self.stopping_since
-            .get()
-            .map(|t| (t + STOP_GRACE).saturating_duration_since(Instant::now()))
     }
 
     /// Past the grace: SIGKILL the jailer (the jail follows it).
     pub fn kill_if_overdue(&self) {
         if self.until_overdue().is_some_and(|d| d.is_zero()) {
             let _ = kill(self.target, Signal::SIGKILL);
-            self.killed.set(true);
+            self.stop.set(Stop::Killed);
         }
     }
 
     fn restore_mask(&self) {
-        let _ =
-            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.old_mask), None);
+        let mut unblock = SigSet::empty();
+        for (i, s) in CAUGHT.iter().enumerate() {
+            if self.was_blocked & (1 << i) == 0 {
+                unblock.add(*s);
+            }
+        }
+        let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&unblock), None);
     }
 }
 
