@@ -119,7 +119,7 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
                 source: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
             })?;
             let out = Pipe::new(Stream::Stdout, Some(p.master), sys::stdio(1), redactor());
-            (out.pty(), Some(tty::Input::new(copy)))
+            (out.pty(), Some(tty::Input::new(copy, p.eof_char)))
         }
         None => (
             Pipe::new(Stream::Stdout, node.stdout, sys::stdio(1), redactor()),
@@ -249,12 +249,13 @@ fn supervise(
         let input = io.input.as_deref();
         let in_read = input.and_then(tty::Input::wants_read);
         let in_write = input.and_then(tty::Input::wants_write);
+        let sigfd = signals.as_fd();
         let mut fds = [
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            poll_entry(&pump.pipes[0]),
-            poll_entry(&pump.pipes[1]),
-            optional_entry(in_read, PollFlags::POLLIN),
-            optional_entry(in_write, PollFlags::POLLOUT),
+            PollFd::new(sigfd, PollFlags::POLLIN),
+            optional_entry(pump.pipes[0].src(), PollFlags::POLLIN, sigfd),
+            optional_entry(pump.pipes[1].src(), PollFlags::POLLIN, sigfd),
+            optional_entry(in_read, PollFlags::POLLIN, sigfd),
+            optional_entry(in_write, PollFlags::POLLOUT, sigfd),
         ];
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
@@ -268,9 +269,12 @@ fn supervise(
             in_read.is_some() && ready(&fds[3]),
             in_write.is_some() && ready(&fds[4]),
         ];
+        let in_hup = fds[3]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
         if let Some(input) = io.input.as_deref_mut() {
             if ready[3] {
-                input.on_readable();
+                input.on_readable(in_hup);
             }
             if ready[4] {
                 input.on_writable();
@@ -311,17 +315,19 @@ fn supervise(
     }
 }
 
-fn poll_entry(p: &Pipe) -> PollFd<'_> {
-    optional_entry(p.src(), PollFlags::POLLIN)
-}
-
-/// `fd` polled for `events`, or a placeholder whose readiness is ignored.
-fn optional_entry(fd: Option<BorrowedFd<'_>>, events: PollFlags) -> PollFd<'_> {
+/// `fd` polled for `events`, or a placeholder that never wakes poll.
+fn optional_entry<'a>(
+    fd: Option<BorrowedFd<'a>>,
+    events: PollFlags,
+    placeholder: BorrowedFd<'a>,
+) -> PollFd<'a> {
     match fd {
         Some(fd) => PollFd::new(fd, events),
-        // PollFd cannot hold a negative fd (which poll(2) would skip), so
-        // stdin with no events asked stands in; callers ignore its revents.
-        None => PollFd::new(sys::stdio(0), PollFlags::empty()),
+        // PollFd cannot hold a negative fd (which poll(2) would skip). The
+        // signalfd with no events asked stands in: it never reports
+        // POLLHUP or POLLERR, which a hung-up stdin would on every call
+        // (a busy loop once a `-t` pipe or the caller's terminal closed).
+        None => PollFd::new(placeholder, PollFlags::empty()),
     }
 }
 

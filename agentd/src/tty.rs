@@ -28,6 +28,9 @@ pub struct Pty {
     /// Non-blocking: a node that does not read its input must not stall agentd.
     pub master: OwnedFd,
     pub slave_path: CString,
+    /// The slave's VEOF at start (the master's own settings are not the
+    /// line discipline's); 0 (_POSIX_VDISABLE) for none.
+    pub eof_char: u8,
 }
 
 fn pty_err(what: &'static str) -> impl FnOnce(Errno) -> AgentError {
@@ -52,7 +55,19 @@ impl Pty {
         )
         .map_err(pty_err("set master non-blocking"))?;
         copy_winsize(master.as_fd());
-        Ok(Pty { master, slave_path })
+        let eof_char = open(
+            slave_path.as_c_str(),
+            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(|slave| nix::sys::termios::tcgetattr(&slave))
+        .map(|t| t.control_chars[nix::sys::termios::SpecialCharacterIndices::VEOF as usize])
+        .unwrap_or(DEFAULT_EOF);
+        Ok(Pty {
+            master,
+            slave_path,
+            eof_char,
+        })
     }
 
     /// In the forked node, before exec: a new session whose controlling
@@ -83,19 +98,20 @@ pub fn copy_winsize(master: BorrowedFd<'_>) {
 pub struct Input {
     /// None after EOF or an error on fd 0.
     src: Option<BorrowedFd<'static>>,
+    /// fd 0 is a terminal: a zero-length read is a ^D typed in canonical
+    /// mode (before the caller made it raw), not the end, unless it hung up.
+    src_is_tty: bool,
     dst: OwnedFd,
     pending: Vec<u8>,
     eof_char: u8,
 }
 
 impl Input {
-    /// `dst` is a copy of the (non-blocking) master.
-    pub fn new(dst: OwnedFd) -> Input {
-        let eof_char = nix::sys::termios::tcgetattr(&dst)
-            .map(|t| t.control_chars[nix::sys::termios::SpecialCharacterIndices::VEOF as usize])
-            .unwrap_or(DEFAULT_EOF);
+    /// `dst` is a copy of the (non-blocking) master; `eof_char` `Pty`'s.
+    pub fn new(dst: OwnedFd, eof_char: u8) -> Input {
         Input {
             src: Some(sys::stdio(0)),
+            src_is_tty: unistd::isatty(sys::stdio(0)).unwrap_or(false),
             dst,
             pending: Vec::new(),
             eof_char,
@@ -117,15 +133,21 @@ impl Input {
         copy_winsize(self.dst.as_fd());
     }
 
-    /// fd 0 is readable: take one chunk. At its end the terminal's EOF
-    /// character is sent, so a node reading a `-t` pipe sees end of input.
-    pub fn on_readable(&mut self) {
+    /// fd 0 is readable (or `hung_up`): take one chunk. At its end the
+    /// terminal's EOF character is sent (none if VEOF is disabled), so a
+    /// node reading a `-t` pipe sees end of input.
+    pub fn on_readable(&mut self, hung_up: bool) {
         let Some(src) = self.src else { return };
         let mut buf = [0u8; INPUT_CHUNK];
         match unistd::read(src, &mut buf) {
             Ok(0) => {
-                self.src = None;
-                self.pending.push(self.eof_char);
+                if !self.src_is_tty || hung_up {
+                    self.src = None;
+                }
+                // 0 is _POSIX_VDISABLE on Linux: no EOF character.
+                if self.eof_char != 0 {
+                    self.pending.push(self.eof_char);
+                }
             }
             Ok(n) => self.pending.extend_from_slice(&buf[..n]),
             Err(Errno::EINTR | Errno::EAGAIN) => {}
