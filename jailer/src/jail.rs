@@ -349,7 +349,7 @@ pub fn run_with(
     let secrets = secrets::read_opened(secrets)?;
     if !plan.unconfined {
         // 7. 8.
-        sys.pivot_root_into(&plan.mounts, env.secrets_dir.as_deref())?;
+        sys.pivot_root_into(&plan.mounts, env.secrets_dir.as_deref(), req.node.tty)?;
         layers.push("pivot_root".into());
         sys.sethostname_and_lo_up(&req, egress)?;
     }
@@ -524,7 +524,12 @@ mod tests {
             self.calls.push("fork_into_pid_ns");
             Ok(())
         }
-        fn pivot_root_into(&mut self, _: &[Mount], _: Option<&Path>) -> Result<(), JailError> {
+        fn pivot_root_into(
+            &mut self,
+            _: &[Mount],
+            _: Option<&Path>,
+            _: bool,
+        ) -> Result<(), JailError> {
             self.calls.push("pivot_root_into");
             Ok(())
         }

@@ -46,8 +46,13 @@ fn under(base: &str, p: &Path) -> PathBuf {
 /// because their optional source was missing. `hide` (the secrets or
 /// credentials directory) is covered by an empty read-only tmpfs first, in
 /// this mount namespace only: however a bind source is spelled, or swapped
-/// for a symlink meanwhile, it cannot reach the files there.
-pub fn pivot_root_into(mounts: &[Mount], hide: Option<&Path>) -> Result<Vec<PathBuf>, JailError> {
+/// for a symlink meanwhile, it cannot reach the files there. `pts`: the
+/// jail's /dev gets its own devpts (only a node that asked for a pty).
+pub fn pivot_root_into(
+    mounts: &[Mount],
+    hide: Option<&Path>,
+    pts: bool,
+) -> Result<Vec<PathBuf>, JailError> {
     // Keep every mount below from propagating back to the host.
     mount(
         None::<&str>,
@@ -101,7 +106,7 @@ pub fn pivot_root_into(mounts: &[Mount], hide: Option<&Path>) -> Result<Vec<Path
             Mount::Dev { dst } => {
                 let t = under(NEWROOT, dst.as_path());
                 make_dir_mountpoint(&t, &no_create)?;
-                mount_dev(&t)?;
+                mount_dev(&t, pts)?;
                 no_create.push(t);
             }
             Mount::Bind {
@@ -211,7 +216,7 @@ fn mount_proc(t: &Path) -> Result<(), JailError> {
     .map_err(nix_err("mount proc on", t))
 }
 
-fn mount_dev(t: &Path) -> Result<(), JailError> {
+fn mount_dev(t: &Path, pts: bool) -> Result<(), JailError> {
     let fl = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     mount(
         Some("tmpfs"),
@@ -241,7 +246,9 @@ fn mount_dev(t: &Path) -> Result<(), JailError> {
     for (name, target) in DEV_LINKS {
         symlink(target, t.join(name)).map_err(err("symlink", t.join(name)))?;
     }
-    mount_devpts(t)?;
+    if pts {
+        mount_devpts(t)?;
+    }
     let shm = t.join("shm");
     fs::DirBuilder::new()
         .mode(0o755)
@@ -259,7 +266,8 @@ fn mount_dev(t: &Path) -> Result<(), JailError> {
 
 /// The jail's own devpts instance at /dev/pts, with /dev/ptmx pointing into
 /// it: agentd allocates the node's pty here (agentd/src/tty.rs), so no pty
-/// of the host's, and none of another jail's, is reachable. `newinstance`
+/// of the host's, and none of another jail's, is reachable. Only for a
+/// node that asked for a pty: the others cannot open one at all. `newinstance`
 /// is implied since Linux 4.7 and spelled out for older ones; a user
 /// namespace may mount devpts. No `gid=`: the jail maps one gid, not tty's.
 fn mount_devpts(t: &Path) -> Result<(), JailError> {

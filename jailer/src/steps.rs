@@ -55,8 +55,13 @@ pub trait Sys {
         parent: nix::unistd::Pid,
         conn: Option<OwnedFd>,
     ) -> Result<(), JailError>;
-    /// Step 7.
-    fn pivot_root_into(&mut self, mounts: &[Mount], hide: Option<&Path>) -> Result<(), JailError>;
+    /// Step 7. `pts`: the node asked for a pty (`NodeSpec::tty`).
+    fn pivot_root_into(
+        &mut self,
+        mounts: &[Mount],
+        hide: Option<&Path>,
+        pts: bool,
+    ) -> Result<(), JailError>;
     /// Step 8.
     fn sethostname_and_lo_up(
         &mut self,
@@ -144,8 +149,13 @@ impl Sys for Kernel {
     ) -> Result<(), JailError> {
         ns::fork_into_pid_ns(parent, conn)
     }
-    fn pivot_root_into(&mut self, m: &[Mount], hide: Option<&Path>) -> Result<(), JailError> {
-        mounts::pivot_root_into(m, hide).map(drop)
+    fn pivot_root_into(
+        &mut self,
+        m: &[Mount],
+        hide: Option<&Path>,
+        pts: bool,
+    ) -> Result<(), JailError> {
+        mounts::pivot_root_into(m, hide, pts).map(drop)
     }
     fn sethostname_and_lo_up(
         &mut self,

@@ -587,10 +587,14 @@ impl Outcome {
             lines.pop();
         }
         let stderr = lines.join("\n");
-        let ran = stdout.lines().any(|l| l.trim_end_matches('\r') == BEGIN);
+        // On a pty, input echoed by the node's terminal can precede the
+        // marker on its line (with `script` and stdin at EOF, a ^D that
+        // became a NUL when aiopsctl made the terminal raw: "^@").
+        let is_begin = |l: &str| l.trim_end_matches('\r').ends_with(BEGIN);
+        let ran = stdout.lines().any(is_begin);
         let stdout = stdout
             .lines()
-            .filter(|l| l.trim_end_matches('\r') != BEGIN)
+            .filter(|l| !is_begin(l))
             .map(|l| l.trim_end_matches('\r'))
             .collect::<Vec<_>>()
             .join("\n");

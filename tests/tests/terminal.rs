@@ -564,15 +564,18 @@ fn without_a_pty_the_node_never_gets_the_callers_terminal() {
 
 /// `-t` forces a pty even when stdin is a pipe: the node's stdin is then a
 /// terminal, what was piped in reaches it, and end of input becomes the
-/// terminal's EOF. Without `-t`, stdin stays a pipe and data flows.
+/// terminal's EOF. Without `-t`, stdin stays a pipe and data flows, and the
+/// jail has no devpts: the node cannot open a pty at all.
 #[test]
 fn dash_t_forces_a_pty_and_pipes_stay_pipes_without_it() {
     each_mode(&attacks(), |m| {
         let script = "if [ -t 0 ]; then echo STDIN=tty; else echo STDIN=pipe; fi; \
+                      if [ -e /dev/ptmx ]; then echo PTMX=yes; else echo PTMX=no; fi; \
                       echo \"fd0=$(readlink /proc/self/fd/0)\"; cat";
         let o = m.jail().stdin(b"hello from the pipe\n").run_sh(script);
         o.assert_ran().assert_code(0);
         assert!(o.stdout.contains("STDIN=pipe"), "{}", o.describe());
+        assert!(o.stdout.contains("PTMX=no"), "{}", o.describe());
         assert!(o.stdout.contains("fd0=pipe:"), "{}", o.describe());
         assert!(o.stdout.contains("hello from the pipe"), "{}", o.describe());
         assert_eq!(o.exit_field("pty"), Some(&serde_json::Value::Bool(false)));
@@ -584,6 +587,7 @@ fn dash_t_forces_a_pty_and_pipes_stay_pipes_without_it() {
             .run_sh(script);
         o.assert_ran().assert_code(0);
         assert!(o.stdout.contains("STDIN=tty"), "{}", o.describe());
+        assert!(o.stdout.contains("PTMX=yes"), "{}", o.describe());
         assert!(o.stdout.contains("fd0=/dev/pts/0"), "{}", o.describe());
         assert!(o.stdout.contains("hello from the pipe"), "{}", o.describe());
         assert_eq!(o.exit_field("pty"), Some(&serde_json::Value::Bool(true)));
