@@ -3,11 +3,12 @@
 //! Reads its `AgentSpec` from the sealed memfd at fd 3, runs the node with
 //! stdin inherited (never a terminal: see spawn.rs) and stdout/stderr
 //! through counted (and, with secrets, redacted) pipes, or on a pty of the
-//! jail's own whose master it relays (`tty.rs`), enforces the timeout and output cap, reaps every zombie,
-//! forwards termination signals to the node's process group, kills whatever
-//! is left when the node exits, and reports over the SOCK_SEQPACKET socket
-//! at fd 4: `Started`, optional `Output` progress, exactly one `Exited` — or
-//! one `SetupFailed` if the node never ran.
+//! jail's own whose master it relays (`tty.rs`), enforces the timeout and
+//! output cap, reaps every zombie, forwards termination signals to the
+//! node's process group, kills whatever is left when the node exits, and
+//! reports over the SOCK_SEQPACKET socket at fd 4: `Started`, optional
+//! `Output` progress, exactly one `Exited` — or one `SetupFailed` if the
+//! node never ran.
 //!
 //! Exit code: the node's, or 128+N if signal N killed it; `exit::OUTPUT_CAP`
 //! or `exit::TIMEOUT` when agentd killed the jail for a limit; a set-up
