@@ -104,6 +104,8 @@ struct OnPty {
     /// Kept open so the master never reads EIO and its settings can be read.
     slave: OwnedFd,
     slave_path: PathBuf,
+    /// The harness terminal's local flags before anything ran on it.
+    flags_before: LocalFlags,
     out: Arc<Mutex<Vec<u8>>>,
     done: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -160,6 +162,7 @@ impl OnPty {
         };
         let pair = openpty(Some(&ws), None).unwrap();
         let slave_path = nix::unistd::ttyname(&pair.slave).unwrap();
+        let flags_before = tcgetattr(pair.slave.as_fd()).unwrap().local_flags;
         // As root, aiopsctl runs as nobody and opens nothing by path; the
         // node must not be able to either (it does not need to).
         let mut cmd = Command::new("setsid");
@@ -199,6 +202,7 @@ impl OnPty {
             master: pair.master,
             slave: pair.slave,
             slave_path,
+            flags_before,
             out,
             done,
             reader: Some(reader),
@@ -417,7 +421,7 @@ fn the_node_gets_its_own_pty_with_size_and_ctrl_c() {
                   trap 'echo GOT-INT; exit 7' INT; echo ARMED; sleep 100 & wait";
     let argv = fx.aiopsctl(ws.path(), &[], &["sh", "-c", script]);
     let p = OnPty::spawn(&argv, true, &[("AIOPS_SECRETS_DIR", fx.secrets.path())]);
-    let before = tcgetattr(p.slave.as_fd()).unwrap().local_flags;
+    let before = p.flags_before;
     assert!(p.wait_for("READY", Duration::from_secs(30)), "{}", p.text());
     let during = p.local_flags();
     assert!(
@@ -473,6 +477,41 @@ fn the_node_gets_its_own_pty_with_size_and_ctrl_c() {
         r.describe()
     );
     assert_eq!(r.report.as_ref().unwrap()["exit"]["pty"], true);
+}
+
+/// aiopsctl terminated (`kill -TERM`, as a harness or a closing session
+/// would) while the node runs on its pty: the jail is stopped, aiopsctl
+/// exits non-zero, and the caller's terminal is back as it was.
+#[test]
+fn the_terminal_is_restored_when_aiopsctl_is_terminated() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let test = "the_terminal_is_restored_when_aiopsctl_is_terminated";
+    if !have_tools(test) {
+        return;
+    }
+    let fx = Fixture::new();
+    let ws = Workspace::owned_by(caller_owner());
+    let argv = fx.aiopsctl(ws.path(), &[], &["sh", "-c", "echo READY; sleep 100"]);
+    let p = OnPty::spawn(&argv, true, &[("AIOPS_SECRETS_DIR", fx.secrets.path())]);
+    let before = p.flags_before;
+    assert!(p.wait_for("READY", Duration::from_secs(30)), "{}", p.text());
+    assert_ne!(
+        p.local_flags(),
+        before,
+        "the terminal should be raw meanwhile"
+    );
+    // setsid and setpriv exec: the child's pid is aiopsctl's.
+    kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).unwrap();
+    let r = p.finish(Duration::from_secs(20));
+    assert_ne!(r.code, 0, "{}", r.describe());
+    assert!(r.elapsed < Duration::from_secs(15), "{}", r.describe());
+    assert_eq!(
+        r.flags_after,
+        before,
+        "terminal not restored\n{}",
+        r.describe()
+    );
 }
 
 /// Job control under the node's pty, as under `ssh -t`: an interactive
@@ -643,6 +682,24 @@ fn an_ignored_sigchld_neither_hangs_exec_nor_reaches_the_node() {
         "control: SIGCHLD not ignored: {ign:x}"
     );
     assert!(blk != 0, "control: nothing blocked: {blk:x}");
+    // The mechanism of the hang: a parent that inherited the ignored
+    // SIGCHLD and does not reset it gets no SIGCHLD and no status; the
+    // kernel reaps the child itself (waitpid fails with ECHILD).
+    let lost = wrapper(
+        &[
+            PYTHON,
+            "-c",
+            "import os\n\
+             pid = os.fork()\n\
+             if pid == 0:\n    os._exit(3)\n\
+             try:\n    os.waitpid(pid, 0); print('STATUS')\n\
+             except ChildProcessError:\n    print('ECHILD')",
+        ]
+        .map(OsString::from),
+    )
+    .output()
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&lost.stdout).trim(), "ECHILD");
 
     each_mode(&attacks(), |m| {
         let ws = Workspace::owned_by(m.owner());
