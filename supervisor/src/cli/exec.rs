@@ -195,6 +195,11 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
     let report = run_linux(args)?;
     #[cfg(target_os = "macos")]
     let report = {
+        if args.tty {
+            return Err(SupervisorError::Refused {
+                reason: "-t: a pty of the node's own needs agentd, which is Linux-only".into(),
+            });
+        }
         let (profile, caps) = profile_and_caps(args)?;
         run_node(args, &profile, &caps)?
     };
