@@ -28,6 +28,20 @@ const SECRET_NAME: &str = "AIOPS_TEST_TOKEN";
 const ROWS: u16 = 33;
 const COLS: u16 = 111;
 
+/// A clean environment for aiopsctl, keeping the helpers under test (CI's
+/// second pass points these at the static builds).
+fn clean_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_clear()
+        .env("PATH", PATH)
+        .env("AIOPS_PROFILE_PATH", profiles_dir());
+    for k in ["AIOPS_JAILER", "AIOPS_AGENTD"] {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
+
 fn caller_owner() -> Option<u32> {
     is_root().then_some(NOBODY)
 }
@@ -166,12 +180,10 @@ impl OnPty {
         // As root, aiopsctl runs as nobody and opens nothing by path; the
         // node must not be able to either (it does not need to).
         let mut cmd = Command::new("setsid");
-        cmd.arg("-c")
+        clean_env(&mut cmd)
+            .arg("-c")
             .args(argv)
-            .env_clear()
-            .env("PATH", PATH)
             .env("TERM", "xterm")
-            .env("AIOPS_PROFILE_PATH", profiles_dir())
             .stdin(Stdio::from(pair.slave.try_clone().unwrap()))
             .stdout(if stdout_tty {
                 Stdio::from(pair.slave.try_clone().unwrap())
@@ -659,7 +671,8 @@ fn an_ignored_sigchld_neither_hangs_exec_nor_reaches_the_node() {
     }
     let wrapper = |rest: &[OsString]| {
         let mut cmd = Command::new(PYTHON);
-        cmd.arg("-c")
+        clean_env(&mut cmd)
+            .arg("-c")
             .arg(
                 "import os, signal, sys\n\
                  signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n\
@@ -667,9 +680,6 @@ fn an_ignored_sigchld_neither_hangs_exec_nor_reaches_the_node() {
                  os.execvp(sys.argv[1], sys.argv[1:])",
             )
             .args(rest)
-            .env_clear()
-            .env("PATH", PATH)
-            .env("AIOPS_PROFILE_PATH", profiles_dir())
             .stdin(Stdio::null());
         cmd
     };
