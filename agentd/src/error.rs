@@ -23,6 +23,8 @@ pub enum AgentError {
     Subreaper { source: Errno },
     #[error("create pipe for node {what}")]
     Pipe { what: &'static str, source: Errno },
+    #[error("allocate the node's pty: {what}")]
+    Pty { what: &'static str, source: Errno },
     #[error("fork node")]
     Fork { source: Errno },
     #[error("chdir node to {path}")]
@@ -65,6 +67,7 @@ impl AgentError {
             | AgentError::Subreaper { source }
             | AgentError::Pipe { source, .. }
             | AgentError::Fork { source }
+            | AgentError::Pty { source, .. }
             | AgentError::Chdir { source, .. }
             | AgentError::NodeStdio { source }
             | AgentError::Exec { source, .. }

@@ -1,12 +1,14 @@
 //! aiops-agentd: PID 1 inside each jail.
 //!
 //! Reads its `AgentSpec` from the sealed memfd at fd 3, runs the node with
-//! stdin inherited and stdout/stderr through counted (and, with secrets,
-//! redacted) pipes, enforces the timeout and output cap, reaps every zombie,
-//! forwards termination signals to the node's process group, kills whatever
-//! is left when the node exits, and reports over the SOCK_SEQPACKET socket
-//! at fd 4: `Started`, optional `Output` progress, exactly one `Exited` — or
-//! one `SetupFailed` if the node never ran.
+//! stdin inherited (never a terminal: see spawn.rs) and stdout/stderr
+//! through counted (and, with secrets, redacted) pipes, or on a pty of the
+//! jail's own whose master it relays (`tty.rs`), enforces the timeout and
+//! output cap, reaps every zombie, forwards termination signals to the
+//! node's process group, kills whatever is left when the node exits, and
+//! reports over the SOCK_SEQPACKET socket at fd 4: `Started`, optional
+//! `Output` progress, exactly one `Exited` — or one `SetupFailed` if the
+//! node never ran.
 //!
 //! Exit code: the node's, or 128+N if signal N killed it; `exit::OUTPUT_CAP`
 //! or `exit::TIMEOUT` when agentd killed the jail for a limit; a set-up
@@ -26,6 +28,7 @@ mod signals;
 mod spawn;
 #[allow(unsafe_code)] // all FFI is here; see the header comment of sys.rs
 mod sys;
+mod tty;
 
 /// The static musl build's allocator (packaging/static-build.sh): musl's
 /// mallocng returns a group to the kernel as soon as its last slot is
@@ -49,7 +52,7 @@ use report::ReportTx;
 use rss::JailRss;
 use signals::Signals;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 /// At most one `Output` report per stream per interval.
@@ -63,6 +66,13 @@ const ALARM_EVERY: Duration = Duration::from_millis(100);
 const RELEASE_AFTER: Duration = Duration::from_millis(50);
 
 fn main() {
+    // Before anything else: dispositions and mask as agentd expects them,
+    // whatever the starter left (an ignored SIGCHLD hides the node's end).
+    let _ = sys::reset_inherited_signals();
+    // Not dumpable: /proc/1/fd (the caller's stdio), /proc/1/mem (the
+    // spec's secrets) and ptrace are then closed to the node, which runs as
+    // the same uid and sees agentd as PID 1. exec resets it in the node.
+    let _ = nix::sys::prctl::set_dumpable(false);
     // A closed fd 0-2 would be reused by the first pipe agentd makes; Rust's
     // runtime has already reopened any closed one on /dev/null before main.
     let mut tx = ReportTx::adopt();
@@ -99,15 +109,29 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
     let deadline = start + timeout;
     sys::arm_deadline_alarm(timeout, ALARM_EVERY)
         .map_err(|source| AgentError::Signals { source })?;
-    let node = spawn::spawn(&prep, &signals)?;
+    let pty = spec.tty.then(tty::Pty::open).transpose()?;
+    let node = spawn::spawn(&prep, &signals, pty.as_ref())?;
     drop(prep);
     tx.started(node.pid.as_raw().unsigned_abs());
 
     let mut reaper = Reaper::new(node.pid, pid1);
-    let node_foreground = node.foreground;
+    let (stdout, mut input) = match pty {
+        Some(p) => {
+            let copy = p.master.try_clone().map_err(|e| AgentError::Pty {
+                what: "dup master",
+                source: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            })?;
+            let out = Pipe::new(Stream::Stdout, Some(p.master), sys::stdio(1), redactor());
+            (out.pty(), Some(tty::Input::new(copy, p.eof_char)))
+        }
+        None => (
+            Pipe::new(Stream::Stdout, node.stdout, sys::stdio(1), redactor()),
+            None,
+        ),
+    };
     let mut pump = Pump::new(
         [
-            Pipe::new(Stream::Stdout, node.stdout, sys::stdio(1), redactor()),
+            stdout,
             Pipe::new(Stream::Stderr, node.stderr, sys::stdio(2), redactor()),
         ],
         spec.output_bytes,
@@ -120,17 +144,17 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
         release_at: Some(start + RELEASE_AFTER),
         rss: JailRss::new(pid1, start),
     };
-    let looped = supervise(&signals, &mut reaper, &mut pump, deadline, &mut run, tx);
+    let mut io = Io {
+        pump: &mut pump,
+        input: input.as_mut(),
+    };
+    let looped = supervise(&signals, &mut reaper, &mut io, deadline, &mut run, tx);
     if let Err(e) = &looped {
         let _ = writeln!(std::io::stderr(), "aiops-agentd: {}", e.chain());
         let _ = pump.abandon();
     }
     let reaped = reaper.kill_and_reap_all();
     let duration = start.elapsed();
-    if node_foreground {
-        // Take the terminal back from the dead node's group (no-op otherwise).
-        let _ = sys::tcsetpgrp(sys::stdio(0), unistd::getpgrp());
-    }
     // The largest single process (rusage) or the largest sampled total of
     // the jail, whichever is more.
     let largest_one = getrusage(UsageWho::RUSAGE_CHILDREN)
@@ -152,6 +176,7 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
         output_capped: pump.capped,
         peak_rss_kib,
         layers: spec.layers,
+        pty: spec.tty,
     });
     if looped.is_err() || reaped.is_err() {
         return Ok(exit::INTERNAL);
@@ -187,17 +212,24 @@ impl Run {
     }
 }
 
-/// The poll loop: node pipes, the signalfd, and the deadline as the timeout.
-/// Ends when the node is reaped and both pipes are closed, or when the kill
-/// grace runs out.
+/// The node's output pump and, with a pty, the input relay.
+struct Io<'a> {
+    pump: &'a mut Pump,
+    input: Option<&'a mut tty::Input>,
+}
+
+/// The poll loop: node pipes (or the pty master), the relayed input, the
+/// signalfd, and the deadline as the timeout. Ends when the node is reaped
+/// and its output is closed, or when the kill grace runs out.
 fn supervise(
     signals: &Signals,
     reaper: &mut Reaper,
-    pump: &mut Pump,
+    io: &mut Io<'_>,
     deadline: Instant,
     run: &mut Run,
     tx: &mut ReportTx,
 ) -> Result<(), AgentError> {
+    let pump = &mut *io.pump;
     loop {
         if !reaper.node_alive() && !pump.is_open() {
             return Ok(());
@@ -227,21 +259,47 @@ fn supervise(
         let wake = run.release_at.map_or(wake, |t| wake.min(t));
         let wake = run.rss.as_ref().map_or(wake, |r| wake.min(r.due()));
         let timeout = PollTimeout::try_from(wake - now).unwrap_or(PollTimeout::MAX);
+        let input = io.input.as_deref();
+        let in_read = input.and_then(tty::Input::wants_read);
+        let in_write = input.and_then(tty::Input::wants_write);
+        let sigfd = signals.as_fd();
         let mut fds = [
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            poll_entry(&pump.pipes[0]),
-            poll_entry(&pump.pipes[1]),
+            PollFd::new(sigfd, PollFlags::POLLIN),
+            optional_entry(pump.pipes[0].src(), PollFlags::POLLIN, sigfd),
+            optional_entry(pump.pipes[1].src(), PollFlags::POLLIN, sigfd),
+            optional_entry(in_read, PollFlags::POLLIN, sigfd),
+            optional_entry(in_write, PollFlags::POLLOUT, sigfd),
         ];
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(source) => return Err(AgentError::Poll { source }),
         }
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        let ready = [ready(&fds[0]), ready(&fds[1]), ready(&fds[2])];
+        let ready = [
+            ready(&fds[0]),
+            ready(&fds[1]),
+            ready(&fds[2]),
+            in_read.is_some() && ready(&fds[3]),
+            in_write.is_some() && ready(&fds[4]),
+        ];
+        let in_hup = fds[3]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+        if let Some(input) = io.input.as_deref_mut() {
+            if ready[3] {
+                input.on_readable(in_hup);
+            }
+            if ready[4] {
+                input.on_writable();
+            }
+        }
         if ready[0] {
             let pending = signals
                 .drain()
                 .map_err(|source| AgentError::Poll { source })?;
+            if let (true, Some(input)) = (pending.winch, io.input.as_deref()) {
+                input.copy_winsize();
+            }
             for sig in pending.forward.into_iter().flatten() {
                 reaper.forward(sig);
             }
@@ -270,11 +328,19 @@ fn supervise(
     }
 }
 
-fn poll_entry(p: &Pipe) -> PollFd<'_> {
-    match p.src() {
-        Some(fd) => PollFd::new(fd, PollFlags::POLLIN),
-        // A negative fd is skipped by poll(2); stdin is only a placeholder here.
-        None => PollFd::new(sys::stdio(0), PollFlags::empty()),
+/// `fd` polled for `events`, or a placeholder that never wakes poll.
+fn optional_entry<'a>(
+    fd: Option<BorrowedFd<'a>>,
+    events: PollFlags,
+    placeholder: BorrowedFd<'a>,
+) -> PollFd<'a> {
+    match fd {
+        Some(fd) => PollFd::new(fd, events),
+        // PollFd cannot hold a negative fd (which poll(2) would skip). The
+        // signalfd with no events asked stands in: it never reports
+        // POLLHUP or POLLERR, which a hung-up stdin would on every call
+        // (a busy loop once a `-t` pipe or the caller's terminal closed).
+        None => PollFd::new(placeholder, PollFlags::empty()),
     }
 }
 

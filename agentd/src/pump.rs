@@ -13,6 +13,13 @@
 //! fd 1/2 goes away (EPIPE) the stream keeps draining and counting but
 //! forwards nothing, so the node is neither killed by it nor blocked.
 //!
+//! With a pty (`tty.rs`) the stdout stream's source is the pty master:
+//! everything the node writes to its terminal (fd 0, 1, 2 or /dev/tty, and
+//! the line discipline's echo of the input) is one stream, counted, capped
+//! and redacted like a pipe. EIO from the master means no slave is open any
+//! more, which is its EOF; it is non-blocking (shared with the input side),
+//! so a read that finds nothing after all waits for the next poll.
+//!
 //! Writes to fd 1/2 block while their reader is slow (backpressure), but not
 //! past the deadline: after it, the SIGALRM timer interrupts a blocked write
 //! and that stream's remaining output is dropped (still counted), so a
@@ -47,12 +54,16 @@ pub struct Pipe {
     mode: Mode,
     pub bytes: u64,
     redactor: Option<Redactor>,
+    /// The source is a pty master (EIO is its EOF).
+    pty: bool,
 }
 
 impl Pipe {
+    /// `src` None: the stream does not exist (with a pty, stderr is the
+    /// terminal too).
     pub fn new(
         stream: Stream,
-        src: OwnedFd,
+        src: Option<OwnedFd>,
         dst: BorrowedFd<'static>,
         redactor: Option<Redactor>,
     ) -> Pipe {
@@ -63,12 +74,23 @@ impl Pipe {
         };
         Pipe {
             stream,
-            src: Some(src),
+            src,
             dst,
             mode,
             bytes: 0,
             redactor,
+            pty: false,
         }
+    }
+
+    /// The source is a pty master: read/write, never splice (its EAGAIN
+    /// and EIO mean other things there).
+    pub fn pty(mut self) -> Pipe {
+        self.pty = true;
+        if self.mode == Mode::Splice {
+            self.mode = Mode::Copy;
+        }
+        self
     }
 
     pub fn src(&self) -> Option<BorrowedFd<'_>> {
@@ -122,7 +144,11 @@ impl Pump {
         };
         if self.remaining == 0 {
             // Exactly the cap so far: only a further byte is over it.
-            return match read_retrying(&src, &mut [0u8; 1]) {
+            return match read_src(self.pipes[i].pty, &src, &mut [0u8; 1]) {
+                Err(Errno::EAGAIN) => {
+                    self.pipes[i].src = Some(src);
+                    Ok(())
+                }
                 Ok(0) => finish(&mut self.pipes[i], &mut self.out, self.stop_at),
                 Ok(_) => {
                     finish(&mut self.pipes[i], &mut self.out, self.stop_at)?;
@@ -151,6 +177,9 @@ impl Pump {
             }
             Err(e) => {
                 p.src = Some(src);
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    return Ok(()); // a pty master's readiness was spurious
+                }
                 Err(e)
             }
         }
@@ -201,7 +230,7 @@ fn move_chunk(
                 if buf.is_empty() {
                     buf.resize(COPY_CHUNK, 0);
                 }
-                let n = read_retrying(src, &mut buf[..want.min(COPY_CHUNK)])?;
+                let n = read_src(p.pty, src, &mut buf[..want.min(COPY_CHUNK)])?;
                 if p.mode == Mode::Copy {
                     forward(p, &buf[..n], out, stop_at)?;
                 }
@@ -211,10 +240,11 @@ fn move_chunk(
     }
 }
 
-fn read_retrying(src: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
+fn read_src(pty: bool, src: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
     loop {
         match unistd::read(src, buf) {
             Err(Errno::EINTR) => {}
+            Err(Errno::EIO) if pty => return Ok(0),
             r => return r,
         }
     }

@@ -1,8 +1,10 @@
 //! Replaces injected secret values in a byte stream with `[REDACTED]`.
 //!
-//! Pure and streaming: `feed` holds back the last `max_secret_len - 1` bytes,
-//! which could be the start of a secret completed by the next chunk, so an
-//! occurrence split across read boundaries is still caught. `finish` flushes
+//! Pure and streaming: `feed` holds back the longest tail (at most
+//! `max_secret_len - 1` bytes) that is the start of some secret and could be
+//! completed by the next chunk, so an occurrence split across read
+//! boundaries is still caught, and nothing else: a terminal's prompt or
+//! echo must show before the node's next output, not only at EOF. `finish` flushes
 //! the held tail at EOF. Matching is leftmost, and at one position the longest
 //! secret wins, so a secret that is a prefix of another leaves no residue.
 
@@ -48,7 +50,7 @@ impl Redactor {
     /// be part of a secret; the rest stays pending.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
         self.pending.extend_from_slice(input);
-        let safe = self.pending.len().saturating_sub(self.keep);
+        let safe = self.pending.len() - self.unfinished_tail();
         let done = self.scan(safe, out);
         self.pending.drain(..done);
     }
@@ -58,6 +60,22 @@ impl Redactor {
         let done = self.scan(self.pending.len(), out);
         debug_assert_eq!(done, self.pending.len());
         self.pending.clear();
+    }
+
+    /// The length of the longest tail of `pending` (at most `keep`) that a
+    /// secret starts with. Any secret beginning earlier is either complete
+    /// in `pending` or impossible, so everything before this tail is safe.
+    /// Worst case O(keep²) byte compares per chunk, with a secret of
+    /// repeated bytes; secrets are at most 64 KiB and usually short.
+    fn unfinished_tail(&self) -> usize {
+        let data = &self.pending;
+        let from = data.len().saturating_sub(self.keep);
+        (from..data.len())
+            .find(|&i| {
+                self.first[usize::from(data[i])]
+                    && self.secrets.iter().any(|s| s.starts_with(&data[i..]))
+            })
+            .map_or(0, |i| data.len() - i)
     }
 
     /// Bytes held back, not yet written to any `out`.
@@ -156,14 +174,22 @@ mod tests {
     }
 
     #[test]
-    fn holds_back_only_a_possible_prefix_length() {
+    fn holds_back_only_a_tail_that_starts_a_secret() {
         let mut r = Redactor::new([b"secret".as_slice()]).unwrap();
         let mut out = Vec::new();
+        // Nothing here can start "secret": a prompt shows at once.
         r.feed(b"hello world", &mut out);
-        assert_eq!(out, b"hello ");
-        assert_eq!(r.pending_len(), 5);
-        r.finish(&mut out);
         assert_eq!(out, b"hello world");
+        assert_eq!(r.pending_len(), 0);
+        r.feed(b" $ sec", &mut out);
+        assert_eq!(out, b"hello world $ ");
+        assert_eq!(r.pending_len(), 3);
+        r.feed(b"ond", &mut out);
+        assert_eq!(out, b"hello world $ second");
+        r.feed(b" secre", &mut out);
+        r.feed(b"t!", &mut out);
+        r.finish(&mut out);
+        assert_eq!(out, b"hello world $ second [REDACTED]!");
     }
 
     #[test]

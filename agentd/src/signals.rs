@@ -25,6 +25,7 @@ pub struct Signals {
 #[derive(Default)]
 pub struct Pending {
     pub child: bool,
+    pub winch: bool,
     /// Forwardable signals seen, in arrival order (at most one of each kind
     /// can be pending at a time, so four slots suffice).
     pub forward: [Option<Signal>; 4],
@@ -37,10 +38,10 @@ impl Signals {
         for s in FORWARDED {
             set.add(s);
         }
+        // The caller's terminal changed size (the jailer's parent, in its
+        // foreground group, passes it on); only a pty run acts on it.
+        set.add(Signal::SIGWINCH);
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-        // SIGTTOU stays blocked (not read): it lets agentd hand the terminal's
-        // foreground to the node and take it back, as a shell does.
-        set.add(Signal::SIGTTOU);
         let mut original = SigSet::empty();
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut original))?;
         sys::set_sigpipe(SigHandler::SigIgn)?;
@@ -59,6 +60,7 @@ impl Signals {
         while let Some(info) = self.fd.read_signal()? {
             match Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0)) {
                 Ok(Signal::SIGCHLD) => p.child = true,
+                Ok(Signal::SIGWINCH) => p.winch = true,
                 Ok(s) if n < p.forward.len() => {
                     p.forward[n] = Some(s);
                     n += 1;

@@ -2,9 +2,16 @@
 //! pipe: EOF on that pipe means exec succeeded, a record means the child
 //! failed at a named step, so "not found", "not executable" and "bad cwd"
 //! stay distinguishable.
+//!
+//! The node never gets a handle on the caller's terminal: with a pty its
+//! fds 0-2 are the jail's own pty slave (`tty.rs`); without one, stdin is
+//! agentd's own fd 0 only if that is not a terminal, else an empty pipe
+//! (end of input at once, as from /dev/null, with no dependence on the
+//! jail's /dev), and stdout/stderr are the counted pipes.
 use crate::error::AgentError;
 use crate::signals::Signals;
 use crate::sys;
+use crate::tty::Pty;
 use aiops_proto::AgentSpec;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -29,10 +36,20 @@ pub struct Prepared {
 
 pub struct Node {
     pub pid: Pid,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
-    /// The node was made the terminal's foreground group (agentd held it).
-    pub foreground: bool,
+    /// None with a pty: its master carries all of the node's output.
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// The node's stdio, made before fork.
+enum Stdio<'a> {
+    Pty(&'a Pty),
+    Pipes {
+        out_w: OwnedFd,
+        err_w: OwnedFd,
+        /// Instead of agentd's fd 0 when that is a terminal.
+        empty_stdin: Option<OwnedFd>,
+    },
 }
 
 /// Child-side failure record: kind byte, candidate index, errno.
@@ -104,33 +121,52 @@ impl Prepared {
     }
 }
 
-/// Fork the node into its own process group and exec it.
-pub fn spawn(prep: &Prepared, signals: &Signals) -> Result<Node, AgentError> {
+/// Fork the node into its own process group (with a pty: its own session)
+/// and exec it.
+pub fn spawn(prep: &Prepared, signals: &Signals, pty: Option<&Pty>) -> Result<Node, AgentError> {
     let pipe =
         |what| unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| AgentError::Pipe { what, source });
-    let (out_r, out_w) = pipe("stdout")?;
-    let (err_r, err_w) = pipe("stderr")?;
+    let (stdio, out_r, err_r) = match pty {
+        Some(p) => (Stdio::Pty(p), None, None),
+        None => {
+            let (out_r, out_w) = pipe("stdout")?;
+            let (err_r, err_w) = pipe("stderr")?;
+            for fd in [&out_r, &err_r] {
+                // EPERM past the per-user pipe budget: the default size still works.
+                let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(NODE_PIPE_BYTES));
+            }
+            let empty_stdin = if unistd::isatty(sys::stdio(0)).unwrap_or(false) {
+                // The write end is dropped here: the node reads EOF.
+                Some(pipe("stdin")?.0)
+            } else {
+                None
+            };
+            let pipes = Stdio::Pipes {
+                out_w,
+                err_w,
+                empty_stdin,
+            };
+            (pipes, Some(out_r), Some(err_r))
+        }
+    };
     let (status_r, status_w) = pipe("exec status")?;
-    for fd in [&out_r, &err_r] {
-        // EPERM past the per-user pipe budget: the default size still works.
-        let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(NODE_PIPE_BYTES));
-    }
-    let stdin = sys::stdio(0);
-    let foreground = unistd::isatty(stdin).unwrap_or(false)
-        && sys::tcgetpgrp(stdin).is_ok_and(|pg| pg == unistd::getpgrp());
 
     match sys::fork().map_err(|source| AgentError::Fork { source })? {
         ForkResult::Child => {
-            let rec = exec_child(prep, signals, foreground, &out_w, &err_w);
+            let rec = exec_child(prep, signals, &stdio);
             // Nothing useful can be done if the parent is gone.
             let _ = unistd::write(&status_w, &rec);
             sys::exit_child(127)
         }
         ForkResult::Parent { child } => {
-            // Both sides set the group, so it exists before either relies on it;
-            // EACCES means the child already exec'd, which is fine.
-            let _ = unistd::setpgid(child, child);
-            drop((out_w, err_w, status_w));
+            if pty.is_none() {
+                // Both sides set the group, so it exists before either relies
+                // on it; EACCES means the child already exec'd, which is fine.
+                // (With a pty the child makes its own session: a group leader
+                // could not.)
+                let _ = unistd::setpgid(child, child);
+            }
+            drop((stdio, status_w));
             let mut rec = [0u8; REC_LEN];
             let n = read_full(&status_r, &mut rec)
                 .map_err(|source| AgentError::ExecStatus { source })?;
@@ -139,7 +175,6 @@ pub fn spawn(prep: &Prepared, signals: &Signals) -> Result<Node, AgentError> {
                     pid: child,
                     stdout: out_r,
                     stderr: err_r,
-                    foreground,
                 });
             }
             // The child exits right after writing; reap it so it is not a zombie.
@@ -150,24 +185,26 @@ pub fn spawn(prep: &Prepared, signals: &Signals) -> Result<Node, AgentError> {
 }
 
 /// In the child: returns only on failure, with the record to send.
-fn exec_child(
-    prep: &Prepared,
-    signals: &Signals,
-    foreground: bool,
-    out_w: &OwnedFd,
-    err_w: &OwnedFd,
-) -> [u8; REC_LEN] {
-    let _ = unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-    if foreground {
-        // The node, not agentd, reads the terminal; SIGTTOU is blocked here.
-        let _ = sys::tcsetpgrp(sys::stdio(0), unistd::getpid());
-    }
+fn exec_child(prep: &Prepared, signals: &Signals, stdio: &Stdio<'_>) -> [u8; REC_LEN] {
     if let Err(e) = unistd::chdir(prep.cwd.as_c_str()) {
         return record(KIND_CHDIR, 0, e);
     }
-    let stdio = unistd::dup2_stdout(out_w.as_fd())
-        .and_then(|()| unistd::dup2_stderr(err_w.as_fd()))
-        .and_then(|()| signals.restore_for_exec());
+    let stdio = match stdio {
+        Stdio::Pty(p) => p.attach_slave(),
+        Stdio::Pipes {
+            out_w,
+            err_w,
+            empty_stdin,
+        } => {
+            let _ = unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            empty_stdin
+                .as_ref()
+                .map_or(Ok(()), unistd::dup2_stdin)
+                .and_then(|()| unistd::dup2_stdout(out_w.as_fd()))
+                .and_then(|()| unistd::dup2_stderr(err_w.as_fd()))
+        }
+    }
+    .and_then(|()| signals.restore_for_exec());
     if let Err(e) = stdio {
         return record(KIND_STDIO, 0, e);
     }

@@ -80,21 +80,6 @@ pub fn splice(from_pipe: BorrowedFd<'_>, out: BorrowedFd<'_>, len: usize) -> Res
     Errno::result(n).map(|n| n.unsigned_abs())
 }
 
-/// tcgetpgrp(3) on one of fds 0-2.
-pub fn tcgetpgrp(fd: BorrowedFd<'_>) -> Result<nix::unistd::Pid, Errno> {
-    // SAFETY: an ioctl(TIOCGPGRP) on a borrowed fd; no pointers are passed.
-    let pg = unsafe { libc::tcgetpgrp(fd.as_raw_fd()) };
-    Errno::result(pg).map(nix::unistd::Pid::from_raw)
-}
-
-/// tcsetpgrp(3): make `pgrp` the terminal's foreground group (SIGTTOU is
-/// blocked by the caller, so a background caller is not stopped).
-pub fn tcsetpgrp(fd: BorrowedFd<'_>, pgrp: nix::unistd::Pid) -> Result<(), Errno> {
-    // SAFETY: an ioctl(TIOCSPGRP) on a borrowed fd; libc passes a pointer to
-    // its own copy of `pgrp`, valid for the call.
-    Errno::result(unsafe { libc::tcsetpgrp(fd.as_raw_fd(), pgrp.as_raw()) }).map(drop)
-}
-
 /// _exit(2) in the forked child: no atexit handlers, no stdio flush of
 /// buffers that belong to the parent.
 pub fn exit_child(code: i32) -> ! {
@@ -134,4 +119,86 @@ pub fn arm_deadline_alarm(
     // SAFETY: `value` outlives the call; a null old-value pointer is allowed.
     Errno::result(unsafe { libc::setitimer(libc::ITIMER_REAL, &value, std::ptr::null_mut()) })
         .map(drop)
+}
+
+/// The kernel's sigset_t, which rt_sigaction(2) insists on (64 signals).
+const KERNEL_SIGSET_BYTES: usize = 8;
+
+/// Undo what a careless starter left us (docs/operations.md, "Signals"):
+/// every signal it set to SIG_IGN back to SIG_DFL, and nothing blocked.
+/// An ignored SIGCHLD would make the kernel reap the node behind our back
+/// (no SIGCHLD, no status), and ignored or blocked dispositions would be
+/// inherited by the node. Handlers are left alone: exec reset any the
+/// starter had, so a handler here is one our own runtime installed. SIGPIPE
+/// is ignored by the Rust runtime itself and then chosen by `set_sigpipe`.
+pub fn reset_inherited_signals() -> Result<(), Errno> {
+    for signo in 1..=libc::SIGRTMAX() {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP || signo == libc::SIGPIPE {
+            continue;
+        }
+        // The raw syscall, not libc's sigaction: libc refuses the real-time
+        // signals it reserves for itself (32 and 33), which a starter can
+        // still have left ignored. The buffer is larger than the kernel's
+        // `struct sigaction` on every architecture this builds for, and its
+        // first member is the handler there (not on MIPS, which has no
+        // build). All zeroes is SIG_DFL, no flags, an empty mask.
+        let mut old = [0usize; 8];
+        // SAFETY: a null new action only reads the disposition into `old`,
+        // which is writable and larger than what the kernel writes.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo,
+                std::ptr::null::<usize>(),
+                old.as_mut_ptr(),
+                KERNEL_SIGSET_BYTES,
+            )
+        };
+        if rc == 0 && old[0] == libc::SIG_IGN {
+            let dfl = [0usize; 8];
+            // SAFETY: the kernel reads a zeroed action (SIG_DFL), which
+            // installs no code; `dfl` outlives the call.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signo,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<usize>(),
+                    KERNEL_SIGSET_BYTES,
+                )
+            };
+        }
+    }
+    signal::sigprocmask(
+        signal::SigmaskHow::SIG_SETMASK,
+        Some(&signal::SigSet::empty()),
+        None,
+    )
+}
+
+/// TIOCGWINSZ: the window size of the terminal at `fd`.
+pub fn get_winsize(fd: BorrowedFd<'_>) -> Result<libc::winsize, Errno> {
+    let mut ws = std::mem::MaybeUninit::<libc::winsize>::zeroed();
+    // SAFETY: TIOCGWINSZ writes one `struct winsize` through the pointer,
+    // which points at a zeroed one that outlives the call.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, ws.as_mut_ptr()) })?;
+    // SAFETY: zeroed memory is a valid winsize, and the ioctl succeeded.
+    Ok(unsafe { ws.assume_init() })
+}
+
+/// TIOCSWINSZ on the pty master: the kernel sends SIGWINCH to the pty's
+/// foreground process group when the size changes.
+pub fn set_winsize(fd: BorrowedFd<'_>, ws: &libc::winsize) -> Result<(), Errno> {
+    // SAFETY: TIOCSWINSZ reads one `struct winsize` through the pointer,
+    // borrowed for the call.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const _) })
+        .map(drop)
+}
+
+/// TIOCSCTTY: make the tty at `fd` the controlling terminal of this
+/// session (the caller has just called setsid, so it has none).
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal a
+    // terminal that is another session's), no pointer.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
 }

@@ -24,6 +24,7 @@ fn spec(argv: &[&str]) -> AgentSpec {
         output_bytes: 1 << 40,
         stream_reports: false,
         layers: vec!["test-layer".into()],
+        tty: false,
     }
 }
 
@@ -132,10 +133,13 @@ fn run_raw(
     // Read both pipes in threads so a full pipe cannot stall agentd.
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let mut input = child.stdin.take().unwrap();
+    // None when `tweak` gave agentd another stdin.
+    let input = child.stdin.take();
     let stdin = stdin.to_vec();
     let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
+        if let Some(mut input) = input {
+            let _ = input.write_all(&stdin);
+        }
     });
     let status = wait_or_kill(&mut child, WATCHDOG);
     let elapsed = start.elapsed();
@@ -623,4 +627,109 @@ fn as_pid1_in_a_pid_namespace_kills_leftovers_and_exits() {
         .filter(|c| String::from_utf8_lossy(c).contains(&marker))
         .collect();
     assert!(left.is_empty(), "{} process(es) outlived PID 1", left.len());
+}
+
+/// `tty`: the node's fds 0-2 are a pty (its own session's controlling
+/// terminal, so /dev/tty works), agentd's stdin is relayed to it and the
+/// end of that stdin is the terminal's EOF, and everything the master reads
+/// (the echo included) is stdout, counted exactly.
+#[test]
+fn a_tty_node_runs_on_a_pty_whose_output_is_counted() {
+    if !std::path::Path::new("/dev/ptmx").exists() {
+        aiops_testkit::skip(
+            "a_tty_node_runs_on_a_pty_whose_output_is_counted",
+            "no /dev/ptmx",
+        );
+        return;
+    }
+    let mut s = sh(
+        "tty; [ -t 1 ] && [ -t 2 ] && echo ALL-TTY; echo via-dev-tty > /dev/tty; \
+                    read line; echo \"got=$line\"; cat; echo CAT-DONE",
+    );
+    s.tty = true;
+    let o = run_raw(&serde_json::to_vec(&s).unwrap(), b"hello\n", &[], |_| {});
+    assert_eq!(o.code(), 0, "{}", o.stdout());
+    let out = o.stdout();
+    // The input's echo may come first: it is relayed at once.
+    assert!(
+        out.contains("\n/dev/pts/") || out.starts_with("/dev/pts/"),
+        "{out}"
+    );
+    for want in [
+        "ALL-TTY\r\n",
+        "via-dev-tty\r\n",
+        "got=hello\r\n",
+        "CAT-DONE\r\n",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in {out:?}");
+    }
+    let e = o.exited();
+    assert!(e.pty);
+    assert_eq!(e.stdout_bytes, o.stdout.len() as u64);
+    assert_eq!(e.stderr_bytes, 0);
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Without `tty`, a terminal on agentd's stdin is not handed to the node:
+/// it gets an empty pipe instead.
+#[test]
+fn a_terminal_stdin_is_not_passed_to_the_node() {
+    let test = "a_terminal_stdin_is_not_passed_to_the_node";
+    let Ok(pair) = nix::pty::openpty(None, None) else {
+        aiops_testkit::skip(test, "openpty failed");
+        return;
+    };
+    let slave = pair.slave;
+    let o = run_raw(
+        &serde_json::to_vec(&sh(
+            "[ -t 0 ] && echo TTY; readlink /proc/self/fd/0; cat; echo EOF",
+        ))
+        .unwrap(),
+        b"",
+        &[],
+        |c| {
+            c.stdin(Stdio::from(slave));
+        },
+    );
+    drop(pair.master);
+    assert_eq!(o.code(), 0);
+    let out = o.stdout();
+    assert!(!out.contains("TTY"), "{out}");
+    assert!(out.starts_with("pipe:"), "{out}");
+    assert!(out.ends_with("EOF\n"), "{out}");
+    assert!(!o.exited().pty);
+}
+
+/// A stdin that hung up (a `-t` pipe at its end, a closed terminal) must
+/// not make agentd's poll loop spin while the node runs. `times` in the
+/// wrapping shell gives agentd's CPU time; the node sleeps 1.5 s.
+#[test]
+fn a_hung_up_stdin_does_not_spin_the_loop() {
+    if !std::path::Path::new("/dev/ptmx").exists() {
+        aiops_testkit::skip("a_hung_up_stdin_does_not_spin_the_loop", "no /dev/ptmx");
+        return;
+    }
+    for tty in [false, true] {
+        let mut s = sh("exec sleep 1.5");
+        s.tty = tty;
+        let wrap = ["sh", "-c", "\"$0\"; st=$?; times >&2; exit $st"];
+        let o = run_raw(&serde_json::to_vec(&s).unwrap(), b"", &wrap, |_| {});
+        assert_eq!(o.code(), 0);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        // `times`: the shell's own line, then its children's (agentd's).
+        let secs = |t: &str| -> f64 {
+            let (m, s) = t.trim_end_matches('s').split_once('m').unwrap();
+            m.parse::<f64>().unwrap() * 60.0 + s.parse::<f64>().unwrap()
+        };
+        let children = err.lines().last().unwrap_or_default();
+        let cpu: f64 = children.split_whitespace().map(secs).sum();
+        assert!(
+            cpu < 0.5,
+            "tty={tty}: agentd used {cpu} s of CPU in 1.5 s: {err}"
+        );
+    }
 }

@@ -89,6 +89,7 @@ fn main() {
             argv: std::env::var("BENCH_ARGV")
                 .map(|a| a.split(' ').map(String::from).collect())
                 .unwrap_or(vec!["/bin/true".into()]),
+            tty: false,
         },
         plan,
     })

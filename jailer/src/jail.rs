@@ -364,7 +364,12 @@ pub fn run_with(
     let secrets = secrets::read_opened(secrets)?;
     if !plan.unconfined {
         // 7. 8.
-        sys.pivot_root_into(&plan.mounts, &guard, env.secrets_dir.as_deref())?;
+        sys.pivot_root_into(
+            &plan.mounts,
+            &guard,
+            env.secrets_dir.as_deref(),
+            req.node.tty,
+        )?;
         layers.push("pivot_root".into());
         if !roots.is_empty() {
             layers.push(found.summary());
@@ -411,6 +416,7 @@ pub fn run_with(
         output_bytes: plan.run.output_bytes,
         stream_reports: false,
         layers,
+        tty: req.node.tty,
     };
     let target = if plan.unconfined {
         agentd
@@ -554,6 +560,7 @@ mod tests {
             _: &[Mount],
             _: &[(PathBuf, bool)],
             _: Option<&Path>,
+            _: bool,
         ) -> Result<(), JailError> {
             self.calls.push("pivot_root_into");
             Ok(())

@@ -130,6 +130,9 @@ fn adopt_seqpacket(
 }
 
 fn main() {
+    // Before anything else (sys.rs says why); it cannot fail in a way that
+    // leaves a disposition worse than it found it.
+    let _ = sys::reset_inherited_signals();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse_args(&args) {
         Ok(Cmd::Probe) => {

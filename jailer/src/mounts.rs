@@ -46,11 +46,14 @@ fn under(base: &str, p: &Path) -> PathBuf {
 /// because their optional source was missing. `hide` (the secrets or
 /// credentials directory) is covered by an empty read-only tmpfs first, in
 /// this mount namespace only: however a bind source is spelled, or swapped
-/// for a symlink meanwhile, it cannot reach the files there.
+/// for a symlink meanwhile, it cannot reach the files there. `guard`:
+/// aiops-guard's paths (`Found::mounts`). `pts`: the jail's /dev gets its
+/// own devpts (only a node that asked for a pty).
 pub fn pivot_root_into(
     mounts: &[Mount],
     guard: &[(PathBuf, bool)],
     hide: Option<&Path>,
+    pts: bool,
 ) -> Result<Vec<PathBuf>, JailError> {
     // Keep every mount below from propagating back to the host.
     mount(
@@ -110,7 +113,7 @@ pub fn pivot_root_into(
             } => {
                 let t = under(NEWROOT, dst.as_path());
                 make_dir_mountpoint(&t, &no_create)?;
-                mount_dev(&t, *shm_bytes, *shm_inodes)?;
+                mount_dev(&t, *shm_bytes, *shm_inodes, pts)?;
                 no_create.push(t);
             }
             Mount::Bind {
@@ -265,7 +268,7 @@ fn mount_proc(t: &Path) -> Result<(), JailError> {
 
 /// `/dev` and its `shm` tmpfs, sized by the plan: an unsized tmpfs may
 /// fill half of the host's RAM.
-fn mount_dev(t: &Path, shm_bytes: u64, shm_inodes: u32) -> Result<(), JailError> {
+fn mount_dev(t: &Path, shm_bytes: u64, shm_inodes: u32, pts: bool) -> Result<(), JailError> {
     let fl = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     mount(
         Some("tmpfs"),
@@ -295,6 +298,9 @@ fn mount_dev(t: &Path, shm_bytes: u64, shm_inodes: u32) -> Result<(), JailError>
     for (name, target) in DEV_LINKS {
         symlink(target, t.join(name)).map_err(err("symlink", t.join(name)))?;
     }
+    if pts {
+        mount_devpts(t)?;
+    }
     let shm = t.join("shm");
     fs::DirBuilder::new()
         .mode(0o755)
@@ -308,6 +314,29 @@ fn mount_dev(t: &Path, shm_bytes: u64, shm_inodes: u32) -> Result<(), JailError>
         Some(format!("mode=1777,size={shm_bytes},nr_inodes={shm_inodes}").as_str()),
     )
     .map_err(nix_err("mount tmpfs on", &shm))
+}
+
+/// The jail's own devpts instance at /dev/pts, with /dev/ptmx pointing into
+/// it: agentd allocates the node's pty here (agentd/src/tty.rs), so no pty
+/// of the host's, and none of another jail's, is reachable. Only for a
+/// node that asked for a pty: the others cannot open one at all. `newinstance`
+/// is implied since Linux 4.7 and spelled out for older ones; a user
+/// namespace may mount devpts. No `gid=`: the jail maps one gid, not tty's.
+fn mount_devpts(t: &Path) -> Result<(), JailError> {
+    let pts = t.join("pts");
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&pts)
+        .map_err(err("mkdir", &pts))?;
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(nix_err("mount devpts on", &pts))?;
+    symlink("pts/ptmx", t.join("ptmx")).map_err(err("symlink", t.join("ptmx")))
 }
 
 /// Bind an existing path inside an earlier bind onto itself, so the node

@@ -70,6 +70,9 @@ fn forwarded() -> SigSet {
         Signal::SIGINT,
         Signal::SIGHUP,
         Signal::SIGCHLD,
+        // From the caller's terminal (this process is in its foreground
+        // group); agentd copies the new size to the node's pty.
+        Signal::SIGWINCH,
     ] {
         s.add(sig);
     }
@@ -95,7 +98,7 @@ pub fn close_fds_except(first: u32, keep: &[RawFd]) -> io::Result<()> {
 }
 
 /// Step 6: fork. Returns in the child (PID 1 of the new pid namespace); the
-/// parent never returns: it waits, forwards SIGTERM/SIGINT/SIGHUP, and exits
+/// parent never returns: it waits, forwards SIGTERM/SIGINT/SIGHUP/SIGWINCH, and exits
 /// as the child did (code, or 128+signal). The parent dies with `starter`
 /// (aiopsctl or the supervisor), and the child with the parent, so a
 /// killed supervisor leaves no jail behind. In socket-activated mode the

@@ -62,12 +62,14 @@ pub trait Sys {
         plan: &GuardPlan,
         home: Option<&Path>,
     ) -> Result<aiops_guard::Found, JailError>;
-    /// Step 7; `guard` is `Found::mounts`.
+    /// Step 7; `guard` is `Found::mounts`. `pts`: the node asked for a
+    /// pty (`NodeSpec::tty`).
     fn pivot_root_into(
         &mut self,
         mounts: &[Mount],
         guard: &[(PathBuf, bool)],
         hide: Option<&Path>,
+        pts: bool,
     ) -> Result<(), JailError>;
     /// Step 8.
     fn sethostname_and_lo_up(
@@ -168,8 +170,9 @@ impl Sys for Kernel {
         m: &[Mount],
         guard: &[(PathBuf, bool)],
         hide: Option<&Path>,
+        pts: bool,
     ) -> Result<(), JailError> {
-        mounts::pivot_root_into(m, guard, hide).map(drop)
+        mounts::pivot_root_into(m, guard, hide, pts).map(drop)
     }
     fn sethostname_and_lo_up(
         &mut self,

@@ -195,3 +195,58 @@ pub(crate) fn raw_syscall4(
         Ok(rc)
     }
 }
+
+/// The kernel's sigset_t, which rt_sigaction(2) insists on (64 signals).
+const KERNEL_SIGSET_BYTES: usize = 8;
+
+/// Undo what a careless starter left us: every signal it set to SIG_IGN
+/// back to SIG_DFL, and an empty mask. Ignored dispositions survive exec,
+/// so they would reach agentd and the node; an ignored SIGCHLD makes the
+/// kernel reap our child unannounced, and step 6's waiting parent would
+/// wait forever. Handlers are kept (exec reset the starter's, so any here
+/// is the Rust runtime's), and SIGPIPE, which that runtime ignores itself.
+pub(crate) fn reset_inherited_signals() -> io::Result<()> {
+    for signo in 1..=libc::SIGRTMAX() {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP || signo == libc::SIGPIPE {
+            continue;
+        }
+        // The raw syscall, not libc's sigaction: libc refuses the real-time
+        // signals it reserves for itself (32 and 33), which a starter can
+        // still have left ignored. The buffer is larger than the kernel's
+        // `struct sigaction` on every architecture this builds for, and its
+        // first member is the handler there (not on MIPS, which has no
+        // build). All zeroes is SIG_DFL, no flags, an empty mask.
+        let mut old = [0usize; 8];
+        // SAFETY: a null new action only reads the disposition into `old`,
+        // which is writable and larger than what the kernel writes.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo,
+                std::ptr::null::<usize>(),
+                old.as_mut_ptr(),
+                KERNEL_SIGSET_BYTES,
+            )
+        };
+        if rc == 0 && old[0] == libc::SIG_IGN {
+            let dfl = [0usize; 8];
+            // SAFETY: the kernel reads a zeroed action (SIG_DFL), which
+            // installs no code; `dfl` outlives the call.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signo,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<usize>(),
+                    KERNEL_SIGSET_BYTES,
+                )
+            };
+        }
+    }
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .map_err(io::Error::from)
+}

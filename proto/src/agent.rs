@@ -38,6 +38,9 @@ pub struct AgentSpec {
     pub stream_reports: bool,
     /// The layers the jailer applied, echoed in `Exited`.
     pub layers: Vec<String>,
+    /// `NodeSpec::tty`: the node gets a pty of the jail's own devpts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> ProtoError {
@@ -111,6 +114,7 @@ mod tests {
             output_bytes: 1,
             stream_reports: false,
             layers: vec![],
+            tty: false,
         }
     }
 

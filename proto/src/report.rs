@@ -106,6 +106,10 @@ pub struct ExitReport {
     /// process (getrusage) if that is more; unconfined, only the latter.
     pub peak_rss_kib: u64,
     pub layers: Vec<String>,
+    /// The node ran on a pty of the jail's own (agentd relayed it); its
+    /// output was counted as `stdout_bytes`.
+    #[serde(default)]
+    pub pty: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,6 +23,11 @@ pub struct JailRequest {
 pub struct NodeSpec {
     pub id: String,
     pub argv: Vec<String>,
+    /// Run the node on its own pseudo-terminal, allocated by agentd inside
+    /// the jail and relayed to agentd's stdio (docs/security-model.md,
+    /// "The caller's terminal"). Absent means false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 impl JailRequest {

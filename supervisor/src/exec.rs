@@ -207,8 +207,10 @@ impl ExecReport {
                 _ => "no status".into(),
             };
             s += &format!(
-                "aiops: {how} · {} ms · stdout {} B · stderr {} B · peak rss {} KiB{}{}\n",
+                "aiops: {how} · {} ms · {} {} B · stderr {} B · peak rss {} KiB{}{}\n",
                 e.duration_ms,
+                // With a pty, everything the node wrote to its terminal.
+                if e.pty { "pty" } else { "stdout" },
                 e.stdout_bytes,
                 e.stderr_bytes,
                 e.peak_rss_kib,

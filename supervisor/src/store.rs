@@ -778,6 +778,7 @@ mod tests {
                 code: Some(0),
                 stdout_bytes: 12,
                 layers: vec!["userns".into()],
+                pty: false,
                 ..ExitReport::default()
             }),
         )

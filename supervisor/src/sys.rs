@@ -1,6 +1,36 @@
 //! The supervisor crate's only unsafe code: libgit2's process-global
-//! options, set once before any git2 call.
+//! options, set once before any git2 call, and the signal dispositions
+//! `aiopsctl` and `aiops-supervisor` reset at start.
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use std::sync::Once;
+
+/// First thing in `main`, while the process is single-threaded: every
+/// signal a careless starter set to SIG_IGN goes back to SIG_DFL and the
+/// mask is emptied. Ignored dispositions and the mask survive exec, so they
+/// would reach the jailer, agentd and the node, and an ignored SIGCHLD makes
+/// the kernel reap children unannounced (`aiopsctl exec` and the jailer
+/// would wait for an end they are never told of). Handlers are kept (exec
+/// reset the starter's, so one here is the Rust runtime's), and SIGPIPE,
+/// which that runtime ignores itself. Real-time signals are not in nix's
+/// `Signal` and are left as found.
+pub fn reset_inherited_signals() {
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGPIPE) {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no code, so no async-signal-safety rule
+        // applies; we are single-threaded, so no handler runs in between.
+        let Ok(old) = (unsafe { nix::sys::signal::sigaction(sig, &dfl) }) else {
+            continue;
+        };
+        if !matches!(old.handler(), SigHandler::SigIgn | SigHandler::SigDfl) {
+            // SAFETY: puts back the handler the runtime installed, unchanged.
+            let _ = unsafe { nix::sys::signal::sigaction(sig, &old) };
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
 
 /// Make libgit2 ignore every user, XDG, system and ProgramData git config
 /// (a user's `core.autocrlf` or an unreadable `$HOME` must not change or

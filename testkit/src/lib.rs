@@ -433,6 +433,7 @@ pub fn jail_request_with_caps(
         node: aiops_proto::NodeSpec {
             id: "t".into(),
             argv: argv.iter().map(|a| a.to_string()).collect(),
+            tty: false,
         },
         plan,
     }

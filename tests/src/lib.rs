@@ -284,6 +284,8 @@ pub struct Jail {
     deadline: Duration,
     on_spawn: Option<SpawnHook>,
     stdin: Option<Vec<u8>>,
+    /// Extra `aiopsctl exec` flags, before `--`.
+    flags: Vec<String>,
     /// Run the command directly on the host instead (see [`Mode::Host`]).
     host: bool,
 }
@@ -303,8 +305,15 @@ impl Jail {
             deadline: Duration::from_secs(90),
             on_spawn: None,
             stdin: None,
+            flags: vec![],
             host: false,
         }
+    }
+
+    /// Pass `flag` to `aiopsctl exec` (e.g. `-t`).
+    pub fn flag(mut self, flag: &str) -> Self {
+        self.flags.push(flag.into());
+        self
     }
 
     /// Run `aiopsctl` as uid/gid 65534 through `setpriv` (root only).
@@ -414,6 +423,7 @@ impl Jail {
         }
         cmd_line.push("--report".into());
         cmd_line.push("json".into());
+        cmd_line.extend(self.flags.iter().map(OsString::from));
         cmd_line.push("--".into());
         cmd_line.extend(argv.iter().map(OsString::from));
         if self.host {
@@ -577,10 +587,14 @@ impl Outcome {
             lines.pop();
         }
         let stderr = lines.join("\n");
-        let ran = stdout.lines().any(|l| l.trim_end_matches('\r') == BEGIN);
+        // On a pty, input echoed by the node's terminal can precede the
+        // marker on its line (with `script` and stdin at EOF, a ^D that
+        // became a NUL when aiopsctl made the terminal raw: "^@").
+        let is_begin = |l: &str| l.trim_end_matches('\r').ends_with(BEGIN);
+        let ran = stdout.lines().any(is_begin);
         let stdout = stdout
             .lines()
-            .filter(|l| l.trim_end_matches('\r') != BEGIN)
+            .filter(|l| !is_begin(l))
             .map(|l| l.trim_end_matches('\r'))
             .collect::<Vec<_>>()
             .join("\n");

@@ -10,6 +10,8 @@ fn main() -> ExitCode {
 
 #[cfg(target_os = "linux")]
 fn main() -> ExitCode {
+    // Before anything else, before tokio's threads exist.
+    aiops_supervisor::sys::reset_inherited_signals();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = match aiops_supervisor::daemon::parse_args(&args) {
         Ok(a) => a,

@@ -13,6 +13,10 @@ use std::process::ExitCode;
 static ALLOCATOR: rlsf::GlobalTlsf = rlsf::GlobalTlsf::new();
 
 fn main() -> ExitCode {
+    // Before anything else: what a harness left ignored or blocked must not
+    // reach the jail (`sys::reset_inherited_signals`).
+    #[cfg(target_os = "linux")]
+    aiops_supervisor::sys::reset_inherited_signals();
     let cli = match Cli::try_parse_args() {
         Ok(c) => c,
         Err(e) => {

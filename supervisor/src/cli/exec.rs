@@ -39,6 +39,14 @@ pub struct ExecArgs {
     /// Summary written to stderr after the node's own output.
     #[arg(long, value_enum, default_value = "none")]
     pub report: ReportFormat,
+    /// Give the node a pseudo-terminal of the jail's own, even when stdin is
+    /// not a terminal [default: when stdin and stdout are terminals].
+    #[arg(short = 't', long, conflicts_with = "no_tty")]
+    pub tty: bool,
+    /// Never give the node a pseudo-terminal; if stdin is a terminal, the
+    /// node's stdin is empty instead.
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
     /// The command and its arguments, passed unchanged (no shell).
     #[arg(required = true, last = true, value_name = "CMD")]
     pub argv: Vec<String>,
@@ -60,6 +68,12 @@ fn allowlist_refusal(profile: &str) -> SupervisorError {
 /// process.
 #[cfg(target_os = "linux")]
 fn run_linux(args: &ExecArgs) -> Result<exec::ExecReport, SupervisorError> {
+    let tty = wants_pty(args);
+    // Raw until the jail is over: keystrokes (^C and ^Z included) reach the
+    // node's pty as bytes. Entered before the jailer starts so that the
+    // termination signals it blocks stay blocked until the terminal is
+    // restored, when this guard drops, on every return below.
+    let _raw = tty.then(super::terminal::RawMode::enter).flatten();
     // The jailer is started first so that its exec and start-up overlap
     // the compile below; if we refuse, dropping it kills it before it has
     // read a request. (Compiling on a second thread meanwhile was slower:
@@ -70,9 +84,23 @@ fn run_linux(args: &ExecArgs) -> Result<exec::ExecReport, SupervisorError> {
     warn_if_root_owned_workspace(&plan);
     tracing::info!(target: "aiops::exec", profile = %plan.profile, net = %plan.net.mode, "exec");
     let proxy = egress.start_for(&plan)?;
-    let mut report = pending.run(&args.argv, &plan)?;
+    let mut report = pending.with_tty(tty).run(&args.argv, &plan)?;
     report.egress = proxy.map(crate::egress::EgressHandle::finish);
     Ok(report)
+}
+
+/// `-t`, or by default when stdin and stdout are terminals and we are in
+/// the foreground (a background job would be stopped by SIGTTOU when it
+/// made the terminal raw).
+#[cfg(target_os = "linux")]
+fn wants_pty(args: &ExecArgs) -> bool {
+    if args.tty || args.no_tty {
+        return args.tty;
+    }
+    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+    nix::unistd::isatty(&stdin).unwrap_or(false)
+        && nix::unistd::isatty(&stdout).unwrap_or(false)
+        && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|g| g == nix::unistd::getpgrp())
 }
 
 /// The jailer, waiting for its request, and the egress channel it is
@@ -167,6 +195,11 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
     let report = run_linux(args)?;
     #[cfg(target_os = "macos")]
     let report = {
+        if args.tty {
+            return Err(SupervisorError::Refused {
+                reason: "-t: a pty of the node's own needs agentd, which is Linux-only".into(),
+            });
+        }
         let (profile, caps) = profile_and_caps(args)?;
         run_node(args, &profile, &caps)?
     };

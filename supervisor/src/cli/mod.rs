@@ -20,6 +20,8 @@ pub mod remote;
 #[cfg(target_os = "linux")]
 pub mod runs;
 pub mod table;
+#[cfg(target_os = "linux")]
+mod terminal;
 
 // Macros, not consts, so `concat!` can join them into the top-level help.
 macro_rules! exit_codes {

@@ -43,6 +43,8 @@ pub struct PendingJail {
     /// does not (it cancels jails itself).
     forward: Option<Forwarder>,
     stop: JailStop,
+    /// Ask for the node's own pty (`with_tty`).
+    tty: bool,
 }
 
 /// Where a jail's stdio goes: inherited (`aiopsctl exec`) or, for the
@@ -137,6 +139,7 @@ pub fn spawn_jailer_with_fds(
         req_w: Some(req_w),
         rep_parent: Some(rep_parent),
         forward,
+        tty: false,
     })
 }
 
@@ -171,6 +174,13 @@ impl PendingJail {
         self.stop.clone()
     }
 
+    /// Run the node on a pty of the jail's own, relayed by agentd to the
+    /// jailer's stdio (`aiopsctl exec -t`; docs/security-model.md).
+    pub fn with_tty(mut self, tty: bool) -> PendingJail {
+        self.tty = tty;
+        self
+    }
+
     /// Send the request for `argv` in `plan` and follow the jail to its end.
     pub fn run(self, argv: &[String], plan: &JailPlan) -> Result<ExecReport, SupervisorError> {
         self.start("exec", argv, plan)?.wait()
@@ -183,7 +193,7 @@ impl PendingJail {
         argv: &[String],
         plan: &JailPlan,
     ) -> Result<Jail, SupervisorError> {
-        let body = request_body(node_id, argv, plan)?;
+        let body = request_body(node_id, argv, plan, self.tty)?;
         // Nothing runs in the jail before the request is written.
         let before = super::Watch::before(plan);
         let (Some(child), Some(reports)) = (self.child.take(), self.rep_parent.take()) else {
@@ -215,12 +225,14 @@ pub(super) fn request_body(
     node_id: &str,
     argv: &[String],
     plan: &JailPlan,
+    tty: bool,
 ) -> Result<Vec<u8>, SupervisorError> {
     let request = JailRequest {
         proto_version: PROTO_VERSION,
         node: NodeSpec {
             id: node_id.into(),
             argv: argv.to_vec(),
+            tty,
         },
         plan: plan.clone(),
     };
@@ -283,7 +295,11 @@ pub(super) fn read_reports(
                 PollFd::new(sock.as_fd(), PollFlags::POLLIN),
                 PollFd::new(sig_fd, PollFlags::POLLIN),
             ];
-            match poll(&mut fds, PollTimeout::NONE) {
+            // After a forwarded stop, wake when its grace is over.
+            let timeout = forward.until_overdue().map_or(PollTimeout::NONE, |d| {
+                PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX)
+            });
+            match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::Error::EINTR) => {}
                 Err(source) => return Err(SupervisorError::ReadReport { source }),
             }
@@ -291,6 +307,7 @@ pub(super) fn read_reports(
             if ready(&fds[1]) {
                 forward.forward_pending();
             }
+            forward.kill_if_overdue();
             if !ready(&fds[0]) {
                 continue;
             }

@@ -132,6 +132,13 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         params,
     };
     let before = super::stamps_of(&r.plan.protected);
+    // The node never holds the caller's terminal (it could write past the
+    // count and the cap): no pty here, so a terminal stdin becomes empty.
+    let stdin = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        Stdio::null()
+    } else {
+        Stdio::inherit()
+    };
     let start = Instant::now();
     let mut child = Command::new(r.program)
         .args(plan.sandbox_exec_args())
@@ -140,7 +147,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         .envs(&env)
         .current_dir(r.cwd)
         .process_group(0)
-        .stdin(Stdio::inherit())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -221,6 +228,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
             "private TMPDIR".into(),
             "absent on macOS: namespaces, landlock, seccomp, rlimits".into(),
         ],
+        pty: false,
     };
     let status = if timed_out {
         exit::TIMEOUT

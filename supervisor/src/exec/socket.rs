@@ -42,7 +42,7 @@ pub fn start(
     argv: &[String],
     plan: &JailPlan,
 ) -> Result<Jail, SupervisorError> {
-    let body = super::linux::request_body(node_id, argv, plan)?;
+    let body = super::linux::request_body(node_id, argv, plan, false)?;
     let head = frame::encode_len(body.len()).map_err(|e| SupervisorError::Refused {
         reason: e.to_string(),
     })?;
