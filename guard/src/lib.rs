@@ -13,7 +13,7 @@
 //! writable, which is never done silently.
 #![forbid(unsafe_code)]
 
-mod config;
+pub mod config;
 
 use aiops_proto::plan::GuardPlan;
 use nix::dir::{Dir, Type};
