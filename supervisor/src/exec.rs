@@ -91,6 +91,7 @@ pub fn stamps_of(paths: &[AbsPath]) -> Vec<Option<Stamp>> {
 /// the plan's protected paths, and every git directory, `.git` file and
 /// protected path aiops-guard finds in the writable roots (the jailer keeps
 /// those read-only; this is the report, not the enforcement).
+#[cfg(target_os = "linux")]
 pub struct Watch {
     protected: Vec<AbsPath>,
     protected_before: Vec<Option<Stamp>>,
@@ -100,6 +101,7 @@ pub struct Watch {
     stamps: Vec<(std::path::PathBuf, Option<Stamp>)>,
 }
 
+#[cfg(target_os = "linux")]
 impl Watch {
     /// Before anything runs in the jail.
     pub fn before(plan: &aiops_proto::plan::JailPlan) -> Watch {
