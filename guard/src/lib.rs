@@ -253,15 +253,18 @@ impl Walker<'_> {
 
     /// What of `dir` the search needs (its subdirectories, `.git`, the
     /// names that make a git directory; with `links`, its regular files'
-    /// link counts go straight into `inodes`), or None for a directory nobody can write into that this uid
-    /// cannot read either (the jail cannot write there).
+    /// link counts go straight into `inodes`), or None for a directory
+    /// this uid cannot read that the jail cannot write into either.
     fn list(&mut self, dir: &Path) -> Result<Option<Listing>, GuardError> {
         let fl = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = match nix::fcntl::open(dir, fl, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::EACCES) => {
+                // Skipped only if the jail cannot write into it either: not
+                // ours (an owner may chmod it) and writable by no group or
+                // other (group or other write may be the jail's).
                 let m = fs::symlink_metadata(dir).map_err(io_err(dir))?;
-                if m.mode() & 0o022 == 0 {
+                if m.uid() != nix::unistd::geteuid().as_raw() && m.mode() & 0o022 == 0 {
                     return Ok(None);
                 }
                 return Err(GuardError::Unprotectable {
@@ -342,15 +345,24 @@ impl Walker<'_> {
             config::read(&g.join(name), &mut entries);
         }
         // Hooks run at the top of the worktree (a relative core.hooksPath
-        // starts there), or in the git directory of a bare repository.
+        // starts there): the directory holding `.git`, a linked worktree's
+        // (its admin directory's `gitdir` names `<worktree>/.git`), a
+        // submodule's `core.worktree`; in a bare repository, the git
+        // directory itself.
+        let linked = fs::read_to_string(g.join("gitdir"))
+            .ok()
+            .and_then(|t| t.lines().next().map(|l| normalize(&g.join(l.trim()))))
+            .and_then(|p| p.parent().map(Path::to_path_buf));
         let base = match worktree {
             Some(w) => w.to_path_buf(),
-            None => entries
-                .iter()
-                .rev()
-                .find(|e| e.key == "core.worktree")
-                .map(|e| normalize(&g.join(&e.value)))
-                .unwrap_or_else(|| g.to_path_buf()),
+            None => linked.unwrap_or_else(|| {
+                entries
+                    .iter()
+                    .rev()
+                    .find(|e| e.key == "core.worktree")
+                    .map(|e| normalize(&g.join(&e.value)))
+                    .unwrap_or_else(|| g.to_path_buf())
+            }),
         };
         self.config_paths(&entries, &base, 0)
     }

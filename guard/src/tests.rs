@@ -269,3 +269,46 @@ fn normalize_is_lexical() {
     );
     assert_eq!(normalize(Path::new("/a/../../b")), PathBuf::from("/b"));
 }
+
+#[test]
+fn a_linked_worktrees_hook_path_is_relative_to_that_worktree() {
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path().join("ws");
+    repo(&ws);
+    git(&ws, &["worktree", "add", "-q", "wt"]);
+    git(&ws, &["config", "extensions.worktreeConfig", "true"]);
+    fs::create_dir_all(ws.join("wt/myhooks")).unwrap();
+    git(
+        &ws.join("wt"),
+        &["config", "--worktree", "core.hooksPath", "myhooks"],
+    );
+    let f = search(&plan(&[&ws]), None, false).unwrap();
+    assert!(f
+        .read_only
+        .contains(&ws.join(".git/worktrees/wt/config.worktree")));
+    assert!(
+        f.read_only.contains(&ws.join("wt/myhooks")),
+        "{:?}",
+        f.read_only
+    );
+}
+
+/// A directory this uid cannot list but could make listable (its own, or
+/// writable by a group or others) is refused; one the jail cannot write
+/// into either is skipped. Root reads everything, so only the listing.
+#[test]
+fn an_unreadable_directory_is_refused_when_the_jail_could_write_there() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path().join("ws");
+    repo(&ws.join("locked/inner"));
+    fs::set_permissions(ws.join("locked"), fs::Permissions::from_mode(0o300)).unwrap();
+    let r = search(&plan(&[&ws]), None, false);
+    fs::set_permissions(ws.join("locked"), fs::Permissions::from_mode(0o755)).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        assert!(r.unwrap().repos.contains(&ws.join("locked/inner/.git")));
+    } else {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("cannot be searched"), "{e}");
+    }
+}
