@@ -177,6 +177,12 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
         peak_rss_kib,
         layers: spec.layers,
         pty: spec.tty,
+        reader_closed: pump
+            .pipes
+            .iter()
+            .filter(|p| p.reader_closed)
+            .map(|p| p.stream)
+            .collect(),
     });
     if looped.is_err() || reaped.is_err() {
         return Ok(exit::INTERNAL);

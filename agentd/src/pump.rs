@@ -9,9 +9,19 @@
 //!
 //! Without secrets the copy is splice(2), one syscall per chunk and no
 //! user-space buffer; if splice is refused for the destination (EINVAL: a
-//! tty, an O_APPEND file) the stream falls back to read/write. If a reader of
-//! fd 1/2 goes away (EPIPE) the stream keeps draining and counting but
-//! forwards nothing, so the node is neither killed by it nor blocked.
+//! tty, an O_APPEND file) the stream falls back to read/write.
+//!
+//! If the reader of fd 1/2 goes away (EPIPE: `aiopsctl exec ... | head -1`),
+//! agentd closes its read end of that stream's pipe, so the node's next
+//! write to it gets EPIPE, or SIGPIPE (default disposition: death), exactly
+//! as without the jail; the report lists the stream in `reader_closed`.
+//! agentd itself ignores SIGPIPE (`signals.rs`). Bytes read from the node
+//! before the failed write count; bytes left in the pipe were never
+//! consumed and do not. The other stream is unaffected. With a pty the
+//! source is the terminal master, which the input side shares: there the
+//! stream keeps draining and counting but forwards nothing (closing our
+//! copy would not hang the terminal up, and the node must not block).
+//! EBADF (no fd 1/2 at all) also only discards.
 //!
 //! With a pty (`tty.rs`) the stdout stream's source is the pty master:
 //! everything the node writes to its terminal (fd 0, 1, 2 or /dev/tty, and
@@ -56,6 +66,8 @@ pub struct Pipe {
     redactor: Option<Redactor>,
     /// The source is a pty master (EIO is its EOF).
     pty: bool,
+    /// The destination's reader went away (EPIPE).
+    pub reader_closed: bool,
 }
 
 impl Pipe {
@@ -80,6 +92,7 @@ impl Pipe {
             bytes: 0,
             redactor,
             pty: false,
+            reader_closed: false,
         }
     }
 
@@ -99,6 +112,19 @@ impl Pipe {
 
     pub fn is_open(&self) -> bool {
         self.src.is_some()
+    }
+
+    /// EPIPE writing the destination: stop forwarding; a pipe source is
+    /// then closed by `Pump::on_readable`, which the node sees as its
+    /// reader going away.
+    fn reader_gone(&mut self) {
+        self.reader_closed = true;
+        self.mode = Mode::Discard;
+    }
+
+    /// The source is to be closed because the destination's reader left.
+    fn close_for_reader(&self) -> bool {
+        self.reader_closed && !self.pty
     }
 
     /// An interrupted write past the deadline: stop forwarding this stream.
@@ -170,9 +196,13 @@ impl Pump {
         match moved {
             Ok(0) => finish(p, &mut self.out, self.stop_at),
             Ok(n) => {
-                p.src = Some(src);
                 p.bytes += n as u64;
                 self.remaining -= n as u64;
+                if p.close_for_reader() {
+                    drop(src); // the node's next write: EPIPE/SIGPIPE
+                } else {
+                    p.src = Some(src);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -223,7 +253,13 @@ fn move_chunk(
                 Err(Errno::EINTR) => p.give_up_after(stop_at),
                 Err(Errno::EAGAIN) => wait_writable(p, stop_at)?,
                 Err(Errno::EINVAL) => p.mode = Mode::Copy,
-                Err(Errno::EPIPE | Errno::EBADF) => p.mode = Mode::Discard,
+                // Nothing was moved: the data stays in the pipe, uncounted.
+                Err(Errno::EPIPE) if !p.pty => {
+                    p.reader_gone();
+                    return Ok(0);
+                }
+                Err(Errno::EPIPE) => p.reader_gone(),
+                Err(Errno::EBADF) => p.mode = Mode::Discard,
                 Err(e) => return Err(e.into()),
             },
             Mode::Copy | Mode::Discard => {
@@ -278,7 +314,8 @@ fn write_dst(p: &mut Pipe, mut data: &[u8], stop_at: Instant) -> io::Result<()> 
             Ok(n) => data = &data[n..],
             Err(Errno::EINTR) => p.give_up_after(stop_at),
             Err(Errno::EAGAIN) => wait_writable(p, stop_at)?,
-            Err(Errno::EPIPE | Errno::EBADF) => p.mode = Mode::Discard,
+            Err(Errno::EPIPE) => p.reader_gone(),
+            Err(Errno::EBADF) => p.mode = Mode::Discard,
             Err(e) => return Err(e.into()),
         }
     }

@@ -547,6 +547,51 @@ fn a_stdout_reader_that_stops_reading_cannot_hold_off_the_timeout() {
     }
 }
 
+/// A reader of fd 1 that went away reaches the node: agentd closes the
+/// node's stdout pipe, `yes` dies of SIGPIPE (141) at once, and agentd
+/// reports `reader_closed`, not a cap (it used to drain into nothing until
+/// the cap or the timeout). By splice and, with a secret, by read/write;
+/// stderr is unaffected.
+#[test]
+fn a_stdout_reader_that_went_away_gives_the_node_sigpipe() {
+    for secret in [None, Some("hunter2")] {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        drop(r);
+        let mut s = sh("echo before >&2; yes; echo after >&2");
+        s.timeout_ms = 20_000;
+        if let Some(v) = secret {
+            s.secrets = vec![("PW".into(), Secret(v.into()))];
+        }
+        let o = run_raw(&serde_json::to_vec(&s).unwrap(), b"", &[], |c| {
+            c.stdout(Stdio::from(w));
+        });
+        assert!(o.elapsed < Duration::from_secs(5), "took {:?}", o.elapsed);
+        // sh reports its child's SIGPIPE as 128 + 13, then goes on.
+        assert_eq!(o.code(), 0, "secret {secret:?}");
+        let e = o.exited();
+        assert!(!e.output_capped && !e.timed_out, "{e:?}");
+        assert_eq!(e.reader_closed, vec![aiops_proto::Stream::Stdout]);
+        assert!(e.stdout_bytes < 8 << 20, "{e:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            "before\nafter\n",
+            "secret {secret:?}"
+        );
+        // The node itself, not a shell: killed by SIGPIPE.
+        let (r, w) = nix::unistd::pipe().unwrap();
+        drop(r);
+        let mut y = spec(&["yes"]);
+        if let Some(v) = secret {
+            y.secrets = vec![("PW".into(), Secret(v.into()))];
+        }
+        let o = run_raw(&serde_json::to_vec(&y).unwrap(), b"", &[], |c| {
+            c.stdout(Stdio::from(w));
+        });
+        assert_eq!(o.code(), 128 + libc::SIGPIPE);
+        assert_eq!(o.exited().signal, Some(libc::SIGPIPE));
+    }
+}
+
 #[test]
 fn closed_stdio_is_filled_with_dev_null() {
     let o = run_raw(

@@ -110,6 +110,11 @@ pub struct ExitReport {
     /// output was counted as `stdout_bytes`.
     #[serde(default)]
     pub pty: bool,
+    /// The streams whose reader went away (EPIPE writing agentd's fd 1/2):
+    /// agentd closed the node's pipe, so the node's next write to it got
+    /// EPIPE or SIGPIPE, as without the jail. Not an output cap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reader_closed: Vec<Stream>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

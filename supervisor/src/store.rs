@@ -779,6 +779,7 @@ mod tests {
                 stdout_bytes: 12,
                 layers: vec!["userns".into()],
                 pty: false,
+                reader_closed: Vec::new(),
                 ..ExitReport::default()
             }),
         )

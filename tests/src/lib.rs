@@ -288,6 +288,8 @@ pub struct Jail {
     flags: Vec<String>,
     /// Run the command directly on the host instead (see [`Mode::Host`]).
     host: bool,
+    /// A shell command reading aiopsctl's stdout (see [`Jail::pipe_into`]).
+    pipe_into: Option<String>,
 }
 
 impl Jail {
@@ -307,7 +309,17 @@ impl Jail {
             stdin: None,
             flags: vec![],
             host: false,
+            pipe_into: None,
         }
+    }
+
+    /// Pipe aiopsctl's stdout into `consumer` (a bash command line, e.g.
+    /// `head -2`): `bash -c 'aiopsctl ... | consumer'`. The outcome's stdout
+    /// is the consumer's, then a line `PIPESTATUS <aiopsctl's status>`; its
+    /// code is bash's. The report stays aiopsctl's last stderr line.
+    pub fn pipe_into(mut self, consumer: &str) -> Self {
+        self.pipe_into = Some(consumer.into());
+        self
     }
 
     /// Pass `flag` to `aiopsctl exec` (e.g. `-t`).
@@ -442,6 +454,16 @@ impl Jail {
         }
         if self.nobody {
             let mut w: Vec<OsString> = SETPRIV_NOBODY.iter().map(OsString::from).collect();
+            w.append(&mut cmd_line);
+            cmd_line = w;
+        }
+        if let Some(consumer) = &self.pipe_into {
+            let mut w: Vec<OsString> = vec![
+                "/bin/bash".into(),
+                "-c".into(),
+                format!("\"$@\" | {consumer}; echo \"PIPESTATUS ${{PIPESTATUS[0]}}\"").into(),
+                "aiops-pipe".into(),
+            ];
             w.append(&mut cmd_line);
             cmd_line = w;
         }

@@ -2,6 +2,7 @@
 //! and the workspace all keep working (as root and as nobody).
 #![allow(clippy::unwrap_used)]
 use aiops_tests::*;
+use std::time::Duration;
 
 /// The README's example: `hi`, then `id`, exit 0.
 #[test]
@@ -124,5 +125,90 @@ fn stdio_passes_through_and_report_is_last() {
         );
         let r = o.assert_report();
         assert_eq!(r["exit"]["stdout_bytes"], 18 + 16, "{}", o.describe());
+    });
+}
+
+/// Far below the restrictive profile's 64 MiB output cap: what can be in
+/// flight when the reader leaves (the node's pipe, agentd's chunk, the
+/// consumer's pipe) is a few MiB at most.
+const FAR_BELOW_CAP: u64 = 8 << 20;
+
+/// A closed stdout reaches the node (agentd's pump): `aiopsctl exec -- yes
+/// | head -2` stops at once and the node dies of SIGPIPE (141), as in a
+/// shell pipeline; not the output cap (123) after pumping 64 MiB into
+/// nothing. Controls: `yes | head -2` on the host, and under `unconfined`.
+#[test]
+fn closed_stdout_reader_kills_yes_with_sigpipe() {
+    let mut modes = vec![Mode::Host];
+    modes.extend(all_modes());
+    each_mode(&modes, |m| {
+        let o = m
+            .jail()
+            .timeout("60s")
+            .pipe_into("head -2")
+            .run_argv(&["/usr/bin/yes".into()]);
+        assert!(
+            o.elapsed < Duration::from_secs(5),
+            "slow: {:?}\n{}",
+            o.elapsed,
+            o.describe()
+        );
+        assert_eq!(o.stdout, "y\ny\nPIPESTATUS 141", "{}", o.describe());
+        if m == Mode::Host {
+            return;
+        }
+        let r = o.assert_report();
+        assert_eq!(r["exit"]["signal"], 13, "killed by SIGPIPE\n{}", o.describe());
+        assert_eq!(r["exit"]["output_capped"], false, "{}", o.describe());
+        assert_eq!(
+            r["exit"]["reader_closed"],
+            serde_json::json!(["stdout"]),
+            "{}",
+            o.describe()
+        );
+        let bytes = r["exit"]["stdout_bytes"].as_u64().unwrap();
+        assert!(
+            (4..FAR_BELOW_CAP).contains(&bytes),
+            "stdout_bytes {bytes}\n{}",
+            o.describe()
+        );
+    });
+}
+
+/// `find /usr | head -1` stops after the first name instead of walking all
+/// of /usr (find gets SIGPIPE on its next flush; the shell reports 141).
+#[test]
+fn closed_stdout_reader_stops_find() {
+    let mut modes = vec![Mode::Host];
+    modes.extend(all_modes());
+    each_mode(&modes, |m| {
+        let o = m
+            .jail()
+            .timeout("60s")
+            .pipe_into("head -1")
+            .run_argv(&["/bin/sh".into(), "-c".into(), "find /usr".into()]);
+        assert!(
+            o.elapsed < Duration::from_secs(5),
+            "slow: {:?}\n{}",
+            o.elapsed,
+            o.describe()
+        );
+        assert_eq!(o.stdout, "/usr\nPIPESTATUS 141", "{}", o.describe());
+        if m == Mode::Host {
+            return;
+        }
+        let r = o.assert_report();
+        // sh may exec find (killed by SIGPIPE) or wait for it (exit 141).
+        let died_of_sigpipe = r["exit"]["signal"] == 13 || r["exit"]["code"] == 141;
+        assert!(died_of_sigpipe, "{}", o.describe());
+        assert_eq!(r["exit"]["output_capped"], false, "{}", o.describe());
+        assert_eq!(
+            r["exit"]["reader_closed"],
+            serde_json::json!(["stdout"]),
+            "{}",
+            o.describe()
+        );
+        let bytes = r["exit"]["stdout_bytes"].as_u64().unwrap();
+        assert!(bytes < FAR_BELOW_CAP, "stdout_bytes {bytes}\n{}", o.describe());
     });
 }

@@ -1104,3 +1104,120 @@ fn one_flooding_allowlist_node_fails_neither_another_node_nor_the_api() {
     // timing (typically the flooder's own output could not be stored).
     eprintln!("{test}: without the bound: {why}");
 }
+
+/// SIGTERM or SIGINT (`kill -INT`) to a daemon-less `aiopsctl run`
+/// drains: its running jail is stopped, the node is recorded `cancelled`
+/// (one audit line, the signal named), the run is final, and aiopsctl
+/// exits 128 + the signal. Before, it died at once and left the node
+/// `running` until a later start marked it `lost`.
+fn interrupting_a_daemonless_run_cancels_its_nodes(test: &str, signal: &str, signo: i32) {
+    use std::io::BufRead;
+    let Some(e) = env(test) else {
+        return;
+    };
+    let tag = format!("sleep 10{}{signo}", std::process::id() % 1000);
+    let flow = e.flow(
+        "interrupted",
+        &format!(
+            "[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"{tag}\"\nprofile = \"restrictive\"\n\n[[node]]\nid = \"after\"\nkind = \"shell\"\nrun = \"true\"\nprofile = \"restrictive\"\nneeds = [\"slow\"]\n"
+        ),
+    );
+    let mut child = Command::new(aiopsctl())
+        .arg("run")
+        .arg(&flow)
+        .arg("--config")
+        .arg(&e.config)
+        .env("AIOPS_PROFILE_PATH", &e.profile_path)
+        .env_remove("AIOPS_API_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let id = first
+        .split_whitespace()
+        .find(|w| w.starts_with("r-"))
+        .unwrap_or_else(|| panic!("no run id in {first:?}"))
+        .to_string();
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    // Really running, in a jail that is aiopsctl's descendant.
+    wait_for("the node to run", || {
+        !pgrep(&tag).is_empty() && descendants(&pid).len() > 2
+    });
+    assert_eq!(
+        node(&e.json(&["status", &id]), "slow")["state"],
+        "running"
+    );
+    assert!(matches!(child.try_wait(), Ok(None)), "aiopsctl ended early");
+    let sent = Instant::now();
+    let st = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(&pid)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if sent.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("aiopsctl run did not exit within 15 s of SIG{signal}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = sent.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let progress = rest.join().unwrap().join("\n");
+    let said = format!("took {took:?}\nstdout:\n{first}\n{progress}\nstderr:\n{stderr}");
+    assert_eq!(status.code(), Some(128 + signo), "{said}");
+    assert!(took < Duration::from_secs(8), "{said}");
+    assert!(pgrep(&tag).is_empty(), "the node outlived aiopsctl\n{said}");
+    let run = e.json(&["status", &id]);
+    assert_eq!(run["state"], "cancelled", "{run}\n{said}");
+    let slow = node(&run, "slow");
+    assert_eq!(slow["state"], "cancelled", "{run}");
+    let why = format!("aiopsctl run interrupted (SIG{signal})");
+    assert!(
+        slow["reason"].as_str().unwrap_or("").contains(&why),
+        "{run}"
+    );
+    assert_eq!(node(&run, "after")["state"], "cancelled", "{run}");
+    // Exactly one audit line for the node: its end, cancelled, with why.
+    let o = e.ctl(&["audit", "--run", &id, "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let mine: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["node"] == "slow")
+        .collect();
+    assert_eq!(mine.len(), 1, "{out}");
+    assert_eq!(mine[0]["state"], "cancelled", "{out}");
+    assert!(
+        mine[0]["reason"].as_str().unwrap_or("").contains(&why),
+        "{out}"
+    );
+}
+
+#[test]
+fn sigterm_of_a_daemonless_run_cancels_its_nodes() {
+    interrupting_a_daemonless_run_cancels_its_nodes(
+        "sigterm_of_a_daemonless_run_cancels_its_nodes",
+        "TERM",
+        15,
+    );
+}
+
+#[test]
+fn sigint_of_a_daemonless_run_cancels_its_nodes() {
+    interrupting_a_daemonless_run_cancels_its_nodes(
+        "sigint_of_a_daemonless_run_cancels_its_nodes",
+        "INT",
+        2,
+    );
+}

@@ -13,6 +13,7 @@ use crate::store::Store;
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -123,12 +124,87 @@ pub(super) fn load_cfg(c: &Common) -> Result<Config, SupervisorError> {
     Config::load(c.config.as_deref())
 }
 
+/// SIGINT/SIGTERM to a daemon-less `aiopsctl run`, caught by a thread of
+/// its own (`sigwait`): the first is left in `got` for the follow loop,
+/// which cancels the run and stops its jails (`LocalEngine::interrupt`),
+/// waits until the run is final, then exits 128 + the signal; a second one
+/// exits at once with 128 + the signal, without waiting (the jails die with
+/// aiopsctl through their PR_SET_PDEATHSIG; nodes still running stay
+/// `running` in the database until the next engine start marks them `lost`).
+/// Must be called before the engine's runtime starts its threads, which
+/// inherit the blocked mask so that only this thread takes the signals.
+/// None (signals keep their default action) if the thread cannot start.
+fn catch_interrupts() -> Option<Arc<AtomicI32>> {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    let mut old = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).ok()?;
+    let got = Arc::new(AtomicI32::new(0));
+    let seen = got.clone();
+    let waiter = std::thread::Builder::new()
+        .name("interrupts".into())
+        .spawn(move || loop {
+            let Ok(sig) = set.wait() else { return };
+            let signo = sig as i32;
+            if seen
+                .compare_exchange(0, signo, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                eprintln!("aiopsctl: {sig} again: exiting without waiting for the jails");
+                std::process::exit(aiops_proto::exit::SIGNAL_BASE + signo);
+            }
+        });
+    if waiter.is_err() {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        return None;
+    }
+    Some(got)
+}
+
+/// The first caught interrupt, acted on once: the run is cancelled.
+struct Interrupt<'a> {
+    got: Option<Arc<AtomicI32>>,
+    local: Option<&'a LocalEngine>,
+    acted: Option<i32>,
+}
+
+impl Interrupt<'_> {
+    fn poll(&mut self, run: &str) {
+        let (Some(got), Some(local), None) = (&self.got, self.local, self.acted) else {
+            return;
+        };
+        let signo = got.load(Ordering::SeqCst);
+        if signo == 0 {
+            return;
+        }
+        self.acted = Some(signo);
+        let name = nix::sys::signal::Signal::try_from(signo).map_or("a signal", |s| s.as_str());
+        eprintln!(
+            "aiopsctl: {name}: cancelling run {run} and stopping its jails (again to exit at once)"
+        );
+        local.interrupt(run, &format!("aiopsctl run interrupted ({name})"));
+    }
+}
+
 pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
     let (path, text) = read_flow(&args.flow)?;
     // Fail before any engine starts: the same check the engine repeats.
     aiops_policy::flow::Flow::from_toml_str(&path, &text)?;
-    let (backend, local) = writer(&cfg)?;
+    let (backend, local, got) = match daemon(&cfg) {
+        Some(d) => (d, None, None),
+        None => {
+            let got = if args.detach {
+                None
+            } else {
+                catch_interrupts()
+            };
+            let local = LocalEngine::open(&cfg)?;
+            (local.engine().backend(), Some(local), got)
+        }
+    };
     if args.detach && local.is_some() {
         return Err(SupervisorError::Usage {
             what: "--detach".into(),
@@ -161,8 +237,19 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> 
         )
         .map_err(out_err)?;
     }
-    let fin = follow(&*backend, &run.id, !args.common.json, out)?;
-    report_final(&fin, args.common.json, out)
+    let mut interrupt = Interrupt {
+        got,
+        local: local.as_ref(),
+        acted: None,
+    };
+    let fin = follow(&*backend, &run.id, !args.common.json, out, &mut |id| {
+        interrupt.poll(id)
+    })?;
+    let code = report_final(&fin, args.common.json, out)?;
+    Ok(match interrupt.acted {
+        Some(signo) => aiops_proto::exit::SIGNAL_BASE + signo,
+        None => code,
+    })
 }
 
 /// Print state changes until the run is final or waits at the gate.
@@ -171,11 +258,13 @@ fn follow(
     run_id: &str,
     progress: bool,
     out: &mut dyn Write,
+    tick: &mut dyn FnMut(&str),
 ) -> Result<RunRecord, SupervisorError> {
     let start = Instant::now();
     let mut seen: std::collections::HashMap<String, (NodeState, u32)> = Default::default();
     let mut rx = backend.subscribe();
     loop {
+        tick(run_id);
         let r = backend.get_run(run_id).map_err(api_err)?;
         if progress {
             for n in &r.nodes {
@@ -411,7 +500,7 @@ pub fn confirm(args: &ConfirmArgs, out: &mut dyn Write) -> Result<i32, Superviso
     if args.detach {
         return Ok(0);
     }
-    let fin = follow(&*backend, &args.run, !args.common.json, out)?;
+    let fin = follow(&*backend, &args.run, !args.common.json, out, &mut |_| {})?;
     report_final(&fin, args.common.json, out)
 }
 

@@ -152,6 +152,7 @@ impl Admitted {
                     dispatched: false,
                     attempt: None,
                     cancel: false,
+                    cancel_reason: None,
                     slot_freed: false,
                     pos,
                 },

@@ -126,6 +126,13 @@ impl LocalEngine {
         &self.booted.engine
     }
 
+    /// `Engine::interrupt` on this engine's runtime (which the SIGKILL
+    /// after `kill_grace` is scheduled on).
+    pub fn interrupt(&self, run: &str, why: &str) {
+        let _guard = self.booted.rt.enter();
+        self.booted.engine.interrupt(run, why);
+    }
+
     /// Start scheduling. Callers act first (cancel, confirm, submit) so
     /// that nothing is dispatched that the action was about to stop.
     pub fn start(&self) {

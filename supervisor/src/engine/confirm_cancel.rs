@@ -59,6 +59,43 @@ fn runnable<'a>(
         .ok_or_else(|| ApiFailure::NotFound(format!("no run {run_id:?}")))
 }
 
+/// The process that runs the engine was interrupted (a daemon-less
+/// `aiopsctl run` got SIGINT/SIGTERM): every unfinished node of `run_id`
+/// ends `cancelled` with `why` as its reason, a running one once its jail
+/// is stopped. Unlike an operator's cancel there is no `cancel` audit line:
+/// each node's one line is its `node_end`.
+pub(super) fn interrupt(shared: &Arc<Shared>, run_id: &str, why: &str) {
+    let mut out = Out::default();
+    let mut inner = shared.inner();
+    let Some(r) = inner.runs.get_mut(run_id) else {
+        return; // already final
+    };
+    let targets: Vec<String> = r
+        .order
+        .iter()
+        .filter(|id| r.nodes.get(*id).is_some_and(|n| !n.state.is_final()))
+        .cloned()
+        .collect();
+    for id in targets {
+        let Some(n) = r.nodes.get_mut(&id) else {
+            continue;
+        };
+        n.cancel = true;
+        n.cancel_reason = Some(why.to_string());
+        if n.state == NodeState::Running {
+            if let Some(stop) = n.attempt.as_ref().and_then(|a| a.cancel()) {
+                stop_jail(shared, stop);
+            }
+        } else {
+            n.dispatched = false;
+            set_state(shared, run_id, r, &id, NodeState::Cancelled, Some(why));
+        }
+    }
+    advance(shared, &mut inner, run_id, &mut out);
+    drop(inner);
+    out.flush(shared);
+}
+
 pub(super) fn cancel(
     shared: &Arc<Shared>,
     run_id: &str,

@@ -94,6 +94,9 @@ pub(crate) struct NodeMem {
     /// The attempt running now (from `make_job` to its `Done`).
     pub attempt: Option<Arc<attempt::Attempt>>,
     pub cancel: bool,
+    /// Why it was cancelled, when not on request (an interrupted
+    /// `aiopsctl run`); recorded as its reason.
+    pub cancel_reason: Option<String>,
     /// Its slot was given back when agentd reported its end, before the
     /// jail was torn down (so the next node's set-up overlaps that).
     pub slot_freed: bool,
@@ -283,7 +286,7 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if busy(&self.shared) {
-            stop::kill_running(&self.shared, "the supervisor is shutting down");
+            stop::kill_running(&self.shared, "the supervisor is shutting down", None);
             // SIGKILL follows after kill_grace; past that, stop waiting.
             let hard = tokio::time::Instant::now() + self.shared.cfg.kill_grace * 2;
             while busy(&self.shared) && tokio::time::Instant::now() < hard {
@@ -291,6 +294,20 @@ impl Engine {
             }
         }
         self.flush_audit();
+    }
+
+    /// This process was interrupted (`aiopsctl run` without a daemon got
+    /// SIGINT/SIGTERM): start nothing more, end `run` `cancelled` with
+    /// `why` (its running jails stopped: SIGTERM, SIGKILL after
+    /// `kill_grace`), and stop every other running jail of this engine
+    /// too, since they would die with the process; other runs' queued
+    /// nodes stay queued for the next start.
+    pub fn interrupt(&self, run: &str, why: &str) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.ready.store(false, Ordering::SeqCst);
+        confirm_cancel::interrupt(&self.shared, run, why);
+        stop::kill_running(&self.shared, "this process was interrupted", Some(why));
+        self.shared.wake.notify_one();
     }
 
     /// Wait until every audit line so far is on disk.

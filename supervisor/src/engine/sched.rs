@@ -346,14 +346,14 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     let (cancelled, attempts, retries) = (n.cancel, n.attempts, n.retries);
     if cancelled && res.state != NodeState::Succeeded {
         res.state = NodeState::Cancelled;
-        let why = if draining {
-            "the supervisor is shutting down"
-        } else {
-            "cancelled on request"
+        let why = match &n.cancel_reason {
+            Some(why) => why.clone(),
+            None if draining => "the supervisor is shutting down".into(),
+            None => "cancelled on request".into(),
         };
         res.reason = Some(match res.reason {
             Some(r) => format!("{why} ({r})"),
-            None => why.to_string(),
+            None => why,
         });
     }
     let retry = res.state == NodeState::Failed && attempts <= retries && !cancelled;

@@ -24,12 +24,17 @@ pub(super) fn stop_jail(shared: &Shared, stop: JailStop) {
     });
 }
 
-pub(super) fn kill_running(shared: &Arc<Shared>, why: &str) {
+/// Stop every running jail; `reason`, if given, is what the nodes' records
+/// say (else the drain's or a cancel's default).
+pub(super) fn kill_running(shared: &Arc<Shared>, why: &str, reason: Option<&str>) {
     let mut inner = shared.inner();
     for (run_id, r) in &mut inner.runs {
         for (id, n) in &mut r.nodes {
             if n.state == NodeState::Running {
                 n.cancel = true;
+                if let Some(reason) = reason {
+                    n.cancel_reason.get_or_insert_with(|| reason.to_string());
+                }
                 if let Some(stop) = n.attempt.as_ref().and_then(|a| a.cancel()) {
                     tracing::warn!(run = %run_id, node = %id, why, "stopping a running jail");
                     stop_jail(shared, stop);

@@ -15,6 +15,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 
@@ -120,9 +121,14 @@ pub fn spawn_jailer_with_fds(
     }
     let forwarding = matches!(stdio, JailStdio::Inherit);
     if let JailStdio::Files { stdout, stderr } = stdio {
+        // An engine's jail: its own process group, so a Ctrl-C typed at
+        // the terminal of a daemon-less `aiopsctl run` reaches only
+        // aiopsctl, which cancels its nodes and stops their jails itself
+        // (`cli::runs`) rather than racing the jailers to it.
         cmd.stdin(std::process::Stdio::null())
             .stdout(stdout)
-            .stderr(stderr);
+            .stderr(stderr)
+            .process_group(0);
     }
     let child = cmd.spawn().map_err(|source| SupervisorError::Spawn {
         path: jailer.to_path_buf(),

@@ -229,6 +229,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
             "absent on macOS: namespaces, landlock, seccomp, rlimits".into(),
         ],
         pty: false,
+        reader_closed: Vec::new(),
     };
     let status = if timed_out {
         exit::TIMEOUT
