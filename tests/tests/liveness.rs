@@ -158,7 +158,12 @@ fn closed_stdout_reader_kills_yes_with_sigpipe() {
             return;
         }
         let r = o.assert_report();
-        assert_eq!(r["exit"]["signal"], 13, "killed by SIGPIPE\n{}", o.describe());
+        assert_eq!(
+            r["exit"]["signal"],
+            13,
+            "killed by SIGPIPE\n{}",
+            o.describe()
+        );
         assert_eq!(r["exit"]["output_capped"], false, "{}", o.describe());
         assert_eq!(
             r["exit"]["reader_closed"],
@@ -182,11 +187,11 @@ fn closed_stdout_reader_stops_find() {
     let mut modes = vec![Mode::Host];
     modes.extend(all_modes());
     each_mode(&modes, |m| {
-        let o = m
-            .jail()
-            .timeout("60s")
-            .pipe_into("head -1")
-            .run_argv(&["/bin/sh".into(), "-c".into(), "find /usr".into()]);
+        let o = m.jail().timeout("60s").pipe_into("head -1").run_argv(&[
+            "/bin/sh".into(),
+            "-c".into(),
+            "find /usr".into(),
+        ]);
         assert!(
             o.elapsed < Duration::from_secs(5),
             "slow: {:?}\n{}",
@@ -209,6 +214,10 @@ fn closed_stdout_reader_stops_find() {
             o.describe()
         );
         let bytes = r["exit"]["stdout_bytes"].as_u64().unwrap();
-        assert!(bytes < FAR_BELOW_CAP, "stdout_bytes {bytes}\n{}", o.describe());
+        assert!(
+            bytes < FAR_BELOW_CAP,
+            "stdout_bytes {bytes}\n{}",
+            o.describe()
+        );
     });
 }

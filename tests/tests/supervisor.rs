@@ -1145,10 +1145,7 @@ fn interrupting_a_daemonless_run_cancels_its_nodes(test: &str, signal: &str, sig
     let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     // Really running: the node's process exists and the store says so.
     wait_for("the node to run", || !pgrep(&tag).is_empty());
-    assert_eq!(
-        node(&e.json(&["status", &id]), "slow")["state"],
-        "running"
-    );
+    assert_eq!(node(&e.json(&["status", &id]), "slow")["state"], "running");
     assert!(matches!(child.try_wait(), Ok(None)), "aiopsctl ended early");
     let sent = Instant::now();
     let st = Command::new("kill")
