@@ -25,12 +25,14 @@ pub(super) fn stop_jail(shared: &Shared, stop: JailStop) {
 }
 
 /// Stop every running jail; `reason`, if given, is what the nodes' records
-/// say (else the drain's or a cancel's default).
+/// say (else the drain's or a cancel's default), and a node already
+/// cancelled (its jail being stopped) is left alone rather than sent a
+/// second SIGTERM.
 pub(super) fn kill_running(shared: &Arc<Shared>, why: &str, reason: Option<&str>) {
     let mut inner = shared.inner();
     for (run_id, r) in &mut inner.runs {
         for (id, n) in &mut r.nodes {
-            if n.state == NodeState::Running {
+            if n.state == NodeState::Running && !(n.cancel && reason.is_some()) {
                 n.cancel = true;
                 if let Some(reason) = reason {
                     n.cancel_reason.get_or_insert_with(|| reason.to_string());
