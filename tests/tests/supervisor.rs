@@ -1216,3 +1216,66 @@ fn sigint_of_a_daemonless_run_cancels_its_nodes() {
         2,
     );
 }
+
+/// A second SIGTERM exits at once (143) without waiting for a jail that
+/// ignores the first: the jail still dies with aiopsctl (PR_SET_PDEATHSIG)
+/// and the node stays `running` in the store until the next start (the
+/// documented escape hatch).
+#[test]
+fn a_second_sigterm_of_a_daemonless_run_exits_at_once() {
+    let Some(e) = env("a_second_sigterm_of_a_daemonless_run_exits_at_once") else {
+        return;
+    };
+    let tag = format!("sleep 11{}", std::process::id() % 1000);
+    let flow = e.flow(
+        "stubborn",
+        &format!("[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"trap '' TERM; {tag}\"\nprofile = \"restrictive\"\n"),
+    );
+    let mut child = Command::new(aiopsctl())
+        .arg("run")
+        .arg(&flow)
+        .arg("--config")
+        .arg(&e.config)
+        .env("AIOPS_PROFILE_PATH", &e.profile_path)
+        .env_remove("AIOPS_API_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    wait_for("the node to run", || !pgrep(&tag).is_empty());
+    let term = || {
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    term();
+    // The first is being acted on (the node ignores it, so the jail lives
+    // until kill_grace's SIGKILL, 5 s); the second cuts that short.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(matches!(child.try_wait(), Ok(None)), "exited on the first");
+    assert!(!pgrep(&tag).is_empty(), "the node ignores SIGTERM");
+    let sent = Instant::now();
+    term();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "not at once after the second SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("again: exiting without waiting"),
+        "{stderr}"
+    );
+    wait_for("the jail to die with aiopsctl", || pgrep(&tag).is_empty());
+}
