@@ -86,7 +86,10 @@ pub enum Command {
     /// supervisor when no daemon answers.
     ///
     /// Exit status: 0 every node succeeded, 1 the run failed, 4 cancelled,
-    /// 75 paused at the destructive-operation gate (`aiopsctl confirm`).
+    /// 75 paused at the destructive-operation gate (`aiopsctl confirm`),
+    /// 128+N interrupted by signal N (130 SIGINT, 143 SIGTERM): without a
+    /// daemon its jails were stopped and its nodes recorded `cancelled`
+    /// first; a second signal exits at once (docs/supervisor.md).
     #[cfg(target_os = "linux")]
     Run(runs::RunArgs),
     /// Hand a flow to the daemon and print the run id.
