@@ -364,13 +364,16 @@ pub fn run_with(
     let secrets = secrets::read_opened(secrets)?;
     if !plan.unconfined {
         // 7. 8.
-        sys.pivot_root_into(
+        let skipped = sys.pivot_root_into(
             &plan.mounts,
             &guard,
             env.secrets_dir.as_deref(),
             req.node.tty,
         )?;
         layers.push("pivot_root".into());
+        // What the profile reads but this jail does not have, said where the
+        // user looks (the report), not left to a confusing ENOENT in the node.
+        layers.extend(crate::mounts::Skipped::layers(&skipped));
         if !roots.is_empty() {
             layers.push(found.summary());
         }
@@ -561,9 +564,9 @@ mod tests {
             _: &[(PathBuf, bool)],
             _: Option<&Path>,
             _: bool,
-        ) -> Result<(), JailError> {
+        ) -> Result<Vec<crate::mounts::Skipped>, JailError> {
             self.calls.push("pivot_root_into");
-            Ok(())
+            Ok(vec![])
         }
         fn sethostname_and_lo_up(
             &mut self,

@@ -218,6 +218,7 @@ fn explain(args: &ExplainArgs, out: &mut dyn Write) -> Result<i32, SupervisorErr
         print_json(out, "jail plan", &plan)?;
         return Ok(0);
     }
+    let reach = super::explain::reach(&plan);
     let text = super::explain::render(&super::explain::Explained {
         profile: &profile,
         plan: &plan,
@@ -225,6 +226,7 @@ fn explain(args: &ExplainArgs, out: &mut dyn Write) -> Result<i32, SupervisorErr
         simulated_abi: args.abi,
         workspace: ctx.vars.workspace.as_ref(),
         node_caps: args.node_caps.as_deref(),
+        reach: Some(&reach),
     });
     out.write_all(text.as_bytes()).map_err(out_err)?;
     Ok(0)
