@@ -373,6 +373,16 @@ pub fn run_with(
         layers.push("pivot_root".into());
         // What the profile reads but this jail does not have, said where the
         // user looks (the report), not left to a confusing ENOENT in the node.
+        // A protected path the workspace lacks is the usual case, not news.
+        let skipped: Vec<_> = skipped
+            .into_iter()
+            .filter(|k| match k {
+                crate::mounts::Skipped::Missing(p) => {
+                    !plan.protected.iter().any(|d| d.as_path() == p)
+                }
+                crate::mounts::Skipped::Unreadable(_) => true,
+            })
+            .collect();
         layers.extend(crate::mounts::Skipped::layers(&skipped));
         if !roots.is_empty() {
             layers.push(found.summary());
