@@ -45,12 +45,24 @@ fn jail_user_home(ws: &Path) -> Option<Option<AbsPath>> {
     Some(user.and_then(|u| AbsPath::new(u.dir).ok()))
 }
 
+/// Whose `$HOME` a plan's `$HOME` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Home {
+    /// The invoker's `$HOME`: system mode (jailer.toml fixes the home,
+    /// and the ceiling compares it) and macOS.
+    Invoker,
+    /// The local jailer's: root's jail runs as another user, whose home it is.
+    JailUser,
+}
+
 /// Build the context. `workspace` defaults to the current directory; the
 /// node's cwd defaults to the current directory when it lies inside the
 /// workspace, else the workspace itself.
+/// `whose`: see [`Home`].
 pub fn host_context(
     workspace: Option<&Path>,
     node_cwd: Option<&Path>,
+    whose: Home,
 ) -> Result<CompileContext, SupervisorError> {
     let cwd = std::env::current_dir().map_err(|source| SupervisorError::CurrentDir { source })?;
     let ws_in = workspace.map_or_else(|| cwd.clone(), |w| cwd.join(w));
@@ -72,7 +84,10 @@ pub fn host_context(
     let mut host_env: std::collections::BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    let home = match jail_user_home(&ws) {
+    let jail_home = (whose == Home::JailUser)
+        .then(|| jail_user_home(&ws))
+        .flatten();
+    let home = match jail_home {
         None => env_abs("HOME"),
         Some(home) => {
             // The node's HOME is the jail user's too (compile keeps it only
