@@ -115,7 +115,8 @@ pub fn pivot_root_into(
             Mount::Root => {}
             Mount::Pin { path } => {
                 let t = under(NEWROOT, path.as_path());
-                pin(&under(OLDROOT, path.as_path()), &t, &binds, &no_create)?;
+                pin(&under(OLDROOT, path.as_path()), &t, &binds, &no_create)
+                    .map_err(|e| unreachable_source(e, path.as_path()))?;
             }
             Mount::Tmpfs {
                 dst,

@@ -207,3 +207,62 @@ fn explain_marks_unreadable_and_missing_read_paths() {
         .unwrap_or_else(|| panic!("no mount line for {}\n{out}", gone.display()));
     assert!(line.contains("SKIPPED, missing"), "{line}");
 }
+
+/// Fails closed: a `fs.write` path (not optional) that the jail's uid
+/// cannot reach refuses the jail with exit 125, naming the path and the
+/// uid; the node never runs. Root only: unprivileged, the jail's uid owns
+/// whatever it could make unreachable, and its user namespace reaches it.
+/// Control: the same path reachable (0777) runs.
+#[test]
+fn unreachable_write_path_refuses_the_jail() {
+    if !is_root() {
+        skip_needs_root(
+            "unreachable_write_path_refuses_the_jail",
+            "only root can make a path another uid (the jail's) cannot reach",
+        );
+        return;
+    }
+    for (mode, runs) in [(0o700, false), (0o777, true)] {
+        let d = scratch_dir(Some(0));
+        let w = d.path().join("w");
+        std::fs::create_dir(&w).unwrap();
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(mode)).unwrap();
+        let pd = scratch_dir(None);
+        let p = write_profile(
+            pd.path(),
+            "write-w",
+            &format!(
+                r#"schema = 1
+name = "write-w"
+description = "restrictive writing one more path"
+extends = "restrictive"
+
+[fs]
+write = ["$WORKSPACE", "{}"]
+"#,
+                w.display()
+            ),
+        );
+        let o = Jail::new(p.to_str().unwrap()).run_sh("echo ran");
+        if runs {
+            o.assert_ran();
+            assert_eq!(o.code, 0, "{}", o.describe());
+        } else {
+            assert!(!o.ran, "{}", o.describe());
+            assert_eq!(o.code, 125, "{}", o.describe());
+            let all = format!(
+                "{}{}",
+                o.stderr,
+                o.report.as_ref().map(|r| r.to_string()).unwrap_or_default()
+            );
+            assert!(
+                all.contains(&format!(
+                    "uid {NOBODY} cannot reach the bind source {}",
+                    w.display()
+                )),
+                "{}",
+                o.describe()
+            );
+        }
+    }
+}
