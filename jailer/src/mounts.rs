@@ -558,3 +558,27 @@ fn remount(t: &Path, want: MsFlags) -> Result<(), JailError> {
     }
     mount(None::<&str>, t, None::<&str>, fl, None::<&str>).map_err(nix_err("remount", t))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Skipped;
+    use std::path::PathBuf;
+
+    #[test]
+    fn skipped_binds_become_one_layer_per_kind() {
+        assert!(Skipped::layers(&[]).is_empty());
+        let s = [
+            Skipped::Missing(PathBuf::from("/lib32")),
+            Skipped::Unreadable(PathBuf::from("/srv/a")),
+            Skipped::Missing(PathBuf::from("/nonexistent/.npm")),
+            Skipped::Unreadable(PathBuf::from("/srv/b")),
+        ];
+        assert_eq!(
+            Skipped::layers(&s),
+            [
+                "skipped missing: /lib32, /nonexistent/.npm",
+                "skipped unreadable: /srv/a, /srv/b"
+            ]
+        );
+    }
+}
