@@ -153,59 +153,42 @@ fn explain_marks_unreadable_and_missing_read_paths() {
     let pd = scratch_dir(None);
     let p = profile(pd.path(), "read-sub", sub.to_str().unwrap());
     let ws = Workspace::new();
+    let line = explain_line(&p, ws.path(), &sub);
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uid = node_uid();
+    assert!(
+        line.contains(&format!("SKIPPED, unreadable for uid {uid}")),
+        "{line}"
+    );
+    // Control: once readable, not marked.
+    let line = explain_line(&p, ws.path(), &sub);
+    assert!(!line.contains("SKIPPED"), "{line}");
+    // A read path that does not exist is marked missing.
+    let gone = pd.path().join("gone");
+    let p = profile(pd.path(), "read-gone", gone.to_str().unwrap());
+    let line = explain_line(&p, ws.path(), &gone);
+    assert!(line.contains("SKIPPED, missing"), "{line}");
+}
+
+/// `aiopsctl profile explain PROFILE --workspace WS`'s mount line for `path`.
+fn explain_line(profile: &Path, ws: &Path, path: &Path) -> String {
     let o = std::process::Command::new(aiopsctl())
         .args(["profile", "explain"])
-        .arg(&p)
+        .arg(profile)
         .arg("--workspace")
-        .arg(ws.path())
+        .arg(ws)
         .output()
         .unwrap();
-    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
         "{out}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let uid = node_uid();
-    let line = out
-        .lines()
-        .find(|l| l.contains(sub.to_str().unwrap()))
-        .unwrap_or_else(|| panic!("no mount line for {}\n{out}", sub.display()));
-    assert!(
-        line.contains(&format!("SKIPPED, unreadable for uid {uid}")),
-        "{line}\n{out}"
-    );
-    // Control: once readable, not marked.
-    let o = std::process::Command::new(aiopsctl())
-        .args(["profile", "explain"])
-        .arg(&p)
-        .arg("--workspace")
-        .arg(ws.path())
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    let line = out
-        .lines()
-        .find(|l| l.contains(sub.to_str().unwrap()))
-        .unwrap();
-    assert!(!line.contains("SKIPPED"), "{line}");
-    // A read path that does not exist is marked missing.
-    let gone = pd.path().join("gone");
-    let p = profile(pd.path(), "read-gone", gone.to_str().unwrap());
-    let o = std::process::Command::new(aiopsctl())
-        .args(["profile", "explain"])
-        .arg(&p)
-        .arg("--workspace")
-        .arg(ws.path())
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    let line = out
-        .lines()
-        .find(|l| l.contains(gone.to_str().unwrap()))
-        .unwrap_or_else(|| panic!("no mount line for {}\n{out}", gone.display()));
-    assert!(line.contains("SKIPPED, missing"), "{line}");
+    out.lines()
+        .find(|l| l.contains(path.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("no mount line for {}\n{out}", path.display()))
+        .to_string()
 }
 
 /// Fails closed: a `fs.write` path (not optional) that the jail's uid
