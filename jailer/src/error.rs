@@ -50,6 +50,15 @@ pub enum JailError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error(
+        "uid {uid} cannot reach the bind source {}: it is not optional (writable, or the jail's own), so the jail is refused; make it reachable by that user or drop it from the profile",
+        .path.display()
+    )]
+    BindUnreachable {
+        uid: u32,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("unshare {flags}")]
     Unshare { flags: String, source: io::Error },
     #[error("write {}", .path)]
@@ -127,7 +136,7 @@ impl JailError {
             Unshare { .. } => Step::Unshare,
             IdMaps { .. } => Step::IdMaps,
             Fork { .. } => Step::Fork,
-            Mount { .. } | Guard { .. } => Step::Mounts,
+            Mount { .. } | BindUnreachable { .. } | Guard { .. } => Step::Mounts,
             PivotRoot { .. } => Step::PivotRoot,
             Hostname { .. } => Step::Hostname,
             Loopback { .. } | EgressListener { .. } => Step::Loopback,
@@ -158,6 +167,7 @@ impl JailError {
             | IdMaps { source, .. }
             | Fork { source, .. }
             | Mount { source, .. }
+            | BindUnreachable { source, .. }
             | PivotRoot { source, .. }
             | Hostname { source }
             | Loopback { source }

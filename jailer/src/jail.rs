@@ -364,13 +364,26 @@ pub fn run_with(
     let secrets = secrets::read_opened(secrets)?;
     if !plan.unconfined {
         // 7. 8.
-        sys.pivot_root_into(
+        let skipped = sys.pivot_root_into(
             &plan.mounts,
             &guard,
             env.secrets_dir.as_deref(),
             req.node.tty,
         )?;
         layers.push("pivot_root".into());
+        // What the profile reads but this jail does not have, said where the
+        // user looks (the report), not left to a confusing ENOENT in the node.
+        // A protected path the workspace lacks is the usual case, not news.
+        let skipped: Vec<_> = skipped
+            .into_iter()
+            .filter(|k| match k {
+                crate::mounts::Skipped::Missing(p) => {
+                    !plan.protected.iter().any(|d| d.as_path() == p)
+                }
+                crate::mounts::Skipped::Unreadable(_) => true,
+            })
+            .collect();
+        layers.extend(crate::mounts::Skipped::layers(&skipped));
         if !roots.is_empty() {
             layers.push(found.summary());
         }
@@ -561,9 +574,9 @@ mod tests {
             _: &[(PathBuf, bool)],
             _: Option<&Path>,
             _: bool,
-        ) -> Result<(), JailError> {
+        ) -> Result<Vec<crate::mounts::Skipped>, JailError> {
             self.calls.push("pivot_root_into");
-            Ok(())
+            Ok(vec![])
         }
         fn sethostname_and_lo_up(
             &mut self,

@@ -41,9 +41,44 @@ fn under(base: &str, p: &Path) -> PathBuf {
     Path::new(base).join(p.strip_prefix("/").unwrap_or(p))
 }
 
+/// An optional bind left out of the jail, and why (reported as a layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skipped {
+    /// The host path does not exist.
+    Missing(PathBuf),
+    /// It exists, but the jail's uid may not stat, read or mount it (a
+    /// 0700 directory of another user, or one below it): bound, the node
+    /// could not read it anyway, and failing the jail for it would make an
+    /// optional path mandatory.
+    Unreadable(PathBuf),
+}
+
+impl Skipped {
+    /// The layer lines for `skipped`: one per kind, paths comma-separated.
+    pub fn layers(skipped: &[Skipped]) -> Vec<String> {
+        let list = |unreadable: bool| {
+            skipped
+                .iter()
+                .filter_map(|s| match s {
+                    Skipped::Missing(p) if !unreadable => Some(p.display().to_string()),
+                    Skipped::Unreadable(p) if unreadable => Some(p.display().to_string()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        [("skipped missing", false), ("skipped unreadable", true)]
+            .into_iter()
+            .filter_map(|(what, u)| {
+                let l = list(u);
+                (!l.is_empty()).then(|| format!("{what}: {}", l.join(", ")))
+            })
+            .collect()
+    }
+}
+
 /// Build the root from `mounts` (mounts[0] is Mount::Root, checked by
-/// `JailPlan::validate`) and pivot into it. Returns the binds skipped
-/// because their optional source was missing. `hide` (the secrets or
+/// `JailPlan::validate`) and pivot into it. Returns the optional binds
+/// skipped: missing, or unreadable by the jail's uid. `hide` (the secrets or
 /// credentials directory) is covered by an empty read-only tmpfs first, in
 /// this mount namespace only: however a bind source is spelled, or swapped
 /// for a symlink meanwhile, it cannot reach the files there. `guard`:
@@ -54,7 +89,7 @@ pub fn pivot_root_into(
     guard: &[(PathBuf, bool)],
     hide: Option<&Path>,
     pts: bool,
-) -> Result<Vec<PathBuf>, JailError> {
+) -> Result<Vec<Skipped>, JailError> {
     // Keep every mount below from propagating back to the host.
     mount(
         None::<&str>,
@@ -80,7 +115,8 @@ pub fn pivot_root_into(
             Mount::Root => {}
             Mount::Pin { path } => {
                 let t = under(NEWROOT, path.as_path());
-                pin(&under(OLDROOT, path.as_path()), &t, &binds, &no_create)?;
+                pin(&under(OLDROOT, path.as_path()), &t, &binds, &no_create)
+                    .map_err(|e| unreachable_source(e, path.as_path()))?;
             }
             Mount::Tmpfs {
                 dst,
@@ -125,14 +161,17 @@ pub fn pivot_root_into(
             } => {
                 let s = under(OLDROOT, src.as_path());
                 let t = under(NEWROOT, dst.as_path());
-                let bound = bind(&s, &t, *writable, *exec, &no_create)?;
-                match bound {
+                let bound = bind(&s, &t, *writable, *exec, *optional, &no_create);
+                match bound.map_err(|e| unreachable_source(e, src.as_path()))? {
                     Bound::Mounted => {
                         binds.push((t.clone(), *writable, *exec));
                         no_create.push(t)
                     }
                     Bound::Symlink => {}
-                    Bound::Missing if *optional => skipped.push(src.as_path().to_path_buf()),
+                    Bound::Unreadable => skipped.push(Skipped::Unreadable(src.as_path().into())),
+                    Bound::Missing if *optional => {
+                        skipped.push(Skipped::Missing(src.as_path().into()))
+                    }
                     Bound::Missing => {
                         return Err(JailError::Mount {
                             what: "bind source (or its mountpoint inside a bind) missing:",
@@ -149,6 +188,19 @@ pub fn pivot_root_into(
     }
     enter_new_root()?;
     Ok(skipped)
+}
+
+/// A bind the jail cannot do without failed with EACCES: say which host
+/// path and which uid, not the `/oldroot` spelling of a stat error.
+fn unreachable_source(e: JailError, src: &Path) -> JailError {
+    match e {
+        JailError::Mount { source, .. } if denied(&source) => JailError::BindUnreachable {
+            uid: nix::unistd::getuid().as_raw(),
+            path: src.into(),
+            source,
+        },
+        e => e,
+    }
 }
 
 /// The plan already made this guard mount (the workspace root's `.git`
@@ -362,7 +414,7 @@ fn pin(
         });
     };
     let is_file = fs::symlink_metadata(s).is_ok_and(|m| m.is_file());
-    bind(s, t, *writable && !is_file, *exec, no_create).map(|_| ())
+    bind(s, t, *writable && !is_file, *exec, false, no_create).map(|_| ())
 }
 
 /// Not there. NotADirectory: `.git/hooks` where `.git` is a file (a linked
@@ -374,10 +426,17 @@ fn absent(e: &io::Error) -> bool {
     )
 }
 
+/// Permission denied: the jail's uid may not reach the path.
+fn denied(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EACCES)
+}
+
 enum Bound {
     Mounted,
     Symlink,
     Missing,
+    /// Optional, and the jail's uid may not stat, read or mount it.
+    Unreadable,
 }
 
 /// Non-recursive bind of `s` onto `t`, then a remount with the plan's flags.
@@ -385,18 +444,36 @@ enum Bound {
 /// Non-recursive, so submounts under a host directory never appear with
 /// flags we did not set; a source with locked submounts makes the kernel
 /// refuse (EINVAL) rather than expose them.
+///
+/// `optional`: a source the jail's uid (ours since step 3; the user
+/// namespace's capabilities do not cover another uid's files) cannot
+/// stat, read (and search, for a directory) or mount is `Unreadable`, and
+/// nothing is created for it. Not optional: the EACCES is an error.
 fn bind(
     s: &Path,
     t: &Path,
     writable: bool,
     exec: bool,
+    optional: bool,
     no_create: &[PathBuf],
 ) -> Result<Bound, JailError> {
     let smeta = match fs::symlink_metadata(s) {
         Ok(m) => m,
         Err(e) if absent(&e) => return Ok(Bound::Missing),
+        Err(e) if optional && denied(&e) => return Ok(Bound::Unreadable),
         Err(e) => return Err(err("stat bind source", s)(e)),
     };
+    if optional && !smeta.file_type().is_symlink() {
+        use nix::unistd::AccessFlags;
+        let mut want = AccessFlags::R_OK;
+        if smeta.is_dir() {
+            want |= AccessFlags::X_OK;
+        }
+        // The kernel's answer for our real uid, ACLs included.
+        if let Err(nix::Error::EACCES) = nix::unistd::access(s, want) {
+            return Ok(Bound::Unreadable);
+        }
+    }
     if below_any(t, no_create) {
         // A bind inside another bind (a protected path in the workspace): the
         // mountpoint must already exist on the host and nothing is created.
@@ -433,8 +510,15 @@ fn bind(
             .open(t)
             .map_err(err("create mountpoint", t))?;
     }
-    mount(Some(s), t, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(nix_err("bind-mount", t))?;
+    match mount(Some(s), t, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
+        Ok(()) => {}
+        Err(nix::Error::EACCES) if optional => {
+            // The empty mountpoint would only look like an empty source.
+            let _ = fs::remove_dir(t).or_else(|_| fs::remove_file(t));
+            return Ok(Bound::Unreadable);
+        }
+        Err(e) => return Err(nix_err("bind-mount", t)(e)),
+    }
     let mut fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     if !writable {
         fl |= MsFlags::MS_RDONLY;
@@ -473,4 +557,28 @@ fn remount(t: &Path, want: MsFlags) -> Result<(), JailError> {
         fl |= MsFlags::MS_STRICTATIME;
     }
     mount(None::<&str>, t, None::<&str>, fl, None::<&str>).map_err(nix_err("remount", t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Skipped;
+    use std::path::PathBuf;
+
+    #[test]
+    fn skipped_binds_become_one_layer_per_kind() {
+        assert!(Skipped::layers(&[]).is_empty());
+        let s = [
+            Skipped::Missing(PathBuf::from("/lib32")),
+            Skipped::Unreadable(PathBuf::from("/srv/a")),
+            Skipped::Missing(PathBuf::from("/nonexistent/.npm")),
+            Skipped::Unreadable(PathBuf::from("/srv/b")),
+        ];
+        assert_eq!(
+            Skipped::layers(&s),
+            [
+                "skipped missing: /lib32, /nonexistent/.npm",
+                "skipped unreadable: /srv/a, /srv/b"
+            ]
+        );
+    }
 }

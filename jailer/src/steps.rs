@@ -70,7 +70,7 @@ pub trait Sys {
         guard: &[(PathBuf, bool)],
         hide: Option<&Path>,
         pts: bool,
-    ) -> Result<(), JailError>;
+    ) -> Result<Vec<mounts::Skipped>, JailError>;
     /// Step 8.
     fn sethostname_and_lo_up(
         &mut self,
@@ -171,8 +171,8 @@ impl Sys for Kernel {
         guard: &[(PathBuf, bool)],
         hide: Option<&Path>,
         pts: bool,
-    ) -> Result<(), JailError> {
-        mounts::pivot_root_into(m, guard, hide, pts).map(drop)
+    ) -> Result<Vec<mounts::Skipped>, JailError> {
+        mounts::pivot_root_into(m, guard, hide, pts)
     }
     fn sethostname_and_lo_up(
         &mut self,

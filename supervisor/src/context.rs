@@ -25,12 +25,44 @@ pub fn agentd_path() -> PathBuf {
         .unwrap_or_else(|_| Path::new(LIBEXEC_DIR).join(AGENTD.name))
 }
 
+/// `$HOME` for a jail that runs as another user than the invoker: root's
+/// jail runs as the workspace owner, or nobody when root owns it
+/// (`aiops_proto::ids`), so `$HOME` in the profile is that user's home
+/// from the passwd database, not root's (/root, 0700: out of the jail
+/// uid's reach). `None` when the invoker is not root (the jail runs as the
+/// invoker: its own `$HOME`). `Some(None)`: that uid has no passwd entry,
+/// so `$HOME` has no value for this jail.
+fn jail_user_home(ws: &Path) -> Option<Option<AbsPath>> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let owner = std::fs::metadata(ws).ok().map(|m| (m.uid(), m.gid()));
+    let (uid, _) = aiops_proto::ids::jail_ids(owner);
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten();
+    Some(user.and_then(|u| AbsPath::new(u.dir).ok()))
+}
+
+/// Whose `$HOME` a plan's `$HOME` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Home {
+    /// The invoker's `$HOME`: system mode (jailer.toml fixes the home,
+    /// and the ceiling compares it) and macOS.
+    Invoker,
+    /// The local jailer's: root's jail runs as another user, whose home it is.
+    JailUser,
+}
+
 /// Build the context. `workspace` defaults to the current directory; the
 /// node's cwd defaults to the current directory when it lies inside the
 /// workspace, else the workspace itself.
+/// `whose`: see [`Home`].
 pub fn host_context(
     workspace: Option<&Path>,
     node_cwd: Option<&Path>,
+    whose: Home,
 ) -> Result<CompileContext, SupervisorError> {
     let cwd = std::env::current_dir().map_err(|source| SupervisorError::CurrentDir { source })?;
     let ws_in = workspace.map_or_else(|| cwd.clone(), |w| cwd.join(w));
@@ -48,18 +80,34 @@ pub fn host_context(
     };
     let agentd = std::path::absolute(agentd_path())
         .map_err(|source| SupervisorError::CurrentDir { source })?;
+    // Non-UTF-8 variables cannot be passed by name in a plan anyway.
+    let mut host_env: std::collections::BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let jail_home = (whose == Home::JailUser)
+        .then(|| jail_user_home(&ws))
+        .flatten();
+    let home = match jail_home {
+        None => env_abs("HOME"),
+        Some(home) => {
+            // The node's HOME is the jail user's too (compile keeps it only
+            // when the profile mounts some of it, else /tmp).
+            match &home {
+                Some(h) => host_env.insert("HOME".into(), h.to_string()),
+                None => host_env.remove("HOME"),
+            };
+            home
+        }
+    };
     Ok(CompileContext {
         vars: PathVars {
             workspace: Some(abs(&ws, "workspace")?),
-            home: env_abs("HOME"),
+            home,
             // POSIX: /tmp when TMPDIR is unset.
             tmpdir: env_abs("TMPDIR").or_else(|| AbsPath::new("/tmp").ok()),
         },
         cwd: abs(&node_cwd, "cwd")?,
-        // Non-UTF-8 variables cannot be passed by name in a plan anyway.
-        host_env: std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect(),
+        host_env,
         agentd: abs(&agentd, "agentd path")?,
     })
 }

@@ -39,7 +39,8 @@ fn plan_for(ws: &Path) -> JailPlan {
 
 fn plan_with(ws: &Path, profile: &str, caps: &NodeCaps) -> JailPlan {
     let profile = locate::profile_loader().load(profile).unwrap();
-    let mut ctx = context::host_context(Some(ws), None).unwrap();
+    // System mode: jailer.toml fixes `$HOME`, the supervisor's own.
+    let mut ctx = context::host_context(Some(ws), None, context::Home::Invoker).unwrap();
     // The jailer binds the agentd next to itself; the test binary is elsewhere.
     ctx.agentd = AbsPath::new(bin("aiops-agentd")).unwrap();
     // As under systemd: no TMPDIR (system-mode jails have their own /tmp).

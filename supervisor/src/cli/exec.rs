@@ -1,5 +1,5 @@
 //! `aiopsctl exec`: one node in one jail, no daemon, no database.
-use crate::context::host_context;
+use crate::context::{host_context, Home};
 use crate::error::error_chain;
 use crate::error::SupervisorError;
 use crate::{exec, facts, locate};
@@ -126,7 +126,11 @@ fn start_jailer() -> Result<(exec::PendingJail, crate::egress::EgressChannel), S
 #[cfg(target_os = "linux")]
 fn compile_plan(args: &ExecArgs) -> Result<aiops_policy::JailPlan, SupervisorError> {
     let (profile, caps) = profile_and_caps(args)?;
-    let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
+    let ctx = host_context(
+        args.workspace.as_deref(),
+        args.cwd.as_deref(),
+        Home::JailUser,
+    )?;
     let facts = facts::facts_for(&profile);
     aiops_policy::compile(&profile, &caps, &facts, &ctx).map_err(refused)
 }
@@ -156,7 +160,11 @@ fn run_node(
     caps: &NodeCaps,
 ) -> Result<exec::ExecReport, SupervisorError> {
     use exec::sandbox_exec::{Run, SANDBOX_EXEC};
-    let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
+    let ctx = host_context(
+        args.workspace.as_deref(),
+        args.cwd.as_deref(),
+        Home::Invoker,
+    )?;
     let facts = facts::facts_for(profile);
     aiops_policy::compile::check_required_layers(&profile.require, &facts).map_err(
         |e| match e {

@@ -17,6 +17,104 @@ pub struct Explained<'a> {
     pub simulated_abi: Option<u8>,
     pub workspace: Option<&'a AbsPath>,
     pub node_caps: Option<&'a Path>,
+    /// The optional binds the jail's uid would skip here ([`reach`]).
+    pub reach: Option<&'a Reach>,
+}
+
+/// Who the jail would run as on this host, and which optional bind
+/// sources it would skip: missing, or not readable by that uid.
+#[derive(Debug, Default)]
+pub struct Reach {
+    pub uid: u32,
+    pub gid: u32,
+    /// (source, "missing" or "unreadable for uid N").
+    pub skipped: Vec<(AbsPath, String)>,
+}
+
+/// The uid the jailer would drop to (root: the owner of the first
+/// writable bind, never root; else the invoker) and what it would skip.
+pub fn reach(plan: &JailPlan) -> Reach {
+    use std::os::unix::fs::MetadataExt;
+    let (euid, egid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let (uid, gid) = if euid.is_root() {
+        let owner = aiops_proto::ids::identity_sources(plan)
+            .find_map(|src| std::fs::metadata(src.as_path()).ok())
+            .map(|m| (m.uid(), m.gid()));
+        aiops_proto::ids::jail_ids(owner)
+    } else {
+        (euid.as_raw(), egid.as_raw())
+    };
+    let mut skipped = vec![];
+    for m in &plan.mounts {
+        let Mount::Bind {
+            src,
+            optional: true,
+            ..
+        } = m
+        else {
+            continue;
+        };
+        let why = match readable(src.as_path(), uid, gid, !euid.is_root()) {
+            Readable::Yes => continue,
+            Readable::Missing => "missing".to_string(),
+            Readable::No => format!("unreadable for uid {uid}"),
+        };
+        skipped.push((src.clone(), why));
+    }
+    Reach { uid, gid, skipped }
+}
+
+enum Readable {
+    Yes,
+    Missing,
+    No,
+}
+
+/// Can (uid, gid) search every directory above `p` and read `p` (and
+/// search it, a directory)? `own`: we are that uid, so the kernel answers
+/// (access(2), ACLs and groups included). Root asking for another uid
+/// reads the mode bits: owner, group (the jail has only its gid), other.
+fn readable(p: &Path, uid: u32, gid: u32, own: bool) -> Readable {
+    use nix::unistd::AccessFlags;
+    use std::os::unix::fs::MetadataExt;
+    let denied = |e: &std::io::Error| e.raw_os_error() == Some(nix::errno::Errno::EACCES as i32);
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) if denied(&e) => return Readable::No,
+        Err(_) => return Readable::Missing,
+    };
+    if own {
+        let mut want = AccessFlags::R_OK;
+        if meta.is_dir() {
+            want |= AccessFlags::X_OK;
+        }
+        return match nix::unistd::access(p, want) {
+            Ok(()) => Readable::Yes,
+            Err(_) => Readable::No,
+        };
+    }
+    // mode bits for (uid, gid): 0o7 of the class that applies.
+    let bits = |m: &std::fs::Metadata| {
+        let mode = m.mode();
+        if m.uid() == uid {
+            (mode >> 6) & 7
+        } else if m.gid() == gid {
+            (mode >> 3) & 7
+        } else {
+            mode & 7
+        }
+    };
+    let mut ok = p
+        .ancestors()
+        .skip(1)
+        .all(|a| std::fs::metadata(a).is_ok_and(|m| bits(&m) & 1 != 0));
+    let need = if meta.is_dir() { 5 } else { 4 };
+    ok &= bits(&meta) & need == need;
+    if ok {
+        Readable::Yes
+    } else {
+        Readable::No
+    }
 }
 
 pub fn render(e: &Explained<'_>) -> String {
@@ -34,7 +132,7 @@ pub fn render(e: &Explained<'_>) -> String {
         );
     } else {
         namespaces(&mut s, e.plan);
-        mounts(&mut s, e.plan);
+        mounts(&mut s, e.plan, e.reach);
         landlock(&mut s, e.plan);
         seccomp(&mut s, e.plan);
     }
@@ -133,7 +231,7 @@ fn namespaces(s: &mut String, plan: &JailPlan) {
     }
 }
 
-fn mounts(s: &mut String, plan: &JailPlan) {
+fn mounts(s: &mut String, plan: &JailPlan, reach: Option<&Reach>) {
     section(
         s,
         "Mounts",
@@ -207,6 +305,10 @@ fn mounts(s: &mut String, plan: &JailPlan) {
                 }
                 if *optional {
                     what.push_str(", optional");
+                    let skip = reach.and_then(|r| r.skipped.iter().find(|(p, _)| p == src));
+                    if let Some((_, why)) = skip {
+                        what.push_str(&format!(": SKIPPED, {why}"));
+                    }
                 }
                 [
                     dst.to_string(),
@@ -221,7 +323,19 @@ fn mounts(s: &mut String, plan: &JailPlan) {
     }
     s.push_str(&t.render());
     let mut legend = Table::new(2).wrap_total(WIDTH);
-    legend.row(["optional:", "skipped when the host path does not exist"]);
+    legend.row([
+        "optional:",
+        "skipped when the host path does not exist or the jail's uid cannot read it",
+    ]);
+    if let Some(r) = reach {
+        legend.row([
+            "uid:".to_string(),
+            format!(
+                "the jail would run as uid {} here; SKIPPED marks what it would not get",
+                r.uid
+            ),
+        ]);
+    }
     legend.row([
         "protected:",
         "read-only even inside a writable root (see Protected paths)",

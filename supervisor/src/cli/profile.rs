@@ -1,7 +1,7 @@
 //! `aiopsctl profile list | show | validate | explain`.
 use super::table::Table;
 use super::{print_json, ExplainArgs, ProfileCmd};
-use crate::context::host_context;
+use crate::context::{host_context, Home};
 use crate::error::{out_err, SupervisorError};
 use crate::{facts, locate};
 use aiops_policy::profile::read_profile_file;
@@ -197,7 +197,12 @@ fn explain(args: &ExplainArgs, out: &mut dyn Write) -> Result<i32, SupervisorErr
         Some(f) => NodeCaps::from_toml_file(f)?,
         None => NodeCaps::default(),
     };
-    let ctx = host_context(args.workspace.as_deref(), args.cwd.as_deref())?;
+    // What `aiopsctl exec` would compile: as root, `$HOME` is the jail user's.
+    let ctx = host_context(
+        args.workspace.as_deref(),
+        args.cwd.as_deref(),
+        Home::JailUser,
+    )?;
     if args.sbpl {
         let (text, params) = compile_sbpl(&profile, &caps, &ctx)?;
         writeln!(out, "; parameters (sandbox-exec -D NAME=VALUE):").map_err(out_err)?;
@@ -218,6 +223,7 @@ fn explain(args: &ExplainArgs, out: &mut dyn Write) -> Result<i32, SupervisorErr
         print_json(out, "jail plan", &plan)?;
         return Ok(0);
     }
+    let reach = super::explain::reach(&plan);
     let text = super::explain::render(&super::explain::Explained {
         profile: &profile,
         plan: &plan,
@@ -225,6 +231,7 @@ fn explain(args: &ExplainArgs, out: &mut dyn Write) -> Result<i32, SupervisorErr
         simulated_abi: args.abi,
         workspace: ctx.vars.workspace.as_ref(),
         node_caps: args.node_caps.as_deref(),
+        reach: Some(&reach),
     });
     out.write_all(text.as_bytes()).map_err(out_err)?;
     Ok(0)

@@ -304,7 +304,13 @@ fn try_run(job: &NodeJob, ready: Ready) -> Result<NodeResult, Failure> {
             (egress, launch)
         }
     };
-    let ctx = crate::context::host_context(Some(&job.workspace), Some(&job.workspace))?;
+    // A local jailer run by root runs the node as the workspace owner, whose
+    // home `$HOME` is; the socket's jailer.toml fixes it.
+    let home = match &job.jailer {
+        super::JailerTarget::Exec(_) => crate::context::Home::JailUser,
+        super::JailerTarget::Socket(_) => crate::context::Home::Invoker,
+    };
+    let ctx = crate::context::host_context(Some(&job.workspace), Some(&job.workspace), home)?;
     let (eff, plan) = job.plans.get_or_compile(
         &job.profile,
         &job.caps,
