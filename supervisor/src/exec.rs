@@ -228,17 +228,8 @@ impl ExecReport {
         if let Some(e) = &self.egress {
             s += &e.to_text();
         }
-        if !self.protected_changed.is_empty() {
-            s += &format!(
-                "aiops: ALARM: read-only protected paths changed: {}\n",
-                self.protected_changed.join(", ")
-            );
-        }
-        if !self.protected_created.is_empty() {
-            s += &format!(
-                "aiops: warning: the node created protected paths the host may run: {}\n",
-                self.protected_created.join(", ")
-            );
+        for line in self.protected_notes() {
+            s += &format!("aiops: {line}\n");
         }
         s
     }
@@ -269,19 +260,20 @@ impl ExecReport {
     }
 
     /// Protected paths changed (an alarm) or created (git directories,
-    /// hooks, `.git` files): printed whatever `--report` says, since the
-    /// host may run them the next time someone types `git status`.
-    pub fn protected_lines(&self) -> Vec<String> {
+    /// hooks, `.git` files), one line each: `aiopsctl exec` prints them
+    /// whatever `--report` says, since the host may run them the next time
+    /// someone types `git status`; a flow node's reason carries them.
+    pub fn protected_notes(&self) -> Vec<String> {
         let mut out = vec![];
         if !self.protected_changed.is_empty() {
             out.push(format!(
-                "aiopsctl: ALARM: read-only protected paths changed: {}",
+                "ALARM: read-only protected paths changed: {}",
                 self.protected_changed.join(", ")
             ));
         }
         if !self.protected_created.is_empty() {
             out.push(format!(
-                "aiopsctl: warning: the node created protected paths the host may run (check them before using git there): {}",
+                "warning: the node created protected paths the host may run (check them before using git there): {}",
                 self.protected_created.join(", ")
             ));
         }

@@ -82,16 +82,20 @@ impl Env {
         p
     }
 
-    fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(aiopsctl())
-            .args(args)
+    /// `aiopsctl ARGS --config C` against this env's state, no daemon socket.
+    fn ctl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(aiopsctl());
+        c.args(args)
             .arg("--config")
             .arg(&self.config)
             .env("AIOPS_PROFILE_PATH", &self.profile_path)
             .env_remove("AIOPS_API_SOCKET")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_cmd(args).output().unwrap()
     }
 
     fn json(&self, args: &[&str]) -> serde_json::Value {
@@ -1122,14 +1126,8 @@ fn interrupting_a_daemonless_run_cancels_its_nodes(test: &str, signal: &str, sig
             "[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"{tag}\"\nprofile = \"restrictive\"\n\n[[node]]\nid = \"after\"\nkind = \"shell\"\nrun = \"true\"\nprofile = \"restrictive\"\nneeds = [\"slow\"]\n"
         ),
     );
-    let mut child = Command::new(aiopsctl())
-        .arg("run")
-        .arg(&flow)
-        .arg("--config")
-        .arg(&e.config)
-        .env("AIOPS_PROFILE_PATH", &e.profile_path)
-        .env_remove("AIOPS_API_SOCKET")
-        .stdin(Stdio::null())
+    let mut child = e
+        .ctl_cmd(&["run", flow.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1231,14 +1229,8 @@ fn a_second_sigterm_of_a_daemonless_run_exits_at_once() {
         "stubborn",
         &format!("[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"trap '' TERM; {tag}\"\nprofile = \"restrictive\"\n"),
     );
-    let mut child = Command::new(aiopsctl())
-        .arg("run")
-        .arg(&flow)
-        .arg("--config")
-        .arg(&e.config)
-        .env("AIOPS_PROFILE_PATH", &e.profile_path)
-        .env_remove("AIOPS_API_SOCKET")
-        .stdin(Stdio::null())
+    let mut child = e
+        .ctl_cmd(&["run", flow.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -221,8 +221,8 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
             if let Some(line) = report.failure_line() {
                 let _ = writeln!(err, "{line}");
             }
-            for line in report.protected_lines() {
-                let _ = writeln!(err, "{line}");
+            for line in report.protected_notes() {
+                let _ = writeln!(err, "aiopsctl: {line}");
             }
         }
         ReportFormat::Text => {

@@ -399,19 +399,7 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
     if e.output_capped {
         res.limit_hits.push("output_cap".into());
     }
-    let mut notes = vec![];
-    if !r.protected_changed.is_empty() {
-        notes.push(format!(
-            "ALARM: protected paths changed: {}",
-            r.protected_changed.join(", ")
-        ));
-    }
-    if !r.protected_created.is_empty() {
-        notes.push(format!(
-            "created protected paths the host may run: {}",
-            r.protected_created.join(", ")
-        ));
-    }
+    let mut notes = r.protected_notes();
     let verdict = match (e.code, e.signal) {
         _ if e.timed_out => Some(format!("timed out after {} ms", e.duration_ms)),
         _ if e.output_capped => Some("output byte cap reached".to_string()),
