@@ -166,14 +166,58 @@ run = "true"
 #[test]
 fn a_long_chain_is_checked_without_deep_recursion() {
     let mut src = with_nodes("[[node]]\nid = \"n0\"\nkind = \"shell\"\nrun = \"true\"\n");
-    for i in 1..5000 {
+    for i in 1..MAX_NODES {
         src.push_str(&format!(
             "[[node]]\nid = \"n{i}\"\nkind = \"shell\"\nrun = \"true\"\nneeds = [\"n{}\"]\n",
             i - 1
         ));
     }
     let f = parse(&src).unwrap();
-    assert_eq!(f.topo_order().len(), 5000);
+    assert_eq!(f.topo_order().len(), MAX_NODES);
+    // One more is refused at the extra node, naming the limit.
+    let n = MAX_NODES;
+    src.push_str(&format!(
+        "[[node]]\nid = \"n{n}\"\nkind = \"shell\"\nrun = \"true\"\n"
+    ));
+    let e = refusal(&src);
+    assert!(
+        e.contains(&format!("node[{n}]")) && e.contains("at most 2000 nodes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn refuses_commands_execve_cannot_take() {
+    let node = |cmd: &str| format!("[[node]]\nid = \"a\"\nkind = \"shell\"\nrun = \"{cmd}\"\n");
+    // The longest single argument passes; one byte more is refused.
+    let fits = format!("echo {}", "x".repeat(MAX_ARG_BYTES - 5));
+    parse(&with_nodes(&node(&fits))).unwrap();
+    let e = refusal(&with_nodes(&node(&format!("{fits}x"))));
+    assert!(
+        e.contains("node[0].run") && e.contains("MAX_ARG_STRLEN") && e.contains(":8:7:"),
+        "{e}"
+    );
+    let e = refusal(&with_nodes(&node("echo a\\u0000b")));
+    assert!(e.contains("node[0].run") && e.contains("NUL"), "{e}");
+    // An agent's argv: each argument, then the whole.
+    let arg = "y".repeat(MAX_ARG_BYTES);
+    let argv = |n: usize| {
+        let args: Vec<String> = (0..n).map(|_| format!("\"{arg}\"")).collect();
+        format!(
+            "[[node]]\nid = \"a\"\nkind = \"agent\"\nargv = [\"agent\", {}]\n",
+            args.join(", ")
+        )
+    };
+    parse(&with_nodes(&argv(7))).unwrap();
+    let e = refusal(&with_nodes(&argv(9)));
+    assert!(e.contains("node[0].argv") && e.contains("ARG_MAX"), "{e}");
+    let e = refusal(&with_nodes(&format!(
+        "[[node]]\nid = \"a\"\nkind = \"agent\"\nargv = [\"agent\", \"{arg}z\"]\n"
+    )));
+    assert!(
+        e.contains("argument 1") && e.contains("MAX_ARG_STRLEN"),
+        "{e}"
+    );
 }
 
 // ---- refusals: each names the position and the field ----

@@ -156,6 +156,23 @@ pub struct GcReport {
     pub failed: Vec<(PathBuf, WorkspaceError)>,
 }
 
+/// Check, reading only, that `repo` at `git_ref` can be checked out: the
+/// repository opens, the ref names a commit and no symlink in its tree
+/// points outside. Returns the commit (`aiopsctl lint` uses this).
+pub fn check_source(repo: &Path, git_ref: &str) -> Result<String, WorkspaceError> {
+    read_source(repo, git_ref).map(|(_, commit)| commit.to_string())
+}
+
+fn read_source(
+    repo: &Path,
+    git_ref: &str,
+) -> Result<(git2::Repository, git2::Oid), WorkspaceError> {
+    let src = open_source(repo)?;
+    let commit = resolve_commit(&src, repo, git_ref)?;
+    refuse_escaping_symlinks(&src, repo, commit)?;
+    Ok((src, commit))
+}
+
 impl WorkspaceRoot {
     /// Create (0700) or open the root, canonicalise it, and refuse one that
     /// is not a directory owned by us or that group or others may write, and
@@ -238,10 +255,8 @@ impl WorkspaceRoot {
     ) -> Result<Workspace, WorkspaceError> {
         let target = self.workspace_path(flow, run)?;
         // Everything that only reads the source runs before the first write.
-        let src = open_source(repo)?;
-        let commit = resolve_commit(&src, repo, git_ref)?;
+        let (src, commit) = read_source(repo, git_ref)?;
         let sha = commit.to_string();
-        refuse_escaping_symlinks(&src, repo, commit)?;
 
         let flow_dir = self.root.join(flow);
         let made_flow_dir = self.ensure_flow_dir(&flow_dir)?;
