@@ -28,6 +28,8 @@ pub struct ExecReport {
     pub profile: String,
     pub cwd: String,
     pub net: NetMode,
+    /// The plan's output cap in bytes (stdout and stderr together).
+    pub output_cap: u64,
     /// Set when the jail could not be built (or the node not started).
     pub setup_failed: Option<SetupFailure>,
     pub exit: Option<ExitReport>,
@@ -250,13 +252,22 @@ impl ExecReport {
                 e.duration_ms
             ))
         } else if e.output_capped {
-            Some(format!(
-                "aiopsctl: output cap reached after {} bytes; the jail was killed",
-                e.stdout_bytes + e.stderr_bytes
-            ))
+            Some(format!("aiopsctl: {}", self.output_cap_text()))
         } else {
             None
         }
+    }
+
+    /// Why a capped node was killed and where its cap comes from: a node
+    /// can only lower its profile's cap, so more takes another profile.
+    pub fn output_cap_text(&self) -> String {
+        let cap = aiops_policy::units::Bytes(self.output_cap);
+        format!(
+            "output cap of {cap} reached (stdout and stderr together); the jail was killed. \
+             The cap is [limits] output of profile {}: a node may lower it, and more takes \
+             a profile that raises it (the operator's ceiling)",
+            self.profile
+        )
     }
 
     /// Protected paths changed (an alarm) or created (git directories,

@@ -402,7 +402,7 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
     let mut notes = r.protected_notes();
     let verdict = match (e.code, e.signal) {
         _ if e.timed_out => Some(format!("timed out after {} ms", e.duration_ms)),
-        _ if e.output_capped => Some("output byte cap reached".to_string()),
+        _ if e.output_capped => Some(r.output_cap_text()),
         (Some(0), _) => None,
         (Some(c), _) => Some(format!("exit code {c}")),
         (None, Some(s)) => Some(format!("killed by signal {s}")),

@@ -33,6 +33,7 @@ pub(super) struct PlanSummary {
     pub profile: String,
     pub cwd: String,
     pub net: NetMode,
+    pub output_cap: u64,
 }
 
 impl PlanSummary {
@@ -41,6 +42,7 @@ impl PlanSummary {
             profile: plan.profile.clone(),
             cwd: plan.cwd.to_string(),
             net: plan.net.mode,
+            output_cap: plan.run.output_bytes,
         }
     }
 }

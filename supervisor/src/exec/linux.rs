@@ -266,6 +266,7 @@ pub(super) fn finish(
         profile: plan.profile.clone(),
         cwd: plan.cwd.clone(),
         net: plan.net,
+        output_cap: plan.output_cap,
         setup_failed: reports.failed,
         exit: reports.exited,
         protected_created,

@@ -246,6 +246,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         profile: r.plan.profile.clone(),
         cwd: r.cwd.display().to_string(),
         net: r.plan.net,
+        output_cap: r.plan.run.output_bytes,
         setup_failed: None,
         exit: Some(report),
         protected_created,
