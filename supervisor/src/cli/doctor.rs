@@ -86,6 +86,7 @@ pub fn diagnose() -> DoctorReport {
         }
     }
     checks.extend(live_checks(&live));
+    checks.extend(unreadable_paths());
     if let Err(why) = &live {
         tracing::debug!(target: "aiops::doctor", reason = %why, "live probe unavailable");
     }
@@ -137,6 +138,38 @@ pub fn diagnose() -> DoctorReport {
         facts,
         default_profile,
     }
+}
+
+/// One warning per installed profile whose optional read paths exist but
+/// are unreadable by the uid a jail started here runs as (a 0700 home of
+/// another user, say): the node runs without them, which a build may not expect.
+fn unreadable_paths() -> Vec<Check> {
+    let loader = locate::profile_loader();
+    let mut out = vec![];
+    for (name, _) in loader.list() {
+        let Ok(profile) = loader.load(&name) else {
+            continue;
+        };
+        let (uid, paths) = super::explain::unreadable_here(&profile);
+        if paths.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = paths.iter().map(ToString::to_string).collect();
+        out.push(
+            Check::new(
+                Status::Warn,
+                "read paths",
+                format!(
+                    "profile {name}: uid {uid} cannot read {} (a jail started here skips them)",
+                    list.join(", ")
+                ),
+            )
+            .fix(format!(
+                "make them readable by uid {uid}, or run from a workspace owned by a user who can read them"
+            )),
+        );
+    }
+    out
 }
 
 /// The profiles the kernel has loaded (`name (mode)` per line; root only).

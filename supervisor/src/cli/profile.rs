@@ -173,7 +173,18 @@ fn validate(files: &[PathBuf], out: &mut dyn Write) -> Result<i32, SupervisorErr
             loader.search.insert(0, dir.to_path_buf());
         }
         match loader.load_path(file) {
-            Ok(_) => writeln!(out, "ok {}", file.display()).map_err(out_err)?,
+            Ok(profile) => {
+                writeln!(out, "ok {}", file.display()).map_err(out_err)?;
+                let (uid, unreadable) = super::explain::unreadable_here(&profile);
+                for p in unreadable {
+                    writeln!(
+                        out,
+                        "  note: read path {p} exists but uid {uid} cannot read it: a jail \
+                         started here skips it, and the node will not see it"
+                    )
+                    .map_err(out_err)?;
+                }
+            }
             Err(e) => {
                 let msg = error_chain(&e);
                 let shown = file.display().to_string();
