@@ -49,12 +49,14 @@ pub trait Sys {
     fn unshare_namespaces(&mut self, nss: &[Namespace]) -> Result<(), JailError>;
     /// Step 5.
     fn write_id_maps(&mut self, uid: u32, gid: u32) -> Result<(), JailError>;
-    /// Step 6: returns in the child only.
+    /// Step 6: returns in the child only, with its end of the pair to the
+    /// denial recorder when `denials` asks for one.
     fn fork_into_pid_ns(
         &mut self,
         parent: nix::unistd::Pid,
         conn: Option<OwnedFd>,
-    ) -> Result<(), JailError>;
+        denials: Option<crate::denials::Setup>,
+    ) -> Result<Option<OwnedFd>, JailError>;
     /// Step 3, as the jail's uid before any namespace: every git directory
     /// and outside hard link in the writable roots (aiops-guard).
     fn search_writable_roots(
@@ -87,8 +89,12 @@ pub trait Sys {
     fn drop_caps_and_set_nnp(&mut self) -> Result<(), JailError>;
     /// Step 11.
     fn landlock_restrict_self(&mut self, plan: &LandlockPlan) -> Result<(), JailError>;
-    /// Step 12.
-    fn seccomp_install(&mut self, filters: &Filters) -> Result<(), JailError>;
+    /// Step 12; with `to_parent`, the listener goes to the recorder.
+    fn seccomp_install(
+        &mut self,
+        filters: &Filters,
+        to_parent: Option<OwnedFd>,
+    ) -> Result<crate::seccomp::Recording, JailError>;
     /// Step 13: returns only on failure.
     fn execve_agentd(
         &mut self,
@@ -155,8 +161,9 @@ impl Sys for Kernel {
         &mut self,
         parent: nix::unistd::Pid,
         conn: Option<OwnedFd>,
-    ) -> Result<(), JailError> {
-        ns::fork_into_pid_ns(parent, conn)
+        denials: Option<crate::denials::Setup>,
+    ) -> Result<Option<OwnedFd>, JailError> {
+        ns::fork_into_pid_ns(parent, conn, denials)
     }
     fn search_writable_roots(
         &mut self,
@@ -196,8 +203,12 @@ impl Sys for Kernel {
     fn landlock_restrict_self(&mut self, plan: &LandlockPlan) -> Result<(), JailError> {
         landlock::landlock_restrict_self(plan)
     }
-    fn seccomp_install(&mut self, filters: &Filters) -> Result<(), JailError> {
-        seccomp::seccomp_install(filters)
+    fn seccomp_install(
+        &mut self,
+        filters: &Filters,
+        to_parent: Option<OwnedFd>,
+    ) -> Result<crate::seccomp::Recording, JailError> {
+        seccomp::seccomp_install(filters, to_parent)
     }
     fn execve_agentd(
         &mut self,

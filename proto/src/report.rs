@@ -117,6 +117,32 @@ pub struct ExitReport {
     pub reader_closed: Vec<Stream>,
 }
 
+/// Most distinct system calls a `SeccompDenials` names; the rest are counted.
+pub const MAX_DENIED_CALLS: usize = 128;
+
+/// One system call the seccomp filter denied, and how often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeniedCall {
+    /// Its name on this architecture (`x32` for any x32 number).
+    pub syscall: String,
+    /// The errno the node got.
+    pub errno: i32,
+    pub count: u64,
+}
+
+/// What the jailer's waiting parent counted: every call the seccomp filter
+/// denied, answered there with the filter's errno (the filter decides; the
+/// parent only counts). Sent once, after the node's `Exited`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeccompDenials {
+    /// Most frequent first, at most `MAX_DENIED_CALLS`.
+    pub calls: Vec<DeniedCall>,
+    /// Denials of further distinct calls, counted only.
+    pub others: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Report {
@@ -133,6 +159,7 @@ pub enum Report {
         errno: i32,
         message: String,
     },
+    SeccompDenials(SeccompDenials),
 }
 
 impl Report {
@@ -170,6 +197,22 @@ mod tests {
             errno: 38,
             message: "x".into(),
         };
+        assert_eq!(Report::decode(&r.encode().unwrap()).unwrap(), r);
+    }
+
+    /// The largest denial report the jailer can send fits in one frame.
+    #[test]
+    fn a_full_denial_report_fits_a_frame() {
+        let r = Report::SeccompDenials(SeccompDenials {
+            calls: (0..MAX_DENIED_CALLS)
+                .map(|i| DeniedCall {
+                    syscall: format!("x32:{}", 0x4000_0000 + i),
+                    errno: 38,
+                    count: u64::MAX,
+                })
+                .collect(),
+            others: u64::MAX,
+        });
         assert_eq!(Report::decode(&r.encode().unwrap()).unwrap(), r);
     }
 

@@ -30,6 +30,8 @@ pub struct ExecReport {
     pub net: NetMode,
     /// The plan's output cap in bytes (stdout and stderr together).
     pub output_cap: u64,
+    /// What the jail refused, by layer (docs/security-model.md, "Denials").
+    pub denials: crate::denials::Denials,
     /// Set when the jail could not be built (or the node not started).
     pub setup_failed: Option<SetupFailure>,
     pub exit: Option<ExitReport>,
@@ -227,6 +229,7 @@ impl ExecReport {
             );
             s += &format!("aiops: layers: {}\n", e.layers.join(", "));
         }
+        s += &self.denials.to_text();
         if let Some(e) = &self.egress {
             s += &e.to_text();
         }

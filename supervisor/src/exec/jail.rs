@@ -34,6 +34,8 @@ pub(super) struct PlanSummary {
     pub cwd: String,
     pub net: NetMode,
     pub output_cap: u64,
+    pub timeout_ms: u64,
+    pub seccomp_rules: crate::denials::SeccompRules,
 }
 
 impl PlanSummary {
@@ -43,6 +45,8 @@ impl PlanSummary {
             cwd: plan.cwd.to_string(),
             net: plan.net.mode,
             output_cap: plan.run.output_bytes,
+            timeout_ms: plan.run.timeout_ms,
+            seccomp_rules: crate::denials::SeccompRules::of(plan.seccomp.as_ref()),
         }
     }
 }

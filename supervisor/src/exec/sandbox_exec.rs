@@ -247,6 +247,15 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         cwd: r.cwd.display().to_string(),
         net: r.plan.net,
         output_cap: r.plan.run.output_bytes,
+        // Seatbelt's refusals reach the system log, not us.
+        denials: crate::denials::Denials::build(
+            &r.plan.profile,
+            &Default::default(),
+            None,
+            Some(&report),
+            r.plan.run.output_bytes,
+            r.plan.run.timeout_ms,
+        ),
         setup_failed: None,
         exit: Some(report),
         protected_created,
