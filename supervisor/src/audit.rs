@@ -50,6 +50,9 @@ pub struct AuditRecord {
     pub pre_approved: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<serde_json::Value>,
+    /// What the jail refused, by layer (`crate::denials::Denials`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denials: Option<serde_json::Value>,
 }
 
 pub fn rfc3339(t: SystemTime) -> String {

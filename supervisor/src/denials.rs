@@ -6,10 +6,10 @@
 //! are its own section of the report (`egress`).
 use aiops_proto::plan::SeccompPlan;
 use aiops_proto::report::{ExitReport, SeccompDenials};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Denials {
     /// The jailer counted seccomp denials for this node. False where it
     /// could not (no filter, unconfined, nested in another aiops jail,
@@ -23,7 +23,7 @@ pub struct Denials {
     pub limits: Vec<LimitHit>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyscallDenial {
     pub syscall: String,
     /// What the node got, e.g. `EPERM`.
@@ -35,7 +35,7 @@ pub struct SyscallDenial {
     pub allow: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitHit {
     /// `timeout` or `output`, as in the profile's `[limits]`.
     pub limit: String,

@@ -22,6 +22,8 @@ pub mod runs;
 pub mod table;
 #[cfg(target_os = "linux")]
 mod terminal;
+#[cfg(target_os = "linux")]
+pub mod why;
 
 // Macros, not consts, so `concat!` can join them into the top-level help.
 macro_rules! exit_codes {
@@ -114,6 +116,9 @@ pub enum Command {
     /// Remove workspaces and output of runs that ended long ago.
     #[cfg(target_os = "linux")]
     Gc(records::GcArgs),
+    /// What the jail refused a flow node, by layer, and what would allow it.
+    #[cfg(target_os = "linux")]
+    Why(why::WhyArgs),
     /// Check a flow file without running it: syntax, the needs graph, each
     /// node's profile and capabilities, and a lint of each command saying
     /// which nodes will pause for confirmation.
@@ -258,6 +263,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         Command::Audit(args) => records::audit(&args, out),
         #[cfg(target_os = "linux")]
         Command::Gc(args) => records::gc(&args, out),
+        #[cfg(target_os = "linux")]
+        Command::Why(args) => why::why(&args, out),
         Command::Lint { flow, json } => lint::run(&flow, json, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", out);

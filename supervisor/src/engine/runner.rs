@@ -73,6 +73,8 @@ pub struct NodeResult {
     pub limit_hits: Vec<String>,
     /// Every connection attempt through the egress proxy (allowlist nodes).
     pub egress: Option<serde_json::Value>,
+    /// What the jail refused, by layer, when the node ran.
+    pub denials: Option<serde_json::Value>,
 }
 
 impl NodeResult {
@@ -85,6 +87,7 @@ impl NodeResult {
             capabilities: None,
             limit_hits: vec![],
             egress: None,
+            denials: None,
         }
     }
 }
@@ -369,6 +372,10 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
         capabilities: Some(capabilities),
         limit_hits: vec![],
         egress: r.egress.as_ref().and_then(|e| serde_json::to_value(e).ok()),
+        denials: r
+            .exit
+            .as_ref()
+            .and_then(|_| serde_json::to_value(&r.denials).ok()),
     };
     if let Some(p) = &r.protocol_error {
         res.reason = Some(format!("protocol error from the jail: {p}"));
