@@ -115,6 +115,10 @@ pub struct ExitReport {
     /// EPIPE or SIGPIPE, as without the jail. Not an output cap.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reader_closed: Vec<Stream>,
+    /// The jail's tmpfs mounts (`/tmp`, `/dev/shm`) that had no block or
+    /// inode left when the node ended: `[limits] tmpfs` / `tmpfs_inodes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs_full: Vec<String>,
 }
 
 /// Most distinct system calls a `SeccompDenials` names; the rest are counted.

@@ -140,6 +140,31 @@ impl Denials {
                     ),
                 });
             }
+            for t in &e.tmpfs_full {
+                d.limits.push(LimitHit {
+                    limit: "tmpfs".into(),
+                    value: format!("{t} full"),
+                    allow: format!(
+                        "[limits] tmpfs (size) or tmpfs_inodes above it in profile {profile} \
+                         (a node may only lower them), or write large files to the workspace"
+                    ),
+                });
+            }
+            // The kernel's signals for RLIMIT_CPU and RLIMIT_FSIZE (Linux numbers).
+            let rlimit = match e.signal {
+                Some(24) => Some(("cpu", "SIGXCPU: CPU time")),
+                Some(25) => Some(("file_size", "SIGXFSZ: a file reached the size limit")),
+                _ => None,
+            };
+            if let Some((limit, what)) = rlimit {
+                d.limits.push(LimitHit {
+                    limit: limit.into(),
+                    value: what.into(),
+                    allow: format!(
+                        "[limits] {limit} above it in profile {profile} (a node may only lower it)"
+                    ),
+                });
+            }
             if e.output_capped {
                 d.limits.push(LimitHit {
                     limit: "output".into(),

@@ -131,3 +131,49 @@ fn a_limit_reached_is_reported_under_limits() {
         );
     });
 }
+
+/// The tmpfs size and RLIMIT_FSIZE are limits too: a node that fills the
+/// jail's /tmp, and one killed by SIGXFSZ, each get the limit named.
+/// Control: the same writes under restrictive's limits succeed.
+#[test]
+fn tmpfs_and_file_size_limits_are_reported() {
+    let d = scratch_dir(None);
+    let p = write_profile(
+        d.path(),
+        "tiny-files",
+        "schema = 1\nname = \"tiny-files\"\ndescription = \"a 1MiB tmpfs and 2MiB files\"\nextends = \"restrictive\"\n[limits]\ntmpfs = \"1MiB\"\nfile_size = \"2MiB\"\n",
+    );
+    let fill = "head -c 3000000 /dev/zero > /tmp/fill; echo rc=$?";
+    let big = "exec head -c 3000000 /dev/zero > big";
+    each_mode(&attacks(), |m| {
+        let o = m.jail_with(p.to_str().unwrap()).run_sh(fill);
+        o.assert_ran();
+        assert!(o.stdout.contains("rc=1"), "{}", o.describe());
+        let d = denials(&o);
+        let l = &d["limits"][0];
+        assert_eq!(
+            (l["limit"].as_str(), l["value"].as_str()),
+            (Some("tmpfs"), Some("/tmp full")),
+            "{d:#}"
+        );
+        let o = m.jail_with(p.to_str().unwrap()).run_sh(big);
+        assert_eq!(o.code, 128 + 25, "{}", o.describe());
+        let d = denials(&o);
+        assert_eq!(d["limits"][0]["limit"], "file_size", "{d:#}");
+        // Control: restrictive's limits take both.
+        let o = m
+            .jail()
+            .run_sh(&format!("{fill}; head -c 3000000 /dev/zero > big; echo ok"));
+        assert!(
+            o.stdout.contains("rc=0") && o.stdout.contains("ok"),
+            "{}",
+            o.describe()
+        );
+        assert_eq!(
+            denials(&o)["limits"],
+            serde_json::json!([]),
+            "{}",
+            o.describe()
+        );
+    });
+}

@@ -230,6 +230,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         ],
         pty: false,
         reader_closed: Vec::new(),
+        tmpfs_full: Vec::new(),
     };
     let status = if timed_out {
         exit::TIMEOUT
