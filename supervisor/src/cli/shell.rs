@@ -1,0 +1,91 @@
+//! `aiopsctl completions SHELL` and `aiopsctl man [--dir DIR]`: generated
+//! from the clap definitions, with profile names completed where a
+//! profile is asked for.
+use super::Cli;
+use crate::error::{out_err, SupervisorError};
+use clap::CommandFactory;
+use clap_complete::Shell;
+use std::io::Write;
+use std::path::Path;
+
+/// The command that prints the profile names, one a line; the completion
+/// scripts run it through the binary being completed.
+const NAMES: &str = "profile list --names 2>/dev/null";
+
+pub fn completions(shell: Shell, out: &mut dyn Write) -> Result<i32, SupervisorError> {
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", &mut buf);
+    let script = String::from_utf8_lossy(&buf);
+    let script = match shell {
+        Shell::Bash => bash_profiles(&script),
+        Shell::Fish => fish_profiles(&script),
+        _ => script.into_owned(),
+    };
+    out.write_all(script.as_bytes()).map_err(out_err)?;
+    Ok(0)
+}
+
+/// bash: `--profile <TAB>` offers the profile names on the search path and
+/// then files; a `<PROFILE>` argument (`profile show|explain`) the names.
+fn bash_profiles(script: &str) -> String {
+    let names = format!("$(\"${{COMP_WORDS[0]}}\" {NAMES})");
+    let mut out = String::with_capacity(script.len() + 1024);
+    let mut after_profile = false;
+    for line in script.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with("opts=") && t.contains("<PROFILE>") {
+            out.push_str(&line.replace("<PROFILE>", &names));
+        } else if after_profile && t.starts_with("COMPREPLY=($(compgen -f \"${cur}\"))") {
+            out.push_str(&line.replace(
+                "COMPREPLY=($(compgen -f \"${cur}\"))",
+                &format!("COMPREPLY=($(compgen -W \"{names}\" -- \"${{cur}}\") $(compgen -f \"${{cur}}\"))"),
+            ));
+        } else {
+            out.push_str(line);
+        }
+        after_profile = t == "--profile)";
+    }
+    out
+}
+
+/// fish: the names next to the files fish offers anyway.
+fn fish_profiles(script: &str) -> String {
+    script
+        .lines()
+        .map(|l| {
+            if l.contains(" -l profile ") {
+                format!("{l} -a \"(aiopsctl {NAMES})\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// `aiopsctl(1)` to `out`, or with `dir` one page per command and
+/// subcommand (`aiopsctl.1`, `aiopsctl-exec.1`, `aiopsctl-profile-show.1`,
+/// ...) written there, the names printed.
+pub fn man(dir: Option<&Path>, out: &mut dyn Write) -> Result<i32, SupervisorError> {
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd).render(out).map_err(out_err)?;
+        return Ok(0);
+    };
+    std::fs::create_dir_all(dir).map_err(out_err)?;
+    clap_mangen::generate_to(cmd, dir).map_err(out_err)?;
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|source| SupervisorError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("aiopsctl") && n.ends_with(".1"))
+        .collect();
+    names.sort();
+    for n in names {
+        writeln!(out, "{}", dir.join(n).display()).map_err(out_err)?;
+    }
+    Ok(0)
+}
