@@ -455,7 +455,14 @@ fn bash_and_fish_complete_profile_names() {
         )),
         "--profile does not complete names:\n{bash}"
     );
-    assert!(!bash.contains("<PROFILE>"), "a <PROFILE> placeholder is left");
+    for sub in ["show", "explain"] {
+        let block = bash
+            .split(&format!("aiopsctl__subcmd__profile__subcmd__{sub})\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no profile {sub} block:\n{bash}"));
+        let opts = block.lines().next().unwrap();
+        assert!(opts.contains(names), "profile {sub}: {opts}");
+    }
     let after_profile: Vec<&str> = bash
         .lines()
         .zip(bash.lines().skip(1))

@@ -340,7 +340,7 @@ fn http_server() -> u16 {
                 head.push(b[0]);
             }
             let _ = s.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nhello via aiops",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\nConnection: close\r\n\r\nhello via aiops",
             );
         }
     });

@@ -26,24 +26,32 @@ pub fn completions(shell: Shell, out: &mut dyn Write) -> Result<i32, SupervisorE
 }
 
 /// bash: `--profile <TAB>` offers the profile names on the search path and
-/// then files; a `<PROFILE>` argument (`profile show|explain`) the names.
+/// then files; `profile show|explain <TAB>` the names next to the options.
 fn bash_profiles(script: &str) -> String {
     let names = format!("$(\"${{COMP_WORDS[0]}}\" {NAMES})");
+    let files = "COMPREPLY=($(compgen -f \"${cur}\"))";
     let mut out = String::with_capacity(script.len() + 1024);
-    let mut after_profile = false;
+    let (mut after_option, mut in_positional) = (false, false);
     for line in script.split_inclusive('\n') {
-        let t = line.trim_start();
-        if t.starts_with("opts=") && t.contains("<PROFILE>") {
-            out.push_str(&line.replace("<PROFILE>", &names));
-        } else if after_profile && t.starts_with("COMPREPLY=($(compgen -f \"${cur}\"))") {
+        let t = line.trim();
+        if after_option && t == files {
             out.push_str(&line.replace(
-                "COMPREPLY=($(compgen -f \"${cur}\"))",
+                files,
                 &format!("COMPREPLY=($(compgen -W \"{names}\" -- \"${{cur}}\") $(compgen -f \"${{cur}}\"))"),
             ));
+        } else if in_positional && t.starts_with("opts=\"") {
+            out.push_str(&line.replacen("opts=\"", &format!("opts=\"{names} "), 1));
+            in_positional = false;
         } else {
             out.push_str(line);
         }
-        after_profile = t == "--profile)";
+        after_option = t == "--profile)";
+        // The subcommands whose first argument is a profile.
+        if t == "aiopsctl__subcmd__profile__subcmd__show)"
+            || t == "aiopsctl__subcmd__profile__subcmd__explain)"
+        {
+            in_positional = true;
+        }
     }
     out
 }
