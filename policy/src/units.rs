@@ -268,7 +268,10 @@ mod tests {
         assert_eq!(ms("1m0.5s"), 60_500);
         assert_eq!(ms(" 1.5 s "), 1500);
         // Displayed in one unit, and read back the same.
-        assert_eq!(Dur(5_400_000).to_string().parse::<Dur>().unwrap().millis(), 5_400_000);
+        assert_eq!(
+            Dur(5_400_000).to_string().parse::<Dur>().unwrap().millis(),
+            5_400_000
+        );
     }
 
     #[test]

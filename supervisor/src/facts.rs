@@ -525,7 +525,13 @@ mod tests {
             move |p: &Path| p.ends_with("u/cgroup.controllers").then(|| s.to_string())
         };
         let user = Manager::User;
-        let (ok, c) = cgroup_check(cg, Some(MOUNTINFO), &ctl("cpu memory pids"), &|_| true, user);
+        let (ok, c) = cgroup_check(
+            cg,
+            Some(MOUNTINFO),
+            &ctl("cpu memory pids"),
+            &|_| true,
+            user,
+        );
         assert!(ok, "{c:?}");
         let (ok, c) = cgroup_check(cg, Some(MOUNTINFO), &ctl("cpu"), &|_| true, user);
         assert!(!ok && c.detail.contains("memory, pids") && c.status == Status::Warn);
@@ -538,14 +544,20 @@ mod tests {
     #[test]
     fn the_delegation_fix_names_systemd_run_only_where_systemd_answers() {
         let cg = Some("0::/u\n");
-        let ctl = |p: &Path| p.ends_with("u/cgroup.controllers").then(|| "cpu".to_string());
+        let ctl = |p: &Path| {
+            p.ends_with("u/cgroup.controllers")
+                .then(|| "cpu".to_string())
+        };
         let fix = |m| {
             let (_, c) = cgroup_check(cg, Some(MOUNTINFO), &ctl, &|_| true, m);
             format!("{c:?}")
         };
         assert!(fix(Manager::User).contains("systemd-run --user --scope"));
         let sys = fix(Manager::System);
-        assert!(sys.contains("systemd-run --scope") && !sys.contains("--user"), "{sys}");
+        assert!(
+            sys.contains("systemd-run --scope") && !sys.contains("--user"),
+            "{sys}"
+        );
         let none = fix(Manager::None);
         assert!(!none.contains("systemd-run"), "{none}");
         assert!(none.contains("no systemd manager answers"), "{none}");

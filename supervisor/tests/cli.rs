@@ -420,14 +420,19 @@ fn man_dir_writes_every_page_the_pages_refer_to() {
         assert!(out.contains(want), "{want} not printed: {out}");
     }
     let exec = std::fs::read_to_string(dir.path().join("aiopsctl-exec.1")).unwrap();
-    assert!(exec.contains(".TH") && exec.contains("net\\-allow"), "{exec}");
+    assert!(
+        exec.contains(".TH") && exec.contains("net\\-allow"),
+        "{exec}"
+    );
     // Every aiopsctl-*(1) named anywhere exists.
     let mut named = 0;
     for p in &pages {
         let roff = std::fs::read_to_string(dir.path().join(p)).unwrap();
         for (i, _) in roff.match_indices("aiopsctl\\-") {
             let rest = &roff[i..];
-            let Some(end) = rest.find("(1)") else { continue };
+            let Some(end) = rest.find("(1)") else {
+                continue;
+            };
             let name = rest[..end].replace("\\-", "-");
             if name.contains(char::is_whitespace) {
                 continue;
@@ -471,7 +476,9 @@ fn bash_and_fish_complete_profile_names() {
         .collect();
     assert!(!after_profile.is_empty());
     assert!(
-        after_profile.iter().all(|l| l.contains("profile list --names")),
+        after_profile
+            .iter()
+            .all(|l| l.contains("profile list --names")),
         "{after_profile:?}"
     );
     let o = aiopsctl(&["completions", "fish"]);

@@ -176,7 +176,8 @@ fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-const SYSTEM_READ: &str = "[\"/usr\", \"/bin\", \"/sbin\", \"/lib\", \"/lib32\", \"/lib64\", \"/etc\"]";
+const SYSTEM_READ: &str =
+    "[\"/usr\", \"/bin\", \"/sbin\", \"/lib\", \"/lib32\", \"/lib64\", \"/etc\"]";
 
 /// The status and message of a refusal through `--node-caps`, which the
 /// flags must match.
@@ -290,7 +291,12 @@ fn read_and_write_add_paths_within_the_profile_and_refuse_others() {
     let (data_s, out_s) = (data_f.to_str().unwrap(), out_f.to_str().unwrap());
     let cat = ["cat", data_s];
     let o = exec_with(ws.path(), profile, &["--node-caps", caps], &cat);
-    assert_ne!(o.status.code(), Some(0), "read without --read: {:?}", out_err(&o));
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "read without --read: {:?}",
+        out_err(&o)
+    );
     let o = exec_with(
         ws.path(),
         profile,
@@ -367,7 +373,11 @@ fn net_allow_adds_a_listed_target_and_refuses_others() {
         ),
     );
     let profile = profile.to_str().unwrap();
-    let caps = write_file(dir.path(), "caps.toml", "net_allow = [\"other.test:443\"]\n");
+    let caps = write_file(
+        dir.path(),
+        "caps.toml",
+        "net_allow = [\"other.test:443\"]\n",
+    );
     let caps = caps.to_str().unwrap();
     // urllib goes through $http_proxy, the jail's end of the egress proxy.
     let get = format!(
@@ -378,7 +388,10 @@ fn net_allow_adds_a_listed_target_and_refuses_others() {
     let o = exec_with(ws.path(), profile, &["--node-caps", caps], &argv);
     let (_, err) = out_err(&o);
     assert_ne!(o.status.code(), Some(0));
-    assert!(err.contains("egress denied") && err.contains("loop.test"), "{err}");
+    assert!(
+        err.contains("egress denied") && err.contains("loop.test"),
+        "{err}"
+    );
     let target = format!("loop.test:{port}");
     let o = exec_with(
         ws.path(),
@@ -389,7 +402,12 @@ fn net_allow_adds_a_listed_target_and_refuses_others() {
     assert_eq!(out_err(&o).0, "hello via aiops\n", "{:?}", out_err(&o));
     // Not on the profile's list: refused like --node-caps, naming the flag.
     let like = node_caps_refusal(ws.path(), profile, "net_allow = [\"evil.test:443\"]\n");
-    let o = exec_with(ws.path(), profile, &["--net-allow", "evil.test:443"], &["true"]);
+    let o = exec_with(
+        ws.path(),
+        profile,
+        &["--net-allow", "evil.test:443"],
+        &["true"],
+    );
     assert_refused_naming(&o, "--net-allow", like);
     let o = exec_with(ws.path(), profile, &["--net-allow", "no-port"], &["true"]);
     assert_eq!(o.status.code(), Some(64), "{:?}", out_err(&o));

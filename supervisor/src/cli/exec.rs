@@ -357,8 +357,8 @@ fn run_node(
             e => refused(e),
         },
     )?;
-    let plan =
-        aiops_policy::sbpl::compile_sbpl_for(profile, caps, &ctx).map_err(|e| origins.refused(e))?;
+    let plan = aiops_policy::sbpl::compile_sbpl_for(profile, caps, &ctx)
+        .map_err(|e| origins.refused(e))?;
     if plan.net == NetMode::Allowlist {
         return Err(allowlist_refusal(&plan.profile));
     }

@@ -555,7 +555,6 @@ fn a_failed_lookup_is_reported_as_such_not_as_a_denial() {
     // policy refusal in the same proxy.
     let p = policy(&["gone.test:443".into()], &[], &[]);
     let (h, proxy) = start_proxy(p, Some(Arc::new(|_| vec![])));
-    let before = TOTALS.refused_for("upstream") + TOTALS.refused_for("policy");
     let (status, head, _) = connect(proxy, "gone.test:443");
     assert_eq!(status, "HTTP/1.1 502 Bad Gateway");
     assert!(head.contains("X-Aiops-Egress: dns-failed\r\n"), "{head}");
@@ -583,12 +582,15 @@ fn a_failed_lookup_is_reported_as_such_not_as_a_denial() {
         1,
         "{lines:?}"
     );
-    assert!(sum.to_text().contains("1 DNS lookups failed"), "{}", sum.to_text());
-    // The DNS failure is not a refusal by cause in /metrics, and has its own counter.
+    assert!(
+        sum.to_text().contains("1 DNS lookups failed"),
+        "{}",
+        sum.to_text()
+    );
+    // /metrics has a counter of its own for it (its count: the test below).
     let mut out = String::new();
     TOTALS.render(&mut out);
     assert!(out.contains("aiops_egress_dns_failures_total "), "{out}");
-    assert!(TOTALS.refused_for("upstream") + TOTALS.refused_for("policy") >= before + 1);
 }
 
 #[test]
