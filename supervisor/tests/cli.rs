@@ -375,6 +375,18 @@ fn doctor_understands_the_real_jailers_probe() {
     );
 }
 
+/// `submit` always detaches, so only `run` takes `--detach`.
+#[test]
+fn only_run_takes_detach() {
+    let option = |help: &str| help.lines().any(|l| l.trim_start().starts_with("--detach"));
+    let (run, _) = text(&aiopsctl(&["run", "--help"]));
+    assert!(option(&run), "{run}");
+    let (submit, _) = text(&aiopsctl(&["submit", "--help"]));
+    assert!(!option(&submit), "{submit}");
+    let o = aiopsctl(&["submit", "--detach", "flow.toml"]);
+    assert_eq!(o.status.code(), Some(64), "{:?}", text(&o));
+}
+
 /// Every argument of every command and subcommand says what it is for.
 #[test]
 fn every_argument_of_every_subcommand_has_help() {
