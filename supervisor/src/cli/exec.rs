@@ -30,7 +30,7 @@ pub struct ExecArgs {
     /// the workspace, else the workspace].
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
-    /// Hard wall-clock limit (at most the profile's), e.g. 90s, 10m.
+    /// Hard wall-clock limit (at most the profile's), e.g. 90s, 1.5s, 1h30m.
     #[arg(long, value_name = "DUR")]
     pub timeout: Option<Dur>,
     /// Node capabilities (TOML) to narrow the profile.
