@@ -71,7 +71,10 @@ fn peer(expect: usize, answer: usize) -> (u16, std::thread::JoinHandle<Vec<u8>>)
 /// Send a CONNECT and return the status line and the stream after the head.
 fn connect(proxy: SocketAddr, target: &str) -> (String, String, TcpStream) {
     let mut s = TcpStream::connect(proxy).unwrap();
-    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+    // One write: a proxy that answers and closes at once (over the
+    // connection limit) would reset a second one with EPIPE.
+    let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
