@@ -464,3 +464,46 @@ fn timeout_takes_decimal_and_compound_durations() {
     assert_eq!(code, Some(64));
     assert!(err.contains("unknown unit"), "{err}");
 }
+
+/// A name on the allow-list that does not resolve is a DNS failure, said
+/// as such, not an egress denial.
+#[test]
+fn a_dns_failure_is_not_reported_as_a_denial() {
+    if !built() || !Path::new("/usr/bin/python3").exists() {
+        return;
+    }
+    let ws = workspace();
+    let dir = tempfile::tempdir().unwrap();
+    // .invalid never resolves (RFC 6761), with or without a network.
+    let profile = write_file(
+        dir.path(),
+        "nx.toml",
+        "schema = 1\nname = \"nx\"\ndescription = \"agent with an unresolvable name\"\n\
+         extends = \"agent\"\n[net]\nmode = \"allowlist\"\nallow = [\"nx.invalid:80\"]\n",
+    );
+    let get = "import urllib.request\n\
+               urllib.request.urlopen('http://nx.invalid/', timeout=20)";
+    let o = exec_with(
+        ws.path(),
+        profile.to_str().unwrap(),
+        &["--report", "json"],
+        &["/usr/bin/python3", "-c", get],
+    );
+    let (_, err) = out_err(&o);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err.contains("\"verdict\":\"dns_failed\""), "{err}");
+    assert!(err.contains("DNS lookup of nx.invalid failed: "), "{err}");
+    assert!(!err.contains("\"verdict\":\"denied\""), "{err}");
+    let o = exec_with(
+        ws.path(),
+        profile.to_str().unwrap(),
+        &[],
+        &["/usr/bin/python3", "-c", get],
+    );
+    let (_, err) = out_err(&o);
+    assert!(
+        err.contains("aiopsctl: egress: DNS lookup of nx.invalid failed: "),
+        "{err}"
+    );
+    assert!(!err.contains("egress denied"), "{err}");
+}
