@@ -493,6 +493,21 @@ fn bash_and_fish_complete_profile_names() {
             .all(|l| l.contains("profile list --names")),
         "{after_profile:?}"
     );
+    let o = aiopsctl(&["completions", "zsh"]);
+    let (zsh, _) = text(&o);
+    let specs: Vec<&str> = zsh
+        .lines()
+        .filter(|l| l.starts_with("'--profile=[") || l.starts_with("':profile -- "))
+        .collect();
+    assert_eq!(specs.len(), 3, "{zsh}");
+    assert!(
+        specs.iter().all(|l| l.contains(":_aiopsctl_profiles'")),
+        "{specs:?}"
+    );
+    assert!(zsh.contains("_aiopsctl_profiles() {"), "{zsh}");
+    // A colon in a value's name must be escaped, or zsh takes the rest for
+    // the action.
+    assert!(zsh.contains(":HOST\\:PORT:_default'"), "{zsh}");
     let o = aiopsctl(&["completions", "fish"]);
     let (fish, _) = text(&o);
     assert!(
@@ -535,4 +550,53 @@ fn bash_completes_a_profile_name() {
         .unwrap();
     let (out, err) = text(&o);
     assert!(out.lines().any(|l| l == "restrictive"), "{out}{err}");
+}
+
+/// zsh completes `--profile restr<TAB>` and `profile show restr<TAB>` to
+/// `restrictive`, driven through a pty (zsh's zpty) as at a prompt.
+#[test]
+fn zsh_completes_a_profile_name() {
+    if !std::path::Path::new("/usr/bin/zsh").exists() {
+        skip("zsh completion", "no /usr/bin/zsh");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("aiopsctl.zsh");
+    std::fs::write(&script, text(&aiopsctl(&["completions", "zsh"])).0).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_aiopsctl"), bin.join("aiopsctl")).unwrap();
+    let complete = |typed: &str| {
+        let driver = format!(
+            "zmodload zsh/zpty\n\
+             zpty z 'PATH={bin}:$PATH zsh -f -i'\n\
+             zpty -w z 'autoload -U compinit; compinit -u; source {script}; compdef _aiopsctl aiopsctl'\n\
+             zpty -n -w z $'{typed}\\t'\n\
+             out=''\n\
+             for i in {{1..100}}; do\n\
+             \x20 zpty -r -t z line && out+=$line\n\
+             \x20 [[ $out == *restrictive* ]] && break\n\
+             \x20 sleep 0.1\n\
+             done\n\
+             print -r -- \"$out\"\n\
+             zpty -d z\n",
+            bin = bin.display(),
+            script = script.display(),
+        );
+        let o = Command::new("/usr/bin/zsh")
+            .args(["-f", "-c", &driver])
+            .current_dir(repo_root())
+            .env_remove("AIOPS_PROFILE_PATH")
+            .output()
+            .unwrap();
+        text(&o).0
+    };
+    for typed in [
+        "aiopsctl exec --profile restr",
+        "aiopsctl profile show restr",
+    ] {
+        let out = complete(typed);
+        let want = typed.replace("restr", "restrictive");
+        assert!(out.contains(&want), "{typed:?} did not complete: {out:?}");
+    }
 }

@@ -19,6 +19,7 @@ pub fn completions(shell: Shell, out: &mut dyn Write) -> Result<i32, SupervisorE
     let script = match shell {
         Shell::Bash => bash_profiles(&script),
         Shell::Fish => fish_profiles(&script),
+        Shell::Zsh => zsh_profiles(&script),
         _ => script.into_owned(),
     };
     out.write_all(script.as_bytes()).map_err(out_err)?;
@@ -70,6 +71,32 @@ fn fish_profiles(script: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
+}
+
+/// zsh: profile names and files wherever a profile is asked for; and the
+/// colon in `HOST:PORT`, which clap leaves unescaped in the value's
+/// message (`_arguments` would take what follows it for the action).
+fn zsh_profiles(script: &str) -> String {
+    const FUNCTION: &str = "(( $+functions[_aiopsctl_profiles] )) ||\n\
+        _aiopsctl_profiles() {\n\
+        \x20   local -a names\n\
+        \x20   names=(${(f)\"$(aiopsctl profile list --names 2>/dev/null)\"})\n\
+        \x20   _alternative 'profiles:profile:compadd -a names' 'files:file:_files'\n\
+        }\n\n";
+    let mut out = String::with_capacity(script.len() + 512);
+    for line in script.split_inclusive('\n') {
+        if line.starts_with("if [ \"$funcstack[1]\" = \"_aiopsctl\" ]; then") {
+            out.push_str(FUNCTION);
+        }
+        let line = line.replace(":HOST:PORT:", ":HOST\\:PORT:");
+        let profile_arg = line.starts_with("'--profile=[") || line.starts_with("':profile -- ");
+        if profile_arg && line.contains(":_default'") {
+            out.push_str(&line.replace(":_default'", ":_aiopsctl_profiles'"));
+        } else {
+            out.push_str(&line);
+        }
+    }
+    out
 }
 
 /// `aiopsctl(1)` to `out`, or with `dir` one page per command and
