@@ -516,6 +516,12 @@ fn bash_and_fish_complete_profile_names() {
             .all(|l| l.contains("profile list --names")),
         "{fish}"
     );
+    assert!(
+        fish.lines()
+            .any(|l| l.contains("__fish_seen_subcommand_from show explain")
+                && l.contains("profile list --names")),
+        "{fish}"
+    );
     // What the scripts run: the names on the search path.
     let o = aiopsctl(&["profile", "list", "--names"]);
     let (out, _) = text(&o);
@@ -598,5 +604,48 @@ fn zsh_completes_a_profile_name() {
         let out = complete(typed);
         let want = typed.replace("restr", "restrictive");
         assert!(out.contains(&want), "{typed:?} did not complete: {out:?}");
+    }
+}
+
+/// fish completes the same, asked with `complete -C`.
+#[test]
+fn fish_completes_a_profile_name() {
+    if !std::path::Path::new("/usr/bin/fish").exists() {
+        skip("fish completion", "no /usr/bin/fish");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("aiopsctl.fish");
+    std::fs::write(&script, text(&aiopsctl(&["completions", "fish"])).0).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_aiopsctl"), bin.join("aiopsctl")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for typed in [
+        "aiopsctl exec --profile restr",
+        "aiopsctl profile show restr",
+    ] {
+        let o = Command::new("/usr/bin/fish")
+            .args(["-N", "-c"])
+            .arg(format!(
+                "source {}; complete -C '{typed}'",
+                script.display()
+            ))
+            .current_dir(repo_root())
+            .env("PATH", &path)
+            .env("HOME", dir.path())
+            .env_remove("AIOPS_PROFILE_PATH")
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert!(
+            out.lines()
+                .any(|l| l.split('\t').next() == Some("restrictive")),
+            "{typed:?}: {out}{err}"
+        );
     }
 }

@@ -57,8 +57,13 @@ fn bash_profiles(script: &str) -> String {
     out
 }
 
-/// fish: the names next to the files fish offers anyway.
+/// fish: the names next to the files fish offers anyway, after
+/// `--profile` and as `profile show|explain`'s argument.
 fn fish_profiles(script: &str) -> String {
+    let positional = format!(
+        "complete -c aiopsctl -n \"__fish_aiopsctl_using_subcommand profile; and \
+         __fish_seen_subcommand_from show explain\" -a \"(aiopsctl {NAMES})\"\n"
+    );
     script
         .lines()
         .map(|l| {
@@ -71,6 +76,7 @@ fn fish_profiles(script: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
+        + &positional
 }
 
 /// zsh: profile names and files wherever a profile is asked for; and the
