@@ -74,8 +74,8 @@ pub enum Command {
     /// Check that this host can provide the layers the default profile needs.
     #[command(after_long_help = EXIT_CODES)]
     Doctor(DoctorArgs),
-    /// Print a shell completion script to stdout (bash and fish complete
-    /// profile names too).
+    /// Print a shell completion script to stdout (bash, zsh and fish also
+    /// complete profile names).
     Completions {
         /// The shell to write the script for.
         #[arg(value_enum)]
