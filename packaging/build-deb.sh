@@ -29,7 +29,10 @@ rm -rf "$gen" && mkdir -p "$gen"
 static=$(bash packaging/static-build.sh)
 cp "$static/aiopsctl" "$static/aiops-jailer" "$static/aiops-agentd" "$gen/"
 ctl=$gen/aiopsctl
-"$ctl" man | gzip -9n >"$gen/aiopsctl.1.gz"
+# One page per subcommand (aiopsctl.1, aiopsctl-exec.1, ...): aiopsctl(1)
+# points to each of them.
+"$ctl" man --dir "$gen/man1" >/dev/null
+gzip -9n "$gen"/man1/*.1
 gzip -9n <packaging/man/aiops-supervisor.8 >"$gen/aiops-supervisor.8.gz"
 "$ctl" completions bash >"$gen/aiopsctl.bash"
 "$ctl" completions zsh >"$gen/_aiopsctl"

@@ -31,7 +31,8 @@ for u in "$units"/aiops*; do
 done
 for p in /usr/bin/aiopsctl /usr/libexec/aiops/aiops-agentd /usr/share/aiops/profiles/restrictive.toml \
          /usr/lib/sysusers.d/aiops.conf /usr/lib/tmpfiles.d/aiops.conf /usr/share/aiops/apparmor/aiops-jailer \
-         /usr/share/man/man1/aiopsctl.1.gz /usr/share/man/man8/aiops-supervisor.8.gz \
+         /usr/share/man/man1/aiopsctl.1.gz /usr/share/man/man1/aiopsctl-exec.1.gz \
+         /usr/share/man/man1/aiopsctl-profile-show.1.gz /usr/share/man/man8/aiops-supervisor.8.gz \
          /usr/share/bash-completion/completions/aiopsctl /usr/share/doc/aiops/copyright \
          /usr/share/doc/aiops/docs/operations.md /usr/share/doc/aiops/examples/quickstart/flow.toml; do
   check "$p"

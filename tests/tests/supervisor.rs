@@ -386,7 +386,7 @@ fn kill_9_of_the_daemon_mid_run_leaves_lost_nodes_and_no_orphan_jail() {
     let flow = e.flow(
         "long",
         &format!(
-            "[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"{tag}\"\nprofile = \"restrictive\"\n\n[[node]]\nid = \"next\"\nkind = \"shell\"\nrun = \"true\"\nprofile = \"restrictive\"\nneeds = [\"slow\"]\n"
+            "[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"head -c 3000 /dev/zero; {tag}\"\nprofile = \"restrictive\"\n\n[[node]]\nid = \"next\"\nkind = \"shell\"\nrun = \"true\"\nprofile = \"restrictive\"\nneeds = [\"slow\"]\n"
         ),
     );
     let mut d = e.daemon();
@@ -408,6 +408,15 @@ fn kill_9_of_the_daemon_mid_run_leaves_lost_nodes_and_no_orphan_jail() {
     let run = e.json(&["status", &id]);
     assert_eq!(node(&run, "slow")["state"], "lost");
     assert_eq!(node(&run, "next")["state"], "skipped");
+    // A lost node has no recorded count; `status` reads its output file.
+    assert_eq!(node(&run, "slow")["stdout_bytes"], 0);
+    let o = e.ctl(&["status", &id]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("slow "))
+        .unwrap_or("");
+    assert!(line.contains(" 2.9 KiB "), "{out}");
     let o = e.ctl(&["audit", "--run", &id, "--json"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -422,9 +431,11 @@ fn cancel_stops_a_running_jail() {
         return;
     };
     let tag = format!("sleep 5{}", std::process::id() % 1000);
+    // 3000 bytes of output first: a cancelled node has no final report, so
+    // `status` reads them from its output file.
     let flow = e.flow(
         "cancelme",
-        &format!("[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"{tag}\"\nprofile = \"restrictive\"\n"),
+        &format!("[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"head -c 3000 /dev/zero; {tag}\"\nprofile = \"restrictive\"\n"),
     );
     let _d = e.daemon();
     let o = e.ctl(&["submit", flow.to_str().unwrap()]);
@@ -438,6 +449,15 @@ fn cancel_stops_a_running_jail() {
     assert!(pgrep(&tag).is_empty());
     let run = e.json(&["status", &id]);
     assert_eq!(node(&run, "slow")["state"], "cancelled");
+    // In human units, from the output file when the store has no count.
+    let o = e.ctl(&["status", &id]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("slow "))
+        .unwrap_or("");
+    assert!(line.contains(" 2.9 KiB "), "{out}");
+    assert!(!line.contains("3000"), "{out}");
 }
 
 #[test]

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    /// The run id.
     pub run: String,
+    /// The node whose output to show.
     pub node: String,
     /// Keep printing as output arrives, until the node ends.
     #[arg(short, long)]

@@ -1,7 +1,7 @@
 //! The `aiopsctl` command line: clap definitions and dispatch. One module per
 //! command group; add a variant to `Command` and a module, nothing else.
 use crate::error::{out_err, SupervisorError};
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -19,6 +19,7 @@ pub mod records;
 pub mod remote;
 #[cfg(target_os = "linux")]
 pub mod runs;
+mod shell;
 pub mod table;
 #[cfg(target_os = "linux")]
 mod terminal;
@@ -75,13 +76,21 @@ pub enum Command {
     /// Check that this host can provide the layers the default profile needs.
     #[command(after_long_help = EXIT_CODES)]
     Doctor(DoctorArgs),
-    /// Print a shell completion script to stdout.
+    /// Print a shell completion script to stdout (bash, zsh and fish also
+    /// complete profile names).
     Completions {
+        /// The shell to write the script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    Man,
+    /// Print the man page aiopsctl(1) (roff) to stdout, or write one page per
+    /// subcommand into a directory.
+    Man {
+        /// Write aiopsctl.1, aiopsctl-exec.1, ... (every subcommand's page)
+        /// into DIR and print their paths.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     #[command(flatten)]
     Exec(ExecCmd),
     /// Run a flow through jails and follow it; starts an in-process
@@ -94,9 +103,10 @@ pub enum Command {
     /// first; a second signal exits at once (docs/supervisor.md).
     #[cfg(target_os = "linux")]
     Run(runs::RunArgs),
-    /// Hand a flow to the daemon and print the run id.
+    /// Hand a flow to the daemon, print the run id and return at once
+    /// (always: `run --detach` is the same; follow with `status`).
     #[cfg(target_os = "linux")]
-    Submit(runs::RunArgs),
+    Submit(runs::SubmitArgs),
     /// Recent runs, or one run's nodes.
     #[cfg(target_os = "linux")]
     #[command(visible_alias = "ps")]
@@ -124,8 +134,10 @@ pub enum Command {
     /// which nodes will pause for confirmation.
     #[command(after_long_help = lint::EXIT_HELP)]
     Lint {
+        /// The flow file (TOML).
         #[arg(value_name = "FLOW")]
         flow: PathBuf,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
@@ -185,13 +197,18 @@ impl Cli {
 pub enum ProfileCmd {
     /// List the profiles on the search path: name, file, description.
     List {
-        #[arg(long)]
+        /// Machine-readable output.
+        #[arg(long, conflicts_with = "names")]
         json: bool,
+        /// Only the names, one a line (for scripts and shell completion).
+        #[arg(long)]
+        names: bool,
     },
     /// Show a resolved profile: its extends chain and every field with defaults applied.
     Show {
         /// A profile name on the search path, or a path to a .toml file.
         profile: String,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
@@ -202,6 +219,7 @@ pub enum ProfileCmd {
     /// first failure.
     #[command(after_long_help = EXIT_CODES)]
     Validate {
+        /// Profile files to check.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
@@ -237,6 +255,7 @@ pub struct ExplainArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
 }
@@ -266,16 +285,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         #[cfg(target_os = "linux")]
         Command::Why(args) => why::why(&args, out),
         Command::Lint { flow, json } => lint::run(&flow, json, out),
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", out);
-            Ok(0)
-        }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command())
-                .render(out)
-                .map_err(out_err)?;
-            Ok(0)
-        }
+        Command::Completions { shell } => shell::completions(shell, out),
+        Command::Man { dir } => shell::man(dir.as_deref(), out),
     }
 }
 
@@ -293,6 +304,7 @@ pub fn print_json<T: serde::Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     /// The `exec` fast path parses, helps and fails exactly like the full
     /// command line.
@@ -340,6 +352,34 @@ mod tests {
             &["exec", "--report", "bad", "--profile", "p", "--", "x"],
             &["exec", "--timeout", "zz", "--profile", "p", "--", "x"],
             &["exec", "--version"],
+            &[
+                "exec",
+                "--profile",
+                "p",
+                "-e",
+                "A",
+                "--env",
+                "B=c=d",
+                "--read",
+                "/r",
+                "--write",
+                "w",
+                "--net-allow",
+                "h.test:1",
+                "--",
+                "x",
+            ],
+            &[
+                "exec",
+                "--profile",
+                "p",
+                "--net-allow",
+                "no-port",
+                "--",
+                "x",
+            ],
+            &["exec", "--profile", "p", "-e", "1X", "--", "x"],
+            &["exec", "--profile", "p", "ls", "-la"],
         ];
         for case in cases {
             let argv = std::iter::once("aiopsctl").chain(case.iter().copied());

@@ -15,7 +15,8 @@ pub const WIDTH: usize = 100;
 
 pub fn run(cmd: ProfileCmd, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     match cmd {
-        ProfileCmd::List { json } => list(json, out),
+        ProfileCmd::List { names: true, .. } => list_names(out),
+        ProfileCmd::List { json, .. } => list(json, out),
         ProfileCmd::Show { profile, json } => show(&profile, json, out),
         ProfileCmd::Validate { files } => validate(&files, out),
         ProfileCmd::Explain(args) => explain(&args, out),
@@ -31,6 +32,15 @@ struct Listed {
     description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+/// The names on the search path, one a line: no file is read, so a shell
+/// completing `--profile` waits for nothing.
+fn list_names(out: &mut dyn Write) -> Result<i32, SupervisorError> {
+    for (name, _) in locate::profile_loader().list() {
+        writeln!(out, "{name}").map_err(out_err)?;
+    }
+    Ok(0)
 }
 
 fn list(json: bool, out: &mut dyn Write) -> Result<i32, SupervisorError> {

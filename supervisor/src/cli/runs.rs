@@ -4,11 +4,11 @@
 //! directory (holding its lock, so two engines never share a run), and the
 //! ones that only read go to the store and files directly.
 use super::print_json;
-use super::table::Table;
+use super::table::{human_bytes, Table};
 use crate::config::Config;
 use crate::engine::LocalEngine;
 use crate::error::{out_err, SupervisorError};
-use crate::model::{ApiFailure, Backend, NodeState, RunRecord, RunState, SubmitRequest};
+use crate::model::{ApiFailure, Backend, NodeState, RunRecord, RunState, Stream, SubmitRequest};
 use crate::store::Store;
 use clap::Args;
 use std::io::Write;
@@ -38,9 +38,23 @@ pub struct RunArgs {
     /// Approve every gate of this run in advance (recorded in the audit).
     #[arg(long)]
     pub yes: bool,
-    /// Print the run id and return at once.
+    /// Hand the run to the daemon, print it and return at once (what
+    /// `submit` does); needs a daemon.
     #[arg(long)]
     pub detach: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `submit` always returns once the daemon has the run (it is `run
+/// --detach`), so it takes no `--detach` of its own.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The flow file (TOML).
+    pub flow: PathBuf,
+    /// Approve every gate of this run in advance (recorded in the audit).
+    #[arg(long)]
+    pub yes: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -58,7 +72,9 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct ConfirmArgs {
+    /// The run id.
     pub run: String,
+    /// The node waiting at the gate.
     pub node: String,
     /// Return once confirmed instead of following the run.
     #[arg(long)]
@@ -69,6 +85,7 @@ pub struct ConfirmArgs {
 
 #[derive(Debug, Args)]
 pub struct CancelArgs {
+    /// The run id.
     pub run: String,
     /// One node [default: the whole run].
     pub node: Option<String>,
@@ -286,7 +303,11 @@ fn follow(
                     if let Some(c) = n.exit_code {
                         line += &format!(" · exit {c}");
                     }
-                    line += &format!(" · out {} B · err {} B", n.stdout_bytes, n.stderr_bytes);
+                    line += &format!(
+                        " · out {} · err {}",
+                        human_bytes(n.stdout_bytes),
+                        human_bytes(n.stderr_bytes)
+                    );
                 }
                 if let Some(reason) = n
                     .reason
@@ -350,7 +371,7 @@ fn report_final(r: &RunRecord, json: bool, out: &mut dyn Write) -> Result<i32, S
     })
 }
 
-pub fn submit(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
+pub fn submit(args: &SubmitArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
     let Some(backend) = daemon(&cfg) else {
         return Err(SupervisorError::Usage {
@@ -407,6 +428,25 @@ pub(super) fn read_runs(
     }
 }
 
+/// A node's byte count for one stream: the recorded one, or, when none was
+/// recorded (a node cancelled, lost or still running has no final report),
+/// the size of its output file if this process can read it.
+fn output_bytes(cfg: &Config, run: &str, n: &crate::model::NodeRecord, stream: Stream) -> u64 {
+    let recorded = match stream {
+        Stream::Stdout => n.stdout_bytes,
+        Stream::Stderr => n.stderr_bytes,
+    };
+    if recorded > 0 {
+        return recorded;
+    }
+    let file = cfg
+        .state_dir
+        .join("runs")
+        .join(run)
+        .join(format!("{}.{}", n.id, stream.as_str()));
+    std::fs::metadata(file).map_or(0, |m| m.len())
+}
+
 fn age(ms: i64) -> String {
     let secs = (crate::store::now_ms() - ms).max(0) / 1000;
     match secs {
@@ -455,8 +495,8 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
                     .map(|c| c.to_string())
                     .or(n.signal.map(|s| format!("sig {s}")))
                     .unwrap_or_else(|| "-".into()),
-                n.stdout_bytes.to_string(),
-                n.stderr_bytes.to_string(),
+                human_bytes(output_bytes(&cfg, &r.id, n, Stream::Stdout)),
+                human_bytes(output_bytes(&cfg, &r.id, n, Stream::Stderr)),
                 n.duration_ms
                     .map_or("-".into(), |d| format!("{:.1}s", d as f64 / 1000.0)),
                 n.reason.clone().unwrap_or_default(),
