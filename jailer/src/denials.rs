@@ -13,7 +13,9 @@
 //! the rest counted). After the node's end the parent sends one
 //! `Report::SeccompDenials` frame on the report socket.
 use crate::sys;
-use aiops_proto::report::{DeniedCall, Report, SeccompDenials, MAX_DENIED_CALLS};
+use aiops_proto::report::{
+    Attempt, DeniedCall, Report, SeccompDenials, MAX_CONNECTS, MAX_DENIED_CALLS,
+};
 use nix::sys::socket::{recvmsg, send, ControlMessageOwned, MsgFlags};
 use seccompiler::BpfProgram;
 use std::collections::BTreeMap;
@@ -36,6 +38,9 @@ pub struct Recorder {
     /// nr -> (errno answered, count).
     counts: BTreeMap<i32, (i32, u64)>,
     others: u64,
+    /// (syscall, family, address, port) -> count.
+    attempts: BTreeMap<(String, &'static str, String, u16), u64>,
+    attempts_others: u64,
     /// The listener arrived: a report is due even when nothing was denied.
     recording: bool,
 }
@@ -49,6 +54,8 @@ impl Recorder {
             listener: None,
             counts: BTreeMap::new(),
             others: 0,
+            attempts: BTreeMap::new(),
+            attempts_others: 0,
             recording: false,
         }
     }
@@ -101,15 +108,29 @@ impl Recorder {
         let Some(l) = self.listener.as_ref() else {
             return;
         };
-        match sys::seccomp_notif_recv(l.as_raw_fd()) {
-            Ok((id, nr, data)) => {
-                // The plain filter's errno; EPERM should it not deny (it
-                // always does: the notifying copy takes its paths).
-                let errno =
-                    crate::seccomp::denial_errno(&self.program, &data).unwrap_or(libc::EPERM);
-                // ENOENT: the caller left (a signal) before the answer.
-                let _ = sys::seccomp_notif_deny(l.as_raw_fd(), id, errno);
-                self.count(nr, errno);
+        let fd = l.as_raw_fd();
+        match sys::seccomp_notif_recv(fd) {
+            Ok(n) => {
+                // What the plain filter answers decides; ENOENT from the
+                // answers: the caller left (a signal) meanwhile.
+                let ret = crate::seccomp::eval(&self.program, &n.data);
+                if let Some(errno) = crate::seccomp::denial_errno(&self.program, &n.data) {
+                    let _ = sys::seccomp_notif_deny(fd, n.id, errno);
+                    self.count(n.nr, errno);
+                } else if ret == Some(SECCOMP_RET_ALLOW) && is_watched(n.nr) {
+                    // Recorded, then it runs as the filter allows: the
+                    // network layers still decide where it gets.
+                    let target = read_target(&n);
+                    if sys::seccomp_notif_id_valid(fd, n.id) {
+                        if let Some(t) = target {
+                            self.record_attempt(n.nr, t);
+                        }
+                    }
+                    let _ = sys::seccomp_notif_continue(fd, n.id);
+                } else {
+                    // Unreachable by construction; never let an unknown run.
+                    let _ = sys::seccomp_notif_deny(fd, n.id, libc::EPERM);
+                }
             }
             // The caller left between poll and recv.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -133,6 +154,18 @@ impl Recorder {
         }
     }
 
+    fn record_attempt(&mut self, nr: i32, (family, addr, port): (&'static str, String, u16)) {
+        let syscall = name(nr);
+        let key = (syscall, family, addr, port);
+        if let Some(n) = self.attempts.get_mut(&key) {
+            *n = n.saturating_add(1);
+        } else if self.attempts.len() < MAX_CONNECTS {
+            self.attempts.insert(key, 1);
+        } else {
+            self.attempts_others = self.attempts_others.saturating_add(1);
+        }
+    }
+
     pub fn summary(&self) -> SeccompDenials {
         let mut calls: Vec<DeniedCall> = self
             .counts
@@ -144,9 +177,23 @@ impl Recorder {
             })
             .collect();
         calls.sort_by(|a, b| b.count.cmp(&a.count).then(a.syscall.cmp(&b.syscall)));
+        let mut connects: Vec<Attempt> = self
+            .attempts
+            .iter()
+            .map(|((syscall, family, addr, port), count)| Attempt {
+                syscall: syscall.clone(),
+                family: (*family).to_string(),
+                addr: addr.clone(),
+                port: *port,
+                count: *count,
+            })
+            .collect();
+        connects.sort_by_key(|a| std::cmp::Reverse(a.count));
         SeccompDenials {
             calls,
             others: self.others,
+            connects,
+            connects_others: self.attempts_others,
         }
     }
 
@@ -163,6 +210,55 @@ impl Recorder {
 }
 
 const X32: i32 = 0x4000_0000;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+
+fn is_watched(nr: i32) -> bool {
+    crate::seccomp::WATCHED
+        .iter()
+        .any(|(n, _)| i64::from(nr) == *n)
+}
+
+/// The inet or inet6 address a watched call names, read from the caller's
+/// memory (process_vm_readv: the caller is this process's descendant, of
+/// its uid). Racy by nature, as any read of another thread's memory: a
+/// record, never a decision. `None` for other families or an unreadable one.
+fn read_target(n: &sys::Notif) -> Option<(&'static str, String, u16)> {
+    let (ptr, len) = crate::seccomp::watched_addr(i64::from(n.nr), &n.args)?;
+    let len = usize::try_from(len).ok()?.min(128);
+    if ptr == 0 || len < 2 {
+        return None;
+    }
+    let mut buf = [0u8; 128];
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(n.pid).ok()?);
+    let remote = [nix::sys::uio::RemoteIoVec {
+        base: usize::try_from(ptr).ok()?,
+        len,
+    }];
+    let got = nix::sys::uio::process_vm_readv(
+        pid,
+        &mut [std::io::IoSliceMut::new(&mut buf[..len])],
+        &remote,
+    )
+    .ok()?;
+    parse_sockaddr(buf.get(..got)?)
+}
+
+/// (family, address, port) of a sockaddr_in / sockaddr_in6.
+fn parse_sockaddr(b: &[u8]) -> Option<(&'static str, String, u16)> {
+    let family = i32::from(u16::from_ne_bytes(b.get(0..2)?.try_into().ok()?));
+    let port = u16::from_be_bytes(b.get(2..4)?.try_into().ok()?);
+    match family {
+        libc::AF_INET => {
+            let a: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+            Some(("inet", std::net::Ipv4Addr::from(a).to_string(), port))
+        }
+        libc::AF_INET6 => {
+            let a: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            Some(("inet6", std::net::Ipv6Addr::from(a).to_string(), port))
+        }
+        _ => None,
+    }
+}
 
 fn is_x32(nr: i32) -> bool {
     cfg!(target_arch = "x86_64") && nr > 0 && nr & X32 != 0
@@ -237,6 +333,25 @@ mod tests {
                 ("x32", 10_000)
             );
         }
+    }
+
+    #[test]
+    fn sockaddrs_parse_and_others_are_ignored() {
+        let mut v4 = vec![0u8; 16];
+        v4[0..2].copy_from_slice(&u16::try_from(libc::AF_INET).unwrap().to_ne_bytes());
+        v4[2..4].copy_from_slice(&53u16.to_be_bytes());
+        v4[4..8].copy_from_slice(&[10, 0, 0, 1]);
+        assert_eq!(parse_sockaddr(&v4), Some(("inet", "10.0.0.1".into(), 53)));
+        let mut v6 = vec![0u8; 28];
+        v6[0..2].copy_from_slice(&u16::try_from(libc::AF_INET6).unwrap().to_ne_bytes());
+        v6[2..4].copy_from_slice(&443u16.to_be_bytes());
+        v6[23] = 1;
+        assert_eq!(parse_sockaddr(&v6), Some(("inet6", "::1".into(), 443)));
+        let mut unix = vec![0u8; 16];
+        unix[0..2].copy_from_slice(&u16::try_from(libc::AF_UNIX).unwrap().to_ne_bytes());
+        assert_eq!(parse_sockaddr(&unix), None);
+        assert_eq!(parse_sockaddr(&v4[..6]), None);
+        assert_eq!(parse_sockaddr(&[]), None);
     }
 
     #[test]

@@ -63,18 +63,66 @@ impl Filters {
     /// `RET USER_NOTIF`, so a denied call waits for the parent, which
     /// answers with the errno `program` gives (never lets it run); the
     /// allowed calls take the same paths and never reach user space.
-    pub fn notifying(&self) -> BpfProgram {
-        self.program
-            .iter()
-            .map(|i| {
-                if i.code == BPF_RET_K && i.k & SECCOMP_RET_ACTION_FULL == SECCOMP_RET_ERRNO {
-                    insn(BPF_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF)
-                } else {
-                    i.clone()
-                }
-            })
-            .collect()
+    ///
+    /// In front, `watch_prefix`: `connect`, and `sendto` with an address,
+    /// also wait for the parent, which records where they go and lets
+    /// them continue only when `program` allows them.
+    pub fn notifying(&self) -> Result<BpfProgram, JailError> {
+        let mut out = watch_prefix()?;
+        out.extend(self.program.iter().map(|i| {
+            if i.code == BPF_RET_K && i.k & SECCOMP_RET_ACTION_FULL == SECCOMP_RET_ERRNO {
+                insn(BPF_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF)
+            } else {
+                i.clone()
+            }
+        }));
+        if out.len() > BPF_MAXINSNS {
+            return Err(se(format!(
+                "filter of {} instructions exceeds {BPF_MAXINSNS}",
+                out.len()
+            )));
+        }
+        Ok(out)
     }
+}
+
+/// The calls the parent records (never decides): where a node connects
+/// or sends a datagram, including those the network layers will refuse.
+pub const WATCHED: [(i64, &str); 2] =
+    [(libc::SYS_connect, "connect"), (libc::SYS_sendto, "sendto")];
+
+/// Where a watched call's address is: (pointer, length) among its arguments.
+pub fn watched_addr(nr: i64, args: &[u64; 6]) -> Option<(u64, u64)> {
+    match nr {
+        libc::SYS_connect => Some((args[1], args[2])),
+        libc::SYS_sendto => Some((args[4], args[5])),
+        _ => None,
+    }
+}
+
+/// Kill a foreign arch; `connect`, and `sendto` whose address (arg 4) is
+/// not NULL, answer USER_NOTIF; everything else falls through to the
+/// program laid after it.
+fn watch_prefix() -> Result<BpfProgram, JailError> {
+    let nr = |n: i64| u32::try_from(n).map_err(|_| se(format!("syscall number {n}")));
+    const ARG4_LO: u32 = 16 + 8 * 4;
+    const ARG4_HI: u32 = ARG4_LO + 4;
+    Ok(vec![
+        insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
+        insn(BPF_JMP_JEQ_K, 1, 0, audit_arch()?),
+        insn(BPF_RET_K, 0, 0, SECCOMP_RET_KILL_PROCESS),
+        insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR),
+        // connect: to the RET USER_NOTIF below.
+        insn(BPF_JMP_JEQ_K, 5, 0, nr(libc::SYS_connect)?),
+        // sendto: with an address (either half non-zero).
+        insn(BPF_JMP_JEQ_K, 0, 5, nr(libc::SYS_sendto)?),
+        insn(BPF_LD_W_ABS, 0, 0, ARG4_LO),
+        insn(BPF_JMP_JEQ_K, 0, 2, 0),
+        insn(BPF_LD_W_ABS, 0, 0, ARG4_HI),
+        insn(BPF_JMP_JEQ_K, 1, 0, 0),
+        insn(BPF_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF),
+        // Fall through: the program after this reloads what it needs.
+    ])
 }
 
 /// One program from several, in the order the kernel runs attached
@@ -418,7 +466,7 @@ pub fn seccomp_install(f: &Filters, to_parent: Option<OwnedFd>) -> Result<Record
         errno: e.raw_os_error().unwrap_or(0),
     };
     if let Some(to_parent) = to_parent {
-        match crate::sys::seccomp_attach_with_listener(&f.notifying()) {
+        match crate::sys::seccomp_attach_with_listener(&f.notifying()?) {
             Ok(listener) => {
                 send_fd(&to_parent, &listener).map_err(|e| failed("send the listener", e))?;
                 return Ok(Recording::On);
@@ -597,7 +645,7 @@ pub(crate) mod tests {
         let plan = baseline();
         let (parts, _, _) = programs(&plan).unwrap();
         let f = compile(&plan).unwrap();
-        let notify = f.notifying();
+        let notify = f.notifying().unwrap();
         let arch = audit_arch().unwrap();
         let mut args = vec![];
         for rules in [&plan.deny_eperm, &plan.deny_enosys, &plan.deny_eafnosupport] {
@@ -620,7 +668,13 @@ pub(crate) mod tests {
                     let got = run(&f.program, &d);
                     assert_eq!(got, want, "nr {nr:#x} arch {arch:#x} args {a:x?}");
                     let n = run(&notify, &d);
-                    if got & SECCOMP_RET_ACTION_FULL == SECCOMP_RET_ERRNO {
+                    let watched = arch == audit_arch().unwrap()
+                        && (i64::from(nr) == libc::SYS_connect
+                            || (i64::from(nr) == libc::SYS_sendto && a[4] != 0));
+                    if watched {
+                        // Recorded by the parent, which then answers as `program`.
+                        assert_eq!(n, SECCOMP_RET_USER_NOTIF, "nr {nr} {a:x?}");
+                    } else if got & SECCOMP_RET_ACTION_FULL == SECCOMP_RET_ERRNO {
                         denied += 1;
                         assert_eq!(n, SECCOMP_RET_USER_NOTIF);
                         assert_eq!(denial_errno(&f.program, &d), Some((got & 0xffff) as i32));

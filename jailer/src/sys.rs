@@ -194,7 +194,7 @@ pub(crate) fn seccomp_attach_with_listener(
 /// SECCOMP_IOCTL_NOTIF_RECV: the next denied call waiting on `listener`
 /// (its id and `struct seccomp_data` as 64 bytes). ENOENT when the caller
 /// went away (a signal) before it was read.
-pub(crate) fn seccomp_notif_recv(listener: RawFd) -> io::Result<(u64, i32, [u8; 64])> {
+pub(crate) fn seccomp_notif_recv(listener: RawFd) -> io::Result<Notif> {
     // SAFETY: seccomp_notif is plain integers; the kernel requires it zeroed.
     let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: the ioctl writes one seccomp_notif into `n`, which is that size.
@@ -206,7 +206,24 @@ pub(crate) fn seccomp_notif_recv(listener: RawFd) -> io::Result<(u64, i32, [u8; 
     for (i, a) in n.data.args.iter().enumerate() {
         data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
     }
-    Ok((n.id, n.data.nr, data))
+    Ok(Notif {
+        id: n.id,
+        pid: n.pid,
+        nr: n.data.nr,
+        args: n.data.args,
+        data,
+    })
+}
+
+/// One waiting call, as the listener received it.
+pub(crate) struct Notif {
+    pub id: u64,
+    /// In the parent's pid namespace.
+    pub pid: u32,
+    pub nr: i32,
+    pub args: [u64; 6],
+    /// `struct seccomp_data`, for `seccomp::eval`.
+    pub data: [u8; 64],
 }
 
 /// SECCOMP_IOCTL_NOTIF_SEND: the call `id` fails with `errno` (never
@@ -220,6 +237,28 @@ pub(crate) fn seccomp_notif_deny(listener: RawFd, id: u64, errno: i32) -> io::Re
     };
     // SAFETY: the ioctl reads one seccomp_notif_resp, which `resp` is.
     check(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) }).map(drop)
+}
+
+/// SECCOMP_IOCTL_NOTIF_SEND with SECCOMP_USER_NOTIF_FLAG_CONTINUE: the
+/// call `id` runs as if the filter had allowed it. Only for a call the
+/// plain filter allows (`crate::denials` checks): the parent records, the
+/// filter decides.
+pub(crate) fn seccomp_notif_continue(listener: RawFd, id: u64) -> io::Result<()> {
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: 0,
+        flags: u32::try_from(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE).unwrap_or(1),
+    };
+    // SAFETY: the ioctl reads one seccomp_notif_resp, which `resp` is.
+    check(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) }).map(drop)
+}
+
+/// SECCOMP_IOCTL_NOTIF_ID_VALID: the call `id` still waits, so the pid it
+/// came with is still that caller (what was read from its memory is its).
+pub(crate) fn seccomp_notif_id_valid(listener: RawFd, id: u64) -> bool {
+    // SAFETY: the ioctl reads one u64, which `id` is.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 }
 }
 
 /// syscall(2) with two integer arguments, for tests that issue a syscall to

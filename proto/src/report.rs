@@ -122,7 +122,24 @@ pub struct ExitReport {
 }
 
 /// Most distinct system calls a `SeccompDenials` names; the rest are counted.
-pub const MAX_DENIED_CALLS: usize = 128;
+pub const MAX_DENIED_CALLS: usize = 96;
+/// Most distinct connection attempts it lists; the rest are counted.
+pub const MAX_CONNECTS: usize = 48;
+
+/// A connection attempt the jailer saw (`connect`, or `sendto` with an
+/// address): what the node asked for, not whether it worked. The
+/// supervisor knows the plan's network and says which were refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attempt {
+    /// `connect` or `sendto`.
+    pub syscall: String,
+    /// `inet` or `inet6`.
+    pub family: String,
+    pub addr: String,
+    pub port: u16,
+    pub count: u64,
+}
 
 /// One system call the seccomp filter denied, and how often.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +162,12 @@ pub struct SeccompDenials {
     pub calls: Vec<DeniedCall>,
     /// Denials of further distinct calls, counted only.
     pub others: u64,
+    /// Network connection attempts (inet and inet6), most frequent first.
+    #[serde(default)]
+    pub connects: Vec<Attempt>,
+    /// Attempts to further distinct addresses, counted only.
+    #[serde(default)]
+    pub connects_others: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,12 +233,22 @@ mod tests {
         let r = Report::SeccompDenials(SeccompDenials {
             calls: (0..MAX_DENIED_CALLS)
                 .map(|i| DeniedCall {
-                    syscall: format!("x32:{}", 0x4000_0000 + i),
+                    syscall: format!("a_long_syscall_name_{i:04}"),
                     errno: 38,
                     count: u64::MAX,
                 })
                 .collect(),
             others: u64::MAX,
+            connects: (0..MAX_CONNECTS)
+                .map(|_| Attempt {
+                    syscall: "sendto".into(),
+                    family: "inet6".into(),
+                    addr: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".into(),
+                    port: u16::MAX,
+                    count: u64::MAX,
+                })
+                .collect(),
+            connects_others: u64::MAX,
         });
         assert_eq!(Report::decode(&r.encode().unwrap()).unwrap(), r);
     }

@@ -19,8 +19,26 @@ pub struct Denials {
     pub seccomp: Vec<SyscallDenial>,
     /// Denials of further distinct calls, counted only.
     pub seccomp_others: u64,
-    /// Limits the node reached (the jail was killed at each).
+    /// Limits the node reached.
     pub limits: Vec<LimitHit>,
+    /// Direct connection attempts the jail's network refused (the proxy's
+    /// own refusals are in `egress`), most frequent first.
+    #[serde(default)]
+    pub network: Vec<NetDenial>,
+    /// Attempts to further distinct addresses, counted only.
+    #[serde(default)]
+    pub network_others: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetDenial {
+    /// `connect`, or `sendto` with an address.
+    pub syscall: String,
+    pub addr: String,
+    pub port: u16,
+    pub count: u64,
+    pub why: String,
+    pub allow: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +91,61 @@ impl SeccompRules {
     }
 }
 
+/// Whether the plan's network refuses attempt `a`, and then why and what
+/// would allow it. Loopback is the jail's own; `allowlist` reaches only its
+/// proxy at 127.0.0.1:3128; `host` is the host's network (no refusal known).
+fn refused(
+    net: aiops_proto::net::NetMode,
+    profile: &str,
+    a: &aiops_proto::report::Attempt,
+) -> Option<(String, String)> {
+    use aiops_proto::net::NetMode;
+    let ip: Option<std::net::IpAddr> = a.addr.parse().ok();
+    let loopback = ip.is_some_and(|i| i.is_loopback());
+    let proxy = loopback && a.port == aiops_proto::net::ALLOWLIST_PROXY_PORT;
+    let dns = a.port == 53;
+    let target = match ip {
+        Some(std::net::IpAddr::V6(_)) => format!("[{}]:{}", a.addr, a.port),
+        _ => format!("{}:{}", a.addr, a.port),
+    };
+    let through_proxy = format!(
+        "net = \"allowlist\" with the host's name and port {} in net.allow (profile {profile}), \
+         reached through the proxy (HTTPS_PROXY=http://127.0.0.1:{})",
+        a.port,
+        aiops_proto::net::ALLOWLIST_PROXY_PORT
+    );
+    let (why, allow) = match net {
+        NetMode::Host => return None,
+        NetMode::Loopback if loopback => return None,
+        NetMode::Allowlist if proxy => return None,
+        _ if dns => (
+            format!("DNS to {target}: the jail has no resolver"),
+            format!(
+                "nothing in the jail: names resolve at the egress proxy, so use net = \
+                 \"allowlist\" (profile {profile}) and a client that connects through \
+                 HTTPS_PROXY=http://127.0.0.1:{}",
+                aiops_proto::net::ALLOWLIST_PROXY_PORT
+            ),
+        ),
+        NetMode::None => (
+            "net = \"none\": the jail has no network at all".to_string(),
+            through_proxy,
+        ),
+        NetMode::Loopback => (
+            "net = \"loopback\": only the jail's own loopback".to_string(),
+            through_proxy,
+        ),
+        NetMode::Allowlist => (
+            format!(
+                "direct connections bypass the egress proxy: only 127.0.0.1:{} is reachable",
+                aiops_proto::net::ALLOWLIST_PROXY_PORT
+            ),
+            through_proxy,
+        ),
+    };
+    Some((why, allow))
+}
+
 /// The name of an errno the Linux jailer answered with (Linux numbers,
 /// whatever platform reads the report).
 fn errno_name(e: i32) -> String {
@@ -85,8 +158,10 @@ fn errno_name(e: i32) -> String {
 }
 
 impl Denials {
+    #[allow(clippy::too_many_arguments)] // one call site per platform, each a report
     pub fn build(
         profile: &str,
+        net: aiops_proto::net::NetMode,
         rules: &SeccompRules,
         seccomp: Option<&SeccompDenials>,
         exit: Option<&ExitReport>,
@@ -130,6 +205,22 @@ impl Denials {
             });
         }
         d.seccomp_others = seccomp.map_or(0, |s| s.others);
+        if let Some(s) = seccomp {
+            for a in &s.connects {
+                if let Some((why, allow)) = refused(net, profile, a) {
+                    d.network.push(NetDenial {
+                        syscall: a.syscall.clone(),
+                        addr: a.addr.clone(),
+                        port: a.port,
+                        count: a.count,
+                        why,
+                        allow,
+                    });
+                }
+            }
+            // Not classified (no address): at worst, refused ones.
+            d.network_others = s.connects_others;
+        }
         if let Some(e) = exit {
             if e.timed_out {
                 d.limits.push(LimitHit {
@@ -179,7 +270,10 @@ impl Denials {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seccomp.is_empty() && self.seccomp_others == 0 && self.limits.is_empty()
+        self.seccomp.is_empty()
+            && self.seccomp_others == 0
+            && self.limits.is_empty()
+            && self.network.is_empty()
     }
 
     /// Lines for the text report, each starting `aiops: denied`.
@@ -199,6 +293,18 @@ impl Denials {
             s += &format!(
                 "aiops: denied by seccomp: {} more call(s) of other syscalls (not named: the list is full)\n",
                 self.seccomp_others
+            );
+        }
+        for n in &self.network {
+            s += &format!(
+                "aiops: denied by network: {} {}:{} ×{}: {}; allowed by: {}\n",
+                n.syscall, n.addr, n.port, n.count, n.why, n.allow
+            );
+        }
+        if self.network_others > 0 {
+            s += &format!(
+                "aiops: network: {} more attempt(s) to other addresses (not listed: the list is full)\n",
+                self.network_others
             );
         }
         for l in &self.limits {
@@ -246,12 +352,22 @@ mod tests {
                 },
             ],
             others: 2,
+            connects: vec![],
+            connects_others: 0,
         };
         let exit = ExitReport {
             output_capped: true,
             ..ExitReport::default()
         };
-        let d = Denials::build("mine", &rules, Some(&seen), Some(&exit), 1 << 20, 1000);
+        let d = Denials::build(
+            "mine",
+            aiops_proto::net::NetMode::None,
+            &rules,
+            Some(&seen),
+            Some(&exit),
+            1 << 20,
+            1000,
+        );
         let text = d.to_text();
         assert!(
             text.contains("denied by seccomp: unshare ×3 (EPERM)")
@@ -268,6 +384,17 @@ mod tests {
             text.contains("denied by limits: output 1MiB reached"),
             "{text}"
         );
-        assert!(!Denials::build("p", &rules, None, None, 1, 1).seccomp_recorded);
+        assert!(
+            !Denials::build(
+                "p",
+                aiops_proto::net::NetMode::None,
+                &rules,
+                None,
+                None,
+                1,
+                1
+            )
+            .seccomp_recorded
+        );
     }
 }

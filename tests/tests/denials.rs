@@ -177,3 +177,77 @@ fn tmpfs_and_file_size_limits_are_reported() {
         );
     });
 }
+
+/// Stopped by: the network namespace (net = "none"). A direct connection
+/// to a host listener and a DNS datagram are each reported under network
+/// with the address; the listener saw no connection. Control: unconfined
+/// (the host's network), the same connection reaches the listener.
+#[test]
+fn direct_connections_are_reported_under_network() {
+    if !have_python("direct_connections_are_reported_under_network") {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!(
+        r#"
+import socket
+s = socket.socket(); s.settimeout(2)
+try:
+    s.connect(("127.0.0.1", {port})); print("connected")
+except OSError as e:
+    print("refused", e.errno)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(b"q", ("192.0.2.1", 53))
+except OSError as e:
+    print("dns", e.errno)
+"#
+    );
+    for m in all_modes() {
+        let o = m.jail().run_py(&script, &[]);
+        o.assert_ran();
+        let accepted = std::iter::from_fn(|| listener.accept().ok()).count();
+        if m.is_control() {
+            assert!(
+                o.stdout.contains("connected") && accepted == 1,
+                "{}",
+                o.describe()
+            );
+            continue;
+        }
+        assert!(
+            o.stdout.contains("refused") && accepted == 0,
+            "{}",
+            o.describe()
+        );
+        let d = denials(&o);
+        let net = d["network"].as_array().unwrap();
+        let find = |port: u64| {
+            net.iter()
+                .find(|n| n["port"] == port)
+                .unwrap_or_else(|| panic!("port {port} not in {d:#}"))
+        };
+        let tcp = find(u64::from(port));
+        assert_eq!(
+            (tcp["syscall"].as_str(), tcp["addr"].as_str()),
+            (Some("connect"), Some("127.0.0.1")),
+            "{d:#}"
+        );
+        assert!(
+            tcp["why"].as_str().unwrap().contains("net = \"none\""),
+            "{d:#}"
+        );
+        let dns = find(53);
+        assert_eq!(
+            (dns["syscall"].as_str(), dns["addr"].as_str()),
+            (Some("sendto"), Some("192.0.2.1")),
+            "{d:#}"
+        );
+        assert!(
+            dns["why"].as_str().unwrap().contains("no resolver"),
+            "{d:#}"
+        );
+    }
+}

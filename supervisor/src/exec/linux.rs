@@ -269,6 +269,7 @@ pub(super) fn finish(
         output_cap: plan.output_cap,
         denials: crate::denials::Denials::build(
             &plan.profile,
+            plan.net,
             &plan.seccomp_rules,
             reports.denials.as_ref(),
             reports.exited.as_ref(),

@@ -251,6 +251,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         // Seatbelt's refusals reach the system log, not us.
         denials: crate::denials::Denials::build(
             &r.plan.profile,
+            r.plan.net,
             &Default::default(),
             None,
             Some(&report),
