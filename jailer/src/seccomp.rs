@@ -62,14 +62,12 @@ fn condition(c: &ArgCond) -> Result<SeccompCondition, JailError> {
 /// Rules keyed by this architecture's syscall numbers; names absent here are
 /// skipped (they cannot be called). An unconditional rule for a syscall
 /// absorbs its conditional ones (in seccompiler an empty chain always matches).
-fn table(rules: &[SyscallRule]) -> Result<(BTreeMap<i64, Vec<SeccompRule>>, usize), JailError> {
+fn table(rules: &[SyscallRule]) -> Result<BTreeMap<i64, Vec<SeccompRule>>, JailError> {
     let mut map: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
-    let mut used = 0;
     for r in rules {
         let Ok(nr) = syscalls::Sysno::from_str(&r.syscall) else {
             continue;
         };
-        used += 1;
         let entry = map
             .entry(i64::from(nr.id()))
             .or_insert_with(|| Some(vec![]));
@@ -89,7 +87,7 @@ fn table(rules: &[SyscallRule]) -> Result<(BTreeMap<i64, Vec<SeccompRule>>, usiz
         .into_iter()
         .map(|(k, v)| (k, v.unwrap_or_default()))
         .collect();
-    Ok((map, used))
+    Ok(map)
 }
 
 fn target_arch() -> Result<TargetArch, JailError> {
@@ -264,9 +262,9 @@ fn x32_guard() -> [sock_filter; 6] {
 }
 
 pub fn compile(plan: &SeccompPlan) -> Result<Filters, JailError> {
-    let (eperm, n1) = table(&plan.deny_eperm)?;
-    let (enosys, n2) = table(&plan.deny_enosys)?;
-    let (eafnosupport, n3) = table(&plan.deny_eafnosupport)?;
+    let eperm = table(&plan.deny_eperm)?;
+    let enosys = table(&plan.deny_enosys)?;
+    let eafnosupport = table(&plan.deny_eafnosupport)?;
     let x32_denied = plan.block_x32 && cfg!(target_arch = "x86_64");
     let mut programs = vec![filter(eperm, libc::EPERM)?];
     if !enosys.is_empty() || x32_denied {
@@ -281,7 +279,8 @@ pub fn compile(plan: &SeccompPlan) -> Result<Filters, JailError> {
     }
     Ok(Filters {
         programs,
-        rules: n1 + n2 + n3,
+        // The plan's own count, which `aiopsctl profile explain` prints too.
+        rules: plan.rules_here(),
         x32_denied,
     })
 }
@@ -411,10 +410,10 @@ pub(crate) mod tests {
             (&plan.deny_enosys, libc::ENOSYS),
             (&plan.deny_eafnosupport, libc::EAFNOSUPPORT),
         ] {
-            let tree = filter(table(rules).unwrap().0, errno).unwrap();
+            let tree = filter(table(rules).unwrap(), errno).unwrap();
             let linear = BpfProgram::try_from(
                 SeccompFilter::new(
-                    table(rules).unwrap().0,
+                    table(rules).unwrap(),
                     SeccompAction::Allow,
                     SeccompAction::Errno(errno as u32),
                     target_arch().unwrap(),

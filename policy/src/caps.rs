@@ -45,10 +45,7 @@ pub struct NodeCaps {
 
 impl NodeCaps {
     pub fn from_toml_file(path: &std::path::Path) -> Result<NodeCaps, PolicyError> {
-        let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let src = crate::error::read_input(path, "node caps")?;
         crate::error::from_toml(path, &src)
     }
 }

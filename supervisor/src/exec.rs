@@ -52,6 +52,18 @@ pub struct SetupFailure {
     pub message: String,
 }
 
+impl SetupFailure {
+    /// `message`, then ` (errno N)` when the failure carried one: a failure
+    /// that is no system call's (a refused plan) has errno 0, which says
+    /// nothing and is left out.
+    pub fn message_with_errno(&self) -> String {
+        match self.errno {
+            0 => self.message.clone(),
+            e => format!("{} (errno {e})", self.message),
+        }
+    }
+}
+
 /// Identity and content stamp of a path, to notice creation or replacement.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Stamp {
@@ -198,8 +210,9 @@ impl ExecReport {
         );
         if let Some(f) = &self.setup_failed {
             s += &format!(
-                "aiops: not run: {} failed: {} (errno {})\n",
-                f.step, f.message, f.errno
+                "aiops: not run: {} failed: {}\n",
+                f.step,
+                f.message_with_errno()
             );
         }
         if let Some(e) = &self.exit {

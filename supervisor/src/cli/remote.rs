@@ -18,6 +18,7 @@ fn failure(e: ApiError) -> ApiFailure {
     match e {
         ApiError::Server { status, message } => match status {
             400 | 413 | 415 | 422 => ApiFailure::BadRequest(message),
+            401 | 403 => ApiFailure::Forbidden(message),
             404 => ApiFailure::NotFound(message),
             409 => ApiFailure::Conflict(message),
             503 => ApiFailure::Unavailable(message),
