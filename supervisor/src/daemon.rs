@@ -186,12 +186,12 @@ async fn serve(cfg: Config, engine: Engine) -> Result<i32, SupervisorError> {
     engine.start();
     crate::notify::notify("READY=1");
     tracing::info!(
-        "aiops-supervisor ready: listening on {}{}, state dir {}, {} parallel, jailer mode {:?}",
+        "aiops-supervisor ready: listening on {}{}, state dir {}, {} parallel, jailer mode {}",
         cfg.api_socket.display(),
         cfg.tcp.map_or(String::new(), |a| format!(" and {a}")),
         cfg.state_dir.display(),
         cfg.parallelism,
-        cfg.jailer_mode,
+        format!("{:?}", cfg.jailer_mode).to_lowercase(),
     );
     let mut watchdog = crate::notify::watchdog_interval().map(tokio::time::interval);
     loop {
@@ -213,4 +213,57 @@ async fn serve(cfg: Config, engine: Engine) -> Result<i32, SupervisorError> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), api).await;
     tracing::info!("stopped");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn args_help_and_version_are_clap_s() {
+        let a = parse_args(["--config", "/x.toml", "--check"]).unwrap();
+        assert_eq!(a.config.as_deref(), Some(std::path::Path::new("/x.toml")));
+        assert!(a.check);
+        for (args, stderr) in [
+            (&["--help"][..], false),
+            (&["--version"], false),
+            (&["--bogus"], true),
+        ] {
+            let e = parse_args(args.iter().copied()).unwrap_err();
+            assert_eq!(e.use_stderr(), stderr, "{args:?}");
+        }
+        let help = parse_args(["--help"]).unwrap_err().render().to_string();
+        assert!(help.contains(&exit_help_block()), "{help}");
+    }
+
+    fn exit_help_block() -> String {
+        crate::cli::exit_help(
+            "stopped cleanly (SIGTERM), or --check found no error",
+            EXIT_CODES,
+            &[],
+        )
+    }
+
+    /// aiops-supervisor(8)'s EXIT STATUS lists exactly 0 and `EXIT_CODES`.
+    #[test]
+    fn the_man_page_lists_the_daemon_s_exit_codes() {
+        let man = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/man/aiops-supervisor.8"
+        ))
+        .unwrap();
+        let section = man
+            .split_once(".SH EXIT STATUS")
+            .and_then(|(_, r)| r.split(".SH ").next())
+            .unwrap();
+        let listed: Vec<i32> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix(".B "))
+            .filter_map(|n| n.trim().parse().ok())
+            .collect();
+        let mut want = vec![0];
+        want.extend_from_slice(EXIT_CODES);
+        assert_eq!(listed, want);
+    }
 }
