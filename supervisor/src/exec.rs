@@ -293,3 +293,27 @@ impl ExecReport {
         out
     }
 }
+
+#[cfg(test)]
+mod setup_failure_tests {
+    use super::*;
+
+    /// A failure that is no system call's has errno 0: the message says
+    /// nothing about it rather than "(errno 0)".
+    #[test]
+    fn errno_0_is_left_out_of_the_message() {
+        let f = |errno| SetupFailure {
+            step: Step::Validate,
+            errno,
+            message: "refuse request: outside the ceiling".into(),
+        };
+        assert_eq!(
+            f(0).message_with_errno(),
+            "refuse request: outside the ceiling"
+        );
+        assert_eq!(
+            f(13).message_with_errno(),
+            "refuse request: outside the ceiling (errno 13)"
+        );
+    }
+}
