@@ -728,6 +728,27 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The count both the jailer and `explain` print leaves out exactly the
+    /// syscalls this architecture lacks.
+    #[test]
+    fn seccomp_rules_here_leave_out_absent_syscalls() {
+        use crate::syscalls::SyscallRule;
+        let rule = |s: &str| SyscallRule {
+            syscall: s.into(),
+            when: vec![],
+            reason: "r".into(),
+        };
+        let plan = SeccompPlan {
+            deny_eperm: vec![rule("mount"), rule("no_such_syscall_anywhere")],
+            deny_enosys: vec![rule("unshare")],
+            deny_eafnosupport: vec![],
+            block_x32: false,
+        };
+        assert_eq!(plan.rules_here(), 2);
+        assert_eq!(plan.absent_here(), ["no_such_syscall_anywhere"]);
+        assert_eq!(plan.rules().count(), 3);
+    }
+
     fn p(s: &str) -> AbsPath {
         AbsPath::new(s).unwrap()
     }

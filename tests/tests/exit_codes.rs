@@ -645,3 +645,46 @@ fn a_user_the_daemon_s_socket_refuses_is_told_why_and_how_to_join() {
         &["belongs to uid 0, not to you (uid 65534)"],
     );
 }
+
+/// One seccomp rule count: `profile explain` says the number the jailer's
+/// layer line gives for the same profile on this host.
+#[test]
+fn explain_and_the_jail_count_the_same_seccomp_rules() {
+    let test = "explain_and_the_jail_count_the_same_seccomp_rules";
+    let e = env();
+    let ws = e.root.join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    let ws = ws.to_str().unwrap();
+    let o = e
+        .cmd(&["profile", "explain", "restrictive", "--workspace", ws])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let explained: usize = out
+        .split_once("default allow; ")
+        .and_then(|(_, r)| r.split_once(" rules deny"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no rule count in {out}"));
+    let o = e
+        .cmd(&[
+            "exec",
+            "--profile",
+            "restrictive",
+            "--workspace",
+            ws,
+            "--report",
+            "json",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.code() != Some(0) {
+        skip(test, &format!("no jail here: {err}"));
+        return;
+    }
+    let layer = format!("seccomp({explained} rules");
+    assert!(err.contains(&layer), "{layer:?} not in {err}");
+}
