@@ -536,7 +536,7 @@ fn a_flow_file_not_utf8_or_over_the_cap_is_refused_naming_it() {
     assert_eq!(e.exit_code(), aiops_proto::exit::DATAERR, "{e}");
     assert!(e.to_string().contains("not UTF-8"), "{e}");
     // Just under the cap is read.
-    text.truncate(crate::error::MAX_INPUT_BYTES as usize - 10);
+    text.truncate(usize::try_from(crate::error::MAX_INPUT_BYTES).unwrap() - 10);
     let end = text.rfind('\n').unwrap() + 1;
     std::fs::write(&big, &text[..end]).unwrap();
     Flow::from_toml_file(&big).unwrap();
