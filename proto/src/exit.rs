@@ -14,7 +14,9 @@ pub const ESCAPE: i32 = 3;
 /// `aiopsctl run`: the run was cancelled.
 pub const CANCELLED: i32 = 4;
 /// The run or node is not in a state that allows this: confirm a node
-/// that does not wait at the gate, cancel a run that has ended (HTTP 409).
+/// that does not wait at the gate, cancel a run that has ended (HTTP 409);
+/// or another engine (the daemon, an `aiopsctl run`) holds the state
+/// directory's lock.
 pub const CONFLICT: i32 = 5;
 /// Bad command-line usage (EX_USAGE).
 pub const USAGE: i32 = 64;
@@ -90,7 +92,7 @@ pub const TABLE: &[Code] = &[
     c(
         CONFLICT,
         "CONFLICT",
-        "the run or node is not in a state that allows this (HTTP 409)",
+        "the run or node is not in a state that allows this, or another engine holds the state directory; HTTP 409",
     ),
     c(USAGE, "USAGE", "bad flags or arguments (EX_USAGE)"),
     c(

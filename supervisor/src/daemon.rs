@@ -29,6 +29,7 @@ pub struct DaemonArgs {
 
 /// The daemon's exit statuses besides 0, from `aiops_proto::exit`.
 pub const EXIT_CODES: &[i32] = &[
+    aiops_proto::exit::CONFLICT,
     aiops_proto::exit::USAGE,
     aiops_proto::exit::DATAERR,
     aiops_proto::exit::NOINPUT,

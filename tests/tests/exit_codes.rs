@@ -515,6 +515,13 @@ fn run_and_the_commands_that_talk_to_the_daemon() {
         "{out}"
     );
     let _d = e.daemon();
+    expect(
+        "run --local next to the daemon on its state",
+        &e.ctl(&["run", "--local", failing.to_str().unwrap()]),
+        exit::CONFLICT,
+        codes::RUN,
+        &["another aiops engine", "is held"],
+    );
     let o = e.ctl(&["submit", failing.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let run = String::from_utf8_lossy(&o.stdout).trim().to_string();

@@ -523,6 +523,30 @@ mod tests {
                 "{want:?} not checked: {seen:?}"
             );
         }
+        // docs/operations.md's table for `aiopsctl exec` lists exactly
+        // the statuses of `exec --help` (besides the node's own and 128+N).
+        let ops = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/operations.md"
+        ))
+        .unwrap_or_default();
+        let exec_table = ops
+            .split_once("## Running one command: `aiopsctl exec`")
+            .and_then(|(_, r)| r.split_once("### Exit status\n"))
+            .and_then(|(_, r)| r.split_once("\n\n"))
+            .map(|(t, _)| t.to_string())
+            .unwrap_or_default();
+        let mut in_doc: Vec<i32> = exec_table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| "))
+            .filter_map(|l| l.split_once(' ').and_then(|(c, _)| c.parse().ok()))
+            .collect();
+        in_doc.sort_unstable();
+        assert_eq!(
+            in_doc,
+            codes::EXEC,
+            "docs/operations.md's exec table:\n{exec_table}"
+        );
         // `aiopsctl --help` lists every status of the table.
         let top = Cli::command()
             .get_after_long_help()
