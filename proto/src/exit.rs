@@ -1,7 +1,9 @@
 //! Every exit status an aiops binary gives, in one table with its meaning.
-//! `aiopsctl --help`, `aiopsctl lint --help`, docs/operations.md and the
-//! binaries all take their numbers from here (a test in the supervisor
-//! checks the help texts and the docs against `TABLE`).
+//! The binaries take their numbers from here; every `--help` of aiopsctl
+//! and aiops-supervisor generates its "Exit codes:" block from `TABLE`
+//! (`aiops_supervisor::cli::exit_help`), and tests check docs/operations.md's
+//! table, aiops-supervisor(8) and each subcommand's provoked failures
+//! against it.
 //!
 //! Ranges, chosen so that none overlaps another: 1-5 for outcomes,
 //! 64-78 sysexits(3), 80-101 the jailer's and agentd's set-up steps
