@@ -141,3 +141,33 @@ impl Backend for RemoteBackend {
         self.rt.block_on(self.client.gc(&req)).map_err(failure)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiops_proto::exit;
+
+    /// Each class of the daemon's answers exits with its own documented
+    /// status (docs/api.md, "Errors").
+    #[test]
+    fn daemon_answers_map_to_their_exit_codes() {
+        for (status, want) in [
+            (400, exit::DATAERR),
+            (413, exit::DATAERR),
+            (401, exit::NOPERM),
+            (403, exit::NOPERM),
+            (404, exit::NOINPUT),
+            (409, exit::CONFLICT),
+            (503, exit::UNAVAILABLE),
+            (500, exit::SOFTWARE),
+            (405, exit::SOFTWARE),
+        ] {
+            let e = super::super::runs::api_err(failure(ApiError::Server {
+                status,
+                message: "m".into(),
+            }));
+            assert_eq!(e.exit_code(), want, "HTTP {status}: {e}");
+            assert!(e.to_string().ends_with('m'), "{e}");
+        }
+    }
+}
