@@ -673,7 +673,7 @@ fn explain_and_the_jail_count_the_same_seccomp_rules() {
         .and_then(|(_, r)| r.split_once(" rules deny"))
         .and_then(|(n, _)| n.parse().ok())
         .unwrap_or_else(|| panic!("no rule count in {out}"));
-    let o = e
+    let exec_out = e
         .cmd(&[
             "exec",
             "--profile",
@@ -687,6 +687,14 @@ fn explain_and_the_jail_count_the_same_seccomp_rules() {
         ])
         .output()
         .unwrap();
+    // `profile show` quotes the same number for a profile that adds none.
+    let o = e.cmd(&["profile", "show", "restrictive"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        shown.contains(&format!("baseline table of {explained} rules")),
+        "{explained} rules not in {shown}"
+    );
+    let o = exec_out;
     let err = String::from_utf8_lossy(&o.stderr);
     if o.status.code() != Some(0) {
         skip(test, &format!("no jail here: {err}"));
