@@ -102,21 +102,36 @@ impl Env {
             assert!(Instant::now() < deadline, "the daemon did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Daemon { child }
+        Daemon { child: Some(child) }
     }
 }
 
 struct Daemon {
-    child: Child,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// SIGTERM, and the exited child (its stderr still to read).
+    fn stop(mut self) -> Child {
+        let mut c = self.child.take().unwrap();
+        term(&mut c);
+        c
+    }
+}
+
+fn term(c: &mut Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = c.wait();
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
+        if let Some(c) = self.child.as_mut() {
+            term(c);
+        }
     }
 }
 
@@ -702,4 +717,39 @@ fn explain_and_the_jail_count_the_same_seccomp_rules() {
     }
     let layer = format!("seccomp({explained} rules");
     assert!(err.contains(&layer), "{layer:?} not in {err}");
+}
+
+/// aiops-supervisor: `--help` with its exit codes, 64 for a bad flag, and
+/// at the default log level the line that says it is ready and where.
+#[test]
+fn the_daemon_has_help_and_says_where_it_listens() {
+    let e = env();
+    let daemon = || {
+        let mut c = Command::new(bin("aiops-supervisor"));
+        c.env_remove("AIOPS_LOG").stdin(Stdio::null());
+        c
+    };
+    let o = daemon().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{help}");
+    for c in aiops_supervisor::daemon::EXIT_CODES {
+        let meaning = exit::lookup(*c).unwrap().meaning;
+        assert!(help.contains(&format!("  {c:<4} {meaning}")), "{c}: {help}");
+    }
+    let o = daemon().arg("--bogus").output().unwrap();
+    assert_eq!(o.status.code(), Some(exit::USAGE), "{o:?}");
+    let bad = e.file("bad.toml", "schema = 1\nparallelism = 0\n");
+    let o = daemon().arg("--config").arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(exit::DATAERR), "{o:?}");
+    let d = e.daemon();
+    let mut child = d.stop();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let want = format!(
+        "aiops-supervisor ready: listening on {}, state dir {}, 2 parallel",
+        e.root.join("api.sock").display(),
+        e.root.join("state").display()
+    );
+    assert!(err.contains(&want), "{want:?} not in {err}");
+    assert!(err.contains("stopped"), "{err}");
 }
