@@ -111,11 +111,13 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// SIGTERM, and the exited child (its stderr still to read).
-    fn stop(mut self) -> Child {
+    /// SIGTERM, then what the daemon wrote to stderr.
+    fn stop(mut self) -> String {
         let mut c = self.child.take().unwrap();
         term(&mut c);
-        c
+        let mut err = String::new();
+        std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err).unwrap();
+        err
     }
 }
 
@@ -742,9 +744,7 @@ fn the_daemon_has_help_and_says_where_it_listens() {
     let o = daemon().arg("--config").arg(&bad).output().unwrap();
     assert_eq!(o.status.code(), Some(exit::DATAERR), "{o:?}");
     let d = e.daemon();
-    let mut child = d.stop();
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = d.stop();
     let want = format!(
         "aiops-supervisor ready: listening on {}, state dir {}, 2 parallel",
         e.root.join("api.sock").display(),
