@@ -333,9 +333,9 @@ pub fn run_with(
     let (uid, gid) = sys.ids();
     // The kernel's own answer (ACLs included), before anything is built:
     // otherwise the failure would surface later as a confusing mount error.
-    sys.check_reachable(uid, plan.cwd.as_path())?;
+    sys.check_reachable(uid, crate::steps::WORKING_DIRECTORY, plan.cwd.as_path())?;
     // agentd too: as root, a checkout under /root is out of the jail uid's reach.
-    sys.check_reachable(uid, &agentd)?;
+    sys.check_reachable(uid, "aiops-agentd at", &agentd)?;
     let git_env = git_safe_directories(plan, uid);
     // Before any namespace, as the jail's uid: what the node must not
     // rewrite in its writable roots, made read-only in step 7.
@@ -545,7 +545,7 @@ mod tests {
         fn ids(&mut self) -> (u32, u32) {
             (ids::NOBODY, ids::NOBODY)
         }
-        fn check_reachable(&mut self, _: u32, _: &Path) -> Result<(), JailError> {
+        fn check_reachable(&mut self, _: u32, _: &'static str, _: &Path) -> Result<(), JailError> {
             self.calls.push("check_reachable");
             Ok(())
         }

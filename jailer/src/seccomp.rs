@@ -216,14 +216,12 @@ fn condition(c: &ArgCond) -> Result<SeccompCondition, JailError> {
 /// Rules keyed by this architecture's syscall numbers; names absent here are
 /// skipped (they cannot be called). An unconditional rule for a syscall
 /// absorbs its conditional ones (in seccompiler an empty chain always matches).
-fn table(rules: &[SyscallRule]) -> Result<(BTreeMap<i64, Vec<SeccompRule>>, usize), JailError> {
+fn table(rules: &[SyscallRule]) -> Result<BTreeMap<i64, Vec<SeccompRule>>, JailError> {
     let mut map: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
-    let mut used = 0;
     for r in rules {
         let Ok(nr) = syscalls::Sysno::from_str(&r.syscall) else {
             continue;
         };
-        used += 1;
         let entry = map
             .entry(i64::from(nr.id()))
             .or_insert_with(|| Some(vec![]));
@@ -243,7 +241,7 @@ fn table(rules: &[SyscallRule]) -> Result<(BTreeMap<i64, Vec<SeccompRule>>, usiz
         .into_iter()
         .map(|(k, v)| (k, v.unwrap_or_default()))
         .collect();
-    Ok((map, used))
+    Ok(map)
 }
 
 fn target_arch() -> Result<TargetArch, JailError> {
@@ -424,20 +422,21 @@ fn x32_guard() -> [sock_filter; 6] {
 }
 
 pub fn compile(plan: &SeccompPlan) -> Result<Filters, JailError> {
-    let (programs, rules, x32_denied) = programs(plan)?;
+    let (programs, x32_denied) = programs(plan)?;
     Ok(Filters {
         program: chain(programs)?,
-        rules,
+        // The plan's own count, which `aiopsctl profile explain` prints too.
+        rules: plan.rules_here(),
         x32_denied,
     })
 }
 
 /// A, B (when it has entries or x32 is denied) and C (when it has entries),
-/// in the order they would be attached; the rule count; x32 denied.
-fn programs(plan: &SeccompPlan) -> Result<(Vec<BpfProgram>, usize, bool), JailError> {
-    let (eperm, n1) = table(&plan.deny_eperm)?;
-    let (enosys, n2) = table(&plan.deny_enosys)?;
-    let (eafnosupport, n3) = table(&plan.deny_eafnosupport)?;
+/// in the order they would be attached; x32 denied.
+fn programs(plan: &SeccompPlan) -> Result<(Vec<BpfProgram>, bool), JailError> {
+    let eperm = table(&plan.deny_eperm)?;
+    let enosys = table(&plan.deny_enosys)?;
+    let eafnosupport = table(&plan.deny_eafnosupport)?;
     let x32_denied = plan.block_x32 && cfg!(target_arch = "x86_64");
     let mut programs = vec![filter(eperm, libc::EPERM)?];
     if !enosys.is_empty() || x32_denied {
@@ -450,7 +449,7 @@ fn programs(plan: &SeccompPlan) -> Result<(Vec<BpfProgram>, usize, bool), JailEr
     if !eafnosupport.is_empty() {
         programs.push(filter(eafnosupport, libc::EAFNOSUPPORT)?);
     }
-    Ok((programs, n1 + n2 + n3, x32_denied))
+    Ok((programs, x32_denied))
 }
 
 /// Attach the filter. With `to_parent` (one end of a socket pair to the
@@ -598,10 +597,10 @@ pub(crate) mod tests {
             (&plan.deny_enosys, libc::ENOSYS),
             (&plan.deny_eafnosupport, libc::EAFNOSUPPORT),
         ] {
-            let tree = filter(table(rules).unwrap().0, errno).unwrap();
+            let tree = filter(table(rules).unwrap(), errno).unwrap();
             let linear = BpfProgram::try_from(
                 SeccompFilter::new(
-                    table(rules).unwrap().0,
+                    table(rules).unwrap(),
                     SeccompAction::Allow,
                     SeccompAction::Errno(errno as u32),
                     target_arch().unwrap(),
@@ -643,7 +642,7 @@ pub(crate) mod tests {
     #[test]
     fn chained_program_answers_as_the_three_attached() {
         let plan = baseline();
-        let (parts, _, _) = programs(&plan).unwrap();
+        let (parts, _) = programs(&plan).unwrap();
         let f = compile(&plan).unwrap();
         let notify = f.notifying().unwrap();
         let arch = audit_arch().unwrap();

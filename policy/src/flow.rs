@@ -187,10 +187,7 @@ fn sh_quote(s: &str) -> String {
 
 impl Flow {
     pub fn from_toml_file(path: &Path) -> Result<Flow, PolicyError> {
-        let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let src = crate::error::read_input(path, "flow")?;
         Flow::from_toml_str(path, &src)
     }
 

@@ -530,3 +530,58 @@ fn mangled_flows_are_refused_with_a_position_or_parse_cleanly() {
         }
     }
 }
+
+/// Messages name the user's field and value, never serde's or Rust's
+/// internals (`$__serde_spanned_private_value`, `FlowId("a")`).
+#[test]
+fn messages_name_fields_and_ids_without_internals() {
+    for (node, field) in [
+        (
+            "id = \"A\"\nkind = \"shell\"\nrun = \"true\"\n",
+            "node[0].id: ",
+        ),
+        (
+            "id = \"a\"\nkind = \"bogus\"\nrun = \"true\"\n",
+            "node[0].kind: ",
+        ),
+        ("id = \"a\"\nkind = \"shell\"\nrun = 3\n", "node[0].run: "),
+        (
+            "id = \"a\"\nkind = \"shell\"\nrun = \"x\"\ntimeout = \"zz\"\n",
+            "node[0].timeout: ",
+        ),
+    ] {
+        let e = refusal(&with_nodes(&format!("[[node]]\n{node}")));
+        assert!(e.contains(field), "{field}: {e}");
+        assert!(!e.contains("$__"), "{e}");
+    }
+    let id = FlowId::parse("a").unwrap();
+    assert_eq!(format!("node {id:?}"), "node \"a\"");
+}
+
+/// A flow file must be UTF-8 and at most 1 MiB: either error names the
+/// file (and the cap) and exits 65, as invalid input.
+#[test]
+fn a_flow_file_not_utf8_or_over_the_cap_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let mut text = with_nodes("[[node]]\nid = \"a\"\nkind = \"shell\"\nrun = \"true\"\n");
+    text.push_str(&"# padding\n".repeat(120_000));
+    std::fs::write(&big, &text).unwrap();
+    let e = Flow::from_toml_file(&big).unwrap_err();
+    assert_eq!(e.exit_code(), aiops_proto::exit::DATAERR, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&big.display().to_string()) && msg.contains("1048576-byte cap"),
+        "{msg}"
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, b"schema = 1\nname = \"\xff\"\n").unwrap();
+    let e = Flow::from_toml_file(&bad).unwrap_err();
+    assert_eq!(e.exit_code(), aiops_proto::exit::DATAERR, "{e}");
+    assert!(e.to_string().contains("not UTF-8"), "{e}");
+    // Just under the cap is read.
+    text.truncate(usize::try_from(crate::error::MAX_INPUT_BYTES).unwrap() - 10);
+    let end = text.rfind('\n').unwrap() + 1;
+    std::fs::write(&big, &text[..end]).unwrap();
+    Flow::from_toml_file(&big).unwrap();
+}

@@ -56,6 +56,18 @@ pub struct SetupFailure {
     pub message: String,
 }
 
+impl SetupFailure {
+    /// `message`, then ` (errno N)` when the failure carried one: a failure
+    /// that is no system call's (a refused plan) has errno 0, which says
+    /// nothing and is left out.
+    pub fn message_with_errno(&self) -> String {
+        match self.errno {
+            0 => self.message.clone(),
+            e => format!("{} (errno {e})", self.message),
+        }
+    }
+}
+
 /// Identity and content stamp of a path, to notice creation or replacement.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Stamp {
@@ -202,8 +214,9 @@ impl ExecReport {
         );
         if let Some(f) = &self.setup_failed {
             s += &format!(
-                "aiops: not run: {} failed: {} (errno {})\n",
-                f.step, f.message, f.errno
+                "aiops: not run: {} failed: {}\n",
+                f.step,
+                f.message_with_errno()
             );
         }
         if let Some(e) = &self.exit {
@@ -292,5 +305,29 @@ impl ExecReport {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod setup_failure_tests {
+    use super::*;
+
+    /// A failure that is no system call's has errno 0: the message says
+    /// nothing about it rather than "(errno 0)".
+    #[test]
+    fn errno_0_is_left_out_of_the_message() {
+        let f = |errno| SetupFailure {
+            step: Step::Validate,
+            errno,
+            message: "refuse request: outside the ceiling".into(),
+        };
+        assert_eq!(
+            f(0).message_with_errno(),
+            "refuse request: outside the ceiling"
+        );
+        assert_eq!(
+            f(13).message_with_errno(),
+            "refuse request: outside the ceiling (errno 13)"
+        );
     }
 }

@@ -144,11 +144,14 @@ fn start_jailer() -> Result<(exec::PendingJail, crate::egress::EgressChannel), S
 #[cfg(target_os = "linux")]
 fn compile_plan(args: &ExecArgs) -> Result<aiops_policy::JailPlan, SupervisorError> {
     let (profile, caps, origins) = profile_and_caps(args)?;
+    // Nothing ran: a workspace or cwd that cannot be used is a refusal (122),
+    // not a status a node could have given.
     let mut ctx = host_context(
         args.workspace.as_deref(),
         args.cwd.as_deref(),
         Home::JailUser,
-    )?;
+    )
+    .map_err(refused)?;
     set_env_values(args, &mut ctx);
     let facts = facts::facts_for(&profile);
     aiops_policy::compile(&profile, &caps, &facts, &ctx).map_err(|e| origins.refused(e))

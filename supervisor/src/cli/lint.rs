@@ -19,14 +19,6 @@ use std::path::{Path, PathBuf};
 /// (64-78) so CI can refuse such flows outright.
 pub const EXIT_ESCAPE: i32 = aiops_proto::exit::ESCAPE;
 
-pub const EXIT_HELP: &str = "Exit codes:
-  0   the flow is valid (findings are warnings: those nodes pause for confirmation)
-  3   valid, but a command tries to reach past the sandbox (an escape-class finding)
-  65  invalid flow: syntax, unknown key, bad value, duplicate id, unknown need, cycle (EX_DATAERR)
-  66  the flow file, a node's profile, the repository or its ref not found (EX_NOINPUT)
-  77  a node asks for more than its profile allows (EX_NOPERM)
-  78  a path variable has no value here (EX_CONFIG)";
-
 #[derive(Debug, Serialize)]
 pub struct LintReport {
     pub flow: PathBuf,

@@ -32,7 +32,7 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
     } else {
         Stream::Stdout
     };
-    if let Ok(d) = super::remote::RemoteBackend::connect(&cfg.api_socket) {
+    if let Some(d) = super::runs::remote(&cfg, &args.common)? {
         d.copy_output(&args.run, &args.node, stream, args.follow, out)
             .map_err(api_err)?;
         return Ok(0);
@@ -54,7 +54,7 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
             "run and node are plain names".into(),
         )));
     }
-    read_runs(&cfg, Some(&args.run), 1)?
+    read_runs(&cfg, &args.common, Some(&args.run), 1)?
         .first()
         .and_then(|r| r.nodes.iter().find(|n| n.id == args.node))
         .ok_or_else(|| {
@@ -73,7 +73,7 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
                 if let Ok(f) = std::fs::File::open(&path) {
                     break f;
                 }
-                if node_final(&cfg, &args.run, &args.node)? {
+                if node_final(&cfg, &args.common, &args.run, &args.node)? {
                     return Ok(0);
                 }
             }
@@ -91,7 +91,7 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
             continue;
         }
         out.flush().map_err(out_err)?;
-        if !args.follow || node_final(&cfg, &args.run, &args.node)? {
+        if !args.follow || node_final(&cfg, &args.common, &args.run, &args.node)? {
             // One last read: the node may have written as it ended.
             let mut rest = vec![];
             let _ = f.read_to_end(&mut rest);
@@ -102,8 +102,8 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
     }
 }
 
-fn node_final(cfg: &Config, run: &str, node: &str) -> Result<bool, SupervisorError> {
-    Ok(read_runs(cfg, Some(run), 1)?
+fn node_final(cfg: &Config, c: &Common, run: &str, node: &str) -> Result<bool, SupervisorError> {
+    Ok(read_runs(cfg, c, Some(run), 1)?
         .first()
         .and_then(|r| r.nodes.iter().find(|n| n.id == node))
         .is_none_or(|n| n.state.is_final()))

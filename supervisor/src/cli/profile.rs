@@ -148,7 +148,8 @@ pub fn render_profile(p: &Profile) -> String {
     t.row(["limits.cpu".into(), l.cpu.to_string()]);
     t.row(["limits.file_size".into(), l.file_size.to_string()]);
     t.row(["limits.open_files".into(), l.open_files.to_string()]);
-    let baseline = aiops_policy::syscalls::baseline_deny().len();
+    // The count the jail's layer line and `explain` give for this profile.
+    let baseline = aiops_policy::compile::baseline_seccomp().rules_here();
     if p.seccomp_deny.is_empty() {
         t.row([
             "seccomp.deny".into(),

@@ -58,7 +58,7 @@ pub(super) fn audit_records(
     q: crate::audit::Query,
 ) -> Result<Vec<crate::audit::AuditRecord>, SupervisorError> {
     let cfg = load_cfg(common)?;
-    match daemon(&cfg) {
+    match daemon(&cfg, common)? {
         Some(d) => d.audit(q).map_err(api_err),
         None => {
             cfg.read_as_state_owner()?;
@@ -125,7 +125,7 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     })?;
     let before = crate::store::now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
     // The daemon's workspaces are not an admin's to remove: it collects them.
-    let done = if let Some(d) = daemon(&cfg) {
+    let done = if let Some(d) = daemon(&cfg, &args.common)? {
         d.gc(crate::model::GcRequest {
             older_than_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
             dry_run: args.dry_run,

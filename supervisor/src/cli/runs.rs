@@ -29,6 +29,10 @@ pub struct Common {
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Use no daemon: run in this process on your own state directory, even
+    /// when a system daemon's socket is there but refuses you.
+    #[arg(long, global = true)]
+    pub local: bool,
 }
 
 #[derive(Debug, Args)]
@@ -93,18 +97,21 @@ pub struct CancelArgs {
     pub common: Common,
 }
 
+/// A failure the daemon (or the in-process engine) answered, with the
+/// exit status of its class (docs/api.md's status codes, mapped in
+/// `aiops_proto::exit`: 400 DATAERR, 401/403 NOPERM, 404 NOINPUT, 409
+/// CONFLICT, 503 UNAVAILABLE, 500 SOFTWARE).
 pub(super) fn api_err(e: ApiFailure) -> SupervisorError {
-    let (what, reason) = match e {
-        ApiFailure::BadRequest(r) => ("refused", r),
-        ApiFailure::NotFound(r) => ("not found", r),
-        ApiFailure::Conflict(r) => ("conflict", r),
-        ApiFailure::Unavailable(r) => ("unavailable", r),
-        ApiFailure::Internal(r) => ("internal error", r),
+    use aiops_proto::exit;
+    let (what, reason, code) = match e {
+        ApiFailure::BadRequest(r) => ("refused", r, exit::DATAERR),
+        ApiFailure::Forbidden(r) => ("not allowed", r, exit::NOPERM),
+        ApiFailure::NotFound(r) => ("not found", r, exit::NOINPUT),
+        ApiFailure::Conflict(r) => ("conflict", r, exit::CONFLICT),
+        ApiFailure::Unavailable(r) => ("unavailable", r, exit::UNAVAILABLE),
+        ApiFailure::Internal(r) => ("internal error", r, exit::SOFTWARE),
     };
-    SupervisorError::Usage {
-        what: what.into(),
-        reason,
-    }
+    SupervisorError::Api { what, reason, code }
 }
 
 /// The flow file's absolute path and text.
@@ -113,24 +120,74 @@ fn read_flow(flow: &Path) -> Result<(PathBuf, String), SupervisorError> {
         path: flow.to_path_buf(),
         source,
     })?;
-    let text = std::fs::read_to_string(&path).map_err(|source| SupervisorError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let text = aiops_policy::error::read_input(&path, "flow")?;
     Ok((path, text))
 }
 
-/// The daemon, if one answers on the configured socket.
-pub(super) fn daemon(cfg: &Config) -> Option<Arc<dyn Backend>> {
-    super::remote::RemoteBackend::connect(&cfg.api_socket)
+/// The daemon, if one answers on the configured socket (none with
+/// `--local`). A socket that exists but refuses this user (EACCES: not in
+/// the admin group) is an error naming the socket and the group, never a
+/// silent fall-back to an engine of one's own.
+pub(super) fn daemon(
+    cfg: &Config,
+    c: &Common,
+) -> Result<Option<Arc<dyn Backend>>, SupervisorError> {
+    Ok(remote(cfg, c)?.map(|b| Arc::new(b) as Arc<dyn Backend>))
+}
+
+/// `daemon`, as the concrete client (`logs` copies output through it).
+pub(super) fn remote(
+    cfg: &Config,
+    c: &Common,
+) -> Result<Option<super::remote::RemoteBackend>, SupervisorError> {
+    if c.local {
+        return Ok(None);
+    }
+    match super::remote::RemoteBackend::connect(&cfg.api_socket) {
+        Ok(b) => Ok(Some(b)),
+        Err(crate::api::ApiError::NoDaemon { source, .. })
+            if source.raw_os_error().is_some_and(|e| {
+                e == nix::errno::Errno::EACCES as i32 || e == nix::errno::Errno::EPERM as i32
+            }) =>
+        {
+            Err(SupervisorError::Api {
+                what: "not allowed",
+                reason: no_access(cfg),
+                code: aiops_proto::exit::NOPERM,
+            })
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// What to do about a daemon socket this user may not open.
+fn no_access(cfg: &Config) -> String {
+    let uid = nix::unistd::geteuid();
+    let who = std::env::var("USER")
         .ok()
-        .map(|b| Arc::new(b) as Arc<dyn Backend>)
+        .filter(|u| {
+            !u.is_empty()
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+        .unwrap_or_else(|| "USER".into());
+    format!(
+        "the aiops daemon's socket {} refuses uid {uid} (permission denied): the daemon serves \
+         root, its own user and members of group {g}. To use it, an administrator runs \
+         `usermod -aG {g} {who}` and you log in again (or start `newgrp {g}`); to run \
+         without the daemon on your own state directory, add --local",
+        cfg.api_socket.display(),
+        g = cfg.admin_group,
+    )
 }
 
 /// The daemon, else an in-process engine (kept alive by the returned
 /// guard, and not yet started: call `start` after acting).
-fn writer(cfg: &Config) -> Result<(Arc<dyn Backend>, Option<LocalEngine>), SupervisorError> {
-    if let Some(d) = daemon(cfg) {
+fn writer(
+    cfg: &Config,
+    c: &Common,
+) -> Result<(Arc<dyn Backend>, Option<LocalEngine>), SupervisorError> {
+    if let Some(d) = daemon(cfg, c)? {
         return Ok((d, None));
     }
     let local = LocalEngine::open(cfg)?;
@@ -212,7 +269,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> 
     let (path, text) = read_flow(&args.flow)?;
     // Fail before any engine starts: the same check the engine repeats.
     aiops_policy::flow::Flow::from_toml_str(&path, &text)?;
-    let (backend, local, got) = match daemon(&cfg) {
+    let (backend, local, got) = match daemon(&cfg, &args.common)? {
         Some(d) => (d, None, None),
         None => {
             let got = if args.detach {
@@ -373,13 +430,14 @@ fn report_final(r: &RunRecord, json: bool, out: &mut dyn Write) -> Result<i32, S
 
 pub fn submit(args: &SubmitArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let Some(backend) = daemon(&cfg) else {
-        return Err(SupervisorError::Usage {
-            what: "submit".into(),
+    let Some(backend) = daemon(&cfg, &args.common)? else {
+        return Err(SupervisorError::Api {
+            what: "submit",
             reason: format!(
                 "no daemon answers on {}; start aiops-supervisor, or use `aiopsctl run`",
                 cfg.api_socket.display()
             ),
+            code: aiops_proto::exit::UNAVAILABLE,
         });
     };
     let (path, text) = read_flow(&args.flow)?;
@@ -402,10 +460,11 @@ pub fn submit(args: &SubmitArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
 /// no recovery: another engine may be running these nodes right now).
 pub(super) fn read_runs(
     cfg: &Config,
+    c: &Common,
     run: Option<&str>,
     limit: usize,
 ) -> Result<Vec<RunRecord>, SupervisorError> {
-    if let Some(d) = daemon(cfg) {
+    if let Some(d) = daemon(cfg, c)? {
         return match run {
             Some(id) => Ok(vec![d.get_run(id).map_err(api_err)?]),
             None => d.list_runs(limit).map_err(api_err),
@@ -459,7 +518,7 @@ fn age(ms: i64) -> String {
 
 pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let runs = read_runs(&cfg, args.run.as_deref(), args.limit)?;
+    let runs = read_runs(&cfg, &args.common, args.run.as_deref(), args.limit)?;
     if args.common.json {
         match (&args.run, runs.first()) {
             (Some(_), Some(r)) => print_json(out, "run", r)?,
@@ -531,7 +590,7 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
 
 pub fn confirm(args: &ConfirmArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let (backend, local) = writer(&cfg)?;
+    let (backend, local) = writer(&cfg, &args.common)?;
     backend.confirm(&args.run, &args.node).map_err(api_err)?;
     if let Some(l) = &local {
         l.start();
@@ -548,7 +607,7 @@ pub fn confirm(args: &ConfirmArgs, out: &mut dyn Write) -> Result<i32, Superviso
 
 pub fn cancel(args: &CancelArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let (backend, local) = writer(&cfg)?;
+    let (backend, local) = writer(&cfg, &args.common)?;
     backend
         .cancel(&args.run, args.node.as_deref())
         .map_err(api_err)?;

@@ -387,8 +387,9 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
             res.state = NodeState::Refused;
         }
         res.reason = Some(format!(
-            "jail set-up failed at {}: {} (errno {})",
-            f.step, f.message, f.errno
+            "jail set-up failed at {}: {}",
+            f.step,
+            f.message_with_errno()
         ));
         return res;
     }
