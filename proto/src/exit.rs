@@ -105,7 +105,7 @@ pub const TABLE: &[Code] = &[
     c(
         NOINPUT,
         "NOINPUT",
-        "file, profile, run or node not found, or a file unreadable; HTTP 404 (EX_NOINPUT)",
+        "file, profile, repository, ref, run or node not found, or a file unreadable; HTTP 404 (EX_NOINPUT)",
     ),
     c(
         UNAVAILABLE,

@@ -309,6 +309,31 @@ fn lint_subcommand() {
         "esc.toml",
         format!("{head}[[node]]\nid = \"a\"\nkind = \"shell\"\nrun = \"cat ~/.ssh/id_rsa\"\n"),
     );
+    // Lint checks the repository as a run would: "." is none yet.
+    expect(
+        "a flow whose repository does not exist",
+        &lint(&escape),
+        exit::NOINPUT,
+        codes::LINT,
+        &["open git repository", "not found"],
+    );
+    if !Path::new(GIT).exists() {
+        return skip("lint_subcommand", "git is not installed (the escape part)");
+    }
+    let init = std::process::Command::new(GIT)
+        .args(["init", "-q"])
+        .arg(&e.root)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let commit = std::process::Command::new(GIT)
+        .arg("-C")
+        .arg(&e.root)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(["commit", "-q", "--allow-empty", "-m", "i"])
+        .output()
+        .unwrap();
+    assert!(commit.status.success(), "{commit:?}");
     let o = lint(&escape);
     assert_eq!(o.status.code(), Some(exit::ESCAPE), "{o:?}");
 }
@@ -443,7 +468,7 @@ fn run_and_the_commands_that_talk_to_the_daemon() {
     help_lists(&e, &["confirm"], codes::RUN);
     help_lists(&e, &["submit"], codes::SUBMIT);
     help_lists(&e, &["cancel"], codes::CANCEL);
-    for sub in ["status", "logs", "audit", "gc"] {
+    for sub in ["status", "logs", "audit", "gc", "why"] {
         help_lists(&e, &[sub], codes::RECORDS);
     }
     let missing = e.root.join("none.toml");
@@ -518,6 +543,20 @@ fn run_and_the_commands_that_talk_to_the_daemon() {
         exit::USAGE,
         codes::RECORDS,
         &["--since"],
+    );
+    expect(
+        "why of a run that has no line for the node",
+        &e.ctl(&["why", "r-none", "a"]),
+        exit::NOINPUT,
+        codes::RECORDS,
+        &["r-none", "\"a\""],
+    );
+    expect(
+        "why without its node",
+        &e.ctl(&["why", "r-none"]),
+        exit::USAGE,
+        codes::RECORDS,
+        &["NODE"],
     );
     if !Path::new(GIT).exists() {
         skip(test, "git is not installed (the daemon's part)");
