@@ -91,6 +91,15 @@ impl SeccompRules {
     }
 }
 
+/// One line for a connection the egress proxy refused: `target` is
+/// `host:port` as the node asked for it.
+pub fn egress_denial_line(target: &str, why: &str, profile: &str) -> String {
+    format!(
+        "denied by egress: {target} ({why}); allowed by: \"{target}\" in net.allow of \
+         profile {profile} (net = \"allowlist\")"
+    )
+}
+
 /// Whether the plan's network refuses attempt `a`, and then why and what
 /// would allow it. Loopback is the jail's own; `allowlist` reaches only its
 /// proxy at 127.0.0.1:3128; `host` is the host's network (no refusal known).

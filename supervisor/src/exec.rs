@@ -245,6 +245,22 @@ impl ExecReport {
         s += &self.denials.to_text();
         if let Some(e) = &self.egress {
             s += &e.to_text();
+            for r in &e.records {
+                if r.verdict == crate::egress::Verdict::Denied {
+                    let target = aiops_proto::net::HostPort {
+                        host: r.host.clone(),
+                        port: r.port,
+                    };
+                    s += &format!(
+                        "aiops: {}\n",
+                        crate::denials::egress_denial_line(
+                            &target.to_string(),
+                            &r.reason,
+                            &self.profile
+                        )
+                    );
+                }
+            }
         }
         for line in self.protected_notes() {
             s += &format!("aiops: {line}\n");
@@ -329,5 +345,54 @@ mod setup_failure_tests {
             f(13).message_with_errno(),
             "refuse request: outside the ceiling (errno 13)"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The text report says, under each refused connection, the profile
+    /// line that would allow it; an allowed one gets no such line.
+    #[test]
+    fn a_refused_connection_names_the_line_that_allows_it() {
+        let rec = |host: &str, verdict| crate::egress::EgressRecord {
+            protocol: "connect".into(),
+            host: host.into(),
+            port: 443,
+            verdict,
+            reason: "not on the list".into(),
+            ..Default::default()
+        };
+        let r = ExecReport {
+            profile: "agent".into(),
+            cwd: "/w".into(),
+            net: NetMode::Allowlist,
+            output_cap: 1,
+            denials: Default::default(),
+            setup_failed: None,
+            exit: None,
+            protected_created: vec![],
+            protected_changed: vec![],
+            protocol_error: None,
+            egress: Some(crate::egress::EgressSummary {
+                records: vec![
+                    rec("evil.test", crate::egress::Verdict::Denied),
+                    rec("good.test", crate::egress::Verdict::Allowed),
+                ],
+                ..Default::default()
+            }),
+            status: 0,
+        };
+        let text = r.to_text();
+        assert!(
+            text.contains(
+                "aiops: denied by egress: evil.test:443 (not on the list); allowed by: \
+                 \"evil.test:443\" in net.allow of profile agent"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("allowed by: \"good.test"), "{text}");
     }
 }

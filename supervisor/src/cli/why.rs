@@ -31,6 +31,7 @@ struct Why {
     denials: Option<Denials>,
     /// Connections the egress proxy refused: (host:port, why).
     egress_denied: Vec<(String, String)>,
+    profile: Option<String>,
 }
 
 pub fn why(args: &WhyArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
@@ -88,6 +89,7 @@ fn explain(args: &WhyArgs, r: &AuditRecord) -> Why {
         reason: r.reason.clone(),
         denials,
         egress_denied,
+        profile: r.profile.clone(),
     }
 }
 
@@ -114,8 +116,8 @@ fn render(w: &Why) -> String {
     for (target, why) in &w.egress_denied {
         any = true;
         s += &format!(
-            "  denied by egress: {target} ({why}); allowed by: net.allow = [..., \"{target}\"] \
-             with net = \"allowlist\" in the profile\n"
+            "  {}\n",
+            crate::denials::egress_denial_line(target, why, w.profile.as_deref().unwrap_or("?"))
         );
     }
     if !d.seccomp_recorded {
