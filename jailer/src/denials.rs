@@ -102,9 +102,13 @@ impl Recorder {
         }
     }
 
-    /// The listener is readable (a denied call waits) or hung up (no
-    /// process uses the filter any more).
-    pub fn answer_one(&mut self, hung_up: bool) {
+    /// No process uses the filter any more: nothing will wait on it.
+    pub fn close_listener(&mut self) {
+        self.listener = None;
+    }
+
+    /// The listener is readable: a watched or denied call waits.
+    pub fn answer_one(&mut self) {
         let Some(l) = self.listener.as_ref() else {
             return;
         };
@@ -134,7 +138,6 @@ impl Recorder {
             }
             // The caller left between poll and recv.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(_) if hung_up => self.listener = None,
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             // Anything else: stop listening; waiting calls get ENOSYS.
             Err(_) => self.listener = None,

@@ -271,8 +271,12 @@ fn mirror_child(
             if from_child {
                 r.take_listener();
             }
-            if !listener.is_empty() {
-                r.answer_one(listener.intersects(gone));
+            // Only POLLIN means a call waits: a receive without one would
+            // block (older kernels block even once the jail has exited).
+            if listener.contains(PollFlags::POLLIN) {
+                r.answer_one();
+            } else if listener.intersects(gone) {
+                r.close_listener();
             }
         }
         if !signalled {
