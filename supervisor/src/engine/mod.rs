@@ -21,6 +21,7 @@ mod bootstrap;
 mod confirm_cancel;
 mod metrics;
 pub(crate) mod output;
+mod persist;
 mod record;
 mod recovery;
 pub(crate) mod runner;
@@ -154,11 +155,21 @@ pub(crate) struct Shared {
     /// Spare jailers (`JailerTarget::Exec` only): see `warm`.
     pub warm: Option<Arc<warm::Warm>>,
     pub plans: Arc<runner::PlanMemo>,
+    /// State writes waiting for the store (a full or locked disk).
+    pub persist: persist::Persist,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock must not wedge every later request.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What an engine could not write before it stopped (`Engine::settle`).
+#[derive(Debug, Default)]
+pub struct Unsaved {
+    pub writes: usize,
+    pub why: Option<String>,
+    pub audit_lines: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -238,9 +249,7 @@ impl Engine {
             let weak = weak.clone();
             let on_synced: crate::audit::OnSynced = Box::new(move |keys| {
                 if let Some(sh) = weak.upgrade() {
-                    if let Err(e) = sh.store().mark_audited(keys) {
-                        tracing::warn!(error = %crate::error::error_chain(&e), "could not record audit lines as written");
-                    }
+                    sh.write(persist::Write::Audited(keys.to_vec()));
                 }
             });
             Shared {
@@ -257,8 +266,10 @@ impl Engine {
                 started_at: std::time::Instant::now(),
                 warm,
                 plans: Arc::default(),
+                persist: persist::Persist::default(),
             }
         });
+        persist::start(Arc::downgrade(&shared));
         recovery::recover(&shared, &lost)?;
         Ok(Engine { shared })
     }
@@ -308,6 +319,26 @@ impl Engine {
         confirm_cancel::interrupt(&self.shared, run, why);
         stop::kill_running(&self.shared, "this process was interrupted", Some(why));
         self.shared.wake.notify_one();
+    }
+
+    /// Wait up to `limit` for the state writes and audit lines still in
+    /// memory (a full or locked disk) to be written; what is left.
+    pub fn settle(&self, limit: Duration) -> Unsaved {
+        let deadline = std::time::Instant::now() + limit;
+        let writes = self.shared.wait_stored(limit);
+        while self.shared.audit.health().1 > 0 && std::time::Instant::now() < deadline {
+            self.shared.audit.flush();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Unsaved {
+            writes,
+            why: self.shared.persist.waiting_because(),
+            audit_lines: self.shared.audit.unwritten(),
+        }
+    }
+
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.shared.cfg.state_dir
     }
 
     /// Wait until every audit line so far is on disk.

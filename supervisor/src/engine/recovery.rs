@@ -2,7 +2,7 @@
 //! stopped are `lost` (never re-run silently), audit lines owed from
 //! before a crash are written, and unfinished runs are reloaded.
 use super::admission;
-use super::record::{log_store_error, Out};
+use super::record::Out;
 use super::sched::advance;
 use super::{Shared, Ws};
 use crate::audit::AuditRecord;
@@ -76,15 +76,13 @@ pub(super) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
                 // narrowed): refuse what has not run, rather than guess.
                 let reason = format!("after restart: {reason}");
                 for n in rec.nodes.iter().filter(|n| !n.state.is_final()) {
-                    match shared.store().set_node_state(
-                        &rec.id,
-                        &n.id,
-                        NodeState::Refused,
-                        Some(&reason),
-                    ) {
-                        Ok(ev) => shared.publish(ev),
-                        Err(e) => log_store_error(&e),
-                    }
+                    shared.write(super::persist::Write::NodeState {
+                        run: rec.id.clone(),
+                        node: n.id.clone(),
+                        state: NodeState::Refused,
+                        reason: Some(reason.clone()),
+                        recorded: None,
+                    });
                     out.audit.push(AuditRecord {
                         kind: "refusal".into(),
                         run: Some(rec.id.clone()),
@@ -103,9 +101,10 @@ pub(super) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
                 } else {
                     RunState::Failed
                 };
-                if let Ok(ev) = shared.store().set_run_state(&rec.id, st) {
-                    shared.publish(ev);
-                }
+                shared.write(super::persist::Write::RunState {
+                    run: rec.id.clone(),
+                    state: st,
+                });
                 continue;
             }
         };
