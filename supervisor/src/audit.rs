@@ -194,7 +194,7 @@ pub type OnSynced = Box<dyn Fn(&[Settled]) + Send>;
 /// The key of a line that records a node's final state. Matching on state
 /// and attempt keeps an older line (a failed attempt before a retry, a
 /// cancel sent while the node still ran) from settling a newer one.
-fn settles(rec: &AuditRecord) -> Option<Settled> {
+pub(crate) fn settles(rec: &AuditRecord) -> Option<Settled> {
     let state = rec.state.as_deref()?;
     let is_final = crate::model::NodeState::parse(state).is_some_and(|s| s.is_final());
     match (&rec.run, &rec.node) {

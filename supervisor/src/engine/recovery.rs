@@ -10,6 +10,35 @@ use crate::error::SupervisorError;
 use crate::model::{NodeState, RunState};
 use std::path::PathBuf;
 
+/// The final-state lines of `owed` nodes already in the audit log (read
+/// from the earliest owed node's end on; only after a crash).
+fn already_written(
+    shared: &Shared,
+    owed: &[(crate::model::RunRecord, crate::model::NodeRecord)],
+) -> std::collections::HashSet<crate::audit::Settled> {
+    let Some(first) = owed.iter().filter_map(|(_, n)| n.ended_at).min() else {
+        return Default::default();
+    };
+    let since = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(first).unwrap_or(0))
+        - std::time::Duration::from_secs(1);
+    let q = crate::audit::Query {
+        since: Some(since),
+        run: None,
+    };
+    match crate::audit::read(&shared.cfg.state_dir.join("audit"), &q) {
+        Ok(lines) => lines
+            .iter()
+            .filter(|l| l.kind == "node_end")
+            .filter_map(crate::audit::settles)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %crate::error::error_chain(&e), "reading the audit log for owed lines; they are written again");
+            Default::default()
+        }
+    }
+}
+
 /// Restart recovery: audit the nodes `mark_lost` found, reload unfinished
 /// runs, and let queued work continue.
 pub(super) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), SupervisorError> {
@@ -17,10 +46,23 @@ pub(super) fn recover(shared: &Shared, lost: &[(String, String)]) -> Result<(), 
     let mut out = Out::default();
     // Lines owed from before a crash: the node reached its final state in
     // the store, but its line may not have reached the disk. (The lost
-    // nodes get theirs below.) A line that did make it appears twice;
-    // better than none.
-    for (run, n) in shared.store().unaudited()? {
+    // nodes get theirs below.) A line that did make it (the process died
+    // between its fsync and the store's mark) is found in the log and not
+    // written again, so each node keeps exactly one final line.
+    let owed = shared.store().unaudited()?;
+    let written = already_written(shared, &owed);
+    for (run, n) in owed {
         if lost.iter().any(|(r, id)| *r == run.id && *id == n.id) {
+            continue;
+        }
+        let key = (
+            run.id.clone(),
+            n.id.clone(),
+            n.state.as_str().to_string(),
+            Some(n.attempts),
+        );
+        if written.contains(&key) {
+            shared.write(super::persist::Write::Audited(vec![key]));
             continue;
         }
         out.audit.push(AuditRecord {
