@@ -42,9 +42,7 @@ pub fn collect(
         .list()
         .map_err(|e| ws_err(&e))?
         .into_iter()
-        .filter(|e| {
-            finished.contains(&(e.flow.clone(), e.run.clone())) || orphan(&e.run, &e.path)
-        })
+        .filter(|e| finished.contains(&(e.flow.clone(), e.run.clone())) || orphan(&e.run, &e.path))
         .collect();
     let mut done = vec![];
     for e in &doomed {

@@ -209,7 +209,15 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> 
     let (backend, local, got) = match daemon(&cfg) {
         // Attached to a daemon, the signal only ends this process (the run
         // goes on there); caught so that it says so rather than vanish.
-        Some(d) => (d, None, if args.detach { None } else { catch_interrupts() }),
+        Some(d) => (
+            d,
+            None,
+            if args.detach {
+                None
+            } else {
+                catch_interrupts()
+            },
+        ),
         None => {
             let got = if args.detach {
                 None
@@ -321,13 +329,20 @@ fn follow(
         if r.state.is_final() || r.state == RunState::AwaitingConfirmation {
             return Ok(r);
         }
-        // Wake on the next event, or re-read after a short while anyway.
-        let deadline = Instant::now() + Duration::from_millis(200);
+        // Wake on the next event, or re-read after a short while anyway;
+        // at most every 50 ms: reading a 2000-node run after each of its
+        // events made following it quadratic.
+        let read_at = Instant::now();
+        let deadline = read_at + Duration::from_millis(200);
+        let mut woken = false;
         while Instant::now() < deadline {
+            if woken && read_at.elapsed() >= Duration::from_millis(50) {
+                break;
+            }
             match rx.try_recv() {
-                Ok(ev) if ev.run == run_id => break,
+                Ok(ev) if ev.run == run_id => woken = true,
                 Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => break,
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => woken = true,
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         }

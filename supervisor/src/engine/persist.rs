@@ -95,9 +95,9 @@ impl Write {
             Write::Outcome { run, node, report } => store
                 .record_outcome(run, node, report.as_ref())
                 .map(|()| None),
-            Write::Workspace { run, path, commit } => store
-                .set_run_workspace(run, path, commit)
-                .map(|()| None),
+            Write::Workspace { run, path, commit } => {
+                store.set_run_workspace(run, path, commit).map(|()| None)
+            }
             Write::Audited(keys) => store.mark_audited(keys).map(|()| None),
         }
     }
@@ -243,7 +243,9 @@ impl Shared {
             }
             Err(e) if retriable(&e) => {
                 super::record::log_store_error(&e);
-                tracing::warn!("the state write is kept in memory and retried until the store takes it");
+                tracing::warn!(
+                    "the state write is kept in memory and retried until the store takes it"
+                );
                 q.last_error = Some(crate::error::error_chain(&e));
                 q.pending.push_back(w);
                 DEFERRED.fetch_add(1, Ordering::Relaxed);
