@@ -974,6 +974,65 @@ mod tests {
     }
 
     #[test]
+    fn a_database_deleted_while_open_is_restored_with_its_history() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        s.insert_run(&new_run("r1")).unwrap();
+        assert!(s.identity_changed().is_none());
+        std::fs::remove_file(d.path().join(DB_FILE)).unwrap();
+        assert_eq!(s.identity_changed(), Some(Changed { deleted: true }));
+        s.restore_at_path().unwrap();
+        assert!(s.identity_changed().is_none());
+        s.insert_run(&new_run("r2")).unwrap();
+        drop(s);
+        let s = Store::open(d.path()).unwrap();
+        assert!(s.run("r1").unwrap().is_some());
+        assert!(s.run("r2").unwrap().is_some());
+        let mode = std::fs::metadata(d.path().join(DB_FILE)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with(".restoring")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn a_database_replaced_while_open_is_left_alone_and_ours_moves_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        s.insert_run(&new_run("r1")).unwrap();
+        let other = d.path().join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE mine (x); INSERT INTO mine VALUES (42);")
+            .unwrap();
+        std::fs::rename(&other, d.path().join(DB_FILE)).unwrap();
+        assert_eq!(s.identity_changed(), Some(Changed { deleted: false }));
+        let copy = s.move_aside().unwrap();
+        assert!(s.identity_changed().is_none());
+        // Ours goes on in the copy; the other file never sees our WAL.
+        s.insert_run(&new_run("r2")).unwrap();
+        drop(s);
+        let theirs = Connection::open(d.path().join(DB_FILE)).unwrap();
+        let x: i64 = theirs
+            .query_row("SELECT x FROM mine", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(x, 42);
+        assert!(theirs
+            .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
+            .is_err());
+        let ours = Connection::open(&copy).unwrap();
+        let n: i64 = ours
+            .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+    }
+
+    #[test]
     fn a_failed_insert_leaves_no_half_run() {
         let d = tempfile::tempdir().unwrap();
         let mut s = Store::open(d.path()).unwrap();
