@@ -111,7 +111,7 @@ pub enum Command {
     /// Read the audit log.
     #[cfg(target_os = "linux")]
     Audit(records::AuditArgs),
-    /// Remove workspaces and output of runs that ended long ago.
+    /// Remove workspaces and output of runs that ended long ago (and orphans no run names).
     #[cfg(target_os = "linux")]
     Gc(records::GcArgs),
     /// Check a flow file without running it: syntax, the needs graph, each
