@@ -525,6 +525,22 @@ impl Store {
         Ok(())
     }
 
+    /// Nodes stored as `running`: (run, node, attempts, started_at).
+    pub fn running_nodes(&self) -> Result<Vec<(String, String, u32, i64)>, SupervisorError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT run_id, id, attempts, COALESCE(started_at, 0) FROM nodes
+                 WHERE state = 'running' ORDER BY run_id, pos",
+            )
+            .map_err(db_err("find running nodes"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(db_err("find running nodes"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(db_err("find running nodes"))
+    }
+
     /// After a restart: every node that was running is `lost` (never re-run
     /// silently), and its run too. Returns (run, node) pairs.
     pub fn mark_lost(&mut self, reason: &str) -> Result<Vec<(String, String)>, SupervisorError> {

@@ -10,6 +10,74 @@ use crate::error::SupervisorError;
 use crate::model::{NodeState, RunState};
 use std::path::PathBuf;
 
+/// Nodes stored as `running` whose `node_end` line for that attempt is in
+/// the audit log: the store is brought to what the line says (state,
+/// reason, exit status, counts), and the line is not owed again.
+pub(super) fn settle_from_audit(
+    store: &mut crate::store::Store,
+    audit_dir: &std::path::Path,
+) -> Result<usize, SupervisorError> {
+    let running = store.running_nodes()?;
+    let Some(first) = running.iter().map(|r| r.3).min() else {
+        return Ok(0);
+    };
+    let since = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(first).unwrap_or(0))
+        - std::time::Duration::from_secs(1);
+    let q = crate::audit::Query {
+        since: Some(since),
+        run: None,
+    };
+    let lines = match crate::audit::read(audit_dir, &q) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %crate::error::error_chain(&e), "reading the audit log for nodes that ended; they are recorded lost");
+            return Ok(0);
+        }
+    };
+    let mut settled = 0;
+    for (run, node, attempts, _) in running {
+        let Some(line) = lines.iter().rev().find(|l| {
+            l.kind == "node_end"
+                && l.run.as_deref() == Some(run.as_str())
+                && l.node.as_deref() == Some(node.as_str())
+                && l.attempt == Some(attempts)
+        }) else {
+            continue;
+        };
+        let Some(state) = line
+            .state
+            .as_deref()
+            .and_then(NodeState::parse)
+            .filter(|s| s.is_final())
+        else {
+            continue;
+        };
+        let report = line.duration_ms.map(|d| aiops_proto::ExitReport {
+            code: line.exit_code,
+            signal: line.signal,
+            stdout_bytes: line.stdout_bytes,
+            stderr_bytes: line.stderr_bytes,
+            duration_ms: d,
+            timed_out: line.limit_hits.iter().any(|h| h == "timeout"),
+            output_capped: line.limit_hits.iter().any(|h| h == "output_cap"),
+            layers: line.layers.clone(),
+            ..aiops_proto::ExitReport::default()
+        });
+        store.record_outcome(&run, &node, report.as_ref())?;
+        store.set_node_state(&run, &node, state, line.reason.as_deref())?;
+        store.mark_audited(&[(
+            run.clone(),
+            node.clone(),
+            state.as_str().to_string(),
+            Some(attempts),
+        )])?;
+        tracing::warn!(run = %run, node = %node, state = %state, "a node's end was in the audit log but not in the store; recorded from the line");
+        settled += 1;
+    }
+    Ok(settled)
+}
+
 /// The final-state lines of `owed` nodes already in the audit log (read
 /// from the earliest owed node's end on; only after a crash).
 fn already_written(
