@@ -31,9 +31,10 @@ for u in "$units"/aiops*; do
 done
 for p in /usr/bin/aiopsctl /usr/libexec/aiops/aiops-agentd /usr/share/aiops/profiles/restrictive.toml \
          /usr/lib/sysusers.d/aiops.conf /usr/lib/tmpfiles.d/aiops.conf /usr/share/aiops/apparmor/aiops-jailer \
-         /usr/share/man/man1/aiopsctl.1.gz /usr/share/man/man8/aiops-supervisor.8.gz \
+         /usr/share/man/man1/aiopsctl.1.gz /usr/share/man/man1/aiopsctl-exec.1.gz \
+         /usr/share/man/man1/aiopsctl-profile-show.1.gz /usr/share/man/man8/aiops-supervisor.8.gz \
          /usr/share/bash-completion/completions/aiopsctl /usr/share/doc/aiops/copyright \
-         /usr/share/doc/aiops/operations.md; do
+         /usr/share/doc/aiops/docs/operations.md /usr/share/doc/aiops/examples/quickstart/flow.toml; do
   check "$p"
 done
 for u in aiops aiops-jail; do
@@ -42,6 +43,27 @@ done
 for g in aiops aiops-jail aiops-work aiops-admin; do
   if grep -q "^$g:" "$root/etc/group" 2>/dev/null; then echo "ok       group $g"; else echo "MISSING  group $g"; fail=1; fi
 done
+# Every relative link in the shipped docs names a file the package ships.
+doc=$root/usr/share/doc/aiops
+while IFS=$'\t' read -r md link; do
+  check "$(dirname "${md#"$root"}")/$link" "link in $(basename "$md")"
+done < <(python3 - "$doc" <<'PY'
+import os, re, sys
+for d, _, names in os.walk(sys.argv[1]):
+    for n in names:
+        if n.endswith(".md"):
+            p = os.path.join(d, n)
+            for t in re.findall(r"\]\(([^)\s]+)\)", open(p, encoding="utf-8").read()):
+                t = t.split("#")[0]
+                if t and "://" not in t and not t.startswith("mailto:"):
+                    print(p, t, sep="\t")
+PY
+)
+# The quickstart's repository can be made from the shipped copy.
+qs=$(mktemp -d)
+sh "$doc/examples/quickstart/make-repo.sh" "$qs/repo" >/dev/null ||
+  { echo "MISSING  a working examples/quickstart/make-repo.sh"; fail=1; }
+rm -rf "$qs"
 # The supervisor accepts the shipped configuration and profiles.
 AIOPS_PROFILE_PATH=$root/usr/share/aiops/profiles \
   "$root/usr/sbin/aiops-supervisor" --config "$root/etc/aiops/supervisor.toml" --check

@@ -333,10 +333,18 @@ check "plain user's local aiopsctl exec" ct systemd-run --wait --pipe --quiet -p
   aiopsctl exec --profile restrictive --workspace /var/tmp/plain -- sh -c 'echo hi from plain'
 ct cp -r /srv/aiops/quickstart /var/tmp/plain/qs
 ct chown -R plain: /var/tmp/plain/qs
+# The daemon's socket refuses plain (not in aiops-admin): said, exit 77, no fall-back.
 rc=0; out=$(ct systemd-run --wait --pipe --quiet -p User=plain -p WorkingDirectory=/var/tmp/plain \
   aiopsctl run /var/tmp/plain/qs/flow.toml 2>&1) || rc=$?
-[ "$rc" = 75 ] || fail "plain user's local aiopsctl run pauses at the gate" "exit $rc: $out"
-ok "plain user's local aiopsctl run pauses at the gate"
+if [ "$rc" != 77 ] || ! printf '%s' "$out" | grep -q 'api.sock refuses uid' \
+  || ! printf '%s' "$out" | grep -q 'usermod -aG aiops-admin'; then
+  fail "plain user's aiopsctl run is told the daemon's socket refuses them" "exit $rc: $out"
+fi
+ok "plain user's aiopsctl run is told the daemon's socket refuses them"
+rc=0; out=$(ct systemd-run --wait --pipe --quiet -p User=plain -p WorkingDirectory=/var/tmp/plain \
+  aiopsctl run --local /var/tmp/plain/qs/flow.toml 2>&1) || rc=$?
+[ "$rc" = 75 ] || fail "plain user's local aiopsctl run --local pauses at the gate" "exit $rc: $out"
+ok "plain user's local aiopsctl run --local pauses at the gate"
 
 # --- status with the daemon stopped; a reboot keeps state --------------
 ct systemctl stop aiops-supervisor.service

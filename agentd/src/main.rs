@@ -166,7 +166,14 @@ fn run(tx: &mut ReportTx) -> Result<i32, AgentError> {
         Some(WaitStatus::Signaled(_, s, _)) => (None, Some(s as i32)),
         _ => (None, None),
     };
+    // The jail's own tmpfs (never the host's /tmp: unconfined has none).
+    let tmpfs_full = if spec.layers.iter().any(|l| l == "unconfined") {
+        vec![]
+    } else {
+        full_tmpfs(&["/tmp", "/dev/shm"])
+    };
     tx.exited(ExitReport {
+        tmpfs_full,
         code,
         signal,
         stdout_bytes: pump.pipes[0].bytes,
@@ -417,4 +424,19 @@ fn read_spec() -> Result<AgentSpec, AgentError> {
     }
     drop(fd);
     AgentSpec::decode(&buf).map_err(|source| AgentError::Spec { source })
+}
+
+/// Of `paths` (the jail's tmpfs mounts), those with no block or no inode
+/// left when the node ended: a write there failed with ENOSPC, the
+/// profile's `[limits] tmpfs`/`tmpfs_inodes` (a report, not a cause: a
+/// node may also fill one and carry on).
+fn full_tmpfs(paths: &[&str]) -> Vec<String> {
+    paths
+        .iter()
+        .filter(|p| {
+            nix::sys::statvfs::statvfs(**p)
+                .is_ok_and(|v| v.blocks_available() == 0 || v.files_available() == 0)
+        })
+        .map(|p| (*p).to_string())
+        .collect()
 }

@@ -41,13 +41,17 @@ pub enum JailError {
         what: &'static str,
         source: io::Error,
     },
+    /// `why` says what is in the way: a file where a directory should be,
+    /// or the first directory on the way the uid may not search, with its mode.
     #[error(
-        "uid {uid} cannot enter {}: a jail never runs as host root; use a workspace that user can reach",
+        "{what} {} is not reachable by the jail user (uid {uid}): {why}; a jail never runs as host root, so use paths that user can reach",
         .path.display()
     )]
     Unreachable {
+        what: &'static str,
         uid: u32,
         path: PathBuf,
+        why: String,
         source: io::Error,
     },
     #[error(
@@ -71,7 +75,9 @@ pub enum JailError {
         what: &'static str,
         source: io::Error,
     },
-    #[error("{what} {}", .path.display())]
+    /// `path` as the host or the jail knows it (`mounts::shown`), never the
+    /// jailer's staging spelling (`/oldroot/...`, `/newroot/...`).
+    #[error("{what} {}", crate::mounts::shown(.path))]
     Mount {
         what: &'static str,
         path: PathBuf,

@@ -333,9 +333,9 @@ pub fn run_with(
     let (uid, gid) = sys.ids();
     // The kernel's own answer (ACLs included), before anything is built:
     // otherwise the failure would surface later as a confusing mount error.
-    sys.check_reachable(uid, plan.cwd.as_path())?;
+    sys.check_reachable(uid, crate::steps::WORKING_DIRECTORY, plan.cwd.as_path())?;
     // agentd too: as root, a checkout under /root is out of the jail uid's reach.
-    sys.check_reachable(uid, &agentd)?;
+    sys.check_reachable(uid, "aiops-agentd at", &agentd)?;
     let git_env = git_safe_directories(plan, uid);
     // Before any namespace, as the jail's uid: what the node must not
     // rewrite in its writable roots, made read-only in step 7.
@@ -359,7 +359,12 @@ pub fn run_with(
         layers.extend(plan.namespaces.iter().map(|n| ns_layer(*n).to_string()));
     }
     // 6. (Unconfined too: the fork makes setsid possible even for a group leader.)
-    sys.fork_into_pid_ns(env.parent, conn)?;
+    // The parent counts seccomp denials (crate::denials) where there is a filter.
+    let denials = filters.as_ref().map(|f| crate::denials::Setup {
+        program: f.program.clone(),
+        report: report.0,
+    });
+    let to_recorder = sys.fork_into_pid_ns(env.parent, conn, denials)?;
     // Only the jail's PID 1 reads the values; the waiting parent closed the fds.
     let secrets = secrets::read_opened(secrets)?;
     if !plan.unconfined {
@@ -410,8 +415,8 @@ pub fn run_with(
         layers.push(landlock::layer_name(ll));
     }
     if let Some(f) = &filters {
-        sys.seccomp_install(f)?;
-        layers.push(f.layer_name());
+        let recording = sys.seccomp_install(f, to_recorder)?;
+        layers.push(f.layer_name(recording));
     }
     // 13.
     let spec = AgentSpec {
@@ -540,7 +545,7 @@ mod tests {
         fn ids(&mut self) -> (u32, u32) {
             (ids::NOBODY, ids::NOBODY)
         }
-        fn check_reachable(&mut self, _: u32, _: &Path) -> Result<(), JailError> {
+        fn check_reachable(&mut self, _: u32, _: &'static str, _: &Path) -> Result<(), JailError> {
             self.calls.push("check_reachable");
             Ok(())
         }
@@ -556,9 +561,10 @@ mod tests {
             &mut self,
             _: nix::unistd::Pid,
             _: Option<OwnedFd>,
-        ) -> Result<(), JailError> {
+            _: Option<crate::denials::Setup>,
+        ) -> Result<Option<OwnedFd>, JailError> {
             self.calls.push("fork_into_pid_ns");
-            Ok(())
+            Ok(None)
         }
         fn search_writable_roots(
             &mut self,
@@ -609,9 +615,13 @@ mod tests {
             self.calls.push("landlock_restrict_self");
             Ok(())
         }
-        fn seccomp_install(&mut self, _: &seccomp::Filters) -> Result<(), JailError> {
+        fn seccomp_install(
+            &mut self,
+            _: &seccomp::Filters,
+            _: Option<OwnedFd>,
+        ) -> Result<seccomp::Recording, JailError> {
             self.calls.push("seccomp_install");
-            Ok(())
+            Ok(seccomp::Recording::Off)
         }
         fn execve_agentd(
             &mut self,

@@ -13,6 +13,7 @@ mod activation;
 mod caps;
 mod ceiling;
 mod config;
+mod denials;
 mod error;
 mod exec;
 mod idmap;

@@ -36,6 +36,24 @@ fn nix_err(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(nix::Err
     move |e| f(io::Error::from(e))
 }
 
+/// A path of the jailer's staging root, as a person knows it: the host's
+/// path for `/oldroot/X` (the host root, mounted there while the jail is
+/// built), "X in the jail" for `/newroot/X`; any other path as it is.
+pub fn shown(p: &Path) -> String {
+    let rel = |base: &str| {
+        p.strip_prefix(base)
+            .ok()
+            .map(|r| Path::new("/").join(r).display().to_string())
+    };
+    if let Some(host) = rel(OLDROOT).or_else(|| rel(&format!("{STAGE}{OLDROOT}"))) {
+        return host;
+    }
+    if let Some(jail) = rel(NEWROOT).or_else(|| rel(&format!("{STAGE}{NEWROOT}"))) {
+        return format!("{jail} (in the jail)");
+    }
+    p.display().to_string()
+}
+
 /// `/newroot` + an absolute jail path.
 fn under(base: &str, p: &Path) -> PathBuf {
     Path::new(base).join(p.strip_prefix("/").unwrap_or(p))
@@ -557,6 +575,32 @@ fn remount(t: &Path, want: MsFlags) -> Result<(), JailError> {
         fl |= MsFlags::MS_STRICTATIME;
     }
     mount(None::<&str>, t, None::<&str>, fl, None::<&str>).map_err(nix_err("remount", t))
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    /// The staging root's spellings never reach a message.
+    #[test]
+    fn staging_paths_are_shown_as_host_or_jail_paths() {
+        assert_eq!(shown(Path::new("/oldroot/root/.npm")), "/root/.npm");
+        assert_eq!(shown(Path::new("/tmp/oldroot/etc")), "/etc");
+        assert_eq!(
+            shown(Path::new("/newroot/workspace")),
+            "/workspace (in the jail)"
+        );
+        assert_eq!(shown(Path::new("/oldroot")), "/");
+        assert_eq!(shown(Path::new("/srv/x")), "/srv/x");
+        let e = JailError::Mount {
+            what: "stat bind source",
+            path: "/oldroot/home/u/.cache".into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let msg = e.to_string();
+        assert_eq!(msg, "stat bind source /home/u/.cache");
+        assert!(!msg.contains("oldroot"), "{msg}");
+    }
 }
 
 #[cfg(test)]

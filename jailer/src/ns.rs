@@ -105,7 +105,15 @@ pub fn close_fds_except(first: u32, keep: &[RawFd]) -> io::Result<()> {
 /// starter is systemd, so the parent also watches `conn`, the supervisor's
 /// connection: its hang-up kills the jail, and the jail's end is reported
 /// on it as a wait status.
-pub fn fork_into_pid_ns(starter: Pid, conn: Option<OwnedFd>) -> Result<(), JailError> {
+///
+/// With `denials`, the parent also keeps the report socket and one end of
+/// a socket pair; the child gets the other end (returned), on which step
+/// 12 sends the seccomp listener (`crate::denials`).
+pub fn fork_into_pid_ns(
+    starter: Pid,
+    conn: Option<OwnedFd>,
+    denials: Option<crate::denials::Setup>,
+) -> Result<Option<OwnedFd>, JailError> {
     let fe = |what| {
         move |e: nix::Error| JailError::Fork {
             what,
@@ -118,6 +126,18 @@ pub fn fork_into_pid_ns(starter: Pid, conn: Option<OwnedFd>) -> Result<(), JailE
     // The child learns of the parent's death by the write end closing.
     let (alive_r, alive_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fe("pipe2"))?;
+    let pair = match &denials {
+        Some(_) => Some(
+            nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::SeqPacket,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(fe("socketpair for the seccomp listener"))?,
+        ),
+        None => None,
+    };
     match sys::fork_single_threaded().map_err(|source| JailError::Fork {
         what: "fork",
         source,
@@ -136,6 +156,16 @@ pub fn fork_into_pid_ns(starter: Pid, conn: Option<OwnedFd>) -> Result<(), JailE
             // not the report socket, not stdio (the child has its own copies).
             let mut keep = vec![alive_w.as_raw_fd()];
             keep.extend(conn.as_ref().map(AsRawFd::as_raw_fd));
+            // The recorder's: its end of the pair, and the report socket
+            // for its one frame (no node process can reach this one).
+            let recorder = match (denials, pair) {
+                (Some(setup), Some((mine, _child_end))) => {
+                    keep.push(mine.as_raw_fd());
+                    keep.push(setup.report);
+                    Some(crate::denials::Recorder::new(setup, mine))
+                }
+                _ => None,
+            };
             let _ = close_fds_except(0, &keep);
             // Not dumpable: no process of our uid may ptrace this one or read
             // its memory (it never held a secret's value, step 6 reads them
@@ -145,13 +175,14 @@ pub fn fork_into_pid_ns(starter: Pid, conn: Option<OwnedFd>) -> Result<(), JailE
             // From here this process only waits: most of its resident
             // memory (code run once, freed heap) counts against each jail.
             aiops_memtrim::release_idle_memory();
-            match mirror_child(child, &set, conn.as_ref()) {
+            match mirror_child(child, &set, conn.as_ref(), recorder) {
                 Ok(never) => match never {},
                 Err(_) => exit_now(aiops_proto::exit::INTERNAL),
             }
         }
         ForkResult::Child => {
             drop(alive_w);
+            let to_parent = pair.map(|(_parent_end, mine)| mine);
             // The node must not hold the supervisor's connection.
             drop(conn);
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(fe("PR_SET_PDEATHSIG"))?;
@@ -170,38 +201,79 @@ pub fn fork_into_pid_ns(starter: Pid, conn: Option<OwnedFd>) -> Result<(), JailE
             drop(alive_r);
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
                 .map_err(fe("unblock signals"))?;
-            Ok(())
+            Ok(to_parent)
         }
     }
 }
 
-/// Report the wait status on `conn` (socket mode) and exit with `code`.
-fn finish(conn: Option<&OwnedFd>, raw_status: i32, code: i32) -> ! {
+/// Send the recorder's frame, report the wait status on `conn` (socket
+/// mode) and exit with `code`.
+fn finish(
+    conn: Option<&OwnedFd>,
+    recorder: Option<&crate::denials::Recorder>,
+    raw_status: i32,
+    code: i32,
+) -> ! {
+    if let Some(r) = recorder {
+        r.send_report();
+    }
     if let Some(c) = conn {
         crate::activation::send_status(c, raw_status);
     }
     exit_now(code)
 }
 
-fn mirror_child(child: Pid, set: &SigSet, conn: Option<&OwnedFd>) -> nix::Result<Infallible> {
+fn mirror_child(
+    child: Pid,
+    set: &SigSet,
+    conn: Option<&OwnedFd>,
+    mut recorder: Option<crate::denials::Recorder>,
+) -> nix::Result<Infallible> {
     let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC)?;
     loop {
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         // No events asked: poll reports POLLHUP once the peer has closed.
-        fds.extend(conn.map(|c| PollFd::new(c.as_fd(), PollFlags::empty())));
+        let conn_at = conn.map(|c| {
+            fds.push(PollFd::new(c.as_fd(), PollFlags::empty()));
+            fds.len() - 1
+        });
+        let rec = recorder.as_ref();
+        let from_child_at = rec.and_then(|r| r.child_socket()).map(|f| {
+            fds.push(PollFd::new(f, PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let listener_at = rec.and_then(|r| r.listener()).map(|f| {
+            fds.push(PollFd::new(f, PollFlags::POLLIN));
+            fds.len() - 1
+        });
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::Error::EINTR) => continue,
             r => r?,
         };
-        let hung_up = fds.get(1).and_then(PollFd::revents).is_some_and(|r| {
-            r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
-        });
-        let signalled = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let events = |at: Option<usize>| {
+            at.and_then(|i| fds.get(i))
+                .and_then(PollFd::revents)
+                .unwrap_or(PollFlags::empty())
+        };
+        let gone = PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
+        let hung_up = events(conn_at).intersects(gone);
+        let signalled = !events(Some(0)).is_empty();
+        let from_child = !events(from_child_at).is_empty();
+        let listener = events(listener_at);
+        drop(fds);
         if hung_up {
             // The supervisor closed its end: it no longer wants this jail.
             let _ = kill(child, Signal::SIGKILL);
             let _ = waitpid(child, None);
             exit_now(128 + Signal::SIGKILL as i32);
+        }
+        if let Some(r) = recorder.as_mut() {
+            if from_child {
+                r.take_listener();
+            }
+            if !listener.is_empty() {
+                r.answer_one(listener.intersects(gone));
+            }
         }
         if !signalled {
             continue;
@@ -213,9 +285,12 @@ fn mirror_child(child: Pid, set: &SigSet, conn: Option<&OwnedFd>) -> nix::Result
             // WNOHANG: a SIGCHLD for a stop or a coalesced signal leaves it running.
             Ok(Signal::SIGCHLD) => {
                 match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG))? {
-                    WaitStatus::Exited(_, code) => finish(conn, (code & 0xff) << 8, code),
+                    WaitStatus::Exited(_, code) => {
+                        finish(conn, recorder.as_ref(), (code & 0xff) << 8, code)
+                    }
                     WaitStatus::Signaled(_, sig, core) => finish(
                         conn,
+                        recorder.as_ref(),
                         sig as i32 | if core { 0x80 } else { 0 },
                         128 + sig as i32,
                     ),

@@ -44,17 +44,26 @@ pub trait Sys {
     fn ids(&mut self) -> (u32, u32);
     /// Step 3: the kernel's own answer (ACLs included) on whether `uid` may
     /// enter or execute `path`.
-    fn check_reachable(&mut self, uid: u32, path: &Path) -> Result<(), JailError>;
+    /// `path` (`what`: the working directory, aiops-agentd) can be reached
+    /// by this process's uid, the jail's.
+    fn check_reachable(
+        &mut self,
+        uid: u32,
+        what: &'static str,
+        path: &Path,
+    ) -> Result<(), JailError>;
     /// Step 4.
     fn unshare_namespaces(&mut self, nss: &[Namespace]) -> Result<(), JailError>;
     /// Step 5.
     fn write_id_maps(&mut self, uid: u32, gid: u32) -> Result<(), JailError>;
-    /// Step 6: returns in the child only.
+    /// Step 6: returns in the child only, with its end of the pair to the
+    /// denial recorder when `denials` asks for one.
     fn fork_into_pid_ns(
         &mut self,
         parent: nix::unistd::Pid,
         conn: Option<OwnedFd>,
-    ) -> Result<(), JailError>;
+        denials: Option<crate::denials::Setup>,
+    ) -> Result<Option<OwnedFd>, JailError>;
     /// Step 3, as the jail's uid before any namespace: every git directory
     /// and outside hard link in the writable roots (aiops-guard).
     fn search_writable_roots(
@@ -87,8 +96,12 @@ pub trait Sys {
     fn drop_caps_and_set_nnp(&mut self) -> Result<(), JailError>;
     /// Step 11.
     fn landlock_restrict_self(&mut self, plan: &LandlockPlan) -> Result<(), JailError>;
-    /// Step 12.
-    fn seccomp_install(&mut self, filters: &Filters) -> Result<(), JailError>;
+    /// Step 12; with `to_parent`, the listener goes to the recorder.
+    fn seccomp_install(
+        &mut self,
+        filters: &Filters,
+        to_parent: Option<OwnedFd>,
+    ) -> Result<crate::seccomp::Recording, JailError>;
     /// Step 13: returns only on failure.
     fn execve_agentd(
         &mut self,
@@ -136,14 +149,24 @@ impl Sys for Kernel {
             nix::unistd::getegid().as_raw(),
         )
     }
-    fn check_reachable(&mut self, uid: u32, path: &Path) -> Result<(), JailError> {
-        nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).map_err(|e| {
-            JailError::Unreachable {
-                uid,
-                path: path.to_path_buf(),
-                source: e.into(),
-            }
-        })
+    fn check_reachable(
+        &mut self,
+        uid: u32,
+        what: &'static str,
+        path: &Path,
+    ) -> Result<(), JailError> {
+        let unreachable = |e: nix::errno::Errno| JailError::Unreachable {
+            what,
+            uid,
+            path: path.to_path_buf(),
+            why: unreachable_why(path, e),
+            source: e.into(),
+        };
+        // A file is no directory to enter, whatever its mode.
+        if what == WORKING_DIRECTORY && std::fs::metadata(path).is_ok_and(|m| !m.is_dir()) {
+            return Err(unreachable(nix::errno::Errno::ENOTDIR));
+        }
+        nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).map_err(unreachable)
     }
     fn unshare_namespaces(&mut self, nss: &[Namespace]) -> Result<(), JailError> {
         ns::unshare_namespaces(nss)
@@ -155,8 +178,9 @@ impl Sys for Kernel {
         &mut self,
         parent: nix::unistd::Pid,
         conn: Option<OwnedFd>,
-    ) -> Result<(), JailError> {
-        ns::fork_into_pid_ns(parent, conn)
+        denials: Option<crate::denials::Setup>,
+    ) -> Result<Option<OwnedFd>, JailError> {
+        ns::fork_into_pid_ns(parent, conn, denials)
     }
     fn search_writable_roots(
         &mut self,
@@ -196,8 +220,12 @@ impl Sys for Kernel {
     fn landlock_restrict_self(&mut self, plan: &LandlockPlan) -> Result<(), JailError> {
         landlock::landlock_restrict_self(plan)
     }
-    fn seccomp_install(&mut self, filters: &Filters) -> Result<(), JailError> {
-        seccomp::seccomp_install(filters)
+    fn seccomp_install(
+        &mut self,
+        filters: &Filters,
+        to_parent: Option<OwnedFd>,
+    ) -> Result<crate::seccomp::Recording, JailError> {
+        seccomp::seccomp_install(filters, to_parent)
     }
     fn execve_agentd(
         &mut self,
@@ -206,5 +234,53 @@ impl Sys for Kernel {
         report: &mut ReportFd,
     ) -> Result<Infallible, JailError> {
         crate::exec::execve_agentd(target, spec, report)
+    }
+}
+
+/// `Sys::check_reachable`'s name for the node's working directory.
+pub const WORKING_DIRECTORY: &str = "working directory";
+
+/// Why `access(path, X_OK)` failed, in words: `path` is not a directory
+/// (where one is needed), or the first directory on the way this uid may
+/// not search, with its mode and owner; else the error itself.
+fn unreachable_why(path: &Path, e: nix::errno::Errno) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut ancestors: Vec<&Path> = path.ancestors().skip(1).collect();
+    ancestors.reverse();
+    for dir in ancestors {
+        if nix::unistd::access(dir, nix::unistd::AccessFlags::X_OK).is_err() {
+            return match std::fs::metadata(dir) {
+                Ok(m) => format!(
+                    "directory {} is mode {:04o} (owner uid {}, group {})",
+                    dir.display(),
+                    m.mode() & 0o7777,
+                    m.uid(),
+                    m.gid()
+                ),
+                Err(_) => format!("directory {} cannot be searched", dir.display()),
+            };
+        }
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if e == nix::errno::Errno::ENOTDIR => {
+            if m.is_file() {
+                "it is a file, not a directory".into()
+            } else {
+                "it is not a directory".into()
+            }
+        }
+        Ok(m) if m.is_dir() => format!(
+            "the directory itself is mode {:04o} (owner uid {}, group {})",
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid()
+        ),
+        Ok(m) => format!(
+            "it is mode {:04o} (owner uid {}, group {})",
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid()
+        ),
+        Err(err) => err.to_string(),
     }
 }

@@ -159,6 +159,108 @@ pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<RawFd> {
     check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })
 }
 
+/// seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER):
+/// attach `prog` to this process and return the listener its
+/// `RET USER_NOTIF` answers wake (close-on-exec, as the kernel makes it).
+/// Needs no_new_privs (step 10) or CAP_SYS_ADMIN.
+pub(crate) fn seccomp_attach_with_listener(
+    prog: &[seccompiler::sock_filter],
+) -> io::Result<OwnedFd> {
+    let len = u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let fprog = libc::sock_fprog {
+        len,
+        // seccompiler's sock_filter is linux/filter.h's struct, as libc's is.
+        filter: prog.as_ptr().cast_mut().cast::<libc::sock_filter>(),
+    };
+    // SAFETY: `fprog` points at `len` initialised instructions that outlive
+    // the call (the kernel copies them); the flag asks for a new fd, which
+    // the return value is and nothing else owns.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(rc).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: the kernel just created this fd for us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// SECCOMP_IOCTL_NOTIF_RECV: the next denied call waiting on `listener`
+/// (its id and `struct seccomp_data` as 64 bytes). ENOENT when the caller
+/// went away (a signal) before it was read.
+pub(crate) fn seccomp_notif_recv(listener: RawFd) -> io::Result<Notif> {
+    // SAFETY: seccomp_notif is plain integers; the kernel requires it zeroed.
+    let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: the ioctl writes one seccomp_notif into `n`, which is that size.
+    check(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut n) })?;
+    let mut data = [0u8; 64];
+    data[0..4].copy_from_slice(&n.data.nr.to_ne_bytes());
+    data[4..8].copy_from_slice(&n.data.arch.to_ne_bytes());
+    data[8..16].copy_from_slice(&n.data.instruction_pointer.to_ne_bytes());
+    for (i, a) in n.data.args.iter().enumerate() {
+        data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+    }
+    Ok(Notif {
+        id: n.id,
+        pid: n.pid,
+        nr: n.data.nr,
+        args: n.data.args,
+        data,
+    })
+}
+
+/// One waiting call, as the listener received it.
+pub(crate) struct Notif {
+    pub id: u64,
+    /// In the parent's pid namespace.
+    pub pid: u32,
+    pub nr: i32,
+    pub args: [u64; 6],
+    /// `struct seccomp_data`, for `seccomp::eval`.
+    pub data: [u8; 64],
+}
+
+/// SECCOMP_IOCTL_NOTIF_SEND: the call `id` fails with `errno` (never
+/// runs: no SECCOMP_USER_NOTIF_FLAG_CONTINUE). ENOENT when its caller is gone.
+pub(crate) fn seccomp_notif_deny(listener: RawFd, id: u64, errno: i32) -> io::Result<()> {
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: -errno,
+        flags: 0,
+    };
+    // SAFETY: the ioctl reads one seccomp_notif_resp, which `resp` is.
+    check(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) }).map(drop)
+}
+
+/// SECCOMP_IOCTL_NOTIF_SEND with SECCOMP_USER_NOTIF_FLAG_CONTINUE: the
+/// call `id` runs as if the filter had allowed it. Only for a call the
+/// plain filter allows (`crate::denials` checks): the parent records, the
+/// filter decides.
+pub(crate) fn seccomp_notif_continue(listener: RawFd, id: u64) -> io::Result<()> {
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: 0,
+        flags: u32::try_from(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE).unwrap_or(1),
+    };
+    // SAFETY: the ioctl reads one seccomp_notif_resp, which `resp` is.
+    check(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) }).map(drop)
+}
+
+/// SECCOMP_IOCTL_NOTIF_ID_VALID: the call `id` still waits, so the pid it
+/// came with is still that caller (what was read from its memory is its).
+pub(crate) fn seccomp_notif_id_valid(listener: RawFd, id: u64) -> bool {
+    // SAFETY: the ioctl reads one u64, which `id` is.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 }
+}
+
 /// syscall(2) with two integer arguments, for tests that issue a syscall to
 /// prove a seccomp table holds. Returns the errno on failure.
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! As root, every case also runs as nobody through `setpriv`.
 #![allow(clippy::unwrap_used)]
 
+use aiops_proto::report::SeccompDenials;
 use aiops_proto::AbsPath;
 use aiops_proto::{JailRequest, Report, Step};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
@@ -206,7 +207,20 @@ fn check_jail(test: &str, as_nobody: bool) {
         "jailer failed: {:?}\n{stdout}\n{stderr}",
         run.out.status
     );
-    assert!(run.frames.is_empty(), "unexpected frames {:?}", run.frames);
+    // The script (as agentd) sends no frame; the jailer's waiting parent
+    // sends its count of seccomp denials: the script's `unshare -U`,
+    // answered EPERM there.
+    let denials = only_denials(&run.frames);
+    let unshare = denials
+        .calls
+        .iter()
+        .find(|c| c.syscall == "unshare")
+        .unwrap_or_else(|| panic!("unshare not counted: {denials:?}"));
+    assert_eq!(
+        (unshare.errno, unshare.count),
+        (libc::EPERM, 1),
+        "{denials:?}"
+    );
     let uid = if is_root() {
         owner
     } else {
@@ -421,7 +435,16 @@ fn node_exit_code_passes_through_the_parent() {
         "{:?}",
         String::from_utf8_lossy(&run.out.stderr)
     );
-    assert!(run.frames.is_empty());
+    // The script denied nothing: the one frame says so.
+    assert_eq!(only_denials(&run.frames), SeccompDenials::default());
+}
+
+/// The frames are exactly one `SeccompDenials` (from the jailer's parent).
+fn only_denials(frames: &[Report]) -> SeccompDenials {
+    match frames {
+        [Report::SeccompDenials(d)] => d.clone(),
+        other => panic!("want one seccomp_denials frame, got {other:?}"),
+    }
 }
 
 #[test]

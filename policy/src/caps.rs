@@ -45,16 +45,16 @@ pub struct NodeCaps {
 
 impl NodeCaps {
     pub fn from_toml_file(path: &std::path::Path) -> Result<NodeCaps, PolicyError> {
-        let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let src = crate::error::read_input(path, "node caps")?;
         crate::error::from_toml(path, &src)
     }
 }
 
-/// Which host variables pass into the jail.
+/// Which host variables pass into the jail. Serialized as the plain list
+/// of names or patterns (`["HOME", "LC_*"]`), as the audit log documents
+/// it, not as a tagged enum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
 pub enum EnvFilter {
     Patterns(Vec<EnvPattern>),
     Names(Vec<EnvName>),
@@ -288,4 +288,27 @@ pub fn effective(
         protected: profile.protected.clone(),
         guard,
     })
+}
+
+#[cfg(test)]
+mod env_filter_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The audit log shows `env` as the plain list, never `{"Patterns": [...]}`.
+    #[test]
+    fn env_filter_serializes_as_a_plain_list() {
+        let p = EnvFilter::Patterns(vec![
+            crate::EnvPattern::parse("HOME").unwrap(),
+            crate::EnvPattern::parse("LC_*").unwrap(),
+        ]);
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            serde_json::json!(["HOME", "LC_*"])
+        );
+        assert_eq!(
+            serde_json::to_value(EnvFilter::Names(vec![])).unwrap(),
+            serde_json::json!([])
+        );
+    }
 }

@@ -497,13 +497,19 @@ fn build_landlock(eff: &Effective, facts: &HostFacts) -> Option<LandlockPlan> {
 /// The loopback port the in-jail end of the egress proxy listens on.
 pub use aiops_proto::net::ALLOWLIST_PROXY_PORT;
 
-fn build_seccomp(eff: &Effective) -> SeccompPlan {
-    let mut deny = baseline_deny();
-    deny.extend(eff.seccomp_deny.iter().cloned());
+/// The seccomp of every confined jail: the baseline tables, whose rule
+/// count `profile show` quotes (`SeccompPlan::rules_here`), and nothing else.
+pub fn baseline_seccomp() -> SeccompPlan {
     SeccompPlan {
-        deny_eperm: deny,
+        deny_eperm: baseline_deny(),
         deny_enosys: baseline_enosys(),
         deny_eafnosupport: baseline_eafnosupport(),
         block_x32: true,
     }
+}
+
+fn build_seccomp(eff: &Effective) -> SeccompPlan {
+    let mut plan = baseline_seccomp();
+    plan.deny_eperm.extend(eff.seccomp_deny.iter().cloned());
+    plan
 }

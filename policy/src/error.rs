@@ -10,6 +10,17 @@ pub enum PolicyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The file is not UTF-8 text (a profile, node caps or flow must be).
+    #[error("{}: not UTF-8 text (invalid byte at offset {offset})", .path.display())]
+    NotUtf8 { path: PathBuf, offset: usize },
+    /// The file is larger than any profile, node caps or flow needs to be.
+    #[error("{}: {size} bytes, over the {cap}-byte cap for {what} files", .path.display())]
+    TooLarge {
+        path: PathBuf,
+        what: &'static str,
+        size: u64,
+        cap: u64,
+    },
     /// Syntax, type, unknown key, bad unit, bad path, unknown syscall, ...:
     /// anything found while deserializing, with its position and field path.
     #[error("{}:{line}:{column}: {field}: {message}", .file.display())]
@@ -84,6 +95,7 @@ impl PolicyError {
     pub fn exit_code(&self) -> i32 {
         match self {
             PolicyError::Read { .. } => exit::NOINPUT,
+            PolicyError::NotUtf8 { .. } | PolicyError::TooLarge { .. } => exit::DATAERR,
             PolicyError::Parse { .. } => exit::DATAERR,
             PolicyError::ProfileNotFound { .. } => exit::NOINPUT,
             PolicyError::ExtendsCycle { .. } | PolicyError::ExtendsTooDeep { .. } => exit::DATAERR,
@@ -96,6 +108,43 @@ impl PolicyError {
             PolicyError::FlowInvalid { .. } | PolicyError::NeedsCycle { .. } => exit::DATAERR,
         }
     }
+}
+
+/// The largest profile, node-caps or flow file read (1 MiB): the shipped
+/// ones are a few KiB, and a larger file is a mistake, not a policy.
+pub const MAX_INPUT_BYTES: u64 = 1 << 20;
+
+/// Read a policy input file (`what`: "profile", "node caps", "flow") as
+/// UTF-8 text of at most `MAX_INPUT_BYTES`, naming the file and the cap.
+pub fn read_input(path: &std::path::Path, what: &'static str) -> Result<String, PolicyError> {
+    use std::io::Read;
+    let read_err = |source| PolicyError::Read {
+        path: path.into(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    // One byte past the cap tells "too large" apart without trusting the
+    // size a stat gives (a FIFO or /proc file has none).
+    f.take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        let size = std::fs::metadata(path)
+            .map(|m| m.len())
+            .unwrap_or(bytes.len() as u64)
+            .max(bytes.len() as u64);
+        return Err(PolicyError::TooLarge {
+            path: path.into(),
+            what,
+            size,
+            cap: MAX_INPUT_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| PolicyError::NotUtf8 {
+        path: path.into(),
+        offset: e.utf8_error().valid_up_to(),
+    })
 }
 
 /// 1-based line and column (in chars) of a byte offset in `src`.
@@ -122,9 +171,19 @@ pub fn from_toml<T: serde::de::DeserializeOwned>(
     let mut track = serde_path_to_error::Track::new();
     let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
     T::deserialize(tracked).map_err(|e: toml::de::Error| {
-        let path = track.path().to_string();
+        let path = field_path(&track.path().to_string());
         toml_error(file, src, &e, if path == "." { "" } else { &path })
     })
+}
+
+/// toml's `Spanned<T>` deserializes through a private field whose name
+/// would otherwise show in the path (`node[0].id.$__serde_spanned_private_value`):
+/// leave such segments out, so the path names the user's field.
+fn field_path(path: &str) -> String {
+    path.split('.')
+        .filter(|seg| !seg.starts_with("$__"))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn toml_error(file: &std::path::Path, src: &str, e: &toml::de::Error, field: &str) -> PolicyError {

@@ -15,6 +15,15 @@ use std::path::{Path, PathBuf};
 pub const MAX_PARALLELISM: u32 = 64;
 /// Most times a failed node is re-run.
 pub const MAX_RETRIES: u32 = 10;
+/// Most nodes in one flow: every node is a row, an audit line and a
+/// scheduler entry; past this a flow is several flows.
+pub const MAX_NODES: usize = 2000;
+/// Longest single argument `execve` takes: the kernel's MAX_ARG_STRLEN
+/// (32 pages) less the NUL.
+pub const MAX_ARG_BYTES: usize = 32 * 4096 - 1;
+/// Most bytes an agent node's argv may take in all, NULs included: half of
+/// the 2 MiB ARG_MAX an 8 MiB stack gives, so the environment keeps the rest.
+pub const MAX_ARGV_BYTES: usize = 1 << 20;
 /// The profile of a node that names none: the shipped default.
 pub const DEFAULT_PROFILE: &str = "restrictive";
 /// Shell nodes run as `/bin/sh -c RUN`: POSIX sh, present in every profile's read paths.
@@ -178,10 +187,7 @@ fn sh_quote(s: &str) -> String {
 
 impl Flow {
     pub fn from_toml_file(path: &Path) -> Result<Flow, PolicyError> {
-        let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let src = crate::error::read_input(path, "flow")?;
         Flow::from_toml_str(path, &src)
     }
 

@@ -166,14 +166,58 @@ run = "true"
 #[test]
 fn a_long_chain_is_checked_without_deep_recursion() {
     let mut src = with_nodes("[[node]]\nid = \"n0\"\nkind = \"shell\"\nrun = \"true\"\n");
-    for i in 1..5000 {
+    for i in 1..MAX_NODES {
         src.push_str(&format!(
             "[[node]]\nid = \"n{i}\"\nkind = \"shell\"\nrun = \"true\"\nneeds = [\"n{}\"]\n",
             i - 1
         ));
     }
     let f = parse(&src).unwrap();
-    assert_eq!(f.topo_order().len(), 5000);
+    assert_eq!(f.topo_order().len(), MAX_NODES);
+    // One more is refused at the extra node, naming the limit.
+    let n = MAX_NODES;
+    src.push_str(&format!(
+        "[[node]]\nid = \"n{n}\"\nkind = \"shell\"\nrun = \"true\"\n"
+    ));
+    let e = refusal(&src);
+    assert!(
+        e.contains(&format!("node[{n}]")) && e.contains("at most 2000 nodes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn refuses_commands_execve_cannot_take() {
+    let node = |cmd: &str| format!("[[node]]\nid = \"a\"\nkind = \"shell\"\nrun = \"{cmd}\"\n");
+    // The longest single argument passes; one byte more is refused.
+    let fits = format!("echo {}", "x".repeat(MAX_ARG_BYTES - 5));
+    parse(&with_nodes(&node(&fits))).unwrap();
+    let e = refusal(&with_nodes(&node(&format!("{fits}x"))));
+    assert!(
+        e.contains("node[0].run") && e.contains("MAX_ARG_STRLEN") && e.contains(":8:7:"),
+        "{e}"
+    );
+    let e = refusal(&with_nodes(&node("echo a\\u0000b")));
+    assert!(e.contains("node[0].run") && e.contains("NUL"), "{e}");
+    // An agent's argv: each argument, then the whole.
+    let arg = "y".repeat(MAX_ARG_BYTES);
+    let argv = |n: usize| {
+        let args: Vec<String> = (0..n).map(|_| format!("\"{arg}\"")).collect();
+        format!(
+            "[[node]]\nid = \"a\"\nkind = \"agent\"\nargv = [\"agent\", {}]\n",
+            args.join(", ")
+        )
+    };
+    parse(&with_nodes(&argv(7))).unwrap();
+    let e = refusal(&with_nodes(&argv(9)));
+    assert!(e.contains("node[0].argv") && e.contains("ARG_MAX"), "{e}");
+    let e = refusal(&with_nodes(&format!(
+        "[[node]]\nid = \"a\"\nkind = \"agent\"\nargv = [\"agent\", \"{arg}z\"]\n"
+    )));
+    assert!(
+        e.contains("argument 1") && e.contains("MAX_ARG_STRLEN"),
+        "{e}"
+    );
 }
 
 // ---- refusals: each names the position and the field ----
@@ -485,4 +529,59 @@ fn mangled_flows_are_refused_with_a_position_or_parse_cleanly() {
             Err(e) => panic!("unexpected error kind {e}\n{v}"),
         }
     }
+}
+
+/// Messages name the user's field and value, never serde's or Rust's
+/// internals (`$__serde_spanned_private_value`, `FlowId("a")`).
+#[test]
+fn messages_name_fields_and_ids_without_internals() {
+    for (node, field) in [
+        (
+            "id = \"A\"\nkind = \"shell\"\nrun = \"true\"\n",
+            "node[0].id: ",
+        ),
+        (
+            "id = \"a\"\nkind = \"bogus\"\nrun = \"true\"\n",
+            "node[0].kind: ",
+        ),
+        ("id = \"a\"\nkind = \"shell\"\nrun = 3\n", "node[0].run: "),
+        (
+            "id = \"a\"\nkind = \"shell\"\nrun = \"x\"\ntimeout = \"zz\"\n",
+            "node[0].timeout: ",
+        ),
+    ] {
+        let e = refusal(&with_nodes(&format!("[[node]]\n{node}")));
+        assert!(e.contains(field), "{field}: {e}");
+        assert!(!e.contains("$__"), "{e}");
+    }
+    let id = FlowId::parse("a").unwrap();
+    assert_eq!(format!("node {id:?}"), "node \"a\"");
+}
+
+/// A flow file must be UTF-8 and at most 1 MiB: either error names the
+/// file (and the cap) and exits 65, as invalid input.
+#[test]
+fn a_flow_file_not_utf8_or_over_the_cap_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let mut text = with_nodes("[[node]]\nid = \"a\"\nkind = \"shell\"\nrun = \"true\"\n");
+    text.push_str(&"# padding\n".repeat(120_000));
+    std::fs::write(&big, &text).unwrap();
+    let e = Flow::from_toml_file(&big).unwrap_err();
+    assert_eq!(e.exit_code(), aiops_proto::exit::DATAERR, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&big.display().to_string()) && msg.contains("1048576-byte cap"),
+        "{msg}"
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, b"schema = 1\nname = \"\xff\"\n").unwrap();
+    let e = Flow::from_toml_file(&bad).unwrap_err();
+    assert_eq!(e.exit_code(), aiops_proto::exit::DATAERR, "{e}");
+    assert!(e.to_string().contains("not UTF-8"), "{e}");
+    // Just under the cap is read.
+    text.truncate(usize::try_from(crate::error::MAX_INPUT_BYTES).unwrap() - 10);
+    let end = text.rfind('\n').unwrap() + 1;
+    std::fs::write(&big, &text[..end]).unwrap();
+    Flow::from_toml_file(&big).unwrap();
 }

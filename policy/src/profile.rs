@@ -550,10 +550,7 @@ impl ProfileLoader {
 
 /// Parse one file strictly, without following `extends`.
 pub fn read_profile_file(path: &Path) -> Result<ProfileFile, PolicyError> {
-    let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-        path: path.into(),
-        source,
-    })?;
+    let src = crate::error::read_input(path, "profile")?;
     parse_profile(path, &src)
 }
 

@@ -41,20 +41,62 @@ fn split_number(s: &str) -> Result<(u64, &str), String> {
 
 impl FromStr for Dur {
     type Err = String;
+    /// One or more terms, each a number (decimals allowed) and a unit:
+    /// `90s`, `1.5s`, `250ms`, `2m`, `1h30m`, `1h 30m`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let (n, unit) = split_number(s)?;
-        let mul: u64 = match unit {
-            "ms" => 1,
-            "s" => 1000,
-            "m" | "min" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "" => return Err(format!("{s:?}: missing unit (ms, s, m, h, d)")),
-            u => return Err(format!("{s:?}: unknown unit {u:?} (ms, s, m, h, d)")),
-        };
-        let ms = n
-            .checked_mul(mul)
-            .ok_or_else(|| format!("{s:?}: out of range"))?;
+        const UNITS: &str = "ms, s, m, h, d; e.g. 1.5s, 250ms, 1h30m";
+        let t = s.trim();
+        if t.is_empty() {
+            return Err(format!("{s:?}: expected a number followed by a unit"));
+        }
+        let mut rest = t;
+        let mut ms: u64 = 0;
+        while !rest.is_empty() {
+            let num_end = rest
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .unwrap_or(rest.len());
+            let num = &rest[..num_end];
+            if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
+                return Err(format!(
+                    "{s:?}: expected a number followed by a unit ({UNITS})"
+                ));
+            }
+            let after = rest[num_end..].trim_start();
+            let unit_end = after
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(after.len());
+            let (unit, tail) = after.split_at(unit_end);
+            let mul: u64 = match unit.trim() {
+                "ms" => 1,
+                "s" => 1000,
+                "m" | "min" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                "" => return Err(format!("{s:?}: missing unit ({UNITS})")),
+                u => return Err(format!("{s:?}: unknown unit {u:?} ({UNITS})")),
+            };
+            let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+            if frac.contains('.') || frac.len() > 9 {
+                return Err(format!("{s:?}: bad number {num:?}"));
+            }
+            let range = || format!("{s:?}: out of range");
+            let int: u64 = int.parse().map_err(|_| range())?;
+            let mut term = int.checked_mul(mul).ok_or_else(range)?;
+            if !frac.is_empty() {
+                let scale = 10u64.pow(u32::try_from(frac.len()).unwrap_or(9));
+                let f: u64 = frac.parse().map_err(|_| range())?;
+                let part = u128::from(f) * u128::from(mul);
+                if part % u128::from(scale) != 0 {
+                    return Err(format!(
+                        "{s:?}: finer than a millisecond (the smallest step is 1ms)"
+                    ));
+                }
+                let part = u64::try_from(part / u128::from(scale)).map_err(|_| range())?;
+                term = term.checked_add(part).ok_or_else(range)?;
+            }
+            ms = ms.checked_add(term).ok_or_else(range)?;
+            rest = tail.trim_start();
+        }
         if ms == 0 {
             return Err(format!("{s:?}: must be greater than zero"));
         }
@@ -163,8 +205,8 @@ impl schemars::JsonSchema for Dur {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^\\s*[0-9]+\\s*(ms|s|m|min|h|d)\\s*$",
-            "description": "A duration with a unit: 500ms, 90s, 30m, 2h, 1d"
+            "pattern": "^\\s*([0-9]+(\\.[0-9]+)?\\s*(ms|s|min|m|h|d)\\s*)+$",
+            "description": "A duration with units: 500ms, 90s, 1.5s, 30m, 1h30m, 1d"
         })
     }
 }
@@ -203,6 +245,33 @@ mod tests {
             .contains("unknown unit"));
         assert!("0s".parse::<Dur>().is_err());
         assert!("m".parse::<Dur>().is_err());
+        assert!("1.5".parse::<Dur>().unwrap_err().contains("missing unit"));
+        assert!("1.s".parse::<Dur>().is_err());
+        assert!(".5s".parse::<Dur>().is_err());
+        assert!("1..5s".parse::<Dur>().is_err());
+        assert!("1.5.2s".parse::<Dur>().is_err());
+        assert!("0.5ms".parse::<Dur>().unwrap_err().contains("millisecond"));
+        assert!("1h30".parse::<Dur>().unwrap_err().contains("missing unit"));
+        assert!("-1s".parse::<Dur>().is_err());
+        assert!("99999999999999999999d".parse::<Dur>().is_err());
+    }
+
+    #[test]
+    fn parses_decimal_and_compound_durations() {
+        let ms = |s: &str| s.parse::<Dur>().unwrap().millis();
+        assert_eq!(ms("1.5s"), 1500);
+        assert_eq!(ms("250ms"), 250);
+        assert_eq!(ms("2m"), 120_000);
+        assert_eq!(ms("1h30m"), 5_400_000);
+        assert_eq!(ms("1h 30m"), 5_400_000);
+        assert_eq!(ms("0.25h"), 900_000);
+        assert_eq!(ms("1m0.5s"), 60_500);
+        assert_eq!(ms(" 1.5 s "), 1500);
+        // Displayed in one unit, and read back the same.
+        assert_eq!(
+            Dur(5_400_000).to_string().parse::<Dur>().unwrap().millis(),
+            5_400_000
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Every exit status an aiops binary gives, in one table with its meaning.
-//! `aiopsctl --help`, `aiopsctl lint --help`, docs/operations.md and the
-//! binaries all take their numbers from here (a test in the supervisor
-//! checks the help texts and the docs against `TABLE`).
+//! The binaries take their numbers from here; every `--help` of aiopsctl
+//! and aiops-supervisor generates its "Exit codes:" block from `TABLE`
+//! (`aiops_supervisor::cli::exit_help`), and tests check docs/operations.md's
+//! table, aiops-supervisor(8) and each subcommand's provoked failures
+//! against it.
 //!
-//! Ranges, chosen so that none overlaps another: 1-4 for run outcomes,
+//! Ranges, chosen so that none overlaps another: 1-5 for outcomes,
 //! 64-78 sysexits(3), 80-101 the jailer's and agentd's set-up steps
 //! (`Step::exit_code`), 121-127 `aiopsctl exec`'s own, 128+N a signal.
 
@@ -13,25 +15,33 @@ pub const FAILED: i32 = 1;
 pub const ESCAPE: i32 = 3;
 /// `aiopsctl run`: the run was cancelled.
 pub const CANCELLED: i32 = 4;
+/// The run or node is not in a state that allows this: confirm a node
+/// that does not wait at the gate, cancel a run that has ended (HTTP 409);
+/// or another engine (the daemon, an `aiopsctl run`) holds the state
+/// directory's lock.
+pub const CONFLICT: i32 = 5;
 /// Bad command-line usage (EX_USAGE).
 pub const USAGE: i32 = 64;
-/// Invalid input: syntax, unknown key, bad value (EX_DATAERR).
+/// Invalid input: syntax, unknown key, bad value, not UTF-8, too large
+/// (EX_DATAERR; HTTP 400 from the daemon).
 pub const DATAERR: i32 = 65;
-/// A file or profile not found or unreadable (EX_NOINPUT).
+/// A file, profile, run or node not found, or a file unreadable (EX_NOINPUT; HTTP 404).
 pub const NOINPUT: i32 = 66;
-/// A layer the profile requires is missing on this host (EX_UNAVAILABLE).
+/// A layer the profile requires is missing on this host, or the daemon is
+/// draining or not ready (EX_UNAVAILABLE; HTTP 503).
 pub const UNAVAILABLE: i32 = 69;
-/// An internal failure in aiopsctl or the daemon (EX_SOFTWARE).
+/// An internal failure in aiopsctl or the daemon (EX_SOFTWARE; HTTP 500).
 pub const SOFTWARE: i32 = 70;
 /// The host refused an operation (EX_OSERR).
 pub const OSERR: i32 = 71;
-/// Writing the output failed (EX_IOERR).
+/// Writing the output, the state store or the audit log failed (EX_IOERR).
 pub const IOERR: i32 = 74;
 /// `aiopsctl run`: paused at a destructive node awaiting confirmation (EX_TEMPFAIL).
 pub const PAUSED: i32 = 75;
 /// A message between aiops processes broke the protocol (EX_PROTOCOL).
 pub const PROTOCOL: i32 = 76;
-/// A node asks for more than its profile allows (EX_NOPERM).
+/// A node asks for more than its profile allows, or the caller may not
+/// use the daemon: its socket refuses them or it answers 401/403 (EX_NOPERM).
 pub const NOPERM: i32 = 77;
 /// A path variable has no value here (EX_CONFIG).
 pub const CONFIG: i32 = 78;
@@ -81,25 +91,34 @@ pub const TABLE: &[Code] = &[
         "lint: valid, but a command tries to reach past the sandbox",
     ),
     c(CANCELLED, "CANCELLED", "the run was cancelled"),
+    c(
+        CONFLICT,
+        "CONFLICT",
+        "the run or node is not in a state that allows this, or another engine holds the state directory; HTTP 409",
+    ),
     c(USAGE, "USAGE", "bad flags or arguments (EX_USAGE)"),
     c(
         DATAERR,
         "DATAERR",
-        "invalid input: syntax, unknown key, bad value, extends cycle (EX_DATAERR)",
+        "invalid input: syntax, unknown key, bad value, extends cycle, not UTF-8, too large; HTTP 400 (EX_DATAERR)",
     ),
     c(
         NOINPUT,
         "NOINPUT",
-        "file or profile not found, or unreadable (EX_NOINPUT)",
+        "file, profile, repository, ref, run or node not found, or a file unreadable; HTTP 404 (EX_NOINPUT)",
     ),
     c(
         UNAVAILABLE,
         "UNAVAILABLE",
-        "a layer the profile requires is unavailable on this host (EX_UNAVAILABLE)",
+        "a layer the profile requires is unavailable on this host, or the daemon is not ready; HTTP 503 (EX_UNAVAILABLE)",
     ),
-    c(SOFTWARE, "SOFTWARE", "internal failure (EX_SOFTWARE)"),
+    c(SOFTWARE, "SOFTWARE", "internal failure; HTTP 500 (EX_SOFTWARE)"),
     c(OSERR, "OSERR", "the host refused an operation (EX_OSERR)"),
-    c(IOERR, "IOERR", "writing the output failed (EX_IOERR)"),
+    c(
+        IOERR,
+        "IOERR",
+        "writing the output or the state directory failed (EX_IOERR)",
+    ),
     c(
         PAUSED,
         "PAUSED",
@@ -109,7 +128,7 @@ pub const TABLE: &[Code] = &[
     c(
         NOPERM,
         "NOPERM",
-        "a node asks for more than its profile allows (EX_NOPERM)",
+        "a node asks for more than its profile allows, or the daemon does not serve this user; HTTP 401/403 (EX_NOPERM)",
     ),
     c(
         CONFIG,

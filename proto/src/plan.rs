@@ -446,6 +446,33 @@ pub struct SeccompPlan {
     pub block_x32: bool,
 }
 
+impl SeccompPlan {
+    /// Every rule, EPERM first, then ENOSYS, then EAFNOSUPPORT.
+    pub fn rules(&self) -> impl Iterator<Item = &SyscallRule> {
+        self.deny_eperm
+            .iter()
+            .chain(&self.deny_enosys)
+            .chain(&self.deny_eafnosupport)
+    }
+
+    /// How many rules this architecture installs: the one number the
+    /// jailer's layer line (`seccomp(N rules)`) and `aiopsctl profile
+    /// explain` both print. Rules for syscalls it lacks are left out.
+    pub fn rules_here(&self) -> usize {
+        self.rules()
+            .filter(|r| crate::syscalls::exists_here(&r.syscall))
+            .count()
+    }
+
+    /// The syscalls named by rules that this architecture lacks.
+    pub fn absent_here(&self) -> Vec<&str> {
+        self.rules()
+            .map(|r| r.syscall.as_str())
+            .filter(|s| !crate::syscalls::exists_here(s))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rlimit {
@@ -700,6 +727,27 @@ impl JailPlan {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The count both the jailer and `explain` print leaves out exactly the
+    /// syscalls this architecture lacks.
+    #[test]
+    fn seccomp_rules_here_leave_out_absent_syscalls() {
+        use crate::syscalls::SyscallRule;
+        let rule = |s: &str| SyscallRule {
+            syscall: s.into(),
+            when: vec![],
+            reason: "r".into(),
+        };
+        let plan = SeccompPlan {
+            deny_eperm: vec![rule("mount"), rule("no_such_syscall_anywhere")],
+            deny_enosys: vec![rule("unshare")],
+            deny_eafnosupport: vec![],
+            block_x32: false,
+        };
+        assert_eq!(plan.rules_here(), 2);
+        assert_eq!(plan.absent_here(), ["no_such_syscall_anywhere"]);
+        assert_eq!(plan.rules().count(), 3);
+    }
 
     fn p(s: &str) -> AbsPath {
         AbsPath::new(s).unwrap()

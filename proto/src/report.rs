@@ -115,6 +115,59 @@ pub struct ExitReport {
     /// EPIPE or SIGPIPE, as without the jail. Not an output cap.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reader_closed: Vec<Stream>,
+    /// The jail's tmpfs mounts (`/tmp`, `/dev/shm`) that had no block or
+    /// inode left when the node ended: `[limits] tmpfs` / `tmpfs_inodes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs_full: Vec<String>,
+}
+
+/// Most distinct system calls a `SeccompDenials` names; the rest are counted.
+pub const MAX_DENIED_CALLS: usize = 96;
+/// Most distinct connection attempts it lists; the rest are counted.
+pub const MAX_CONNECTS: usize = 48;
+
+/// A connection attempt the jailer saw (`connect`, or `sendto` with an
+/// address): what the node asked for, not whether it worked. The
+/// supervisor knows the plan's network and says which were refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attempt {
+    /// `connect` or `sendto`.
+    pub syscall: String,
+    /// `inet` or `inet6`.
+    pub family: String,
+    pub addr: String,
+    pub port: u16,
+    pub count: u64,
+}
+
+/// One system call the seccomp filter denied, and how often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeniedCall {
+    /// Its name on this architecture (`x32` for any x32 number).
+    pub syscall: String,
+    /// The errno the node got.
+    pub errno: i32,
+    pub count: u64,
+}
+
+/// What the jailer's waiting parent counted: every call the seccomp filter
+/// denied, answered there with the filter's errno (the filter decides; the
+/// parent only counts). Sent once, after the node's `Exited`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeccompDenials {
+    /// Most frequent first, at most `MAX_DENIED_CALLS`.
+    pub calls: Vec<DeniedCall>,
+    /// Denials of further distinct calls, counted only.
+    pub others: u64,
+    /// Network connection attempts (inet and inet6), most frequent first.
+    #[serde(default)]
+    pub connects: Vec<Attempt>,
+    /// Attempts to further distinct addresses, counted only.
+    #[serde(default)]
+    pub connects_others: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +186,7 @@ pub enum Report {
         errno: i32,
         message: String,
     },
+    SeccompDenials(SeccompDenials),
 }
 
 impl Report {
@@ -170,6 +224,32 @@ mod tests {
             errno: 38,
             message: "x".into(),
         };
+        assert_eq!(Report::decode(&r.encode().unwrap()).unwrap(), r);
+    }
+
+    /// The largest denial report the jailer can send fits in one frame.
+    #[test]
+    fn a_full_denial_report_fits_a_frame() {
+        let r = Report::SeccompDenials(SeccompDenials {
+            calls: (0..MAX_DENIED_CALLS)
+                .map(|i| DeniedCall {
+                    syscall: format!("a_long_syscall_name_{i:04}"),
+                    errno: 38,
+                    count: u64::MAX,
+                })
+                .collect(),
+            others: u64::MAX,
+            connects: (0..MAX_CONNECTS)
+                .map(|_| Attempt {
+                    syscall: "sendto".into(),
+                    family: "inet6".into(),
+                    addr: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".into(),
+                    port: u16::MAX,
+                    count: u64::MAX,
+                })
+                .collect(),
+            connects_others: u64::MAX,
+        });
         assert_eq!(Report::decode(&r.encode().unwrap()).unwrap(), r);
     }
 

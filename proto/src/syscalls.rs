@@ -33,6 +33,12 @@ pub struct SyscallRule {
     pub reason: String,
 }
 
+/// `name` is a syscall of the architecture this binary runs on (the
+/// jailer installs only those rules; the others cannot be called here).
+pub fn exists_here(name: &str) -> bool {
+    syscalls::Sysno::from_str(name).is_ok()
+}
+
 pub fn is_known_syscall(name: &str) -> bool {
     syscalls::x86_64::Sysno::from_str(name).is_ok()
         || syscalls::aarch64::Sysno::from_str(name).is_ok()

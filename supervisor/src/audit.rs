@@ -45,11 +45,12 @@ pub struct AuditRecord {
     pub limit_hits: Vec<String>,
     pub attempt: Option<u32>,
     pub findings: Vec<String>,
-    /// Who decided at the gate or cancelled (uid), when known.
-    pub by: Option<String>,
     pub pre_approved: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<serde_json::Value>,
+    /// What the jail refused, by layer (`crate::denials::Denials`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denials: Option<serde_json::Value>,
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
@@ -429,6 +430,47 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    /// The fields a line carries are exactly docs/supervisor.md's table
+    /// (in order), each a plain JSON value; a line of an older aiops (with
+    /// `by` and a tagged `env`) still reads.
+    #[test]
+    fn a_line_is_plain_json_with_the_documented_fields() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/supervisor.md"
+        ))
+        .unwrap();
+        let table = doc
+            .split_once("<!-- BEGIN AUDIT FIELDS -->")
+            .and_then(|(_, r)| r.split_once("<!-- END AUDIT FIELDS -->"))
+            .map(|(t, _)| t)
+            .unwrap();
+        let documented: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once('`').map(|(f, _)| f))
+            .collect();
+        let rec = AuditRecord {
+            kind: "node_end".into(),
+            capabilities: Some(serde_json::json!({"env": ["HOME", "LC_*"]})),
+            egress: Some(serde_json::json!({"allowed": 1})),
+            denials: Some(serde_json::json!({"seccomp": []})),
+            ..AuditRecord::default()
+        };
+        let v = serde_json::to_value(&rec).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = documented.clone();
+        want.sort_unstable();
+        let mut have = keys.clone();
+        have.sort_unstable();
+        assert_eq!(have, want, "a line's fields against docs/supervisor.md");
+        let line = serde_json::to_string(&rec).unwrap();
+        assert!(!line.contains("\"by\""), "{line}");
+        let old = r#"{"time":"t","kind":"gate","by":null,"capabilities":{"env":{"Patterns":["HOME"]}},"pre_approved":true}"#;
+        let back: AuditRecord = serde_json::from_str(old).unwrap();
+        assert!(back.pre_approved && back.kind == "gate");
+    }
 
     #[test]
     fn lines_append_private_and_read_back_filtered() {

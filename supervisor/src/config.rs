@@ -127,10 +127,7 @@ impl Config {
         };
         let file = match &chosen {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| SupervisorError::Read {
-                    path: p.clone(),
-                    source,
-                })?;
+                let text = aiops_policy::error::read_input(p, "configuration")?;
                 Self::parse(p, &text)?
             }
             None => ConfigFile {
@@ -200,7 +197,7 @@ impl Config {
 
     pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, SupervisorError> {
         let file: ConfigFile = aiops_policy::error::from_toml(path, text)?;
-        let bad = |reason: String| SupervisorError::Usage {
+        let bad = |reason: String| SupervisorError::Invalid {
             what: path.display().to_string(),
             reason,
         };

@@ -55,6 +55,22 @@ pub enum Home {
     JailUser,
 }
 
+/// `path` must be a directory: a jail cannot enter a file.
+fn not_a_directory(what: &'static str, path: &Path) -> Result<(), SupervisorError> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_dir() => Err(SupervisorError::NotADirectory {
+            what,
+            path: path.to_path_buf(),
+            kind: if m.is_file() {
+                "a file"
+            } else {
+                "not a directory"
+            },
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Build the context. `workspace` defaults to the current directory; the
 /// node's cwd defaults to the current directory when it lies inside the
 /// workspace, else the workspace itself.
@@ -70,10 +86,14 @@ pub fn host_context(
         path: ws_in.clone(),
         source,
     })?;
+    not_a_directory("workspace", &ws)?;
     let node_cwd = match node_cwd {
         Some(c) => {
             let c = cwd.join(c);
-            std::fs::canonicalize(&c).map_err(|source| SupervisorError::Read { path: c, source })?
+            let c = std::fs::canonicalize(&c)
+                .map_err(|source| SupervisorError::Read { path: c, source })?;
+            not_a_directory("--cwd", &c)?;
+            c
         }
         None if cwd.starts_with(&ws) => cwd,
         None => ws.clone(),

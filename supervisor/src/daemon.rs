@@ -9,34 +9,60 @@ use crate::error::error_chain;
 use crate::error::SupervisorError;
 use std::path::PathBuf;
 
+/// Runs aiops flows, each node in its own jail: the daemon behind
+/// `aiopsctl` and the HTTP API (aiops-supervisor(8)).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "aiops-supervisor",
+    version,
+    after_long_help = daemon_help(),
+)]
 pub struct DaemonArgs {
+    /// supervisor.toml [default: /etc/aiops/supervisor.toml when present].
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Validate the configuration and profiles, then exit.
+    /// Validate the configuration and every profile on the search path,
+    /// print a summary and exit.
+    #[arg(long)]
     pub check: bool,
 }
 
-pub fn parse_args(args: &[String]) -> Result<DaemonArgs, String> {
-    let mut out = DaemonArgs {
-        config: None,
-        check: false,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--config" => {
-                let v = it.next().ok_or("--config needs a file")?;
-                out.config = Some(PathBuf::from(v));
-            }
-            "--check" => out.check = true,
-            "--version" => return Err(format!("aiops-supervisor {}", env!("CARGO_PKG_VERSION"))),
-            _ => {
-                return Err(format!(
-                    "unknown argument {a:?}\nusage: aiops-supervisor [--config FILE] [--check]"
-                ))
-            }
-        }
-    }
-    Ok(out)
+/// The daemon's exit statuses besides 0, from `aiops_proto::exit`.
+pub const EXIT_CODES: &[i32] = &[
+    aiops_proto::exit::CONFLICT,
+    aiops_proto::exit::USAGE,
+    aiops_proto::exit::DATAERR,
+    aiops_proto::exit::NOINPUT,
+    aiops_proto::exit::SOFTWARE,
+    aiops_proto::exit::OSERR,
+    aiops_proto::exit::IOERR,
+];
+
+fn daemon_help() -> String {
+    format!(
+        "{}\n\nEnvironment:\n  AIOPS_LOG           log filter (default {})\n  \
+         AIOPS_PROFILE_PATH  colon-separated profile dirs, searched first",
+        crate::cli::exit_help(
+            "stopped cleanly (SIGTERM), or --check found no error",
+            EXIT_CODES,
+            &[]
+        ),
+        crate::logging::DAEMON_DEFAULT,
+    )
+}
+
+/// Parse the daemon's arguments (without the program name). `Err` is
+/// clap's: `--help` and `--version` print to stdout, anything else is a
+/// usage error (`exit::USAGE`, not clap's 2).
+pub fn parse_args<I, T>(args: I) -> Result<DaemonArgs, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::Parser;
+    DaemonArgs::try_parse_from(
+        std::iter::once("aiops-supervisor".into()).chain(args.into_iter().map(Into::into)),
+    )
 }
 
 /// Every profile on the search path must load; a broken one is reported
@@ -69,7 +95,11 @@ pub fn main(args: DaemonArgs) -> Result<i32, SupervisorError> {
             cfg.api_socket.display(),
             bad_profiles.len()
         );
-        return Ok(i32::from(!bad_profiles.is_empty()));
+        return Ok(if bad_profiles.is_empty() {
+            0
+        } else {
+            aiops_proto::exit::DATAERR
+        });
     }
     raise_fd_limit();
     let booted = BootedEngine::open(&cfg, Caller::Daemon)?;
@@ -138,9 +168,10 @@ async fn serve(cfg: Config, engine: Engine) -> Result<i32, SupervisorError> {
         _ => None,
     };
     let server =
-        crate::api::server::ApiServer::bind(api_cfg).map_err(|e| SupervisorError::Usage {
-            what: "bind the API".into(),
+        crate::api::server::ApiServer::bind(api_cfg).map_err(|e| SupervisorError::Api {
+            what: "bind the API",
             reason: error_chain(&e),
+            code: aiops_proto::exit::OSERR,
         })?;
     share_socket(&cfg);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -155,7 +186,14 @@ async fn serve(cfg: Config, engine: Engine) -> Result<i32, SupervisorError> {
     });
     engine.start();
     crate::notify::notify("READY=1");
-    tracing::info!(socket = %cfg.api_socket.display(), state = %cfg.state_dir.display(), "aiops-supervisor ready");
+    tracing::info!(
+        "aiops-supervisor ready: listening on {}{}, state dir {}, {} parallel, jailer mode {}",
+        cfg.api_socket.display(),
+        cfg.tcp.map_or(String::new(), |a| format!(" and {a}")),
+        cfg.state_dir.display(),
+        cfg.parallelism,
+        format!("{:?}", cfg.jailer_mode).to_lowercase(),
+    );
     let mut watchdog = crate::notify::watchdog_interval().map(tokio::time::interval);
     loop {
         tokio::select! {
@@ -197,4 +235,57 @@ async fn serve(cfg: Config, engine: Engine) -> Result<i32, SupervisorError> {
     }
     tracing::info!("stopped");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn args_help_and_version_are_clap_s() {
+        let a = parse_args(["--config", "/x.toml", "--check"]).unwrap();
+        assert_eq!(a.config.as_deref(), Some(std::path::Path::new("/x.toml")));
+        assert!(a.check);
+        for (args, stderr) in [
+            (&["--help"][..], false),
+            (&["--version"], false),
+            (&["--bogus"], true),
+        ] {
+            let e = parse_args(args.iter().copied()).unwrap_err();
+            assert_eq!(e.use_stderr(), stderr, "{args:?}");
+        }
+        let help = parse_args(["--help"]).unwrap_err().render().to_string();
+        assert!(help.contains(&exit_help_block()), "{help}");
+    }
+
+    fn exit_help_block() -> String {
+        crate::cli::exit_help(
+            "stopped cleanly (SIGTERM), or --check found no error",
+            EXIT_CODES,
+            &[],
+        )
+    }
+
+    /// aiops-supervisor(8)'s EXIT STATUS lists exactly 0 and `EXIT_CODES`.
+    #[test]
+    fn the_man_page_lists_the_daemon_s_exit_codes() {
+        let man = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/man/aiops-supervisor.8"
+        ))
+        .unwrap();
+        let section = man
+            .split_once(".SH EXIT STATUS")
+            .and_then(|(_, r)| r.split(".SH ").next())
+            .unwrap();
+        let listed: Vec<i32> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix(".B "))
+            .filter_map(|n| n.trim().parse().ok())
+            .collect();
+        let mut want = vec![0];
+        want.extend_from_slice(EXIT_CODES);
+        assert_eq!(listed, want);
+    }
 }

@@ -23,6 +23,17 @@ pub enum SupervisorError {
     CurrentDir { source: std::io::Error },
     #[error("{what}: {reason}")]
     Usage { what: String, reason: String },
+    /// Invalid input that is not a profile or flow (the configuration).
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
+    /// The daemon's (or the in-process engine's) answer, with the exit
+    /// status of its class (`cli::runs::api_err`).
+    #[error("{what}: {reason}")]
+    Api {
+        what: &'static str,
+        reason: String,
+        code: i32,
+    },
     #[error("encode {what} as JSON")]
     Json {
         what: &'static str,
@@ -34,6 +45,12 @@ pub enum SupervisorError {
     Workspace {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("{what} {} is {kind}, not a directory", .path.display())]
+    NotADirectory {
+        what: &'static str,
+        path: PathBuf,
+        kind: &'static str,
     },
     #[error("read {}", .path.display())]
     Read {
@@ -75,6 +92,14 @@ pub enum SupervisorError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Another user's state directory (the daemon's): never used as ours.
+    #[error(
+        "state directory {} belongs to uid {owner}, not to you (uid {us}): it is another user's, \
+         such as the daemon's; talk to that daemon, or use a state directory of your own \
+         (state_dir in a configuration of yours, or --local with the system configuration)",
+        .path.display()
+    )]
+    StateDirNotOurs { path: PathBuf, owner: u32, us: u32 },
     #[error("{} has schema version {have}; this aiops knows up to {known} (downgrade refused)", .path.display())]
     SchemaTooNew {
         path: PathBuf,
@@ -99,9 +124,13 @@ impl SupervisorError {
             SupervisorError::Policy(e) => e.exit_code(),
             SupervisorError::CurrentDir { .. } => EXIT_OSERR,
             SupervisorError::Usage { .. } => EXIT_USAGE,
+            SupervisorError::Api { code, .. } => *code,
+            SupervisorError::Invalid { .. } => exit::DATAERR,
             SupervisorError::Json { .. } => EXIT_SOFTWARE,
             SupervisorError::Output { .. } => EXIT_IOERR,
-            SupervisorError::Read { .. } | SupervisorError::Workspace { .. } => exit::NOINPUT,
+            SupervisorError::Read { .. }
+            | SupervisorError::Workspace { .. }
+            | SupervisorError::NotADirectory { .. } => exit::NOINPUT,
             SupervisorError::Refused { .. } => exit::REFUSED,
             SupervisorError::Channel { .. }
             | SupervisorError::Spawn { .. }
@@ -114,6 +143,7 @@ impl SupervisorError {
             SupervisorError::StateDir { .. } | SupervisorError::Audit { .. } => EXIT_IOERR,
             SupervisorError::SchemaTooNew { .. } => EXIT_SOFTWARE,
             SupervisorError::StateNotSaved { .. } => EXIT_IOERR,
+            SupervisorError::StateDirNotOurs { .. } => exit::NOPERM,
             SupervisorError::NoSuchNode { .. } => exit::NOINPUT,
         }
     }

@@ -28,6 +28,10 @@ pub struct ExecReport {
     pub profile: String,
     pub cwd: String,
     pub net: NetMode,
+    /// The plan's output cap in bytes (stdout and stderr together).
+    pub output_cap: u64,
+    /// What the jail refused, by layer (docs/security-model.md, "Denials").
+    pub denials: crate::denials::Denials,
     /// Set when the jail could not be built (or the node not started).
     pub setup_failed: Option<SetupFailure>,
     pub exit: Option<ExitReport>,
@@ -50,6 +54,18 @@ pub struct SetupFailure {
     pub step: Step,
     pub errno: i32,
     pub message: String,
+}
+
+impl SetupFailure {
+    /// `message`, then ` (errno N)` when the failure carried one: a failure
+    /// that is no system call's (a refused plan) has errno 0, which says
+    /// nothing and is left out.
+    pub fn message_with_errno(&self) -> String {
+        match self.errno {
+            0 => self.message.clone(),
+            e => format!("{} (errno {e})", self.message),
+        }
+    }
 }
 
 /// Identity and content stamp of a path, to notice creation or replacement.
@@ -198,8 +214,9 @@ impl ExecReport {
         );
         if let Some(f) = &self.setup_failed {
             s += &format!(
-                "aiops: not run: {} failed: {} (errno {})\n",
-                f.step, f.message, f.errno
+                "aiops: not run: {} failed: {}\n",
+                f.step,
+                f.message_with_errno()
             );
         }
         if let Some(e) = &self.exit {
@@ -225,6 +242,7 @@ impl ExecReport {
             );
             s += &format!("aiops: layers: {}\n", e.layers.join(", "));
         }
+        s += &self.denials.to_text();
         if let Some(e) = &self.egress {
             s += &e.to_text();
         }
@@ -250,13 +268,22 @@ impl ExecReport {
                 e.duration_ms
             ))
         } else if e.output_capped {
-            Some(format!(
-                "aiopsctl: output cap reached after {} bytes; the jail was killed",
-                e.stdout_bytes + e.stderr_bytes
-            ))
+            Some(format!("aiopsctl: {}", self.output_cap_text()))
         } else {
             None
         }
+    }
+
+    /// Why a capped node was killed and where its cap comes from: a node
+    /// can only lower its profile's cap, so more takes another profile.
+    pub fn output_cap_text(&self) -> String {
+        let cap = aiops_policy::units::Bytes(self.output_cap);
+        format!(
+            "output cap of {cap} reached (stdout and stderr together); the jail was killed. \
+             The cap is [limits] output of profile {}: a node may lower it, and more takes \
+             a profile that raises it (the operator's ceiling)",
+            self.profile
+        )
     }
 
     /// Protected paths changed (an alarm) or created (git directories,
@@ -278,5 +305,29 @@ impl ExecReport {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod setup_failure_tests {
+    use super::*;
+
+    /// A failure that is no system call's has errno 0: the message says
+    /// nothing about it rather than "(errno 0)".
+    #[test]
+    fn errno_0_is_left_out_of_the_message() {
+        let f = |errno| SetupFailure {
+            step: Step::Validate,
+            errno,
+            message: "refuse request: outside the ceiling".into(),
+        };
+        assert_eq!(
+            f(0).message_with_errno(),
+            "refuse request: outside the ceiling"
+        );
+        assert_eq!(
+            f(13).message_with_errno(),
+            "refuse request: outside the ceiling (errno 13)"
+        );
     }
 }

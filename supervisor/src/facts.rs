@@ -95,6 +95,7 @@ fn probe_host_with(cgroup: bool) -> HostProbe {
             read("/proc/self/mountinfo").as_deref(),
             &|p: &Path| fs::read_to_string(p).ok(),
             &|p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok(),
+            Manager::find(),
         )
     } else {
         let c = Check::new(Status::Warn, "cgroup v2", "not probed: not required");
@@ -339,6 +340,49 @@ pub fn own_cgroup_dir(proc_cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
     })
 }
 
+/// The service manager a delegated cgroup could come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    /// systemd is PID 1 and this process is root: `systemd-run --scope`.
+    System,
+    /// This user's systemd manager answers: `systemd-run --user --scope`.
+    User,
+    /// No systemd to ask (a container, another init, no user session).
+    None,
+}
+
+impl Manager {
+    /// systemd is PID 1 when /run/systemd/system exists (sd_booted(3)); a
+    /// user manager is reachable when its private socket exists in
+    /// $XDG_RUNTIME_DIR (or /run/user/UID).
+    pub fn find() -> Manager {
+        if !Path::new("/run/systemd/system").is_dir() {
+            return Manager::None;
+        }
+        let uid = nix::unistd::geteuid();
+        if uid.is_root() {
+            return Manager::System;
+        }
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(format!("/run/user/{uid}")));
+        if runtime.join("systemd/private").exists() {
+            Manager::User
+        } else {
+            Manager::None
+        }
+    }
+
+    /// How to get a delegated cgroup here.
+    fn delegate_fix(self) -> &'static str {
+        match self {
+            Manager::System => "run under a delegated unit, e.g. `systemd-run --scope -p Delegate=yes aiopsctl ...`, or Delegate=yes in the service",
+            Manager::User => "run under a delegated unit, e.g. `systemd-run --user --scope -p Delegate=yes aiopsctl ...`, or Delegate=yes in the service",
+            Manager::None => "no systemd manager answers here (not PID 1, or no user session): start aiopsctl in a cgroup this user may write with the memory and pids controllers enabled, as a container runtime or the init system delegates it",
+        }
+    }
+}
+
 type ReadFn<'a> = &'a dyn Fn(&Path) -> Option<String>;
 type WritableFn<'a> = &'a dyn Fn(&Path) -> bool;
 
@@ -347,10 +391,11 @@ fn cgroup_check(
     mountinfo: Option<&str>,
     read: ReadFn<'_>,
     writable: WritableFn<'_>,
+    manager: Manager,
 ) -> (bool, Check) {
     let what = "cgroup v2";
     let fallback = "limits fall back to rlimits: `memory` is an RLIMIT_AS per process and `pids` (RLIMIT_NPROC) how many processes, so a jail may hold up to memory × pids";
-    let delegate_fix = "run under a delegated unit, e.g. `systemd-run --user --scope -p Delegate=yes aiopsctl ...`, or Delegate=yes in the service";
+    let delegate_fix = manager.delegate_fix();
     let Some(dir) = own_cgroup_dir(proc_cgroup.unwrap_or(""), mountinfo.unwrap_or("")) else {
         return (
             false,
@@ -479,13 +524,43 @@ mod tests {
         let ctl = |s: &'static str| {
             move |p: &Path| p.ends_with("u/cgroup.controllers").then(|| s.to_string())
         };
-        let (ok, c) = cgroup_check(cg, Some(MOUNTINFO), &ctl("cpu memory pids"), &|_| true);
+        let user = Manager::User;
+        let (ok, c) = cgroup_check(
+            cg,
+            Some(MOUNTINFO),
+            &ctl("cpu memory pids"),
+            &|_| true,
+            user,
+        );
         assert!(ok, "{c:?}");
-        let (ok, c) = cgroup_check(cg, Some(MOUNTINFO), &ctl("cpu"), &|_| true);
+        let (ok, c) = cgroup_check(cg, Some(MOUNTINFO), &ctl("cpu"), &|_| true, user);
         assert!(!ok && c.detail.contains("memory, pids") && c.status == Status::Warn);
-        let (ok, c) = cgroup_check(cg, Some(MOUNTINFO), &ctl("memory pids"), &|_| false);
+        let (ok, c) = cgroup_check(cg, Some(MOUNTINFO), &ctl("memory pids"), &|_| false, user);
         assert!(!ok && c.detail.contains("not writable"));
-        assert!(!cgroup_check(None, None, &|_| None, &|_| true).0);
+        assert!(!cgroup_check(None, None, &|_| None, &|_| true, user).0);
+    }
+
+    /// `systemd-run` is suggested only where a systemd manager would answer it.
+    #[test]
+    fn the_delegation_fix_names_systemd_run_only_where_systemd_answers() {
+        let cg = Some("0::/u\n");
+        let ctl = |p: &Path| {
+            p.ends_with("u/cgroup.controllers")
+                .then(|| "cpu".to_string())
+        };
+        let fix = |m| {
+            let (_, c) = cgroup_check(cg, Some(MOUNTINFO), &ctl, &|_| true, m);
+            format!("{c:?}")
+        };
+        assert!(fix(Manager::User).contains("systemd-run --user --scope"));
+        let sys = fix(Manager::System);
+        assert!(
+            sys.contains("systemd-run --scope") && !sys.contains("--user"),
+            "{sys}"
+        );
+        let none = fix(Manager::None);
+        assert!(!none.contains("systemd-run"), "{none}");
+        assert!(none.contains("no systemd manager answers"), "{none}");
     }
 
     #[cfg(target_os = "linux")]

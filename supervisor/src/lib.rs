@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 #[cfg(target_os = "linux")]
 pub mod daemon;
+pub mod denials;
 pub mod egress;
 #[cfg(target_os = "linux")]
 pub mod engine;

@@ -218,6 +218,8 @@ pub struct ServiceState {
 pub enum ApiFailure {
     /// 400: the request is malformed or the flow is invalid.
     BadRequest(String),
+    /// 401/403: the daemon does not serve this caller.
+    Forbidden(String),
     /// 404
     NotFound(String),
     /// 409: the run or node is not in a state that allows this.

@@ -154,11 +154,13 @@ pub fn private_dir(dir: &Path) -> Result<(), SupervisorError> {
     if !meta.is_dir() {
         return Err(io(std::io::Error::other("not a directory")));
     }
-    if meta.uid() != nix::unistd::geteuid().as_raw() {
-        return Err(io(std::io::Error::other(format!(
-            "owned by uid {}, not by us",
-            meta.uid()
-        ))));
+    let us = nix::unistd::geteuid().as_raw();
+    if meta.uid() != us {
+        return Err(SupervisorError::StateDirNotOurs {
+            path: dir.to_path_buf(),
+            owner: meta.uid(),
+            us,
+        });
     }
     // Search-only (0711) is allowed: a root engine needs it so that jails
     // running as nobody reach their workspaces; nothing can be listed.

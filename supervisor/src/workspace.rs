@@ -53,6 +53,42 @@ const DIR_MODE: u32 = 0o755;
 /// RestrictSUIDSGID= forbids that one).
 const SHARED_DIR_MODE: u32 = 0o770;
 
+/// A libgit2 error in words: its message, and what kind of failure it was
+/// when that adds something, never libgit2's `class=Os (2); code=...`
+/// (its `Display`).
+#[derive(Debug)]
+pub struct GitError(pub git2::Error);
+
+impl From<git2::Error> for GitError {
+    fn from(e: git2::Error) -> Self {
+        GitError(e)
+    }
+}
+
+impl std::fmt::Display for GitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use git2::ErrorCode as C;
+        let kind = match self.0.code() {
+            C::NotFound => Some("not found"),
+            C::Exists => Some("already exists"),
+            C::Ambiguous => Some("ambiguous"),
+            C::BareRepo => Some("a bare repository"),
+            C::UnbornBranch => Some("the branch has no commit yet"),
+            C::Locked => Some("locked by another git process"),
+            C::Owner => Some("owned by another user (git's safe.directory)"),
+            C::InvalidSpec => Some("not a valid reference"),
+            _ => None,
+        };
+        let msg = self.0.message().trim_end_matches('.');
+        match kind {
+            Some(k) if !msg.contains(k) => write!(f, "{msg} ({k})"),
+            _ => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for GitError {}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
     #[error("create workspace root {}", .path.display())]
@@ -62,7 +98,7 @@ pub enum WorkspaceError {
     #[error("workspace root {}: {reason}", .path.display())]
     UnsafeRoot { path: PathBuf, reason: String },
     #[error("load the git configuration (clear libgit2's config search paths at start-up)")]
-    GitConfig { source: git2::Error },
+    GitConfig { source: GitError },
     #[error("{what} name {name:?} is not 1 to 255 of [A-Za-z0-9_-]")]
     BadName { what: &'static str, name: String },
     #[error("flow directory {} is a symlink", .path.display())]
@@ -76,18 +112,18 @@ pub enum WorkspaceError {
     #[error("workspace {} already exists", .path.display())]
     Exists { path: PathBuf },
     #[error("open git repository {}", .repo.display())]
-    OpenRepo { repo: PathBuf, source: git2::Error },
+    OpenRepo { repo: PathBuf, source: GitError },
     #[error("resolve ref {git_ref:?} to a commit in {}", .repo.display())]
     ResolveRef {
         repo: PathBuf,
         git_ref: String,
-        source: git2::Error,
+        source: GitError,
     },
     #[error("read tree of commit {commit} in {}", .repo.display())]
     ReadTree {
         repo: PathBuf,
         commit: String,
-        source: git2::Error,
+        source: GitError,
     },
     #[error("symlink {path} in commit {commit} points outside the workspace (to {target})")]
     EscapingSymlink {
@@ -96,19 +132,19 @@ pub enum WorkspaceError {
         commit: String,
     },
     #[error("init repository in {}", .path.display())]
-    InitRepo { path: PathBuf, source: git2::Error },
+    InitRepo { path: PathBuf, source: GitError },
     #[error("copy objects of {commit} from {} into {}", .repo.display(), .path.display())]
     CopyObjects {
         repo: PathBuf,
         path: PathBuf,
         commit: String,
-        source: git2::Error,
+        source: GitError,
     },
     #[error("check out {commit} in {}", .path.display())]
     Checkout {
         path: PathBuf,
         commit: String,
-        source: git2::Error,
+        source: GitError,
     },
     #[error("{} is not a workspace directory", .path.display())]
     NotWorkspace { path: PathBuf },
@@ -154,6 +190,23 @@ pub struct GcReport {
     pub removed: Vec<(PathBuf, u64)>,
     pub bytes_freed: u64,
     pub failed: Vec<(PathBuf, WorkspaceError)>,
+}
+
+/// Check, reading only, that `repo` at `git_ref` can be checked out: the
+/// repository opens, the ref names a commit and no symlink in its tree
+/// points outside. Returns the commit (`aiopsctl lint` uses this).
+pub fn check_source(repo: &Path, git_ref: &str) -> Result<String, WorkspaceError> {
+    read_source(repo, git_ref).map(|(_, commit)| commit.to_string())
+}
+
+fn read_source(
+    repo: &Path,
+    git_ref: &str,
+) -> Result<(git2::Repository, git2::Oid), WorkspaceError> {
+    let src = open_source(repo)?;
+    let commit = resolve_commit(&src, repo, git_ref)?;
+    refuse_escaping_symlinks(&src, repo, commit)?;
+    Ok((src, commit))
 }
 
 impl WorkspaceRoot {
@@ -205,7 +258,7 @@ impl WorkspaceRoot {
             )));
         }
         // Fail here, once, rather than on every node's workspace.
-        git2::Config::open_default().map_err(|source| WorkspaceError::GitConfig { source })?;
+        git2::Config::open_default().map_err(|e| WorkspaceError::GitConfig { source: e.into() })?;
         Ok(WorkspaceRoot {
             root: canonical,
             dir_mode: if group_shared {
@@ -238,10 +291,8 @@ impl WorkspaceRoot {
     ) -> Result<Workspace, WorkspaceError> {
         let target = self.workspace_path(flow, run)?;
         // Everything that only reads the source runs before the first write.
-        let src = open_source(repo)?;
-        let commit = resolve_commit(&src, repo, git_ref)?;
+        let (src, commit) = read_source(repo, git_ref)?;
         let sha = commit.to_string();
-        refuse_escaping_symlinks(&src, repo, commit)?;
 
         let flow_dir = self.root.join(flow);
         let made_flow_dir = self.ensure_flow_dir(&flow_dir)?;

@@ -374,3 +374,278 @@ fn doctor_understands_the_real_jailers_probe() {
         "live checks not understood: {unknown:?}"
     );
 }
+
+/// `submit` always detaches, so only `run` takes `--detach`.
+#[test]
+fn only_run_takes_detach() {
+    let option = |help: &str| help.lines().any(|l| l.trim_start().starts_with("--detach"));
+    let (run, _) = text(&aiopsctl(&["run", "--help"]));
+    assert!(option(&run), "{run}");
+    let (submit, _) = text(&aiopsctl(&["submit", "--help"]));
+    assert!(!option(&submit), "{submit}");
+    let o = aiopsctl(&["submit", "--detach", "flow.toml"]);
+    assert_eq!(o.status.code(), Some(64), "{:?}", text(&o));
+}
+
+/// Every argument of every command and subcommand says what it is for.
+#[test]
+fn every_argument_of_every_subcommand_has_help() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let has = |h: Option<&clap::builder::StyledStr>| {
+                h.is_some_and(|h| !h.to_string().trim().is_empty())
+            };
+            if !has(a.get_help()) && !has(a.get_long_help()) {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for s in cmd.get_subcommands() {
+            walk(s, &format!("{path} {}", s.get_name()), missing);
+        }
+    }
+    let cmd = aiops_supervisor::cli::Cli::command();
+    let mut missing = vec![];
+    walk(&cmd, "aiopsctl", &mut missing);
+    // The walk sees the subcommands at all (the test would pass on none).
+    assert!(cmd.get_subcommands().count() > 5);
+    assert!(missing.is_empty(), "arguments without help: {missing:?}");
+}
+
+/// `aiopsctl man --dir` writes a page for every page any page points to.
+#[test]
+fn man_dir_writes_every_page_the_pages_refer_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = aiopsctl(&["man", "--dir", dir.path().to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    for want in ["aiopsctl.1", "aiopsctl-exec.1", "aiopsctl-profile-show.1"] {
+        assert!(pages.iter().any(|p| p == want), "{want} not in {pages:?}");
+        assert!(out.contains(want), "{want} not printed: {out}");
+    }
+    let exec = std::fs::read_to_string(dir.path().join("aiopsctl-exec.1")).unwrap();
+    assert!(
+        exec.contains(".TH") && exec.contains("net\\-allow"),
+        "{exec}"
+    );
+    // Every aiopsctl-*(1) named anywhere exists.
+    let mut named = 0;
+    for p in &pages {
+        let roff = std::fs::read_to_string(dir.path().join(p)).unwrap();
+        for (i, _) in roff.match_indices("aiopsctl\\-") {
+            let rest = &roff[i..];
+            let Some(end) = rest.find("(1)") else {
+                continue;
+            };
+            let name = rest[..end].replace("\\-", "-");
+            if name.contains(char::is_whitespace) {
+                continue;
+            }
+            named += 1;
+            assert!(
+                pages.contains(&format!("{name}.1")),
+                "{p} names {name}(1), which was not written"
+            );
+        }
+    }
+    assert!(named > 5, "no cross references found");
+}
+
+/// `--profile <TAB>` and `profile show <TAB>` offer the profile names.
+#[test]
+fn bash_and_fish_complete_profile_names() {
+    let o = aiopsctl(&["completions", "bash"]);
+    let (bash, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    let names = "$(\"${COMP_WORDS[0]}\" profile list --names 2>/dev/null)";
+    assert!(
+        bash.contains(&format!(
+            "COMPREPLY=($(compgen -W \"{names}\" -- \"${{cur}}\") $(compgen -f \"${{cur}}\"))"
+        )),
+        "--profile does not complete names:\n{bash}"
+    );
+    for sub in ["show", "explain"] {
+        let block = bash
+            .split(&format!("aiopsctl__subcmd__profile__subcmd__{sub})\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no profile {sub} block:\n{bash}"));
+        let opts = block.lines().next().unwrap();
+        assert!(opts.contains(names), "profile {sub}: {opts}");
+    }
+    let after_profile: Vec<&str> = bash
+        .lines()
+        .zip(bash.lines().skip(1))
+        .filter(|(a, _)| a.trim() == "--profile)")
+        .map(|(_, b)| b)
+        .collect();
+    assert!(!after_profile.is_empty());
+    assert!(
+        after_profile
+            .iter()
+            .all(|l| l.contains("profile list --names")),
+        "{after_profile:?}"
+    );
+    let o = aiopsctl(&["completions", "zsh"]);
+    let (zsh, _) = text(&o);
+    let specs: Vec<&str> = zsh
+        .lines()
+        .filter(|l| l.starts_with("'--profile=[") || l.starts_with("':profile -- "))
+        .collect();
+    assert_eq!(specs.len(), 3, "{zsh}");
+    assert!(
+        specs.iter().all(|l| l.contains(":_aiopsctl_profiles'")),
+        "{specs:?}"
+    );
+    assert!(zsh.contains("_aiopsctl_profiles() {"), "{zsh}");
+    // A colon in a value's name must be escaped, or zsh takes the rest for
+    // the action.
+    assert!(zsh.contains(":HOST\\:PORT:_default'"), "{zsh}");
+    let o = aiopsctl(&["completions", "fish"]);
+    let (fish, _) = text(&o);
+    assert!(
+        fish.lines()
+            .filter(|l| l.contains(" -l profile "))
+            .all(|l| l.contains("profile list --names")),
+        "{fish}"
+    );
+    assert!(
+        fish.lines()
+            .any(|l| l.contains("__fish_seen_subcommand_from show explain")
+                && l.contains("profile list --names")),
+        "{fish}"
+    );
+    // What the scripts run: the names on the search path.
+    let o = aiopsctl(&["profile", "list", "--names"]);
+    let (out, _) = text(&o);
+    for p in shipped_profiles() {
+        let stem = p.file_stem().unwrap().to_str().unwrap();
+        assert!(out.lines().any(|l| l == stem), "{stem} not in {out}");
+    }
+}
+
+/// The completion really completes: bash sources the script and asks.
+#[test]
+fn bash_completes_a_profile_name() {
+    if !std::path::Path::new("/bin/bash").exists() {
+        skip("bash completion", "no /bin/bash");
+        return;
+    }
+    let script = text(&aiopsctl(&["completions", "bash"])).0;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.bash");
+    std::fs::write(&f, script).unwrap();
+    let ctl = env!("CARGO_BIN_EXE_aiopsctl");
+    let probe = format!(
+        "source {f}; COMP_WORDS=({ctl} exec --profile restr); COMP_CWORD=3; \
+         _aiopsctl {ctl} restr --profile; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        f = f.display()
+    );
+    let o = Command::new("/bin/bash")
+        .args(["--norc", "-c", &probe])
+        .current_dir(repo_root())
+        .env_remove("AIOPS_PROFILE_PATH")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(out.lines().any(|l| l == "restrictive"), "{out}{err}");
+}
+
+/// zsh completes `--profile restr<TAB>` and `profile show restr<TAB>` to
+/// `restrictive`, driven through a pty (zsh's zpty) as at a prompt.
+#[test]
+fn zsh_completes_a_profile_name() {
+    if !std::path::Path::new("/usr/bin/zsh").exists() {
+        skip("zsh completion", "no /usr/bin/zsh");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("aiopsctl.zsh");
+    std::fs::write(&script, text(&aiopsctl(&["completions", "zsh"])).0).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_aiopsctl"), bin.join("aiopsctl")).unwrap();
+    let complete = |typed: &str| {
+        let driver = format!(
+            "zmodload zsh/zpty\n\
+             zpty z 'PATH={bin}:$PATH zsh -f -i'\n\
+             zpty -w z 'autoload -U compinit; compinit -u; source {script}; compdef _aiopsctl aiopsctl'\n\
+             zpty -n -w z $'{typed}\\t'\n\
+             out=''\n\
+             for i in {{1..100}}; do\n\
+             \x20 zpty -r -t z line && out+=$line\n\
+             \x20 [[ $out == *restrictive* ]] && break\n\
+             \x20 sleep 0.1\n\
+             done\n\
+             print -r -- \"$out\"\n\
+             zpty -d z\n",
+            bin = bin.display(),
+            script = script.display(),
+        );
+        let o = Command::new("/usr/bin/zsh")
+            .args(["-f", "-c", &driver])
+            .current_dir(repo_root())
+            .env_remove("AIOPS_PROFILE_PATH")
+            .output()
+            .unwrap();
+        text(&o).0
+    };
+    for typed in [
+        "aiopsctl exec --profile restr",
+        "aiopsctl profile show restr",
+    ] {
+        let out = complete(typed);
+        let want = typed.replace("restr", "restrictive");
+        assert!(out.contains(&want), "{typed:?} did not complete: {out:?}");
+    }
+}
+
+/// fish completes the same, asked with `complete -C`.
+#[test]
+fn fish_completes_a_profile_name() {
+    if !std::path::Path::new("/usr/bin/fish").exists() {
+        skip("fish completion", "no /usr/bin/fish");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("aiopsctl.fish");
+    std::fs::write(&script, text(&aiopsctl(&["completions", "fish"])).0).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_aiopsctl"), bin.join("aiopsctl")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for typed in [
+        "aiopsctl exec --profile restr",
+        "aiopsctl profile show restr",
+    ] {
+        let o = Command::new("/usr/bin/fish")
+            .args(["-N", "-c"])
+            .arg(format!(
+                "source {}; complete -C '{typed}'",
+                script.display()
+            ))
+            .current_dir(repo_root())
+            .env("PATH", &path)
+            .env("HOME", dir.path())
+            .env_remove("AIOPS_PROFILE_PATH")
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert!(
+            out.lines()
+                .any(|l| l.split('\t').next() == Some("restrictive")),
+            "{typed:?}: {out}{err}"
+        );
+    }
+}

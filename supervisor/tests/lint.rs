@@ -23,13 +23,37 @@ fn lint_json(flow: &Path) -> (Option<i32>, Value) {
     (o.status.code(), v)
 }
 
-/// A flow file in a fresh directory; returns both so the directory lives on.
+/// A flow file in a fresh directory, beside a one-commit repository
+/// `repo` (lint checks it as a run would); returns both so the directory lives on.
 fn flow_file(body: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
+    git_repo(&dir.path().join("repo"));
     let p = dir.path().join("flow.toml");
     let src = format!("schema = 1\nname = \"t\"\n[workspace]\nrepo = \"repo\"\n{body}");
     std::fs::write(&p, src).unwrap();
     (dir, p)
+}
+
+fn git_repo(at: &Path) {
+    sh(Command::new("git")
+        .args(["init", "-q", "-b", "main"])
+        .arg(at));
+    sh(Command::new("git")
+        .arg("-C")
+        .arg(at)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(["commit", "-q", "--allow-empty", "-m", "init"]));
+}
+
+/// The quickstart flow in a fresh directory with its repository made by
+/// make-repo.sh, as the quickstart README does.
+fn quickstart_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("flow.toml");
+    std::fs::copy(repo_root().join(QUICKSTART), &flow).unwrap();
+    let make = repo_root().join("examples/quickstart/make-repo.sh");
+    sh(Command::new(make).arg(dir.path().join("repo")));
+    (dir, flow)
 }
 
 fn node(id: &str, run: &str, extra: &str) -> String {
@@ -40,13 +64,15 @@ const QUICKSTART: &str = "examples/quickstart/flow.toml";
 
 #[test]
 fn the_quickstart_flow_is_valid_and_only_its_clean_step_pauses() {
-    let (code, v) = lint_json(Path::new(QUICKSTART));
+    let (dir, flow) = quickstart_copy();
+    let (code, v) = lint_json(&flow);
     assert_eq!(code, Some(0), "{v:#}");
     assert_eq!(v["valid"], true);
     assert_eq!(v["name"], "quickstart");
     assert_eq!(v["ref"], "main");
-    let repo = repo_root().join("examples/quickstart/repo");
+    let repo = dir.path().join("repo");
     assert_eq!(v["repo"], repo.to_str().unwrap());
+    assert_eq!(v["commit"].as_str().map(str::len), Some(40), "{v:#}");
     assert_eq!(v["order"], serde_json::json!(["build", "test", "clean"]));
     let nodes = v["nodes"].as_array().unwrap();
     let pauses: Vec<bool> = nodes
@@ -60,7 +86,7 @@ fn the_quickstart_flow_is_valid_and_only_its_clean_step_pauses() {
         .iter()
         .all(|n| n["findings"] == serde_json::json!([])));
 
-    let o = aiopsctl(&["lint", QUICKSTART]);
+    let o = aiopsctl(&["lint", flow.to_str().unwrap()]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("order: build -> test -> clean"), "{out}");
@@ -73,8 +99,72 @@ fn the_quickstart_flow_is_valid_and_only_its_clean_step_pauses() {
         "{out}"
     );
     assert!(
-        out.ends_with("valid; 1 node(s) will pause for confirmation\n"),
+        out.contains("\nvalid; 1 node(s) will pause for confirmation\n(the gate reads"),
         "{out}"
+    );
+}
+
+/// What `run` would refuse or fail on, lint reports first: a repository or
+/// ref that does not exist, too many nodes, a command execve cannot take.
+#[test]
+fn lint_refuses_what_run_cannot_run() {
+    let (d, p) = flow_file(&node("a", "true", ""));
+    std::fs::remove_dir_all(d.path().join("repo")).unwrap();
+    let (code, v) = lint_json(&p);
+    assert_eq!(code, Some(66), "{v:#}");
+    assert_eq!(v["valid"], false);
+    let e = v["workspace_error"].as_str().unwrap();
+    assert!(
+        e.contains("open git repository") && e.contains("/repo"),
+        "{e}"
+    );
+
+    let (_d, p) = flow_file(&node("a", "true", ""));
+    let src = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        src.replace("repo = \"repo\"", "repo = \"repo\"\nref = \"nosuch\""),
+    )
+    .unwrap();
+    let o = aiopsctl(&["lint", p.to_str().unwrap()]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(66), "{out}");
+    assert!(out.contains("resolve ref \"nosuch\""), "{out}");
+    assert!(out.contains("invalid (exit 66)"), "{out}");
+
+    let many: String = (0..=aiops_policy::flow::MAX_NODES)
+        .map(|i| node(&format!("n{i}"), "true", ""))
+        .collect();
+    let (_d, p) = flow_file(&many);
+    let (code, v) = lint_json(&p);
+    assert_eq!(code, Some(65), "{v:#}");
+    assert!(v["error"].as_str().unwrap().contains("at most 2000 nodes"));
+
+    let big = format!("echo {}", "x".repeat(200 * 1024));
+    let (_d, p) = flow_file(&node("a", &big, ""));
+    let (code, v) = lint_json(&p);
+    assert_eq!(code, Some(65), "{v:#}");
+    assert!(v["error"].as_str().unwrap().contains("MAX_ARG_STRLEN"));
+}
+
+/// A profile by path passes a local lint, with a note that a system daemon refuses it.
+#[test]
+fn lint_notes_what_a_system_daemon_refuses() {
+    let (d, p) = flow_file(
+        &(node("a", "true", "profile = \"mine.toml\"")
+            + &node("b", "true", "profile = \"unconfined\"")),
+    );
+    std::fs::write(
+        d.path().join("mine.toml"),
+        "schema = 1\nname = \"mine\"\ndescription = \"d\"\nextends = \"restrictive\"\n",
+    )
+    .unwrap();
+    let (code, v) = lint_json(&p);
+    assert_eq!(code, Some(0), "{v:#}");
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains("node \\\"a\\\": profile by path") && notes.contains("unconfined"),
+        "{notes}"
     );
 }
 

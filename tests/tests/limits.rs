@@ -226,6 +226,40 @@ fn output_cap_kills_the_jail() {
             "{}",
             o.describe()
         );
+        assert_eq!(o.report.as_ref().unwrap()["output_cap"], 1 << 20);
+    });
+    // Without the JSON report, one line names the cap and where it comes from.
+    let ws = scratch_dir(None);
+    let o = std::process::Command::new(aiopsctl())
+        .args(["exec", "--report", "none", "--profile"])
+        .arg(&profile)
+        .arg("--workspace")
+        .arg(ws.path())
+        .args(["--", "head", "-c", "2000000", "/dev/zero"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(123), "{err}");
+    assert!(
+        err.contains("output cap of 1MiB reached")
+            && err.contains("[limits] output of profile low-limits"),
+        "{err}"
+    );
+}
+
+/// build-offline's cap fits a build's artifact piped out on stdout.
+#[test]
+fn build_offline_lets_a_200_mib_artifact_through() {
+    let _g = serial();
+    let size = 200u64 << 20;
+    each_mode(&attacks(), |m| {
+        let o = m
+            .jail_with("build-offline")
+            .run_sh(&format!("head -c {size} /dev/zero"));
+        // Not `describe`: it would print the 200 MiB.
+        let said = format!("exit {}, stderr:\n{}", o.code, o.stderr);
+        assert!(o.ran && o.code == 0, "{said}");
+        assert_eq!(o.stdout.len() as u64, size, "{said}");
     });
 }
 

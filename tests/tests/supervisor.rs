@@ -386,7 +386,7 @@ fn kill_9_of_the_daemon_mid_run_leaves_lost_nodes_and_no_orphan_jail() {
     let flow = e.flow(
         "long",
         &format!(
-            "[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"{tag}\"\nprofile = \"restrictive\"\n\n[[node]]\nid = \"next\"\nkind = \"shell\"\nrun = \"true\"\nprofile = \"restrictive\"\nneeds = [\"slow\"]\n"
+            "[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"head -c 3000 /dev/zero; {tag}\"\nprofile = \"restrictive\"\n\n[[node]]\nid = \"next\"\nkind = \"shell\"\nrun = \"true\"\nprofile = \"restrictive\"\nneeds = [\"slow\"]\n"
         ),
     );
     let mut d = e.daemon();
@@ -408,6 +408,15 @@ fn kill_9_of_the_daemon_mid_run_leaves_lost_nodes_and_no_orphan_jail() {
     let run = e.json(&["status", &id]);
     assert_eq!(node(&run, "slow")["state"], "lost");
     assert_eq!(node(&run, "next")["state"], "skipped");
+    // A lost node has no recorded count; `status` reads its output file.
+    assert_eq!(node(&run, "slow")["stdout_bytes"], 0);
+    let o = e.ctl(&["status", &id]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("slow "))
+        .unwrap_or("");
+    assert!(line.contains(" 2.9 KiB "), "{out}");
     let o = e.ctl(&["audit", "--run", &id, "--json"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -422,9 +431,11 @@ fn cancel_stops_a_running_jail() {
         return;
     };
     let tag = format!("sleep 5{}", std::process::id() % 1000);
+    // 3000 bytes of output first: a cancelled node has no final report, so
+    // `status` reads them from its output file.
     let flow = e.flow(
         "cancelme",
-        &format!("[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"{tag}\"\nprofile = \"restrictive\"\n"),
+        &format!("[[node]]\nid = \"slow\"\nkind = \"shell\"\nrun = \"head -c 3000 /dev/zero; {tag}\"\nprofile = \"restrictive\"\n"),
     );
     let _d = e.daemon();
     let o = e.ctl(&["submit", flow.to_str().unwrap()]);
@@ -438,6 +449,15 @@ fn cancel_stops_a_running_jail() {
     assert!(pgrep(&tag).is_empty());
     let run = e.json(&["status", &id]);
     assert_eq!(node(&run, "slow")["state"], "cancelled");
+    // In human units, from the output file when the store has no count.
+    let o = e.ctl(&["status", &id]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("slow "))
+        .unwrap_or("");
+    assert!(line.contains(" 2.9 KiB "), "{out}");
+    assert!(!line.contains("3000"), "{out}");
 }
 
 #[test]
@@ -1270,4 +1290,57 @@ fn a_second_sigterm_of_a_daemonless_run_exits_at_once() {
         "{stderr}"
     );
     wait_for("the jail to die with aiopsctl", || pgrep(&tag).is_empty());
+}
+
+/// `aiopsctl why RUN NODE` names what the jail refused a flow node, by
+/// layer, from its audit line: the denied system call with its count and
+/// the limit reached, each with what would allow it; the audit line
+/// carries the same. A node that never ran is said not to have run.
+#[test]
+fn why_names_each_denial_of_a_flow_node() {
+    let Some(e) = env("why_names_each_denial_of_a_flow_node") else {
+        return;
+    };
+    let profile = e.root.join("small-output.toml");
+    std::fs::write(
+        &profile,
+        "schema = 1\nname = \"small-output\"\ndescription = \"a 64KiB output cap\"\nextends = \"restrictive\"\n[limits]\noutput = \"64KiB\"\n",
+    )
+    .unwrap();
+    let flow = e.flow(
+        "why",
+        &format!(
+            "[[node]]\nid = \"build\"\nkind = \"shell\"\nrun = \"unshare -U true; unshare -U true; head -c 100000 /dev/zero\"\nprofile = \"{}\"\nconfirm = \"never\"\n\n[[node]]\nid = \"after\"\nkind = \"shell\"\nrun = \"true\"\nneeds = [\"build\"]\n",
+            profile.display()
+        ),
+    );
+    let o = e.ctl(&["run", flow.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let run = run_id(&o);
+    let o = e.ctl(&["why", &run, "build"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        out.contains("denied by seccomp: unshare ×2 (EPERM)")
+            && out.contains("the baseline table applies to every profile"),
+        "{out}"
+    );
+    assert!(
+        out.contains("denied by limits: output 64KiB reached")
+            && out.contains("profile small-output"),
+        "{out}"
+    );
+    let audit = e.json(&["why", &run, "build"]);
+    assert_eq!(audit["denials"]["seccomp"][0]["count"], 2, "{audit:#}");
+    // The dependant was skipped: it never ran, so nothing was denied to it.
+    let o = e.ctl(&["why", &run, "after"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    if o.status.code() == Some(0) {
+        assert!(out.contains("has not run"), "{out}");
+    } else {
+        assert_eq!(o.status.code(), Some(66), "{}", text(&o));
+    }
+    // A node the run does not have.
+    let o = e.ctl(&["why", &run, "nosuch"]);
+    assert_eq!(o.status.code(), Some(66), "{}", text(&o));
 }

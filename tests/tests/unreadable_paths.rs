@@ -249,3 +249,46 @@ write = ["$WORKSPACE", "{}"]
         }
     }
 }
+
+/// `profile validate` and `doctor`, run from the workspace, name an
+/// optional read path the jail's uid cannot read (the node would run
+/// without it). Control: once readable, neither mentions it.
+#[test]
+fn validate_and_doctor_name_unreadable_read_paths() {
+    let mode = if is_root() { 0o700 } else { 0o000 };
+    let (_d, sub) = host_dir(mode, "doctor");
+    let pd = scratch_dir(None);
+    let p = profile(pd.path(), "read-sub", sub.to_str().unwrap());
+    let ws = Workspace::new();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(aiopsctl())
+            .args(args)
+            .current_dir(ws.path())
+            .env("AIOPS_PROFILE_PATH", pd.path())
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).replace('\n', " "),
+        )
+    };
+    let uid = node_uid();
+    let shown = sub.to_str().unwrap();
+    let validate = ["profile", "validate", p.to_str().unwrap()];
+    let (code, out) = run(&validate);
+    assert_eq!(code, Some(0), "{out}");
+    let note = format!("note: read path {shown} exists but uid {uid} cannot read it");
+    assert!(out.contains(&note), "{out}");
+    let (_, out) = run(&["doctor"]);
+    let squeezed = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        squeezed.contains(&format!("profile read-sub: uid {uid} cannot read {shown}")),
+        "{out}"
+    );
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, out) = run(&validate);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("note:"), "{out}");
+    let (_, out) = run(&["doctor"]);
+    assert!(!out.contains("read-sub"), "{out}");
+}

@@ -112,6 +112,15 @@ impl Checker<'_> {
                 "a flow needs at least one [[node]]".into(),
             ));
         }
+        if let Some(n) = f.node.get(super::MAX_NODES) {
+            let why = format!(
+                "a flow has at most {} nodes; this is node {} of {} (split the flow)",
+                super::MAX_NODES,
+                super::MAX_NODES + 1,
+                f.node.len()
+            );
+            return Err(self.err(n.id.span(), format!("node[{}]", super::MAX_NODES), why));
+        }
         let dir = source.parent().unwrap_or(Path::new("/"));
         let mut first: HashMap<&str, usize> = HashMap::new();
         for (i, n) in f.node.iter().enumerate() {
@@ -161,6 +170,9 @@ impl Checker<'_> {
                 if run.get_ref().trim().is_empty() {
                     return Err(self.err(run.span(), field("run"), "empty command".into()));
                 }
+                if let Some(why) = arg_unfit(run.get_ref()) {
+                    return Err(self.err(run.span(), field("run"), why));
+                }
                 NodeCommand::Shell {
                     run: run.get_ref().clone(),
                 }
@@ -168,6 +180,9 @@ impl Checker<'_> {
             (NodeKind::Agent, None, Some(argv)) => {
                 if argv.get_ref().first().is_none_or(|a| a.is_empty()) {
                     let why = "needs a program name and its arguments".into();
+                    return Err(self.err(argv.span(), field("argv"), why));
+                }
+                if let Some(why) = argv_unfit(argv.get_ref()) {
                     return Err(self.err(argv.span(), field("argv"), why));
                 }
                 NodeCommand::Agent {
@@ -285,4 +300,40 @@ impl Checker<'_> {
         }
         Ok(())
     }
+}
+
+/// Why one argument cannot reach `execve`, if it cannot: a NUL ends a C
+/// string, and the kernel refuses a single argument longer than
+/// MAX_ARG_STRLEN (a shell node's `run` is one: `/bin/sh -c RUN`).
+fn arg_unfit(a: &str) -> Option<String> {
+    if a.contains('\0') {
+        return Some("contains a NUL byte, which cannot be passed to a program".into());
+    }
+    (a.len() > super::MAX_ARG_BYTES).then(|| {
+        format!(
+            "{} bytes; the kernel takes at most {} bytes in one argument \
+             (MAX_ARG_STRLEN): put the script in a file in the repository and run that",
+            a.len(),
+            super::MAX_ARG_BYTES
+        )
+    })
+}
+
+/// `arg_unfit` for each argument, and the whole argv within `MAX_ARGV_BYTES`.
+fn argv_unfit(argv: &[String]) -> Option<String> {
+    if let Some((i, why)) = argv
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| arg_unfit(a).map(|w| (i, w)))
+    {
+        return Some(format!("argument {i}: {why}"));
+    }
+    let total: usize = argv.iter().map(|a| a.len() + 1).sum();
+    (total > super::MAX_ARGV_BYTES).then(|| {
+        format!(
+            "the arguments take {total} bytes; at most {} fit beside the environment \
+             under the kernel's ARG_MAX: pass large input in a file",
+            super::MAX_ARGV_BYTES
+        )
+    })
 }

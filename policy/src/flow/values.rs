@@ -6,9 +6,16 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
 /// A flow name or node id: `[a-z0-9][a-z0-9_-]{0,63}`, safe in paths, URLs and branch names.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct FlowId(String);
+/// Quoted like a string (`"a"`), not `FlowId("a")`: ids reach messages
+/// through `{:?}` (`node {:?}: ...`), and the type's name means nothing there.
+impl fmt::Debug for FlowId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 impl FlowId {
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut b = s.bytes();

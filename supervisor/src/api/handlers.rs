@@ -168,6 +168,7 @@ where
 pub(crate) fn failure(f: &ApiFailure) -> Resp {
     let (status, msg) = match f {
         ApiFailure::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+        ApiFailure::Forbidden(m) => (StatusCode::FORBIDDEN, m),
         ApiFailure::NotFound(m) => (StatusCode::NOT_FOUND, m),
         ApiFailure::Conflict(m) => (StatusCode::CONFLICT, m),
         ApiFailure::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),

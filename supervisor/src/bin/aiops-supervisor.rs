@@ -12,16 +12,17 @@ fn main() -> ExitCode {
 fn main() -> ExitCode {
     // Before anything else, before tokio's threads exist.
     aiops_supervisor::sys::reset_inherited_signals();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let parsed = match aiops_supervisor::daemon::parse_args(&args) {
+    let parsed = match aiops_supervisor::daemon::parse_args(std::env::args_os().skip(1)) {
         Ok(a) => a,
-        Err(msg) if msg.starts_with("aiops-supervisor ") => {
-            println!("{msg}");
-            return ExitCode::SUCCESS;
-        }
-        Err(msg) => {
-            eprintln!("aiops-supervisor: {msg}");
-            return exit(aiops_supervisor::error::EXIT_USAGE);
+        Err(e) => {
+            // --help and --version are not errors; anything else is a usage error (64, not clap's 2).
+            let code = if e.use_stderr() {
+                aiops_supervisor::error::EXIT_USAGE
+            } else {
+                0
+            };
+            let _ = e.print();
+            return exit(code);
         }
     };
     match aiops_supervisor::daemon::main(parsed) {

@@ -17,12 +17,16 @@ fn main() -> ExitCode {
     // reach the jail (`sys::reset_inherited_signals`).
     #[cfg(target_os = "linux")]
     aiops_supervisor::sys::reset_inherited_signals();
-    let cli = match Cli::try_parse_args() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_args_from(&args) {
         Ok(c) => c,
         Err(e) => {
             // --help and --version are not errors; anything else is a usage error (64, not clap's 2).
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
             let _ = e.print();
+            if let Some(hint) = cli::exec::missing_separator_hint(&args, &e) {
+                eprintln!("{hint}");
+            }
             return exit(code);
         }
     };

@@ -68,6 +68,28 @@ pub fn diagnose() -> DoctorReport {
     ));
     checks.push(jailer_check);
     checks.push(agentd_check);
+    let agentd_unreachable = agentd
+        .as_deref()
+        .filter(|_| nix::unistd::geteuid().is_root())
+        .and_then(|p| unreachable_by_others(p).map(|why| (p.to_path_buf(), why)));
+    if let Some((p, why)) = &agentd_unreachable {
+        checks.push(
+            Check::new(
+                Status::Missing,
+                "agentd for the jail user",
+                format!(
+                    "aiops-agentd at {} is not reachable by the jail user (nobody, uid {}): {why}",
+                    p.display(),
+                    aiops_proto::ids::NOBODY
+                ),
+            )
+            .fix(
+                "a jail started by root runs as the workspace's owner or nobody, never root: \
+                  put aiops-agentd where every user can reach it (chmod o+x each directory on \
+                  the way), or point AIOPS_AGENTD at such a copy",
+            ),
+        );
+    }
     match &live {
         Err(why) if jailer.is_none() => checks.push(Check::new(Status::Unknown, "live probe", why.clone())),
         Err(why) => checks.push(
@@ -86,6 +108,7 @@ pub fn diagnose() -> DoctorReport {
         }
     }
     checks.extend(live_checks(&live));
+    checks.extend(unreadable_paths());
     if let Err(why) = &live {
         tracing::debug!(target: "aiops::doctor", reason = %why, "live probe unavailable");
     }
@@ -127,6 +150,17 @@ pub fn diagnose() -> DoctorReport {
                 exit_code: EXIT_UNAVAILABLE,
                 note: None,
             };
+        } else if let Some((p, why)) = &agentd_unreachable {
+            default_profile = Verdict {
+                name: DEFAULT_PROFILE,
+                runs: false,
+                error: Some(format!(
+                    "aiops-agentd at {} is not reachable by the jail user: {why}",
+                    p.display()
+                )),
+                exit_code: EXIT_UNAVAILABLE,
+                note: None,
+            };
         } else if live.is_err() {
             default_profile.note =
                 Some("judged by static checks only: the jailer's live probe failed".into());
@@ -137,6 +171,60 @@ pub fn diagnose() -> DoctorReport {
         facts,
         default_profile,
     }
+}
+
+/// One warning per installed profile whose optional read paths exist but
+/// are unreadable by the uid a jail started here runs as (a 0700 home of
+/// another user, say): the node runs without them, which a build may not expect.
+fn unreadable_paths() -> Vec<Check> {
+    let loader = locate::profile_loader();
+    let mut out = vec![];
+    for (name, _) in loader.list() {
+        let Ok(profile) = loader.load(&name) else {
+            continue;
+        };
+        let (uid, paths) = super::explain::unreadable_here(&profile);
+        if paths.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = paths.iter().map(ToString::to_string).collect();
+        out.push(
+            Check::new(
+                Status::Warn,
+                "read paths",
+                format!(
+                    "profile {name}: uid {uid} cannot read {} (a jail started here skips them)",
+                    list.join(", ")
+                ),
+            )
+            .fix(format!(
+                "make them readable by uid {uid}, or run from a workspace owned by a user who can read them"
+            )),
+        );
+    }
+    out
+}
+
+/// Why a user that is neither owner nor group member (the jail's `nobody`)
+/// cannot execute `path`: the first directory on the way without o+x, or
+/// the file without o+x. None when it can.
+fn unreachable_by_others(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut dirs: Vec<&std::path::Path> = path.ancestors().skip(1).collect();
+    dirs.reverse();
+    for d in dirs {
+        let m = std::fs::metadata(d).ok()?;
+        if m.mode() & 0o001 == 0 {
+            return Some(format!(
+                "directory {} is mode {:04o} (owner uid {})",
+                d.display(),
+                m.mode() & 0o7777,
+                m.uid()
+            ));
+        }
+    }
+    let m = std::fs::metadata(path).ok()?;
+    (m.mode() & 0o001 == 0).then(|| format!("the file is mode {:04o}", m.mode() & 0o7777))
 }
 
 /// The profiles the kernel has loaded (`name (mode)` per line; root only).

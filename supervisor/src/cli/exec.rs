@@ -6,7 +6,7 @@ use crate::{exec, facts, locate};
 use aiops_policy::units::Dur;
 #[cfg(target_os = "macos")]
 use aiops_policy::NetMode;
-use aiops_policy::NodeCaps;
+use aiops_policy::{NodeCaps, PathSpec};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,12 +30,30 @@ pub struct ExecArgs {
     /// the workspace, else the workspace].
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
-    /// Hard wall-clock limit (at most the profile's), e.g. 90s, 10m.
+    /// Hard wall-clock limit (at most the profile's), e.g. 90s, 1.5s, 1h30m.
     #[arg(long, value_name = "DUR")]
     pub timeout: Option<Dur>,
     /// Node capabilities (TOML) to narrow the profile.
     #[arg(long, value_name = "FILE")]
     pub node_caps: Option<PathBuf>,
+    /// Pass an environment variable: NAME passes your value, NAME=VALUE
+    /// sets one. The name must match the profile's env allow-list.
+    /// Repeatable.
+    #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env_flag)]
+    pub env: Vec<(String, Option<String>)>,
+    /// A path the node may read, added to its declared read paths; it must
+    /// lie inside the profile's fs.read or fs.write. Repeatable.
+    #[arg(long = "read", value_name = "PATH")]
+    pub read: Vec<PathBuf>,
+    /// A path the node may write, added to its declared write paths; it
+    /// must lie inside the profile's fs.write. Repeatable.
+    #[arg(long = "write", value_name = "PATH")]
+    pub write: Vec<PathBuf>,
+    /// A HOST:PORT the node may connect to through the egress proxy, added
+    /// to its declared net_allow; the profile's net.allow must admit it.
+    /// Repeatable.
+    #[arg(long = "net-allow", value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub net_allow: Vec<aiops_policy::net::HostPort>,
     /// Summary written to stderr after the node's own output.
     #[arg(long, value_enum, default_value = "none")]
     pub report: ReportFormat,
@@ -121,21 +139,127 @@ fn start_jailer() -> Result<(exec::PendingJail, crate::egress::EgressChannel), S
     Ok((pending, egress))
 }
 
-/// The profile, narrowed by `--node-caps` and `--timeout`, compiled for
-/// this host and invocation.
+/// The profile, narrowed by `--node-caps`, `--timeout` and the flags that
+/// add to the declared caps, compiled for this host and invocation.
 #[cfg(target_os = "linux")]
 fn compile_plan(args: &ExecArgs) -> Result<aiops_policy::JailPlan, SupervisorError> {
-    let (profile, caps) = profile_and_caps(args)?;
-    let ctx = host_context(
+    let (profile, caps, origins) = profile_and_caps(args)?;
+    // Nothing ran: a workspace or cwd that cannot be used is a refusal (122),
+    // not a status a node could have given.
+    let mut ctx = host_context(
         args.workspace.as_deref(),
         args.cwd.as_deref(),
         Home::JailUser,
-    )?;
+    )
+    .map_err(refused)?;
+    set_env_values(args, &mut ctx);
     let facts = facts::facts_for(&profile);
-    aiops_policy::compile(&profile, &caps, &facts, &ctx).map_err(refused)
+    aiops_policy::compile(&profile, &caps, &facts, &ctx).map_err(|e| origins.refused(e))
 }
 
-fn profile_and_caps(args: &ExecArgs) -> Result<(aiops_policy::Profile, NodeCaps), SupervisorError> {
+/// `-e NAME=VALUE`: the value the node gets (the compiler still passes it
+/// only if the name is allowed).
+fn set_env_values(args: &ExecArgs, ctx: &mut aiops_policy::compile::CompileContext) {
+    for (name, value) in &args.env {
+        if let Some(v) = value {
+            ctx.host_env.insert(name.clone(), v.clone());
+        }
+    }
+}
+
+/// `-e NAME[=VALUE]`: a valid variable name, and the value if given.
+fn parse_env_flag(s: &str) -> Result<(String, Option<String>), String> {
+    let (name, value) = match s.split_once('=') {
+        Some((n, v)) => (n, Some(v.to_string())),
+        None => (s, None),
+    };
+    aiops_policy::EnvName::parse(name)?;
+    Ok((name.to_string(), value))
+}
+
+fn parse_host_port(s: &str) -> Result<aiops_policy::net::HostPort, String> {
+    aiops_policy::net::HostPort::parse(s)
+}
+
+/// Which entries of the declared caps came from which flag: entries from
+/// index `base` on in `field` are the flag's, so a refusal names the flag.
+#[derive(Debug, Default)]
+struct FlagOrigins(Vec<(&'static str, usize, &'static str)>);
+
+impl FlagOrigins {
+    /// The policy's refusal, its field renamed to the flag that added the
+    /// entry (`--read "/root": outside profile "restrictive"`).
+    fn refused(&self, e: aiops_policy::PolicyError) -> SupervisorError {
+        refused(self.rename(e))
+    }
+
+    fn rename(&self, e: aiops_policy::PolicyError) -> aiops_policy::PolicyError {
+        let aiops_policy::PolicyError::OutsideProfile {
+            field,
+            entry,
+            profile,
+        } = e
+        else {
+            return e;
+        };
+        let flag = field
+            .strip_suffix(']')
+            .and_then(|f| f.split_once('['))
+            .and_then(|(name, i)| Some((name, i.parse::<usize>().ok()?)))
+            .and_then(|(name, i)| {
+                self.0
+                    .iter()
+                    .find(|(f, base, _)| *f == name && i >= *base)
+                    .map(|(_, _, flag)| *flag)
+            });
+        aiops_policy::PolicyError::OutsideProfile {
+            field: flag.map_or(field, str::to_string),
+            entry,
+            profile,
+        }
+    }
+}
+
+/// A path flag's value as a profile path: relative paths are taken from
+/// the current directory; `$WORKSPACE/...` and the other variables work
+/// as in a profile.
+fn path_spec(flag: &str, p: &std::path::Path) -> Result<PathSpec, SupervisorError> {
+    let s = p.to_string_lossy();
+    let abs = if s.starts_with('$') || p.is_absolute() {
+        s.into_owned()
+    } else {
+        std::path::absolute(p)
+            .map_err(|source| SupervisorError::CurrentDir { source })?
+            .to_string_lossy()
+            .into_owned()
+    };
+    PathSpec::parse(&abs).map_err(|reason| SupervisorError::Usage {
+        what: format!("{flag} {}", p.display()),
+        reason,
+    })
+}
+
+/// Append `extra` to a declared list, starting from the profile's own list
+/// when the node declared none (the flags add; they never narrow).
+fn add_to<T: Clone>(
+    declared: &mut Option<Vec<T>>,
+    profile: &[T],
+    extra: Vec<T>,
+    field: &'static str,
+    flag: &'static str,
+    origins: &mut FlagOrigins,
+) {
+    if extra.is_empty() {
+        return;
+    }
+    let list = declared.get_or_insert_with(|| profile.to_vec());
+    origins.0.push((field, list.len(), flag));
+    list.extend(extra);
+}
+
+type Loaded = (aiops_policy::Profile, NodeCaps, FlagOrigins);
+
+fn profile_and_caps(args: &ExecArgs) -> Result<Loaded, SupervisorError> {
     let profile = locate::profile_loader()
         .load(&args.profile)
         .map_err(refused)?;
@@ -147,7 +271,67 @@ fn profile_and_caps(args: &ExecArgs) -> Result<(aiops_policy::Profile, NodeCaps)
         // Checked against the profile's ceiling like any node limit.
         caps.limits.get_or_insert_with(Default::default).timeout = Some(t);
     }
-    Ok((profile, caps))
+    // The flags add to the declared caps, which the compiler then checks
+    // against the profile's ceiling exactly as it checks --node-caps.
+    let mut origins = FlagOrigins::default();
+    let read = args
+        .read
+        .iter()
+        .map(|p| path_spec("--read", p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let write = args
+        .write
+        .iter()
+        .map(|p| path_spec("--write", p))
+        .collect::<Result<Vec<_>, _>>()?;
+    add_to(
+        &mut caps.read_paths,
+        &profile.read,
+        read,
+        "read_paths",
+        "--read",
+        &mut origins,
+    );
+    add_to(
+        &mut caps.write_paths,
+        &profile.write,
+        write,
+        "write_paths",
+        "--write",
+        &mut origins,
+    );
+    add_to(
+        &mut caps.net_allow,
+        &profile.net_allow,
+        args.net_allow.clone(),
+        "net_allow",
+        "--net-allow",
+        &mut origins,
+    );
+    if !args.env.is_empty() {
+        let names = args
+            .env
+            .iter()
+            .map(|(n, _)| aiops_policy::EnvName::parse(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| SupervisorError::Usage {
+                what: "-e".into(),
+                reason,
+            })?;
+        // Undeclared, the node passes every allowed variable it has: as
+        // names, those of the caller's environment the allow-list admits.
+        let base: Vec<aiops_policy::EnvName> = if caps.env.is_none() {
+            std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .filter(|k| profile.env_allow.iter().any(|p| p.matches(k)))
+                .filter_map(|k| aiops_policy::EnvName::parse(&k).ok())
+                .collect()
+        } else {
+            vec![]
+        };
+        add_to(&mut caps.env, &base, names, "env", "-e", &mut origins);
+    }
+    Ok((profile, caps, origins))
 }
 
 /// macOS: compile the sandbox-exec plan from the same profile and caps
@@ -158,13 +342,15 @@ fn run_node(
     args: &ExecArgs,
     profile: &aiops_policy::Profile,
     caps: &NodeCaps,
+    origins: &FlagOrigins,
 ) -> Result<exec::ExecReport, SupervisorError> {
     use exec::sandbox_exec::{Run, SANDBOX_EXEC};
-    let ctx = host_context(
+    let mut ctx = host_context(
         args.workspace.as_deref(),
         args.cwd.as_deref(),
         Home::Invoker,
     )?;
+    set_env_values(args, &mut ctx);
     let facts = facts::facts_for(profile);
     aiops_policy::compile::check_required_layers(&profile.require, &facts).map_err(
         |e| match e {
@@ -174,7 +360,8 @@ fn run_node(
             e => refused(e),
         },
     )?;
-    let plan = aiops_policy::sbpl::compile_sbpl_for(profile, caps, &ctx).map_err(refused)?;
+    let plan = aiops_policy::sbpl::compile_sbpl_for(profile, caps, &ctx)
+        .map_err(|e| origins.refused(e))?;
     if plan.net == NetMode::Allowlist {
         return Err(allowlist_refusal(&plan.profile));
     }
@@ -208,8 +395,8 @@ pub fn run(args: &ExecArgs, _out: &mut dyn Write) -> Result<i32, SupervisorError
                 reason: "-t: a pty of the node's own needs agentd, which is Linux-only".into(),
             });
         }
-        let (profile, caps) = profile_and_caps(args)?;
-        run_node(args, &profile, &caps)?
+        let (profile, caps, origins) = profile_and_caps(args)?;
+        run_node(args, &profile, &caps, &origins)?
     };
     let mut err = std::io::stderr().lock();
     match args.report {
@@ -261,4 +448,30 @@ fn warn_if_root_owned_workspace(plan: &aiops_policy::JailPlan) {
             );
         }
     }
+}
+
+/// Printed after clap's error when `aiopsctl exec` was given its command
+/// without `--` (`aiopsctl exec --profile p ls -la`): clap takes `-la` for
+/// an option of its own or refuses `ls`.
+pub const MISSING_SEPARATOR_HINT: &str =
+    "hint: use `aiopsctl exec [OPTIONS] -- CMD ARGS...`: everything after `--` is the command, passed unchanged";
+
+/// The hint for a parse error of `exec` whose arguments have no `--`.
+pub fn missing_separator_hint<T: AsRef<std::ffi::OsStr>>(
+    args: &[T],
+    err: &clap::Error,
+) -> Option<&'static str> {
+    use clap::error::ErrorKind;
+    let is_exec = args.get(1).is_some_and(|a| a.as_ref() == "exec");
+    let has_separator = args.iter().skip(2).any(|a| a.as_ref() == "--");
+    let kind = matches!(
+        err.kind(),
+        ErrorKind::UnknownArgument
+            | ErrorKind::MissingRequiredArgument
+            | ErrorKind::InvalidValue
+            | ErrorKind::ArgumentConflict
+            | ErrorKind::NoEquals
+            | ErrorKind::TooManyValues
+    );
+    (is_exec && !has_separator && kind).then_some(MISSING_SEPARATOR_HINT)
 }

@@ -64,6 +64,30 @@ pub fn reach(plan: &JailPlan) -> Reach {
     Reach { uid, gid, skipped }
 }
 
+/// The optional read paths of `profile` that a jail started from the
+/// current directory (as its workspace) would skip although they exist:
+/// `profile validate` and `doctor` say so, since the node will not see them.
+/// Empty when the profile does not compile here (those commands say why).
+pub fn unreadable_here(profile: &aiops_policy::Profile) -> (u32, Vec<AbsPath>) {
+    let ctx = match crate::context::host_context(None, None, crate::context::Home::JailUser) {
+        Ok(c) => c,
+        Err(_) => return (0, vec![]),
+    };
+    let facts = crate::facts::probe_host().facts;
+    let Ok(plan) = aiops_policy::compile(profile, &aiops_policy::NodeCaps::default(), &facts, &ctx)
+    else {
+        return (0, vec![]);
+    };
+    let r = reach(&plan);
+    let unreadable = r
+        .skipped
+        .into_iter()
+        .filter(|(_, why)| why != "missing")
+        .map(|(p, _)| p)
+        .collect();
+    (r.uid, unreadable)
+}
+
 enum Readable {
     Yes,
     Missing,

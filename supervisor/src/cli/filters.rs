@@ -225,13 +225,29 @@ pub fn seccomp(s: &mut String, plan: &JailPlan) {
         let _ = writeln!(s, "  not applied: this host has no seccomp filters");
         return;
     };
-    let n = sc.deny_eperm.len() + sc.deny_enosys.len() + sc.deny_eafnosupport.len();
+    // The number the jailer's layer line gives (`seccomp(N rules)`).
+    let n = sc.rules_here();
     let x32 = if sc.block_x32 {
         "; x32 syscall numbers killed"
     } else {
         ""
     };
-    section(s, "Seccomp", &format!("default allow; {n} rules deny{x32}"));
+    let absent = sc.absent_here();
+    let absent = if absent.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (and {} for syscalls {} lacks: {})",
+            absent.len(),
+            std::env::consts::ARCH,
+            absent.join(", ")
+        )
+    };
+    section(
+        s,
+        "Seccomp",
+        &format!("default allow; {n} rules deny{absent}{x32}"),
+    );
     // Wider than the rest: four columns, and a reason reads badly broken up.
     let mut t = Table::new(2).wrap_total(SECCOMP_WIDTH);
     t.row(["syscall", "when", "action", "reason"]);

@@ -19,14 +19,6 @@ use std::path::{Path, PathBuf};
 /// (64-78) so CI can refuse such flows outright.
 pub const EXIT_ESCAPE: i32 = aiops_proto::exit::ESCAPE;
 
-pub const EXIT_HELP: &str = "Exit codes:
-  0   the flow is valid (findings are warnings: those nodes pause for confirmation)
-  3   valid, but a command tries to reach past the sandbox (an escape-class finding)
-  65  invalid flow: syntax, unknown key, bad value, duplicate id, unknown need, cycle (EX_DATAERR)
-  66  the flow file or a node's profile not found (EX_NOINPUT)
-  77  a node asks for more than its profile allows (EX_NOPERM)
-  78  a path variable has no value here (EX_CONFIG)";
-
 #[derive(Debug, Serialize)]
 pub struct LintReport {
     pub flow: PathBuf,
@@ -39,6 +31,12 @@ pub struct LintReport {
     pub repo: Option<PathBuf>,
     #[serde(rename = "ref")]
     pub git_ref: Option<String>,
+    /// The commit `ref` names in `repo`, as a run would check it out.
+    pub commit: Option<String>,
+    /// Why the run's workspace cannot be made from `repo` at `ref`.
+    pub workspace_error: Option<String>,
+    /// What a system daemon refuses although a local run accepts it.
+    pub notes: Vec<String>,
     /// Node ids in the order they can run.
     pub order: Vec<String>,
     pub nodes: Vec<NodeLint>,
@@ -86,6 +84,9 @@ pub fn lint_flow(path: &Path, loader: &ProfileLoader) -> Result<LintReport, Supe
         error: None,
         repo: None,
         git_ref: None,
+        commit: None,
+        workspace_error: None,
+        notes: vec![],
         order: vec![],
         nodes: vec![],
     };
@@ -107,6 +108,15 @@ pub fn lint_flow(path: &Path, loader: &ProfileLoader) -> Result<LintReport, Supe
         }
         report.nodes.push(n);
     }
+    let RepoSource::Path(repo) = flow.resolve_repo();
+    match check_workspace(&repo, flow.workspace.git_ref.as_str()) {
+        Ok(commit) => report.commit = commit,
+        Err((code, why)) => {
+            report.workspace_error = Some(why);
+            first_error = first_error.or(Some(code));
+        }
+    }
+    report.notes = system_notes(&flow, loader);
     let escape = report.nodes.iter().any(|n| has_escape_out(&n.findings));
     report.valid = first_error.is_none();
     report.exit_code = match first_error {
@@ -114,12 +124,61 @@ pub fn lint_flow(path: &Path, loader: &ProfileLoader) -> Result<LintReport, Supe
         None if escape => EXIT_ESCAPE,
         None => 0,
     };
-    let RepoSource::Path(repo) = flow.resolve_repo();
     report.repo = Some(repo);
     report.git_ref = Some(flow.workspace.git_ref.as_str().into());
     report.order = flow.topo_order().iter().map(|n| n.id.to_string()).collect();
     report.name = Some(flow.name.to_string());
     Ok(report)
+}
+
+/// What `aiopsctl run` checks when it makes the workspace, done here
+/// reading only: the repository opens, the ref names a commit, no symlink
+/// in its tree leaves it. The commit, or the exit code and why not.
+#[cfg(target_os = "linux")]
+fn check_workspace(repo: &Path, git_ref: &str) -> Result<Option<String>, (i32, String)> {
+    use crate::workspace::WorkspaceError as W;
+    use aiops_proto::exit;
+    crate::workspace::check_source(repo, git_ref)
+        .map(Some)
+        .map_err(|e| {
+            let code = match &e {
+                W::OpenRepo { .. } | W::ResolveRef { .. } => exit::NOINPUT,
+                W::EscapingSymlink { .. } => exit::DATAERR,
+                _ => exit::OSERR,
+            };
+            (code, error_chain(&e))
+        })
+}
+
+/// Workspaces are made on Linux only (the engine is Linux-only).
+#[cfg(not(target_os = "linux"))]
+fn check_workspace(_repo: &Path, _git_ref: &str) -> Result<Option<String>, (i32, String)> {
+    Ok(None)
+}
+
+/// A local run takes profiles by path and unconfined profiles; a system
+/// daemon refuses both (docs/supervisor.md). Said here, not refused: lint
+/// cannot know where the flow will be submitted.
+fn system_notes(flow: &Flow, loader: &ProfileLoader) -> Vec<String> {
+    let mut notes = vec![];
+    for n in &flow.nodes {
+        if n.profile.contains('/') || n.profile.ends_with(".toml") {
+            notes.push(format!(
+                "node {:?}: profile by path ({}): a system daemon takes profiles by name only \
+                 and refuses this node",
+                n.id.as_str(),
+                n.profile
+            ));
+        } else if loader.load(&n.profile).is_ok_and(|p| p.unconfined) {
+            notes.push(format!(
+                "node {:?}: profile {:?} is unconfined: a system daemon refuses it unless \
+                 supervisor.toml sets allow_unconfined = true",
+                n.id.as_str(),
+                n.profile
+            ));
+        }
+    }
+    notes
 }
 
 fn lint_node(
@@ -204,7 +263,12 @@ pub fn render(r: &LintReport) -> String {
     let name = r.name.as_deref().unwrap_or("?");
     s.push_str(&format!("flow {name} ({flow}): {} nodes\n", r.nodes.len()));
     if let (Some(repo), Some(git_ref)) = (&r.repo, &r.git_ref) {
-        s.push_str(&format!("workspace: {} at {git_ref}\n", repo.display()));
+        let at = match (&r.commit, &r.workspace_error) {
+            (_, Some(e)) => format!(" (error: {e})"),
+            (Some(c), None) => format!(" (commit {})", c.get(..12).unwrap_or(c)),
+            (None, None) => String::new(),
+        };
+        s.push_str(&format!("workspace: {} at {git_ref}{at}\n", repo.display()));
     }
     s.push_str(&format!("order: {}\n", r.order.join(" -> ")));
     let mut pausing = 0;
@@ -262,11 +326,20 @@ pub fn render(r: &LintReport) -> String {
     } else {
         "valid".into()
     };
+    for note in &r.notes {
+        s.push_str(&format!("\nnote: {note}"));
+    }
     s.push_str(&format!(
         "\n{verdict}; {pausing} node(s) will pause for confirmation\n"
     ));
+    s.push_str(GATE_CAVEAT);
     s
 }
+
+/// The gate reads the command as written; say so wherever it speaks.
+pub const GATE_CAVEAT: &str = "(the gate reads each command as written: a command built at run \
+time, through a variable, an alias, eval or a decoded script, is not seen; \
+confirm = \"always\" pauses a node whatever it runs)\n";
 
 fn has_escape_out(f: &[FindingOut]) -> bool {
     f.iter().any(|f| f.finding.kind == FindingKind::Escape)

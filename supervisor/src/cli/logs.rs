@@ -11,7 +11,9 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    /// The run id.
     pub run: String,
+    /// The node whose output to show.
     pub node: String,
     /// Keep printing as output arrives, until the node ends.
     #[arg(short, long)]
@@ -43,7 +45,7 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
     }
     let run_dir = cfg.state_dir.join("runs").join(&args.run);
     let path = run_dir.join(format!("{}.{}", args.node, stream.as_str()));
-    if let Ok(d) = super::remote::RemoteBackend::connect(&cfg.api_socket) {
+    if let Some(d) = super::runs::remote(&cfg, &args.common)? {
         return match d.copy_output(&args.run, &args.node, stream, args.follow, out) {
             Ok(_) => Ok(0),
             Err(ApiFailure::NotFound(why)) => orphan_output(&run_dir, &path, &why, out),
@@ -51,7 +53,7 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
         };
     }
     cfg.read_as_state_owner()?;
-    match read_runs(&cfg, Some(&args.run), 1) {
+    match read_runs(&cfg, &args.common, Some(&args.run), 1) {
         Ok(runs) => {
             runs.first()
                 .and_then(|r| r.nodes.iter().find(|n| n.id == args.node))
@@ -77,7 +79,7 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
                 if let Ok(f) = std::fs::File::open(&path) {
                     break f;
                 }
-                if node_final(&cfg, &args.run, &args.node)? {
+                if node_final(&cfg, &args.common, &args.run, &args.node)? {
                     return Ok(0);
                 }
             }
@@ -95,7 +97,7 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
             continue;
         }
         out.flush().map_err(out_err)?;
-        if !args.follow || node_final(&cfg, &args.run, &args.node)? {
+        if !args.follow || node_final(&cfg, &args.common, &args.run, &args.node)? {
             // One last read: the node may have written as it ended.
             let mut rest = vec![];
             let _ = f.read_to_end(&mut rest);
@@ -143,8 +145,8 @@ fn orphan_output(
     }
 }
 
-fn node_final(cfg: &Config, run: &str, node: &str) -> Result<bool, SupervisorError> {
-    Ok(read_runs(cfg, Some(run), 1)?
+fn node_final(cfg: &Config, c: &Common, run: &str, node: &str) -> Result<bool, SupervisorError> {
+    Ok(read_runs(cfg, c, Some(run), 1)?
         .first()
         .and_then(|r| r.nodes.iter().find(|n| n.id == node))
         .is_none_or(|n| n.state.is_final()))

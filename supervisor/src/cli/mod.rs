@@ -1,7 +1,7 @@
 //! The `aiopsctl` command line: clap definitions and dispatch. One module per
 //! command group; add a variant to `Command` and a module, nothing else.
 use crate::error::{out_err, SupervisorError};
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -19,26 +19,14 @@ pub mod records;
 pub mod remote;
 #[cfg(target_os = "linux")]
 pub mod runs;
+mod shell;
 pub mod table;
 #[cfg(target_os = "linux")]
 mod terminal;
+#[cfg(target_os = "linux")]
+pub mod why;
 
-// Macros, not consts, so `concat!` can join them into the top-level help.
-macro_rules! exit_codes {
-    () => {
-        "Exit codes:
-  0   success
-  64  bad flags or arguments (EX_USAGE)
-  65  invalid profile or node caps: syntax, unknown key, bad value, extends cycle (EX_DATAERR)
-  66  file or profile not found, or unreadable (EX_NOINPUT)
-  69  a layer the profile requires is unavailable on this host (EX_UNAVAILABLE)
-  71  the host refused an operation, such as reading the current directory (EX_OSERR)
-  74  writing the output failed (EX_IOERR)
-  76  protocol error (EX_PROTOCOL)
-  77  node asks for more than its profile allows (EX_NOPERM)
-  78  a path variable has no value here, such as $HOME unset (EX_CONFIG)"
-    };
-}
+// A macro, not a const, so `concat!` can join it to other help texts.
 macro_rules! environment {
     () => {
         "Environment:
@@ -50,7 +38,125 @@ macro_rules! environment {
   NO_COLOR            no colour in log lines"
     };
 }
-const EXIT_CODES: &str = exit_codes!();
+
+/// The exit statuses each command can give besides 0, as its `--help`
+/// lists them; the meanings come from `aiops_proto::exit::TABLE`, so the
+/// help cannot drift from it (tests provoke each command's failures and
+/// check the status is listed here).
+pub mod codes {
+    use aiops_proto::exit::*;
+    /// Failures every command shares: flags, the configuration, output.
+    const COMMON: [i32; 3] = [USAGE, DATAERR, IOERR];
+    pub const PROFILE: &[i32] = &[
+        USAGE,
+        DATAERR,
+        NOINPUT,
+        UNAVAILABLE,
+        OSERR,
+        IOERR,
+        NOPERM,
+        CONFIG,
+    ];
+    pub const DOCTOR: &[i32] = &[USAGE, UNAVAILABLE, IOERR];
+    pub const LINT: &[i32] = &[ESCAPE, USAGE, DATAERR, NOINPUT, IOERR, NOPERM, CONFIG];
+    pub const EXEC: &[i32] = &[
+        USAGE,
+        INTERNAL,
+        REFUSED,
+        OUTPUT_CAP,
+        TIMEOUT,
+        SETUP_FAILED,
+        CANNOT_EXEC,
+        NOT_FOUND,
+    ];
+    /// `run`, `confirm`: they follow the run to its end or the gate.
+    pub const RUN: &[i32] = &[
+        FAILED,
+        CANCELLED,
+        CONFLICT,
+        USAGE,
+        DATAERR,
+        NOINPUT,
+        UNAVAILABLE,
+        SOFTWARE,
+        IOERR,
+        PAUSED,
+        NOPERM,
+        CONFIG,
+    ];
+    pub const SUBMIT: &[i32] = &[
+        USAGE,
+        DATAERR,
+        NOINPUT,
+        UNAVAILABLE,
+        SOFTWARE,
+        IOERR,
+        NOPERM,
+        CONFIG,
+    ];
+    /// `status`, `logs`, `audit`, `gc`: reads (gc also removes).
+    pub const RECORDS: &[i32] = &[
+        USAGE,
+        DATAERR,
+        NOINPUT,
+        UNAVAILABLE,
+        SOFTWARE,
+        IOERR,
+        NOPERM,
+    ];
+    pub const CANCEL: &[i32] = &[
+        CONFLICT,
+        USAGE,
+        DATAERR,
+        NOINPUT,
+        UNAVAILABLE,
+        SOFTWARE,
+        IOERR,
+        NOPERM,
+    ];
+    pub const OUTPUT: &[i32] = &COMMON;
+}
+
+/// An "Exit codes:" block: 0 with `zero`'s meaning, then each of `codes`
+/// with its meaning from `aiops_proto::exit::TABLE`, then `extra` lines.
+pub fn exit_help(zero: &str, codes: &[i32], extra: &[&str]) -> String {
+    let mut s = format!("Exit codes:\n  0    {zero}");
+    for &c in codes {
+        let meaning = aiops_proto::exit::lookup(c).map_or("", |e| e.meaning);
+        s += &format!("\n  {c:<4} {meaning}");
+    }
+    for line in extra {
+        s += &format!("\n  {line}");
+    }
+    s
+}
+
+/// `aiopsctl --help`: every status in the table, the step range, signals,
+/// then the environment.
+fn top_help() -> String {
+    let all: Vec<i32> = aiops_proto::exit::TABLE.iter().map(|e| e.code).collect();
+    format!(
+        "{}\n\n{}",
+        exit_help("success", &all, &[SIGNAL_LINE]),
+        environment!()
+    )
+}
+const SIGNAL_LINE: &str = "128+N killed (or, for run, interrupted) by signal N";
+
+fn help(codes: &[i32]) -> String {
+    exit_help("success", codes, &[])
+}
+fn exec_help() -> String {
+    format!(
+        "{}\n\n{}",
+        exit_help(
+            "the node's own exit status (0-255), unless aiops itself failed:",
+            codes::EXEC,
+            &[SIGNAL_LINE]
+        ),
+        environment!()
+    )
+}
 
 /// Run commands and AI coding agents in a sandbox built from a capability profile.
 #[derive(Debug, Parser)]
@@ -59,7 +165,7 @@ const EXIT_CODES: &str = exit_codes!();
     version,
     about,
     after_help = "Exit codes and environment: see --help.",
-    after_long_help = concat!(exit_codes!(), "\n\n", environment!()))]
+    after_long_help = top_help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -71,56 +177,82 @@ pub enum Command {
     #[command(subcommand)]
     Profile(ProfileCmd),
     /// Check that this host can provide the layers the default profile needs.
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_long_help = help(codes::DOCTOR))]
     Doctor(DoctorArgs),
-    /// Print a shell completion script to stdout.
+    /// Print a shell completion script to stdout (bash, zsh and fish also
+    /// complete profile names).
+    #[command(after_long_help = help(codes::OUTPUT))]
     Completions {
+        /// The shell to write the script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    Man,
+    /// Print the man page aiopsctl(1) (roff) to stdout, or write one page per
+    /// subcommand into a directory.
+    #[command(after_long_help = help(codes::OUTPUT))]
+    Man {
+        /// Write aiopsctl.1, aiopsctl-exec.1, ... (every subcommand's page)
+        /// into DIR and print their paths.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     #[command(flatten)]
     Exec(ExecCmd),
     /// Run a flow through jails and follow it; starts an in-process
     /// supervisor when no daemon answers.
     ///
-    /// Exit status: 0 every node succeeded, 1 the run failed, 4 cancelled,
-    /// 75 paused at the destructive-operation gate (`aiopsctl confirm`),
-    /// 128+N interrupted by signal N (130 SIGINT, 143 SIGTERM): without a
-    /// daemon its jails were stopped and its nodes recorded `cancelled`
-    /// first; a second signal exits at once (docs/supervisor.md).
+    /// Interrupted by signal N (130 SIGINT, 143 SIGTERM), it exits 128+N:
+    /// without a daemon its jails were stopped and its nodes recorded
+    /// `cancelled` first; a second signal exits at once (docs/supervisor.md).
     #[cfg(target_os = "linux")]
+    #[command(after_long_help = exit_help("every node succeeded", codes::RUN, &[SIGNAL_LINE]))]
     Run(runs::RunArgs),
-    /// Hand a flow to the daemon and print the run id.
+    /// Hand a flow to the daemon, print the run id and return at once
+    /// (always: `run --detach` is the same; follow with `status`).
     #[cfg(target_os = "linux")]
-    Submit(runs::RunArgs),
+    #[command(after_long_help = help(codes::SUBMIT))]
+    Submit(runs::SubmitArgs),
     /// Recent runs, or one run's nodes.
     #[cfg(target_os = "linux")]
-    #[command(visible_alias = "ps")]
+    #[command(visible_alias = "ps", after_long_help = help(codes::RECORDS))]
     Status(runs::StatusArgs),
     /// A node's captured stdout (or --stderr).
     #[cfg(target_os = "linux")]
+    #[command(after_long_help = help(codes::RECORDS))]
     Logs(logs::LogsArgs),
     /// Let a node waiting at the gate run, and follow the run.
     #[cfg(target_os = "linux")]
+    #[command(after_long_help = exit_help("every node succeeded", codes::RUN, &[]))]
     Confirm(runs::ConfirmArgs),
     /// Cancel a run, or one node of it.
     #[cfg(target_os = "linux")]
+    #[command(after_long_help = help(codes::CANCEL))]
     Cancel(runs::CancelArgs),
     /// Read the audit log.
     #[cfg(target_os = "linux")]
+    #[command(after_long_help = help(codes::RECORDS))]
     Audit(records::AuditArgs),
     /// Remove workspaces and output of runs that ended long ago (and orphans no run names).
     #[cfg(target_os = "linux")]
+    #[command(after_long_help = help(codes::RECORDS))]
     Gc(records::GcArgs),
+    /// What the jail refused a flow node, by layer, and what would allow it.
+    #[cfg(target_os = "linux")]
+    #[command(after_long_help = help(codes::RECORDS))]
+    Why(why::WhyArgs),
     /// Check a flow file without running it: syntax, the needs graph, each
     /// node's profile and capabilities, and a lint of each command saying
     /// which nodes will pause for confirmation.
-    #[command(after_long_help = lint::EXIT_HELP)]
+    #[command(after_long_help = exit_help(
+        "the flow is valid (findings are warnings: those nodes pause for confirmation)",
+        codes::LINT,
+        &[],
+    ))]
     Lint {
+        /// The flow file (TOML).
         #[arg(value_name = "FLOW")]
         flow: PathBuf,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
@@ -133,11 +265,9 @@ pub enum ExecCmd {
     /// Run one command in a jail built from a profile; no daemon needed.
     ///
     /// stdin, stdout and stderr pass through untouched and argv reaches the
-    /// node unchanged. The exit status is the node's (128+N when signal N
-    /// killed it), or: 121 internal error, 122 refused before running,
-    /// 123 output cap, 124 timeout, 125 jail set-up failed, 126 cannot
-    /// execute, 127 not found.
-    #[command(after_long_help = environment!())]
+    /// node unchanged. The exit status is the node's, or one of aiops's own
+    /// (below).
+    #[command(after_long_help = exec_help())]
     Exec(exec::ExecArgs),
 }
 
@@ -179,14 +309,21 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum ProfileCmd {
     /// List the profiles on the search path: name, file, description.
+    #[command(after_long_help = help(codes::PROFILE))]
     List {
-        #[arg(long)]
+        /// Machine-readable output.
+        #[arg(long, conflicts_with = "names")]
         json: bool,
+        /// Only the names, one a line (for scripts and shell completion).
+        #[arg(long)]
+        names: bool,
     },
     /// Show a resolved profile: its extends chain and every field with defaults applied.
+    #[command(after_long_help = help(codes::PROFILE))]
     Show {
         /// A profile name on the search path, or a path to a .toml file.
         profile: String,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
@@ -195,13 +332,14 @@ pub enum ProfileCmd {
     /// A parent named by `extends` is looked up first next to the file, then
     /// on the search path. Every file is checked; the exit code is that of the
     /// first failure.
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_long_help = help(codes::PROFILE))]
     Validate {
+        /// Profile files to check.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
     /// Compile a profile for this host and print the jail plan it gives.
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_long_help = help(codes::PROFILE))]
     Explain(ExplainArgs),
 }
 
@@ -232,6 +370,7 @@ pub struct ExplainArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
 }
@@ -258,17 +397,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, SupervisorError> {
         Command::Audit(args) => records::audit(&args, out),
         #[cfg(target_os = "linux")]
         Command::Gc(args) => records::gc(&args, out),
+        #[cfg(target_os = "linux")]
+        Command::Why(args) => why::why(&args, out),
         Command::Lint { flow, json } => lint::run(&flow, json, out),
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "aiopsctl", out);
-            Ok(0)
-        }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command())
-                .render(out)
-                .map_err(out_err)?;
-            Ok(0)
-        }
+        Command::Completions { shell } => shell::completions(shell, out),
+        Command::Man { dir } => shell::man(dir.as_deref(), out),
     }
 }
 
@@ -286,6 +419,7 @@ pub fn print_json<T: serde::Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     /// The `exec` fast path parses, helps and fails exactly like the full
     /// command line.
@@ -333,6 +467,34 @@ mod tests {
             &["exec", "--report", "bad", "--profile", "p", "--", "x"],
             &["exec", "--timeout", "zz", "--profile", "p", "--", "x"],
             &["exec", "--version"],
+            &[
+                "exec",
+                "--profile",
+                "p",
+                "-e",
+                "A",
+                "--env",
+                "B=c=d",
+                "--read",
+                "/r",
+                "--write",
+                "w",
+                "--net-allow",
+                "h.test:1",
+                "--",
+                "x",
+            ],
+            &[
+                "exec",
+                "--profile",
+                "p",
+                "--net-allow",
+                "no-port",
+                "--",
+                "x",
+            ],
+            &["exec", "--profile", "p", "-e", "1X", "--", "x"],
+            &["exec", "--profile", "p", "ls", "-la"],
         ];
         for case in cases {
             let argv = std::iter::once("aiopsctl").chain(case.iter().copied());
@@ -349,28 +511,100 @@ mod tests {
         }
     }
 
-    /// Every status a help text or docs/operations.md names is one of
-    /// `aiops_proto::exit`'s (the one table), the step range or a signal;
-    /// the generated table in docs/operations.md is the table itself.
+    /// Every command's long help ends in an "Exit codes:" block whose
+    /// lines are exactly `aiops_proto::exit::TABLE`'s (number and meaning),
+    /// and the generated table in docs/operations.md is the table itself.
     #[test]
     fn help_and_docs_take_their_exit_codes_from_the_one_table() {
         use aiops_proto::exit;
-        let known = |c: i32| {
-            c == 0 || exit::lookup(c).is_some() || aiops_proto::Step::from_exit_code(c).is_some()
-        };
-        for text in [EXIT_CODES, lint::EXIT_HELP] {
-            for line in text.lines().skip(1) {
-                let code: i32 = line
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .parse()
-                    .unwrap_or(-1);
+        fn walk(cmd: &clap::Command, path: String, seen: &mut Vec<String>) {
+            let subs: Vec<_> = cmd
+                .get_subcommands()
+                .filter(|c| c.get_name() != "help")
+                .collect();
+            if subs.is_empty() || path.is_empty() {
+                let help = cmd
+                    .get_after_long_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                let (_, block) = help
+                    .split_once("Exit codes:\n")
+                    .unwrap_or_else(|| panic!("`aiopsctl {path} --help` has no exit codes"));
+                let mut lines = block.lines().take_while(|l| !l.is_empty());
                 assert!(
-                    known(code),
-                    "{line:?} names a status not in aiops_proto::exit"
+                    lines.next().is_some_and(|l| l.starts_with("  0 ")),
+                    "{path}"
+                );
+                for line in lines {
+                    let (code, meaning) = line.trim().split_once(' ').unwrap_or(("", ""));
+                    if code == "128+N" {
+                        continue;
+                    }
+                    let e =
+                        code.parse().ok().and_then(exit::lookup).unwrap_or_else(|| {
+                            panic!("{path}: {line:?} is not in aiops_proto::exit")
+                        });
+                    assert_eq!(meaning.trim(), e.meaning, "{path}: {line:?}");
+                }
+                seen.push(path.clone());
+            }
+            for sub in subs {
+                walk(
+                    sub,
+                    format!("{path} {}", sub.get_name()).trim().to_string(),
+                    seen,
                 );
             }
+        }
+        let mut seen = vec![];
+        walk(&Cli::command(), String::new(), &mut seen);
+        for want in [
+            "",
+            "profile validate",
+            "doctor",
+            "lint",
+            "exec",
+            "completions",
+        ] {
+            assert!(
+                seen.iter().any(|s| s == want),
+                "{want:?} not checked: {seen:?}"
+            );
+        }
+        // docs/operations.md's table for `aiopsctl exec` lists exactly
+        // the statuses of `exec --help` (besides the node's own and 128+N).
+        let ops = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/operations.md"
+        ))
+        .unwrap_or_default();
+        let exec_table = ops
+            .split_once("## Running one command: `aiopsctl exec`")
+            .and_then(|(_, r)| r.split_once("### Exit status\n"))
+            .and_then(|(_, r)| r.split_once("\n\n"))
+            .map(|(t, _)| t.to_string())
+            .unwrap_or_default();
+        let mut in_doc: Vec<i32> = exec_table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| "))
+            .filter_map(|l| l.split_once(' ').and_then(|(c, _)| c.parse().ok()))
+            .collect();
+        in_doc.sort_unstable();
+        assert_eq!(
+            in_doc,
+            codes::EXEC,
+            "docs/operations.md's exec table:\n{exec_table}"
+        );
+        // `aiopsctl --help` lists every status of the table.
+        let top = Cli::command()
+            .get_after_long_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        for e in exit::TABLE {
+            assert!(
+                top.contains(&format!("\n  {:<4} {}", e.code, e.meaning)),
+                "{e:?}"
+            );
         }
         let doc = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),

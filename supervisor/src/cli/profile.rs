@@ -15,7 +15,8 @@ pub const WIDTH: usize = 100;
 
 pub fn run(cmd: ProfileCmd, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     match cmd {
-        ProfileCmd::List { json } => list(json, out),
+        ProfileCmd::List { names: true, .. } => list_names(out),
+        ProfileCmd::List { json, .. } => list(json, out),
         ProfileCmd::Show { profile, json } => show(&profile, json, out),
         ProfileCmd::Validate { files } => validate(&files, out),
         ProfileCmd::Explain(args) => explain(&args, out),
@@ -31,6 +32,15 @@ struct Listed {
     description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+/// The names on the search path, one a line: no file is read, so a shell
+/// completing `--profile` waits for nothing.
+fn list_names(out: &mut dyn Write) -> Result<i32, SupervisorError> {
+    for (name, _) in locate::profile_loader().list() {
+        writeln!(out, "{name}").map_err(out_err)?;
+    }
+    Ok(0)
 }
 
 fn list(json: bool, out: &mut dyn Write) -> Result<i32, SupervisorError> {
@@ -138,7 +148,8 @@ pub fn render_profile(p: &Profile) -> String {
     t.row(["limits.cpu".into(), l.cpu.to_string()]);
     t.row(["limits.file_size".into(), l.file_size.to_string()]);
     t.row(["limits.open_files".into(), l.open_files.to_string()]);
-    let baseline = aiops_policy::syscalls::baseline_deny().len();
+    // The count the jail's layer line and `explain` give for this profile.
+    let baseline = aiops_policy::compile::baseline_seccomp().rules_here();
     if p.seccomp_deny.is_empty() {
         t.row([
             "seccomp.deny".into(),
@@ -173,7 +184,18 @@ fn validate(files: &[PathBuf], out: &mut dyn Write) -> Result<i32, SupervisorErr
             loader.search.insert(0, dir.to_path_buf());
         }
         match loader.load_path(file) {
-            Ok(_) => writeln!(out, "ok {}", file.display()).map_err(out_err)?,
+            Ok(profile) => {
+                writeln!(out, "ok {}", file.display()).map_err(out_err)?;
+                let (uid, unreadable) = super::explain::unreadable_here(&profile);
+                for p in unreadable {
+                    writeln!(
+                        out,
+                        "  note: read path {p} exists but uid {uid} cannot read it: a jail \
+                         started here skips it, and the node will not see it"
+                    )
+                    .map_err(out_err)?;
+                }
+            }
             Err(e) => {
                 let msg = error_chain(&e);
                 let shown = file.display().to_string();

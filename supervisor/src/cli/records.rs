@@ -51,20 +51,28 @@ fn parse_when(s: &str) -> Result<std::time::SystemTime, SupervisorError> {
     Ok(t)
 }
 
+/// The audit lines matching `q`: through the daemon when one runs (its log
+/// is its own, 0600 in system mode), else from the state directory.
+pub(super) fn audit_records(
+    common: &Common,
+    q: crate::audit::Query,
+) -> Result<Vec<crate::audit::AuditRecord>, SupervisorError> {
+    let cfg = load_cfg(common)?;
+    match daemon(&cfg, common)? {
+        Some(d) => d.audit(q).map_err(api_err),
+        None => {
+            cfg.read_as_state_owner()?;
+            crate::audit::read(&cfg.state_dir.join("audit"), &q)
+        }
+    }
+}
+
 pub fn audit(args: &AuditArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
-    let cfg = load_cfg(&args.common)?;
     let q = crate::audit::Query {
         since: args.since.as_deref().map(parse_when).transpose()?,
         run: args.run.clone(),
     };
-    // The daemon's log is its own (0600 in system mode): read through it.
-    let recs = match daemon(&cfg) {
-        Some(d) => d.audit(q).map_err(api_err)?,
-        None => {
-            cfg.read_as_state_owner()?;
-            crate::audit::read(&cfg.state_dir.join("audit"), &q)?
-        }
-    };
+    let recs = audit_records(&args.common, q)?;
     if args.common.json {
         for r in &recs {
             let s = serde_json::to_string(r).map_err(|source| SupervisorError::Json {
@@ -117,7 +125,7 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     })?;
     let before = crate::store::now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
     // The daemon's workspaces are not an admin's to remove: it collects them.
-    let done = if let Some(d) = daemon(&cfg) {
+    let done = if let Some(d) = daemon(&cfg, &args.common)? {
         d.gc(crate::model::GcRequest {
             older_than_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
             dry_run: args.dry_run,

@@ -18,6 +18,7 @@ fn failure(e: ApiError) -> ApiFailure {
     match e {
         ApiError::Server { status, message } => match status {
             400 | 413 | 415 | 422 => ApiFailure::BadRequest(message),
+            401 | 403 => ApiFailure::Forbidden(message),
             404 => ApiFailure::NotFound(message),
             409 => ApiFailure::Conflict(message),
             503 => ApiFailure::Unavailable(message),
@@ -138,5 +139,35 @@ impl Backend for RemoteBackend {
     }
     fn gc(&self, req: crate::model::GcRequest) -> Result<Vec<crate::model::GcEntry>, ApiFailure> {
         self.rt.block_on(self.client.gc(&req)).map_err(failure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiops_proto::exit;
+
+    /// Each class of the daemon's answers exits with its own documented
+    /// status (docs/api.md, "Errors").
+    #[test]
+    fn daemon_answers_map_to_their_exit_codes() {
+        for (status, want) in [
+            (400, exit::DATAERR),
+            (413, exit::DATAERR),
+            (401, exit::NOPERM),
+            (403, exit::NOPERM),
+            (404, exit::NOINPUT),
+            (409, exit::CONFLICT),
+            (503, exit::UNAVAILABLE),
+            (500, exit::SOFTWARE),
+            (405, exit::SOFTWARE),
+        ] {
+            let e = super::super::runs::api_err(failure(ApiError::Server {
+                status,
+                message: "m".into(),
+            }));
+            assert_eq!(e.exit_code(), want, "HTTP {status}: {e}");
+            assert!(e.to_string().ends_with('m'), "{e}");
+        }
     }
 }

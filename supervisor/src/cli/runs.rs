@@ -4,11 +4,11 @@
 //! directory (holding its lock, so two engines never share a run), and the
 //! ones that only read go to the store and files directly.
 use super::print_json;
-use super::table::Table;
+use super::table::{human_bytes, Table};
 use crate::config::Config;
 use crate::engine::LocalEngine;
 use crate::error::{out_err, SupervisorError};
-use crate::model::{ApiFailure, Backend, NodeState, RunRecord, RunState, SubmitRequest};
+use crate::model::{ApiFailure, Backend, NodeState, RunRecord, RunState, Stream, SubmitRequest};
 use crate::store::Store;
 use clap::Args;
 use std::io::Write;
@@ -29,6 +29,10 @@ pub struct Common {
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Use no daemon: run in this process on your own state directory, even
+    /// when a system daemon's socket is there but refuses you.
+    #[arg(long, global = true)]
+    pub local: bool,
 }
 
 #[derive(Debug, Args)]
@@ -38,9 +42,23 @@ pub struct RunArgs {
     /// Approve every gate of this run in advance (recorded in the audit).
     #[arg(long)]
     pub yes: bool,
-    /// Print the run id and return at once.
+    /// Hand the run to the daemon, print it and return at once (what
+    /// `submit` does); needs a daemon.
     #[arg(long)]
     pub detach: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `submit` always returns once the daemon has the run (it is `run
+/// --detach`), so it takes no `--detach` of its own.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The flow file (TOML).
+    pub flow: PathBuf,
+    /// Approve every gate of this run in advance (recorded in the audit).
+    #[arg(long)]
+    pub yes: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -58,7 +76,9 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct ConfirmArgs {
+    /// The run id.
     pub run: String,
+    /// The node waiting at the gate.
     pub node: String,
     /// Return once confirmed instead of following the run.
     #[arg(long)]
@@ -69,6 +89,7 @@ pub struct ConfirmArgs {
 
 #[derive(Debug, Args)]
 pub struct CancelArgs {
+    /// The run id.
     pub run: String,
     /// One node [default: the whole run].
     pub node: Option<String>,
@@ -76,18 +97,21 @@ pub struct CancelArgs {
     pub common: Common,
 }
 
+/// A failure the daemon (or the in-process engine) answered, with the
+/// exit status of its class (docs/api.md's status codes, mapped in
+/// `aiops_proto::exit`: 400 DATAERR, 401/403 NOPERM, 404 NOINPUT, 409
+/// CONFLICT, 503 UNAVAILABLE, 500 SOFTWARE).
 pub(super) fn api_err(e: ApiFailure) -> SupervisorError {
-    let (what, reason) = match e {
-        ApiFailure::BadRequest(r) => ("refused", r),
-        ApiFailure::NotFound(r) => ("not found", r),
-        ApiFailure::Conflict(r) => ("conflict", r),
-        ApiFailure::Unavailable(r) => ("unavailable", r),
-        ApiFailure::Internal(r) => ("internal error", r),
+    use aiops_proto::exit;
+    let (what, reason, code) = match e {
+        ApiFailure::BadRequest(r) => ("refused", r, exit::DATAERR),
+        ApiFailure::Forbidden(r) => ("not allowed", r, exit::NOPERM),
+        ApiFailure::NotFound(r) => ("not found", r, exit::NOINPUT),
+        ApiFailure::Conflict(r) => ("conflict", r, exit::CONFLICT),
+        ApiFailure::Unavailable(r) => ("unavailable", r, exit::UNAVAILABLE),
+        ApiFailure::Internal(r) => ("internal error", r, exit::SOFTWARE),
     };
-    SupervisorError::Usage {
-        what: what.into(),
-        reason,
-    }
+    SupervisorError::Api { what, reason, code }
 }
 
 /// The flow file's absolute path and text.
@@ -96,24 +120,74 @@ fn read_flow(flow: &Path) -> Result<(PathBuf, String), SupervisorError> {
         path: flow.to_path_buf(),
         source,
     })?;
-    let text = std::fs::read_to_string(&path).map_err(|source| SupervisorError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let text = aiops_policy::error::read_input(&path, "flow")?;
     Ok((path, text))
 }
 
-/// The daemon, if one answers on the configured socket.
-pub(super) fn daemon(cfg: &Config) -> Option<Arc<dyn Backend>> {
-    super::remote::RemoteBackend::connect(&cfg.api_socket)
+/// The daemon, if one answers on the configured socket (none with
+/// `--local`). A socket that exists but refuses this user (EACCES: not in
+/// the admin group) is an error naming the socket and the group, never a
+/// silent fall-back to an engine of one's own.
+pub(super) fn daemon(
+    cfg: &Config,
+    c: &Common,
+) -> Result<Option<Arc<dyn Backend>>, SupervisorError> {
+    Ok(remote(cfg, c)?.map(|b| Arc::new(b) as Arc<dyn Backend>))
+}
+
+/// `daemon`, as the concrete client (`logs` copies output through it).
+pub(super) fn remote(
+    cfg: &Config,
+    c: &Common,
+) -> Result<Option<super::remote::RemoteBackend>, SupervisorError> {
+    if c.local {
+        return Ok(None);
+    }
+    match super::remote::RemoteBackend::connect(&cfg.api_socket) {
+        Ok(b) => Ok(Some(b)),
+        Err(crate::api::ApiError::NoDaemon { source, .. })
+            if source.raw_os_error().is_some_and(|e| {
+                e == nix::errno::Errno::EACCES as i32 || e == nix::errno::Errno::EPERM as i32
+            }) =>
+        {
+            Err(SupervisorError::Api {
+                what: "not allowed",
+                reason: no_access(cfg),
+                code: aiops_proto::exit::NOPERM,
+            })
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// What to do about a daemon socket this user may not open.
+fn no_access(cfg: &Config) -> String {
+    let uid = nix::unistd::geteuid();
+    let who = std::env::var("USER")
         .ok()
-        .map(|b| Arc::new(b) as Arc<dyn Backend>)
+        .filter(|u| {
+            !u.is_empty()
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+        .unwrap_or_else(|| "USER".into());
+    format!(
+        "the aiops daemon's socket {} refuses uid {uid} (permission denied): the daemon serves \
+         root, its own user and members of group {g}. To use it, an administrator runs \
+         `usermod -aG {g} {who}` and you log in again (or start `newgrp {g}`); to run \
+         without the daemon on your own state directory, add --local",
+        cfg.api_socket.display(),
+        g = cfg.admin_group,
+    )
 }
 
 /// The daemon, else an in-process engine (kept alive by the returned
 /// guard, and not yet started: call `start` after acting).
-fn writer(cfg: &Config) -> Result<(Arc<dyn Backend>, Option<LocalEngine>), SupervisorError> {
-    if let Some(d) = daemon(cfg) {
+fn writer(
+    cfg: &Config,
+    c: &Common,
+) -> Result<(Arc<dyn Backend>, Option<LocalEngine>), SupervisorError> {
+    if let Some(d) = daemon(cfg, c)? {
         return Ok((d, None));
     }
     let local = LocalEngine::open(cfg)?;
@@ -206,7 +280,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> 
     let (path, text) = read_flow(&args.flow)?;
     // Fail before any engine starts: the same check the engine repeats.
     aiops_policy::flow::Flow::from_toml_str(&path, &text)?;
-    let (backend, local, got) = match daemon(&cfg) {
+    let (backend, local, got) = match daemon(&cfg, &args.common)? {
         // Attached to a daemon, the signal only ends this process (the run
         // goes on there); caught so that it says so rather than vanish.
         Some(d) => (
@@ -313,7 +387,11 @@ fn follow(
                     if let Some(c) = n.exit_code {
                         line += &format!(" · exit {c}");
                     }
-                    line += &format!(" · out {} B · err {} B", n.stdout_bytes, n.stderr_bytes);
+                    line += &format!(
+                        " · out {} · err {}",
+                        human_bytes(n.stdout_bytes),
+                        human_bytes(n.stderr_bytes)
+                    );
                 }
                 if let Some(reason) = n
                     .reason
@@ -395,15 +473,16 @@ fn report_final(r: &RunRecord, json: bool, out: &mut dyn Write) -> Result<i32, S
     })
 }
 
-pub fn submit(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
+pub fn submit(args: &SubmitArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let Some(backend) = daemon(&cfg) else {
-        return Err(SupervisorError::Usage {
-            what: "submit".into(),
+    let Some(backend) = daemon(&cfg, &args.common)? else {
+        return Err(SupervisorError::Api {
+            what: "submit",
             reason: format!(
                 "no daemon answers on {}; start aiops-supervisor, or use `aiopsctl run`",
                 cfg.api_socket.display()
             ),
+            code: aiops_proto::exit::UNAVAILABLE,
         });
     };
     let (path, text) = read_flow(&args.flow)?;
@@ -426,10 +505,11 @@ pub fn submit(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorErro
 /// no recovery: another engine may be running these nodes right now).
 pub(super) fn read_runs(
     cfg: &Config,
+    c: &Common,
     run: Option<&str>,
     limit: usize,
 ) -> Result<Vec<RunRecord>, SupervisorError> {
-    if let Some(d) = daemon(cfg) {
+    if let Some(d) = daemon(cfg, c)? {
         return match run {
             Some(id) => Ok(vec![d.get_run(id).map_err(api_err)?]),
             None => d.list_runs(limit).map_err(api_err),
@@ -452,6 +532,25 @@ pub(super) fn read_runs(
     }
 }
 
+/// A node's byte count for one stream: the recorded one, or, when none was
+/// recorded (a node cancelled, lost or still running has no final report),
+/// the size of its output file if this process can read it.
+fn output_bytes(cfg: &Config, run: &str, n: &crate::model::NodeRecord, stream: Stream) -> u64 {
+    let recorded = match stream {
+        Stream::Stdout => n.stdout_bytes,
+        Stream::Stderr => n.stderr_bytes,
+    };
+    if recorded > 0 {
+        return recorded;
+    }
+    let file = cfg
+        .state_dir
+        .join("runs")
+        .join(run)
+        .join(format!("{}.{}", n.id, stream.as_str()));
+    std::fs::metadata(file).map_or(0, |m| m.len())
+}
+
 fn age(ms: i64) -> String {
     let secs = (crate::store::now_ms() - ms).max(0) / 1000;
     match secs {
@@ -464,7 +563,7 @@ fn age(ms: i64) -> String {
 
 pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let runs = read_runs(&cfg, args.run.as_deref(), args.limit)?;
+    let runs = read_runs(&cfg, &args.common, args.run.as_deref(), args.limit)?;
     if args.common.json {
         match (&args.run, runs.first()) {
             (Some(_), Some(r)) => print_json(out, "run", r)?,
@@ -500,8 +599,8 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
                     .map(|c| c.to_string())
                     .or(n.signal.map(|s| format!("sig {s}")))
                     .unwrap_or_else(|| "-".into()),
-                n.stdout_bytes.to_string(),
-                n.stderr_bytes.to_string(),
+                human_bytes(output_bytes(&cfg, &r.id, n, Stream::Stdout)),
+                human_bytes(output_bytes(&cfg, &r.id, n, Stream::Stderr)),
                 n.duration_ms
                     .map_or("-".into(), |d| format!("{:.1}s", d as f64 / 1000.0)),
                 n.reason.clone().unwrap_or_default(),
@@ -536,7 +635,7 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
 
 pub fn confirm(args: &ConfirmArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let (backend, local) = writer(&cfg)?;
+    let (backend, local) = writer(&cfg, &args.common)?;
     backend.confirm(&args.run, &args.node).map_err(api_err)?;
     if let Some(l) = &local {
         l.start();
@@ -557,7 +656,7 @@ pub fn confirm(args: &ConfirmArgs, out: &mut dyn Write) -> Result<i32, Superviso
 
 pub fn cancel(args: &CancelArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
     let cfg = load_cfg(&args.common)?;
-    let (backend, local) = writer(&cfg)?;
+    let (backend, local) = writer(&cfg, &args.common)?;
     backend
         .cancel(&args.run, args.node.as_deref())
         .map_err(api_err)?;

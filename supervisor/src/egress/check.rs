@@ -16,6 +16,9 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Denial {
     pub status: u16,
     pub reason: String,
+    /// The name could not be resolved: not a policy decision, reported as
+    /// "DNS lookup of HOST failed" rather than "egress denied".
+    pub dns: bool,
 }
 
 impl Denial {
@@ -23,6 +26,16 @@ impl Denial {
         Denial {
             status,
             reason: reason.into(),
+            dns: false,
+        }
+    }
+
+    /// A failed lookup of an allowed name.
+    pub fn dns(status: u16, host: &str, why: impl std::fmt::Display) -> Denial {
+        Denial {
+            status,
+            reason: format!("DNS lookup of {host} failed: {why}"),
+            dns: true,
         }
     }
 }
@@ -104,7 +117,7 @@ impl Checker {
         }
         let ips = self.resolve(&target.host).await?;
         if ips.is_empty() {
-            return Err(Denial::new(502, format!("{} has no address", target.host)));
+            return Err(Denial::dns(502, &target.host, "no address"));
         }
         for ip in &ips {
             if let Some(class) = forbidden_class(*ip) {
@@ -138,8 +151,8 @@ impl Checker {
         }
         let looked = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, 0)))
             .await
-            .map_err(|_| Denial::new(504, format!("resolving {host} timed out")))?
-            .map_err(|e| Denial::new(502, format!("cannot resolve {host}: {e}")))?;
+            .map_err(|_| Denial::dns(504, host, format!("timed out after {RESOLVE_TIMEOUT:?}")))?
+            .map_err(|e| Denial::dns(502, host, e))?;
         let mut ips: Vec<IpAddr> = vec![];
         for a in looked {
             if !ips.contains(&a.ip()) {
@@ -254,6 +267,28 @@ mod tests {
         assert!(c.check(&hp("10.77.0.2:80")).await.is_ok());
         let d = c.check(&hp("169.254.169.254:80")).await.unwrap_err();
         assert_eq!(d.status, 403);
+    }
+
+    #[tokio::test]
+    async fn a_failed_lookup_is_a_dns_failure_not_a_policy_denial() {
+        // No address (the stand-in resolver), and a real lookup of a name
+        // that cannot exist (.invalid, RFC 6761) wherever DNS is.
+        let c = checker(&["nx.test:443", "nx.invalid:443"], &[], &[]);
+        let d = c.check(&hp("nx.test:443")).await.unwrap_err();
+        assert!(d.dns, "{d:?}");
+        assert_eq!(d.reason, "DNS lookup of nx.test failed: no address");
+        let mut c = c;
+        c.resolve = None;
+        let d = c.check(&hp("nx.invalid:443")).await.unwrap_err();
+        assert!(d.dns, "{d:?}");
+        assert!(
+            d.reason.starts_with("DNS lookup of nx.invalid failed: "),
+            "{}",
+            d.reason
+        );
+        // A policy refusal stays one.
+        let d = c.check(&hp("other.test:443")).await.unwrap_err();
+        assert!(!d.dns && d.status == 403, "{d:?}");
     }
 
     #[tokio::test]

@@ -208,8 +208,10 @@ pub fn http_denial(d: &Denial) -> Vec<u8> {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let body = format!("aiops egress proxy: {reason}\n");
+    // A failed lookup is not a refusal by policy: say which it was.
+    let verdict = if d.dns { "dns-failed" } else { "denied" };
     format!(
-        "HTTP/1.1 {} {phrase}\r\nX-Aiops-Egress: denied\r\nX-Aiops-Egress-Reason: {reason}\r\n\
+        "HTTP/1.1 {} {phrase}\r\nX-Aiops-Egress: {verdict}\r\nX-Aiops-Egress-Reason: {reason}\r\n\
          Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         d.status,
         body.len()

@@ -61,6 +61,7 @@ const CAUSES: [(&str, &[u16]); 6] = [
 pub struct EgressTotals {
     connections: AtomicU64,
     refused: [AtomicU64; CAUSES.len()],
+    dns_failed: AtomicU64,
     accept_errors: AtomicU64,
 }
 
@@ -69,6 +70,7 @@ impl EgressTotals {
         EgressTotals {
             connections: AtomicU64::new(0),
             refused: [const { AtomicU64::new(0) }; CAUSES.len()],
+            dns_failed: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
         }
     }
@@ -87,6 +89,11 @@ impl EgressTotals {
             .position(|(_, s)| s.contains(&status))
             .unwrap_or(CAUSES.len() - 1);
         self.refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An allowed name whose lookup failed: not a refusal by policy.
+    pub fn dns_failed(&self) {
+        self.dns_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Refusals so far with this /metrics cause.
@@ -115,6 +122,12 @@ impl EgressTotals {
             let n = self.refused[i].load(Ordering::Relaxed);
             let _ = writeln!(out, "aiops_egress_refused_total{{cause=\"{cause}\"}} {n}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP aiops_egress_dns_failures_total Connections to allowed names whose DNS lookup failed\n\
+             # TYPE aiops_egress_dns_failures_total counter\naiops_egress_dns_failures_total {}",
+            self.dns_failed.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP aiops_egress_accept_errors_total Failed accepts of egress connections (EMFILE and the like)\n\
@@ -196,6 +209,8 @@ impl EgressPolicy {
 pub enum Verdict {
     Allowed,
     Denied,
+    /// An allowed name whose DNS lookup failed (not a policy denial).
+    DnsFailed,
     /// The node ended before the request was complete.
     #[default]
     Incomplete,
@@ -206,6 +221,7 @@ impl Verdict {
         match self {
             Verdict::Allowed => "allowed",
             Verdict::Denied => "denied",
+            Verdict::DnsFailed => "dns_failed",
             Verdict::Incomplete => "incomplete",
         }
     }
@@ -242,6 +258,8 @@ pub struct EgressSummary {
     /// Of `denied`: accepts over the node's connection limit, closed at
     /// once without a record each.
     pub over_limit: u64,
+    /// Connections to allowed names whose DNS lookup failed (not denied).
+    pub dns_failed: u64,
     /// The most client connections the node held open at once.
     pub peak_open: u64,
     /// accept(2) failures (the process out of descriptors, say).
@@ -258,8 +276,13 @@ pub struct EgressSummary {
 impl EgressSummary {
     /// Lines for `aiopsctl exec --report text`.
     pub fn to_text(&self) -> String {
+        let dns = if self.dns_failed > 0 {
+            format!(", {} DNS lookups failed", self.dns_failed)
+        } else {
+            String::new()
+        };
         let mut s = format!(
-            "aiops: egress: {} connections ({} allowed, {} denied) · up {} B · down {} B\n",
+            "aiops: egress: {} connections ({} allowed, {} denied{dns}) · up {} B · down {} B\n",
             self.connections, self.allowed, self.denied, self.bytes_up, self.bytes_down
         );
         if let Some(l) = self.over_limit_line() {
@@ -305,11 +328,18 @@ impl EgressSummary {
         })
     }
 
-    /// One line per denied attempt, printed even with `--report none`.
+    /// One line per denied attempt (and per failed DNS lookup, worded as
+    /// such), printed even with `--report none`.
     pub fn denial_lines(&self) -> Vec<String> {
         let over = self
             .over_limit_line()
             .map(|l| format!("aiopsctl: egress denied: {l}"));
+        // A failed lookup is no policy's doing: its own line.
+        let dns = self
+            .records
+            .iter()
+            .filter(|r| r.verdict == Verdict::DnsFailed)
+            .map(|r| format!("aiopsctl: egress: {}", r.reason));
         self.records
             .iter()
             .filter(|r| r.verdict == Verdict::Denied)
@@ -324,6 +354,7 @@ impl EgressSummary {
                     format!("aiopsctl: egress denied: {t}: {}", r.reason)
                 }
             })
+            .chain(dns)
             .chain(over)
             .collect()
     }

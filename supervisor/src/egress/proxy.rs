@@ -29,6 +29,8 @@ pub struct Shared {
     pub denied: AtomicU64,
     /// Accepts over `limits.max_connections`, closed at once.
     pub over_limit: AtomicU64,
+    /// Allowed names whose DNS lookup failed (not in `denied`).
+    pub dns_failed: AtomicU64,
 }
 
 impl Shared {
@@ -41,6 +43,7 @@ impl Shared {
             peak_open: AtomicUsize::new(0),
             denied: AtomicU64::new(0),
             over_limit: AtomicU64::new(0),
+            dns_failed: AtomicU64::new(0),
         }
     }
 
@@ -68,6 +71,12 @@ impl Shared {
     fn refused(&self, status: u16) {
         self.denied.fetch_add(1, Ordering::Relaxed);
         super::TOTALS.refused(status);
+    }
+
+    /// An allowed name that did not resolve: counted apart from refusals.
+    fn dns_failed(&self) {
+        self.dns_failed.fetch_add(1, Ordering::Relaxed);
+        super::TOTALS.dns_failed();
     }
 }
 
@@ -184,13 +193,19 @@ pub async fn serve(client: TcpStream, sh: Arc<Shared>, conn: Arc<Conn>) {
         // Connected and closed without asking for anything.
         Err(d) if d.status == CLIENT_GONE => r.reason = d.reason,
         Err(d) => {
-            refused = Some(d.status);
-            r.verdict = Verdict::Denied;
+            refused = Some((d.status, d.dns));
+            r.verdict = if d.dns {
+                Verdict::DnsFailed
+            } else {
+                Verdict::Denied
+            };
             r.reason = d.reason;
         }
     });
-    if let Some(status) = refused {
-        sh.refused(status);
+    match refused {
+        Some((_, true)) => sh.dns_failed(),
+        Some((status, false)) => sh.refused(status),
+        None => {}
     }
     conn.end();
 }

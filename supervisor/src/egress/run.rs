@@ -220,6 +220,7 @@ async fn serve_node(
     while tasks.join_next().await.is_some() {}
     summary.denied = sh.denied.load(Ordering::Relaxed);
     summary.over_limit = sh.over_limit.load(Ordering::Relaxed);
+    summary.dns_failed = sh.dns_failed.load(Ordering::Relaxed);
     summary.peak_open = sh.peak_open.load(Ordering::Relaxed) as u64;
     for c in &conns {
         let r = c.snapshot();

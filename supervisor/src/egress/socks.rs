@@ -36,7 +36,7 @@ pub async fn socks5(
         Err(d) => {
             let code = match d.status {
                 403 => SOCKS_NOT_ALLOWED,
-                502 if d.reason.contains("refused") => SOCKS_REFUSED,
+                502 if !d.dns && d.reason.contains("refused") => SOCKS_REFUSED,
                 _ => SOCKS_HOST_UNREACHABLE,
             };
             let _ = rd.get_mut().write_all(&socks_reply(code)).await;

@@ -71,7 +71,10 @@ fn peer(expect: usize, answer: usize) -> (u16, std::thread::JoinHandle<Vec<u8>>)
 /// Send a CONNECT and return the status line and the stream after the head.
 fn connect(proxy: SocketAddr, target: &str) -> (String, String, TcpStream) {
     let mut s = TcpStream::connect(proxy).unwrap();
-    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+    // One write: a proxy that answers and closes at once (over the
+    // connection limit) would reset a second one with EPIPE.
+    let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -550,6 +553,50 @@ fn a_flood_over_the_limit_is_closed_at_once_and_a_slow_head_times_out() {
 }
 
 #[test]
+fn a_failed_lookup_is_reported_as_such_not_as_a_denial() {
+    // An allowed name with no answer (the stand-in resolver), next to a
+    // policy refusal in the same proxy.
+    let p = policy(&["gone.test:443".into()], &[], &[]);
+    let (h, proxy) = start_proxy(p, Some(Arc::new(|_| vec![])));
+    let (status, head, _) = connect(proxy, "gone.test:443");
+    assert_eq!(status, "HTTP/1.1 502 Bad Gateway");
+    assert!(head.contains("X-Aiops-Egress: dns-failed\r\n"), "{head}");
+    assert!(
+        head.contains("X-Aiops-Egress-Reason: DNS lookup of gone.test failed: no address"),
+        "{head}"
+    );
+    let (status, head, _) = connect(proxy, "evil.test:443");
+    assert_eq!(status, "HTTP/1.1 403 Forbidden");
+    assert!(head.contains("X-Aiops-Egress: denied\r\n"), "{head}");
+    let sum = h.finish();
+    assert_eq!(
+        (sum.connections, sum.allowed, sum.denied, sum.dns_failed),
+        (2, 0, 1, 1)
+    );
+    let verdicts: Vec<Verdict> = sum.records.iter().map(|r| r.verdict).collect();
+    assert!(verdicts.contains(&Verdict::DnsFailed), "{verdicts:?}");
+    let lines = sum.denial_lines();
+    assert!(
+        lines.contains(&"aiopsctl: egress: DNS lookup of gone.test failed: no address".to_string()),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("egress denied")).count(),
+        1,
+        "{lines:?}"
+    );
+    assert!(
+        sum.to_text().contains("1 DNS lookups failed"),
+        "{}",
+        sum.to_text()
+    );
+    // /metrics has a counter of its own for it (its count: the test below).
+    let mut out = String::new();
+    TOTALS.render(&mut out);
+    assert!(out.contains("aiops_egress_dns_failures_total "), "{out}");
+}
+
+#[test]
 fn refusals_are_counted_by_cause_for_metrics() {
     let t = EgressTotals::new();
     for status in [503, 503, 400, 431, 408, 403, 502, 504, 418] {
@@ -557,6 +604,7 @@ fn refusals_are_counted_by_cause_for_metrics() {
     }
     t.accepted();
     t.accept_failed();
+    t.dns_failed();
     let mut out = String::new();
     t.render(&mut out);
     for line in [
@@ -568,6 +616,7 @@ fn refusals_are_counted_by_cause_for_metrics() {
         "aiops_egress_refused_total{cause=\"upstream\"} 2\n",
         "aiops_egress_refused_total{cause=\"other\"} 1\n",
         "aiops_egress_accept_errors_total 1\n",
+        "aiops_egress_dns_failures_total 1\n",
         "# TYPE aiops_egress_refused_total counter\n",
     ] {
         assert!(out.contains(line), "{line:?} not in\n{out}");

@@ -58,12 +58,15 @@ fn engine_lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Sup
             source,
         })?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        SupervisorError::Usage {
-            what: path.display().to_string(),
+        SupervisorError::Api {
+            what: "busy",
             reason: format!(
-                "another aiops engine (the daemon, or an aiopsctl run/confirm) is using {}: {e}",
-                state_dir.display()
+                "another aiops engine (the daemon, or an aiopsctl run/confirm) is using {} \
+                 (its lock {} is held: {e})",
+                state_dir.display(),
+                path.display()
             ),
+            code: aiops_proto::exit::CONFLICT,
         }
     })
 }

@@ -64,9 +64,9 @@ pub struct EngineConfig {
     pub allow_unconfined: bool,
 }
 
-/// The most nodes one flow may have: the scheduler's bookkeeping is
-/// linear in them and runs under its lock.
-pub const MAX_NODES: usize = 2000;
+/// The most nodes one flow may have (the flow parser refuses more; the
+/// scheduler's bookkeeping is linear in them and runs under its lock).
+pub const MAX_NODES: usize = aiops_policy::flow::MAX_NODES;
 
 /// How jails are made: our own child `aiops-jailer` (local mode), or the
 /// socket-activated jailer service (system mode: the service user cannot

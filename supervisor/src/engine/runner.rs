@@ -77,6 +77,8 @@ pub struct NodeResult {
     pub limit_hits: Vec<String>,
     /// Every connection attempt through the egress proxy (allowlist nodes).
     pub egress: Option<serde_json::Value>,
+    /// What the jail refused, by layer, when the node ran.
+    pub denials: Option<serde_json::Value>,
 }
 
 impl NodeResult {
@@ -89,6 +91,7 @@ impl NodeResult {
             capabilities: None,
             limit_hits: vec![],
             egress: None,
+            denials: None,
         }
     }
 }
@@ -403,6 +406,10 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
         capabilities: Some(capabilities),
         limit_hits: vec![],
         egress: r.egress.as_ref().and_then(|e| serde_json::to_value(e).ok()),
+        denials: r
+            .exit
+            .as_ref()
+            .and_then(|_| serde_json::to_value(&r.denials).ok()),
     };
     if let Some(p) = &r.protocol_error {
         res.reason = Some(format!("protocol error from the jail: {p}"));
@@ -414,8 +421,9 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
             res.state = NodeState::Refused;
         }
         res.reason = Some(format!(
-            "jail set-up failed at {}: {} (errno {})",
-            f.step, f.message, f.errno
+            "jail set-up failed at {}: {}",
+            f.step,
+            f.message_with_errno()
         ));
         return res;
     }
@@ -436,7 +444,7 @@ fn classify(r: &ExecReport, capabilities: serde_json::Value) -> NodeResult {
     let mut notes = r.protected_notes();
     let verdict = match (e.code, e.signal) {
         _ if e.timed_out => Some(format!("timed out after {} ms", e.duration_ms)),
-        _ if e.output_capped => Some("output byte cap reached".to_string()),
+        _ if e.output_capped => Some(r.output_cap_text()),
         (Some(0), _) => None,
         (Some(c), _) => Some(format!("exit code {c}")),
         (None, Some(s)) => Some(format!("killed by signal {s}")),

@@ -370,6 +370,7 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
     }
     rec.limit_hits = res.limit_hits.clone();
     rec.egress = res.egress.clone();
+    rec.denials = res.denials.clone();
     out.audit.push(rec);
     if retry {
         let reason = format!(

@@ -33,6 +33,9 @@ pub(super) struct PlanSummary {
     pub profile: String,
     pub cwd: String,
     pub net: NetMode,
+    pub output_cap: u64,
+    pub timeout_ms: u64,
+    pub seccomp_rules: crate::denials::SeccompRules,
 }
 
 impl PlanSummary {
@@ -41,6 +44,9 @@ impl PlanSummary {
             profile: plan.profile.clone(),
             cwd: plan.cwd.to_string(),
             net: plan.net.mode,
+            output_cap: plan.run.output_bytes,
+            timeout_ms: plan.run.timeout_ms,
+            seccomp_rules: crate::denials::SeccompRules::of(plan.seccomp.as_ref()),
         }
     }
 }

@@ -266,6 +266,16 @@ pub(super) fn finish(
         profile: plan.profile.clone(),
         cwd: plan.cwd.clone(),
         net: plan.net,
+        output_cap: plan.output_cap,
+        denials: crate::denials::Denials::build(
+            &plan.profile,
+            plan.net,
+            &plan.seccomp_rules,
+            reports.denials.as_ref(),
+            reports.exited.as_ref(),
+            plan.output_cap,
+            plan.timeout_ms,
+        ),
         setup_failed: reports.failed,
         exit: reports.exited,
         protected_created,
@@ -281,6 +291,8 @@ pub(super) struct Reports {
     exited: Option<ExitReport>,
     failed: Option<SetupFailure>,
     protocol_error: Option<String>,
+    /// The jailer's count of seccomp denials (after `exited`).
+    denials: Option<aiops_proto::report::SeccompDenials>,
 }
 
 /// Read report frames until EOF; `forward` (aiopsctl) passes caught
@@ -345,6 +357,7 @@ pub(super) fn read_reports(
                     message,
                 })
             }
+            Ok(Report::SeccompDenials(d)) => r.denials = Some(d),
             Ok(Report::Started { .. } | Report::Output { .. }) => {}
             Err(e) => {
                 r.protocol_error = Some(e.to_string());

@@ -230,6 +230,7 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         ],
         pty: false,
         reader_closed: Vec::new(),
+        tmpfs_full: Vec::new(),
     };
     let status = if timed_out {
         exit::TIMEOUT
@@ -246,6 +247,17 @@ pub fn run(r: &Run) -> Result<ExecReport, SupervisorError> {
         profile: r.plan.profile.clone(),
         cwd: r.cwd.display().to_string(),
         net: r.plan.net,
+        output_cap: r.plan.run.output_bytes,
+        // Seatbelt's refusals reach the system log, not us.
+        denials: crate::denials::Denials::build(
+            &r.plan.profile,
+            r.plan.net,
+            &Default::default(),
+            None,
+            Some(&report),
+            r.plan.run.output_bytes,
+            r.plan.run.timeout_ms,
+        ),
         setup_failed: None,
         exit: Some(report),
         protected_created,

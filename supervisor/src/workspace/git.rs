@@ -19,9 +19,9 @@ pub(super) fn open_source(repo: &Path) -> Result<Repository, WorkspaceError> {
         git2::RepositoryOpenFlags::NO_SEARCH,
         std::iter::empty::<&std::ffi::OsStr>(),
     )
-    .map_err(|source| WorkspaceError::OpenRepo {
+    .map_err(|source: git2::Error| WorkspaceError::OpenRepo {
         repo: repo.to_path_buf(),
-        source,
+        source: source.into(),
     })
 }
 
@@ -33,10 +33,10 @@ pub(super) fn resolve_commit(
     src.revparse_single(git_ref)
         .and_then(|obj| obj.peel_to_commit())
         .map(|c| c.id())
-        .map_err(|source| WorkspaceError::ResolveRef {
+        .map_err(|source: git2::Error| WorkspaceError::ResolveRef {
             repo: repo.to_path_buf(),
             git_ref: git_ref.to_string(),
-            source,
+            source: source.into(),
         })
 }
 
@@ -56,15 +56,17 @@ pub(super) fn populate(
         .mkdir(false)
         .external_template(false)
         .initial_head("aiops");
-    let dst = Repository::init_opts(target, &opts).map_err(|source| WorkspaceError::InitRepo {
-        path: target.to_path_buf(),
-        source,
+    let dst = Repository::init_opts(target, &opts).map_err(|source: git2::Error| {
+        WorkspaceError::InitRepo {
+            path: target.to_path_buf(),
+            source: source.into(),
+        }
     })?;
-    let copy_err = |source| WorkspaceError::CopyObjects {
+    let copy_err = |source: git2::Error| WorkspaceError::CopyObjects {
         repo: repo.to_path_buf(),
         path: target.to_path_buf(),
         commit: commit.to_string(),
-        source,
+        source: source.into(),
     };
     let mut walk = src.revwalk().map_err(copy_err)?;
     walk.push(commit).map_err(copy_err)?;
@@ -87,10 +89,10 @@ pub(super) fn populate(
     writer.commit().map_err(copy_err)?;
     drop(pack);
 
-    let checkout_err = |source| WorkspaceError::Checkout {
+    let checkout_err = |source: git2::Error| WorkspaceError::Checkout {
         path: target.to_path_buf(),
         commit: commit.to_string(),
-        source,
+        source: source.into(),
     };
     dst.set_head_detached(commit).map_err(checkout_err)?;
     dst.checkout_head(Some(
@@ -113,10 +115,10 @@ pub(super) fn refuse_escaping_symlinks(
     repo: &Path,
     commit: Oid,
 ) -> Result<(), WorkspaceError> {
-    let read_err = |source| WorkspaceError::ReadTree {
+    let read_err = |source: git2::Error| WorkspaceError::ReadTree {
         repo: repo.to_path_buf(),
         commit: commit.to_string(),
-        source,
+        source: source.into(),
     };
     let tree = src
         .find_commit(commit)
