@@ -183,7 +183,7 @@ impl Env {
             .collect()
     }
 
-    fn daemon(&self) -> Child {
+    fn daemon(&self) -> Daemon {
         let child = self
             .cmd(&bin("aiops-supervisor"))
             .arg("--config")
@@ -198,7 +198,7 @@ impl Env {
         wait_for("the daemon to come up", || {
             sock.exists() && self.ctl(&["status"]).status.code() == Some(0)
         });
-        child
+        Daemon(child)
     }
 
     /// `aiopsctl run` of a one-node flow: an engine start (restart
@@ -213,14 +213,27 @@ impl Env {
     }
 }
 
-fn stop(mut d: Child) -> String {
+/// A daemon this test started: killed if the test ends without `stop`.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// SIGTERM (a drain), then its log.
+fn stop(mut d: Daemon) -> String {
     let _ = Command::new("kill")
-        .arg(d.id().to_string())
+        .arg(d.0.id().to_string())
         .status()
         .unwrap();
-    let _ = d.wait();
+    let _ = d.0.wait();
     let mut s = String::new();
-    if let Some(mut e) = d.stderr.take() {
+    if let Some(mut e) = d.0.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut e, &mut s);
     }
     s
@@ -738,8 +751,8 @@ fn sigkill_of_the_daemon_mid_run_loses_nothing() {
             .count()
             >= 3
     });
-    d.kill().unwrap();
-    let _ = d.wait();
+    d.0.kill().unwrap();
+    let _ = d.0.wait();
     wait_for("the jails to die with the daemon", || {
         pgrep(&tag).is_empty()
     });
