@@ -195,7 +195,7 @@ pub type OnSynced = Box<dyn Fn(&[Settled]) + Send>;
 /// The key of a line that records a node's final state. Matching on state
 /// and attempt keeps an older line (a failed attempt before a retry, a
 /// cancel sent while the node still ran) from settling a newer one.
-fn settles(rec: &AuditRecord) -> Option<Settled> {
+pub(crate) fn settles(rec: &AuditRecord) -> Option<Settled> {
     let state = rec.state.as_deref()?;
     let is_final = crate::model::NodeState::parse(state).is_some_and(|s| s.is_final());
     match (&rec.run, &rec.node) {
@@ -217,6 +217,8 @@ fn lock_log(m: &std::sync::Mutex<AuditLog>) -> std::sync::MutexGuard<'_, AuditLo
 /// such nodes unaudited and their lines are written again at restart.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 const MAX_BATCH: usize = 256;
+/// How often lines kept after a failed write are tried again.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `first` and whatever follows within `LINGER`; a flush request (someone
 /// is waiting) ends the wait at once.
@@ -248,10 +250,26 @@ impl AuditSink {
                 // Keys of lines handed over but not yet known to be on disk
                 // (a failed batch's stay here until a write succeeds).
                 let mut owed: Vec<Settled> = vec![];
-                while let Ok(first) = rx.recv() {
+                let mut failing = 0u64;
+                loop {
+                    // Lines kept after a failed write are retried every
+                    // RETRY_EVERY even when nothing new arrives (the disk
+                    // may have been freed).
+                    let first = if lock_log(&shared).pending() > 0 {
+                        match rx.recv_timeout(RETRY_EVERY) {
+                            Ok(m) => Some(m),
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                        }
+                    } else {
+                        match rx.recv() {
+                            Ok(m) => Some(m),
+                            Err(_) => break,
+                        }
+                    };
                     let mut batch = vec![];
                     let mut waiters = vec![];
-                    for m in gather(first, &rx) {
+                    for m in first.map(|f| gather(f, &rx)).unwrap_or_default() {
                         match m {
                             Msg::Line(r) => batch.push(*r),
                             Msg::Flush(w) => waiters.push(w),
@@ -269,14 +287,21 @@ impl AuditSink {
                     let synced = result.is_ok() && log.pending() == 0;
                     drop(log);
                     match result {
-                        Err(e) => {
+                        // Once per streak of failures, not at every retry.
+                        Err(e) if failing == 0 => {
+                            failing += 1;
                             tracing::error!(error = %crate::error::error_chain(&e), "audit write failed; the lines are kept and retried");
                         }
+                        Err(_) => failing += 1,
                         Ok(()) if synced && !owed.is_empty() => {
                             on_synced(&owed);
                             owed.clear();
                         }
                         Ok(()) => {}
+                    }
+                    if synced && failing > 0 {
+                        tracing::warn!(attempts = failing, "audit lines kept after failed writes are now on disk");
+                        failing = 0;
                     }
                     for w in waiters {
                         let _ = w.send(());
@@ -315,6 +340,11 @@ impl AuditSink {
         if sent {
             let _ = wrx.recv_timeout(std::time::Duration::from_secs(30));
         }
+    }
+
+    /// The lines not yet on disk (kept after a failed write), as JSON.
+    pub fn unwritten(&self) -> Vec<String> {
+        lock_log(&self.log).pending.clone()
     }
 
     /// (write errors so far, lines waiting for a retry)

@@ -212,6 +212,27 @@ async fn serve(cfg: Config, engine: Engine) -> Result<i32, SupervisorError> {
     engine.drain(cfg.drain_grace).await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), api).await;
+    // State writes and audit lines a full or locked disk still holds back:
+    // a while for them, then, rather than lose them silently, the log.
+    let left = {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || engine.settle(std::time::Duration::from_secs(10)))
+            .await
+            .unwrap_or_default()
+    };
+    if left.writes > 0 || !left.audit_lines.is_empty() {
+        for line in &left.audit_lines {
+            tracing::error!(line = %line, "audit line not written");
+        }
+        tracing::error!(
+            writes = left.writes,
+            audit_lines = left.audit_lines.len(),
+            why = left.why.as_deref().unwrap_or("the disk refused them"),
+            "stopping with state not saved: nodes whose final state was not stored show as lost at the next start"
+        );
+        tracing::info!("stopped");
+        return Ok(crate::error::EXIT_IOERR);
+    }
     tracing::info!("stopped");
     Ok(0)
 }

@@ -108,6 +108,9 @@ pub enum SupervisorError {
     },
     #[error("run {run} has no node {node:?}")]
     NoSuchNode { run: String, node: String },
+    /// State writes or audit lines an exiting aiopsctl could not write.
+    #[error("state not saved: {detail}")]
+    StateNotSaved { detail: String },
     #[error("audit log {}", .path.display())]
     Audit {
         path: PathBuf,
@@ -139,6 +142,7 @@ impl SupervisorError {
             SupervisorError::Store { .. } => EXIT_IOERR,
             SupervisorError::StateDir { .. } | SupervisorError::Audit { .. } => EXIT_IOERR,
             SupervisorError::SchemaTooNew { .. } => EXIT_SOFTWARE,
+            SupervisorError::StateNotSaved { .. } => EXIT_IOERR,
             SupervisorError::StateDirNotOurs { .. } => exit::NOPERM,
             SupervisorError::NoSuchNode { .. } => exit::NOINPUT,
         }

@@ -70,6 +70,28 @@ pub const DB_FILE: &str = "state.db";
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// (device, inode) of `path` when it was opened: a file deleted or
+    /// replaced under the engine is noticed (`identity_changed`).
+    ident: Option<(u64, u64)>,
+    /// The same for its `-wal`: SQLite does not remove the WAL of a
+    /// database that was moved or deleted under it, and a stale WAL must
+    /// never meet the file that now has its name (it would be replayed).
+    wal_ident: Option<(u64, u64)>,
+}
+
+/// What became of `state.db` under an open store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Changed {
+    /// Gone (else another file is at its path).
+    pub deleted: bool,
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", path.display()))
+}
+
+fn ident_of(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Everything about a node that is known when its run is created.
@@ -91,6 +113,20 @@ pub struct NewRun {
     pub flow_json: String,
     pub pre_approved: bool,
     pub nodes: Vec<NewNode>,
+}
+
+/// A connection to the database at `path` with the store's settings.
+fn connect(path: &Path) -> Result<Connection, SupervisorError> {
+    let conn = Connection::open(path).map_err(db_err("open the state database"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db_err("set busy timeout"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db_err("enable WAL"))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db_err("set synchronous"))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(db_err("enable foreign keys"))?;
+    Ok(conn)
 }
 
 fn db_err(what: &'static str) -> impl FnOnce(rusqlite::Error) -> SupervisorError {
@@ -163,22 +199,117 @@ impl Store {
                 }
             }
         }
-        let conn = Connection::open(&path).map_err(db_err("open the state database"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db_err("set busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err("enable WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_err("set synchronous"))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(db_err("enable foreign keys"))?;
-        let mut store = Store { conn, path };
+        let conn = connect(&path)?;
+        let ident = ident_of(&path);
+        let mut store = Store {
+            conn,
+            path,
+            ident,
+            wal_ident: None,
+        };
         store.migrate()?;
+        // The WAL exists once the database was read.
+        store.wal_ident = ident_of(&with_suffix(&store.path, "-wal"));
         Ok(store)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether `state.db` is no longer the file this store opened.
+    pub fn identity_changed(&self) -> Option<Changed> {
+        let opened = self.ident?;
+        match std::fs::symlink_metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Changed { deleted: true }),
+            Err(_) => None,
+            Ok(m) if (m.dev(), m.ino()) == opened => None,
+            Ok(_) => Some(Changed { deleted: false }),
+        }
+    }
+
+    /// `state.db` was deleted while open: write the open copy (every
+    /// commit so far) back to its path and go on with that file.
+    pub fn restore_at_path(&mut self) -> Result<(), SupervisorError> {
+        let tmp = PathBuf::from(format!("{}.restoring", self.path.display()));
+        let _ = std::fs::remove_file(&tmp);
+        self.conn
+            .execute("VACUUM INTO ?1", params![tmp.display().to_string()])
+            .map_err(db_err("copy the open database"))?;
+        let io = |source| SupervisorError::StateDir {
+            path: tmp.clone(),
+            source,
+        };
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        // Close the deleted one first: closing checkpoints into it and
+        // removes its -wal and -shm, which must not meet the new file.
+        let old = std::mem::replace(
+            &mut self.conn,
+            Connection::open_in_memory().map_err(db_err("open a placeholder"))?,
+        );
+        if let Err((_, e)) = old.close() {
+            tracing::warn!(error = %e, "closing the deleted state database");
+        }
+        self.remove_own_wal();
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        let dir = self
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        *self = Store::open(&dir)?;
+        Ok(())
+    }
+
+    /// Another file took `state.db`'s place: copy the open database to
+    /// `state.db.engine-<ms>` and go on there. Closing the old connection
+    /// removes its `state.db-wal` and `-shm`, which would otherwise be
+    /// replayed into the file that replaced it at its next open.
+    pub fn move_aside(&mut self) -> Result<PathBuf, SupervisorError> {
+        let copy = PathBuf::from(format!("{}.engine-{}", self.path.display(), now_ms()));
+        self.conn
+            .execute("VACUUM INTO ?1", params![copy.display().to_string()])
+            .map_err(db_err("save the open database"))?;
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| SupervisorError::StateDir {
+                path: copy.clone(),
+                source,
+            },
+        )?;
+        let conn = connect(&copy)?;
+        let old = std::mem::replace(&mut self.conn, conn);
+        if let Err((_, e)) = old.close() {
+            tracing::warn!(error = %e, "closing the replaced state database");
+        }
+        self.remove_own_wal();
+        self.ident = ident_of(&copy);
+        self.path = copy.clone();
+        self.schema_version()?;
+        self.wal_ident = ident_of(&with_suffix(&copy, "-wal"));
+        Ok(copy)
+    }
+
+    /// Remove `-wal` and `-shm` at this store's path if the WAL is still
+    /// the one it opened (not another database's).
+    fn remove_own_wal(&self) {
+        let wal = with_suffix(&self.path, "-wal");
+        if self.wal_ident.is_some() && ident_of(&wal) == self.wal_ident {
+            let _ = std::fs::remove_file(&wal);
+            let _ = std::fs::remove_file(with_suffix(&self.path, "-shm"));
+        }
+    }
+
+    /// Every run id the store knows (for `gc`'s orphans).
+    pub fn run_ids(&self) -> Result<std::collections::HashSet<String>, SupervisorError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM runs")
+            .map_err(db_err("list run ids"))?;
+        let rows = st
+            .query_map([], |r| r.get(0))
+            .map_err(db_err("list run ids"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(db_err("list run ids"))
     }
 
     fn migrate(&mut self) -> Result<(), SupervisorError> {
@@ -394,6 +525,22 @@ impl Store {
             )
             .map_err(db_err("record outcome"))?;
         Ok(())
+    }
+
+    /// Nodes stored as `running`: (run, node, attempts, started_at).
+    pub fn running_nodes(&self) -> Result<Vec<(String, String, u32, i64)>, SupervisorError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT run_id, id, attempts, COALESCE(started_at, 0) FROM nodes
+                 WHERE state = 'running' ORDER BY run_id, pos",
+            )
+            .map_err(db_err("find running nodes"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(db_err("find running nodes"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(db_err("find running nodes"))
     }
 
     /// After a restart: every node that was running is `lost` (never re-run
@@ -842,6 +989,65 @@ mod tests {
         assert_eq!(r.nodes[0].reason.as_deref(), Some("supervisor restarted"));
         assert_eq!(r.nodes[1].state, NodeState::Queued);
         assert_eq!(s.unfinished_runs().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_database_deleted_while_open_is_restored_with_its_history() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        s.insert_run(&new_run("r1")).unwrap();
+        assert!(s.identity_changed().is_none());
+        std::fs::remove_file(d.path().join(DB_FILE)).unwrap();
+        assert_eq!(s.identity_changed(), Some(Changed { deleted: true }));
+        s.restore_at_path().unwrap();
+        assert!(s.identity_changed().is_none());
+        s.insert_run(&new_run("r2")).unwrap();
+        drop(s);
+        let s = Store::open(d.path()).unwrap();
+        assert!(s.run("r1").unwrap().is_some());
+        assert!(s.run("r2").unwrap().is_some());
+        let mode = std::fs::metadata(d.path().join(DB_FILE)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with(".restoring")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn a_database_replaced_while_open_is_left_alone_and_ours_moves_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        s.insert_run(&new_run("r1")).unwrap();
+        let other = d.path().join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE mine (x); INSERT INTO mine VALUES (42);")
+            .unwrap();
+        std::fs::rename(&other, d.path().join(DB_FILE)).unwrap();
+        assert_eq!(s.identity_changed(), Some(Changed { deleted: false }));
+        let copy = s.move_aside().unwrap();
+        assert!(s.identity_changed().is_none());
+        // Ours goes on in the copy; the other file never sees our WAL.
+        s.insert_run(&new_run("r2")).unwrap();
+        drop(s);
+        let theirs = Connection::open(d.path().join(DB_FILE)).unwrap();
+        let x: i64 = theirs
+            .query_row("SELECT x FROM mine", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(x, 42);
+        assert!(theirs
+            .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
+            .is_err());
+        let ours = Connection::open(&copy).unwrap();
+        let n: i64 = ours
+            .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
     }
 
     #[test]

@@ -32,17 +32,6 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
     } else {
         Stream::Stdout
     };
-    if let Some(d) = super::runs::remote(&cfg, &args.common)? {
-        d.copy_output(&args.run, &args.node, stream, args.follow, out)
-            .map_err(api_err)?;
-        return Ok(0);
-    }
-    cfg.read_as_state_owner()?;
-    let path = cfg.state_dir.join("runs").join(&args.run).join(format!(
-        "{}.{}",
-        args.node,
-        stream.as_str()
-    ));
     // Names come from the command line: only plain names reach the path.
     let plain = |s: &str| {
         !s.is_empty()
@@ -54,15 +43,32 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
             "run and node are plain names".into(),
         )));
     }
-    read_runs(&cfg, &args.common, Some(&args.run), 1)?
-        .first()
-        .and_then(|r| r.nodes.iter().find(|n| n.id == args.node))
-        .ok_or_else(|| {
-            api_err(ApiFailure::NotFound(format!(
-                "run {} has no node {:?}",
-                args.run, args.node
-            )))
-        })?;
+    let run_dir = cfg.state_dir.join("runs").join(&args.run);
+    let path = run_dir.join(format!("{}.{}", args.node, stream.as_str()));
+    if let Some(d) = super::runs::remote(&cfg, &args.common)? {
+        return match d.copy_output(&args.run, &args.node, stream, args.follow, out) {
+            Ok(_) => Ok(0),
+            Err(ApiFailure::NotFound(why)) => orphan_output(&run_dir, &path, &why, out),
+            Err(e) => Err(api_err(e)),
+        };
+    }
+    cfg.read_as_state_owner()?;
+    match read_runs(&cfg, &args.common, Some(&args.run), 1) {
+        Ok(runs) => {
+            runs.first()
+                .and_then(|r| r.nodes.iter().find(|n| n.id == args.node))
+                .ok_or_else(|| {
+                    api_err(ApiFailure::NotFound(format!(
+                        "run {} has no node {:?}",
+                        args.run, args.node
+                    )))
+                })?;
+        }
+        Err(e) if run_dir.is_dir() => {
+            return orphan_output(&run_dir, &path, &crate::error::error_chain(&e), out);
+        }
+        Err(e) => return Err(e),
+    }
     let mut f = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !args.follow => return Ok(0),
@@ -99,6 +105,43 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<i32, SupervisorError
             return Ok(0);
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The state database has no record of the run (it was deleted or
+/// replaced), but its output directory is there: print the file, and say
+/// on stderr where it came from, or where to look.
+fn orphan_output(
+    run_dir: &std::path::Path,
+    path: &std::path::Path,
+    why: &str,
+    out: &mut dyn Write,
+) -> Result<i32, SupervisorError> {
+    if !run_dir.is_dir() {
+        return Err(api_err(ApiFailure::NotFound(why.to_string())));
+    }
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            eprintln!(
+                "aiopsctl: the state database has no record of this run ({why}); output read from {}",
+                path.display()
+            );
+            std::io::copy(&mut f, out).map_err(out_err)?;
+            out.flush().map_err(out_err)?;
+            Ok(0)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "aiopsctl: the state database has no record of this run ({why}); its output directory {} has no {}",
+                run_dir.display(),
+                path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            );
+            Ok(0)
+        }
+        Err(source) => Err(SupervisorError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

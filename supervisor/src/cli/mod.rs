@@ -232,7 +232,7 @@ pub enum Command {
     #[cfg(target_os = "linux")]
     #[command(after_long_help = help(codes::RECORDS))]
     Audit(records::AuditArgs),
-    /// Remove workspaces and output of runs that ended long ago.
+    /// Remove workspaces and output of runs that ended long ago (and orphans no run names).
     #[cfg(target_os = "linux")]
     #[command(after_long_help = help(codes::RECORDS))]
     Gc(records::GcArgs),

@@ -248,7 +248,7 @@ struct Interrupt<'a> {
 
 impl Interrupt<'_> {
     fn poll(&mut self, run: &str) {
-        let (Some(got), Some(local), None) = (&self.got, self.local, self.acted) else {
+        let (Some(got), None) = (&self.got, self.acted) else {
             return;
         };
         let signo = got.load(Ordering::SeqCst);
@@ -257,6 +257,17 @@ impl Interrupt<'_> {
         }
         self.acted = Some(signo);
         let name = nix::sys::signal::Signal::try_from(signo).map_or("a signal", |s| s.as_str());
+        let Some(local) = self.local else {
+            // A daemon runs it: leave it running there, and say how to reach it.
+            eprintln!(
+                "aiopsctl: {name}: detached from run {run}; it goes on in the daemon.\n  \
+                 aiopsctl status {run}            # follow it\n  \
+                 aiopsctl logs {run} NODE [-f]    # its output\n  \
+                 aiopsctl cancel {run}            # stop it"
+            );
+            #[allow(clippy::exit)]
+            std::process::exit(aiops_proto::exit::SIGNAL_BASE + signo);
+        };
         eprintln!(
             "aiopsctl: {name}: cancelling run {run} and stopping its jails (again to exit at once)"
         );
@@ -270,7 +281,17 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> 
     // Fail before any engine starts: the same check the engine repeats.
     aiops_policy::flow::Flow::from_toml_str(&path, &text)?;
     let (backend, local, got) = match daemon(&cfg, &args.common)? {
-        Some(d) => (d, None, None),
+        // Attached to a daemon, the signal only ends this process (the run
+        // goes on there); caught so that it says so rather than vanish.
+        Some(d) => (
+            d,
+            None,
+            if args.detach {
+                None
+            } else {
+                catch_interrupts()
+            },
+        ),
         None => {
             let got = if args.detach {
                 None
@@ -322,7 +343,13 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> 
         interrupt.poll(id)
     })?;
     let code = report_final(&fin, args.common.json, out)?;
-    Ok(match interrupt.acted {
+    let acted = interrupt.acted;
+    // Every state write and audit line on disk before aiopsctl exits, or
+    // an error (exit 74) that says what was not.
+    if let Some(l) = local {
+        l.close()?;
+    }
+    Ok(match acted {
         Some(signo) => aiops_proto::exit::SIGNAL_BASE + signo,
         None => code,
     })
@@ -380,13 +407,20 @@ fn follow(
         if r.state.is_final() || r.state == RunState::AwaitingConfirmation {
             return Ok(r);
         }
-        // Wake on the next event, or re-read after a short while anyway.
-        let deadline = Instant::now() + Duration::from_millis(200);
+        // Wake on the next event, or re-read after a short while anyway;
+        // at most every 50 ms: reading a 2000-node run after each of its
+        // events made following it quadratic.
+        let read_at = Instant::now();
+        let deadline = read_at + Duration::from_millis(200);
+        let mut woken = false;
         while Instant::now() < deadline {
+            if woken && read_at.elapsed() >= Duration::from_millis(50) {
+                break;
+            }
             match rx.try_recv() {
-                Ok(ev) if ev.run == run_id => break,
+                Ok(ev) if ev.run == run_id => woken = true,
                 Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => break,
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => woken = true,
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         }
@@ -420,8 +454,19 @@ fn report_final(r: &RunRecord, json: bool, out: &mut dyn Write) -> Result<i32, S
             s => writeln!(out, "run {} {s}", r.id).map_err(out_err)?,
         }
     }
+    // A run that waits at the gate (or is not final) after a node already
+    // failed is a failed run: the caller must not take it for a pause.
+    let failed = r.nodes.iter().any(|n| {
+        matches!(
+            n.state,
+            NodeState::Failed | NodeState::Lost | NodeState::Refused | NodeState::WorkspaceFailed
+        )
+    });
     Ok(match r.state {
         RunState::Succeeded => 0,
+        RunState::AwaitingConfirmation | RunState::Queued | RunState::Running if failed => {
+            aiops_proto::exit::FAILED
+        }
         RunState::AwaitingConfirmation | RunState::Queued | RunState::Running => EXIT_PAUSED,
         RunState::Cancelled => EXIT_CANCELLED,
         RunState::Failed | RunState::Lost => 1,
@@ -602,7 +647,11 @@ pub fn confirm(args: &ConfirmArgs, out: &mut dyn Write) -> Result<i32, Superviso
         return Ok(0);
     }
     let fin = follow(&*backend, &args.run, !args.common.json, out, &mut |_| {})?;
-    report_final(&fin, args.common.json, out)
+    let code = report_final(&fin, args.common.json, out)?;
+    if let Some(l) = local {
+        l.close()?;
+    }
+    Ok(code)
 }
 
 pub fn cancel(args: &CancelArgs, out: &mut dyn Write) -> Result<i32, SupervisorError> {
@@ -614,17 +663,37 @@ pub fn cancel(args: &CancelArgs, out: &mut dyn Write) -> Result<i32, SupervisorE
     if let Some(l) = &local {
         l.start();
     }
-    // Running nodes end shortly; wait for the run to settle.
+    // The nodes cancelled end shortly (a running one once its jail is
+    // stopped: SIGKILL after kill_grace); wait for those, not for other
+    // nodes of the run that go on running.
+    let mine = |n: &crate::model::NodeRecord| args.node.as_deref().is_none_or(|id| n.id == id);
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut r = backend.get_run(&args.run).map_err(api_err)?;
-    while Instant::now() < deadline && r.nodes.iter().any(|n| n.state == NodeState::Running) {
-        std::thread::sleep(Duration::from_millis(100));
+    while Instant::now() < deadline && r.nodes.iter().any(|n| mine(n) && !n.state.is_final()) {
+        std::thread::sleep(Duration::from_millis(50));
         r = backend.get_run(&args.run).map_err(api_err)?;
     }
     if args.common.json {
         print_json(out, "run", &r)?;
     } else {
+        for n in r.nodes.iter().filter(|n| mine(n)) {
+            let what = if n.state.is_final() {
+                n.state.to_string()
+            } else {
+                format!("{} (being stopped)", n.state)
+            };
+            match &args.node {
+                Some(_) => writeln!(out, "node {} {what}", n.id).map_err(out_err)?,
+                None if !n.state.is_final() => {
+                    writeln!(out, "node {} {what}", n.id).map_err(out_err)?;
+                }
+                None => {}
+            }
+        }
         writeln!(out, "run {} {}", r.id, r.state).map_err(out_err)?;
+    }
+    if let Some(l) = local {
+        l.close()?;
     }
     Ok(0)
 }

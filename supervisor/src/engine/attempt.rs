@@ -65,6 +65,26 @@ impl Attempt {
     pub fn cancel(&self) -> Option<JailStop> {
         let mut j = lock(&self.jail);
         j.cancelled = true;
-        j.stop.clone()
+        let stop = j.stop.clone();
+        drop(j);
+        // A runner still waiting for its `running` record (the store is
+        // full or locked) gives up waiting: the node never starts.
+        let mut r = lock(&self.recorded);
+        if r.is_none() {
+            *r = Some(false);
+            self.recorded_set.notify_all();
+        }
+        stop
+    }
+
+    /// Whether the attempt was cancelled.
+    pub fn cancelled(&self) -> bool {
+        lock(&self.jail).cancelled
+    }
+
+    /// The jail's stopper, if it is attached (its output could not be
+    /// stored: `runner` stops it).
+    pub fn stopper(&self) -> Option<JailStop> {
+        lock(&self.jail).stop.clone()
     }
 }

@@ -51,15 +51,24 @@ impl Backend for Engine {
     }
 
     fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, ApiFailure> {
-        self.shared.store().runs(limit).map_err(|e| internal(&e))
+        let mut runs = self.shared.store().runs(limit).map_err(|e| internal(&e))?;
+        for r in &mut runs {
+            self.shared.persist.overlay(r);
+        }
+        Ok(runs)
     }
 
+    /// The stored run with any state writes still waiting for the store
+    /// (a full disk) laid over it: what the engine knows.
     fn get_run(&self, id: &str) -> Result<RunRecord, ApiFailure> {
-        self.shared
+        let mut r = self
+            .shared
             .store()
             .run(id)
             .map_err(|e| internal(&e))?
-            .ok_or_else(|| ApiFailure::NotFound(format!("no run {id:?}")))
+            .ok_or_else(|| ApiFailure::NotFound(format!("no run {id:?}")))?;
+        self.shared.persist.overlay(&mut r);
+        Ok(r)
     }
 
     fn submit(&self, req: SubmitRequest) -> Result<RunRecord, ApiFailure> {
@@ -67,6 +76,9 @@ impl Backend for Engine {
             return Err(ApiFailure::Unavailable(
                 "the supervisor is shutting down".into(),
             ));
+        }
+        if let Some(why) = self.shared.persist.refusal() {
+            return Err(ApiFailure::Unavailable(why));
         }
         let id = new_run_id();
         let admitted = admission::admit(&self.shared, &id, &req).map_err(|e| {

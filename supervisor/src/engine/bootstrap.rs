@@ -115,6 +115,8 @@ fn engine_runtime(cfg: &Config) -> Result<tokio::runtime::Runtime, SupervisorErr
 pub struct LocalEngine {
     booted: BootedEngine,
     grace: Duration,
+    /// `close` did the drain already.
+    closed: bool,
 }
 
 impl LocalEngine {
@@ -122,6 +124,7 @@ impl LocalEngine {
         Ok(LocalEngine {
             booted: BootedEngine::open(cfg, Caller::Aiopsctl)?,
             grace: cfg.drain_grace,
+            closed: false,
         })
     }
 
@@ -144,13 +147,61 @@ impl LocalEngine {
     }
 }
 
+/// How long an exiting `aiopsctl` waits for a full or locked state disk
+/// to take what it still holds (state writes, audit lines).
+const STATE_WAIT: Duration = Duration::from_secs(10);
+
+impl LocalEngine {
+    /// Drain (see `Drop`), then wait up to `STATE_WAIT` for every state
+    /// write and audit line to reach the disk. What could not be written
+    /// is an error naming it, and the audit lines themselves go to stderr
+    /// so that they are not lost with this process.
+    pub fn close(mut self) -> Result<(), SupervisorError> {
+        self.closed = true;
+        let engine = &self.booted.engine;
+        self.booted.rt.block_on(engine.drain(self.grace));
+        engine.flush_audit();
+        let left = engine.settle(STATE_WAIT);
+        if left.writes == 0 && left.audit_lines.is_empty() {
+            return Ok(());
+        }
+        for l in &left.audit_lines {
+            eprintln!("aiopsctl: audit line not written: {l}");
+        }
+        Err(SupervisorError::StateNotSaved {
+            detail: format!(
+                "{} state write(s) and {} audit line(s) could not be written to {} within {}s ({}); the audit lines are printed above; a node whose final state was not stored shows as `lost` at the next engine start",
+                left.writes,
+                left.audit_lines.len(),
+                engine.state_dir().display(),
+                STATE_WAIT.as_secs(),
+                left.why.unwrap_or_else(|| "the disk refused them".into())
+            ),
+        })
+    }
+}
+
 impl Drop for LocalEngine {
     fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
         // Nodes this process started (it may have picked up other runs'
         // queued work) finish, or are stopped and recorded, before it
         // exits; then every audit line is on disk.
         let engine = &self.booted.engine;
         self.booted.rt.block_on(engine.drain(self.grace));
         engine.flush_audit();
+        let left = engine.settle(STATE_WAIT);
+        for l in &left.audit_lines {
+            eprintln!("aiopsctl: audit line not written: {l}");
+        }
+        if left.writes > 0 {
+            eprintln!(
+                "aiopsctl: {} state write(s) could not be written to {}",
+                left.writes,
+                engine.state_dir().display()
+            );
+        }
     }
 }

@@ -53,10 +53,22 @@ fn runnable<'a>(
             Err(e) => ApiFailure::Internal(crate::error::error_chain(&e)),
         });
     }
-    inner
+    let r = inner
         .runs
         .get_mut(run_id)
-        .ok_or_else(|| ApiFailure::NotFound(format!("no run {run_id:?}")))
+        .ok_or_else(|| ApiFailure::NotFound(format!("no run {run_id:?}")))?;
+    if r.state.is_final() {
+        // Over in memory; its final state still waits for the store.
+        return Err(ApiFailure::Conflict(format!(
+            "run {run_id} already ended {}; its state is still being written to the store ({})",
+            r.state,
+            shared
+                .persist
+                .waiting_because()
+                .unwrap_or_else(|| "retrying".into())
+        )));
+    }
+    Ok(r)
 }
 
 /// The process that runs the engine was interrupted (a daemon-less

@@ -91,6 +91,12 @@ pub(super) fn metrics(shared: &Shared) -> String {
         write_errors,
         pending
     );
+    let _ = writeln!(
+        s,
+        "# HELP aiops_state_writes_deferred_total State writes that waited for the store (full or locked disk)\n# TYPE aiops_state_writes_deferred_total counter\naiops_state_writes_deferred_total {}\n# HELP aiops_state_pending_writes State writes kept in memory, retried until the store takes them\n# TYPE aiops_state_pending_writes gauge\naiops_state_pending_writes {}",
+        super::persist::DEFERRED.load(Ordering::Relaxed),
+        shared.persist.pending()
+    );
     crate::egress::TOTALS.render(&mut s);
     s
 }

@@ -21,6 +21,7 @@ mod bootstrap;
 mod confirm_cancel;
 mod metrics;
 pub(crate) mod output;
+mod persist;
 mod record;
 mod recovery;
 pub(crate) mod runner;
@@ -154,11 +155,21 @@ pub(crate) struct Shared {
     /// Spare jailers (`JailerTarget::Exec` only): see `warm`.
     pub warm: Option<Arc<warm::Warm>>,
     pub plans: Arc<runner::PlanMemo>,
+    /// State writes waiting for the store (a full or locked disk).
+    pub persist: persist::Persist,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock must not wedge every later request.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What an engine could not write before it stopped (`Engine::settle`).
+#[derive(Debug, Default)]
+pub struct Unsaved {
+    pub writes: usize,
+    pub why: Option<String>,
+    pub audit_lines: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -227,6 +238,10 @@ impl Engine {
                 workspace_prep::set_mode(d, 0o711)?;
             }
         }
+        // A node whose end reached the audit log but not the store (the
+        // disk was full, then the process died) ends as its line says,
+        // not `lost` with a reason that is not true.
+        recovery::settle_from_audit(&mut store, &cfg.state_dir.join("audit"))?;
         let lost = store.mark_lost("the supervisor stopped while it was running; not re-run")?;
         let (events, _) = broadcast::channel(4096);
         let warm = match &cfg.jailer {
@@ -238,9 +253,7 @@ impl Engine {
             let weak = weak.clone();
             let on_synced: crate::audit::OnSynced = Box::new(move |keys| {
                 if let Some(sh) = weak.upgrade() {
-                    if let Err(e) = sh.store().mark_audited(keys) {
-                        tracing::warn!(error = %crate::error::error_chain(&e), "could not record audit lines as written");
-                    }
+                    sh.write(persist::Write::Audited(keys.to_vec()));
                 }
             });
             Shared {
@@ -257,8 +270,10 @@ impl Engine {
                 started_at: std::time::Instant::now(),
                 warm,
                 plans: Arc::default(),
+                persist: persist::Persist::default(),
             }
         });
+        persist::start(Arc::downgrade(&shared));
         recovery::recover(&shared, &lost)?;
         Ok(Engine { shared })
     }
@@ -308,6 +323,26 @@ impl Engine {
         confirm_cancel::interrupt(&self.shared, run, why);
         stop::kill_running(&self.shared, "this process was interrupted", Some(why));
         self.shared.wake.notify_one();
+    }
+
+    /// Wait up to `limit` for the state writes and audit lines still in
+    /// memory (a full or locked disk) to be written; what is left.
+    pub fn settle(&self, limit: Duration) -> Unsaved {
+        let deadline = std::time::Instant::now() + limit;
+        let writes = self.shared.wait_stored(limit);
+        while self.shared.audit.health().1 > 0 && std::time::Instant::now() < deadline {
+            self.shared.audit.flush();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Unsaved {
+            writes,
+            why: self.shared.persist.waiting_because(),
+            audit_lines: self.shared.audit.unwritten(),
+        }
+    }
+
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.shared.cfg.state_dir
     }
 
     /// Wait until every audit line so far is on disk.
@@ -390,5 +425,69 @@ mod tests {
         e.flush_audit();
         let again = crate::audit::read(&e.audit_dir(), &crate::audit::Query::default()).unwrap();
         assert_eq!(again.len(), lines.len());
+    }
+
+    /// The node's end reached the audit log but not the store (a full
+    /// disk, then a crash): a restart records what the line says, not
+    /// `lost`, and writes no second line.
+    #[test]
+    fn a_running_node_whose_end_is_in_the_audit_log_ends_as_the_line_says() {
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join("state");
+        {
+            let mut st = Store::open(&state).unwrap();
+            st.insert_run(&NewRun {
+                id: "r1".into(),
+                flow: "f".into(),
+                flow_path: "/f.toml".into(),
+                flow_json: "{}".into(),
+                pre_approved: false,
+                nodes: vec![NewNode {
+                    id: "a".into(),
+                    needs: vec![],
+                    profile: "restrictive".into(),
+                    argv: vec!["false".into()],
+                    findings: vec![],
+                }],
+            })
+            .unwrap();
+            st.set_node_state("r1", "a", NodeState::Running, None)
+                .unwrap();
+            let mut log = AuditLog::open(&state.join("audit")).unwrap();
+            log.append(AuditRecord {
+                kind: "node_end".into(),
+                run: Some("r1".into()),
+                node: Some("a".into()),
+                state: Some("failed".into()),
+                reason: Some("exit code 3".into()),
+                attempt: Some(1),
+                exit_code: Some(3),
+                duration_ms: Some(5),
+                ..AuditRecord::default()
+            })
+            .unwrap();
+        }
+        let e = Engine::open(EngineConfig {
+            state_dir: state.clone(),
+            workspace_root: d.path().join("ws"),
+            parallelism: 1,
+            jailer: JailerTarget::Exec(PathBuf::from("/nonexistent")),
+            kill_grace: Duration::from_secs(1),
+            profile_paths: false,
+            allow_unconfined: false,
+        })
+        .unwrap();
+        e.flush_audit();
+        let r = e.shared.store().run("r1").unwrap().unwrap();
+        assert_eq!(r.nodes[0].state, NodeState::Failed);
+        assert_eq!(r.nodes[0].reason.as_deref(), Some("exit code 3"));
+        assert_eq!(r.nodes[0].exit_code, Some(3));
+        let lines = crate::audit::read(&e.audit_dir(), &crate::audit::Query::default()).unwrap();
+        let ends: Vec<_> = lines
+            .iter()
+            .filter(|l| l.kind == "node_end" && l.node.as_deref() == Some("a"))
+            .collect();
+        assert_eq!(ends.len(), 1, "{lines:?}");
+        assert!(e.shared.store().unaudited().unwrap().is_empty());
     }
 }

@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 const CHUNK: usize = 64 * 1024;
@@ -35,13 +36,53 @@ pub struct Capture {
 pub struct StoreFailure {
     pub path: PathBuf,
     pub error: io::Error,
+    /// On a full disk: how many bytes of the stream the file keeps (the
+    /// rest of what was written is given back to the state disk).
+    pub kept: Option<u64>,
+}
+
+impl StoreFailure {
+    /// The disk (or the user's quota) was full.
+    pub fn disk_full(&self) -> bool {
+        matches!(
+            self.error.raw_os_error(),
+            Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
+        )
+    }
 }
 
 impl std::fmt::Display for StoreFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.disk_full() {
+            let errno = if self.error.raw_os_error() == Some(nix::libc::EDQUOT) {
+                "EDQUOT"
+            } else {
+                "ENOSPC"
+            };
+            write!(
+                f,
+                "state disk full writing output: {errno} at {}",
+                self.path.display()
+            )?;
+            match self.kept {
+                Some(0) => write!(f, " (nothing kept)")?,
+                Some(kept) => write!(f, " (its first {kept} bytes kept)")?,
+                None => {}
+            }
+            return Ok(());
+        }
         write!(f, "storing {} failed: {}", self.path.display(), self.error)
     }
 }
+
+/// Bytes of a stream kept when the state disk fills up: the head of the
+/// output stays readable, the rest is given back so that the node's state
+/// and audit line still fit.
+pub const KEEP_ON_FULL: u64 = 64 * 1024;
+
+/// Called (once per stream, from the draining thread) when a stream's
+/// bytes can no longer be stored: the runner stops the node.
+pub type OnFail = Arc<dyn Fn() + Send + Sync>;
 
 pub fn output_file(out: &Path, stream: &str) -> PathBuf {
     PathBuf::from(format!("{}.{stream}", out.display()))
@@ -49,9 +90,9 @@ pub fn output_file(out: &Path, stream: &str) -> PathBuf {
 
 /// Start capturing a node attempt's output under `out`. What an earlier
 /// attempt stored is removed first: `logs` shows the last attempt.
-pub fn capture(out: &Path) -> Result<(JailEnds, Capture), SupervisorError> {
+pub fn capture(out: &Path, on_fail: OnFail) -> Result<(JailEnds, Capture), SupervisorError> {
     let (ends, pending) = prepare(out)?;
-    Ok((ends, pending.bind(out)?))
+    Ok((ends, pending.bind(out, on_fail)?))
 }
 
 /// The pipes and their draining thread before the node is known (a spare
@@ -59,7 +100,7 @@ pub fn capture(out: &Path) -> Result<(JailEnds, Capture), SupervisorError> {
 /// nothing is written before then, since the jailer is blocked reading
 /// its request. Dropped unbound, the thread ends and closes the pipes.
 pub struct Unbound {
-    to_thread: std::sync::mpsc::Sender<[PathBuf; 2]>,
+    to_thread: std::sync::mpsc::Sender<([PathBuf; 2], OnFail)>,
     thread: JoinHandle<Vec<StoreFailure>>,
 }
 
@@ -67,12 +108,15 @@ pub struct Unbound {
 pub fn prepare(what: &Path) -> Result<(JailEnds, Unbound), SupervisorError> {
     let (out_r, stdout) = pipe()?;
     let (err_r, stderr) = pipe()?;
-    let (to_thread, paths) = std::sync::mpsc::channel::<[PathBuf; 2]>();
+    let (to_thread, paths) = std::sync::mpsc::channel::<([PathBuf; 2], OnFail)>();
     let thread = std::thread::Builder::new()
         .name("aiops-output".into())
         .stack_size(64 * 1024)
         .spawn(move || match paths.recv() {
-            Ok([out_path, err_path]) => drain(vec![sink(out_r, out_path), sink(err_r, err_path)]),
+            Ok(([out_path, err_path], on_fail)) => drain(
+                vec![sink(out_r, out_path), sink(err_r, err_path)],
+                &*on_fail,
+            ),
             Err(_) => vec![],
         })
         .map_err(|source| SupervisorError::StateDir {
@@ -84,7 +128,7 @@ pub fn prepare(what: &Path) -> Result<(JailEnds, Unbound), SupervisorError> {
 
 impl Unbound {
     /// Store under `out` from now on, after removing an earlier attempt's files.
-    pub fn bind(self, out: &Path) -> Result<Capture, SupervisorError> {
+    pub fn bind(self, out: &Path, on_fail: OnFail) -> Result<Capture, SupervisorError> {
         let paths = [output_file(out, "stdout"), output_file(out, "stderr")];
         for path in &paths {
             match std::fs::remove_file(path) {
@@ -99,7 +143,7 @@ impl Unbound {
             }
         }
         // The thread only ends early by panicking; `finish` reports that.
-        let _ = self.to_thread.send(paths);
+        let _ = self.to_thread.send((paths, on_fail));
         Ok(Capture {
             thread: Some(self.thread),
         })
@@ -121,6 +165,8 @@ fn sink(pipe: OwnedFd, path: PathBuf) -> Sink {
         path,
         file: None,
         failed: None,
+        written: 0,
+        kept: None,
     }
 }
 
@@ -132,6 +178,7 @@ impl Capture {
             Some(Err(_)) => vec![StoreFailure {
                 path: PathBuf::from("(output thread)"),
                 error: io::Error::other("the output thread panicked"),
+                kept: None,
             }],
             None => vec![],
         }
@@ -143,12 +190,17 @@ struct Sink {
     path: PathBuf,
     file: Option<File>,
     failed: Option<io::Error>,
+    /// Bytes written to `file` so far (at least; a failed write may have
+    /// stored part of its chunk).
+    written: u64,
+    kept: Option<u64>,
 }
 
 impl Sink {
-    fn store(&mut self, bytes: &[u8]) {
+    /// Store `bytes`; true the first time storing fails.
+    fn store(&mut self, bytes: &[u8]) -> bool {
         if self.failed.is_some() {
-            return; // keep draining; the failure is reported at the end
+            return false; // keep draining; the failure is reported at the end
         }
         let r = match &mut self.file {
             Some(f) => f.write_all(bytes),
@@ -158,8 +210,28 @@ impl Sink {
                 r
             }),
         };
-        if let Err(e) = r {
-            self.failed = Some(e);
+        match r {
+            Ok(()) => {
+                self.written += bytes.len() as u64;
+                false
+            }
+            Err(e) => {
+                if matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
+                ) {
+                    // Give the disk back to the state (database, audit):
+                    // keep the head of the output only.
+                    let keep = self.written.min(KEEP_ON_FULL);
+                    if let Some(f) = &self.file {
+                        if f.set_len(keep).is_ok() {
+                            self.kept = Some(keep);
+                        }
+                    }
+                }
+                self.failed = Some(e);
+                true
+            }
         }
     }
 }
@@ -174,7 +246,7 @@ fn create(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-fn drain(mut sinks: Vec<Sink>) -> Vec<StoreFailure> {
+fn drain(mut sinks: Vec<Sink>, on_fail: &(dyn Fn() + Send + Sync)) -> Vec<StoreFailure> {
     let mut buf = vec![0u8; CHUNK];
     loop {
         let open: Vec<usize> = (0..sinks.len())
@@ -200,6 +272,7 @@ fn drain(mut sinks: Vec<Sink>) -> Vec<StoreFailure> {
                         .map(|s| StoreFailure {
                             path: s.path,
                             error: io::Error::new(error.kind(), error.to_string()),
+                            kept: None,
                         })
                         .collect();
                 }
@@ -217,7 +290,11 @@ fn drain(mut sinks: Vec<Sink>) -> Vec<StoreFailure> {
             };
             match nix::unistd::read(pipe, &mut buf) {
                 Ok(0) => sink.pipe = None,
-                Ok(n) => sink.store(buf.get(..n).unwrap_or_default()),
+                Ok(n) => {
+                    if sink.store(buf.get(..n).unwrap_or_default()) {
+                        on_fail();
+                    }
+                }
                 Err(nix::Error::EINTR | nix::Error::EAGAIN) => {}
                 Err(e) => {
                     sink.failed.get_or_insert(e.into());
@@ -232,6 +309,7 @@ fn drain(mut sinks: Vec<Sink>) -> Vec<StoreFailure> {
             s.failed.map(|error| StoreFailure {
                 path: s.path,
                 error,
+                kept: s.kept,
             })
         })
         .collect()
@@ -248,7 +326,7 @@ mod tests {
         let out = dir.path().join("node");
         // An earlier attempt's output is gone once a new attempt starts.
         std::fs::write(output_file(&out, "stderr"), b"old attempt").unwrap();
-        let (mut ends, cap) = capture(&out).unwrap();
+        let (mut ends, cap) = capture(&out, Arc::new(|| {})).unwrap();
         assert!(!output_file(&out, "stderr").exists());
         let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         ends.stdout.write_all(&big).unwrap();
@@ -270,7 +348,7 @@ mod tests {
         let out = dir.path().join("node");
         // A directory where the file would go: creating it fails.
         std::fs::create_dir(output_file(&out, "stdout")).unwrap();
-        let err = match capture(&out) {
+        let err = match capture(&out, Arc::new(|| {})) {
             // remove_file on a directory fails first: a clear refusal.
             Err(e) => e.to_string(),
             Ok(_) => panic!("a directory in the way must be refused"),
@@ -279,7 +357,7 @@ mod tests {
         std::fs::remove_dir(output_file(&out, "stdout")).unwrap();
 
         // A dangling symlink in the way: O_NOFOLLOW refuses it at the first byte.
-        let (mut ends, cap) = capture(&out).unwrap();
+        let (mut ends, cap) = capture(&out, Arc::new(|| {})).unwrap();
         std::os::unix::fs::symlink("/nonexistent/x", output_file(&out, "stdout")).unwrap();
         // More than a pipe holds: it must all be drained although not stored.
         ends.stdout.write_all(&vec![b'x'; 1 << 20]).unwrap();

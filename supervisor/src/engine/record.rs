@@ -64,8 +64,11 @@ pub(super) fn set_state(
             n.attempts += 1;
         }
     }
-    match shared.store().set_node_state(run_id, node, state, reason) {
-        Ok(ev) => shared.publish(ev),
-        Err(e) => log_store_error(&e),
-    }
+    shared.write(super::persist::Write::NodeState {
+        run: run_id.to_string(),
+        node: node.to_string(),
+        state,
+        reason: reason.map(str::to_string),
+        recorded: None,
+    });
 }

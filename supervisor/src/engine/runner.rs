@@ -14,6 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
+/// SIGTERM to SIGKILL for a node stopped because its output could not be
+/// stored (the engine's `kill_grace`).
+const OUTPUT_KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct NodeJob {
     pub run: String,
     pub node: String,
@@ -129,13 +133,32 @@ pub(crate) fn spawn(job: NodeJob) {
 /// before that keeps it from running), and `RunnerEvent::Exited` is sent
 /// when agentd reports the node's end.
 fn run_node(job: &NodeJob) -> NodeResult {
+    // Output that can no longer be stored (the state disk is full) stops
+    // the node: it is failed anyway, and it must not run on unseen.
+    let attempt = job.attempt.clone();
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let said = stopped.clone();
+    let on_fail: super::output::OnFail = Arc::new(move || {
+        if let Some(stop) = attempt.stopper() {
+            said.store(true, std::sync::atomic::Ordering::SeqCst);
+            if stop.stop() {
+                let _ = std::thread::Builder::new()
+                    .name("aiops-output-kill".into())
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        std::thread::sleep(OUTPUT_KILL_GRACE);
+                        stop.kill();
+                    });
+            }
+        }
+    });
     // Only `JailerTarget::Exec` has spares (`warm` is None otherwise).
     let (ready, capture) = match job.warm.as_ref().and_then(|w| w.claim()) {
-        Some(s) => match s.output.bind(&job.out) {
+        Some(s) => match s.output.bind(&job.out, on_fail) {
             Ok(c) => (Ready::Spare(s.pending, s.egress), c),
             Err(e) => return Failure::Internal(e).into_result(),
         },
-        None => match super::output::capture(&job.out) {
+        None => match super::output::capture(&job.out, on_fail) {
             Ok((ends, c)) => (Ready::Fresh(ends), c),
             Err(e) => return Failure::Internal(e).into_result(),
         },
@@ -151,15 +174,23 @@ fn run_node(job: &NodeJob) -> NodeResult {
     };
     if !failures.is_empty() {
         // The node ran, but what it printed is not all there: fail it, so
-        // nothing downstream proceeds on output no one can read.
+        // nothing downstream proceeds on output no one can read. It was
+        // stopped at the first byte that could not be stored.
         let lost = failures.iter().map(ToString::to_string).collect::<Vec<_>>();
         let ran = result
             .reason
             .take()
             .unwrap_or_else(|| "it succeeded".into());
+        let full = failures.iter().any(super::output::StoreFailure::disk_full);
+        let stop = if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            "; the node was stopped"
+        } else {
+            ""
+        };
         result.state = NodeState::Failed;
         result.reason = Some(format!(
-            "supervisor: {}; the node itself: {ran}",
+            "{}{}{stop}; the node itself: {ran}",
+            if full { "" } else { "supervisor: " },
             lost.join("; ")
         ));
     }
@@ -322,6 +353,9 @@ fn try_run(job: &NodeJob, ready: Ready) -> Result<NodeResult, Failure> {
         job.admitted.as_ref(),
     )?;
     if !job.attempt.wait_recorded() {
+        if job.attempt.cancelled() {
+            return Err(Failure::Cancelled);
+        }
         return Err(Failure::NotRecorded);
     }
     // The egress proxy runs in the supervisor's process tree, outside the jail.

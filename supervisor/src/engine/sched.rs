@@ -3,6 +3,7 @@
 //! for a wake-up (a submit, confirm or cancel), a workspace made
 //! (`workspace_prep`) or a `RunnerEvent` from a node's runner.
 use super::attempt::Attempt;
+use super::persist::Write;
 use super::record::{log_store_error, node_audit, set_state, Out};
 use super::runner::{self, NodeJob, NodeResult, RunnerEvent};
 use super::workspace_prep::{start_workspaces, workspace_done, WorkspaceDone};
@@ -136,12 +137,14 @@ pub(super) fn advance(shared: &Shared, inner: &mut super::Inner, run_id: &str, o
     let st = derive_run_state(r);
     if st != r.state {
         r.state = st;
-        match shared.store().set_run_state(run_id, st) {
-            Ok(ev) => shared.publish(ev),
-            Err(e) => log_store_error(&e),
-        }
+        shared.write(Write::RunState {
+            run: run_id.to_string(),
+            state: st,
+        });
     }
-    if st.is_final() {
+    // A final run leaves memory once its state is stored (else the retry
+    // thread removes it then): until then `cancel` and readers find it.
+    if st.is_final() && !shared.persist.pending_for(run_id) {
         inner.runs.remove(run_id);
     }
 }
@@ -236,25 +239,15 @@ fn dispatch(shared: &Arc<Shared>, events: &UnboundedSender<RunnerEvent>) {
         runner::spawn(job);
         // Stored while the runner claims its jailer and compiles the plan;
         // it sends no request before this (see `Attempt::wait_recorded`).
-        attempt.set_recorded(record_running(shared, &run, &node));
-    }
-}
-
-/// The store's half of `make_job`'s move to `running`. False if the store
-/// refused it: the runner then sends no request and the node fails.
-fn record_running(shared: &Shared, run_id: &str, node: &str) -> bool {
-    match shared
-        .store()
-        .set_node_state(run_id, node, NodeState::Running, None)
-    {
-        Ok(ev) => {
-            shared.publish(ev);
-            true
-        }
-        Err(e) => {
-            log_store_error(&e);
-            false
-        }
+        // When the store cannot take it yet (a full or locked disk), the
+        // runner waits until the retry thread stores it, or a cancel.
+        shared.write(Write::NodeState {
+            run,
+            node,
+            state: NodeState::Running,
+            reason: None,
+            recorded: Some(attempt),
+        });
     }
 }
 
@@ -357,12 +350,11 @@ fn node_done(shared: &Shared, run_id: &str, node: &str, mut res: NodeResult) {
         });
     }
     let retry = res.state == NodeState::Failed && attempts <= retries && !cancelled;
-    if let Err(e) = shared
-        .store()
-        .record_outcome(run_id, node, res.outcome.as_ref())
-    {
-        log_store_error(&e);
-    }
+    shared.write(Write::Outcome {
+        run: run_id.to_string(),
+        node: node.to_string(),
+        report: res.outcome.clone(),
+    });
     let mut rec = node_audit(run_id, r, node, "node_end");
     rec.state = Some(res.state.as_str().to_string());
     rec.reason = res.reason.clone();

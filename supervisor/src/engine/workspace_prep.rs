@@ -1,7 +1,7 @@
 //! Workspace preparation: each run's git worktree, made off the scheduler
 //! task, handed to the jail's user, and recorded once complete. A run
 //! whose workspace cannot be made fails closed (`workspace_failed`).
-use super::record::{log_store_error, node_audit, set_state, Out};
+use super::record::{node_audit, set_state, Out};
 use super::sched::advance;
 use super::{Shared, Ws};
 use crate::error::SupervisorError;
@@ -92,13 +92,11 @@ fn make_workspace(
             .map_err(|e| format!("share the workspace with the jail's group: {e}"))?;
     }
     // Recorded once it is complete: a restart reuses only a finished one.
-    if let Err(e) =
-        shared
-            .store()
-            .set_run_workspace(run, &ws.path.display().to_string(), &ws.commit)
-    {
-        log_store_error(&e);
-    }
+    shared.write(super::persist::Write::Workspace {
+        run: run.to_string(),
+        path: ws.path.display().to_string(),
+        commit: ws.commit.clone(),
+    });
     Ok(ws.path)
 }
 
