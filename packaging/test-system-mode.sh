@@ -306,7 +306,7 @@ ok "failing node fails the run (exit 1)"
 check "no failed jailer instance after a failing node" sh -c "! nsenter --target $pid1 --all systemctl list-units --failed --no-legend 'aiops-jailer@*' | grep -q ."
 
 # --- restart mid-run drains; kill -9 marks lost, leaves no jail --------
-ct aiopsctl submit --detach /srv/aiops/sleep.toml >/dev/null || fail "submit" "sleep flow"
+ct aiopsctl submit /srv/aiops/sleep.toml >/dev/null || fail "submit" "sleep flow"
 drun=$(ct aiopsctl status --json --limit 1 | json 'd[0]["id"] if isinstance(d, list) else d["runs"][0]["id"]')
 wait_for 20 sh -c "[ \"\$(nsenter --target $pid1 --all aiopsctl status --json $drun | grep -c running)\" -gt 0 ]" || true
 check "node running before restart" sh -c "nsenter --target $pid1 --all aiopsctl status --json $drun | grep -q running"
@@ -316,7 +316,7 @@ check "draining and stopped lines in the journal" sh -c "nsenter --target $pid1 
   nsenter --target $pid1 --all journalctl --no-pager -o cat -u aiops-supervisor | grep -qx stopped"
 
 ct sed -i 's/^run = .*/run = "sleep 300"/' /srv/aiops/sleep.toml
-ct aiopsctl submit --detach /srv/aiops/sleep.toml >/dev/null || fail "submit" "sleep flow"
+ct aiopsctl submit /srv/aiops/sleep.toml >/dev/null || fail "submit" "sleep flow"
 krun=$(ct aiopsctl status --json --limit 1 | json 'd[0]["id"] if isinstance(d, list) else d["runs"][0]["id"]')
 wait_for 20 sh -c "nsenter --target $pid1 --all aiopsctl status --json $krun | grep -q running" ||
   fail "node running before kill -9" "$(ct aiopsctl status "$krun" 2>&1)"
