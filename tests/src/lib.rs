@@ -34,6 +34,36 @@ pub const PYTHON: &str = "/usr/bin/python3";
 /// Under /usr, unlike /usr/local/bin/git which some hosts also have.
 pub const GIT: &str = "/usr/bin/git";
 
+/// `git -C repo ARGS` with a fixed author, failing the test when git does.
+pub fn git(repo: &Path, args: &[&str]) {
+    let st = Command::new(GIT)
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("git {args:?}: {e}"));
+    assert!(st.success(), "git {args:?}");
+}
+
+/// `root/supervisor.toml` with the state dir and API socket under `root`.
+pub fn supervisor_config(root: &Path) -> PathBuf {
+    let config = root.join("supervisor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "schema = 1\nstate_dir = \"{0}/state\"\n[api]\nsocket = \"{0}/api.sock\"\n",
+            root.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
+    config
+}
+
 /// True when python3 can run probes; otherwise prints the skip.
 pub fn have_python(test: &str) -> bool {
     if Path::new(PYTHON).exists() {

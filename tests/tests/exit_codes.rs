@@ -7,7 +7,9 @@
 #![allow(clippy::unwrap_used)]
 use aiops_proto::exit;
 use aiops_supervisor::cli::codes;
-use aiops_tests::{aiopsctl, as_nobody, bin, is_root, scratch_dir, skip, skip_needs_root, GIT};
+use aiops_tests::{
+    aiopsctl, as_nobody, bin, is_root, scratch_dir, skip, skip_needs_root, supervisor_config, GIT,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -31,15 +33,7 @@ struct Env {
 fn env() -> Env {
     let dir = scratch_dir(None);
     let root = dir.path().to_path_buf();
-    let config = root.join("supervisor.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "schema = 1\nstate_dir = \"{0}/state\"\n[api]\nsocket = \"{0}/api.sock\"\n",
-            root.display()
-        ),
-    )
-    .unwrap();
+    let config = supervisor_config(&root);
     Env {
         _dir: dir,
         root,

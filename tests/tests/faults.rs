@@ -10,7 +10,9 @@
 //! agreeing with it, no node process survives, and no temporary file is
 //! left in the state directory.
 #![allow(clippy::unwrap_used)]
-use aiops_tests::{aiopsctl, bin, is_root, scratch_dir, skip, skip_needs_root, unique, GIT};
+use aiops_tests::{
+    aiopsctl, bin, git, is_root, scratch_dir, skip, skip_needs_root, supervisor_config, unique, GIT,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -35,21 +37,6 @@ impl Drop for Env {
     }
 }
 
-fn git(repo: &Path, args: &[&str]) {
-    let st = Command::new(GIT)
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
-}
-
 fn env(test: &str) -> Option<Env> {
     if !Path::new(GIT).exists() {
         skip(test, "git is not installed");
@@ -64,15 +51,7 @@ fn env(test: &str) -> Option<Env> {
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "fixture"]);
     std::fs::create_dir(root.join("state")).unwrap();
-    let config = root.join("supervisor.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "schema = 1\nstate_dir = \"{0}/state\"\n[api]\nsocket = \"{0}/api.sock\"\n",
-            root.display()
-        ),
-    )
-    .unwrap();
+    let config = supervisor_config(&root);
     Some(Env {
         _dir: dir,
         root,

@@ -4,7 +4,8 @@
 //! and the daemon: kill -9 mid-run, cancel, and the API's peer check.
 #![allow(clippy::unwrap_used)]
 use aiops_tests::{
-    aiopsctl, as_nobody, bin, curl_status, is_root, must_work, scratch_dir, skip, GIT,
+    aiopsctl, as_nobody, bin, curl_status, git, is_root, must_work, scratch_dir, skip,
+    supervisor_config, GIT,
 };
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -18,21 +19,6 @@ struct Env {
     repo: PathBuf,
     /// `AIOPS_PROFILE_PATH` for aiopsctl and the daemon.
     profile_path: String,
-}
-
-fn git(repo: &Path, args: &[&str]) {
-    let st = Command::new(GIT)
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
 }
 
 /// A state dir, an API socket path and a one-commit repo, all private to
@@ -50,15 +36,7 @@ fn env(test: &str) -> Option<Env> {
     std::fs::write(repo.join("hello.txt"), "hello from the fixture\n").unwrap();
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "fixture"]);
-    let config = root.join("supervisor.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "schema = 1\nstate_dir = \"{0}/state\"\n[api]\nsocket = \"{0}/api.sock\"\n",
-            root.display()
-        ),
-    )
-    .unwrap();
+    let config = supervisor_config(&root);
     Some(Env {
         _dir: dir,
         root,
